@@ -1,0 +1,133 @@
+// Models include/asm-generic/bug.h (v6.12): WARN_ON()/WARN() record a warning and carry on;
+// BUG_ON() stops the machine. WARN stays on in release builds because race exploration
+// runs in release.
+
+using System.Runtime.CompilerServices;
+
+namespace Vfio.Kernel;
+
+/// <summary>WARN_ON for simulated kernel code: records a warning and returns the condition.</summary>
+public static class Warn
+{
+    /// <summary>
+    /// WARN_ON(<paramref name="condition"/>): when true, records a kernel warning naming
+    /// the caller and <paramref name="message"/>, then returns true so the caller can bail
+    /// out as kernel code does (<c>if (Warn.On(...)) return;</c>). The warning fails the run
+    /// unless the test declared it expected.
+    /// </summary>
+    public static bool On(
+        bool condition,
+        string message,
+        [CallerMemberName] string member = "",
+        [CallerFilePath] string file = "",
+        [CallerLineNumber] int line = 0)
+    {
+        if (!condition)
+        {
+            return false;
+        }
+
+        KTask t = KTask.Current;
+        Report(t.Kernel, t, WarningKind.Warn, message, member, file, line);
+        return true;
+    }
+
+    /// <summary>WARN_ON for code that has the kernel but may run on a thread that is not yet a task.</summary>
+    public static bool On(
+        SimKernel kernel,
+        bool condition,
+        string message,
+        [CallerMemberName] string member = "",
+        [CallerFilePath] string file = "",
+        [CallerLineNumber] int line = 0)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        if (!condition)
+        {
+            return false;
+        }
+
+        Report(kernel, KTask.CurrentFor(kernel), WarningKind.Warn, message, member, file, line);
+        return true;
+    }
+
+    internal static void Report(SimKernel kernel, KTask? task, WarningKind kind, string message, string member, string file, int line)
+    {
+        string where = $"{Path.GetFileName(file)}:{line} {member}";
+        string title = $"WARNING: {message}";
+        string text =
+            $"------------[ cut here ]------------\n" +
+            $"WARNING: task {task?.DisplayName ?? "?"} at {where}\n" +
+            $"{message}\n" +
+            $"Kernel: {kernel.Profile.Release} #1 vfio-sim\n" +
+            $"---[ end trace ]---";
+        kernel.ReportWarning(task, kind, title, text);
+    }
+}
+
+/// <summary>BUG_ON for simulated kernel code: a kernel panic that ends the run.</summary>
+public static class Bug
+{
+    /// <summary>BUG_ON(<paramref name="condition"/>): when true, throws <see cref="KernelPanicException"/>.</summary>
+    public static void On(
+        bool condition,
+        string message,
+        [CallerMemberName] string member = "",
+        [CallerFilePath] string file = "",
+        [CallerLineNumber] int line = 0)
+    {
+        if (condition)
+        {
+            throw new KernelPanicException($"kernel BUG at {Path.GetFileName(file)}:{line} ({member}): {message}");
+        }
+    }
+}
+
+/// <summary>
+/// The simulated kernel hit BUG_ON or another fatal condition. Ends the run with outcome
+/// <see cref="RunOutcome.Panic"/>; outside a run it propagates to the caller.
+/// </summary>
+public sealed class KernelPanicException : Exception
+{
+    /// <summary>Creates a panic with the kernel's message.</summary>
+    public KernelPanicException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates a panic.</summary>
+    public KernelPanicException()
+    {
+    }
+
+    /// <summary>Creates a panic wrapping another failure.</summary>
+    public KernelPanicException(string message, Exception inner)
+        : base(message, inner)
+    {
+    }
+}
+
+/// <summary>
+/// Thrown inside tasks of a run that has already failed, to unwind them. Simulated code
+/// must not catch it; if it does, the next primitive operation throws it again.
+/// </summary>
+public sealed class KTaskAbortedException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public KTaskAbortedException()
+        : base("the run was aborted (another task failed, deadlocked or exceeded the step budget)")
+    {
+    }
+
+    /// <summary>Creates the exception with a message.</summary>
+    public KTaskAbortedException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with a message and cause.</summary>
+    public KTaskAbortedException(string message, Exception inner)
+        : base(message, inner)
+    {
+    }
+}

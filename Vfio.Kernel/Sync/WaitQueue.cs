@@ -1,0 +1,175 @@
+// Models include/linux/wait.h and kernel/sched/wait.c (v6.12): sleep until a condition
+// holds. The waiter enqueues itself *before* testing the condition, so a waker that sets
+// the condition and then calls wake_up() can never be missed. The condition is evaluated
+// outside the queue's lock and must not sleep (as in the kernel, where the task is no
+// longer TASK_RUNNING while it is evaluated).
+//
+// sleep_on() is kept for what it teaches: it sleeps without a condition, so a wake-up
+// that comes between the caller's check and the sleep is lost. The kernel removed it in
+// v3.15 for exactly that reason.
+
+namespace Vfio.Kernel;
+
+/// <summary><c>wait_queue_head_t</c>: tasks sleeping until a condition becomes true.</summary>
+public sealed class WaitQueue : KernelObject
+{
+    // Protects _waiters.
+    private readonly Lock _wl = new();
+    private WaitList _waiters;
+
+    /// <summary>init_waitqueue_head().</summary>
+    public WaitQueue(SimKernel kernel, string name)
+        : base(kernel, name)
+    {
+    }
+
+    /// <inheritdoc/>
+    public override string Kind => "wait_queue";
+
+    internal override string WakeHint => "wake_up()";
+
+    /// <summary>waitqueue_active(): true when some task sleeps on the queue.</summary>
+    public bool HasSleepers
+    {
+        get
+        {
+            lock (_wl)
+            {
+                return !_waiters.IsEmpty;
+            }
+        }
+    }
+
+    /// <summary>wait_event(): sleeps uninterruptibly until <paramref name="condition"/> is true.</summary>
+    public void WaitEvent(Func<bool> condition) => WaitCore(condition, Completion.MaxScheduleTimeout, WaitKind.Uninterruptible);
+
+    /// <summary>
+    /// wait_event_timeout(): 0 if the condition was still false when <paramref name="jiffies"/>
+    /// passed; otherwise the jiffies left (at least 1).
+    /// </summary>
+    public long WaitEventTimeout(Func<bool> condition, long jiffies)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(jiffies);
+        return WaitCore(condition, jiffies, WaitKind.Uninterruptible);
+    }
+
+    /// <summary>wait_event_interruptible(): 0 when the condition holds, -ERESTARTSYS on a signal.</summary>
+    public int WaitEventInterruptible(Func<bool> condition) => (int)WaitCore(condition, Completion.MaxScheduleTimeout, WaitKind.Interruptible);
+
+    /// <summary>wait_event_interruptible_timeout(): -ERESTARTSYS, 0 (timed out) or the jiffies left.</summary>
+    public long WaitEventInterruptibleTimeout(Func<bool> condition, long jiffies)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(jiffies);
+        return WaitCore(condition, jiffies, WaitKind.Interruptible);
+    }
+
+    /// <summary>wait_event_killable(): 0 when the condition holds, -ERESTARTSYS on SIGKILL.</summary>
+    public int WaitEventKillable(Func<bool> condition) => (int)WaitCore(condition, Completion.MaxScheduleTimeout, WaitKind.Killable);
+
+    /// <summary>wake_up() / wake_up_all(): wakes every sleeper; each re-tests its condition.</summary>
+    public void WakeUp()
+    {
+        KTask t = KTask.CurrentFor(Kernel);
+        Kernel.BeforeOp(t, SchedOp.WakeUp, this);
+        lock (_wl)
+        {
+            while (_waiters.RemoveFirst(this) is { } w)
+            {
+                Kernel.Scheduler.Unpark(w);
+            }
+        }
+
+        Kernel.Trace.Event(t, "wake_up", this);
+    }
+
+    /// <summary>
+    /// sleep_on() (removed in Linux 3.15): sleeps until the next <see cref="WakeUp"/>, with
+    /// no condition. Racy by design — a wake-up before the sleep is lost. Use only to
+    /// demonstrate lost wake-ups; real code uses <see cref="WaitEvent"/>.
+    /// </summary>
+    public void SleepOn()
+    {
+        KTask t = KTask.CurrentFor(Kernel);
+        Kernel.BeforeOp(t, SchedOp.SleepOn, this);
+        Kernel.Lockdep.MightSleep(t, this);
+        lock (_wl)
+        {
+            t.BeginWait(this, SchedOp.SleepOn, WaitKind.Uninterruptible, long.MaxValue);
+            _waiters.Add(t, this);
+        }
+
+        Kernel.Scheduler.Park(t);
+        lock (_wl)
+        {
+            _waiters.Remove(t, this);
+        }
+
+        t.EndWait();
+    }
+
+    private long WaitCore(Func<bool> condition, long timeout, WaitKind kind)
+    {
+        ArgumentNullException.ThrowIfNull(condition);
+        KTask t = KTask.CurrentFor(Kernel);
+        Kernel.BeforeOp(t, SchedOp.WaitEvent, this);
+        bool timed = timeout != Completion.MaxScheduleTimeout;
+        if (Evaluate(t, condition))
+        {
+            return timed ? Math.Max(1, timeout) : 0;
+        }
+
+        Kernel.Lockdep.MightSleep(t, this);
+        SimClock clock = Kernel.Clock;
+        long expire = timed ? clock.Jiffies + timeout : long.MaxValue;
+        while (true)
+        {
+            lock (_wl)
+            {
+                t.BeginWait(this, SchedOp.WaitEvent, kind, timed ? clock.JiffiesToDeadlineNs(expire) : long.MaxValue);
+                _waiters.Add(t, this);
+            }
+
+            bool interrupted = t.SignalInterrupts(kind);
+            long left = timed ? Math.Max(0, expire - clock.Jiffies) : 0;
+            bool done = Evaluate(t, condition);
+            if (done || interrupted || (timed && left == 0))
+            {
+                Dequeue(t);
+                if (done)
+                {
+                    return timed ? Math.Max(1, left) : 0;
+                }
+
+                return interrupted ? Errno.ERESTARTSYS.Negative() : 0;
+            }
+
+            Kernel.Scheduler.Park(t);
+            Dequeue(t);
+        }
+    }
+
+    private static bool Evaluate(KTask t, Func<bool> condition)
+    {
+        // The kernel evaluates the condition with the task already off TASK_RUNNING: it may
+        // look at state (and pass scheduling points) but must not sleep.
+        t.InWaitCondition++;
+        try
+        {
+            return condition();
+        }
+        finally
+        {
+            t.InWaitCondition--;
+        }
+    }
+
+    private void Dequeue(KTask t)
+    {
+        lock (_wl)
+        {
+            _waiters.Remove(t, this);
+        }
+
+        t.EndWait();
+    }
+}
