@@ -29,6 +29,7 @@ public sealed class SimKernel
     private readonly Lock _warnLock = new();
     private readonly List<KernelWarning> _warnings = [];
     private readonly List<WarningExpectation> _expectations = [];
+    private readonly HashSet<string> _warnedOnce = new(StringComparer.Ordinal);
 
     /// <summary>Creates a real-mode kernel with default options.</summary>
     public SimKernel()
@@ -200,6 +201,15 @@ public sealed class SimKernel
         lock (_warnLock)
         {
             _expectations.Add(new WarningExpectation(contains, count));
+        }
+    }
+
+    /// <summary>WARN_ONCE bookkeeping: true the first time <paramref name="site"/> asks, false after.</summary>
+    internal bool FirstWarning(string site)
+    {
+        lock (_warnLock)
+        {
+            return _warnedOnce.Add(site);
         }
     }
 

@@ -51,6 +51,31 @@ public static class Warn
         return true;
     }
 
+    /// <summary>
+    /// WARN_ON_ONCE(<paramref name="condition"/>): as <see cref="On(bool, string, string, string, int)"/>,
+    /// but a call site reports only the first time per kernel; returns the condition every time.
+    /// </summary>
+    public static bool OnOnce(
+        bool condition,
+        string message,
+        [CallerMemberName] string member = "",
+        [CallerFilePath] string file = "",
+        [CallerLineNumber] int line = 0)
+    {
+        if (!condition)
+        {
+            return false;
+        }
+
+        KTask t = KTask.Current;
+        if (t.Kernel.FirstWarning($"{file}:{line}"))
+        {
+            Report(t.Kernel, t, WarningKind.Warn, message, member, file, line);
+        }
+
+        return true;
+    }
+
     internal static void Report(SimKernel kernel, KTask? task, WarningKind kind, string message, string member, string file, int line)
     {
         string where = $"{Path.GetFileName(file)}:{line} {member}";

@@ -230,9 +230,13 @@ public sealed class RefCount : KernelObject
 
     private void Saturate(KTask t, string message)
     {
-        // refcount_warn_saturate(): pin the counter where neither side can reach 0 again.
+        // refcount_warn_saturate(): pin the counter where neither side can reach 0 again,
+        // and WARN_ONCE per kind of misuse, as lib/refcount.c does.
         Volatile.Write(ref _refs, Saturated);
-        Warn.Report(Kernel, t, WarningKind.Refcount, $"{message} ({Name})", "refcount_warn_saturate", "refcount.c", 0);
+        if (Kernel.FirstWarning("refcount.c:" + message))
+        {
+            Warn.Report(Kernel, t, WarningKind.Refcount, $"{message} ({Name})", "refcount_warn_saturate", "refcount.c", 0);
+        }
     }
 
     private void TraceChange(KTask t, string op, int from, int to)

@@ -59,6 +59,18 @@ public sealed class RwSemaphore : KernelObject
         }
     }
 
+    /// <summary>rwsem_is_contended(): true when tasks are queued waiting for it.</summary>
+    public bool IsContended
+    {
+        get
+        {
+            lock (_wl)
+            {
+                return !_waiters.IsEmpty;
+            }
+        }
+    }
+
     /// <summary>rwsem_is_locked().</summary>
     public bool IsLocked
     {

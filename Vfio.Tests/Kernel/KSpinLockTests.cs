@@ -1,0 +1,74 @@
+using NUnit.Framework;
+using Vfio.Kernel;
+
+namespace Vfio.Tests.Kernel;
+
+[TestFixture(SchedulerMode.Real)]
+[TestFixture(SchedulerMode.Controlled)]
+public sealed class KSpinLockTests(SchedulerMode mode)
+{
+    [Test]
+    public void ProvidesMutualExclusion()
+    {
+        long counter = 0;
+        RunResult r = Sim.Run(mode, k =>
+        {
+            var s = new KSpinLock(k, "kvm_ref_lock");
+            var tasks = Enumerable.Range(0, 3).Select(i => k.Spawn($"t{i}", () =>
+            {
+                for (int j = 0; j < 100; j++)
+                {
+                    s.Lock();
+                    long v = counter;
+                    KTask.Schedule();
+                    counter = v + 1;
+                    s.Unlock();
+                }
+            })).ToList();
+            tasks.ForEach(t => t.Join());
+        }, seed: 11);
+
+        Sim.AssertPassed(r);
+        Assert.That(counter, Is.EqualTo(300));
+    }
+
+    [Test]
+    public void SleepingWhileHoldingIt_IsABugReport()
+    {
+        RunResult r = Sim.Run(mode, k =>
+        {
+            var s = new KSpinLock(k, "kvm_ref_lock");
+            var c = new Completion(k, "c");
+            c.Complete();
+            s.Lock();
+            c.Wait(); // wait_for_completion() may sleep, so might_sleep() complains even though it won't.
+            s.Unlock();
+        });
+
+        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        KernelWarning w = r.Warnings.Single();
+        Assert.That(w.Kind, Is.EqualTo(WarningKind.SleepInAtomic));
+        Assert.That(w.Text, Does.Contain("BUG: sleeping function called from invalid context").And.Contain("kvm_ref_lock"));
+    }
+
+    [Test]
+    public void TryLock_FailsWhenHeld_AndThePreemptCountIsBalanced()
+    {
+        bool second = true;
+        int countInside = 0, countAfter = -1;
+        RunResult r = Sim.Run(mode, k =>
+        {
+            var s = new KSpinLock(k, "s");
+            Invariant.Check(s.TryLock(), "a free spinlock can be taken");
+            countInside = k.CurrentTask.PreemptCount;
+            k.Spawn("other", () => second = s.TryLock()).Join();
+            s.Unlock();
+            countAfter = k.CurrentTask.PreemptCount;
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(second, Is.False);
+        Assert.That(countInside, Is.EqualTo(1));
+        Assert.That(countAfter, Is.Zero);
+    }
+}

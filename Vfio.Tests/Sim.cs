@@ -1,0 +1,50 @@
+// Helpers shared by the tests: kernels in either scheduler mode, runs, and assertions on
+// run results that print the whole report and trace summary when they fail.
+
+using NUnit.Framework;
+using Vfio.Kernel;
+
+namespace Vfio.Tests;
+
+internal static class Sim
+{
+    public static SimKernel Kernel(
+        SchedulerMode mode,
+        ulong seed = 1,
+        StrategySpec? strategy = null,
+        bool lockdep = true,
+        long budget = 200_000,
+        bool trace = false)
+        => new(new KernelConfig
+        {
+            Mode = mode,
+            Seed = seed,
+            Strategy = strategy ?? StrategySpec.Random,
+            Lockdep = lockdep,
+            StepBudget = budget,
+            Trace = trace,
+            RealWatchdog = TimeSpan.FromSeconds(30),
+        });
+
+    /// <summary>Runs <paramref name="body"/> as the main task of a fresh kernel.</summary>
+    public static RunResult Run(SchedulerMode mode, Action<SimKernel> body, ulong seed = 1, bool lockdep = true, StrategySpec? strategy = null)
+    {
+        SimKernel k = Kernel(mode, seed, strategy, lockdep);
+        return k.Run("main", () => body(k));
+    }
+
+    public static void AssertPassed(RunResult r)
+        => Assert.That(r.Outcome, Is.EqualTo(RunOutcome.Completed), r.Describe());
+
+    public static void AssertOutcome(RunResult r, RunOutcome expected)
+        => Assert.That(r.Outcome, Is.EqualTo(expected), r.Describe());
+
+    /// <summary>Busy-waits (through scheduling points) until <paramref name="condition"/> holds.</summary>
+    public static void SpinUntil(Func<bool> condition)
+    {
+        while (!condition())
+        {
+            KTask.Schedule();
+        }
+    }
+}
