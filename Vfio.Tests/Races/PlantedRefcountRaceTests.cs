@@ -1,11 +1,10 @@
-// A planted check-then-act bug on a refcount, modelled on the vfio_device registration
-// count: users put their reference, and the last put completes device->comp, which
-// unregister sleeps on (vfio_device_put_registration + wait_for_completion). The buggy
-// put reads the count, decides whether it is the last one, and only then decrements;
+// The planted check-then-act bug on a refcount (SelfTest.PlantedRefcountRace): users put
+// their reference and the last put completes the completion unregister sleeps on. The
+// buggy put reads the count, decides whether it is the last, and only then decrements;
 // two puts that read the same value both decide "not last", nobody completes, and
-// unregister sleeps forever: a lost wake-up. PCT must find it within a fixed seed
-// budget, its trace must replay to the same failure, and the fixed put
-// (refcount_dec_and_test) must pass the same budget.
+// unregister sleeps forever: a lost wake-up. PCT must find it within a fixed seed budget,
+// its trace must replay to the same failure, and the fixed put (refcount_dec_and_test)
+// must pass the same budget, under the controlled scheduler and with real threads.
 
 using NUnit.Framework;
 using Vfio.Kernel;
@@ -14,64 +13,11 @@ namespace Vfio.Tests.Races;
 
 public sealed class PlantedRefcountRaceTests
 {
-    private const int Users = 2;
-    private static readonly ExploreOptions Budget = new()
-    {
-        Strategy = StrategySpec.Pct(depth: 2, maxSteps: 40),
-        FirstSeed = 1,
-        SeedCount = 200,
-        StepBudget = 10_000,
-    };
+    private static readonly ExploreOptions Budget = SelfTest.PlantedRaceBudget;
 
-    private static void Scenario(SimKernel k, bool buggy)
-    {
-        var refs = new RefCount(k, "vfio_device[0].refcount", 1 + Users);
-        var comp = new Completion(k, "vfio_device[0].comp");
-        var devLock = new KMutex(k, "vfio_device[0].dev_set.lock");
+    private static void Buggy(SimKernel k) => SelfTest.PlantedRefcountRace(k, buggy: true);
 
-        void Put()
-        {
-            if (buggy)
-            {
-                if (refs.Read() == 1)
-                {
-                    refs.Set(0);
-                    comp.Complete();
-                }
-                else
-                {
-                    refs.Dec();
-                }
-            }
-            else if (refs.DecAndTest())
-            {
-                comp.Complete();
-            }
-        }
-
-        var users = new List<KTask>();
-        for (int i = 0; i < Users; i++)
-        {
-            users.Add(k.Spawn($"user{i}", () =>
-            {
-                devLock.Lock(); // Use the device a little.
-                devLock.Unlock();
-                Put();
-            }));
-        }
-
-        KTask unregister = k.Spawn("unregister", () =>
-        {
-            Put();          // Drop the registration reference...
-            comp.Wait();    // ...and wait for the last user.
-        });
-        users.ForEach(u => u.Join());
-        unregister.Join();
-    }
-
-    private static void Buggy(SimKernel k) => Scenario(k, buggy: true);
-
-    private static void Fixed(SimKernel k) => Scenario(k, buggy: false);
+    private static void Fixed(SimKernel k) => SelfTest.PlantedRefcountRace(k, buggy: false);
 
     [Test]
     public void Pct_FindsTheLostWakeup_WithinTheSeedBudget()

@@ -1,0 +1,81 @@
+// `vfio-sim demo`. Until the simulated machine and vfio itself exist, the demo shows the
+// simulated kernel's version and profile, runs the kernel runtime's self-test, and says
+// plainly which layers are not built yet.
+
+using System.CommandLine;
+using System.Reflection;
+using Spectre.Console;
+using Vfio.Kernel;
+
+namespace Vfio.Cli;
+
+internal static class DemoCommand
+{
+    internal static readonly string[] NotBuiltYet =
+    [
+        "the machine: memory, processes, VFS, sysfs/devfs, driver model",
+        "PCI, virtual devices (QEMU's edu), IOMMU groups, the emulated IOMMU",
+        "vfio core: groups, containers, vfio_device life cycle, unbind wait",
+        "the type1 IOMMU backend, vfio-pci and mdev",
+    ];
+
+    public static Command Create()
+    {
+        var profile = new Option<string>("--profile")
+        {
+            Description = "Kernel profile to run as: linux-6.12 (default) or linux-6.1",
+            DefaultValueFactory = _ => KernelProfile.Linux6_12.Name,
+        };
+        var command = new Command("demo", "Run the demo on the embedded default machine (today: the kernel runtime self-test)");
+        command.Options.Add(profile);
+        command.SetAction(result =>
+        {
+            KernelProfile p;
+            try
+            {
+                p = KernelProfile.Parse(result.GetValue(profile)!);
+            }
+            catch (ArgumentException e)
+            {
+                AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+                return 2;
+            }
+
+            return Run(AnsiConsole.Console, p);
+        });
+        return command;
+    }
+
+    internal static int Run(IAnsiConsole console, KernelProfile profile)
+    {
+        string version = typeof(DemoCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "?";
+        console.MarkupLine($"[bold]vfio-sim {Markup.Escape(version)}[/]: simulated Linux [bold]{Markup.Escape(profile.Release)}[/] (profile {Markup.Escape(profile.Name)}, HZ={SimClock.HZ})");
+        console.WriteLine();
+        console.MarkupLine("[bold]Kernel runtime self-test[/]");
+
+        IReadOnlyList<SelfTestResult> results = SelfTest.RunAll(profile);
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("").AddColumn("check").AddColumn("observed");
+        foreach (SelfTestResult r in results)
+        {
+            table.AddRow(r.Passed ? "[green]ok[/]" : "[red]FAIL[/]", Markup.Escape(r.Name), Markup.Escape(r.Detail));
+        }
+
+        console.Write(table);
+        int passed = results.Count(r => r.Passed);
+        console.MarkupLine(passed == results.Count
+            ? $"[green]{passed} of {results.Count} checks passed.[/]"
+            : $"[red]{results.Count - passed} of {results.Count} checks failed.[/]");
+        console.WriteLine();
+
+        console.MarkupLine("[yellow]Not built yet.[/] The demo will run the flow of Documentation/driver-api/");
+        console.MarkupLine("vfio.rst on the embedded default machine (unbind the host driver, bind vfio-pci,");
+        console.MarkupLine("open group and container, SET_IOMMU, MAP_DMA, an edu DMA through the IOMMU)");
+        console.MarkupLine("once these layers exist:");
+        foreach (string layer in NotBuiltYet)
+        {
+            console.MarkupLine($"  - {Markup.Escape(layer)}");
+        }
+
+        return passed == results.Count ? 0 : 1;
+    }
+}

@@ -1,0 +1,19 @@
+using NUnit.Framework;
+using Vfio.Kernel;
+
+namespace Vfio.Tests.Kernel;
+
+public sealed class SelfTestTests
+{
+    [TestCaseSource(typeof(KernelProfile), nameof(KernelProfile.Presets))]
+    public void EverySelfTestPasses(KernelProfile profile)
+    {
+        IReadOnlyList<SelfTestResult> results = SelfTest.RunAll(profile);
+
+        Assert.That(results, Has.Count.EqualTo(7));
+        foreach (SelfTestResult r in results)
+        {
+            Assert.That(r.Passed, Is.True, $"{r.Name}: {r.Detail}");
+        }
+    }
+}
