@@ -57,8 +57,15 @@ public sealed partial class KTask : KernelObject
     /// <inheritdoc/>
     public override string Kind => "task";
 
+    // Read across threads by the real-mode watchdog and by reports.
+    private volatile TaskState _state;
+
     /// <summary>The life-cycle state.</summary>
-    public TaskState State { get; internal set; }
+    public TaskState State
+    {
+        get => _state;
+        internal set => _state = value;
+    }
 
     /// <summary>The exception that ended the task, if its body threw.</summary>
     public Exception? Failure { get; internal set; }

@@ -17,6 +17,7 @@ public sealed class SimKernel
     internal const int FlagControlled = 1;
     internal const int FlagLockdep = 2;
     internal const int FlagAborted = 4;
+    internal const int FlagTrace = 8;
 
     private int _flags;
     private int _nextTaskId;
@@ -54,7 +55,7 @@ public sealed class SimKernel
         Lockdep = new Lockdep(this);
         Faults = new FaultInjector(this);
         Scheduler = config.Mode == SchedulerMode.Controlled ? new ControlledScheduler(this) : new RealScheduler(this);
-        _flags = (config.Mode == SchedulerMode.Controlled ? FlagControlled : 0) | (config.Lockdep ? FlagLockdep : 0);
+        _flags = (config.Mode == SchedulerMode.Controlled ? FlagControlled : 0) | (config.Lockdep ? FlagLockdep : 0) | (config.Trace ? FlagTrace : 0);
     }
 
     /// <summary>The options this kernel was created with.</summary>

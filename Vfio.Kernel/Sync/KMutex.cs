@@ -58,6 +58,7 @@ public sealed class KMutex : OwnedLock
             Kernel.Lockdep.Acquired(t, this, Class, 0, read: false, trylock: true, caller, line);
         }
 
+        Kernel.Trace.Event(t, "lock_acquire", this, "trylock");
         return true;
     }
 
@@ -77,6 +78,11 @@ public sealed class KMutex : OwnedLock
 
         if (!TryTake(t))
         {
+            if ((flags & SimKernel.FlagTrace) != 0)
+            {
+                Kernel.Trace.Event(t, "lock_contended", this);
+            }
+
             Kernel.Lockdep.MightSleep(t, this);
             int r = TakeSlow(t, kind, SchedOp.MutexLock);
             if (r != 0)
@@ -85,12 +91,25 @@ public sealed class KMutex : OwnedLock
             }
         }
 
+        if (flags != 0)
+        {
+            AfterLock(t, flags, subclass, caller, line);
+        }
+
+        return 0;
+    }
+
+    private void AfterLock(KTask t, int flags, int subclass, string caller, int line)
+    {
         if ((flags & SimKernel.FlagLockdep) != 0)
         {
             Kernel.Lockdep.Acquired(t, this, Class, subclass, read: false, trylock: false, caller, line);
         }
 
-        return 0;
+        if ((flags & SimKernel.FlagTrace) != 0)
+        {
+            Kernel.Trace.Event(t, "lock_acquire", this);
+        }
     }
 
     /// <summary>mutex_unlock(): releases the mutex and wakes one sleeper.</summary>
@@ -104,6 +123,11 @@ public sealed class KMutex : OwnedLock
             if ((flags & SimKernel.FlagLockdep) != 0)
             {
                 Kernel.Lockdep.Release(t, this);
+            }
+
+            if ((flags & SimKernel.FlagTrace) != 0)
+            {
+                Kernel.Trace.Event(t, "lock_release", this);
             }
         }
 

@@ -46,6 +46,11 @@ public sealed class KSpinLock : OwnedLock
         {
             Kernel.Lockdep.Acquired(t, this, Class, 0, read: false, trylock: false, caller, line);
         }
+
+        if ((flags & SimKernel.FlagTrace) != 0)
+        {
+            Kernel.Trace.Event(t, "lock_acquire", this);
+        }
     }
 
     /// <summary>spin_trylock().</summary>
@@ -64,6 +69,7 @@ public sealed class KSpinLock : OwnedLock
             Kernel.Lockdep.Acquired(t, this, Class, 0, read: false, trylock: true, caller, line);
         }
 
+        Kernel.Trace.Event(t, "lock_acquire", this, "trylock");
         return true;
     }
 
@@ -78,6 +84,11 @@ public sealed class KSpinLock : OwnedLock
             if ((flags & SimKernel.FlagLockdep) != 0)
             {
                 Kernel.Lockdep.Release(t, this);
+            }
+
+            if ((flags & SimKernel.FlagTrace) != 0)
+            {
+                Kernel.Trace.Event(t, "lock_release", this);
             }
         }
 

@@ -215,6 +215,7 @@ public sealed class RwSemaphore : KernelObject
             Kernel.Lockdep.Release(t, this);
         }
 
+        Kernel.Trace.Event(t, "lock_release", this);
         return t;
     }
 
@@ -237,6 +238,7 @@ public sealed class RwSemaphore : KernelObject
             Kernel.Lockdep.Acquired(t, this, Class, 0, read: mode == ModeRead, trylock: true, caller, line);
         }
 
+        Kernel.Trace.Event(t, "lock_acquire", this, mode == ModeRead ? "read trylock" : "write trylock");
         return true;
     }
 
@@ -298,6 +300,7 @@ public sealed class RwSemaphore : KernelObject
             Kernel.Lockdep.Acquired(t, this, Class, 0, read: mode == ModeRead, trylock: false, caller, line);
         }
 
+        Kernel.Trace.Event(t, "lock_acquire", this, mode == ModeRead ? "read" : "write");
         return 0;
     }
 

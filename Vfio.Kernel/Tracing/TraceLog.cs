@@ -28,7 +28,18 @@ public sealed class TraceLog
     public bool Enabled
     {
         get => _enabled;
-        set => _enabled = value;
+        set
+        {
+            _enabled = value;
+            if (value)
+            {
+                _kernel.SetFlag(SimKernel.FlagTrace);
+            }
+            else
+            {
+                _kernel.ClearFlag(SimKernel.FlagTrace);
+            }
+        }
     }
 
     /// <summary>A snapshot of everything recorded since the last run started (or since creation).</summary>

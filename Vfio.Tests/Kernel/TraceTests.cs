@@ -61,6 +61,27 @@ public sealed class TraceTests
         var events = SmallRun(trace: true).Trace.Records.Where(x => x.Kind == TraceRecordKind.Event).ToList();
         Assert.That(events.Select(e => e.Op), Does.Contain("task_spawn").And.Contain("refcount_inc").And.Contain("refcount_dec_and_test"));
         Assert.That(events.Single(e => e.Op == "refcount_inc").Detail, Is.EqualTo("1 -> 2"));
+        Assert.That(events.Where(e => e.Object == "m").Select(e => e.Op), Is.EqualTo(new[] { "lock_acquire", "lock_release" }));
+    }
+
+    [Test]
+    public void Tracing_CanBeSwitchedOnMidRun()
+    {
+        SimKernel k = Sim.Kernel(SchedulerMode.Real);
+        RunResult r = k.Run(() =>
+        {
+            var m = new KMutex(k, "m");
+            m.Lock();
+            m.Unlock();
+            k.Trace.Enabled = true;
+            m.Lock();
+            m.Unlock();
+            k.Trace.Enabled = false;
+            m.Lock();
+            m.Unlock();
+        });
+
+        Assert.That(r.Trace.Records.Select(x => x.Op), Is.EqualTo(new[] { "lock_acquire", "lock_release" }));
     }
 
     [Test]
