@@ -21,16 +21,7 @@ public static class Warn
         [CallerMemberName] string member = "",
         [CallerFilePath] string file = "",
         [CallerLineNumber] int line = 0)
-    {
-        if (!condition)
-        {
-            return false;
-        }
-
-        KTask t = KTask.Current;
-        Report(t.Kernel, t, WarningKind.Warn, message, member, file, line);
-        return true;
-    }
+        => condition && Fire(KTask.Current, once: false, message, member, file, line);
 
     /// <summary>WARN_ON for code that has the kernel but may run on a thread that is not yet a task.</summary>
     public static bool On(
@@ -42,13 +33,7 @@ public static class Warn
         [CallerLineNumber] int line = 0)
     {
         ArgumentNullException.ThrowIfNull(kernel);
-        if (!condition)
-        {
-            return false;
-        }
-
-        Report(kernel, KTask.CurrentFor(kernel), WarningKind.Warn, message, member, file, line);
-        return true;
+        return condition && Fire(KTask.CurrentFor(kernel), once: false, message, member, file, line);
     }
 
     /// <summary>
@@ -61,14 +46,11 @@ public static class Warn
         [CallerMemberName] string member = "",
         [CallerFilePath] string file = "",
         [CallerLineNumber] int line = 0)
-    {
-        if (!condition)
-        {
-            return false;
-        }
+        => condition && Fire(KTask.Current, once: true, message, member, file, line);
 
-        KTask t = KTask.Current;
-        if (t.Kernel.FirstWarning($"{file}:{line}"))
+    private static bool Fire(KTask t, bool once, string message, string member, string file, int line)
+    {
+        if (!once || t.Kernel.FirstWarning($"{file}:{line}"))
         {
             Report(t.Kernel, t, WarningKind.Warn, message, member, file, line);
         }
