@@ -119,7 +119,9 @@ public sealed class CompletionTests(SchedulerMode mode)
         }
         else
         {
-            Assert.That(ret, Is.InRange(1, 3598 * SimClock.HZ));
+            // Real threads: the waiter may start after the completer already finished, and
+            // then gets the whole timeout back.
+            Assert.That(ret, Is.InRange(1, 3600 * SimClock.HZ));
         }
     }
 
