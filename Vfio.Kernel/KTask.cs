@@ -15,7 +15,7 @@ namespace Vfio.Kernel;
 /// <summary>
 /// A simulated kernel thread of execution (<c>task_struct</c>): a user thread doing
 /// syscalls, a kernel worker, a sysfs writer doing unbind. Create one with
-/// <see cref="SimKernel.Spawn"/>; inside simulated code <see cref="Current"/> is the running task.
+/// <see cref="SimKernel.Spawn(string, Action)"/>; inside simulated code <see cref="Current"/> is the running task.
 /// </summary>
 public sealed partial class KTask : KernelObject
 {
@@ -48,7 +48,7 @@ public sealed partial class KTask : KernelObject
     /// <summary>The task id (the kernel's pid), unique and deterministic within a kernel.</summary>
     public int Id { get; }
 
-    /// <summary>The task's command name (<c>comm</c>), as given to <see cref="SimKernel.Spawn"/>.</summary>
+    /// <summary>The task's command name (<c>comm</c>), as given to <see cref="SimKernel.Spawn(string, Action)"/>.</summary>
     public string Comm { get; }
 
     /// <summary><c>comm/pid</c>, as lockdep and WARN print a task (also its <see cref="KernelObject.Name"/>).</summary>
@@ -66,6 +66,13 @@ public sealed partial class KTask : KernelObject
         get => _state;
         internal set => _state = value;
     }
+
+    /// <summary>
+    /// What this task runs for. The platform layer keeps the simulated process here (the
+    /// kernel's <c>current-&gt;mm</c>, <c>current-&gt;files</c>); kernel threads have none.
+    /// New tasks inherit their parent's context unless given one.
+    /// </summary>
+    public object? Context { get; set; }
 
     /// <summary>The exception that ended the task, if its body threw.</summary>
     public Exception? Failure { get; internal set; }

@@ -113,7 +113,16 @@ public sealed class SimKernel
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(body);
         KTask parent = KTask.CurrentFor(this);
-        return Scheduler.Spawn(parent, name, body);
+        return Scheduler.Spawn(parent, name, body, parent.Context);
+    }
+
+    /// <summary>As <see cref="Spawn(string, Action)"/>, running for <paramref name="context"/> (a process) instead of the parent's.</summary>
+    public KTask Spawn(string name, Action body, object? context)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(body);
+        KTask parent = KTask.CurrentFor(this);
+        return Scheduler.Spawn(parent, name, body, context);
     }
 
     /// <summary>

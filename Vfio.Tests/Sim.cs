@@ -48,3 +48,19 @@ internal static class Sim
         }
     }
 }
+
+internal static class Machines
+{
+    /// <summary>A machine of <paramref name="ramGiB"/> GiB on a fresh kernel of <paramref name="mode"/>.</summary>
+    public static Vfio.Platform.SimMachine Create(
+        SchedulerMode mode = SchedulerMode.Real,
+        long ramGiB = 4,
+        int huge2M = 0,
+        int huge1G = 0,
+        Vfio.Platform.Mm.AllocationPolicy policy = Vfio.Platform.Mm.AllocationPolicy.Scattered,
+        ulong seed = 1)
+        => new(Sim.Kernel(mode, seed), new Vfio.Platform.MachineConfig
+        {
+            Memory = new Vfio.Platform.Mm.MemoryConfig { RamBytes = ramGiB << 30, HugePages2M = huge2M, HugePages1G = huge1G, Policy = policy },
+        });
+}

@@ -16,14 +16,22 @@ public sealed class LockClass
     private static readonly ConcurrentDictionary<string, LockClass> s_byName = new(StringComparer.Ordinal);
     private static int s_nextId;
 
-    private LockClass(string name)
+    private LockClass(string name, bool validate)
     {
         Name = name;
+        Validate = validate;
         Id = Interlocked.Increment(ref s_nextId);
     }
 
     /// <summary>The class name.</summary>
     public string Name { get; }
+
+    /// <summary>
+    /// False for <c>lockdep_set_novalidate_class()</c> locks (such as <c>device_lock</c>,
+    /// nested parent-to-child in ways lockdep cannot express): they are tracked as held
+    /// but take part in no dependency or recursion checks.
+    /// </summary>
+    public bool Validate { get; }
 
     internal int Id { get; }
 
@@ -31,7 +39,26 @@ public sealed class LockClass
     public static LockClass Get(string name)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        return s_byName.GetOrAdd(name, static n => new LockClass(n));
+        LockClass c = s_byName.GetOrAdd(name, static n => new LockClass(n, validate: true));
+        if (!c.Validate)
+        {
+            throw new InvalidOperationException($"lock class '{name}' was created as a novalidate class");
+        }
+
+        return c;
+    }
+
+    /// <summary>The novalidate class called <paramref name="name"/> (<c>lockdep_set_novalidate_class</c>).</summary>
+    public static LockClass NoValidate(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        LockClass c = s_byName.GetOrAdd(name, static n => new LockClass(n, validate: false));
+        if (c.Validate)
+        {
+            throw new InvalidOperationException($"lock class '{name}' already exists as a validated class");
+        }
+
+        return c;
     }
 
     /// <summary>

@@ -81,7 +81,7 @@ public sealed class Lockdep
 
     internal void BeforeAcquire(KTask t, KernelObject lockObject, LockClass cls, int subclass, bool read, string caller, int line)
     {
-        if (!Enabled)
+        if (!Enabled || !cls.Validate)
         {
             return;
         }
@@ -105,7 +105,7 @@ public sealed class Lockdep
         for (int i = t.HeldCount - 1; i >= 0; i--)
         {
             ref HeldLock prev = ref t.Held[i];
-            if (!AddDependency(t, prev, next))
+            if (prev.Class.Validate && !AddDependency(t, prev, next))
             {
                 return;
             }

@@ -166,12 +166,13 @@ internal sealed class ControlledScheduler : Scheduler
         }
     }
 
-    private KTask CreateTask(string name, Action body)
+    private KTask CreateTask(string name, Action body, object? context = null)
     {
         var t = new KTask(Kernel, Kernel.NextTaskId(), name, body, scheduled: true, adopted: false)
         {
             Gate = new SemaphoreSlim(0),
             State = TaskState.Runnable,
+            Context = context,
         };
         var thread = new Thread(() => ThreadMain(t), maxStackSize: 1 << 20)
         {
@@ -358,7 +359,7 @@ internal sealed class ControlledScheduler : Scheduler
     {
     }
 
-    public override KTask Spawn(KTask parent, string name, Action body)
+    public override KTask Spawn(KTask parent, string name, Action body, object? context)
     {
         if (!_running || !parent.IsScheduled)
         {
@@ -367,7 +368,7 @@ internal sealed class ControlledScheduler : Scheduler
         }
 
         ThrowIfAborted();
-        KTask t = CreateTask(name, body);
+        KTask t = CreateTask(name, body, context);
         Kernel.Trace.TaskSpawn(parent, t);
         Point(parent, SchedOp.Spawn, t);
         return t;

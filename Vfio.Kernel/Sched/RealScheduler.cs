@@ -138,9 +138,9 @@ internal sealed class RealScheduler : Scheduler
         }
     }
 
-    public override KTask Spawn(KTask parent, string name, Action body)
+    public override KTask Spawn(KTask parent, string name, Action body, object? context)
     {
-        var t = new KTask(Kernel, Kernel.NextTaskId(), name, body, scheduled: false, adopted: false);
+        var t = new KTask(Kernel, Kernel.NextTaskId(), name, body, scheduled: false, adopted: false) { Context = context };
         Start(t);
         Kernel.Trace.TaskSpawn(parent, t);
         return t;

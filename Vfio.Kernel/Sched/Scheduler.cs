@@ -38,7 +38,7 @@ internal abstract class Scheduler
     /// <summary>cond_resched(): the point was already taken; real mode yields the thread.</summary>
     public abstract void Yield(KTask t);
 
-    public abstract KTask Spawn(KTask parent, string name, Action body);
+    public abstract KTask Spawn(KTask parent, string name, Action body, object? context);
 
     /// <summary>Creates and starts a task for a timer callback (no parent, no scheduling point).</summary>
     public abstract void SpawnTimerTask(string name, Action body);

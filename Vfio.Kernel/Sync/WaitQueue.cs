@@ -4,6 +4,11 @@
 // outside the queue's lock and must not sleep (as in the kernel, where the task is no
 // longer TASK_RUNNING while it is evaluated).
 //
+// Entries with a wake function (add_wait_queue with a custom func, as poll and irqfd use)
+// are called by wake_up() after the queue's lock is dropped, so a function may reach
+// scheduling points; like the kernel's they must not sleep, and an entry removed while a
+// wake-up is in flight may see that one last call.
+//
 // sleep_on() is kept for what it teaches: it sleeps without a condition, so a wake-up
 // that comes between the caller's check and the sleep is lost. The kernel removed it in
 // v3.15 for exactly that reason.
@@ -13,9 +18,10 @@ namespace Vfio.Kernel;
 /// <summary><c>wait_queue_head_t</c>: tasks sleeping until a condition becomes true.</summary>
 public sealed class WaitQueue : KernelObject
 {
-    // Protects _waiters.
+    // Protects _waiters and _entries.
     private readonly Lock _wl = new();
     private WaitList _waiters;
+    private readonly List<WaitQueueEntry> _entries = [];
 
     /// <summary>init_waitqueue_head().</summary>
     public WaitQueue(SimKernel kernel, string name)
@@ -28,14 +34,14 @@ public sealed class WaitQueue : KernelObject
 
     internal override string WakeHint => "wake_up()";
 
-    /// <summary>waitqueue_active(): true when some task sleeps on the queue.</summary>
+    /// <summary>waitqueue_active(): true when some task sleeps on the queue or an entry is registered.</summary>
     public bool HasSleepers
     {
         get
         {
             lock (_wl)
             {
-                return !_waiters.IsEmpty;
+                return !_waiters.IsEmpty || _entries.Count > 0;
             }
         }
     }
@@ -66,20 +72,70 @@ public sealed class WaitQueue : KernelObject
     /// <summary>wait_event_killable(): 0 when the condition holds, -ERESTARTSYS on SIGKILL.</summary>
     public int WaitEventKillable(Func<bool> condition) => (int)WaitCore(condition, Completion.MaxScheduleTimeout, WaitKind.Killable);
 
-    /// <summary>wake_up() / wake_up_all(): wakes every sleeper; each re-tests its condition.</summary>
-    public void WakeUp()
+    /// <summary>
+    /// wake_up() / wake_up_all(): wakes every sleeper (each re-tests its condition) and
+    /// calls every entry's wake function with <paramref name="key"/> (the poll mask, for
+    /// poll wake-ups).
+    /// </summary>
+    public void WakeUp(object? key = null)
     {
         KTask t = KTask.CurrentFor(Kernel);
         Kernel.BeforeOp(t, SchedOp.WakeUp, this);
+        WaitQueueEntry[]? entries = null;
         lock (_wl)
         {
             while (_waiters.RemoveFirst(this) is { } w)
             {
                 Kernel.Scheduler.Unpark(w);
             }
+
+            if (_entries.Count > 0)
+            {
+                entries = [.. _entries];
+            }
+        }
+
+        if (entries is not null)
+        {
+            foreach (WaitQueueEntry e in entries)
+            {
+                e.Wake(e, key);
+            }
         }
 
         Kernel.Trace.Event(t, "wake_up", this);
+    }
+
+    /// <summary>add_wait_queue() with a wake function: <paramref name="entry"/> is called on every wake-up until removed.</summary>
+    public void AddEntry(WaitQueueEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        lock (_wl)
+        {
+            if (entry.Queue is not null)
+            {
+                throw new InvalidOperationException($"wait queue entry is already on {entry.Queue.Name}");
+            }
+
+            entry.Queue = this;
+            _entries.Add(entry);
+        }
+    }
+
+    /// <summary>remove_wait_queue(): stops calling <paramref name="entry"/>. Returns false if it was not on this queue.</summary>
+    public bool RemoveEntry(WaitQueueEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        lock (_wl)
+        {
+            if (!ReferenceEquals(entry.Queue, this))
+            {
+                return false;
+            }
+
+            entry.Queue = null;
+            return _entries.Remove(entry);
+        }
     }
 
     /// <summary>
@@ -172,4 +228,28 @@ public sealed class WaitQueue : KernelObject
 
         t.EndWait();
     }
+}
+
+/// <summary>
+/// <c>wait_queue_entry_t</c> with a custom wake function (<c>init_waitqueue_func_entry</c>):
+/// what poll tables and irqfds hang on a wait queue instead of a sleeping task.
+/// </summary>
+public sealed class WaitQueueEntry
+{
+    /// <summary>Creates an entry whose <paramref name="wake"/> function receives the entry and the wake-up key.</summary>
+    public WaitQueueEntry(Action<WaitQueueEntry, object?> wake, object? owner = null)
+    {
+        ArgumentNullException.ThrowIfNull(wake);
+        Wake = wake;
+        Owner = owner;
+    }
+
+    /// <summary>The wake function.</summary>
+    public Action<WaitQueueEntry, object?> Wake { get; }
+
+    /// <summary>Whatever the registrant wants to find again in its wake function (<c>entry-&gt;private</c>).</summary>
+    public object? Owner { get; }
+
+    /// <summary>The queue the entry is on, or null.</summary>
+    public WaitQueue? Queue { get; internal set; }
 }

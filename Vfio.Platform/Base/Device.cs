@@ -1,0 +1,179 @@
+// Models struct device and struct device_driver (include/linux/device.h,
+// drivers/base/core.c, drivers/base/driver.c) (v6.12).
+//
+// Lock rules: device_lock (the device's mutex, a lockdep novalidate class as in the
+// kernel) serialises probe, remove and changes of the driver binding. Reference counts:
+// get/put as get_device/put_device; the release callback runs when the last reference
+// goes, possibly long after the device left the bus.
+
+using Vfio.Kernel;
+using Vfio.Platform.Fs;
+
+namespace Vfio.Platform.Base;
+
+/// <summary>struct device.</summary>
+public class SimDevice
+{
+    private static readonly LockClass s_deviceMutexClass = LockClass.NoValidate("device.mutex");
+    private readonly KRef _kref;
+    private Action<SimDevice>? _release;
+
+    /// <summary>device_initialize(): a device named <paramref name="name"/>, not yet added.</summary>
+    public SimDevice(SimMachine machine, string name, SimDevice? parent = null, Action<SimDevice>? release = null)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        Machine = machine;
+        Name = name;
+        Parent = parent;
+        _release = release;
+        Mutex = new KMutex(machine.Kernel, $"device[{name}].mutex", s_deviceMutexClass);
+        _kref = new KRef(machine.Kernel, $"device[{name}].kobj.kref");
+    }
+
+    /// <summary>The machine.</summary>
+    public SimMachine Machine { get; }
+
+    /// <summary>dev_name().</summary>
+    public string Name { get; }
+
+    /// <summary>The parent device, if any.</summary>
+    public SimDevice? Parent { get; }
+
+    /// <summary>The bus the device sits on, if any.</summary>
+    public BusType? Bus { get; internal set; }
+
+    /// <summary>The bound driver, or null.</summary>
+    public DeviceDriver? Driver { get; internal set; }
+
+    /// <summary>device_lock.</summary>
+    public KMutex Mutex { get; }
+
+    /// <summary>dev_get_drvdata() / dev_set_drvdata().</summary>
+    public object? DriverData { get; set; }
+
+    /// <summary>driver_override: when set, only the driver of that name may bind.</summary>
+    public string? DriverOverride { get; internal set; }
+
+    /// <summary>The device's directory in /sys/devices (null until added).</summary>
+    public VfsDir? SysfsDir { get; internal set; }
+
+    /// <summary>True between device_add and device_del.</summary>
+    public bool IsRegistered { get; internal set; }
+
+    /// <summary>Set by device_del: the device can no longer bind.</summary>
+    public bool IsDead { get; internal set; }
+
+    /// <summary>True after the release callback ran.</summary>
+    public bool IsReleased { get; private set; }
+
+    /// <summary>The reference count (kref of the kobject), without a scheduling point.</summary>
+    public int ReferenceCount => _kref.RefCount.Value;
+
+    /// <summary>get_device().</summary>
+    public SimDevice Get()
+    {
+        _kref.Get();
+        return this;
+    }
+
+    /// <summary>put_device(): the last reference runs the release callback.</summary>
+    public void Put() => _kref.Put(() =>
+    {
+        IsReleased = true;
+        Action<SimDevice>? release = Interlocked.Exchange(ref _release, null);
+        release?.Invoke(this);
+    });
+
+    /// <summary>device_lock().</summary>
+    public void Lock() => Mutex.Lock(nameof(Lock));
+
+    /// <summary>device_unlock().</summary>
+    public void Unlock() => Mutex.Unlock();
+
+    /// <summary>device_lock_assert().</summary>
+    public void AssertLocked() => Mutex.AssertHeld();
+
+    /// <inheritdoc/>
+    public override string ToString() => Name;
+}
+
+/// <summary>struct device_driver.</summary>
+public abstract class DeviceDriver
+{
+    private readonly List<SimDevice> _bound = [];
+
+    /// <summary>A driver called <paramref name="name"/>.</summary>
+    protected DeviceDriver(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        Name = name;
+    }
+
+    /// <summary>The driver's name (its directory in /sys/bus/*/drivers).</summary>
+    public string Name { get; }
+
+    /// <summary>The bus it registered on.</summary>
+    public BusType? Bus { get; internal set; }
+
+    /// <summary>
+    /// driver_managed_dma: the driver does its own DMA ownership (vfio-pci, pci-stub,
+    /// pcieport), so binding it does not claim the IOMMU group for kernel DMA.
+    /// </summary>
+    public virtual bool DriverManagedDma => false;
+
+    /// <summary>suppress_bind_attrs: no bind/unbind files.</summary>
+    public virtual bool SuppressBindAttrs => false;
+
+    /// <summary>The driver's directory in sysfs (null until registered).</summary>
+    public VfsDir? SysfsDir { get; internal set; }
+
+    /// <summary>True while registered.</summary>
+    public bool IsRegistered { get; internal set; }
+
+    /// <summary>Devices bound to the driver (klist_devices), a snapshot.</summary>
+    public IReadOnlyList<SimDevice> BoundDevices
+    {
+        get
+        {
+            LockList();
+            try
+            {
+                return [.. _bound];
+            }
+            finally
+            {
+                UnlockList();
+            }
+        }
+    }
+
+    internal void AddBound(SimDevice dev)
+    {
+        LockList();
+        _bound.Add(dev);
+        UnlockList();
+    }
+
+    internal void RemoveBound(SimDevice dev)
+    {
+        LockList();
+        _bound.Remove(dev);
+        UnlockList();
+    }
+
+    private void LockList() => Bus?.ListLock.Lock();
+
+    private void UnlockList() => Bus?.ListLock.Unlock();
+
+    /// <summary>-&gt;probe(): take the device (0) or refuse (-errno; -ENODEV/-ENXIO quietly).</summary>
+    public abstract int Probe(SimDevice dev);
+
+    /// <summary>-&gt;remove(): let go of the device. Runs with device_lock held and may sleep.</summary>
+    public virtual void Remove(SimDevice dev)
+    {
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => Name;
+}

@@ -1,0 +1,245 @@
+// Models fs/eventfd.c (v6.12): a 64-bit counter behind a file. read() returns the counter
+// and zeroes it (or returns 1 and decrements, with EFD_SEMAPHORE), blocking while it is 0
+// unless O_NONBLOCK (-EAGAIN); write() adds, blocking while the sum would reach
+// ULLONG_MAX; both need 8-byte buffers (-EINVAL). poll reports POLLIN when the counter is
+// non-zero and POLLOUT while a write of 1 would not block. Kernel users (vfio interrupts)
+// hold the context itself and signal it with eventfd_signal().
+
+using Vfio.Kernel;
+
+namespace Vfio.Platform.Fs;
+
+/// <summary>struct eventfd_ctx: the counter, shared by the file and kernel users that took a reference.</summary>
+public sealed class EventFdContext
+{
+    /// <summary>EFD_SEMAPHORE.</summary>
+    public const int EFD_SEMAPHORE = 1;
+
+    /// <summary>EFD_NONBLOCK (= O_NONBLOCK).</summary>
+    public const int EFD_NONBLOCK = (int)OpenFlags.O_NONBLOCK;
+
+    /// <summary>EFD_CLOEXEC (= O_CLOEXEC).</summary>
+    public const int EFD_CLOEXEC = (int)OpenFlags.O_CLOEXEC;
+
+    private static int s_nextId;
+
+    // Protects _count.
+    private readonly KSpinLock _lock;
+    private readonly KRef _kref;
+    private ulong _count;
+
+    internal EventFdContext(SimKernel kernel, ulong initial, bool semaphore)
+    {
+        Id = Interlocked.Increment(ref s_nextId);
+        _count = initial;
+        Semaphore = semaphore;
+        _lock = new KSpinLock(kernel, $"eventfd[{Id}].wqh.lock");
+        Wqh = new WaitQueue(kernel, $"eventfd[{Id}].wqh");
+        _kref = new KRef(kernel, $"eventfd[{Id}].kref");
+    }
+
+    /// <summary>An id for names (the kernel prints it in fdinfo).</summary>
+    public int Id { get; }
+
+    /// <summary>EFD_SEMAPHORE mode.</summary>
+    public bool Semaphore { get; }
+
+    /// <summary>The wait queue readers, writers and pollers sleep on.</summary>
+    public WaitQueue Wqh { get; }
+
+    /// <summary>The counter, read without side effects (for tests and reports).</summary>
+    public ulong Count => Volatile.Read(ref _count);
+
+    /// <summary>eventfd_ctx_fdget(): the context behind <paramref name="file"/> with a reference taken, or null (-EINVAL) if it is not an eventfd.</summary>
+    public static EventFdContext? FromFile(SimFile file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        if (file.Ops is not EventFdOps || file.PrivateData is not EventFdContext ctx)
+        {
+            return null;
+        }
+
+        ctx.Get();
+        return ctx;
+    }
+
+    /// <summary>kref_get on the context.</summary>
+    public void Get() => _kref.Get();
+
+    /// <summary>eventfd_ctx_put().</summary>
+    public void Put() => _kref.Put(static () => { });
+
+    /// <summary>eventfd_signal(): adds <paramref name="n"/> (saturating below ULLONG_MAX) and wakes readers and pollers.</summary>
+    public void Signal(ulong n = 1)
+    {
+        _lock.Lock();
+        ulong room = ulong.MaxValue - 1 - _count;
+        _count += Math.Min(n, room);
+        _lock.Unlock();
+        Wqh.WakeUp(PollEvents.POLLIN);
+    }
+
+    internal long ReadCounter(bool nonBlocking, out ulong value)
+    {
+        value = 0;
+        while (true)
+        {
+            _lock.Lock();
+            if (_count > 0)
+            {
+                value = Semaphore ? 1 : _count;
+                _count -= value;
+                _lock.Unlock();
+                Wqh.WakeUp(PollEvents.POLLOUT);
+                return 8;
+            }
+
+            _lock.Unlock();
+            if (nonBlocking)
+            {
+                return Errno.EAGAIN.Negative();
+            }
+
+            int ret = Wqh.WaitEventInterruptible(() => Volatile.Read(ref _count) > 0);
+            if (ret != 0)
+            {
+                return ret;
+            }
+        }
+    }
+
+    internal long WriteCounter(ulong value, bool nonBlocking)
+    {
+        if (value == ulong.MaxValue)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        while (true)
+        {
+            _lock.Lock();
+            if (ulong.MaxValue - _count > value)
+            {
+                _count += value;
+                _lock.Unlock();
+                if (value > 0)
+                {
+                    Wqh.WakeUp(PollEvents.POLLIN);
+                }
+
+                return 8;
+            }
+
+            _lock.Unlock();
+            if (nonBlocking)
+            {
+                return Errno.EAGAIN.Negative();
+            }
+
+            int ret = Wqh.WaitEventInterruptible(() => ulong.MaxValue - Volatile.Read(ref _count) > value);
+            if (ret != 0)
+            {
+                return ret;
+            }
+        }
+    }
+
+    internal PollEvents PollMask()
+    {
+        ulong c = Volatile.Read(ref _count);
+        PollEvents mask = PollEvents.None;
+        if (c > 0)
+        {
+            mask |= PollEvents.POLLIN;
+        }
+
+        if (c == ulong.MaxValue)
+        {
+            mask |= PollEvents.POLLERR;
+        }
+
+        if (ulong.MaxValue - 1 > c)
+        {
+            mask |= PollEvents.POLLOUT;
+        }
+
+        return mask;
+    }
+}
+
+/// <summary>eventfd_fops.</summary>
+internal sealed class EventFdOps : FileOperations
+{
+    public static readonly EventFdOps Instance = new();
+
+    public override bool CanRead => true;
+
+    public override bool CanWrite => true;
+
+    public override long Read(SimFile file, ulong buf, long count, ref long pos)
+    {
+        if (count < 8)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        var ctx = (EventFdContext)file.PrivateData!;
+        long ret = ctx.ReadCounter(file.NonBlocking, out ulong value);
+        if (ret < 0)
+        {
+            return ret;
+        }
+
+        int err = UserMemory.Put(buf, value);
+        return err != 0 ? err : 8;
+    }
+
+    public override long Write(SimFile file, ulong buf, long count, ref long pos)
+    {
+        if (count < 8)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        int err = UserMemory.Get(buf, out ulong value);
+        if (err != 0)
+        {
+            return err;
+        }
+
+        return ((EventFdContext)file.PrivateData!).WriteCounter(value, file.NonBlocking);
+    }
+
+    public override PollEvents Poll(SimFile file, PollTable? table)
+    {
+        var ctx = (EventFdContext)file.PrivateData!;
+        table?.Wait(file, ctx.Wqh);
+        return ctx.PollMask();
+    }
+
+    public override void Release(SimFile file) => ((EventFdContext)file.PrivateData!).Put();
+}
+
+/// <summary>Models fs/anon_inodes.c: files without a path (eventfd, vfio device fds).</summary>
+public static class AnonInodes
+{
+    /// <summary>anon_inode_getfile(): a new file named <c>anon_inode:<paramref name="name"/></c>.</summary>
+    public static SimFile GetFile(SimKernel kernel, string name, FileOperations fops, object? privateData, OpenFlags flags)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        ArgumentNullException.ThrowIfNull(fops);
+        return new SimFile(kernel, fops, "anon_inode:" + name, flags, null, privateData);
+    }
+}
+
+/// <summary>eventfd2(): creates the file.</summary>
+internal static class EventFdFactory
+{
+    public static SimFile Create(SimKernel kernel, ulong initval, int flags)
+    {
+        var ctx = new EventFdContext(kernel, initval, (flags & EventFdContext.EFD_SEMAPHORE) != 0);
+        OpenFlags f = OpenFlags.O_RDWR | (OpenFlags)(flags & EventFdContext.EFD_NONBLOCK);
+        return AnonInodes.GetFile(kernel, "[eventfd]", EventFdOps.Instance, ctx, f);
+    }
+}
+

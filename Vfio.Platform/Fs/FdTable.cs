@@ -1,0 +1,277 @@
+// Models struct files_struct and fs/file.c (v6.12): the fd table of a process. New fds
+// take the lowest free number below RLIMIT_NOFILE; close drops the table's reference and
+// the file's release runs if that was the last one. The table lock is never held while a
+// file is released.
+
+using Vfio.Kernel;
+
+namespace Vfio.Platform.Fs;
+
+/// <summary>files_struct: a process's open file descriptors.</summary>
+public sealed class FdTable
+{
+    // Protects _files and _cloexec.
+    private readonly KSpinLock _lock;
+    private SimFile?[] _files = new SimFile?[16];
+    private bool[] _cloexec = new bool[16];
+
+    internal FdTable(SimKernel kernel, int pid)
+    {
+        _lock = new KSpinLock(kernel, $"files[{pid}].file_lock");
+    }
+
+    /// <summary>The open descriptors and their files, in fd order.</summary>
+    public IReadOnlyList<(int Fd, SimFile File)> Open
+    {
+        get
+        {
+            _lock.Lock();
+            try
+            {
+                var list = new List<(int, SimFile)>();
+                for (int i = 0; i < _files.Length; i++)
+                {
+                    if (_files[i] is { } f)
+                    {
+                        list.Add((i, f));
+                    }
+                }
+
+                return list;
+            }
+            finally
+            {
+                _lock.Unlock();
+            }
+        }
+    }
+
+    /// <summary>Installs <paramref name="file"/> (whose reference the table now owns) at the lowest free fd; -EMFILE past <paramref name="limit"/>.</summary>
+    internal int Install(SimFile file, bool cloexec, int limit)
+    {
+        _lock.Lock();
+        try
+        {
+            int fd = LowestFreeLocked(0, limit);
+            if (fd < 0)
+            {
+                return fd;
+            }
+
+            _files[fd] = file;
+            _cloexec[fd] = cloexec;
+            return fd;
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+    }
+
+    private int LowestFreeLocked(int from, int limit)
+    {
+        for (int i = from; i < limit; i++)
+        {
+            if (i >= _files.Length)
+            {
+                int size = Math.Min(Math.Max(_files.Length * 2, i + 1), limit);
+                Array.Resize(ref _files, size);
+                Array.Resize(ref _cloexec, size);
+            }
+
+            if (_files[i] is null)
+            {
+                return i;
+            }
+        }
+
+        return Errno.EMFILE.Negative();
+    }
+
+    /// <summary>fget(): the file at <paramref name="fd"/> with a reference taken, or null.</summary>
+    public SimFile? Get(int fd)
+    {
+        _lock.Lock();
+        try
+        {
+            if (fd < 0 || fd >= _files.Length || _files[fd] is not { } f)
+            {
+                return null;
+            }
+
+            f.Get();
+            return f;
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+    }
+
+    /// <summary>True when the fd has close-on-exec set.</summary>
+    public bool IsCloseOnExec(int fd)
+    {
+        _lock.Lock();
+        try
+        {
+            return fd >= 0 && fd < _files.Length && _files[fd] is not null && _cloexec[fd];
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+    }
+
+    internal int SetCloseOnExec(int fd, bool on)
+    {
+        _lock.Lock();
+        try
+        {
+            if (fd < 0 || fd >= _files.Length || _files[fd] is null)
+            {
+                return Errno.EBADF.Negative();
+            }
+
+            _cloexec[fd] = on;
+            return 0;
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+    }
+
+    /// <summary>close(): 0, or -EBADF.</summary>
+    internal int Close(int fd)
+    {
+        SimFile? f;
+        _lock.Lock();
+        try
+        {
+            if (fd < 0 || fd >= _files.Length || _files[fd] is null)
+            {
+                return Errno.EBADF.Negative();
+            }
+
+            f = _files[fd];
+            _files[fd] = null;
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+
+        f!.Put();
+        return 0;
+    }
+
+    /// <summary>dup(): the lowest free fd referring to the same file, or -EBADF / -EMFILE.</summary>
+    internal int Dup(int fd, int limit)
+    {
+        SimFile? f = Get(fd);
+        if (f is null)
+        {
+            return Errno.EBADF.Negative();
+        }
+
+        int nfd = Install(f, cloexec: false, limit);
+        if (nfd < 0)
+        {
+            f.Put();
+        }
+
+        return nfd;
+    }
+
+    /// <summary>dup2(): makes <paramref name="newfd"/> refer to the file of <paramref name="oldfd"/>, closing what it held.</summary>
+    internal int Dup2(int oldfd, int newfd, int limit)
+    {
+        if (newfd < 0 || newfd >= limit)
+        {
+            return Errno.EBADF.Negative();
+        }
+
+        SimFile? f = Get(oldfd);
+        if (f is null)
+        {
+            return Errno.EBADF.Negative();
+        }
+
+        if (oldfd == newfd)
+        {
+            f.Put();
+            return newfd;
+        }
+
+        SimFile? old;
+        _lock.Lock();
+        try
+        {
+            if (newfd >= _files.Length)
+            {
+                int size = Math.Min(Math.Max(_files.Length * 2, newfd + 1), limit);
+                Array.Resize(ref _files, size);
+                Array.Resize(ref _cloexec, size);
+            }
+
+            old = _files[newfd];
+            _files[newfd] = f;
+            _cloexec[newfd] = false;
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+
+        old?.Put();
+        return newfd;
+    }
+
+    /// <summary>dup_fd() for fork: a table referring to the same files.</summary>
+    internal FdTable Clone(SimKernel kernel, int childPid)
+    {
+        var t = new FdTable(kernel, childPid);
+        _lock.Lock();
+        try
+        {
+            t._files = new SimFile?[_files.Length];
+            t._cloexec = (bool[])_cloexec.Clone();
+            for (int i = 0; i < _files.Length; i++)
+            {
+                if (_files[i] is { } f)
+                {
+                    f.Get();
+                    t._files[i] = f;
+                }
+            }
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+
+        return t;
+    }
+
+    /// <summary>Closes every fd (process exit).</summary>
+    internal void CloseAll()
+    {
+        SimFile?[] files;
+        _lock.Lock();
+        try
+        {
+            files = _files;
+            _files = new SimFile?[16];
+            _cloexec = new bool[16];
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+
+        foreach (SimFile? f in files)
+        {
+            f?.Put();
+        }
+    }
+}

@@ -1,0 +1,179 @@
+// Models the fault paths of mm/memory.c and mm/hugetlb.c (handle_mm_fault, the zero page,
+// hugetlb_fault, fixup_user_fault, follow_pte) for the three kinds of mapping the
+// simulator has: anonymous (read faults map the shared zero page, write faults allocate),
+// hugetlb (faults take a page reserved at mmap time) and PFNMAP (the driver's fault
+// handler inserts device frames).
+
+using Vfio.Kernel;
+
+namespace Vfio.Platform.Mm;
+
+public sealed partial class MmStruct
+{
+    /// <summary>
+    /// handle_mm_fault(): makes the page at <paramref name="addr"/> present (writable when
+    /// <paramref name="write"/>). 0, -EFAULT (no permission, SIGBUS from a driver), -ENOMEM.
+    /// Caller holds mmap_lock.
+    /// </summary>
+    internal int HandleFaultLocked(Vma vma, ulong addr, bool write)
+    {
+        if (write ? (vma.Flags & VmFlags.VM_WRITE) == 0 : (vma.Flags & (VmFlags.VM_READ | VmFlags.VM_WRITE)) == 0)
+        {
+            return Errno.EFAULT.Negative();
+        }
+
+        if (vma.IsPfnMap)
+        {
+            return PfnMapFault(vma, addr, write);
+        }
+
+        Mem.Lock.Lock();
+        try
+        {
+            return FaultInLocked(vma, vma.Index(addr), write);
+        }
+        finally
+        {
+            Mem.Lock.Unlock();
+        }
+    }
+
+    /// <summary>
+    /// The anonymous and hugetlb fault path with the zone lock held (GUP calls it inside its
+    /// batch): ensures entry <paramref name="index"/> is present and, for a write, not the zero page.
+    /// </summary>
+    internal int FaultInLocked(Vma vma, long index, bool write)
+    {
+        long pte = vma.Ptes.Get(index);
+        if ((pte & Vma.PtePresent) != 0 && !(write && (pte & Vma.PteZero) != 0))
+        {
+            return 0;
+        }
+
+        if (vma.Pool is { } pool)
+        {
+            if (vma.HugeReserved <= 0)
+            {
+                return Errno.ENOMEM.Negative();
+            }
+
+            long head = pool.AllocReserved();
+            vma.HugeReserved--;
+            vma.Ptes.Set(index, (head << 12) | Vma.PtePresent);
+            return 0;
+        }
+
+        if (!write && (vma.Flags & VmFlags.VM_SHARED) == 0)
+        {
+            // A read of never-written private anonymous memory maps the shared zero page.
+            vma.Ptes.Set(index, (Mem.ZeroPfn << 12) | Vma.PtePresent | Vma.PteZero);
+            return 0;
+        }
+
+        long pfn = Mem.AllocPageLocked();
+        if (pfn < 0)
+        {
+            return Errno.ENOMEM.Negative();
+        }
+
+        vma.Ptes.Set(index, (pfn << 12) | Vma.PtePresent);
+        return 0;
+    }
+
+    private int PfnMapFault(Vma vma, ulong addr, bool write)
+    {
+        if (vma.Ptes.Get(vma.Index(addr)) != 0)
+        {
+            return 0;
+        }
+
+        if (vma.Ops is null)
+        {
+            return Errno.EFAULT.Negative();
+        }
+
+        VmFault result = vma.Ops.Fault(vma, addr & ~(ulong)(PhysMem.PageSize - 1), write);
+        return result switch
+        {
+            VmFault.NoPage => vma.Ptes.Get(vma.Index(addr)) != 0 ? 0 : Errno.EFAULT.Negative(),
+            VmFault.Oom => Errno.ENOMEM.Negative(),
+            _ => Errno.EFAULT.Negative(),
+        };
+    }
+
+    /// <summary>Faults in every page of [<paramref name="start"/>, <paramref name="end"/>) of <paramref name="vma"/> (MAP_POPULATE, mlock).</summary>
+    private void PopulateLocked(Vma vma, ulong start, ulong end)
+    {
+        bool write = (vma.Flags & VmFlags.VM_WRITE) != 0;
+        for (ulong a = start; a < end; a += 1UL << vma.PageShift)
+        {
+            if (HandleFaultLocked(vma, a, write) != 0)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// follow_fault_pfn() of type1: the frame mapped at <paramref name="vaddr"/> of a PFNMAP
+    /// VMA, faulting it in through the driver if needed. -EFAULT when nothing can be mapped
+    /// or a write needs a read-only entry. Caller holds mmap_lock for reading.
+    /// </summary>
+    public int FollowFaultPfnLocked(Vma vma, ulong vaddr, bool write, out long pfn)
+    {
+        ArgumentNullException.ThrowIfNull(vma);
+        pfn = -1;
+        if (write && (vma.Flags & VmFlags.VM_WRITE) == 0)
+        {
+            return Errno.EFAULT.Negative();
+        }
+
+        long pte = vma.Ptes.Get(vma.Index(vaddr));
+        if (pte == 0)
+        {
+            int ret = HandleFaultLocked(vma, vaddr, write);
+            if (ret != 0)
+            {
+                return ret;
+            }
+
+            pte = vma.Ptes.Get(vma.Index(vaddr));
+            if (pte == 0)
+            {
+                return Errno.EFAULT.Negative();
+            }
+        }
+
+        pfn = (pte >> 12) + (vma.IsHugetlb ? (long)((vaddr & ((1UL << vma.PageShift) - 1)) >> PhysMem.PageShift) : 0);
+        return 0;
+    }
+
+    /// <summary>
+    /// Walks the page table: the frame mapped at <paramref name="vaddr"/>, or -1 when
+    /// nothing is mapped (no fault is taken). Takes mmap_lock for reading.
+    /// </summary>
+    public long Translate(ulong vaddr)
+    {
+        MmapLock.DownRead();
+        try
+        {
+            Vma? v = FindVmaLocked(vaddr);
+            if (v is null)
+            {
+                return -1;
+            }
+
+            long pte = v.Ptes.Get(v.Index(vaddr));
+            if (pte == 0)
+            {
+                return -1;
+            }
+
+            return (pte >> 12) + (v.IsHugetlb ? (long)((vaddr & ((1UL << v.PageShift) - 1)) >> PhysMem.PageShift) : 0);
+        }
+        finally
+        {
+            MmapLock.UpRead();
+        }
+    }
+}

@@ -1,0 +1,277 @@
+// Models mm/gup.c (v6.12): long-term pinning of user pages (pin_user_pages_remote with
+// FOLL_PIN | FOLL_LONGTERM) and its checks — no VMA, VM_IO/VM_PFNMAP, or a write to a
+// read-only VMA is -EFAULT — returning the pinned frames as runs of physically contiguous
+// pfns. A hugetlb page is pinned once per folio (its head counts every subpage pinned),
+// as try_grab_folio does, so pinning 1 GiB of 2 MiB pages touches 512 counters, not
+// 262,144. Unpin is PhysMem.Unpin (unpin_user_page_range_dirty_lock).
+//
+// The zone lock is taken once for the whole call; faults of unpopulated anonymous and
+// hugetlb pages are served inside it.
+
+using Vfio.Kernel;
+
+namespace Vfio.Platform.Mm;
+
+/// <summary>gup_flags (FOLL_*) understood by the simulator.</summary>
+[Flags]
+public enum GupFlags
+{
+    None = 0,
+    /// <summary>FOLL_WRITE: the pages will be written (faults unshare the zero page).</summary>
+    FOLL_WRITE = 0x01,
+    /// <summary>FOLL_FORCE: ignore VMA write permission (ptrace-style).</summary>
+    FOLL_FORCE = 0x10,
+    /// <summary>FOLL_LONGTERM: the pin outlives the call (vfio, RDMA).</summary>
+    FOLL_LONGTERM = 0x400,
+}
+
+public sealed partial class MmStruct
+{
+    /// <summary>
+    /// pin_user_pages_remote(): pins up to <paramref name="nrPages"/> pages from
+    /// <paramref name="start"/> (page aligned) and writes them to <paramref name="runs"/> as
+    /// contiguous runs. Returns the number of pages pinned (fewer than asked when a later
+    /// page fails or <paramref name="runs"/> is full), or -errno when the first page
+    /// fails: -EFAULT (hole, VM_IO/VM_PFNMAP, write to read-only), -ENOMEM (out of memory).
+    /// Caller holds mmap_lock for reading.
+    /// </summary>
+    public long PinUserPagesLocked(ulong start, long nrPages, GupFlags flags, Span<PfnRun> runs, out int runCount)
+    {
+        runCount = 0;
+        if ((start & (PhysMem.PageSize - 1)) != 0)
+        {
+            throw new ArgumentException($"GUP start 0x{start:x} is not page aligned", nameof(start));
+        }
+
+        if (nrPages <= 0 || runs.IsEmpty)
+        {
+            return 0;
+        }
+
+        bool write = (flags & GupFlags.FOLL_WRITE) != 0;
+        bool force = (flags & GupFlags.FOLL_FORCE) != 0;
+        long done = 0;
+        ulong addr = start;
+        Mem.Lock.Lock();
+        try
+        {
+            while (done < nrPages)
+            {
+                Vma? vma = FindVmaLocked(addr);
+                int err = vma is null ? Errno.EFAULT.Negative() : CheckVmaFlags(vma, write, force);
+                if (err != 0)
+                {
+                    return done > 0 ? done : err;
+                }
+
+                long before = done;
+                err = vma!.Pool is not null
+                    ? PinHugeLocked(vma, ref addr, nrPages, ref done, write, runs, ref runCount)
+                    : PinSmallLocked(vma, ref addr, nrPages, ref done, write, runs, ref runCount);
+                if (err != 0)
+                {
+                    return done > 0 ? done : err;
+                }
+
+                if (done == before)
+                {
+                    break; // The run buffer is full.
+                }
+            }
+
+            return done;
+        }
+        finally
+        {
+            Mem.Lock.Unlock();
+        }
+    }
+
+    /// <summary>As <see cref="PinUserPagesLocked"/>, taking mmap_lock for reading around the call.</summary>
+    public long PinUserPages(ulong start, long nrPages, GupFlags flags, Span<PfnRun> runs, out int runCount)
+    {
+        MmapLock.DownRead();
+        try
+        {
+            return PinUserPagesLocked(start, nrPages, flags, runs, out runCount);
+        }
+        finally
+        {
+            MmapLock.UpRead();
+        }
+    }
+
+    /// <summary>check_vma_flags() of GUP.</summary>
+    private static int CheckVmaFlags(Vma vma, bool write, bool force)
+    {
+        if ((vma.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) != 0)
+        {
+            return Errno.EFAULT.Negative();
+        }
+
+        if (write && (vma.Flags & VmFlags.VM_WRITE) == 0 && !force)
+        {
+            return Errno.EFAULT.Negative();
+        }
+
+        if (!write && (vma.Flags & VmFlags.VM_READ) == 0 && !force)
+        {
+            return Errno.EFAULT.Negative();
+        }
+
+        return 0;
+    }
+
+    private int PinSmallLocked(Vma vma, ref ulong addr, long nrPages, ref long done, bool write, Span<PfnRun> runs, ref int runCount)
+    {
+        long idx = vma.Index(addr);
+        long endIdx = Math.Min(vma.Ptes.Entries, idx + (nrPages - done));
+        long pinned = 0;
+        int err = 0;
+        while (idx < endIdx)
+        {
+            long[] chunk = vma.Ptes.ChunkFor(idx);
+            int j = (int)(idx & (PteTable.ChunkSize - 1));
+            int jEnd = (int)Math.Min(PteTable.ChunkSize, j + (endIdx - idx));
+            for (; j < jEnd; j++, idx++)
+            {
+                long pte = chunk[j];
+                if ((pte & Vma.PtePresent) == 0 || (write && (pte & Vma.PteZero) != 0))
+                {
+                    err = FaultInLocked(vma, idx, write);
+                    if (err != 0)
+                    {
+                        goto out_done;
+                    }
+
+                    pte = chunk[j];
+                }
+
+                long pfn = pte >> 12;
+                if (runCount > 0 && runs[runCount - 1].End == pfn)
+                {
+                    runs[runCount - 1] = new PfnRun(runs[runCount - 1].Pfn, runs[runCount - 1].Count + 1);
+                }
+                else if (runCount < runs.Length)
+                {
+                    runs[runCount++] = new PfnRun(pfn, 1);
+                }
+                else
+                {
+                    goto out_done;
+                }
+
+                ref FrameMeta m = ref Mem.MetaRef(pfn);
+                m.Ref++;
+                m.Pin++;
+                pinned++;
+            }
+        }
+
+    out_done:
+        Mem.AddPinsAcquiredLocked(pinned);
+        done += pinned;
+        addr += (ulong)pinned << PhysMem.PageShift;
+        return err;
+    }
+
+    private int PinHugeLocked(Vma vma, ref ulong addr, long nrPages, ref long done, bool write, Span<PfnRun> runs, ref int runCount)
+    {
+        ulong hugeMask = (1UL << vma.PageShift) - 1;
+        long perFolio = 1L << (vma.PageShift - PhysMem.PageShift);
+        while (addr < vma.End && done < nrPages)
+        {
+            long idx = vma.Index(addr);
+            int err = FaultInLocked(vma, idx, write);
+            if (err != 0)
+            {
+                return err;
+            }
+
+            long head = vma.Ptes.Get(idx) >> 12;
+            long sub = (long)((addr & hugeMask) >> PhysMem.PageShift);
+            long n = Math.Min(perFolio - sub, nrPages - done);
+            long pfn = head + sub;
+            if (runCount > 0 && runs[runCount - 1].End == pfn)
+            {
+                runs[runCount - 1] = new PfnRun(runs[runCount - 1].Pfn, runs[runCount - 1].Count + n);
+            }
+            else if (runCount < runs.Length)
+            {
+                runs[runCount++] = new PfnRun(pfn, n);
+            }
+            else
+            {
+                return 0;
+            }
+
+            Mem.PinLocked(pfn, n);
+            done += n;
+            addr += (ulong)n << PhysMem.PageShift;
+        }
+
+        return 0;
+    }
+
+    // ---- User memory access (access_remote_vm, copy_{from,to}_user).
+
+    /// <summary>
+    /// Reads user memory at <paramref name="addr"/> as the CPU would: faults pages in,
+    /// honours VMA permissions, reads device memory through PFNMAP mappings.
+    /// 0, or -EFAULT on a hole or a page without read permission.
+    /// </summary>
+    public int ReadUser(ulong addr, Span<byte> dst) => Access(addr, dst, default, write: false);
+
+    /// <summary>Writes user memory at <paramref name="addr"/>; 0, or -EFAULT on a hole or a read-only page.</summary>
+    public int WriteUser(ulong addr, ReadOnlySpan<byte> src) => Access(addr, default, src, write: true);
+
+    private int Access(ulong addr, Span<byte> dst, ReadOnlySpan<byte> src, bool write)
+    {
+        int length = write ? src.Length : dst.Length;
+        if (length == 0)
+        {
+            return 0;
+        }
+
+        if (addr + (ulong)length < addr || addr + (ulong)length > TaskSize)
+        {
+            return Errno.EFAULT.Negative();
+        }
+
+        MmapLock.DownRead();
+        try
+        {
+            int done = 0;
+            while (done < length)
+            {
+                ulong a = addr + (ulong)done;
+                Vma? vma = FindVmaLocked(a);
+                if (vma is null || HandleFaultLocked(vma, a, write) != 0)
+                {
+                    return Errno.EFAULT.Negative();
+                }
+
+                int inPage = (int)Math.Min(length - done, PhysMem.PageSize - (long)(a & (PhysMem.PageSize - 1)));
+                long pte = vma.Ptes.Get(vma.Index(a));
+                long pfn = (pte >> 12) + (vma.IsHugetlb ? (long)((a & ((1UL << vma.PageShift) - 1)) >> PhysMem.PageShift) : 0);
+                long phys = (pfn << PhysMem.PageShift) + (long)(a & (PhysMem.PageSize - 1));
+                if (write)
+                {
+                    Mem.Write(phys, src.Slice(done, inPage));
+                }
+                else
+                {
+                    Mem.Read(phys, dst.Slice(done, inPage));
+                }
+
+                done += inPage;
+            }
+
+            return 0;
+        }
+        finally
+        {
+            MmapLock.UpRead();
+        }
+    }
+}

@@ -1,0 +1,991 @@
+// Models struct mm_struct (include/linux/mm_types.h) with mm/mmap.c (mmap, munmap),
+// mm/mprotect.c, mm/mlock.c, mm/util.c (account_locked_vm) and kernel/fork.c (mmget,
+// mmput, mmgrab, mmdrop, dup_mmap) (v6.12).
+//
+// Lock rules: mmap_lock (an rwsem) protects the VMA list, every page table and locked_vm;
+// readers fault and pin, writers map, unmap and change protections. Page-table entries
+// of present RAM pages hold one reference on their frame; the zone lock of PhysMem is
+// taken inside mmap_lock, never the other way round.
+//
+// Life cycle: mm_users counts users of the address space (the process, mmget_not_zero
+// borrowers); at zero the address space is torn down (every VMA unmapped; pinned frames
+// stay allocated until unpinned). mm_count keeps the struct itself (and locked_vm) alive
+// for holders such as type1's vfio_dma (mmgrab).
+
+using Vfio.Kernel;
+using Vfio.Platform.Fs;
+using Vfio.Platform.Proc;
+
+namespace Vfio.Platform.Mm;
+
+/// <summary>mmap() protection bits.</summary>
+[Flags]
+public enum Prot
+{
+    PROT_NONE = 0,
+    PROT_READ = 1,
+    PROT_WRITE = 2,
+    PROT_EXEC = 4,
+}
+
+/// <summary>mmap() flags (x86-64 values).</summary>
+[Flags]
+public enum MapFlags
+{
+    None = 0,
+    MAP_SHARED = 0x01,
+    MAP_PRIVATE = 0x02,
+    MAP_SHARED_VALIDATE = 0x03,
+    MAP_TYPE = 0x0f,
+    MAP_FIXED = 0x10,
+    MAP_ANONYMOUS = 0x20,
+    MAP_LOCKED = 0x2000,
+    MAP_NORESERVE = 0x4000,
+    MAP_POPULATE = 0x8000,
+    MAP_HUGETLB = 0x40000,
+    MAP_FIXED_NOREPLACE = 0x100000,
+    MAP_HUGE_2MB = 21 << 26,
+    MAP_HUGE_1GB = 30 << 26,
+}
+
+/// <summary>mm_struct: a process address space.</summary>
+public sealed partial class MmStruct
+{
+    /// <summary>TASK_SIZE of x86-64 with 4-level paging, less the guard page.</summary>
+    public const ulong TaskSize = 0x0000_7fff_ffff_f000;
+
+    /// <summary>Where top-down mmap placement starts.</summary>
+    public const ulong MmapBase = 0x0000_7f00_0000_0000;
+
+    /// <summary>mmap_min_addr.</summary>
+    public const ulong MmapMinAddr = 0x10000;
+
+    private const int MapHugeShift = 26;
+    private const int MapHugeMask = 0x3f;
+
+    // Sorted by Start; under MmapLock.
+    private readonly List<Vma> _vmas = [];
+    private long _pinnedVm;
+    private int _users = 1;
+    private int _count = 1;
+
+    internal MmStruct(PhysMem mem, SimKernel kernel, int id)
+    {
+        Mem = mem;
+        Kernel = kernel;
+        Id = id;
+        MmapLock = new RwSemaphore(kernel, $"mm[{id}].mmap_lock");
+    }
+
+    /// <summary>Physical memory behind this address space.</summary>
+    public PhysMem Mem { get; }
+
+    /// <summary>The kernel.</summary>
+    public SimKernel Kernel { get; }
+
+    /// <summary>An id for names and reports (the pid of the process that created it).</summary>
+    public int Id { get; }
+
+    /// <summary>mmap_lock.</summary>
+    public RwSemaphore MmapLock { get; }
+
+    /// <summary>locked_vm: pages charged against RLIMIT_MEMLOCK (mlock, vfio). Written under mmap_lock held for writing.</summary>
+    public long LockedVm { get; private set; }
+
+    /// <summary>pinned_vm: pages long-term pinned by drivers that account them here (atomic).</summary>
+    public long PinnedVm => Volatile.Read(ref _pinnedVm);
+
+    /// <summary>The process that owns the address space (mm-&gt;owner).</summary>
+    public SimProcess? Owner { get; internal set; }
+
+    /// <summary>mm_users.</summary>
+    public int Users => Volatile.Read(ref _users);
+
+    /// <summary>mm_count.</summary>
+    public int Count => Volatile.Read(ref _count);
+
+    /// <summary>True once the address space was torn down (mm_users reached 0).</summary>
+    public bool IsDead => Users == 0;
+
+    /// <summary>A snapshot of the VMAs, in address order (takes mmap_lock for reading).</summary>
+    public IReadOnlyList<Vma> Vmas
+    {
+        get
+        {
+            MmapLock.DownRead();
+            try
+            {
+                return [.. _vmas];
+            }
+            finally
+            {
+                MmapLock.UpRead();
+            }
+        }
+    }
+
+    /// <summary>Adds <paramref name="delta"/> pages to pinned_vm.</summary>
+    public void AddPinnedVm(long delta) => Interlocked.Add(ref _pinnedVm, delta);
+
+    // ---- References.
+
+    /// <summary>mmget().</summary>
+    public void Get() => Interlocked.Increment(ref _users);
+
+    /// <summary>mmget_not_zero(): a user reference unless the address space is already gone.</summary>
+    public bool GetNotZero()
+    {
+        int u = Volatile.Read(ref _users);
+        while (u != 0)
+        {
+            int seen = Interlocked.CompareExchange(ref _users, u + 1, u);
+            if (seen == u)
+            {
+                return true;
+            }
+
+            u = seen;
+        }
+
+        return false;
+    }
+
+    /// <summary>mmput(): drops a user reference; the last one tears the address space down.</summary>
+    public void Put()
+    {
+        int left = Interlocked.Decrement(ref _users);
+        if (left < 0)
+        {
+            throw new InvalidOperationException($"mmput on mm {Id} with no users left");
+        }
+
+        if (left == 0)
+        {
+            ExitMmap();
+            Drop();
+        }
+    }
+
+    /// <summary>mmgrab(): keeps the mm_struct (not the address space) alive.</summary>
+    public void Grab() => Interlocked.Increment(ref _count);
+
+    /// <summary>mmdrop().</summary>
+    public void Drop()
+    {
+        if (Interlocked.Decrement(ref _count) < 0)
+        {
+            throw new InvalidOperationException($"mmdrop on mm {Id} with no references left");
+        }
+    }
+
+    private void ExitMmap()
+    {
+        MmapLock.DownWrite();
+        try
+        {
+            UnmapRangeLocked(0, TaskSize);
+            LockedVm = 0;
+        }
+        finally
+        {
+            MmapLock.UpWrite();
+        }
+    }
+
+    // ---- Lookup.
+
+    /// <summary>find_vma() restricted to containment: the VMA holding <paramref name="addr"/>, or null. Caller holds mmap_lock.</summary>
+    public Vma? FindVmaLocked(ulong addr)
+    {
+        int lo = 0, hi = _vmas.Count - 1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >> 1;
+            Vma v = _vmas[mid];
+            if (addr < v.Start)
+            {
+                hi = mid - 1;
+            }
+            else if (addr >= v.End)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                return v;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The VMA holding <paramref name="addr"/>, taking mmap_lock for reading.</summary>
+    public Vma? FindVma(ulong addr)
+    {
+        MmapLock.DownRead();
+        try
+        {
+            return FindVmaLocked(addr);
+        }
+        finally
+        {
+            MmapLock.UpRead();
+        }
+    }
+
+    // ---- mmap.
+
+    /// <summary>
+    /// do_mmap(): maps <paramref name="length"/> bytes and returns the address, or -errno
+    /// (EINVAL for bad flags, lengths or alignment; EBADF/ENODEV/EACCES for files; ENOMEM
+    /// when no space or no huge pages; EAGAIN/EPERM for MAP_LOCKED over the limit).
+    /// </summary>
+    public long Mmap(ulong addr, ulong length, Prot prot, MapFlags flags, SimFile? file, ulong offset, SimProcess caller)
+    {
+        ArgumentNullException.ThrowIfNull(caller);
+        if ((offset & (PhysMem.PageSize - 1)) != 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        if (length == 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        MapFlags type = flags & MapFlags.MAP_TYPE;
+        if (type is not (MapFlags.MAP_SHARED or MapFlags.MAP_PRIVATE or MapFlags.MAP_SHARED_VALIDATE))
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        bool anonymous = (flags & MapFlags.MAP_ANONYMOUS) != 0;
+        if (!anonymous && file is null)
+        {
+            return Errno.EBADF.Negative();
+        }
+
+        int pageShift = PhysMem.PageShift;
+        HugePool? pool = null;
+        if ((flags & MapFlags.MAP_HUGETLB) != 0)
+        {
+            if (!anonymous)
+            {
+                return Errno.EINVAL.Negative();
+            }
+
+            int shift = ((int)flags >> MapHugeShift) & MapHugeMask;
+            pageShift = shift == 0 ? 21 : shift;
+            pool = Mem.PoolFor(1L << pageShift);
+            if (pool is null)
+            {
+                return Errno.EINVAL.Negative();
+            }
+        }
+
+        ulong pageSize = 1UL << pageShift;
+        ulong len = (length + pageSize - 1) & ~(pageSize - 1);
+        if (len == 0 || len > TaskSize)
+        {
+            return Errno.ENOMEM.Negative();
+        }
+
+        bool fixedMap = (flags & (MapFlags.MAP_FIXED | MapFlags.MAP_FIXED_NOREPLACE)) != 0;
+        if (fixedMap && (addr & (pageSize - 1)) != 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        if (file is not null && !anonymous)
+        {
+            if (!file.Ops.CanMmap)
+            {
+                return Errno.ENODEV.Negative();
+            }
+
+            if ((prot & Prot.PROT_READ) != 0 && !file.CanRead)
+            {
+                return Errno.EACCES.Negative();
+            }
+
+            if (type != MapFlags.MAP_PRIVATE && (prot & Prot.PROT_WRITE) != 0 && !file.CanWrite)
+            {
+                return Errno.EACCES.Negative();
+            }
+        }
+
+        bool locked = (flags & MapFlags.MAP_LOCKED) != 0;
+        if (locked && !CanDoMlock(caller))
+        {
+            return Errno.EPERM.Negative();
+        }
+
+        MmapLock.DownWrite();
+        try
+        {
+            if (locked && !MlockFutureOk(caller, (long)(len >> PhysMem.PageShift)))
+            {
+                return Errno.EAGAIN.Negative();
+            }
+
+            ulong start;
+            if (fixedMap)
+            {
+                if (addr < MmapMinAddr || addr + len > TaskSize || addr + len < addr)
+                {
+                    return Errno.EINVAL.Negative();
+                }
+
+                if ((flags & MapFlags.MAP_FIXED_NOREPLACE) != 0 && Overlaps(addr, addr + len))
+                {
+                    return Errno.EEXIST.Negative();
+                }
+
+                if (CheckHugetlbSplitLocked(addr, addr + len) is int bad)
+                {
+                    return bad;
+                }
+
+                UnmapRangeLocked(addr, addr + len);
+                start = addr;
+            }
+            else
+            {
+                ulong hint = addr & ~(pageSize - 1);
+                start = hint >= MmapMinAddr && hint + len <= TaskSize && hint + len > hint && !Overlaps(hint, hint + len)
+                    ? hint
+                    : FindGapTopDown(len, pageSize);
+                if (start == 0)
+                {
+                    return Errno.ENOMEM.Negative();
+                }
+            }
+
+            VmFlags vmFlags = ToVmFlags(prot)
+                | (type == MapFlags.MAP_PRIVATE ? 0 : VmFlags.VM_SHARED)
+                | (pool is not null ? VmFlags.VM_HUGETLB : 0);
+            var vma = new Vma(this, start, start + len, vmFlags, pageShift) { Pool = pool };
+            if (pool is not null)
+            {
+                int n = (int)(len >> pageShift);
+                Mem.Lock.Lock();
+                bool ok = pool.Reserve(n);
+                Mem.Lock.Unlock();
+                if (!ok)
+                {
+                    return Errno.ENOMEM.Negative();
+                }
+
+                vma.HugeReserved = n;
+            }
+
+            if (file is not null && !anonymous)
+            {
+                vma.File = file;
+                vma.PgOff = offset >> PhysMem.PageShift;
+                file.Get();
+                int ret = file.Ops.Mmap(file, vma);
+                if (ret != 0)
+                {
+                    file.Put();
+                    return ret;
+                }
+            }
+
+            InsertVmaLocked(vma);
+            if (locked && (vma.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) == 0)
+            {
+                vma.Flags |= VmFlags.VM_LOCKED;
+                LockedVm += (long)(len >> PhysMem.PageShift);
+            }
+
+            if (locked || (flags & MapFlags.MAP_POPULATE) != 0)
+            {
+                PopulateLocked(vma, vma.Start, vma.End);
+            }
+
+            return (long)start;
+        }
+        finally
+        {
+            MmapLock.UpWrite();
+        }
+    }
+
+    private static VmFlags ToVmFlags(Prot prot)
+        => ((prot & Prot.PROT_READ) != 0 ? VmFlags.VM_READ : 0)
+         | ((prot & Prot.PROT_WRITE) != 0 ? VmFlags.VM_WRITE : 0)
+         | ((prot & Prot.PROT_EXEC) != 0 ? VmFlags.VM_EXEC : 0);
+
+    private bool Overlaps(ulong start, ulong end)
+    {
+        foreach (Vma v in _vmas)
+        {
+            if (v.Start < end && start < v.End)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private ulong FindGapTopDown(ulong len, ulong align)
+    {
+        ulong top = MmapBase;
+        for (int i = _vmas.Count - 1; i >= -1; i--)
+        {
+            ulong gapLow = i >= 0 ? _vmas[i].End : MmapMinAddr;
+            ulong gapHigh = top;
+            if (i + 1 < _vmas.Count)
+            {
+                gapHigh = Math.Min(gapHigh, _vmas[i + 1].Start);
+            }
+
+            if (gapHigh > gapLow && gapHigh - gapLow >= len)
+            {
+                ulong start = (gapHigh - len) & ~(align - 1);
+                if (start >= gapLow && start >= MmapMinAddr)
+                {
+                    return start;
+                }
+            }
+
+            if (i >= 0)
+            {
+                top = Math.Min(top, _vmas[i].Start);
+            }
+        }
+
+        return 0;
+    }
+
+    private void InsertVmaLocked(Vma vma)
+    {
+        int at = 0;
+        while (at < _vmas.Count && _vmas[at].Start < vma.Start)
+        {
+            at++;
+        }
+
+        _vmas.Insert(at, vma);
+    }
+
+    // ---- munmap.
+
+    /// <summary>munmap(): 0, or -EINVAL for a misaligned address, a zero length, or a split of a hugetlb page.</summary>
+    public int Munmap(ulong addr, ulong length)
+    {
+        if ((addr & (PhysMem.PageSize - 1)) != 0 || length == 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        ulong len = (length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
+        if (len > TaskSize || addr > TaskSize - len)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        MmapLock.DownWrite();
+        try
+        {
+            if (CheckHugetlbSplitLocked(addr, addr + len) is int bad)
+            {
+                return bad;
+            }
+
+            UnmapRangeLocked(addr, addr + len);
+            return 0;
+        }
+        finally
+        {
+            MmapLock.UpWrite();
+        }
+    }
+
+    private int? CheckHugetlbSplitLocked(ulong start, ulong end)
+    {
+        foreach (Vma v in _vmas)
+        {
+            if (v.IsHugetlb && v.Start < end && start < v.End)
+            {
+                ulong mask = (1UL << v.PageShift) - 1;
+                if ((start > v.Start && (start & mask) != 0) || (end < v.End && (end & mask) != 0))
+                {
+                    return Errno.EINVAL.Negative();
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Splits VMAs at <paramref name="start"/> and <paramref name="end"/> and returns those inside.</summary>
+    private List<Vma> SplitRangeLocked(ulong start, ulong end)
+    {
+        var inside = new List<Vma>();
+        for (int i = 0; i < _vmas.Count; i++)
+        {
+            Vma v = _vmas[i];
+            if (v.End <= start || v.Start >= end)
+            {
+                continue;
+            }
+
+            if (v.Start < start)
+            {
+                Vma right = SplitAt(v, start);
+                _vmas.Insert(i + 1, right);
+                continue; // Visit the right part next.
+            }
+
+            if (v.End > end)
+            {
+                Vma right = SplitAt(v, end);
+                _vmas.Insert(i + 1, right);
+            }
+
+            inside.Add(v);
+        }
+
+        return inside;
+    }
+
+    /// <summary>Cuts <paramref name="v"/> at <paramref name="at"/>; <paramref name="v"/> keeps the lower part, the upper part is returned.</summary>
+    private Vma SplitAt(Vma v, ulong at)
+    {
+        long cut = v.Index(at);
+        var right = new Vma(this, at, v.End, v.Flags, v.PageShift)
+        {
+            File = v.File,
+            PgOff = v.PgOff + ((at - v.Start) >> PhysMem.PageShift),
+            Ops = v.Ops,
+            PrivateData = v.PrivateData,
+            Pool = v.Pool,
+        };
+        right.Ptes = v.Ptes.Slice(cut, v.Ptes.Entries);
+        v.Ptes = v.Ptes.Slice(0, cut);
+        if (v.IsHugetlb)
+        {
+            int rightPages = (int)(right.Length >> right.PageShift);
+            int rightReserved = Math.Max(0, rightPages - CountPresent(right.Ptes));
+            int moved = Math.Min(v.HugeReserved, rightReserved);
+            right.HugeReserved = moved;
+            v.HugeReserved -= moved;
+        }
+
+        v.End = at;
+        right.File?.Get();
+        right.Ops?.Open(right);
+        return right;
+    }
+
+    private static int CountPresent(PteTable t) => t.Present().Count();
+
+    private void UnmapRangeLocked(ulong start, ulong end)
+    {
+        foreach (Vma v in SplitRangeLocked(start, end))
+        {
+            _vmas.Remove(v);
+            if ((v.Flags & VmFlags.VM_LOCKED) != 0)
+            {
+                LockedVm -= (long)(v.Length >> PhysMem.PageShift);
+            }
+
+            ZapAllLocked(v);
+            v.Ops?.Close(v);
+            v.File?.Put();
+        }
+    }
+
+    /// <summary>Removes every page-table entry of <paramref name="v"/>, dropping the frames' mapping references.</summary>
+    private void ZapAllLocked(Vma v)
+    {
+        Mem.Lock.Lock();
+        try
+        {
+            foreach ((long _, long pte) in v.Ptes.Present())
+            {
+                if (v.IsPfnMap || (pte & Vma.PteZero) != 0)
+                {
+                    continue;
+                }
+
+                Mem.PutPageLocked(pte >> 12);
+            }
+
+            if (v.Pool is { } pool && v.HugeReserved > 0)
+            {
+                pool.Unreserve(v.HugeReserved);
+                v.HugeReserved = 0;
+            }
+        }
+        finally
+        {
+            Mem.Lock.Unlock();
+        }
+
+        v.Ptes = new PteTable(v.Ptes.Entries);
+    }
+
+    // ---- mprotect.
+
+    /// <summary>mprotect(): 0, -EINVAL (misaligned), -ENOMEM (range not fully mapped), -EACCES (write to a read-only shared file).</summary>
+    public int Mprotect(ulong addr, ulong length, Prot prot)
+    {
+        if ((addr & (PhysMem.PageSize - 1)) != 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        ulong len = (length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
+        if (len == 0)
+        {
+            return 0;
+        }
+
+        ulong end = addr + len;
+        MmapLock.DownWrite();
+        try
+        {
+            if (!CoveredLocked(addr, end))
+            {
+                return Errno.ENOMEM.Negative();
+            }
+
+            foreach (Vma v in _vmas)
+            {
+                if (v.Start < end && addr < v.End && (v.Flags & VmFlags.VM_SHARED) != 0 && v.File is { CanWrite: false } && (prot & Prot.PROT_WRITE) != 0)
+                {
+                    return Errno.EACCES.Negative();
+                }
+            }
+
+            if (CheckHugetlbSplitLocked(addr, end) is int bad)
+            {
+                return bad;
+            }
+
+            const VmFlags rwx = VmFlags.VM_READ | VmFlags.VM_WRITE | VmFlags.VM_EXEC;
+            foreach (Vma v in SplitRangeLocked(addr, end))
+            {
+                v.Flags = (v.Flags & ~rwx) | ToVmFlags(prot);
+            }
+
+            return 0;
+        }
+        finally
+        {
+            MmapLock.UpWrite();
+        }
+    }
+
+    private bool CoveredLocked(ulong start, ulong end)
+    {
+        ulong cursor = start;
+        foreach (Vma v in _vmas)
+        {
+            if (v.End <= cursor)
+            {
+                continue;
+            }
+
+            if (v.Start > cursor)
+            {
+                return false;
+            }
+
+            cursor = v.End;
+            if (cursor >= end)
+            {
+                return true;
+            }
+        }
+
+        return cursor >= end;
+    }
+
+    // ---- mlock.
+
+    /// <summary>can_do_mlock(): a non-zero RLIMIT_MEMLOCK or CAP_IPC_LOCK.</summary>
+    public static bool CanDoMlock(SimProcess p)
+        => p.Limits.MemlockBytes != 0 || p.Credentials.Capable(Capabilities.CAP_IPC_LOCK);
+
+    private bool MlockFutureOk(SimProcess p, long pages)
+        => p.Credentials.Capable(Capabilities.CAP_IPC_LOCK) || LockedVm + pages <= p.Limits.MemlockPages;
+
+    /// <summary>mlock(): locks and populates the range; 0, -EPERM (no mlock allowed), -ENOMEM (holes, or over RLIMIT_MEMLOCK).</summary>
+    public int Mlock(ulong addr, ulong length, SimProcess caller)
+    {
+        ArgumentNullException.ThrowIfNull(caller);
+        if (!CanDoMlock(caller))
+        {
+            return Errno.EPERM.Negative();
+        }
+
+        ulong start = addr & ~(ulong)(PhysMem.PageSize - 1);
+        ulong end = (addr + length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
+        if (end < start)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        if (end == start)
+        {
+            return 0;
+        }
+
+        MmapLock.DownWrite();
+        try
+        {
+            if (!CoveredLocked(start, end))
+            {
+                return Errno.ENOMEM.Negative();
+            }
+
+            long newly = 0;
+            foreach (Vma v in _vmas)
+            {
+                if (v.Start < end && start < v.End && (v.Flags & (VmFlags.VM_LOCKED | VmFlags.VM_IO | VmFlags.VM_PFNMAP)) == 0)
+                {
+                    newly += (long)((Math.Min(end, v.End) - Math.Max(start, v.Start)) >> PhysMem.PageShift);
+                }
+            }
+
+            if (!MlockFutureOk(caller, newly))
+            {
+                return Errno.ENOMEM.Negative();
+            }
+
+            if (CheckHugetlbSplitLocked(start, end) is int bad)
+            {
+                return bad;
+            }
+
+            foreach (Vma v in SplitRangeLocked(start, end))
+            {
+                if ((v.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) == 0)
+                {
+                    v.Flags |= VmFlags.VM_LOCKED;
+                    PopulateLocked(v, v.Start, v.End);
+                }
+            }
+
+            LockedVm += newly;
+            return 0;
+        }
+        finally
+        {
+            MmapLock.UpWrite();
+        }
+    }
+
+    /// <summary>munlock(): 0, or -ENOMEM when the range is not fully mapped.</summary>
+    public int Munlock(ulong addr, ulong length)
+    {
+        ulong start = addr & ~(ulong)(PhysMem.PageSize - 1);
+        ulong end = (addr + length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
+        if (end <= start)
+        {
+            return end < start ? Errno.EINVAL.Negative() : 0;
+        }
+
+        MmapLock.DownWrite();
+        try
+        {
+            if (!CoveredLocked(start, end))
+            {
+                return Errno.ENOMEM.Negative();
+            }
+
+            if (CheckHugetlbSplitLocked(start, end) is int bad)
+            {
+                return bad;
+            }
+
+            foreach (Vma v in SplitRangeLocked(start, end))
+            {
+                if ((v.Flags & VmFlags.VM_LOCKED) != 0)
+                {
+                    v.Flags &= ~VmFlags.VM_LOCKED;
+                    LockedVm -= (long)(v.Length >> PhysMem.PageShift);
+                }
+            }
+
+            return 0;
+        }
+        finally
+        {
+            MmapLock.UpWrite();
+        }
+    }
+
+    // ---- locked_vm accounting (mm/util.c).
+
+    /// <summary>
+    /// __account_locked_vm(): charges (or uncharges) <paramref name="pages"/> to locked_vm,
+    /// refusing with -ENOMEM past <paramref name="task"/>'s RLIMIT_MEMLOCK unless
+    /// <paramref name="bypassRlimit"/>. Caller holds mmap_lock for writing.
+    /// </summary>
+    public int AccountLockedVmLocked(long pages, bool inc, SimProcess task, bool bypassRlimit)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        if (inc)
+        {
+            if (!bypassRlimit && LockedVm + pages > task.Limits.MemlockPages)
+            {
+                return Errno.ENOMEM.Negative();
+            }
+
+            LockedVm += pages;
+            return 0;
+        }
+
+        if (Warn.On(Kernel, pages > LockedVm, $"locked_vm underflow on mm {Id}: uncharging {pages} of {LockedVm} pages"))
+        {
+            LockedVm = 0;
+            return 0;
+        }
+
+        LockedVm -= pages;
+        return 0;
+    }
+
+    /// <summary>account_locked_vm(): as <see cref="AccountLockedVmLocked"/>, taking mmap_lock and using CAP_IPC_LOCK as the bypass.</summary>
+    public int AccountLockedVm(long pages, bool inc, SimProcess task)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        if (pages == 0)
+        {
+            return 0;
+        }
+
+        MmapLock.DownWrite();
+        try
+        {
+            return AccountLockedVmLocked(pages, inc, task, task.Credentials.Capable(Capabilities.CAP_IPC_LOCK));
+        }
+        finally
+        {
+            MmapLock.UpWrite();
+        }
+    }
+
+    // ---- fork.
+
+    /// <summary>dup_mmap(): the child's copy of this address space. Private pages are copied now; shared ones are shared.</summary>
+    internal MmStruct Dup(int childId, out int error)
+    {
+        var child = new MmStruct(Mem, Kernel, childId);
+        error = 0;
+        bool failed = false;
+        MmapLock.DownRead();
+        try
+        {
+            foreach (Vma v in _vmas)
+            {
+                if ((v.Flags & VmFlags.VM_DONTCOPY) != 0)
+                {
+                    continue;
+                }
+
+                var copy = new Vma(child, v.Start, v.End, v.Flags & ~VmFlags.VM_LOCKED, v.PageShift)
+                {
+                    File = v.File,
+                    PgOff = v.PgOff,
+                    Ops = v.Ops,
+                    PrivateData = v.PrivateData,
+                    Pool = v.Pool,
+                };
+                copy.File?.Get();
+                copy.Ops?.Open(copy);
+                child._vmas.Add(copy);
+                if (!CopyPagesInto(v, copy))
+                {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            MmapLock.UpRead();
+        }
+
+        if (failed)
+        {
+            // Tear the half-built copy down outside the parent's mmap_lock.
+            child.ExitMmap();
+            error = Errno.ENOMEM.Negative();
+        }
+
+        return child;
+    }
+
+    private bool CopyPagesInto(Vma from, Vma to)
+    {
+        bool shared = (from.Flags & VmFlags.VM_SHARED) != 0;
+        Mem.Lock.Lock();
+        try
+        {
+            if (from.Pool is { } pool && !shared)
+            {
+                int needed = (int)(from.Length >> from.PageShift);
+                if (!pool.Reserve(needed))
+                {
+                    return false;
+                }
+
+                to.HugeReserved = needed;
+            }
+
+            foreach ((long i, long pte) in from.Ptes.Present())
+            {
+                long pfn = pte >> 12;
+                if (from.IsPfnMap || (pte & Vma.PteZero) != 0 || shared)
+                {
+                    if (!from.IsPfnMap && (pte & Vma.PteZero) == 0)
+                    {
+                        Mem.GetPageLocked(pfn);
+                    }
+
+                    to.Ptes.Set(i, pte);
+                    continue;
+                }
+
+                long copy;
+                if (from.Pool is { } hp)
+                {
+                    copy = hp.AllocReserved();
+                    to.HugeReserved--;
+                    for (long sub = 0; sub < hp.PagesPerFolio; sub++)
+                    {
+                        Mem.CopyPageLocked(pfn + sub, copy + sub);
+                    }
+                }
+                else
+                {
+                    copy = Mem.AllocPageLocked();
+                    if (copy < 0)
+                    {
+                        return false;
+                    }
+
+                    Mem.CopyPageLocked(pfn, copy);
+                }
+
+                to.Ptes.Set(i, (copy << 12) | Vma.PtePresent);
+            }
+
+            return true;
+        }
+        finally
+        {
+            Mem.Lock.Unlock();
+        }
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"mm[{Id}] users={Users} locked_vm={LockedVm}";
+}

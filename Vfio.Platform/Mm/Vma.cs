@@ -1,0 +1,245 @@
+// Models struct vm_area_struct and struct vm_operations_struct (include/linux/mm_types.h,
+// include/linux/mm.h, v6.12) and the page table under one VMA.
+//
+// Page tables are kept per VMA, one entry per page of the VMA's page size (4 KiB, or the
+// huge page size for hugetlb), in 512-entry chunks allocated on first use, so a large
+// sparse mapping costs nothing until touched. An entry is (pfn << 12) | flags.
+
+using Vfio.Kernel;
+using Vfio.Platform.Fs;
+
+namespace Vfio.Platform.Mm;
+
+/// <summary>vm_flags bits (values as in include/linux/mm.h).</summary>
+[Flags]
+public enum VmFlags : ulong
+{
+    None = 0,
+    VM_READ = 0x1,
+    VM_WRITE = 0x2,
+    VM_EXEC = 0x4,
+    VM_SHARED = 0x8,
+    VM_PFNMAP = 0x400,
+    VM_LOCKED = 0x2000,
+    VM_IO = 0x4000,
+    VM_DONTCOPY = 0x20000,
+    VM_DONTEXPAND = 0x40000,
+    VM_HUGETLB = 0x400000,
+    VM_DONTDUMP = 0x4000000,
+}
+
+/// <summary>What a fault handler reports (VM_FAULT_*).</summary>
+public enum VmFault
+{
+    /// <summary>VM_FAULT_NOPAGE: the handler installed the page table entry.</summary>
+    NoPage,
+    /// <summary>VM_FAULT_SIGBUS: no page can be provided (the access gets SIGBUS, GUP gets -EFAULT).</summary>
+    SigBus,
+    /// <summary>VM_FAULT_OOM.</summary>
+    Oom,
+}
+
+/// <summary>vm_operations_struct: how a driver's mapping behaves.</summary>
+public interface IVmOperations
+{
+    /// <summary>-&gt;open(): a copy of the VMA was made (fork, split).</summary>
+    void Open(Vma vma)
+    {
+    }
+
+    /// <summary>-&gt;close(): the VMA is going away.</summary>
+    void Close(Vma vma)
+    {
+    }
+
+    /// <summary>-&gt;fault(): provide the page at <paramref name="address"/>, typically with <see cref="Vma.InsertPfn"/>.</summary>
+    VmFault Fault(Vma vma, ulong address, bool write);
+}
+
+/// <summary>vm_area_struct: one mapping of an address space.</summary>
+public sealed class Vma
+{
+    internal const long PtePresent = 1;
+    internal const long PteZero = 4;
+
+    internal Vma(MmStruct mm, ulong start, ulong end, VmFlags flags, int pageShift)
+    {
+        Mm = mm;
+        Start = start;
+        End = end;
+        Flags = flags;
+        PageShift = pageShift;
+        Ptes = new PteTable((long)((end - start) >> pageShift));
+    }
+
+    /// <summary>The address space.</summary>
+    public MmStruct Mm { get; }
+
+    /// <summary>vm_start.</summary>
+    public ulong Start { get; internal set; }
+
+    /// <summary>vm_end (exclusive).</summary>
+    public ulong End { get; internal set; }
+
+    /// <summary>vm_flags.</summary>
+    public VmFlags Flags { get; internal set; }
+
+    /// <summary>log2 of the page size mapped here: 12, or 21/30 for hugetlb.</summary>
+    public int PageShift { get; }
+
+    /// <summary>vm_pgoff: offset into the file, in 4 KiB pages.</summary>
+    public ulong PgOff { get; internal set; }
+
+    /// <summary>vm_file: the mapped file, if any.</summary>
+    public SimFile? File { get; internal set; }
+
+    /// <summary>vm_ops.</summary>
+    public IVmOperations? Ops { get; set; }
+
+    /// <summary>vm_private_data.</summary>
+    public object? PrivateData { get; set; }
+
+    internal PteTable Ptes { get; set; }
+
+    internal HugePool? Pool { get; set; }
+
+    // Huge pages promised to this VMA at mmap() and not yet faulted in.
+    internal int HugeReserved { get; set; }
+
+    /// <summary>The VMA's length in bytes.</summary>
+    public ulong Length => End - Start;
+
+    /// <summary>True for anonymous memory (no file, not PFNMAP).</summary>
+    public bool IsAnonymous => File is null && (Flags & (VmFlags.VM_PFNMAP | VmFlags.VM_HUGETLB)) == 0;
+
+    /// <summary>True for hugetlb memory.</summary>
+    public bool IsHugetlb => (Flags & VmFlags.VM_HUGETLB) != 0;
+
+    /// <summary>True for a VM_PFNMAP mapping (device memory).</summary>
+    public bool IsPfnMap => (Flags & VmFlags.VM_PFNMAP) != 0;
+
+    internal long Index(ulong addr) => (long)((addr - Start) >> PageShift);
+
+    /// <summary>
+    /// vmf_insert_pfn(): maps <paramref name="pfn"/> at <paramref name="address"/> of a PFNMAP
+    /// VMA. Returns 0, or -EBUSY when the entry is already present.
+    /// </summary>
+    public int InsertPfn(ulong address, long pfn)
+    {
+        if (!IsPfnMap)
+        {
+            throw new InvalidOperationException("vmf_insert_pfn on a VMA without VM_PFNMAP");
+        }
+
+        if (address < Start || address >= End)
+        {
+            throw new ArgumentOutOfRangeException(nameof(address), $"0x{address:x} is outside the VMA [0x{Start:x}, 0x{End:x})");
+        }
+
+        long i = Index(address);
+        if (Ptes.Get(i) != 0)
+        {
+            return Errno.EBUSY.Negative();
+        }
+
+        Ptes.Set(i, (pfn << 12) | PtePresent);
+        return 0;
+    }
+
+    /// <summary>remap_pfn_range(): maps [<paramref name="address"/>, +<paramref name="bytes"/>) to frames from <paramref name="pfn"/> at once.</summary>
+    public void RemapPfnRange(ulong address, long pfn, ulong bytes)
+    {
+        for (ulong off = 0; off < bytes; off += PhysMem.PageSize)
+        {
+            Ptes.Set(Index(address + off), ((pfn + (long)(off >> PhysMem.PageShift)) << 12) | PtePresent);
+        }
+    }
+
+    /// <summary>zap_vma_ptes() for a PFNMAP VMA: removes the entries of [<paramref name="address"/>, +<paramref name="bytes"/>) so the next access faults.</summary>
+    public void ZapPfnRange(ulong address, ulong bytes)
+    {
+        if (!IsPfnMap)
+        {
+            throw new InvalidOperationException("zap of a VMA without VM_PFNMAP: unmap anonymous memory with munmap");
+        }
+
+        for (ulong a = address; a < address + bytes && a < End; a += PhysMem.PageSize)
+        {
+            Ptes.Set(Index(a), 0);
+        }
+    }
+
+    /// <inheritdoc/>
+    public override string ToString()
+        => $"{Start:x12}-{End:x12} {((Flags & VmFlags.VM_READ) != 0 ? 'r' : '-')}{((Flags & VmFlags.VM_WRITE) != 0 ? 'w' : '-')}{((Flags & VmFlags.VM_EXEC) != 0 ? 'x' : '-')}{((Flags & VmFlags.VM_SHARED) != 0 ? 's' : 'p')} " +
+           (IsHugetlb ? $"hugetlb {1L << PageShift >> 20}M" : IsPfnMap ? $"pfnmap {File?.Path}" : File is not null ? File.Path : "anon");
+}
+
+/// <summary>The page table of one VMA: entries in 512-entry chunks allocated on first write.</summary>
+internal sealed class PteTable
+{
+    public const int ChunkShift = 9;
+    public const int ChunkSize = 1 << ChunkShift;
+    private readonly long[]?[] _chunks;
+
+    public PteTable(long entries)
+    {
+        Entries = entries;
+        _chunks = new long[]?[(entries + ChunkSize - 1) >> ChunkShift];
+    }
+
+    public long Entries { get; }
+
+    public long Get(long i)
+    {
+        long[]? c = _chunks[i >> ChunkShift];
+        return c is null ? 0 : c[i & (ChunkSize - 1)];
+    }
+
+    public void Set(long i, long pte) => ChunkFor(i)[i & (ChunkSize - 1)] = pte;
+
+    /// <summary>The chunk holding entry <paramref name="i"/>, allocated if needed (racing allocators agree on one chunk).</summary>
+    public long[] ChunkFor(long i)
+    {
+        long c = i >> ChunkShift;
+        return _chunks[c] ?? Interlocked.CompareExchange(ref _chunks[c], new long[ChunkSize], null) ?? _chunks[c]!;
+    }
+
+    public long[]? ChunkOrNull(long i) => _chunks[i >> ChunkShift];
+
+    /// <summary>A table for entries [<paramref name="from"/>, <paramref name="to"/>) of this one (VMA split).</summary>
+    public PteTable Slice(long from, long to)
+    {
+        var t = new PteTable(to - from);
+        for (long i = from; i < to; i++)
+        {
+            long pte = Get(i);
+            if (pte != 0)
+            {
+                t.Set(i - from, pte);
+            }
+        }
+
+        return t;
+    }
+
+    public IEnumerable<(long Index, long Pte)> Present()
+    {
+        for (int c = 0; c < _chunks.Length; c++)
+        {
+            long[]? chunk = _chunks[c];
+            if (chunk is null)
+            {
+                continue;
+            }
+
+            for (int j = 0; j < chunk.Length; j++)
+            {
+                if (chunk[j] != 0)
+                {
+                    yield return (((long)c << ChunkShift) + j, chunk[j]);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,437 @@
+// The syscall surface (fs/open.c, fs/read_write.c, fs/ioctl.c, fs/file.c, fs/select.c,
+// fs/eventfd.c, mm/mmap.c, mm/mlock.c, mm/mprotect.c) (v6.12). Each returns what the raw
+// syscall returns: a non-negative result or -errno. A -ERESTART* from an interrupted
+// sleep reaches user space as -EINTR (no restartable signal handlers are modelled).
+//
+// Buffers are user pointers into this process's memory. The overloads taking spans stage
+// the bytes through a scratch mapping private to the calling thread, so a test can write
+// p.Ioctl(fd, cmd, bytes) and still exercise the kernel's copy_from_user/copy_to_user.
+
+using System.Collections.Concurrent;
+using Vfio.Kernel;
+using Vfio.Platform.Fs;
+using Vfio.Platform.Mm;
+
+namespace Vfio.Platform.Proc;
+
+public sealed partial class SimProcess
+{
+    /// <summary>MAX_RW_COUNT: the most one read or write transfers.</summary>
+    public const long MaxRwCount = int.MaxValue & ~(PhysMem.PageSize - 1);
+
+    /// <summary>FIONCLEX.</summary>
+    public const uint FIONCLEX = 0x5450;
+
+    /// <summary>FIOCLEX.</summary>
+    public const uint FIOCLEX = 0x5451;
+
+    /// <summary>FIONBIO.</summary>
+    public const uint FIONBIO = 0x5421;
+
+    private readonly ConcurrentDictionary<KTask, (ulong Addr, ulong Size)> _scratch = new();
+
+    private static long Ret(long r)
+        => r is -(long)Errno.ERESTARTSYS or -(long)Errno.ERESTARTNOINTR or -(long)Errno.ERESTARTNOHAND or -(long)Errno.ERESTART_RESTARTBLOCK
+            ? Errno.EINTR.Negative()
+            : r == -(long)Errno.ENOIOCTLCMD ? Errno.ENOTTY.Negative() : r;
+
+    private static bool AccessOk(ulong addr, long count)
+        => count == 0 || (addr + (ulong)count >= addr && addr + (ulong)count <= MmStruct.TaskSize);
+
+    // ---- Files.
+
+    /// <summary>open(): a new fd, or -errno (ENOENT, ENOTDIR, EACCES, EISDIR, ELOOP, EMFILE, ENXIO, or the driver's).</summary>
+    public int Open(string path, OpenFlags flags = OpenFlags.O_RDWR)
+    {
+        ThrowIfExited();
+        using SyscallScope scope = Enter();
+        int ret = Machine.Vfs.Open(Credentials, path, flags, out SimFile? file);
+        if (ret < 0)
+        {
+            return (int)Ret(ret);
+        }
+
+        int fd = Files.Install(file!, (flags & OpenFlags.O_CLOEXEC) != 0, Limits.NoFile);
+        if (fd < 0)
+        {
+            file!.Put();
+        }
+
+        return fd;
+    }
+
+    /// <summary>close(): 0 or -EBADF. The file's release runs here if this was its last reference.</summary>
+    public int Close(int fd)
+    {
+        using SyscallScope scope = Enter();
+        return Files.Close(fd);
+    }
+
+    /// <summary>dup(): the lowest free fd for the same file, or -EBADF / -EMFILE.</summary>
+    public int Dup(int fd)
+    {
+        using SyscallScope scope = Enter();
+        return Files.Dup(fd, Limits.NoFile);
+    }
+
+    /// <summary>dup2(): <paramref name="newfd"/>, or -EBADF.</summary>
+    public int Dup2(int oldfd, int newfd)
+    {
+        using SyscallScope scope = Enter();
+        return Files.Dup2(oldfd, newfd, Limits.NoFile);
+    }
+
+    /// <summary>eventfd2(): a new eventfd, or -EINVAL for unknown flags.</summary>
+    public int Eventfd(uint initval, int flags = 0)
+    {
+        ThrowIfExited();
+        using SyscallScope scope = Enter();
+        if ((flags & ~(EventFdContext.EFD_SEMAPHORE | EventFdContext.EFD_CLOEXEC | EventFdContext.EFD_NONBLOCK)) != 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        SimFile f = EventFdFactory.Create(Kernel, initval, flags);
+        int fd = Files.Install(f, (flags & EventFdContext.EFD_CLOEXEC) != 0, Limits.NoFile);
+        if (fd < 0)
+        {
+            f.Put();
+        }
+
+        return fd;
+    }
+
+    /// <summary>read(): bytes read, 0 at end, or -errno (EBADF, EINVAL, EFAULT, EAGAIN, EINTR, the driver's).</summary>
+    public long Read(int fd, ulong buf, long count) => ReadWrite(fd, buf, count, write: false, offset: null);
+
+    /// <summary>write(): bytes written, or -errno.</summary>
+    public long Write(int fd, ulong buf, long count) => ReadWrite(fd, buf, count, write: true, offset: null);
+
+    /// <summary>pread64(): like read at <paramref name="offset"/>, leaving the file position alone.</summary>
+    public long Pread(int fd, ulong buf, long count, long offset) => offset < 0 ? Errno.EINVAL.Negative() : ReadWrite(fd, buf, count, write: false, offset);
+
+    /// <summary>pwrite64(): like write at <paramref name="offset"/>.</summary>
+    public long Pwrite(int fd, ulong buf, long count, long offset) => offset < 0 ? Errno.EINVAL.Negative() : ReadWrite(fd, buf, count, write: true, offset);
+
+    private long ReadWrite(int fd, ulong buf, long count, bool write, long? offset)
+    {
+        ThrowIfExited();
+        using SyscallScope scope = Enter();
+        SimFile? f = Files.Get(fd);
+        if (f is null)
+        {
+            return Errno.EBADF.Negative();
+        }
+
+        try
+        {
+            if (write ? !f.CanWrite : !f.CanRead)
+            {
+                return Errno.EBADF.Negative();
+            }
+
+            if (write ? !f.Ops.CanWrite : !f.Ops.CanRead)
+            {
+                return Errno.EINVAL.Negative();
+            }
+
+            if (count < 0)
+            {
+                return Errno.EINVAL.Negative();
+            }
+
+            count = Math.Min(count, MaxRwCount);
+            if (!AccessOk(buf, count))
+            {
+                return Errno.EFAULT.Negative();
+            }
+
+            long pos = offset ?? f.Position;
+            long ret = write ? f.Ops.Write(f, buf, count, ref pos) : f.Ops.Read(f, buf, count, ref pos);
+            if (ret >= 0 && offset is null)
+            {
+                f.Position = pos;
+            }
+
+            return Ret(ret);
+        }
+        finally
+        {
+            f.Put();
+        }
+    }
+
+    /// <summary>ioctl(): the driver's result, or -EBADF / -ENOTTY; FIOCLEX, FIONCLEX and FIONBIO are handled generically.</summary>
+    public long Ioctl(int fd, uint cmd, ulong arg = 0)
+    {
+        ThrowIfExited();
+        using SyscallScope scope = Enter();
+        SimFile? f = Files.Get(fd);
+        if (f is null)
+        {
+            return Errno.EBADF.Negative();
+        }
+
+        try
+        {
+            switch (cmd)
+            {
+                case FIOCLEX:
+                    return Files.SetCloseOnExec(fd, true);
+                case FIONCLEX:
+                    return Files.SetCloseOnExec(fd, false);
+                case FIONBIO:
+                    int err = UserMemory.Get(arg, out int on);
+                    if (err != 0)
+                    {
+                        return err;
+                    }
+
+                    f.Flags = on != 0 ? f.Flags | OpenFlags.O_NONBLOCK : f.Flags & ~OpenFlags.O_NONBLOCK;
+                    return 0;
+                default:
+                    return Ret(f.Ops.Ioctl(f, cmd, arg));
+            }
+        }
+        finally
+        {
+            f.Put();
+        }
+    }
+
+    // ---- Memory.
+
+    /// <summary>mmap(): the address, or -errno. <paramref name="fd"/> is ignored with MAP_ANONYMOUS.</summary>
+    public long Mmap(ulong addr, ulong length, Prot prot, MapFlags flags, int fd = -1, long offset = 0)
+    {
+        ThrowIfExited();
+        using SyscallScope scope = Enter();
+        if (offset < 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        SimFile? f = null;
+        if ((flags & MapFlags.MAP_ANONYMOUS) == 0)
+        {
+            f = Files.Get(fd);
+            if (f is null)
+            {
+                return Errno.EBADF.Negative();
+            }
+        }
+
+        try
+        {
+            return Mm.Mmap(addr, length, prot, flags, f, (ulong)offset, this);
+        }
+        finally
+        {
+            f?.Put();
+        }
+    }
+
+    /// <summary>munmap(): 0 or -EINVAL.</summary>
+    public int Munmap(ulong addr, ulong length)
+    {
+        using SyscallScope scope = Enter();
+        return Mm.Munmap(addr, length);
+    }
+
+    /// <summary>mprotect(): 0 or -errno.</summary>
+    public int Mprotect(ulong addr, ulong length, Prot prot)
+    {
+        using SyscallScope scope = Enter();
+        return Mm.Mprotect(addr, length, prot);
+    }
+
+    /// <summary>mlock(): 0, -EPERM, -ENOMEM.</summary>
+    public int Mlock(ulong addr, ulong length)
+    {
+        using SyscallScope scope = Enter();
+        return Mm.Mlock(addr, length, this);
+    }
+
+    /// <summary>munlock(): 0 or -ENOMEM.</summary>
+    public int Munlock(ulong addr, ulong length)
+    {
+        using SyscallScope scope = Enter();
+        return Mm.Munlock(addr, length);
+    }
+
+    // ---- poll.
+
+    /// <summary>
+    /// poll(): the number of entries with events, 0 on timeout (<paramref name="timeoutMs"/>
+    /// of virtual time; negative waits forever), -EINTR on a signal, -EINVAL for too many fds.
+    /// </summary>
+    public int Poll(Span<PollFd> fds, int timeoutMs)
+    {
+        ThrowIfExited();
+        using SyscallScope scope = Enter();
+        if (fds.Length > Limits.NoFile)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        var table = new PollTable(Kernel);
+        bool timed = timeoutMs >= 0;
+        long expire = timed ? Kernel.Clock.Jiffies + SimClock.MsecsToJiffies(timeoutMs) : 0;
+        bool timedOut = false;
+        try
+        {
+            while (true)
+            {
+                int count = 0;
+                for (int i = 0; i < fds.Length; i++)
+                {
+                    fds[i].REvents = PollEvents.None;
+                    if (fds[i].Fd < 0)
+                    {
+                        continue;
+                    }
+
+                    SimFile? f = Files.Get(fds[i].Fd);
+                    if (f is null)
+                    {
+                        fds[i].REvents = PollEvents.POLLNVAL;
+                        count++;
+                        continue;
+                    }
+
+                    table.SetInterest(fds[i].Events);
+                    PollEvents mask = f.Ops.Poll(f, table.Registering && count == 0 ? table : null);
+                    f.Put();
+                    mask &= fds[i].Events | PollEvents.POLLERR | PollEvents.POLLHUP;
+                    if (mask != PollEvents.None)
+                    {
+                        fds[i].REvents = mask;
+                        count++;
+                    }
+                }
+
+                table.Registering = false;
+                if (count > 0 || timeoutMs == 0 || timedOut)
+                {
+                    return count;
+                }
+
+                if (Kernel.CurrentTask.SignalPending)
+                {
+                    return Errno.EINTR.Negative();
+                }
+
+                long r;
+                if (timed)
+                {
+                    long left = expire - Kernel.Clock.Jiffies;
+                    r = left <= 0 ? 0 : table.Queue.WaitEventInterruptibleTimeout(() => table.Triggered, left);
+                    timedOut = r == 0;
+                }
+                else
+                {
+                    r = table.Queue.WaitEventInterruptible(() => table.Triggered);
+                }
+
+                if (r < 0)
+                {
+                    return (int)Ret(r);
+                }
+
+                table.Rearm();
+            }
+        }
+        finally
+        {
+            table.RemoveAll();
+        }
+    }
+
+    // ---- Span conveniences (staged through a scratch mapping of the calling thread).
+
+    /// <summary>read() into <paramref name="buffer"/>.</summary>
+    public long Read(int fd, Span<byte> buffer)
+    {
+        ulong ua = Scratch(buffer.Length);
+        long r = Read(fd, ua, buffer.Length);
+        if (r > 0)
+        {
+            CheckStaging(Mm.ReadUser(ua, buffer[..(int)r]));
+        }
+
+        return r;
+    }
+
+    /// <summary>write() of <paramref name="data"/>.</summary>
+    public long Write(int fd, ReadOnlySpan<byte> data)
+    {
+        ulong ua = Scratch(data.Length);
+        CheckStaging(Mm.WriteUser(ua, data));
+        return Write(fd, ua, data.Length);
+    }
+
+    /// <summary>pread64() into <paramref name="buffer"/>.</summary>
+    public long Pread(int fd, Span<byte> buffer, long offset)
+    {
+        ulong ua = Scratch(buffer.Length);
+        long r = Pread(fd, ua, buffer.Length, offset);
+        if (r > 0)
+        {
+            CheckStaging(Mm.ReadUser(ua, buffer[..(int)r]));
+        }
+
+        return r;
+    }
+
+    /// <summary>pwrite64() of <paramref name="data"/>.</summary>
+    public long Pwrite(int fd, ReadOnlySpan<byte> data, long offset)
+    {
+        ulong ua = Scratch(data.Length);
+        CheckStaging(Mm.WriteUser(ua, data));
+        return Pwrite(fd, ua, data.Length, offset);
+    }
+
+    /// <summary>ioctl() with <paramref name="arg"/> staged in user memory and copied back afterwards (both directions, as a user buffer would be).</summary>
+    public long Ioctl(int fd, uint cmd, Span<byte> arg)
+    {
+        ulong ua = Scratch(arg.Length);
+        CheckStaging(Mm.WriteUser(ua, arg));
+        long r = Ioctl(fd, cmd, ua);
+        CheckStaging(Mm.ReadUser(ua, arg));
+        return r;
+    }
+
+    private static void CheckStaging(int ret)
+    {
+        if (ret != 0)
+        {
+            throw new InvalidOperationException("the syscall staging buffer is not accessible: was it unmapped by the test?");
+        }
+    }
+
+    private ulong Scratch(int length)
+    {
+        ThrowIfExited();
+        KTask t = Kernel.CurrentTask;
+        ulong need = (ulong)Math.Max(length, 1);
+        if (_scratch.TryGetValue(t, out (ulong Addr, ulong Size) s) && s.Size >= need)
+        {
+            return s.Addr;
+        }
+
+        ulong size = Math.Max(64UL << 10, (ulong)1 << (64 - System.Numerics.BitOperations.LeadingZeroCount(need - 1)));
+        long addr = Mm.Mmap(0, size, Prot.PROT_READ | Prot.PROT_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS, null, 0, this);
+        if (addr < 0)
+        {
+            throw new InvalidOperationException($"cannot map a {size}-byte syscall staging buffer: {ErrnoExtensions.FromReturn(addr).Describe()}");
+        }
+
+        if (s.Size != 0)
+        {
+            Mm.Munmap(s.Addr, s.Size);
+        }
+
+        _scratch[t] = ((ulong)addr, size);
+        return (ulong)addr;
+    }
+}

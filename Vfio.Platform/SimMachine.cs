@@ -1,0 +1,143 @@
+// The simulated machine: the kernel runtime, physical memory, the file tree (/dev, /sys),
+// the PCI bus and the processes. Later layers (PCI topology, IOMMU, vfio) hang off it.
+
+using Vfio.Kernel;
+using Vfio.Platform.Base;
+using Vfio.Platform.Fs;
+using Vfio.Platform.Mm;
+using Vfio.Platform.Pci;
+using Vfio.Platform.Proc;
+using Vfio.Platform.Sysfs;
+
+namespace Vfio.Platform;
+
+/// <summary>What a machine is made of (beyond its devices).</summary>
+public sealed record MachineConfig
+{
+    /// <summary>RAM, hugetlb pools and the page placement policy.</summary>
+    public MemoryConfig Memory { get; init; } = new();
+}
+
+/// <summary>A simulated host: kernel, memory, processes, /dev and /sys, the PCI bus.</summary>
+public sealed class SimMachine
+{
+    // Protects _processes and _nextPid.
+    private readonly KSpinLock _procLock;
+    private readonly SortedDictionary<int, SimProcess> _processes = [];
+    private int _nextPid;
+
+    /// <summary>A machine with its own real-mode kernel.</summary>
+    public SimMachine(MachineConfig? config = null)
+        : this(new SimKernel(), config)
+    {
+    }
+
+    /// <summary>A machine on <paramref name="kernel"/> (for instance a controlled-mode kernel of a race test).</summary>
+    public SimMachine(SimKernel kernel, MachineConfig? config = null)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        Kernel = kernel;
+        Config = config ?? new MachineConfig();
+        _procLock = new KSpinLock(kernel, "tasklist_lock");
+        Memory = new PhysMem(kernel, Config.Memory);
+        Vfs = new Vfs(kernel);
+        Sysfs = new SysfsTree(Vfs, () => Init!);
+        Init = CreateProcess("init", Credentials.Root, new ResourceLimits { MemlockBytes = ResourceLimits.Infinity });
+        PciRoot = new SimDevice(this, "pci0000:00");
+        PciRoot.SysfsDir = Sysfs.CreateDir(Sysfs.Devices, PciRoot.Name);
+        PciRoot.IsRegistered = true;
+        Pci = new PciBus(this);
+    }
+
+    /// <summary>The kernel runtime.</summary>
+    public SimKernel Kernel { get; }
+
+    /// <summary>The configuration the machine was built from.</summary>
+    public MachineConfig Config { get; }
+
+    /// <summary>Physical memory.</summary>
+    public PhysMem Memory { get; }
+
+    /// <summary>The file tree.</summary>
+    public Vfs Vfs { get; }
+
+    /// <summary>/sys.</summary>
+    public SysfsTree Sysfs { get; }
+
+    /// <summary>Character devices and misc devices.</summary>
+    public CharDevices CharDevices => Vfs.CharDevices;
+
+    /// <summary>pid 1, root with every capability: the default caller of <see cref="SysfsTree"/> conveniences.</summary>
+    public SimProcess Init { get; }
+
+    /// <summary>The PCI host bridge device (pci0000:00), parent of the root bus's functions.</summary>
+    public SimDevice PciRoot { get; }
+
+    /// <summary>The PCI bus type.</summary>
+    public PciBus Pci { get; }
+
+    /// <summary>Live processes, by pid.</summary>
+    public IReadOnlyList<SimProcess> Processes
+    {
+        get
+        {
+            _procLock.Lock();
+            try
+            {
+                return [.. _processes.Values];
+            }
+            finally
+            {
+                _procLock.Unlock();
+            }
+        }
+    }
+
+    /// <summary>A new process with a fresh address space and no open files (what exec of a new program gives).</summary>
+    public SimProcess CreateProcess(string comm, Credentials? credentials = null, ResourceLimits? limits = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(comm);
+        int pid = AllocPid();
+        var p = new SimProcess(
+            this,
+            pid,
+            comm,
+            credentials ?? Credentials.Root,
+            limits ?? new ResourceLimits(),
+            new MmStruct(Memory, Kernel, pid),
+            new FdTable(Kernel, pid),
+            pid == 1 ? null : Init);
+        AddProcess(p);
+        return p;
+    }
+
+    /// <summary>The live process with <paramref name="pid"/>, or null.</summary>
+    public SimProcess? FindProcess(int pid)
+    {
+        _procLock.Lock();
+        try
+        {
+            return _processes.GetValueOrDefault(pid);
+        }
+        finally
+        {
+            _procLock.Unlock();
+        }
+    }
+
+    internal int AllocPid() => Interlocked.Increment(ref _nextPid);
+
+    internal void AddProcess(SimProcess p)
+    {
+        _procLock.Lock();
+        _processes[p.Pid] = p;
+        _procLock.Unlock();
+    }
+
+    internal void RemoveProcess(SimProcess p)
+    {
+        _procLock.Lock();
+        _processes.Remove(p.Pid);
+        _procLock.Unlock();
+    }
+}

@@ -1,0 +1,243 @@
+using NUnit.Framework;
+using Vfio.Kernel;
+using Vfio.Platform;
+using Vfio.Platform.Mm;
+using Vfio.Platform.Proc;
+
+namespace Vfio.Tests.Platform;
+
+public sealed class GupTests
+{
+    private const Prot RW = Prot.PROT_READ | Prot.PROT_WRITE;
+    private const MapFlags Anon = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS;
+    private const GupFlags LongtermWrite = GupFlags.FOLL_LONGTERM | GupFlags.FOLL_WRITE;
+
+    private static (long Pinned, PfnRun[] Runs) Pin(SimProcess p, ulong addr, long pages, GupFlags flags = LongtermWrite, int maxRuns = 1 << 16)
+    {
+        var runs = new PfnRun[maxRuns];
+        long n = p.Mm.PinUserPages(addr, pages, flags, runs, out int count);
+        return (n, runs[..count]);
+    }
+
+    [Test]
+    public void ScatteredAnonymousMemory_PinsAsOneRunPerPage()
+    {
+        SimMachine m = Machines.Create(policy: AllocationPolicy.Scattered);
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 64 * 4096, RW, Anon | MapFlags.MAP_POPULATE);
+
+        (long n, PfnRun[] runs) = Pin(p, a, 64);
+
+        Assert.That(n, Is.EqualTo(64));
+        Assert.That(runs, Has.Length.EqualTo(64));
+        Assert.That(runs.Select(r => r.Count), Is.All.EqualTo(1));
+        Assert.That(m.Memory.PinnedPages, Is.EqualTo(64));
+        m.Memory.Unpin(runs, dirty: true);
+        Assert.That(m.Memory.PinnedPages, Is.Zero);
+    }
+
+    [Test]
+    public void ContiguousAnonymousMemory_PinsAsOneRun()
+    {
+        SimMachine m = Machines.Create(policy: AllocationPolicy.Contiguous);
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 64 * 4096, RW, Anon);
+
+        (long n, PfnRun[] runs) = Pin(p, a, 64);
+
+        Assert.That(n, Is.EqualTo(64));
+        Assert.That(runs, Has.Length.EqualTo(1));
+        Assert.That(runs[0].Count, Is.EqualTo(64));
+        m.Memory.Unpin(runs, dirty: false);
+    }
+
+    [Test]
+    public void HugetlbMemory_PinsInWholeFolios_AndAdjacentHugePagesMergeIntoOneRun()
+    {
+        SimMachine m = Machines.Create(ramGiB: 8, huge2M: 4, huge1G: 1);
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 8 << 20, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_HUGE_2MB);
+        ulong g = (ulong)p.Mmap(0, 1 << 30, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_HUGE_1GB);
+
+        (long n2, PfnRun[] r2) = Pin(p, a, 2048);
+        (long n1, PfnRun[] r1) = Pin(p, g + (4 << 20), 512);
+
+        Assert.That(n2, Is.EqualTo(2048));
+        Assert.That(r2, Has.Length.EqualTo(1), "four 2 MiB pages from the pool are physically adjacent");
+        Assert.That(m.Memory.PinCount(r2[0].Pfn), Is.EqualTo(512), "the folio counts each pinned subpage");
+        Assert.That(m.Memory.RefCount(r2[0].Pfn), Is.EqualTo(513), "one mapping plus 512 pins");
+        Assert.That(n1, Is.EqualTo(512));
+        Assert.That(r1.Single().Pfn % PhysMem.PagesPer1G, Is.EqualTo(1024), "4 MiB into the 1 GiB page");
+
+        m.Memory.Unpin(r2, dirty: true);
+        m.Memory.Unpin(r1, dirty: true);
+        Assert.That(m.Memory.PinnedPages, Is.Zero);
+        Assert.That(m.Memory.RefCount(r2[0].Pfn), Is.EqualTo(1));
+        Assert.That(m.Memory.IsDirty(r2[0].Pfn), Is.True);
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void PinningFaultsPagesIn_AWritePinAllocates_AReadPinTakesTheZeroPage()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 2 * 4096, RW, Anon);
+
+        (long nr, PfnRun[] read) = Pin(p, a, 1, GupFlags.FOLL_LONGTERM);
+        (long nw, PfnRun[] write) = Pin(p, a + 4096, 1);
+
+        Assert.That(nr, Is.EqualTo(1));
+        Assert.That(read[0].Pfn, Is.EqualTo(m.Memory.ZeroPfn));
+        Assert.That(nw, Is.EqualTo(1));
+        Assert.That(write[0].Pfn, Is.EqualTo(p.Mm.Translate(a + 4096)));
+        Assert.That(m.Memory.RefCount(write[0].Pfn), Is.EqualTo(2));
+        Assert.That(m.Memory.PinCount(write[0].Pfn), Is.EqualTo(1));
+        m.Memory.Unpin(read, false);
+        m.Memory.Unpin(write, false);
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void Holes_AreEfault_OnTheFirstPage_AndAPartialCountAfterwards()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 4 * 4096, RW, Anon);
+        p.Munmap(a + (2 * 4096), 2 * 4096);
+
+        (long hole, _) = Pin(p, a + (2 * 4096), 2);
+        (long partial, PfnRun[] runs) = Pin(p, a, 4);
+
+        Assert.That(hole, Is.EqualTo(Errno.EFAULT.Negative()));
+        Assert.That(partial, Is.EqualTo(2), "GUP returns the pages pinned before the hole");
+        Assert.That(runs.Sum(r => r.Count), Is.EqualTo(2));
+        m.Memory.Unpin(runs, false);
+        Assert.That(m.Memory.PinnedPages, Is.Zero);
+    }
+
+    [Test]
+    public void AWritePinOfReadOnlyMemory_IsEfault_AndChangesNothing()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 4096, Prot.PROT_READ, Anon);
+        MemorySnapshot before = MemorySnapshot.Take(m);
+
+        (long n, _) = Pin(p, a, 1);
+
+        Assert.That(n, Is.EqualTo(Errno.EFAULT.Negative()));
+        Assert.That(MemorySnapshot.Take(m).SameAs(before), Is.True);
+        Assert.That(Pin(p, a, 1, GupFlags.FOLL_LONGTERM | GupFlags.FOLL_WRITE | GupFlags.FOLL_FORCE).Pinned, Is.EqualTo(1), "FOLL_FORCE overrides");
+    }
+
+    [Test]
+    public void PfnMapMemory_IsEfaultForGup_ButResolvesThroughThePageTableWalk()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        int fd = p.Open(dev.NodePath);
+        ulong bar = (ulong)p.Mmap(0, 4 * 4096, RW, MapFlags.MAP_SHARED, fd);
+        ulong roBar = (ulong)p.Mmap(0, 4096, Prot.PROT_READ, MapFlags.MAP_SHARED, fd, 8192);
+
+        Assert.That(Pin(p, bar, 1).Pinned, Is.EqualTo(Errno.EFAULT.Negative()));
+        p.Mm.MmapLock.DownRead();
+        int ok = p.Mm.FollowFaultPfnLocked(p.Mm.FindVmaLocked(bar + 4096)!, bar + 4096, write: true, out long pfn);
+        int ro = p.Mm.FollowFaultPfnLocked(p.Mm.FindVmaLocked(roBar)!, roBar, write: true, out _);
+        p.Mm.MmapLock.UpRead();
+
+        Assert.That(ok, Is.Zero);
+        Assert.That(pfn, Is.EqualTo((dev.MmioBase >> 12) + 1));
+        Assert.That(m.Memory.IsInvalidOrReserved(pfn), Is.True, "device frames are not RAM");
+        Assert.That(dev.Faults, Is.EqualTo(1));
+        Assert.That(ro, Is.EqualTo(Errno.EFAULT.Negative()), "a write needs a writable mapping");
+        Assert.That(p.Mmap(0, 4096, RW, MapFlags.MAP_PRIVATE, fd), Is.EqualTo(Errno.EINVAL.Negative()), "the driver refuses private mappings");
+
+        p.Mm.WriteUser(bar + 16, "mmio"u8);
+        Assert.That(dev.Registers.AsSpan(16, 4).ToArray(), Is.EqualTo("mmio"u8.ToArray()), "CPU stores through the mapping reach the device");
+    }
+
+    [Test]
+    public void PinsSurviveMunmapAndExit_UntilUnpinned()
+    {
+        SimMachine m = Machines.Create();
+        long baseline = m.Memory.UsedPages;
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 16 * 4096, RW, Anon);
+        (_, PfnRun[] runs) = Pin(p, a, 16);
+        p.Mm.WriteUser(a, "kept"u8);
+
+        p.Munmap(a, 8 * 4096);
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(baseline + 16), "unmapped but pinned frames stay allocated");
+        p.Exit();
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(baseline + 16), "so do frames of an exited process");
+        byte[] data = new byte[4];
+        m.Memory.Read(runs[0].Pfn << 12, data);
+        Assert.That(data, Is.EqualTo("kept"u8.ToArray()), "the device can still reach the data");
+        MemoryInvariants.Assert(m);
+
+        m.Memory.Unpin(runs, dirty: true);
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(baseline));
+        Assert.That(m.Memory.PinnedPages, Is.Zero);
+        Assert.That(m.Memory.PinsAcquired, Is.EqualTo(m.Memory.PinsReleased));
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void AFullRunBuffer_EndsTheCallEarly_WithoutPinningTheRest()
+    {
+        SimMachine m = Machines.Create(policy: AllocationPolicy.Scattered);
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 32 * 4096, RW, Anon | MapFlags.MAP_POPULATE);
+
+        (long n, PfnRun[] runs) = Pin(p, a, 32, maxRuns: 5);
+
+        Assert.That(n, Is.EqualTo(5));
+        Assert.That(m.Memory.PinnedPages, Is.EqualTo(5));
+        m.Memory.Unpin(runs, false);
+    }
+
+    [Test]
+    public void UnpinningWhatWasNotPinned_IsCaughtAsCorruption()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 4096, RW, Anon | MapFlags.MAP_POPULATE);
+        long pfn = p.Mm.Translate(a);
+
+        Assert.That(() => m.Memory.Unpin(new PfnRun(pfn, 1), false), Throws.InvalidOperationException.With.Message.Contains("did not pin"));
+    }
+
+    [Test]
+    public void RlimitAccounting_OfAPinningDriver_ChargesAndRefundsLockedVm()
+    {
+        // What a pinning driver (type1) does: pin, then charge the pinned pages to the
+        // mapping task's locked_vm; over the limit it must unpin and leave nothing behind.
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("qemu", Credentials.User, new ResourceLimits { MemlockBytes = 16 * 4096 });
+        ulong a = (ulong)p.Mmap(0, 32 * 4096, RW, Anon);
+        MemorySnapshot before = MemorySnapshot.Take(m);
+
+        (long n, PfnRun[] runs) = Pin(p, a, 32);
+        int charge = p.Mm.AccountLockedVm(n, inc: true, p);
+        if (charge != 0)
+        {
+            m.Memory.Unpin(runs, dirty: false);
+        }
+
+        Assert.That(charge, Is.EqualTo(Errno.ENOMEM.Negative()));
+        MemorySnapshot after = MemorySnapshot.Take(m);
+        Assert.That(after.PinnedPages, Is.EqualTo(before.PinnedPages));
+        Assert.That(after.LockedVm[p.Pid], Is.Zero);
+
+        (long n16, PfnRun[] r16) = Pin(p, a, 16);
+        Assert.That(p.Mm.AccountLockedVm(n16, inc: true, p), Is.Zero);
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(16));
+        m.Memory.Unpin(r16, true);
+        Assert.That(p.Mm.AccountLockedVm(n16, inc: false, p), Is.Zero);
+        Assert.That(MemorySnapshot.Take(m).PinnedPages, Is.Zero);
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        MemoryInvariants.Assert(m);
+    }
+}

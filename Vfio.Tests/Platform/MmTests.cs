@@ -1,0 +1,215 @@
+using NUnit.Framework;
+using Vfio.Kernel;
+using Vfio.Platform;
+using Vfio.Platform.Mm;
+using Vfio.Platform.Proc;
+
+namespace Vfio.Tests.Platform;
+
+public sealed class MmTests
+{
+    private const Prot RW = Prot.PROT_READ | Prot.PROT_WRITE;
+    private const MapFlags Anon = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS;
+    private static readonly long EINVAL = Errno.EINVAL.Negative();
+    private static readonly long ENOMEM = Errno.ENOMEM.Negative();
+    private static readonly long EFAULT = Errno.EFAULT.Negative();
+
+    [Test]
+    public void Mmap_RejectsBadArguments_WithTheKernelsErrnos()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+
+        Assert.That(p.Mmap(0, 0, RW, Anon), Is.EqualTo(EINVAL), "zero length");
+        Assert.That(p.Mmap(0, 4096, RW, MapFlags.MAP_ANONYMOUS), Is.EqualTo(EINVAL), "neither shared nor private");
+        Assert.That(p.Mmap(0, 4096, RW, Anon, offset: 100), Is.EqualTo(EINVAL), "unaligned offset");
+        Assert.That(p.Mmap(0x10001000 + 1, 4096, RW, Anon | MapFlags.MAP_FIXED), Is.EqualTo(EINVAL), "unaligned fixed address");
+        Assert.That(p.Mmap(0, 4096, RW, MapFlags.MAP_PRIVATE, fd: 99), Is.EqualTo(Errno.EBADF.Negative()));
+        Assert.That(p.Mmap(0, 2 << 20, RW, Anon | MapFlags.MAP_HUGETLB), Is.EqualTo(EINVAL), "no 2 MiB pool");
+        Assert.That(p.Mmap(0, ulong.MaxValue - 10, RW, Anon), Is.EqualTo(ENOMEM));
+        Assert.That(p.Mm.Vmas, Is.Empty, "a rejected mmap maps nothing");
+    }
+
+    [Test]
+    public void Mmap_PlacesMappingsTopDown_AndHonoursFixedAddresses()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        long a = p.Mmap(0, 8192, RW, Anon);
+        long b = p.Mmap(0, 4096, RW, Anon);
+        long fixedAt = p.Mmap(0x20000000, 4096, Prot.PROT_READ, Anon | MapFlags.MAP_FIXED);
+
+        Assert.That((ulong)a, Is.LessThanOrEqualTo(MmStruct.MmapBase - 8192));
+        Assert.That(b, Is.LessThan(a));
+        Assert.That(fixedAt, Is.EqualTo(0x20000000));
+        Assert.That(p.Mmap(0x20000000, 4096, RW, Anon | MapFlags.MAP_FIXED_NOREPLACE), Is.EqualTo(Errno.EEXIST.Negative()));
+        Assert.That(p.Mm.Vmas.Select(v => v.ToString()), Does.Contain($"{fixedAt:x12}-{fixedAt + 4096:x12} r--p anon"));
+    }
+
+    [Test]
+    public void AReadFaultMapsTheZeroPage_AndAWriteGivesAPrivateFrame()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 8192, RW, Anon);
+        byte[] buf = new byte[8];
+
+        Assert.That(p.Mm.ReadUser(a, buf), Is.Zero);
+        Assert.That(buf, Is.All.Zero);
+        Assert.That(p.Mm.Translate(a), Is.EqualTo(m.Memory.ZeroPfn));
+        Assert.That(p.Mm.WriteUser(a + 4, "abcd"u8), Is.Zero);
+        Assert.That(p.Mm.Translate(a), Is.Not.EqualTo(m.Memory.ZeroPfn));
+        Assert.That(p.Mm.ReadUser(a, buf), Is.Zero);
+        Assert.That(buf.AsSpan(4).ToArray(), Is.EqualTo("abcd"u8.ToArray()));
+        Assert.That(p.Mm.Translate(a + 4096), Is.EqualTo(-1), "the second page was never touched");
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void UserAccess_IsEfaultOnHolesAndOnWritesToReadOnlyPages()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        ulong ro = (ulong)p.Mmap(0, 4096, Prot.PROT_READ, Anon);
+        byte[] buf = new byte[16];
+
+        Assert.That(p.Mm.ReadUser(ro, buf), Is.Zero);
+        Assert.That(p.Mm.WriteUser(ro, buf), Is.EqualTo(EFAULT));
+        Assert.That(p.Mm.ReadUser(0x1000, buf), Is.EqualTo(EFAULT));
+        Assert.That(p.Mm.ReadUser(ro + 4090, buf), Is.EqualTo(EFAULT), "crosses into unmapped memory");
+        Assert.That(p.Mprotect(ro, 4096, RW), Is.Zero);
+        Assert.That(p.Mm.WriteUser(ro, buf), Is.Zero);
+        Assert.That(p.Mprotect(ro + 8192, 4096, RW), Is.EqualTo(ENOMEM), "mprotect of a hole");
+    }
+
+    [Test]
+    public void Munmap_FreesTheFrames_AndSplitsMappings()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        long baseline = m.Memory.UsedPages;
+        ulong a = (ulong)p.Mmap(0, 4 * 4096, RW, Anon | MapFlags.MAP_POPULATE);
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(baseline + 4));
+
+        Assert.That(p.Munmap(a + 4096, 4096), Is.Zero);
+        Assert.That(p.Mm.Vmas, Has.Count.EqualTo(2));
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(baseline + 3));
+        Assert.That(p.Munmap(a + 1, 4096), Is.EqualTo(EINVAL));
+        Assert.That(p.Munmap(a, 0), Is.EqualTo(EINVAL));
+        Assert.That(p.Munmap(a, 4 * 4096), Is.Zero);
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(baseline));
+        Assert.That(p.Munmap(a, 4 * 4096), Is.Zero, "unmapping nothing succeeds");
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void Hugetlb_ReservesAtMmap_FaultsWholePages_AndRefusesSplits()
+    {
+        SimMachine m = Machines.Create(ramGiB: 4, huge2M: 4);
+        SimProcess p = m.CreateProcess("t");
+        long a = p.Mmap(0, 3 << 20, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_HUGE_2MB);
+
+        Assert.That(a % (2 << 20), Is.Zero, "placed on a huge page boundary");
+        Assert.That(p.Mm.Vmas.Single().Length, Is.EqualTo(4UL << 20), "length rounds up to whole huge pages");
+        Assert.That(p.Mmap(0, 6 << 20, RW, Anon | MapFlags.MAP_HUGETLB), Is.EqualTo(ENOMEM), "only 2 unreserved pages are left");
+        Assert.That(m.Memory.HugePagesFree(2L << 20), Is.EqualTo(4), "reservations do not allocate");
+
+        Assert.That(p.Mm.WriteUser((ulong)a + (3 << 20), "x"u8), Is.Zero);
+        Assert.That(m.Memory.HugePagesFree(2L << 20), Is.EqualTo(3));
+        Assert.That(p.Munmap((ulong)a + 4096, 4096), Is.EqualTo(EINVAL), "cannot split a huge page");
+        Assert.That(p.Munmap((ulong)a, 4UL << 20), Is.Zero);
+        Assert.That(m.Memory.HugePagesFree(2L << 20), Is.EqualTo(4));
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void Mlock_ChargesLockedVm_UpToTheRlimit()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t", Credentials.User, new ResourceLimits { MemlockBytes = 64 << 10 });
+        ulong a = (ulong)p.Mmap(0, 32 << 10, RW, Anon);
+        ulong b = (ulong)p.Mmap(0, 64 << 10, RW, Anon);
+
+        Assert.That(p.Mlock(a, 32 << 10), Is.Zero);
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(8));
+        Assert.That(p.Mm.Translate(a + 8192), Is.GreaterThan(0), "mlock populates");
+        Assert.That(p.Mlock(a, 32 << 10), Is.Zero, "relocking is free");
+        Assert.That(p.Mlock(b, 64 << 10), Is.EqualTo(ENOMEM), "8 + 16 pages exceed 16");
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(8), "a refused mlock charges nothing");
+        Assert.That(p.Mlock(0x1000, 4096), Is.EqualTo(ENOMEM), "a hole");
+        Assert.That(p.Munlock(a, 16 << 10), Is.Zero);
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(4));
+        Assert.That(p.Munmap(a, 32 << 10), Is.Zero);
+        Assert.That(p.Mm.LockedVm, Is.Zero, "unmapping locked memory uncharges it");
+
+        SimProcess noLimit = m.CreateProcess("t2", Credentials.User, new ResourceLimits { MemlockBytes = 0 });
+        ulong c = (ulong)noLimit.Mmap(0, 4096, RW, Anon);
+        Assert.That(noLimit.Mlock(c, 4096), Is.EqualTo(Errno.EPERM.Negative()));
+        noLimit.Credentials = Credentials.User.With(Capabilities.CAP_IPC_LOCK);
+        Assert.That(noLimit.Mlock(c, 4096), Is.Zero, "CAP_IPC_LOCK bypasses RLIMIT_MEMLOCK");
+        Assert.That(noLimit.Mmap(0, 4096, RW, Anon | MapFlags.MAP_LOCKED), Is.GreaterThan(0));
+        Assert.That(p.Mmap(0, 1 << 20, RW, Anon | MapFlags.MAP_LOCKED), Is.EqualTo(Errno.EAGAIN.Negative()));
+    }
+
+    [Test]
+    public void AccountLockedVm_EnforcesTheTasksLimit_UnlessBypassed()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t", Credentials.User, new ResourceLimits { MemlockBytes = 40960 });
+
+        Assert.That(p.Mm.AccountLockedVm(8, inc: true, p), Is.Zero);
+        Assert.That(p.Mm.AccountLockedVm(3, inc: true, p), Is.EqualTo(ENOMEM));
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(8));
+        p.Credentials = p.Credentials.With(Capabilities.CAP_IPC_LOCK);
+        Assert.That(p.Mm.AccountLockedVm(3, inc: true, p), Is.Zero);
+        Assert.That(p.Mm.AccountLockedVm(11, inc: false, p), Is.Zero);
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+    }
+
+    [Test]
+    public void Fork_CopiesPrivateMemory_SharesSharedMemory_AndDropsLocks()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess parent = m.CreateProcess("parent", limits: new ResourceLimits { MemlockBytes = 1 << 20 });
+        ulong priv = (ulong)parent.Mmap(0, 4096, RW, Anon);
+        ulong shared = (ulong)parent.Mmap(0, 4096, RW, MapFlags.MAP_SHARED | MapFlags.MAP_ANONYMOUS);
+        parent.Mm.WriteUser(priv, "parent"u8);
+        parent.Mm.WriteUser(shared, "before"u8);
+        parent.Mlock(priv, 4096);
+
+        Assert.That(parent.Fork(out SimProcess? child), Is.GreaterThan(1));
+        child!.Mm.WriteUser(priv, "child!"u8);
+        child.Mm.WriteUser(shared, "after!"u8);
+        byte[] buf = new byte[6];
+
+        parent.Mm.ReadUser(priv, buf);
+        Assert.That(buf, Is.EqualTo("parent"u8.ToArray()));
+        parent.Mm.ReadUser(shared, buf);
+        Assert.That(buf, Is.EqualTo("after!"u8.ToArray()));
+        Assert.That(child.Mm.LockedVm, Is.Zero, "memory locks are not inherited");
+        Assert.That(parent.Mm.LockedVm, Is.EqualTo(1));
+        MemoryInvariants.Assert(m);
+
+        long used = m.Memory.UsedPages;
+        child.Exit();
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(used - 1), "the child's private copy is freed; the shared page stays");
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void ExitTearsTheAddressSpaceDown()
+    {
+        SimMachine m = Machines.Create();
+        long baseline = m.Memory.UsedPages;
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 1 << 20, RW, Anon | MapFlags.MAP_POPULATE);
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(baseline + 256));
+
+        p.Exit();
+
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(baseline));
+        Assert.That(p.Mm.IsDead, Is.True);
+        Assert.That(m.FindProcess(p.Pid), Is.Null);
+        Assert.That(() => p.Mmap(a, 4096, RW, Anon), Throws.InvalidOperationException.With.Message.Contains("has exited"));
+    }
+}
