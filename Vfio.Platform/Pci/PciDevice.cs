@@ -11,8 +11,8 @@ namespace Vfio.Platform.Pci;
 public class PciDevice : SimDevice
 {
     /// <summary>A function at <paramref name="domain"/>:<paramref name="bus"/>:<paramref name="slot"/>.<paramref name="function"/>.</summary>
-    public PciDevice(SimMachine machine, int domain, int bus, int slot, int function, PciIdentity identity, SimDevice? parent = null)
-        : base(machine, FormatName(domain, bus, slot, function), parent ?? machine.PciRoot)
+    public PciDevice(SimMachine machine, int domain, int bus, int slot, int function, PciIdentity identity, SimDevice? parent = null, Action<SimDevice>? release = null)
+        : base(machine, FormatName(domain, bus, slot, function), parent ?? machine.PciRoot, release)
     {
         ArgumentOutOfRangeException.ThrowIfGreaterThan(bus, 255);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(slot, 31);

@@ -1,0 +1,315 @@
+using NUnit.Framework;
+using Vfio.Kernel;
+using Vfio.Platform;
+using Vfio.Platform.Fs;
+using Vfio.Platform.Mm;
+using Vfio.Platform.Proc;
+
+namespace Vfio.Tests.Platform;
+
+public sealed class VfsTests
+{
+    private static readonly long EBADF = Errno.EBADF.Negative();
+
+    [Test]
+    public void OpenResolvesPaths_WithTheKernelsErrnos()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+
+        Assert.That(p.Open("/nope"), Is.EqualTo(Errno.ENOENT.Negative()));
+        Assert.That(p.Open("/dev/testdev/x"), Is.EqualTo(Errno.ENOTDIR.Negative()));
+        Assert.That(p.Open("/dev", OpenFlags.O_RDWR), Is.EqualTo(Errno.EISDIR.Negative()));
+        Assert.That(p.Open("/dev/testdev", OpenFlags.O_RDWR | OpenFlags.O_DIRECTORY), Is.EqualTo(Errno.ENOTDIR.Negative()));
+        Assert.That(p.Open("/dev/new", OpenFlags.O_RDWR | OpenFlags.O_CREAT), Is.EqualTo(Errno.EACCES.Negative()));
+        int fd = p.Open(dev.NodePath);
+        Assert.That(fd, Is.EqualTo(0), "the lowest free fd");
+        Assert.That(p.Open("/dev/../dev/./testdev"), Is.EqualTo(1));
+        Assert.That(dev.Opens, Is.EqualTo(2));
+    }
+
+    [Test]
+    public void ANodeWithoutADriver_IsEnxio_AndPermissionsApplyToUsers()
+    {
+        SimMachine m = Machines.Create();
+        m.Vfs.CreateDevNode("orphan", CharDevices.MakeDev(200, 0), 0x1b6);
+        m.Vfs.CreateDevNode("rootonly", CharDevices.MakeDev(200, 1), 0x180 /* 0600 */);
+        SimProcess user = m.CreateProcess("user", Credentials.User);
+
+        Assert.That(m.Init.Open("/dev/orphan"), Is.EqualTo(Errno.ENXIO.Negative()));
+        Assert.That(user.Open("/dev/rootonly"), Is.EqualTo(Errno.EACCES.Negative()));
+        Assert.That(m.Init.Open("/dev/rootonly"), Is.EqualTo(Errno.ENXIO.Negative()), "root passes the permission check");
+    }
+
+    [Test]
+    public void BadDescriptors_AreEbadf_AndWrongModesToo()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        int ro = p.Open(dev.NodePath, OpenFlags.O_RDONLY);
+        byte[] buf = new byte[8];
+
+        Assert.That(p.Close(17), Is.EqualTo(EBADF));
+        Assert.That(p.Read(-1, buf), Is.EqualTo(EBADF));
+        Assert.That(p.Write(ro, buf), Is.EqualTo(EBADF), "written through a read-only fd");
+        Assert.That(p.Ioctl(42, 0x1234), Is.EqualTo(EBADF));
+        Assert.That(p.Dup(42), Is.EqualTo(EBADF));
+        Assert.That(p.Close(ro), Is.Zero);
+        Assert.That(p.Close(ro), Is.EqualTo(EBADF));
+    }
+
+    [Test]
+    public void Ioctl_UnknownCommandsAreEnotty_AndGenericOnesWork()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        int fd = p.Open(dev.NodePath);
+
+        Assert.That(p.Ioctl(fd, 0x1234), Is.EqualTo(42));
+        Assert.That(p.Ioctl(fd, 0x9999), Is.EqualTo(Errno.ENOTTY.Negative()), "-ENOIOCTLCMD reaches user space as -ENOTTY");
+        Assert.That(p.Ioctl(fd, SimProcess.FIOCLEX), Is.Zero);
+        Assert.That(p.Files.IsCloseOnExec(fd), Is.True);
+        Assert.That(p.Ioctl(fd, SimProcess.FIONBIO, BitConverter.GetBytes(1)), Is.Zero);
+        Assert.That(p.Files.Get(fd)!.NonBlocking, Is.True);
+    }
+
+    [Test]
+    public void BadUserPointers_AreEfault_AfterTheDriverActed_AsInTheKernel()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        int efd = p.Eventfd(5, EventFdContext.EFD_NONBLOCK);
+        EventFdContext ctx = EventFdContext.FromFile(p.Files.Get(efd)!)!;
+        ulong ro = (ulong)p.Mmap(0, 4096, Prot.PROT_READ, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS);
+
+        Assert.That(p.Read(efd, ulong.MaxValue - 3, 8), Is.EqualTo(Errno.EFAULT.Negative()), "access_ok() fails before the driver runs");
+        Assert.That(ctx.Count, Is.EqualTo(5));
+        Assert.That(p.Read(efd, 0x1000, 8), Is.EqualTo(Errno.EFAULT.Negative()), "unmapped buffer");
+        Assert.That(ctx.Count, Is.Zero, "eventfd_read consumed the count before copy_to_user failed");
+        ctx.Signal(2);
+        Assert.That(p.Read(efd, ro, 8), Is.EqualTo(Errno.EFAULT.Negative()), "read-only buffer");
+        Assert.That(p.Write(efd, 0x1000, 8), Is.EqualTo(Errno.EFAULT.Negative()), "a write copies in first, so nothing changes");
+        Assert.That(ctx.Count, Is.Zero);
+        Assert.That(p.Ioctl(p.Open("/dev/none"), SimProcess.FIONBIO, 0x10), Is.EqualTo(EBADF));
+        ctx.Put();
+    }
+
+    [Test]
+    public void RlimitNofile_BoundsTheTable()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t", limits: new ResourceLimits { NoFile = 3 });
+        Assert.That(p.Eventfd(0), Is.EqualTo(0));
+        Assert.That(p.Eventfd(0), Is.EqualTo(1));
+        Assert.That(p.Eventfd(0), Is.EqualTo(2));
+        Assert.That(p.Eventfd(0), Is.EqualTo(Errno.EMFILE.Negative()));
+        Assert.That(p.Dup(0), Is.EqualTo(Errno.EMFILE.Negative()));
+        Assert.That(p.Dup2(0, 3), Is.EqualTo(EBADF), "dup2 beyond RLIMIT_NOFILE");
+    }
+
+    [Test]
+    public void ReleaseRunsExactlyOnce_AfterTheLastReference_AcrossDupForkAndPassing()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess a = m.CreateProcess("a");
+        SimProcess b = m.CreateProcess("b");
+        int fd = a.Open(dev.NodePath);
+        int dup = a.Dup(fd);
+        a.Fork(out SimProcess? child);
+        int passed = a.SendFd(fd, b);
+
+        SimFile file = a.Files.Get(fd)!;
+        Assert.That(file.ReferenceCount, Is.EqualTo(6), "two fds of a, the two the child inherited, one of b, and this fget");
+        file.Put();
+        a.Close(fd);
+        a.Close(dup);
+        Assert.That(dev.Releases, Is.Zero);
+        child!.Exit();
+        Assert.That(dev.Releases, Is.Zero);
+        b.Close(passed);
+        Assert.That(dev.Releases, Is.EqualTo(1));
+        Assert.That(dev.Opens, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void AFileMappedIntoMemory_StaysOpenUntilUnmapped()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        int fd = p.Open(dev.NodePath);
+        ulong bar = (ulong)p.Mmap(0, 4096, Prot.PROT_READ | Prot.PROT_WRITE, MapFlags.MAP_SHARED, fd);
+
+        p.Close(fd);
+        Assert.That(dev.Releases, Is.Zero, "the VMA holds the file");
+        p.Munmap(bar, 4096);
+        Assert.That(dev.Releases, Is.EqualTo(1));
+    }
+}
+
+[TestFixture(SchedulerMode.Real)]
+[TestFixture(SchedulerMode.Controlled)]
+public sealed class EventFdTests(SchedulerMode mode)
+{
+    private static ulong ReadCounter(SimProcess p, int fd, out long ret)
+    {
+        byte[] buf = new byte[8];
+        ret = p.Read(fd, buf);
+        return BitConverter.ToUInt64(buf);
+    }
+
+    private static long WriteCounter(SimProcess p, int fd, ulong value) => p.Write(fd, BitConverter.GetBytes(value));
+
+    private RunResult Run(Action<SimMachine, SimProcess> body)
+    {
+        SimMachine m = Machines.Create(mode);
+        SimProcess p = m.CreateProcess("t");
+        return m.Kernel.Run(() => body(m, p));
+    }
+
+    [Test]
+    public void WritesAdd_AndAReadTakesEverything()
+    {
+        var seen = new List<object>();
+        RunResult r = Run((m, p) =>
+        {
+            int fd = p.Eventfd(3);
+            seen.Add(WriteCounter(p, fd, 4));
+            seen.Add(ReadCounter(p, fd, out long n));
+            seen.Add(n);
+            int nb = p.Eventfd(0, EventFdContext.EFD_NONBLOCK);
+            ReadCounter(p, nb, out long again);
+            seen.Add(again);
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(seen, Is.EqualTo(new object[] { 8L, 7UL, 8L, Errno.EAGAIN.Negative() }));
+    }
+
+    [Test]
+    public void SemaphoreMode_ReadsOneAtATime()
+    {
+        var values = new List<ulong>();
+        RunResult r = Run((m, p) =>
+        {
+            int fd = p.Eventfd(2, EventFdContext.EFD_SEMAPHORE | EventFdContext.EFD_NONBLOCK);
+            values.Add(ReadCounter(p, fd, out _));
+            values.Add(ReadCounter(p, fd, out _));
+            ReadCounter(p, fd, out long empty);
+            values.Add((ulong)(-empty));
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(values, Is.EqualTo(new[] { 1UL, 1UL, (ulong)Errno.EAGAIN }));
+    }
+
+    [Test]
+    public void BadBuffersAndValues_AreEinval()
+    {
+        var rets = new List<long>();
+        RunResult r = Run((m, p) =>
+        {
+            int fd = p.Eventfd(1);
+            rets.Add(p.Read(fd, new byte[4]));
+            rets.Add(p.Write(fd, new byte[4]));
+            rets.Add(WriteCounter(p, fd, ulong.MaxValue));
+            rets.Add(p.Eventfd(0, 0x40));
+            int full = p.Eventfd(0, EventFdContext.EFD_NONBLOCK);
+            rets.Add(WriteCounter(p, full, ulong.MaxValue - 1));
+            rets.Add(WriteCounter(p, full, 1));
+        });
+
+        Sim.AssertPassed(r);
+        long einval = Errno.EINVAL.Negative();
+        Assert.That(rets, Is.EqualTo(new[] { einval, einval, einval, einval, 8, Errno.EAGAIN.Negative() }));
+    }
+
+    [Test]
+    public void ABlockingRead_IsWokenByAWriteFromAnotherThread()
+    {
+        ulong got = 0;
+        RunResult r = Run((m, p) =>
+        {
+            int fd = p.Eventfd(0);
+            KTask reader = p.SpawnThread("reader", () => got = ReadCounter(p, fd, out _));
+            Sim.SpinUntil(() => reader.State == TaskState.Blocked);
+            WriteCounter(p, fd, 9);
+            reader.Join();
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(got, Is.EqualTo(9));
+    }
+
+    [Test]
+    public void ABlockingRead_IsInterruptedByASignal()
+    {
+        long ret = 0;
+        RunResult r = Run((m, p) =>
+        {
+            int fd = p.Eventfd(0);
+            KTask reader = p.SpawnThread("reader", () => ReadCounter(p, fd, out ret));
+            Sim.SpinUntil(() => reader.State == TaskState.Blocked);
+            reader.SendSignal(Signals.SIGINT);
+            reader.Join();
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(ret, Is.EqualTo(Errno.EINTR.Negative()), "-ERESTARTSYS reaches user space as -EINTR");
+    }
+
+    [Test]
+    public void Poll_ReportsReadiness_TimesOutOnTheVirtualClock_AndFlagsBadFds()
+    {
+        var results = new List<(int, PollEvents, PollEvents)>();
+        long elapsed = 0;
+        RunResult r = Run((m, p) =>
+        {
+            int fd = p.Eventfd(0);
+            PollFd[] fds = [new(fd, PollEvents.POLLIN | PollEvents.POLLOUT), new(77, PollEvents.POLLIN)];
+            int n = p.Poll(fds, 0);
+            results.Add((n, fds[0].REvents, fds[1].REvents));
+
+            PollFd[] one = [new(fd, PollEvents.POLLIN)];
+            long start = m.Kernel.Clock.NowNs;
+            n = p.Poll(one, 1500);
+            elapsed = m.Kernel.Clock.NowNs - start;
+            results.Add((n, one[0].REvents, PollEvents.None));
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(results[0], Is.EqualTo((2, PollEvents.POLLOUT, PollEvents.POLLNVAL)));
+        Assert.That(results[1], Is.EqualTo((0, PollEvents.None, PollEvents.None)));
+        Assert.That(elapsed, Is.GreaterThanOrEqualTo(1_500_000_000L));
+    }
+
+    [Test]
+    public void Poll_IsWokenByAKernelSignalOfTheEventfd()
+    {
+        int ready = -1;
+        PollEvents ev = PollEvents.None;
+        RunResult r = Run((m, p) =>
+        {
+            int fd = p.Eventfd(0);
+            EventFdContext ctx = EventFdContext.FromFile(p.Files.Get(fd)!)!;
+            KTask poller = p.SpawnThread("poller", () =>
+            {
+                PollFd[] fds = [new(fd, PollEvents.POLLIN)];
+                ready = p.Poll(fds, -1);
+                ev = fds[0].REvents;
+            });
+            Sim.SpinUntil(() => poller.State == TaskState.Blocked);
+            ctx.Signal();
+            poller.Join();
+            ctx.Put();
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(ready, Is.EqualTo(1));
+        Assert.That(ev, Is.EqualTo(PollEvents.POLLIN));
+    }
+}
