@@ -6,6 +6,7 @@ using System.CommandLine;
 using System.Reflection;
 using Spectre.Console;
 using Vfio.Kernel;
+using Vfio.Platform;
 
 namespace Vfio.Cli;
 
@@ -13,8 +14,7 @@ internal static class DemoCommand
 {
     internal static readonly string[] NotBuiltYet =
     [
-        "the machine: memory, processes, VFS, sysfs/devfs, driver model",
-        "PCI, virtual devices (QEMU's edu), IOMMU groups, the emulated IOMMU",
+        "PCI topology, virtual devices (QEMU's edu), IOMMU groups, the emulated IOMMU",
         "vfio core: groups, containers, vfio_device life cycle, unbind wait",
         "the type1 IOMMU backend, vfio-pci and mdev",
     ];
@@ -51,20 +51,8 @@ internal static class DemoCommand
         string version = typeof(DemoCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "?";
         console.MarkupLine($"[bold]vfio-sim {Markup.Escape(version)}[/]: simulated Linux [bold]{Markup.Escape(profile.Release)}[/] (profile {Markup.Escape(profile.Name)}, HZ={SimClock.HZ})");
         console.WriteLine();
-        console.MarkupLine("[bold]Kernel runtime self-test[/]");
-
-        IReadOnlyList<SelfTestResult> results = SelfTest.RunAll(profile);
-        var table = new Table().Border(TableBorder.Rounded).AddColumn("").AddColumn("check").AddColumn("observed");
-        foreach (SelfTestResult r in results)
-        {
-            table.AddRow(r.Passed ? "[green]ok[/]" : "[red]FAIL[/]", Markup.Escape(r.Name), Markup.Escape(r.Detail));
-        }
-
-        console.Write(table);
-        int passed = results.Count(r => r.Passed);
-        console.MarkupLine(passed == results.Count
-            ? $"[green]{passed} of {results.Count} checks passed.[/]"
-            : $"[red]{results.Count - passed} of {results.Count} checks failed.[/]");
+        int failed = Section(console, "Kernel runtime self-test", SelfTest.RunAll(profile));
+        failed += Section(console, "Machine self-test (memory, processes, files, sysfs, driver model)", PlatformSelfTest.RunAll(profile));
         console.WriteLine();
 
         console.MarkupLine("[yellow]Not built yet.[/] The demo will run the flow of Documentation/driver-api/");
@@ -76,6 +64,23 @@ internal static class DemoCommand
             console.MarkupLine($"  - {Markup.Escape(layer)}");
         }
 
-        return passed == results.Count ? 0 : 1;
+        return failed == 0 ? 0 : 1;
+    }
+
+    private static int Section(IAnsiConsole console, string title, IReadOnlyList<SelfTestResult> results)
+    {
+        console.MarkupLine($"[bold]{Markup.Escape(title)}[/]");
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("").AddColumn("check").AddColumn("observed");
+        foreach (SelfTestResult r in results)
+        {
+            table.AddRow(r.Passed ? "[green]ok[/]" : "[red]FAIL[/]", Markup.Escape(r.Name), Markup.Escape(r.Detail));
+        }
+
+        console.Write(table);
+        int passed = results.Count(r => r.Passed);
+        console.MarkupLine(passed == results.Count
+            ? $"[green]{passed} of {results.Count} checks passed.[/]"
+            : $"[red]{results.Count - passed} of {results.Count} checks failed.[/]");
+        return results.Count - passed;
     }
 }

@@ -128,6 +128,20 @@ public sealed partial class MmStruct
         long endIdx = Math.Min(vma.Ptes.Entries, idx + (nrPages - done));
         long pinned = 0;
         int err = 0;
+        long metaIndex = -1;
+        FrameMeta[]? meta = null;
+
+        // The open run lives in locals and is written out when it ends: scattered memory
+        // makes a new run for almost every page.
+        int rc = runCount;
+        long runStart = -1, runLen = 0;
+        if (rc > 0)
+        {
+            rc--;
+            runStart = runs[rc].Pfn;
+            runLen = runs[rc].Count;
+        }
+
         while (idx < endIdx)
         {
             long[] chunk = vma.Ptes.ChunkFor(idx);
@@ -148,20 +162,33 @@ public sealed partial class MmStruct
                 }
 
                 long pfn = pte >> 12;
-                if (runCount > 0 && runs[runCount - 1].End == pfn)
+                if (pfn == runStart + runLen)
                 {
-                    runs[runCount - 1] = new PfnRun(runs[runCount - 1].Pfn, runs[runCount - 1].Count + 1);
-                }
-                else if (runCount < runs.Length)
-                {
-                    runs[runCount++] = new PfnRun(pfn, 1);
+                    runLen++;
                 }
                 else
                 {
-                    goto out_done;
+                    if (runLen > 0)
+                    {
+                        if (rc + 1 == runs.Length)
+                        {
+                            goto out_done; // No room for another run.
+                        }
+
+                        runs[rc++] = new PfnRun(runStart, runLen);
+                    }
+
+                    runStart = pfn;
+                    runLen = 1;
                 }
 
-                ref FrameMeta m = ref Mem.MetaRef(pfn);
+                if ((pfn >> PhysMem.MetaChunkShift) != metaIndex)
+                {
+                    metaIndex = pfn >> PhysMem.MetaChunkShift;
+                    meta = Mem.MetaChunk(pfn);
+                }
+
+                ref FrameMeta m = ref meta![pfn & PhysMem.MetaChunkMask];
                 m.Ref++;
                 m.Pin++;
                 pinned++;
@@ -169,6 +196,12 @@ public sealed partial class MmStruct
         }
 
     out_done:
+        if (runLen > 0)
+        {
+            runs[rc++] = new PfnRun(runStart, runLen);
+        }
+
+        runCount = rc;
         Mem.AddPinsAcquiredLocked(pinned);
         done += pinned;
         addr += (ulong)pinned << PhysMem.PageShift;

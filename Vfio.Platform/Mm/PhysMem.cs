@@ -8,11 +8,14 @@
 //
 // Per-frame metadata (refcount, pin count, data slot, flags: 16 bytes) lives in chunks of
 // 65,536 frames allocated on first use. Anonymous 4 KiB pages come from 256 MiB blocks,
-// filled one block at a time in a seeded permuted order ("scattered": neighbours in
-// allocation order are never physically adjacent, as on a host without THP) or in order
-// ("contiguous"); filling block by block keeps the metadata dense, so a large machine
-// starts in microseconds and pays for the pages it uses. Hugetlb pages keep their counts
-// once per folio (head), as the kernel's large folios do.
+// filled one block at a time, either in order ("contiguous") or "scattered": the block's
+// 2 MiB windows are visited in a seeded permuted order and the pages of each window in
+// another, so consecutive allocations are never physically adjacent and no 2 MiB range is
+// ever mapped linearly (nothing downstream gets contiguity or superpages for free, as on a
+// host without THP), while the metadata of the window being filled stays cache-resident.
+// Filling block by block keeps the metadata dense, so a large machine starts in
+// microseconds and pays for the pages it uses. Hugetlb pages keep their counts once per
+// folio (head), as the kernel's large folios do.
 //
 // Locking: the zone lock protects every count, the allocator and the data-slot table.
 // GUP takes it once per batch, so per-page work is plain arithmetic.
@@ -83,7 +86,9 @@ public sealed partial class PhysMem
     private const int ChunkShift = 16;
     private const int ChunkSize = 1 << ChunkShift;
     private const long BlockPages = ChunkSize;
-    private const long ReservedLowPages = (1L << 20) >> PageShift;
+    private const long ReservedLowPages = (2L << 20) >> PageShift;
+    private const int WindowShift = 9;
+    private const long WindowPages = 1L << WindowShift;
 
     private readonly SimKernel _kernel;
     private readonly AllocationPolicy _policy;
@@ -96,6 +101,7 @@ public sealed partial class PhysMem
     private long _blockStart;
     private long _blockSize;
     private long _blockMul;
+    private long _windowMul;
     private long _blockNext;
     private long[] _freeStack = new long[1024];
     private int _freeCount;
@@ -111,9 +117,9 @@ public sealed partial class PhysMem
         _policy = config.Policy;
         long ramPages = config.RamBytes >> PageShift;
         long hugeBytes = (config.HugePages2M * (2L << 20)) + (config.HugePages1G * (1L << 30));
-        if (config.RamBytes < (64L << 20) || (config.RamBytes & (PageSize - 1)) != 0)
+        if (config.RamBytes < (64L << 20) || (config.RamBytes & ((2L << 20) - 1)) != 0)
         {
-            throw new ArgumentException($"RamBytes must be a multiple of 4 KiB and at least 64 MiB (got {config.RamBytes})", nameof(config));
+            throw new ArgumentException($"RamBytes must be a multiple of 2 MiB and at least 64 MiB (got {config.RamBytes})", nameof(config));
         }
 
         if (hugeBytes > config.RamBytes - (32L << 20))
@@ -299,6 +305,12 @@ public sealed partial class PhysMem
         return ref chunk[pfn & (ChunkSize - 1)];
     }
 
+    /// <summary>The metadata chunk holding <paramref name="pfn"/>, allocated if needed; for loops over many frames.</summary>
+    internal FrameMeta[] MetaChunk(long pfn) => _chunks[pfn >> ChunkShift] ??= new FrameMeta[ChunkSize];
+
+    internal const int MetaChunkShift = ChunkShift;
+    internal const int MetaChunkMask = ChunkSize - 1;
+
     // ---- 4 KiB allocation (caller holds Lock).
 
     /// <summary>Allocates a zeroed 4 KiB frame with one reference, or returns -1 when memory is exhausted.</summary>
@@ -320,7 +332,16 @@ public sealed partial class PhysMem
             }
 
             long i = _blockNext++;
-            pfn = _blockStart + (_policy == AllocationPolicy.Scattered ? (long)((ulong)(i * _blockMul) % (ulong)_blockSize) : i);
+            if (_policy == AllocationPolicy.Scattered)
+            {
+                long window = (long)((ulong)((i >> WindowShift) * _blockMul) % (ulong)(_blockSize >> WindowShift));
+                long page = (i * _windowMul) & (WindowPages - 1);
+                pfn = _blockStart + (window << WindowShift) + page;
+            }
+            else
+            {
+                pfn = _blockStart + i;
+            }
         }
 
         ref FrameMeta m = ref MetaRef(pfn);
@@ -348,7 +369,8 @@ public sealed partial class PhysMem
                 _blockStart = next;
                 _blockSize = Math.Min(BlockPages - (next & (BlockPages - 1)), e - next);
                 _blockNext = 0;
-                _blockMul = PickMultiplier(_blockSize);
+                _blockMul = PickMultiplier(_blockSize >> WindowShift);
+                _windowMul = 129 + (2 * _kernel.Random.Next(128)); // Odd, and never ±1 modulo 512.
                 return true;
             }
 
@@ -462,8 +484,12 @@ public sealed partial class PhysMem
 
     internal void AddPinsAcquiredLocked(long pages) => _pinAcquired += pages;
 
-    /// <summary>Releases pins taken by <see cref="PinLocked"/> on the folio of <paramref name="pfn"/>, marking it dirty on request.</summary>
-    internal void UnpinLocked(long pfn, long pages, bool dirty)
+    /// <summary>
+    /// Releases <paramref name="pages"/> pins on the folio of <paramref name="pfn"/>,
+    /// marking it dirty on request; frees it when that was the last reference. The
+    /// released-pins counter is the caller's to update.
+    /// </summary>
+    private void UnpinFolioLocked(long pfn, long pages, bool dirty)
     {
         if (HugePoolOf(pfn) is { } pool)
         {
@@ -480,29 +506,26 @@ public sealed partial class PhysMem
             }
 
             pool.Put(this, pfn, pages);
+            return;
         }
-        else
+
+        ref FrameMeta m = ref MetaRef(pfn);
+        if (m.Pin < pages)
         {
-            ref FrameMeta m = ref MetaRef(pfn);
-            if (m.Pin < pages)
-            {
-                throw PinUnderflow(pfn, m.Pin, pages);
-            }
-
-            m.Pin -= (int)pages;
-            if (dirty)
-            {
-                m.Flags |= FlagDirty;
-            }
-
-            m.Ref -= (int)pages;
-            if (m.Ref == 0)
-            {
-                FreeFrameLocked(pfn, ref m);
-            }
+            throw PinUnderflow(pfn, m.Pin, pages);
         }
 
-        _pinReleased += pages;
+        m.Pin -= (int)pages;
+        if (dirty)
+        {
+            m.Flags |= FlagDirty;
+        }
+
+        m.Ref -= (int)pages;
+        if (m.Ref == 0)
+        {
+            FreeFrameLocked(pfn, ref m);
+        }
     }
 
     private static InvalidOperationException PinUnderflow(long pfn, int have, long drop)
@@ -512,18 +535,7 @@ public sealed partial class PhysMem
     /// unpin_user_page_range_dirty_lock(): releases the pins on <paramref name="run"/> (which
     /// must have been pinned as such), marking the pages dirty when <paramref name="dirty"/>.
     /// </summary>
-    public void Unpin(PfnRun run, bool dirty)
-    {
-        Lock.Lock();
-        try
-        {
-            UnpinRunLocked(run, dirty);
-        }
-        finally
-        {
-            Lock.Unlock();
-        }
-    }
+    public void Unpin(PfnRun run, bool dirty) => Unpin([run], dirty);
 
     /// <summary>Releases the pins on every run of <paramref name="runs"/>, under one acquisition of the zone lock.</summary>
     public void Unpin(ReadOnlySpan<PfnRun> runs, bool dirty)
@@ -531,10 +543,7 @@ public sealed partial class PhysMem
         Lock.Lock();
         try
         {
-            foreach (PfnRun r in runs)
-            {
-                UnpinRunLocked(r, dirty);
-            }
+            UnpinRunsLocked(runs, dirty);
         }
         finally
         {
@@ -542,24 +551,65 @@ public sealed partial class PhysMem
         }
     }
 
-    internal void UnpinRunLocked(PfnRun run, bool dirty)
+    /// <summary>
+    /// The unpin loop: ordinary frames are handled inline with one metadata-chunk lookup per
+    /// chunk (not per run: scattered memory pins as one-page runs), huge folios once per
+    /// folio; the released counter is updated once.
+    /// </summary>
+    internal void UnpinRunsLocked(ReadOnlySpan<PfnRun> runs, bool dirty)
     {
-        long pfn = run.Pfn;
-        long end = run.End;
-        while (pfn < end)
+        int dirtyFlag = dirty ? FlagDirty : 0;
+        bool pools = _pool2M is not null || _pool1G is not null;
+        long chunkIndex = -1;
+        FrameMeta[]? chunk = null;
+        long released = 0;
+        try
         {
-            if (HugePoolOf(pfn) is { } pool)
+            foreach (PfnRun run in runs)
             {
-                long folioEnd = pool.FolioStart(pfn) + pool.PagesPerFolio;
-                long n = Math.Min(end, folioEnd) - pfn;
-                UnpinLocked(pfn, n, dirty);
-                pfn += n;
+                long pfn = run.Pfn;
+                long end = run.End;
+                if (pools && (HugePoolOf(pfn) is not null || HugePoolOf(end - 1) is not null))
+                {
+                    while (pfn < end)
+                    {
+                        long n = HugePoolOf(pfn) is { } pool ? Math.Min(end, pool.FolioStart(pfn) + pool.PagesPerFolio) - pfn : 1;
+                        UnpinFolioLocked(pfn, n, dirty);
+                        released += n;
+                        pfn += n;
+                    }
+
+                    continue;
+                }
+
+                for (; pfn < end; pfn++)
+                {
+                    if ((pfn >> ChunkShift) != chunkIndex)
+                    {
+                        chunkIndex = pfn >> ChunkShift;
+                        chunk = _chunks[chunkIndex];
+                    }
+
+                    ref FrameMeta m = ref chunk![pfn & (ChunkSize - 1)];
+                    if (m.Pin == 0)
+                    {
+                        throw PinUnderflow(pfn, 0, 1);
+                    }
+
+                    m.Pin--;
+                    m.Flags |= dirtyFlag;
+                    if (--m.Ref == 0)
+                    {
+                        FreeFrameLocked(pfn, ref m);
+                    }
+
+                    released++;
+                }
             }
-            else
-            {
-                UnpinLocked(pfn, 1, dirty);
-                pfn++;
-            }
+        }
+        finally
+        {
+            _pinReleased += released;
         }
     }
 

@@ -117,6 +117,18 @@ public sealed partial class SimProcess
         return pid;
     }
 
+    /// <summary>kill(pid, signo): makes <paramref name="signo"/> pending on every live thread of the process.</summary>
+    public void Kill(int signo)
+    {
+        foreach (KTask t in Threads)
+        {
+            if (!t.HasExited)
+            {
+                t.SendSignal(signo);
+            }
+        }
+    }
+
     /// <summary>
     /// exit_group(): kills the other threads (SIGKILL), closes every fd, drops the address
     /// space. Frames that are still pinned stay allocated until unpinned.

@@ -25,6 +25,8 @@ public sealed class DemoCommandTests
         Assert.That(exit, Is.Zero, text);
         Assert.That(text, Does.Contain("simulated Linux 6.1.0-vfio-sim (profile linux-6.1, HZ=250)"));
         Assert.That(text, Does.Contain("7 of 7 checks passed."));
+        Assert.That(text, Does.Contain("Machine self-test"));
+        Assert.That(text, Does.Contain("4 of 4 checks passed."));
         Assert.That(text, Does.Contain("Not built yet."));
         foreach (string layer in DemoCommand.NotBuiltYet)
         {

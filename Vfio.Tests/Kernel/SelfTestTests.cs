@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using Vfio.Kernel;
+using Vfio.Platform;
 
 namespace Vfio.Tests.Kernel;
 
@@ -11,6 +12,18 @@ public sealed class SelfTestTests
         IReadOnlyList<SelfTestResult> results = SelfTest.RunAll(profile);
 
         Assert.That(results, Has.Count.EqualTo(7));
+        foreach (SelfTestResult r in results)
+        {
+            Assert.That(r.Passed, Is.True, $"{r.Name}: {r.Detail}");
+        }
+    }
+
+    [TestCaseSource(typeof(KernelProfile), nameof(KernelProfile.Presets))]
+    public void EveryMachineSelfTestPasses(KernelProfile profile)
+    {
+        IReadOnlyList<SelfTestResult> results = PlatformSelfTest.RunAll(profile);
+
+        Assert.That(results, Has.Count.EqualTo(4));
         foreach (SelfTestResult r in results)
         {
             Assert.That(r.Passed, Is.True, $"{r.Name}: {r.Detail}");

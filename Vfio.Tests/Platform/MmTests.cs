@@ -197,6 +197,26 @@ public sealed class MmTests
     }
 
     [Test]
+    public void AForkThatCannotCopyHugePages_FailsWithEnomem_AndLeavesNothingBehind()
+    {
+        SimMachine m = Machines.Create(ramGiB: 4, huge2M: 3);
+        SimProcess parent = m.CreateProcess("parent");
+        ulong a = (ulong)parent.Mmap(0, 4 << 20, RW, Anon | MapFlags.MAP_HUGETLB);
+        parent.Mm.WriteUser(a, "x"u8);
+        parent.Mm.WriteUser(a + (2 << 20), "y"u8);
+        MemorySnapshot before = MemorySnapshot.Take(m);
+        int processes = m.Processes.Count;
+
+        int ret = parent.Fork(out SimProcess? child);
+
+        Assert.That(ret, Is.EqualTo(ENOMEM), "the child needs 2 private huge pages; 1 is left");
+        Assert.That(child, Is.Null);
+        Assert.That(m.Processes, Has.Count.EqualTo(processes));
+        Assert.That(MemorySnapshot.Take(m).SameAs(before), Is.True, MemorySnapshot.Take(m) + " vs " + before);
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
     public void ExitTearsTheAddressSpaceDown()
     {
         SimMachine m = Machines.Create();

@@ -313,3 +313,43 @@ public sealed class EventFdTests(SchedulerMode mode)
         Assert.That(ev, Is.EqualTo(PollEvents.POLLIN));
     }
 }
+
+public sealed class CharDeviceTests
+{
+    private sealed class Nop : FileOperations
+    {
+    }
+
+    [Test]
+    public void ARegionServesItsMinors_AndNodesAppearAndVanish()
+    {
+        SimMachine m = Machines.Create();
+        int major = m.CharDevices.AllocRegion("vfio", 4, new Nop());
+        m.Vfs.CreateDevNode("vfio/26", CharDevices.MakeDev(major, 0), 0x180);
+        m.Vfs.CreateDevNode("vfio/27", CharDevices.MakeDev(major, 9), 0x180);
+
+        Assert.That(major, Is.InRange(200, 254));
+        Assert.That(m.Sysfs.List("/dev/vfio"), Is.EqualTo(new[] { "26", "27" }));
+        int fd = m.Init.Open("/dev/vfio/26");
+        Assert.That(fd, Is.GreaterThanOrEqualTo(0));
+        Assert.That(m.Init.Open("/dev/vfio/27"), Is.EqualTo(Errno.ENXIO.Negative()), "minor 9 is outside the region");
+
+        m.Vfs.RemoveDevNode("vfio/26");
+        Assert.That(m.Init.Open("/dev/vfio/26"), Is.EqualTo(Errno.ENOENT.Negative()));
+        m.Vfs.RemoveDevNode("vfio/27");
+        Assert.That(m.Vfs.Exists("/dev/vfio"), Is.False, "devtmpfs removes the directories it emptied");
+        m.CharDevices.FreeRegion(major);
+        Assert.That(m.Init.Close(fd), Is.Zero, "an open file outlives its region");
+    }
+
+    [Test]
+    public void MiscMinors_AreUnique()
+    {
+        SimMachine m = Machines.Create();
+        Assert.That(m.CharDevices.RegisterMisc(196, "vfio/vfio", new Nop()), Is.Zero);
+        Assert.That(m.CharDevices.RegisterMisc(196, "other", new Nop()), Is.EqualTo(Errno.EBUSY.Negative()));
+        Assert.That(m.Vfs.Lookup("/dev/vfio/vfio", out VfsNode? node), Is.Zero);
+        Assert.That(((VfsCharDevice)node!).Major, Is.EqualTo(10));
+        Assert.That(((VfsCharDevice)node).Minor, Is.EqualTo(196));
+    }
+}
