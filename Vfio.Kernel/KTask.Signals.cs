@@ -54,10 +54,11 @@ public sealed partial class KTask
     /// <summary>flush_signals(): forgets every pending signal (what delivery to user space would do).</summary>
     public void FlushSignals() => Interlocked.Exchange(ref _pendingSignals, 0);
 
-    /// <summary>cond_resched(): a voluntary scheduling point.</summary>
+    /// <summary>cond_resched(): a voluntary scheduling point (a bug with a spinlock held, as in the kernel).</summary>
     public static void Schedule()
     {
         KTask t = Current;
+        t.Kernel.Lockdep.MightSleep(t, null, "cond_resched");
         t.Kernel.BeforeOp(t, SchedOp.Yield, null);
         t.Kernel.Scheduler.Yield(t);
     }
@@ -84,6 +85,7 @@ public sealed partial class KTask
     private static long SleepUntil(KTask t, WaitKind kind, int ms)
     {
         SimKernel k = t.Kernel;
+        k.Lockdep.MightSleep(t, null, "msleep");
         k.BeforeOp(t, SchedOp.Msleep, null);
         long deadline = k.Clock.NowNs + (ms * 1_000_000L);
         while (true)

@@ -174,19 +174,20 @@ public sealed class Lockdep
     }
 
     /// <summary>might_sleep(): a task holding a spinlock (preempt count &gt; 0) must not sleep.</summary>
-    internal void MightSleep(KTask t, KernelObject on)
+    internal void MightSleep(KTask t, KernelObject? on, string? function = null)
     {
         if (t.PreemptCount <= 0)
         {
             return;
         }
 
+        string where = on is null ? function ?? "?" : $"{on.Kind} {on.Name}";
         string text =
-            $"BUG: sleeping function called from invalid context at {on.Kind} {on.Name}\n" +
+            $"BUG: sleeping function called from invalid context at {where}\n" +
             $"in_atomic(): 1, irqs_disabled(): 0, non_block: 0, pid: {t.Id}, name: {t.Comm}\n" +
             $"preempt_count: {t.PreemptCount}, expected: 0\n" +
             HeldBlock(t);
-        _kernel.ReportWarning(t, WarningKind.SleepInAtomic, $"BUG: sleeping function called from invalid context ({on.Name})", text);
+        _kernel.ReportWarning(t, WarningKind.SleepInAtomic, $"BUG: sleeping function called from invalid context ({on?.Name ?? function})", text);
     }
 
     /// <summary>debug_check_no_locks_held() at task exit.</summary>

@@ -262,6 +262,11 @@ internal sealed class ControlledScheduler : Scheduler
             return; // Setup code outside a run: single-threaded, nothing to schedule.
         }
 
+        if (t.PreemptCount > 0)
+        {
+            return; // A spinlock holder runs with preemption disabled: no switch until it unlocks.
+        }
+
         t.LastOp = op;
         t.LastObject = obj;
         KTask? next = PickNext(t, op, obj);

@@ -14,13 +14,14 @@ public sealed class KSpinLockTests(SchedulerMode mode)
         RunResult r = Sim.Run(mode, k =>
         {
             var s = new KSpinLock(k, "kvm_ref_lock");
+            var probe = new RefCount(k, "probe", 1);
             var tasks = Enumerable.Range(0, 3).Select(i => k.Spawn($"t{i}", () =>
             {
                 for (int j = 0; j < 100; j++)
                 {
                     s.Lock();
                     long v = counter;
-                    KTask.Schedule();
+                    probe.Read(); // A scheduling point, but not a preemption point under a spinlock.
                     counter = v + 1;
                     s.Unlock();
                 }
@@ -30,6 +31,52 @@ public sealed class KSpinLockTests(SchedulerMode mode)
 
         Sim.AssertPassed(r);
         Assert.That(counter, Is.EqualTo(300));
+    }
+
+    [Test]
+    public void HoldingItDisablesPreemption_AndCondReschedIsABug()
+    {
+        var order = new List<string>();
+        RunResult r = Sim.Run(mode, k =>
+        {
+            var s = new KSpinLock(k, "lock");
+            var go = new Completion(k, "go");
+            var rc = new RefCount(k, "rc", 1);
+            KTask other = k.Spawn("other", () =>
+            {
+                go.Wait();
+                lock (order)
+                {
+                    order.Add("other");
+                }
+            });
+            s.Lock();
+            go.Complete();
+            for (int i = 0; i < 20; i++)
+            {
+                rc.Read();
+            }
+
+            lock (order)
+            {
+                order.Add("holder");
+            }
+
+            s.Unlock();
+            other.Join();
+            k.ExpectWarning("cond_resched");
+            s.Lock();
+            KTask.Schedule();
+            s.Unlock();
+        }, strategy: StrategySpec.RoundRobin());
+
+        Sim.AssertPassed(r);
+        if (mode == SchedulerMode.Controlled)
+        {
+            Assert.That(order, Is.EqualTo(new[] { "holder", "other" }), "round-robin would switch at every point, but not under the spinlock");
+        }
+
+        Assert.That(r.Warnings.Single().Kind, Is.EqualTo(WarningKind.SleepInAtomic));
     }
 
     [Test]
