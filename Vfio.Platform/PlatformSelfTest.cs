@@ -23,24 +23,11 @@ public static class PlatformSelfTest
         ArgumentNullException.ThrowIfNull(profile);
         return
         [
-            Check("a 64 GiB machine boots without per-page metadata", () => LazyBoot(profile)),
-            Check("long-term pins: runs, hugetlb folios, survival past exit", () => Pinning(profile)),
-            Check("an eventfd write wakes a reader in another task", () => EventFdWake(profile)),
-            Check("sysfs: unbind, driver_override, bind, with the kernel's errnos", () => BindDance(profile)),
+            SelfTest.Check("a 64 GiB machine boots without per-page metadata", () => LazyBoot(profile)),
+            SelfTest.Check("long-term pins: runs, hugetlb folios, survival past exit", () => Pinning(profile)),
+            SelfTest.Check("an eventfd write wakes a reader in another task", () => EventFdWake(profile)),
+            SelfTest.Check("sysfs: unbind, driver_override, bind, with the kernel's errnos", () => BindDance(profile)),
         ];
-    }
-
-    private static SelfTestResult Check(string name, Func<(bool, string)> body)
-    {
-        try
-        {
-            (bool ok, string detail) = body();
-            return new SelfTestResult(name, ok, detail);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            return new SelfTestResult(name, false, $"{e.GetType().Name}: {e.Message}");
-        }
     }
 
     private static SimMachine Machine(KernelProfile profile, MemoryConfig memory, SchedulerMode mode = SchedulerMode.Real)

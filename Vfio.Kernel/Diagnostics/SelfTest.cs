@@ -103,8 +103,10 @@ public static class SelfTest
         ];
     }
 
-    private static SelfTestResult Check(string name, Func<(bool Passed, string Detail)> body)
+    /// <summary>Runs one check, turning an exception into a failed result that names it.</summary>
+    public static SelfTestResult Check(string name, Func<(bool Passed, string Detail)> body)
     {
+        ArgumentNullException.ThrowIfNull(body);
         try
         {
             (bool passed, string detail) = body();

@@ -67,19 +67,6 @@ public sealed partial class PhysMem
         }
     }
 
-    private (long Start, IMmioHandler Handler)? MmioAtLocked(long addr)
-    {
-        foreach ((long s, long e, IMmioHandler h) in _mmio)
-        {
-            if (addr >= s && addr < e)
-            {
-                return (s, h);
-            }
-        }
-
-        return null;
-    }
-
     /// <summary>Reads physical memory; a hole reads as all-ones.</summary>
     public void Read(long addr, Span<byte> dst)
     {
@@ -107,15 +94,14 @@ public sealed partial class PhysMem
 
     private void ReadPage(long addr, Span<byte> dst)
     {
-        long pfn = addr >> PageShift;
-        IMmioHandler? handler = null;
-        long offset = 0;
+        IMmioHandler? handler;
+        long offset;
         Lock.Lock();
         try
         {
-            if (IsRam(pfn))
+            if (IsRam(addr >> PageShift))
             {
-                int slot = DataSlotLocked(pfn);
+                int slot = DataSlotLocked(addr >> PageShift);
                 if (slot == 0)
                 {
                     dst.Clear();
@@ -128,11 +114,7 @@ public sealed partial class PhysMem
                 return;
             }
 
-            if (MmioAtLocked(addr) is { } m)
-            {
-                handler = m.Handler;
-                offset = addr - m.Start;
-            }
+            handler = MmioForLocked(addr, out offset);
         }
         finally
         {
@@ -152,12 +134,12 @@ public sealed partial class PhysMem
 
     private void WritePage(long addr, ReadOnlySpan<byte> src)
     {
-        long pfn = addr >> PageShift;
-        IMmioHandler? handler = null;
-        long offset = 0;
+        IMmioHandler? handler;
+        long offset;
         Lock.Lock();
         try
         {
+            long pfn = addr >> PageShift;
             if (IsRam(pfn))
             {
                 int slot = DataSlotLocked(pfn);
@@ -172,11 +154,7 @@ public sealed partial class PhysMem
                 return;
             }
 
-            if (MmioAtLocked(addr) is { } m)
-            {
-                handler = m.Handler;
-                offset = addr - m.Start;
-            }
+            handler = MmioForLocked(addr, out offset);
         }
         finally
         {
@@ -184,6 +162,22 @@ public sealed partial class PhysMem
         }
 
         handler?.Write(offset, src);
+    }
+
+    /// <summary>The device handling <paramref name="addr"/> and the offset into its range, or null for a hole.</summary>
+    private IMmioHandler? MmioForLocked(long addr, out long offset)
+    {
+        foreach ((long s, long e, IMmioHandler h) in _mmio)
+        {
+            if (addr >= s && addr < e)
+            {
+                offset = addr - s;
+                return h;
+            }
+        }
+
+        offset = 0;
+        return null;
     }
 
     private int DataSlotLocked(long pfn)

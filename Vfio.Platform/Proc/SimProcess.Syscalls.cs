@@ -46,15 +46,21 @@ public sealed partial class SimProcess
         ThrowIfExited();
         using SyscallScope scope = Enter();
         int ret = Machine.Vfs.Open(Credentials, path, flags, out SimFile? file);
-        if (ret < 0)
-        {
-            return (int)Ret(ret);
-        }
+        return ret < 0 ? (int)Ret(ret) : InstallFd(file!, (flags & OpenFlags.O_CLOEXEC) != 0);
+    }
 
-        int fd = Files.Install(file!, (flags & OpenFlags.O_CLOEXEC) != 0, Limits.NoFile);
+    /// <summary>
+    /// fd_install() of a new file: its reference passes to the table, or is dropped (running
+    /// its release) when the table is full (-EMFILE). Kernel code creating files for user
+    /// space (anon_inode_getfd) uses this too.
+    /// </summary>
+    public int InstallFd(SimFile file, bool cloexec)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        int fd = Files.Install(file, cloexec, Limits.NoFile);
         if (fd < 0)
         {
-            file!.Put();
+            file.Put();
         }
 
         return fd;
@@ -91,14 +97,7 @@ public sealed partial class SimProcess
             return Errno.EINVAL.Negative();
         }
 
-        SimFile f = EventFdFactory.Create(Kernel, initval, flags);
-        int fd = Files.Install(f, (flags & EventFdContext.EFD_CLOEXEC) != 0, Limits.NoFile);
-        if (fd < 0)
-        {
-            f.Put();
-        }
-
-        return fd;
+        return InstallFd(EventFdFactory.Create(Kernel, initval, flags), (flags & EventFdContext.EFD_CLOEXEC) != 0);
     }
 
     /// <summary>read(): bytes read, 0 at end, or -errno (EBADF, EINVAL, EFAULT, EAGAIN, EINTR, the driver's).</summary>

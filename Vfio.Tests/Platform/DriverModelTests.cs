@@ -244,6 +244,20 @@ public sealed class DriverModelTests
     }
 
     [Test]
+    public void ADuplicateDeviceName_IsEexist_AndChangesNothing()
+    {
+        var f = new PciFixture();
+        f.Machine.Kernel.ExpectWarning("cannot create duplicate filename");
+        var twin = new PciDevice(f.Machine, 0, 1, 0, 0, new PciIdentity(0x1234, 0x5678, 0, 0, 0));
+
+        Assert.That(f.Machine.Pci.Add(twin), Is.EqualTo(Errno.EEXIST.Negative()));
+        Assert.That(twin.IsRegistered, Is.False);
+        Assert.That(f.Machine.Pci.Devices, Has.Count.EqualTo(1));
+        Assert.That(f.Sys.Read(PciFixture.Dev("vendor")), Is.EqualTo("0x8086\n"), "the original is untouched");
+        Assert.That(f.Machine.Kernel.UnexpectedWarnings, Is.Empty);
+    }
+
+    [Test]
     public void Drivers_RegisterOncePerName_AndUnregisteringUnbindsTheirDevices()
     {
         var f = new PciFixture();
