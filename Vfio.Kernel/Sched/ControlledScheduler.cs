@@ -20,19 +20,8 @@ namespace Vfio.Kernel;
 
 internal sealed class ControlledScheduler : Scheduler
 {
-    private readonly List<KTask> _tasks = [];
     private readonly List<KTask> _runnable = [];
     private readonly ManualResetEventSlim _done = new(false);
-
-    // Protects the failure fields: a failure can surface on a task thread and on the
-    // controller (stall watchdog) at the same time.
-    private readonly Lock _failLock = new();
-    private bool _failed;
-    private RunOutcome _outcome;
-    private string? _report;
-    private Exception? _exception;
-    private string? _failedTask;
-    private WaitForGraph? _graph;
 
     private Strategy? _strategy;
     private KTask? _current;
@@ -73,18 +62,10 @@ internal sealed class ControlledScheduler : Scheduler
             throw new InvalidOperationException($"task {caller.DisplayName} called Run inside a run; spawn tasks with kernel.Spawn instead");
         }
 
-        _tasks.Clear();
+        BeginRun();
         _steps = 0;
         _live = 0;
-        _failed = false;
-        _outcome = RunOutcome.Completed;
-        _report = null;
-        _exception = null;
-        _failedTask = null;
-        _graph = null;
         _done.Reset();
-        Kernel.ClearFlag(SimKernel.FlagAborted);
-        Kernel.Trace.BeginRun();
         _strategy = Strategy.Create(Kernel.Config.Strategy, Kernel.Seed);
         _running = true;
 
@@ -94,7 +75,7 @@ internal sealed class ControlledScheduler : Scheduler
         main.Gate!.Release();
 
         WaitForRunEnd();
-        if (_failed)
+        if (Failed)
         {
             Teardown();
         }
@@ -109,7 +90,7 @@ internal sealed class ControlledScheduler : Scheduler
 
         _running = false;
         _current = null;
-        return Kernel.Trace.FinishRun(_outcome, _report, _exception, _failedTask, _graph, Kernel.Config.WarningsFailRuns);
+        return FinishRun();
     }
 
     private void WaitForRunEnd()
@@ -140,7 +121,7 @@ internal sealed class ControlledScheduler : Scheduler
     {
         // The task that failed is unwinding on its own; let it finish first, then release
         // the others one at a time so no two threads of the run ever execute together.
-        var pending = new List<KTask>(_tasks);
+        var pending = new List<KTask>(Tasks);
         KTask? running = _current;
         if (running is not null && running.Thread is { } rt && rt.IsAlive)
         {
@@ -180,7 +161,7 @@ internal sealed class ControlledScheduler : Scheduler
             Name = $"ktask {t.DisplayName}",
         };
         t.Thread = thread;
-        _tasks.Add(t);
+        Tasks.Add(t);
         _live++;
         thread.Start();
         return t;
@@ -192,19 +173,10 @@ internal sealed class ControlledScheduler : Scheduler
         try
         {
             t.Gate!.Wait();
-            ThrowIfAborted();
-            Kernel.Trace.TaskStart(t);
-            RunBody(t);
-            Kernel.Lockdep.CheckNoLocksHeld(t);
-        }
-        catch (KTaskAbortedException)
-        {
-            // The run failed elsewhere (or here, already recorded): unwind quietly.
-        }
-        catch (Exception e)
-        {
-            t.Failure = e;
-            Fail(e is KernelPanicException ? RunOutcome.Panic : RunOutcome.Failed, $"task {t.DisplayName} failed: {e.GetType().Name}: {e.Message}", e, t, captureGraph: false);
+            if ((Kernel.Flags & SimKernel.FlagAborted) == 0)
+            {
+                RunBody(t);
+            }
         }
         finally
         {
@@ -215,7 +187,7 @@ internal sealed class ControlledScheduler : Scheduler
 
     private void ExitTask(KTask t)
     {
-        if (_failed)
+        if (Failed)
         {
             t.State = TaskState.Exited;
             return;
@@ -392,7 +364,7 @@ internal sealed class ControlledScheduler : Scheduler
     public override void OnClockAdvanced(KTask? by)
     {
         long now = Kernel.Clock.NowNs;
-        foreach (KTask t in _tasks)
+        foreach (KTask t in Tasks)
         {
             if (t.State == TaskState.Blocked && t.WaitDeadlineNs <= now)
             {
@@ -421,7 +393,7 @@ internal sealed class ControlledScheduler : Scheduler
         while (true)
         {
             _runnable.Clear();
-            foreach (KTask t in _tasks)
+            foreach (KTask t in Tasks)
             {
                 if (t.State == TaskState.Runnable || (ReferenceEquals(t, current) && t.State == TaskState.Running))
                 {
@@ -448,7 +420,7 @@ internal sealed class ControlledScheduler : Scheduler
 
             // Nothing can run: let virtual time pass to the next timer or timed sleep.
             long wake = long.MaxValue;
-            foreach (KTask t in _tasks)
+            foreach (KTask t in Tasks)
             {
                 if (t.State == TaskState.Blocked && t.WaitDeadlineNs < wake)
                 {
@@ -504,31 +476,7 @@ internal sealed class ControlledScheduler : Scheduler
 
     // ---- Failures.
 
-    public override void Fail(RunOutcome outcome, string report, Exception? exception, KTask? task, bool captureGraph)
-    {
-        lock (_failLock)
-        {
-            if (_failed)
-            {
-                return;
-            }
-
-            _failed = true;
-            _outcome = outcome;
-            _exception = exception;
-            _failedTask = task?.DisplayName;
-            if (captureGraph)
-            {
-                _graph = WaitForGraph.Capture(_tasks);
-                report = report + "\n" + _graph.Render();
-            }
-
-            _report = report;
-        }
-
-        Kernel.SetFlag(SimKernel.FlagAborted);
-        _done.Set();
-    }
+    protected override void OnFailed() => _done.Set();
 
     private string DeadlockHeader(KTask current, SchedOp op, KernelObject? obj)
     {

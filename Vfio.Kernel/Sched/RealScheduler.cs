@@ -15,19 +15,10 @@ internal sealed class RealScheduler : Scheduler
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(20);
 
-    // Protects _tasks, _live and the failure fields.
-    private readonly Lock _lock = new();
-    private readonly List<KTask> _tasks = [];
+    // StateLock protects Tasks and _live as well as the failure record.
     private readonly ManualResetEventSlim _allExited = new(false);
     private int _live;
     private bool _running;
-
-    private bool _failed;
-    private RunOutcome _outcome;
-    private string? _report;
-    private Exception? _exception;
-    private string? _failedTask;
-    private WaitForGraph? _graph;
 
     // Bumped by every wake-up: the deadlock detector needs two polls with no progress.
     private long _wakeups;
@@ -121,9 +112,9 @@ internal sealed class RealScheduler : Scheduler
     public override void OnClockAdvanced(KTask? by)
     {
         KTask[] tasks;
-        lock (_lock)
+        lock (StateLock)
         {
-            tasks = [.. _tasks];
+            tasks = [.. Tasks];
         }
 
         foreach (KTask t in tasks)
@@ -154,9 +145,9 @@ internal sealed class RealScheduler : Scheduler
 
     private void Start(KTask t)
     {
-        lock (_lock)
+        lock (StateLock)
         {
-            _tasks.Add(t);
+            Tasks.Add(t);
             _live++;
             _allExited.Reset();
         }
@@ -177,23 +168,13 @@ internal sealed class RealScheduler : Scheduler
         t.State = TaskState.Running;
         try
         {
-            Kernel.Trace.TaskStart(t);
             RunBody(t);
-            Kernel.Lockdep.CheckNoLocksHeld(t);
-        }
-        catch (KTaskAbortedException)
-        {
-        }
-        catch (Exception e)
-        {
-            t.Failure = e;
-            Fail(e is KernelPanicException ? RunOutcome.Panic : RunOutcome.Failed, $"task {t.DisplayName} failed: {e.GetType().Name}: {e.Message}", e, t, captureGraph: false);
         }
         finally
         {
             t.MarkExited();
             Interlocked.Increment(ref _wakeups);
-            lock (_lock)
+            lock (StateLock)
             {
                 if (--_live == 0)
                 {
@@ -207,7 +188,7 @@ internal sealed class RealScheduler : Scheduler
 
     public override RunResult Run(string name, Action body)
     {
-        lock (_lock)
+        lock (StateLock)
         {
             if (_running)
             {
@@ -215,28 +196,20 @@ internal sealed class RealScheduler : Scheduler
             }
 
             _running = true;
-            _tasks.Clear();
-            _failed = false;
-            _outcome = RunOutcome.Completed;
-            _report = null;
-            _exception = null;
-            _failedTask = null;
-            _graph = null;
         }
 
-        Kernel.ClearFlag(SimKernel.FlagAborted);
-        Kernel.Trace.BeginRun();
+        BeginRun();
         try
         {
             KTask main = new(Kernel, Kernel.NextTaskId(), name, body, scheduled: false, adopted: false);
             Start(main);
             Watch();
-            if (_failed)
+            if (Failed)
             {
                 AbortAndJoin();
             }
 
-            return Kernel.Trace.FinishRun(_outcome, _report, _exception, _failedTask, _graph, Kernel.Config.WarningsFailRuns);
+            return FinishRun();
         }
         finally
         {
@@ -251,7 +224,7 @@ internal sealed class RealScheduler : Scheduler
         long lastWakeups = -1;
         while (!_allExited.Wait(PollInterval))
         {
-            if (_failed)
+            if (Failed)
             {
                 return;
             }
@@ -289,10 +262,10 @@ internal sealed class RealScheduler : Scheduler
             return false;
         }
 
-        lock (_lock)
+        lock (StateLock)
         {
             bool any = false;
-            foreach (KTask t in _tasks)
+            foreach (KTask t in Tasks)
             {
                 if (t.State == TaskState.Exited)
                 {
@@ -317,9 +290,9 @@ internal sealed class RealScheduler : Scheduler
     {
         Kernel.SetFlag(SimKernel.FlagAborted);
         KTask[] tasks;
-        lock (_lock)
+        lock (StateLock)
         {
-            tasks = [.. _tasks];
+            tasks = [.. Tasks];
         }
 
         foreach (KTask t in tasks)
@@ -339,29 +312,5 @@ internal sealed class RealScheduler : Scheduler
         }
     }
 
-    public override void Fail(RunOutcome outcome, string report, Exception? exception, KTask? task, bool captureGraph)
-    {
-        lock (_lock)
-        {
-            if (_failed)
-            {
-                return;
-            }
-
-            _failed = true;
-            _outcome = outcome;
-            _exception = exception;
-            _failedTask = task?.DisplayName;
-            if (captureGraph)
-            {
-                _graph = WaitForGraph.Capture(_tasks);
-                report = report + "\n" + _graph.Render();
-            }
-
-            _report = report;
-        }
-
-        Kernel.SetFlag(SimKernel.FlagAborted);
-        _allExited.Set();
-    }
+    protected override void OnFailed() => _allExited.Set();
 }

@@ -7,9 +7,27 @@ namespace Vfio.Kernel;
 
 internal abstract class Scheduler
 {
+    // The run's first fatal failure, under StateLock: one can surface on a task thread and
+    // on a watchdog at the same time.
+    private bool _failed;
+    private RunOutcome _outcome;
+    private string? _report;
+    private Exception? _exception;
+    private string? _failedTask;
+    private WaitForGraph? _graph;
+
     protected Scheduler(SimKernel kernel) => Kernel = kernel;
 
     protected SimKernel Kernel { get; }
+
+    /// <summary>Guards the failure record; a mode may guard its own run state with it too.</summary>
+    protected Lock StateLock { get; } = new();
+
+    /// <summary>The tasks of the current run, for the wait-for graph of a failure.</summary>
+    protected List<KTask> Tasks { get; } = [];
+
+    /// <summary>True once the current run has failed.</summary>
+    protected bool Failed => Volatile.Read(ref _failed);
 
     /// <summary>Scheduling steps taken in the current or last run (controlled mode).</summary>
     public abstract long Steps { get; }
@@ -51,11 +69,75 @@ internal abstract class Scheduler
     /// <summary>Someone moved the virtual clock: wake timed sleepers whose deadline passed.</summary>
     public abstract void OnClockAdvanced(KTask? by);
 
-    /// <summary>Records a fatal failure (first one wins) and aborts the run.</summary>
-    public abstract void Fail(RunOutcome outcome, string report, Exception? exception, KTask? task, bool captureGraph);
-
-    protected static void RunBody(KTask t)
+    /// <summary>Records a fatal failure (the first one wins) and aborts the run.</summary>
+    public void Fail(RunOutcome outcome, string report, Exception? exception, KTask? task, bool captureGraph)
     {
-        t.Body!();
+        lock (StateLock)
+        {
+            if (_failed)
+            {
+                return;
+            }
+
+            _failed = true;
+            _outcome = outcome;
+            _exception = exception;
+            _failedTask = task?.DisplayName;
+            if (captureGraph)
+            {
+                _graph = WaitForGraph.Capture(Tasks);
+                report = report + "\n" + _graph.Render();
+            }
+
+            _report = report;
+        }
+
+        Kernel.SetFlag(SimKernel.FlagAborted);
+        OnFailed();
+    }
+
+    /// <summary>A failure was recorded: wake whatever waits for the run to end.</summary>
+    protected abstract void OnFailed();
+
+    /// <summary>Starts a run with no failure recorded and no tasks; call before any task runs.</summary>
+    protected void BeginRun()
+    {
+        lock (StateLock)
+        {
+            Tasks.Clear();
+            _failed = false;
+            _outcome = RunOutcome.Completed;
+            _report = null;
+            _exception = null;
+            _failedTask = null;
+            _graph = null;
+        }
+
+        Kernel.ClearFlag(SimKernel.FlagAborted);
+        Kernel.Trace.BeginRun();
+    }
+
+    /// <summary>The run's result, with its failure if one was recorded.</summary>
+    protected RunResult FinishRun()
+        => Kernel.Trace.FinishRun(_outcome, _report, _exception, _failedTask, _graph, Kernel.Config.WarningsFailRuns);
+
+    /// <summary>Runs a task's body; an exception other than the abort fails the run.</summary>
+    protected void RunBody(KTask t)
+    {
+        try
+        {
+            Kernel.Trace.TaskStart(t);
+            t.Body!();
+            Kernel.Lockdep.CheckNoLocksHeld(t);
+        }
+        catch (KTaskAbortedException)
+        {
+            // The run failed elsewhere (or here, already recorded): unwind quietly.
+        }
+        catch (Exception e)
+        {
+            t.Failure = e;
+            Fail(e is KernelPanicException ? RunOutcome.Panic : RunOutcome.Failed, $"task {t.DisplayName} failed: {e.GetType().Name}: {e.Message}", e, t, captureGraph: false);
+        }
     }
 }

@@ -1,7 +1,8 @@
 // Models struct files_struct and fs/file.c (v6.12): the fd table of a process. New fds
 // take the lowest free number below RLIMIT_NOFILE; close drops the table's reference and
 // the file's release runs if that was the last one. The table lock is never held while a
-// file is released.
+// file is released. Like get_unused_fd_flags/fd_install, a number can be reserved first and
+// the file installed once it exists, so a full table fails before any driver open runs.
 
 using Vfio.Kernel;
 
@@ -10,10 +11,12 @@ namespace Vfio.Platform.Fs;
 /// <summary>files_struct: a process's open file descriptors.</summary>
 public sealed class FdTable
 {
-    // Protects _files and _cloexec.
+    // Protects _files, _cloexec and _reserved. A reserved fd is taken (open_fds) but has no
+    // file yet: fget sees nothing there, and dup2 onto it is -EBUSY.
     private readonly KSpinLock _lock;
     private SimFile?[] _files = new SimFile?[16];
     private bool[] _cloexec = new bool[16];
+    private bool[] _reserved = new bool[16];
 
     internal FdTable(SimKernel kernel, int pid)
     {
@@ -47,19 +50,31 @@ public sealed class FdTable
     }
 
     /// <summary>Installs <paramref name="file"/> (whose reference the table now owns) at the lowest free fd; -EMFILE past <paramref name="limit"/>.</summary>
-    internal int Install(SimFile file, bool cloexec, int limit)
+    internal int Install(SimFile file, bool cloexec, int limit) => Allocate(file, cloexec, limit);
+
+    /// <summary>get_unused_fd_flags(): reserves the lowest free fd, or -EMFILE past <paramref name="limit"/>.</summary>
+    internal int Reserve(bool cloexec, int limit) => Allocate(null, cloexec, limit);
+
+    /// <summary>fd_install(): puts <paramref name="file"/> (whose reference the table now owns) at a reserved fd.</summary>
+    internal void InstallReserved(int fd, SimFile file) => EndReservation(fd, file);
+
+    /// <summary>put_unused_fd(): releases a reservation that never got a file.</summary>
+    internal void Unreserve(int fd) => EndReservation(fd, null);
+
+    // The lowest free fd, given the file or (null) reserved for one.
+    private int Allocate(SimFile? file, bool cloexec, int limit)
     {
         _lock.Lock();
         try
         {
-            int fd = LowestFreeLocked(0, limit);
-            if (fd < 0)
+            int fd = LowestFreeLocked(limit);
+            if (fd >= 0)
             {
-                return fd;
+                _files[fd] = file;
+                _reserved[fd] = file is null;
+                _cloexec[fd] = cloexec;
             }
 
-            _files[fd] = file;
-            _cloexec[fd] = cloexec;
             return fd;
         }
         finally
@@ -68,24 +83,49 @@ public sealed class FdTable
         }
     }
 
-    private int LowestFreeLocked(int from, int limit)
+    private void EndReservation(int fd, SimFile? file)
     {
-        for (int i = from; i < limit; i++)
+        _lock.Lock();
+        try
+        {
+            if (fd < 0 || fd >= _files.Length || !_reserved[fd])
+            {
+                throw new InvalidOperationException($"fd {fd} was not reserved");
+            }
+
+            _reserved[fd] = false;
+            _files[fd] = file;
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+    }
+
+    private int LowestFreeLocked(int limit)
+    {
+        for (int i = 0; i < limit; i++)
         {
             if (i >= _files.Length)
             {
-                int size = Math.Min(Math.Max(_files.Length * 2, i + 1), limit);
-                Array.Resize(ref _files, size);
-                Array.Resize(ref _cloexec, size);
+                GrowLocked(i, limit);
             }
 
-            if (_files[i] is null)
+            if (_files[i] is null && !_reserved[i])
             {
                 return i;
             }
         }
 
         return Errno.EMFILE.Negative();
+    }
+
+    private void GrowLocked(int fd, int limit)
+    {
+        int size = Math.Min(Math.Max(_files.Length * 2, fd + 1), limit);
+        Array.Resize(ref _files, size);
+        Array.Resize(ref _cloexec, size);
+        Array.Resize(ref _reserved, size);
     }
 
     /// <summary>fget(): the file at <paramref name="fd"/> with a reference taken, or null.</summary>
@@ -183,7 +223,7 @@ public sealed class FdTable
         return nfd;
     }
 
-    /// <summary>dup2(): makes <paramref name="newfd"/> refer to the file of <paramref name="oldfd"/>, closing what it held.</summary>
+    /// <summary>dup2(): makes <paramref name="newfd"/> refer to the file of <paramref name="oldfd"/>, closing what it held; -EBUSY while <paramref name="newfd"/> is reserved.</summary>
     internal int Dup2(int oldfd, int newfd, int limit)
     {
         if (newfd < 0 || newfd >= limit)
@@ -209,14 +249,21 @@ public sealed class FdTable
         {
             if (newfd >= _files.Length)
             {
-                int size = Math.Min(Math.Max(_files.Length * 2, newfd + 1), limit);
-                Array.Resize(ref _files, size);
-                Array.Resize(ref _cloexec, size);
+                GrowLocked(newfd, limit);
             }
 
-            old = _files[newfd];
-            _files[newfd] = f;
-            _cloexec[newfd] = false;
+            if (_reserved[newfd])
+            {
+                // The reference taken above is dropped after the unlock, as a replaced file is.
+                old = f;
+                newfd = Errno.EBUSY.Negative();
+            }
+            else
+            {
+                old = _files[newfd];
+                _files[newfd] = f;
+                _cloexec[newfd] = false;
+            }
         }
         finally
         {
@@ -236,6 +283,7 @@ public sealed class FdTable
         {
             t._files = new SimFile?[_files.Length];
             t._cloexec = (bool[])_cloexec.Clone();
+            t._reserved = new bool[_files.Length];
             for (int i = 0; i < _files.Length; i++)
             {
                 if (_files[i] is { } f)
@@ -263,6 +311,7 @@ public sealed class FdTable
             files = _files;
             _files = new SimFile?[16];
             _cloexec = new bool[16];
+            _reserved = new bool[16];
         }
         finally
         {

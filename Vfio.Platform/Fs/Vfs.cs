@@ -147,15 +147,22 @@ public sealed class Vfs
         try
         {
             ret = ResolveLocked(path, followLast: (flags & OpenFlags.O_NOFOLLOW) == 0, out node);
+            if (ret == Errno.ENOENT.Negative() && (flags & OpenFlags.O_CREAT) != 0)
+            {
+                // No filesystem here creates files (kernfs and the root have no ->create;
+                // /dev is not a devtmpfs that would): in an existing directory the create
+                // is refused as vfs_create() refuses it, elsewhere the walk's ENOENT stands.
+                int slash = path.TrimEnd('/').LastIndexOf('/');
+                string parent = slash <= 0 ? "/" : path[..slash];
+                if (ResolveLocked(parent, followLast: true, out VfsNode? dir) == 0 && dir is VfsDir)
+                {
+                    ret = Errno.EACCES.Negative();
+                }
+            }
         }
         finally
         {
             TreeLock.UpRead();
-        }
-
-        if (ret == Errno.ENOENT.Negative() && (flags & OpenFlags.O_CREAT) != 0)
-        {
-            return Errno.EACCES.Negative();
         }
 
         if (ret != 0)

@@ -63,6 +63,13 @@ public sealed partial class MmStruct
     private const int MapHugeShift = 26;
     private const int MapHugeMask = 0x3f;
 
+    // LEGACY_MAP_MASK: the flags MAP_SHARED_VALIDATE accepts from any file — the type,
+    // FIXED, ANONYMOUS, GROWSDOWN, DENYWRITE, EXECUTABLE, LOCKED, NORESERVE, POPULATE,
+    // NONBLOCK, STACK, HUGETLB, UNINITIALIZED and the huge-page size bits. Not
+    // MAP_FIXED_NOREPLACE or MAP_SYNC.
+    private const MapFlags LegacyMapMask = (MapFlags)(0x3 | 0x10 | 0x20 | 0x100 | 0x800 | 0x1000 | 0x2000 | 0x4000 | 0x8000
+        | 0x10000 | 0x20000 | 0x40000 | (MapHugeMask << MapHugeShift));
+
     // Sorted by Start; under MmapLock.
     private readonly List<Vma> _vmas = [];
     private long _pinnedVm;
@@ -236,9 +243,14 @@ public sealed partial class MmStruct
     // ---- mmap.
 
     /// <summary>
-    /// do_mmap(): maps <paramref name="length"/> bytes and returns the address, or -errno
-    /// (EINVAL for bad flags, lengths or alignment; EBADF/ENODEV/EACCES for files; ENOMEM
-    /// when no space or no huge pages; EAGAIN/EPERM for MAP_LOCKED over the limit).
+    /// ksys_mmap_pgoff() and do_mmap(): maps <paramref name="length"/> bytes and returns the
+    /// address, or -errno, checking in the kernel's order: offset alignment (EINVAL), the fd
+    /// (EBADF), the hugetlb size (EINVAL), the length (EINVAL, ENOMEM), the pgoff range
+    /// (EOVERFLOW), the address (ENOMEM, EINVAL, EPERM below mmap_min_addr, EEXIST for
+    /// MAP_FIXED_NOREPLACE), MAP_LOCKED (EPERM, EAGAIN), then the file (EOVERFLOW,
+    /// EOPNOTSUPP, EACCES, ENODEV) or the mapping type (EINVAL). A MAP_FIXED mapping
+    /// replaces what was there only after all of these pass; a later failure (no huge pages,
+    /// the driver's mmap) leaves the range unmapped, as Linux does.
     /// </summary>
     public long Mmap(ulong addr, ulong length, Prot prot, MapFlags flags, SimFile? file, ulong offset, SimProcess caller)
     {
@@ -248,19 +260,12 @@ public sealed partial class MmStruct
             return Errno.EINVAL.Negative();
         }
 
-        if (length == 0)
-        {
-            return Errno.EINVAL.Negative();
-        }
-
-        MapFlags type = flags & MapFlags.MAP_TYPE;
-        if (type is not (MapFlags.MAP_SHARED or MapFlags.MAP_PRIVATE or MapFlags.MAP_SHARED_VALIDATE))
-        {
-            return Errno.EINVAL.Negative();
-        }
-
         bool anonymous = (flags & MapFlags.MAP_ANONYMOUS) != 0;
-        if (!anonymous && file is null)
+        if (anonymous)
+        {
+            file = null;
+        }
+        else if (file is null)
         {
             return Errno.EBADF.Negative();
         }
@@ -269,6 +274,7 @@ public sealed partial class MmStruct
         HugePool? pool = null;
         if ((flags & MapFlags.MAP_HUGETLB) != 0)
         {
+            // Only an anonymous mapping can ask for huge pages: no file here is on hugetlbfs.
             if (!anonymous)
             {
                 return Errno.EINVAL.Negative();
@@ -283,86 +289,72 @@ public sealed partial class MmStruct
             }
         }
 
-        ulong pageSize = 1UL << pageShift;
-        ulong len = (length + pageSize - 1) & ~(pageSize - 1);
-        if (len == 0 || len > TaskSize)
-        {
-            return Errno.ENOMEM.Negative();
-        }
-
-        bool fixedMap = (flags & (MapFlags.MAP_FIXED | MapFlags.MAP_FIXED_NOREPLACE)) != 0;
-        if (fixedMap && (addr & (pageSize - 1)) != 0)
+        if (length == 0)
         {
             return Errno.EINVAL.Negative();
         }
 
-        if (file is not null && !anonymous)
+        ulong pageSize = 1UL << pageShift;
+        ulong len = (length + pageSize - 1) & ~(pageSize - 1);
+        ulong pgoff = offset >> PhysMem.PageShift;
+        if (len == 0)
         {
-            if (!file.Ops.CanMmap)
-            {
-                return Errno.ENODEV.Negative();
-            }
+            return Errno.ENOMEM.Negative();
+        }
 
-            if ((prot & Prot.PROT_READ) != 0 && !file.CanRead)
-            {
-                return Errno.EACCES.Negative();
-            }
+        if (pgoff + (len >> PhysMem.PageShift) < pgoff)
+        {
+            return Errno.EOVERFLOW.Negative();
+        }
 
-            if (type != MapFlags.MAP_PRIVATE && (prot & Prot.PROT_WRITE) != 0 && !file.CanWrite)
-            {
-                return Errno.EACCES.Negative();
-            }
+        bool fixedMap = (flags & (MapFlags.MAP_FIXED | MapFlags.MAP_FIXED_NOREPLACE)) != 0;
+        if (CheckAreaArguments(addr, len, pageSize, fixedMap, caller) is int badArea)
+        {
+            return badArea;
         }
 
         bool locked = (flags & MapFlags.MAP_LOCKED) != 0;
-        if (locked && !CanDoMlock(caller))
-        {
-            return Errno.EPERM.Negative();
-        }
-
         MmapLock.DownWrite();
         try
         {
+            ulong start = fixedMap ? addr : PlaceLocked(addr, len, pageSize);
+            if (start == 0)
+            {
+                return Errno.ENOMEM.Negative();
+            }
+
+            if ((flags & MapFlags.MAP_FIXED_NOREPLACE) != 0 && Overlaps(start, start + len))
+            {
+                return Errno.EEXIST.Negative();
+            }
+
+            if (locked && !CanDoMlock(caller))
+            {
+                return Errno.EPERM.Negative();
+            }
+
             if (locked && !MlockFutureOk(caller, (long)(len >> PhysMem.PageShift)))
             {
                 return Errno.EAGAIN.Negative();
             }
 
-            ulong start;
+            if (CheckMapping(file, flags, prot, pgoff, len) is int badMapping)
+            {
+                return badMapping;
+            }
+
             if (fixedMap)
             {
-                if (addr < MmapMinAddr || addr + len > TaskSize || addr + len < addr)
+                if (CheckHugetlbSplitLocked(start, start + len) is int badSplit)
                 {
-                    return Errno.EINVAL.Negative();
+                    return badSplit;
                 }
 
-                if ((flags & MapFlags.MAP_FIXED_NOREPLACE) != 0 && Overlaps(addr, addr + len))
-                {
-                    return Errno.EEXIST.Negative();
-                }
-
-                if (CheckHugetlbSplitLocked(addr, addr + len) is int bad)
-                {
-                    return bad;
-                }
-
-                UnmapRangeLocked(addr, addr + len);
-                start = addr;
-            }
-            else
-            {
-                ulong hint = addr & ~(pageSize - 1);
-                start = hint >= MmapMinAddr && hint + len <= TaskSize && hint + len > hint && !Overlaps(hint, hint + len)
-                    ? hint
-                    : FindGapTopDown(len, pageSize);
-                if (start == 0)
-                {
-                    return Errno.ENOMEM.Negative();
-                }
+                UnmapRangeLocked(start, start + len);
             }
 
             VmFlags vmFlags = ToVmFlags(prot)
-                | (type == MapFlags.MAP_PRIVATE ? 0 : VmFlags.VM_SHARED)
+                | ((flags & MapFlags.MAP_TYPE) == MapFlags.MAP_PRIVATE ? 0 : VmFlags.VM_SHARED)
                 | (pool is not null ? VmFlags.VM_HUGETLB : 0);
             var vma = new Vma(this, start, start + len, vmFlags, pageShift) { Pool = pool };
             if (pool is not null)
@@ -379,10 +371,10 @@ public sealed partial class MmStruct
                 vma.HugeReserved = n;
             }
 
-            if (file is not null && !anonymous)
+            if (file is not null)
             {
                 vma.File = file;
-                vma.PgOff = offset >> PhysMem.PageShift;
+                vma.PgOff = pgoff;
                 file.Get();
                 int ret = file.Ops.Mmap(file, vma);
                 if (ret != 0)
@@ -410,6 +402,106 @@ public sealed partial class MmStruct
         {
             MmapLock.UpWrite();
         }
+    }
+
+    // get_unmapped_area()'s checks that need no lock: the length, then for MAP_FIXED the
+    // huge-page alignment, the end, the page alignment and mmap_min_addr.
+    private static int? CheckAreaArguments(ulong addr, ulong len, ulong pageSize, bool fixedMap, SimProcess caller)
+    {
+        if (len > TaskSize)
+        {
+            return Errno.ENOMEM.Negative();
+        }
+
+        if (!fixedMap)
+        {
+            return null;
+        }
+
+        if ((addr & (pageSize - 1)) != 0 && pageSize != PhysMem.PageSize)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        if (addr > TaskSize - len)
+        {
+            return Errno.ENOMEM.Negative();
+        }
+
+        if ((addr & (PhysMem.PageSize - 1)) != 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        return addr < MmapMinAddr && !caller.Credentials.Capable(Capabilities.CAP_SYS_RAWIO)
+            ? Errno.EPERM.Negative()
+            : null;
+    }
+
+    // The address for a mapping without MAP_FIXED: the hint if the range there is free
+    // (a hint below mmap_min_addr is raised to it; a huge-page hint is rounded up), else
+    // the highest gap; 0 when there is none.
+    private ulong PlaceLocked(ulong addr, ulong len, ulong pageSize)
+    {
+        ulong hint = addr & ~(ulong)(PhysMem.PageSize - 1);
+        if (hint != 0 && hint < MmapMinAddr)
+        {
+            hint = MmapMinAddr;
+        }
+
+        if (hint != 0 && hint <= TaskSize - len)
+        {
+            hint = (hint + pageSize - 1) & ~(pageSize - 1);
+            if (hint <= TaskSize - len && !Overlaps(hint, hint + len))
+            {
+                return hint;
+            }
+        }
+
+        return FindGapTopDown(len, pageSize);
+    }
+
+    // do_mmap()'s checks of the file (file_mmap_ok, then by mapping type) or, for an
+    // anonymous mapping, of the type alone.
+    private static int? CheckMapping(SimFile? file, MapFlags flags, Prot prot, ulong pgoff, ulong len)
+    {
+        MapFlags type = flags & MapFlags.MAP_TYPE;
+        if (file is null)
+        {
+            return type is MapFlags.MAP_SHARED or MapFlags.MAP_PRIVATE ? null : Errno.EINVAL.Negative();
+        }
+
+        // file_mmap_size_max(): a regular (sysfs) file ends at MAX_LFS_FILESIZE; a device or
+        // anonymous-inode file may use every offset.
+        ulong max = file.Node is null or VfsCharDevice ? ulong.MaxValue : long.MaxValue;
+        if (len > max || pgoff > (max - len) >> PhysMem.PageShift)
+        {
+            return Errno.EOVERFLOW.Negative();
+        }
+
+        switch (type)
+        {
+            case MapFlags.MAP_SHARED_VALIDATE when (flags & ~LegacyMapMask) != 0:
+                return Errno.EOPNOTSUPP.Negative();
+            case MapFlags.MAP_SHARED or MapFlags.MAP_SHARED_VALIDATE:
+                if ((prot & Prot.PROT_WRITE) != 0 && !file.CanWrite)
+                {
+                    return Errno.EACCES.Negative();
+                }
+
+                break;
+            case MapFlags.MAP_PRIVATE:
+                break;
+            default:
+                return Errno.EINVAL.Negative();
+        }
+
+        if (!file.CanRead)
+        {
+            return Errno.EACCES.Negative();
+        }
+
+        return file.Ops.CanMmap ? null : Errno.ENODEV.Negative();
     }
 
     private static VmFlags ToVmFlags(Prot prot)

@@ -205,8 +205,6 @@ internal sealed class PteTable
         return _chunks[c] ?? Interlocked.CompareExchange(ref _chunks[c], new long[ChunkSize], null) ?? _chunks[c]!;
     }
 
-    public long[]? ChunkOrNull(long i) => _chunks[i >> ChunkShift];
-
     /// <summary>A table for entries [<paramref name="from"/>, <paramref name="to"/>) of this one (VMA split).</summary>
     public PteTable Slice(long from, long to)
     {

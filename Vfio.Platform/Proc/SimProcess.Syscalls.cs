@@ -40,31 +40,44 @@ public sealed partial class SimProcess
 
     // ---- Files.
 
-    /// <summary>open(): a new fd, or -errno (ENOENT, ENOTDIR, EACCES, EISDIR, ELOOP, EMFILE, ENXIO, or the driver's).</summary>
+    /// <summary>open(): a new fd, or -errno (EMFILE, then ENOENT, ENOTDIR, EACCES, EISDIR, ELOOP, ENXIO, or the driver's).</summary>
     public int Open(string path, OpenFlags flags = OpenFlags.O_RDWR)
     {
         ThrowIfExited();
         using SyscallScope scope = Enter();
+        int fd = GetUnusedFd((flags & OpenFlags.O_CLOEXEC) != 0);
+        if (fd < 0)
+        {
+            return fd;
+        }
+
         int ret = Machine.Vfs.Open(Credentials, path, flags, out SimFile? file);
-        return ret < 0 ? (int)Ret(ret) : InstallFd(file!, (flags & OpenFlags.O_CLOEXEC) != 0);
+        if (ret < 0)
+        {
+            PutUnusedFd(fd);
+            return (int)Ret(ret);
+        }
+
+        FdInstall(fd, file!);
+        return fd;
     }
 
     /// <summary>
-    /// fd_install() of a new file: its reference passes to the table, or is dropped (running
-    /// its release) when the table is full (-EMFILE). Kernel code creating files for user
-    /// space (anon_inode_getfd) uses this too.
+    /// get_unused_fd_flags(): reserves the lowest free fd, or -EMFILE. Kernel code creating a
+    /// file for user space reserves first, so a full table fails before anything is opened,
+    /// then either <see cref="FdInstall"/>s the file or <see cref="PutUnusedFd"/>s the number.
     /// </summary>
-    public int InstallFd(SimFile file, bool cloexec)
+    public int GetUnusedFd(bool cloexec) => Files.Reserve(cloexec, Limits.NoFile);
+
+    /// <summary>fd_install(): the file's reference passes to the table at the reserved <paramref name="fd"/>.</summary>
+    public void FdInstall(int fd, SimFile file)
     {
         ArgumentNullException.ThrowIfNull(file);
-        int fd = Files.Install(file, cloexec, Limits.NoFile);
-        if (fd < 0)
-        {
-            file.Put();
-        }
-
-        return fd;
+        Files.InstallReserved(fd, file);
     }
+
+    /// <summary>put_unused_fd(): gives back a reserved fd that never got a file.</summary>
+    public void PutUnusedFd(int fd) => Files.Unreserve(fd);
 
     /// <summary>close(): 0 or -EBADF. The file's release runs here if this was its last reference.</summary>
     public int Close(int fd)
@@ -97,7 +110,13 @@ public sealed partial class SimProcess
             return Errno.EINVAL.Negative();
         }
 
-        return InstallFd(EventFdFactory.Create(Kernel, initval, flags), (flags & EventFdContext.EFD_CLOEXEC) != 0);
+        int fd = GetUnusedFd((flags & EventFdContext.EFD_CLOEXEC) != 0);
+        if (fd >= 0)
+        {
+            FdInstall(fd, EventFdFactory.Create(Kernel, initval, flags));
+        }
+
+        return fd;
     }
 
     /// <summary>read(): bytes read, 0 at end, or -errno (EBADF, EINVAL, EFAULT, EAGAIN, EINTR, the driver's).</summary>
@@ -200,12 +219,16 @@ public sealed partial class SimProcess
 
     // ---- Memory.
 
-    /// <summary>mmap(): the address, or -errno. <paramref name="fd"/> is ignored with MAP_ANONYMOUS.</summary>
+    /// <summary>
+    /// mmap(): the address, or -errno. <paramref name="fd"/> is ignored with MAP_ANONYMOUS.
+    /// The offset is an unsigned long to the kernel: an unaligned one is -EINVAL before the
+    /// fd is looked up; a negative aligned one is a very large offset.
+    /// </summary>
     public long Mmap(ulong addr, ulong length, Prot prot, MapFlags flags, int fd = -1, long offset = 0)
     {
         ThrowIfExited();
         using SyscallScope scope = Enter();
-        if (offset < 0)
+        if ((offset & (PhysMem.PageSize - 1)) != 0)
         {
             return Errno.EINVAL.Negative();
         }

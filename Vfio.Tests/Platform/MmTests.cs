@@ -1,6 +1,7 @@
 using NUnit.Framework;
 using Vfio.Kernel;
 using Vfio.Platform;
+using Vfio.Platform.Fs;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
 
@@ -28,6 +29,91 @@ public sealed class MmTests
         Assert.That(p.Mmap(0, 2 << 20, RW, Anon | MapFlags.MAP_HUGETLB), Is.EqualTo(EINVAL), "no 2 MiB pool");
         Assert.That(p.Mmap(0, ulong.MaxValue - 10, RW, Anon), Is.EqualTo(ENOMEM));
         Assert.That(p.Mm.Vmas, Is.Empty, "a rejected mmap maps nothing");
+    }
+
+    // The order below was read off Linux 6.1 with probes that combine two faults each.
+    [Test]
+    public void Mmap_ChecksInTheKernelsOrder()
+    {
+        SimMachine m = Machines.Create(ramGiB: 4, huge2M: 2);
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t", Credentials.User, new ResourceLimits { MemlockBytes = 4096 });
+        int rw = p.Open(dev.NodePath);
+        int wo = p.Open(dev.NodePath, OpenFlags.O_WRONLY);
+        SimProcess root = m.CreateProcess("root");
+        int probe = root.SendFd(root.Open("/sys/bus/pci/drivers_probe", OpenFlags.O_WRONLY), p);
+        int efd = p.Eventfd(0);
+        const MapFlags NoType = MapFlags.MAP_ANONYMOUS;
+        long EBADF = Errno.EBADF.Negative(), EACCES = Errno.EACCES.Negative(), EOVERFLOW = Errno.EOVERFLOW.Negative();
+
+        Assert.That(p.Mmap(0, 0, RW, MapFlags.MAP_PRIVATE, fd: 99), Is.EqualTo(EBADF), "the fd before the length");
+        Assert.That(p.Mmap(0, 4096, RW, MapFlags.None, fd: 99), Is.EqualTo(EBADF), "the fd before the type");
+        Assert.That(p.Mmap(0, 4096, RW, MapFlags.MAP_PRIVATE, fd: 99, offset: 100), Is.EqualTo(EINVAL), "the offset before the fd");
+        Assert.That(p.Mmap(0, 0, RW, Anon | MapFlags.MAP_HUGETLB | (MapFlags)(13 << 26)), Is.EqualTo(EINVAL), "no pool of that size");
+        Assert.That(p.Mmap(0, 4096, RW, MapFlags.MAP_PRIVATE | MapFlags.MAP_HUGETLB, rw), Is.EqualTo(EINVAL), "MAP_HUGETLB on a device");
+        Assert.That(p.Mmap(0, ulong.MaxValue - 10, RW, NoType), Is.EqualTo(ENOMEM), "the length before the type");
+        Assert.That(p.Mmap(0, 1UL << 47, RW, NoType), Is.EqualTo(ENOMEM), "longer than TASK_SIZE");
+        Assert.That(p.Mmap(0xffff_ffff_ffff_f000, 4096, RW, Anon | MapFlags.MAP_FIXED), Is.EqualTo(ENOMEM), "a fixed range past TASK_SIZE");
+        Assert.That(p.Mmap(0x1000, 4096, RW, NoType | MapFlags.MAP_FIXED), Is.EqualTo(Errno.EPERM.Negative()), "below mmap_min_addr without CAP_SYS_RAWIO, before the type");
+        Assert.That(p.Mmap(0x1000, 4096, RW, Anon), Is.GreaterThanOrEqualTo((long)MmStruct.MmapMinAddr), "a low hint is only a hint");
+        Assert.That(p.Mmap(0x7000_1000, 2 << 20, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_FIXED), Is.EqualTo(EINVAL), "a fixed huge mapping off a huge page");
+        Assert.That(p.Mmap(0xffff_ffff_fff0_1000, 2 << 20, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_FIXED), Is.EqualTo(EINVAL), "hugetlb alignment before the end");
+
+        ulong low = (ulong)p.Mmap(0x6000_0000, 4096, RW, Anon | MapFlags.MAP_FIXED);
+        Assert.That(p.Mmap(low, 8192, RW, Anon | MapFlags.MAP_FIXED_NOREPLACE | MapFlags.MAP_LOCKED), Is.EqualTo(Errno.EEXIST.Negative()), "EEXIST before the mlock limit");
+        Assert.That(p.Mmap(0, 8192, RW, NoType | MapFlags.MAP_LOCKED), Is.EqualTo(Errno.EAGAIN.Negative()), "the mlock limit before the type");
+        Assert.That(p.Mmap(0, 8192, RW, MapFlags.MAP_SHARED | MapFlags.MAP_LOCKED, probe), Is.EqualTo(Errno.EAGAIN.Negative()), "and before the file's mode");
+        Assert.That(p.Mmap(0, 4096, RW, MapFlags.MAP_SHARED_VALIDATE | MapFlags.MAP_ANONYMOUS), Is.EqualTo(EINVAL), "anonymous memory takes no MAP_SHARED_VALIDATE");
+
+        Assert.That(p.Mmap(0, 8192, RW, MapFlags.MAP_SHARED, wo, offset: -4096), Is.EqualTo(EOVERFLOW), "file_mmap_ok() before the file's mode");
+        Assert.That(p.Mmap(0x5000_0000, 4096, Prot.PROT_READ, MapFlags.MAP_SHARED_VALIDATE | MapFlags.MAP_FIXED_NOREPLACE, wo), Is.EqualTo(Errno.EOPNOTSUPP.Negative()), "MAP_SHARED_VALIDATE refuses flags outside LEGACY_MAP_MASK, before the file's mode");
+        Assert.That(p.Mmap(0, 4096, Prot.PROT_NONE, MapFlags.MAP_SHARED, wo), Is.EqualTo(EACCES), "a file not open for reading, whatever the protection");
+        Assert.That(p.Mmap(0, 4096, Prot.PROT_WRITE, MapFlags.MAP_PRIVATE, wo), Is.EqualTo(EACCES));
+        Assert.That(p.Mmap(0, 4096, Prot.PROT_READ, MapFlags.MAP_SHARED, probe), Is.EqualTo(EACCES), "EACCES before ENODEV");
+        Assert.That(p.Mmap(0, 4096, Prot.PROT_READ, MapFlags.MAP_SHARED, efd), Is.EqualTo(Errno.ENODEV.Negative()));
+        Assert.That(p.Mmap(0, 4096, Prot.PROT_READ, MapFlags.None, wo), Is.EqualTo(EINVAL), "a file mapping of no type");
+        Assert.That(p.Mmap(0, 4096, RW, MapFlags.MAP_SHARED | (MapFlags)0x800000, rw), Is.GreaterThan(0), "MAP_SHARED ignores unknown flags");
+        Assert.That(p.Mmap(0, 8192, RW, MapFlags.MAP_SHARED, rw, offset: -(1L << 62)), Is.GreaterThan(0), "a device file may use any offset");
+        Assert.That(dev.Releases, Is.Zero, "no rejected mmap dropped a reference it did not take");
+    }
+
+    [Test]
+    public void FailedFixedMmap_LeavesTheRangeAsLinuxDoes()
+    {
+        SimMachine m = Machines.Create(ramGiB: 4, huge2M: 2);
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        int fd = p.Open(dev.NodePath);
+        int efd = p.Eventfd(0);
+        ulong a = (ulong)p.Mmap(0x3000_0000, 8192, RW, Anon | MapFlags.MAP_FIXED);
+        Assert.That(p.Mm.WriteUser(a, "x"u8), Is.Zero);
+        Assert.That(p.Mm.WriteUser(a + 4096, "y"u8), Is.Zero);
+        long usedBefore = m.Memory.UsedPages;
+
+        Assert.That(p.Mmap(a + 4096, 4096, RW, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED, efd), Is.EqualTo(Errno.ENODEV.Negative()));
+        Assert.That(p.Mmap(a, 8192, RW, Anon | MapFlags.MAP_FIXED_NOREPLACE), Is.EqualTo(Errno.EEXIST.Negative()));
+        Assert.That(p.Mm.Vmas, Has.Count.EqualTo(1), "checks that fail before the old range is unmapped leave it whole");
+
+        // Past those checks the old range is gone before the driver's mmap runs; when that
+        // fails the range stays empty (Linux 6.1; 6.12 restores anonymous vmas only when
+        // no file's mmap ran).
+        Assert.That(p.Mmap(a, 4096, RW, MapFlags.MAP_PRIVATE | MapFlags.MAP_FIXED, fd), Is.EqualTo(EINVAL), "the driver refuses private mappings");
+        Assert.That(p.Mm.FindVma(a), Is.Null);
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(usedBefore - 1), "the old page was freed, not leaked");
+        MemoryInvariants.Assert(m);
+        byte[] b = new byte[1];
+        Assert.That(p.Mm.ReadUser(a + 4096, b), Is.Zero);
+        Assert.That(b[0], Is.EqualTo((byte)'y'), "the page outside the range is untouched");
+        SimFile file = p.Files.Get(fd)!;
+        Assert.That(file.ReferenceCount, Is.EqualTo(2), "the table's and this fget's: the failed mmap dropped the reference it took");
+        file.Put();
+
+        Assert.That(p.Mmap(a - (2 << 20) + 4096, 6 << 20, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_FIXED), Is.EqualTo(EINVAL), "misaligned for huge pages");
+        ulong h = 0x4000_0000;
+        Assert.That(p.Mmap(h + (2 << 20), 4096, RW, Anon | MapFlags.MAP_FIXED), Is.EqualTo((long)(h + (2 << 20))));
+        Assert.That(p.Mmap(h, 6 << 20, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_FIXED), Is.EqualTo(ENOMEM), "three huge pages from a pool of two");
+        Assert.That(p.Mm.FindVma(h + (2 << 20)), Is.Null, "the reservation failed after the old range was unmapped");
+        Assert.That(m.Memory.HugePagesFree(2L << 20), Is.EqualTo(2), "and reserved nothing");
     }
 
     [Test]

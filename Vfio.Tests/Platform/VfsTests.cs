@@ -22,7 +22,10 @@ public sealed class VfsTests
         Assert.That(p.Open("/dev/testdev/x"), Is.EqualTo(Errno.ENOTDIR.Negative()));
         Assert.That(p.Open("/dev", OpenFlags.O_RDWR), Is.EqualTo(Errno.EISDIR.Negative()));
         Assert.That(p.Open("/dev/testdev", OpenFlags.O_RDWR | OpenFlags.O_DIRECTORY), Is.EqualTo(Errno.ENOTDIR.Negative()));
-        Assert.That(p.Open("/dev/new", OpenFlags.O_RDWR | OpenFlags.O_CREAT), Is.EqualTo(Errno.EACCES.Negative()));
+        Assert.That(p.Open("/sys/bus/pci/new", OpenFlags.O_RDWR | OpenFlags.O_CREAT), Is.EqualTo(Errno.EACCES.Negative()), "kernfs cannot create files");
+        Assert.That(p.Open("/sys/nope/new", OpenFlags.O_RDWR | OpenFlags.O_CREAT), Is.EqualTo(Errno.ENOENT.Negative()), "a missing parent is ENOENT even with O_CREAT");
+        Assert.That(p.Open(dev.NodePath, OpenFlags.O_RDWR | OpenFlags.O_CREAT | OpenFlags.O_EXCL), Is.EqualTo(Errno.EEXIST.Negative()));
+        Assert.That(dev.Opens, Is.Zero);
         int fd = p.Open(dev.NodePath);
         Assert.That(fd, Is.EqualTo(0), "the lowest free fd");
         Assert.That(p.Open("/dev/../dev/./testdev"), Is.EqualTo(1));
@@ -108,6 +111,44 @@ public sealed class VfsTests
         Assert.That(p.Eventfd(0), Is.EqualTo(Errno.EMFILE.Negative()));
         Assert.That(p.Dup(0), Is.EqualTo(Errno.EMFILE.Negative()));
         Assert.That(p.Dup2(0, 3), Is.EqualTo(EBADF), "dup2 beyond RLIMIT_NOFILE");
+    }
+
+    [Test]
+    public void FullTable_FailsWithEmfile_BeforeThePathIsWalkedOrTheDriverOpened()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t", limits: new ResourceLimits { NoFile = 1 });
+        Assert.That(p.Eventfd(0), Is.EqualTo(0));
+
+        Assert.That(p.Open(dev.NodePath), Is.EqualTo(Errno.EMFILE.Negative()));
+        Assert.That(dev.Opens, Is.Zero, "get_unused_fd_flags() runs before the driver's open");
+        Assert.That(dev.Releases, Is.Zero);
+        Assert.That(p.Open("/dev/no-such-node"), Is.EqualTo(Errno.EMFILE.Negative()), "and before the path walk");
+        Assert.That(p.Files.Open.Count, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void ReservedFd_HasNoFile_IsBusyForDup2_AndComesBackWhenPut()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        int fd = p.GetUnusedFd(cloexec: true);
+        Assert.That(fd, Is.EqualTo(0));
+        Assert.That(p.Files.Get(fd), Is.Null, "fget() finds nothing at a reserved fd");
+        Assert.That(p.Read(fd, 0x1000, 8), Is.EqualTo(EBADF));
+        Assert.That(p.Close(fd), Is.EqualTo(EBADF));
+        int efd = p.Eventfd(0);
+        Assert.That(efd, Is.EqualTo(1), "a reserved number is not handed out twice");
+        Assert.That(p.Dup2(efd, fd), Is.EqualTo(Errno.EBUSY.Negative()));
+        SimFile file = p.Files.Get(efd)!;
+        Assert.That(file.ReferenceCount, Is.EqualTo(2), "the table's and this fget's: the failed dup2 dropped its own");
+        file.Put();
+
+        Assert.That(p.Open("/dev/no-such-node"), Is.EqualTo(Errno.ENOENT.Negative()));
+        p.PutUnusedFd(fd);
+        Assert.That(p.Eventfd(0), Is.EqualTo(0), "the failed open and put_unused_fd() both gave their numbers back");
+        Assert.That(p.Eventfd(0), Is.EqualTo(2));
     }
 
     [Test]
