@@ -52,6 +52,7 @@ public sealed class SimKernel
         Random = new KRandom(Seed, stream: 2);
         Clock = new SimClock(this);
         Trace = new TraceLog(this, config.Trace);
+        Log = new KernelLog(this);
         Lockdep = new Lockdep(this);
         Faults = new FaultInjector(this);
         Scheduler = config.Mode == SchedulerMode.Controlled ? new ControlledScheduler(this) : new RealScheduler(this);
@@ -84,6 +85,9 @@ public sealed class SimKernel
 
     /// <summary>Structured trace events (off unless enabled) and, in controlled mode, the schedule.</summary>
     public TraceLog Trace { get; }
+
+    /// <summary>The kernel's message buffer (printk / dmesg).</summary>
+    public KernelLog Log { get; }
 
     internal Scheduler Scheduler { get; }
 

@@ -47,6 +47,9 @@ public sealed class SimMachine
         PciRoot.SysfsDir = Sysfs.CreateDir(Sysfs.Devices, PciRoot.Name);
         PciRoot.IsRegistered = true;
         Pci = new PciBus(this);
+        Interrupts = new InterruptController(kernel);
+        DmaTranslator = new DirectDma(this);
+        PciRootBus = new PciBusSegment(this, 0, 0, null, null);
     }
 
     /// <summary>The kernel runtime.</summary>
@@ -75,6 +78,15 @@ public sealed class SimMachine
 
     /// <summary>The PCI bus type.</summary>
     public PciBus Pci { get; }
+
+    /// <summary>The root bus (0000:00) of the PCI hierarchy.</summary>
+    public PciBusSegment PciRootBus { get; }
+
+    /// <summary>MSI vectors and INTx routing.</summary>
+    public InterruptController Interrupts { get; }
+
+    /// <summary>Where device DMA goes: the IOMMU once one is installed, physical memory otherwise.</summary>
+    public IDmaTranslator DmaTranslator { get; set; }
 
     /// <summary>Live processes, by pid.</summary>
     public IReadOnlyList<SimProcess> Processes

@@ -23,12 +23,25 @@ public sealed partial class PhysMem
     /// <summary>Routes physical addresses [<paramref name="start"/>, +<paramref name="length"/>) to <paramref name="handler"/>.</summary>
     public void RegisterMmio(long start, long length, IMmioHandler handler)
     {
+        if (!TryRegisterMmio(start, length, handler))
+        {
+            throw new ArgumentException($"MMIO range [0x{start:x}, 0x{start + length:x}) overlaps RAM or another device's range", nameof(start));
+        }
+    }
+
+    /// <summary>
+    /// Routes [<paramref name="start"/>, +<paramref name="length"/>) to <paramref name="handler"/>
+    /// unless it overlaps RAM or a routed range (a decode conflict, as when software programs
+    /// two BARs over each other): then nothing is routed and the result is false.
+    /// </summary>
+    public bool TryRegisterMmio(long start, long length, IMmioHandler handler)
+    {
         ArgumentNullException.ThrowIfNull(handler);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
         long end = start + length;
-        if (IsRam(start >> PageShift) || IsRam((end - 1) >> PageShift))
+        if (start < 0 || end < start || IsRam(start >> PageShift) || IsRam((end - 1) >> PageShift))
         {
-            throw new ArgumentException($"MMIO range [0x{start:x}, 0x{end:x}) overlaps RAM", nameof(start));
+            return false;
         }
 
         Lock.Lock();
@@ -42,10 +55,11 @@ public sealed partial class PhysMem
 
             if ((at > 0 && _mmio[at - 1].End > start) || (at < _mmio.Count && _mmio[at].Start < end))
             {
-                throw new ArgumentException($"MMIO range [0x{start:x}, 0x{end:x}) overlaps another device's range", nameof(start));
+                return false;
             }
 
             _mmio.Insert(at, (start, end, handler));
+            return true;
         }
         finally
         {
