@@ -55,6 +55,9 @@ public sealed class SimMachine
     /// <summary>The kernel runtime.</summary>
     public SimKernel Kernel { get; }
 
+    /// <summary>The description the machine was built from (null for a machine assembled in code).</summary>
+    public Machine.MachineDescription? Description { get; init; }
+
     /// <summary>The configuration the machine was built from.</summary>
     public MachineConfig Config { get; }
 
@@ -81,6 +84,9 @@ public sealed class SimMachine
 
     /// <summary>The root bus (0000:00) of the PCI hierarchy.</summary>
     public PciBusSegment PciRootBus { get; }
+
+    /// <summary>The IOMMU subsystem, or null on a machine without an IOMMU.</summary>
+    public Iommu.IommuCore? Iommu { get; internal set; }
 
     /// <summary>MSI vectors and INTx routing.</summary>
     public InterruptController Interrupts { get; }

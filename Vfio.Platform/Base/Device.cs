@@ -55,6 +55,9 @@ public class SimDevice
     /// <summary>driver_override: when set, only the driver of that name may bind.</summary>
     public string? DriverOverride { get; internal set; }
 
+    /// <summary>dev-&gt;iommu_group: set by the IOMMU core when the device is probed.</summary>
+    public Iommu.IommuGroup? IommuGroup { get; internal set; }
+
     /// <summary>The device's directory in /sys/devices (null until added).</summary>
     public VfsDir? SysfsDir { get; internal set; }
 

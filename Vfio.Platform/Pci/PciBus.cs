@@ -192,6 +192,97 @@ public sealed class PciBus : BusType
         fs.CreateFile(dir, "class", ro, () => Hex(p.Identity.Class, 6));
         fs.CreateFile(dir, "revision", ro, () => Hex(p.Identity.Revision, 2));
         fs.CreateFile(dir, "driver_override", 0x1a4 /* 0644 */, () => (p.DriverOverride ?? "(null)") + "\n", s => DriverOverrideStore(p, s));
+        fs.CreateFile(dir, "irq", ro, () => p.InterruptPin == 0 ? "0\n" : string.Create(CultureInfo.InvariantCulture, $"{p.Config.GetByte(PciRegs.InterruptLine)}\n"));
+        fs.CreateFile(dir, "resource", ro, () => ResourceShow(p));
+        fs.CreateBinFile(dir, "config", 0x1a4 /* 0644 */, p.ConfigSize, (pos, buf) => ConfigRead(p, pos, buf), (pos, buf) => ConfigWrite(p, pos, buf));
+
+        // The reset attributes exist only for functions with a reset method (pci_reset_supported).
+        if (p.ResetSupported)
+        {
+            fs.CreateFile(dir, "reset", 0x80 /* 0200 */, null, p.ResetStore);
+            fs.CreateFile(dir, "reset_method", 0x1a4 /* 0644 */, p.ResetMethodShow, p.ResetMethodStore);
+        }
+    }
+
+    /// <summary>resource_show(): start, end and flags of each of the 13 resources, 0 for unimplemented ones.</summary>
+    private static string ResourceShow(PciDevice p)
+    {
+        var sb = new System.Text.StringBuilder();
+        for (int i = 0; i < 13; i++)
+        {
+            long start = 0, end = 0, flags = 0;
+            if (i <= PciDevice.RomBarIndex && p.Bars[i] is { } bar && bar.ResourceStart != 0)
+            {
+                start = bar.ResourceStart;
+                end = start + bar.Size - 1;
+                flags = bar.Kind == PciBarKind.Io ? 0x101 : 0x200 | (bar.Kind == PciBarKind.Memory64 ? 0x100000 : 0) | (bar.Prefetchable ? 0x2000 : 0);
+            }
+
+            sb.Append(CultureInfo.InvariantCulture, $"0x{start:x16} 0x{end:x16} 0x{flags:x16}\n");
+        }
+
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// pci_read_config(): the whole space for CAP_SYS_ADMIN, the first 64 bytes for anyone
+    /// else; read in naturally aligned pieces as the kernel does.
+    /// </summary>
+    private static long ConfigRead(PciDevice p, long pos, Span<byte> buf)
+    {
+        int size = Proc.SimProcess.Current?.Credentials.Capable(Proc.Capabilities.CAP_SYS_ADMIN) == false ? 64 : p.ConfigSize;
+        if (pos >= size)
+        {
+            return 0;
+        }
+
+        int count = (int)Math.Min(buf.Length, size - pos);
+        int off = (int)pos;
+        int i = 0;
+        while (i < count)
+        {
+            int left = count - i;
+            int width = (off & 3) == 0 && left >= 4 ? 4 : (off & 1) == 0 && left >= 2 ? 2 : 1;
+            uint v = p.ReadConfig(off, width);
+            for (int b = 0; b < width; b++)
+            {
+                buf[i + b] = (byte)(v >> (8 * b));
+            }
+
+            i += width;
+            off += width;
+        }
+
+        return count;
+    }
+
+    /// <summary>pci_write_config(): writes in naturally aligned pieces (root only, by the file's mode).</summary>
+    private static long ConfigWrite(PciDevice p, long pos, ReadOnlySpan<byte> buf)
+    {
+        if (pos >= p.ConfigSize)
+        {
+            return 0;
+        }
+
+        int count = (int)Math.Min(buf.Length, p.ConfigSize - pos);
+        int off = (int)pos;
+        int i = 0;
+        while (i < count)
+        {
+            int left = count - i;
+            int width = (off & 3) == 0 && left >= 4 ? 4 : (off & 1) == 0 && left >= 2 ? 2 : 1;
+            uint v = 0;
+            for (int b = 0; b < width; b++)
+            {
+                v |= (uint)buf[i + b] << (8 * b);
+            }
+
+            p.WriteConfig(off, v, width);
+            i += width;
+            off += width;
+        }
+
+        return count;
     }
 
     /// <summary>driver_set_override(): sets or clears driver_override; the write's byte count or -EINVAL.</summary>
@@ -340,10 +431,43 @@ public sealed class PciBus : BusType
     // ---- Devices.
 
     /// <summary>pci_device_add() + pci_bus_add_device(): adds <paramref name="dev"/> and probes drivers for it. 0 or -EEXIST.</summary>
-    public int Add(PciDevice dev) => AddDevice(dev);
+    public int Add(PciDevice dev)
+    {
+        ArgumentNullException.ThrowIfNull(dev);
+        dev.Seal();
+        dev.InitResetMethods();
+        PciBusSegment bus = dev.OnBus ??= Machine.PciRootBus;
+        bus.AddDevice(dev);
+        int ret = AddDevice(dev);
+        if (ret != 0)
+        {
+            bus.RemoveDevice(dev);
+        }
+
+        return ret;
+    }
 
     /// <summary>pci_stop_and_remove_bus_device(): unbinds the driver (its remove may block) and removes the function.</summary>
-    public void Remove(PciDevice dev) => RemoveDevice(dev);
+    public void Remove(PciDevice dev)
+    {
+        ArgumentNullException.ThrowIfNull(dev);
+        RemoveDevice(dev);
+        dev.UnrouteAllBars();
+        dev.OnBus?.RemoveDevice(dev);
+    }
+
+    /// <inheritdoc/>
+    protected override int DmaConfigure(SimDevice dev)
+        => Machine.Iommu is { } iommu && dev.Driver is { DriverManagedDma: false } ? iommu.DeviceUseDefaultDomain(dev) : 0;
+
+    /// <inheritdoc/>
+    protected override void DmaCleanup(SimDevice dev)
+    {
+        if (Machine.Iommu is { } iommu && dev.Driver is { DriverManagedDma: false })
+        {
+            iommu.DeviceUnuseDefaultDomain(dev);
+        }
+    }
 
     /// <summary>The function named <paramref name="name"/> (<c>0000:01:00.0</c>), or null.</summary>
     public PciDevice? Find(string name)

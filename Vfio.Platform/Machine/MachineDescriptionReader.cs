@@ -1,0 +1,617 @@
+// Reads a machine description from JSON, checking every field: an unknown field, a value
+// of the wrong kind or out of range, a duplicate or missing function is rejected with a
+// MachineDescriptionException whose message starts with the field's path
+// (pci[2].children[0].slot). Sizes are numbers or strings with K/M/G suffixes; ids are
+// numbers or hex strings.
+
+using System.Globalization;
+using System.Text.Json;
+using Vfio.Platform.Mm;
+using Vfio.Platform.Pci;
+
+namespace Vfio.Platform.Machine;
+
+/// <summary>JSON to <see cref="MachineDescription"/>.</summary>
+public static class MachineDescriptionReader
+{
+    private const string DefaultResource = "Vfio.Platform.Machine.default-machine.json";
+
+    /// <summary>The embedded default machine's JSON.</summary>
+    public static string DefaultJson
+    {
+        get
+        {
+            using Stream s = typeof(MachineDescriptionReader).Assembly.GetManifestResourceStream(DefaultResource)
+                ?? throw new InvalidOperationException($"embedded resource {DefaultResource} is missing");
+            using var r = new StreamReader(s);
+            return r.ReadToEnd();
+        }
+    }
+
+    /// <summary>The embedded default machine.</summary>
+    public static MachineDescription Default => Parse(DefaultJson);
+
+    /// <summary>Reads a description file.</summary>
+    public static MachineDescription Load(string path) => Parse(File.ReadAllText(path));
+
+    /// <summary>Parses <paramref name="json"/>; throws <see cref="MachineDescriptionException"/> naming the offending field.</summary>
+    public static MachineDescription Parse(string json)
+    {
+        ArgumentNullException.ThrowIfNull(json);
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException e)
+        {
+            throw new MachineDescriptionException("$", $"not valid JSON: {e.Message}");
+        }
+
+        using (doc)
+        {
+            JsonElement root = doc.RootElement;
+            Obj(root, "$", "name", "memory", "iommu", "pci", "drivers", "comment");
+            var d = new MachineDescription
+            {
+                Name = Str(root, "$", "name") ?? "machine",
+                Memory = ReadMemory(root, "memory"),
+                Iommu = ReadIommu(root, "iommu"),
+                Drivers = ReadDrivers(root, "drivers"),
+            };
+            IReadOnlyList<PciFunctionDescription> pci = root.TryGetProperty("pci", out JsonElement p) ? ReadFunctions(p, "pci", conventionalBus: false) : [];
+            return d with { Pci = pci };
+        }
+    }
+
+    private static MemoryConfig ReadMemory(JsonElement root, string path)
+    {
+        if (!root.TryGetProperty("memory", out JsonElement m))
+        {
+            return new MemoryConfig { RamBytes = 4L << 30 };
+        }
+
+        Obj(m, path, "ram", "hugePages2M", "hugePages1G", "placement", "comment");
+        long ram = Size(m, path, "ram") ?? (4L << 30);
+        if (ram < 64L << 20 || (ram & 0xfff) != 0)
+        {
+            throw new MachineDescriptionException($"{path}.ram", $"{ram} is not a page-aligned size of at least 64M");
+        }
+
+        AllocationPolicy policy = Str(m, path, "placement") switch
+        {
+            null or "scattered" => AllocationPolicy.Scattered,
+            "contiguous" => AllocationPolicy.Contiguous,
+            string other => throw new MachineDescriptionException($"{path}.placement", $"\"{other}\" is not scattered or contiguous"),
+        };
+        int h2 = Int(m, path, "hugePages2M", 0, int.MaxValue) ?? 0;
+        int h1 = Int(m, path, "hugePages1G", 0, int.MaxValue) ?? 0;
+        if ((h2 * (2L << 20)) + (h1 * (1L << 30)) > ram / 2)
+        {
+            throw new MachineDescriptionException($"{path}.hugePages2M", $"the hugetlb pools ({h2} x 2M + {h1} x 1G) take more than half of {ram >> 20}M of RAM");
+        }
+
+        return new MemoryConfig { RamBytes = ram, HugePages2M = h2, HugePages1G = h1, Policy = policy };
+    }
+
+    private static IommuDescription? ReadIommu(JsonElement root, string path)
+    {
+        if (!root.TryGetProperty("iommu", out JsonElement m))
+        {
+            return new IommuDescription();
+        }
+
+        if (m.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        Obj(m, path, "pgsizes", "addressWidth", "iotlbEntries", "cacheCoherent", "faultLog", "comment");
+        ulong bitmap = 0;
+        if (m.TryGetProperty("pgsizes", out JsonElement sizes))
+        {
+            if (sizes.ValueKind != JsonValueKind.Array || sizes.GetArrayLength() == 0)
+            {
+                throw new MachineDescriptionException($"{path}.pgsizes", "expected a non-empty array of page sizes (\"4K\", \"2M\", \"1G\")");
+            }
+
+            int i = 0;
+            foreach (JsonElement e in sizes.EnumerateArray())
+            {
+                long s = ParseSize(e, $"{path}.pgsizes[{i}]");
+                if (s is not (4096 or (2L << 20) or (1L << 30)))
+                {
+                    throw new MachineDescriptionException($"{path}.pgsizes[{i}]", $"{s} is not a page size of a 4-level table (4K, 2M, 1G)");
+                }
+
+                bitmap |= (ulong)s;
+                i++;
+            }
+
+            if ((bitmap & 4096) == 0)
+            {
+                throw new MachineDescriptionException($"{path}.pgsizes", "4K must be one of the page sizes");
+            }
+        }
+        else
+        {
+            bitmap = new IommuDescription().PgsizeBitmap;
+        }
+
+        return new IommuDescription
+        {
+            PgsizeBitmap = bitmap,
+            AddressWidth = Int(m, path, "addressWidth", 39, 57) ?? 48,
+            IotlbEntries = Int(m, path, "iotlbEntries", 1, 1 << 20) ?? 4096,
+            CacheCoherent = Bool(m, path, "cacheCoherent") ?? true,
+            FaultLogCapacity = Int(m, path, "faultLog", 1, 1 << 20) ?? 256,
+        };
+    }
+
+    private static IReadOnlyList<HostDriverDescription> ReadDrivers(JsonElement root, string path)
+    {
+        if (!root.TryGetProperty("drivers", out JsonElement arr))
+        {
+            return [];
+        }
+
+        if (arr.ValueKind != JsonValueKind.Array)
+        {
+            throw new MachineDescriptionException(path, "expected an array of drivers");
+        }
+
+        var list = new List<HostDriverDescription>();
+        int i = 0;
+        foreach (JsonElement e in arr.EnumerateArray())
+        {
+            string p = $"{path}[{i}]";
+            Obj(e, p, "name", "ids", "comment");
+            string name = Str(e, p, "name") ?? throw new MachineDescriptionException($"{p}.name", "a driver needs a name");
+            if (name is "vfio-pci" or "pci-stub" or "pcieport" || list.Any(x => x.Name == name))
+            {
+                throw new MachineDescriptionException($"{p}.name", $"\"{name}\" is registered already");
+            }
+
+            var ids = new List<(uint, uint)>();
+            if (e.TryGetProperty("ids", out JsonElement idArr))
+            {
+                if (idArr.ValueKind != JsonValueKind.Array)
+                {
+                    throw new MachineDescriptionException($"{p}.ids", "expected an array of \"vendor:device\" strings");
+                }
+
+                int j = 0;
+                foreach (JsonElement id in idArr.EnumerateArray())
+                {
+                    string s = id.ValueKind == JsonValueKind.String ? id.GetString()! : string.Empty;
+                    string[] parts = s.Split(':');
+                    if (parts.Length != 2 || !uint.TryParse(parts[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out uint v)
+                        || !uint.TryParse(parts[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture, out uint dv) || v > 0xffff || dv > 0xffff)
+                    {
+                        throw new MachineDescriptionException($"{p}.ids[{j}]", $"\"{s}\" is not a vendor:device pair such as \"8086:10d3\"");
+                    }
+
+                    ids.Add((v, dv));
+                    j++;
+                }
+            }
+
+            list.Add(new HostDriverDescription(name, ids));
+            i++;
+        }
+
+        return list;
+    }
+
+    private static readonly string[] s_functionFields =
+    [
+        "slot", "function", "type", "vendor", "device", "subsystemVendor", "subsystemDevice", "class", "revision", "pcie",
+        "multifunction", "acs", "acsQuirk", "resets", "bars", "rom", "msi", "msix", "intx", "dmaAliases", "secondaryBus",
+        "children", "driver", "options", "comment",
+    ];
+
+    private static List<PciFunctionDescription> ReadFunctions(JsonElement arr, string path, bool conventionalBus)
+    {
+        if (arr.ValueKind != JsonValueKind.Array)
+        {
+            throw new MachineDescriptionException(path, "expected an array of PCI functions");
+        }
+
+        var list = new List<PciFunctionDescription>();
+        int i = 0;
+        foreach (JsonElement e in arr.EnumerateArray())
+        {
+            list.Add(ReadFunction(e, $"{path}[{i}]", conventionalBus));
+            i++;
+        }
+
+        // Each devfn once; functions other than 0 need a multifunction function 0 in the slot.
+        for (int a = 0; a < list.Count; a++)
+        {
+            PciFunctionDescription f = list[a];
+            for (int b = 0; b < a; b++)
+            {
+                if (list[b].Slot == f.Slot && list[b].Function == f.Function)
+                {
+                    throw new MachineDescriptionException($"{f.Path}.function", $"{f.Slot:x2}.{f.Function} is already used by {list[b].Path}");
+                }
+            }
+
+            if (f.Function != 0)
+            {
+                PciFunctionDescription? f0 = list.Find(x => x.Slot == f.Slot && x.Function == 0);
+                if (f0 is null || !f0.Multifunction)
+                {
+                    throw new MachineDescriptionException($"{f.Path}.function", $"function {f.Function} of slot {f.Slot} needs a function 0 marked \"multifunction\": true (enumeration starts at function 0)");
+                }
+            }
+        }
+
+        return list;
+    }
+
+    private static PciFunctionDescription ReadFunction(JsonElement e, string path, bool conventionalBus)
+    {
+        Obj(e, path, s_functionFields);
+        string type = Str(e, path, "type") ?? throw new MachineDescriptionException($"{path}.type", "every function needs a type (a device model or a bridge kind)");
+        bool isBridge = type is "root-port" or "switch-upstream" or "switch-downstream" or "pcie-to-pci-bridge" or "pci-bridge";
+        if (!isBridge && !PciDeviceModels.Contains(type))
+        {
+            throw new MachineDescriptionException($"{path}.type", $"unknown type \"{type}\" (device models: {string.Join(", ", PciDeviceModels.Names)}; bridges: root-port, switch-upstream, switch-downstream, pcie-to-pci-bridge, pci-bridge)");
+        }
+
+        bool? pcie = Bool(e, path, "pcie");
+        if (conventionalBus && pcie == true)
+        {
+            throw new MachineDescriptionException($"{path}.pcie", "a function on a conventional PCI bus (behind a PCIe-to-PCI bridge) cannot be PCI Express");
+        }
+
+        if (conventionalBus && type is "root-port" or "switch-upstream" or "switch-downstream" or "pcie-to-pci-bridge")
+        {
+            throw new MachineDescriptionException($"{path}.type", $"a {type} cannot sit on a conventional PCI bus");
+        }
+
+        pcie ??= !conventionalBus && type != "pci-bridge";
+        ushort? acs = null;
+        if (e.TryGetProperty("acs", out JsonElement acsEl))
+        {
+            acs = acsEl.ValueKind switch
+            {
+                JsonValueKind.True => PciRegs.ReqAcsFlags,
+                JsonValueKind.False => 0,
+                JsonValueKind.Null => null,
+                _ => (ushort)ParseNumber(acsEl, $"{path}.acs", 0, 0x7f),
+            };
+        }
+
+        ushort? acsQuirk = e.TryGetProperty("acsQuirk", out JsonElement q) && q.ValueKind != JsonValueKind.Null
+            ? q.ValueKind == JsonValueKind.True ? PciRegs.ReqAcsFlags : (ushort)ParseNumber(q, $"{path}.acsQuirk", 0, 0x7f)
+            : null;
+        bool multifunction = Bool(e, path, "multifunction") ?? false;
+        if (acs is not null && !isBridge && (!multifunction || pcie != true))
+        {
+            throw new MachineDescriptionException($"{path}.acs", "only ports and multifunction PCI Express functions carry an ACS capability");
+        }
+
+        if (acs is not null && type is "pcie-to-pci-bridge" or "pci-bridge")
+        {
+            throw new MachineDescriptionException($"{path}.acs", $"a {type} has no ACS capability (PCIe 6.12.1)");
+        }
+
+        var d = new PciFunctionDescription
+        {
+            Path = path,
+            Slot = Int(e, path, "slot", 0, 31) ?? throw new MachineDescriptionException($"{path}.slot", "every function needs a slot (0..31)"),
+            Function = Int(e, path, "function", 0, 7) ?? 0,
+            Type = type,
+            Vendor = Id(e, path, "vendor", 0xffff),
+            Device = Id(e, path, "device", 0xffff),
+            SubsystemVendor = Id(e, path, "subsystemVendor", 0xffff),
+            SubsystemDevice = Id(e, path, "subsystemDevice", 0xffff),
+            Class = Id(e, path, "class", 0xffffff),
+            Revision = (byte?)Id(e, path, "revision", 0xff),
+            Pcie = pcie,
+            Multifunction = multifunction,
+            Acs = acs,
+            AcsQuirk = acsQuirk,
+            Resets = ReadResets(e, path),
+            Bars = ReadBars(e, path),
+            RomSize = Size(e, path, "rom") ?? 0,
+            MsiVectors = Int(e, path, "msi", 0, 32) ?? 0,
+            Msix = ReadMsix(e, path),
+            InterruptPin = ReadIntx(e, path),
+            DmaAliases = ReadIntList(e, path, "dmaAliases", 0, 255),
+            SecondaryBus = Int(e, path, "secondaryBus", 1, 255),
+            Driver = Str(e, path, "driver"),
+            Options = ReadOptions(e, path),
+        };
+
+        if (d.MsiVectors != 0 && (d.MsiVectors & (d.MsiVectors - 1)) != 0)
+        {
+            throw new MachineDescriptionException($"{path}.msi", $"{d.MsiVectors} is not 1, 2, 4, 8, 16 or 32");
+        }
+
+        if (d.RomSize != 0 && (d.RomSize < 2048 || (d.RomSize & (d.RomSize - 1)) != 0))
+        {
+            throw new MachineDescriptionException($"{path}.rom", $"{d.RomSize} is not a power of two of at least 2K");
+        }
+
+        if (e.TryGetProperty("children", out JsonElement children))
+        {
+            if (!isBridge)
+            {
+                throw new MachineDescriptionException($"{path}.children", $"a {type} is not a bridge and has no bus below it");
+            }
+
+            d = d with { Children = ReadFunctions(children, $"{path}.children", conventionalBus: type is "pcie-to-pci-bridge" or "pci-bridge" || conventionalBus) };
+        }
+
+        if (type is "root-port" && path.Contains(".children", StringComparison.Ordinal))
+        {
+            throw new MachineDescriptionException($"{path}.type", "root ports sit on the root bus");
+        }
+
+        return d;
+    }
+
+    private static List<PciResetMethod> ReadResets(JsonElement e, string path)
+    {
+        if (!e.TryGetProperty("resets", out JsonElement arr))
+        {
+            return [PciResetMethod.Flr, PciResetMethod.Pm, PciResetMethod.Bus];
+        }
+
+        if (arr.ValueKind != JsonValueKind.Array)
+        {
+            throw new MachineDescriptionException($"{path}.resets", "expected an array of reset methods (\"flr\", \"pm\", \"bus\")");
+        }
+
+        var list = new List<PciResetMethod>();
+        int i = 0;
+        foreach (JsonElement m in arr.EnumerateArray())
+        {
+            PciResetMethod method = (m.ValueKind == JsonValueKind.String ? m.GetString() : null) switch
+            {
+                "flr" => PciResetMethod.Flr,
+                "pm" => PciResetMethod.Pm,
+                "bus" => PciResetMethod.Bus,
+                _ => throw new MachineDescriptionException($"{path}.resets[{i}]", $"{m.GetRawText()} is not a reset method (\"flr\", \"pm\", \"bus\")"),
+            };
+            if (list.Contains(method))
+            {
+                throw new MachineDescriptionException($"{path}.resets[{i}]", $"{m.GetRawText()} is listed twice");
+            }
+
+            list.Add(method);
+            i++;
+        }
+
+        return list;
+    }
+
+    private static List<BarDescription> ReadBars(JsonElement e, string path)
+    {
+        if (!e.TryGetProperty("bars", out JsonElement arr))
+        {
+            return [];
+        }
+
+        if (arr.ValueKind != JsonValueKind.Array)
+        {
+            throw new MachineDescriptionException($"{path}.bars", "expected an array of BARs");
+        }
+
+        var list = new List<BarDescription>();
+        int i = 0;
+        foreach (JsonElement b in arr.EnumerateArray())
+        {
+            string p = $"{path}.bars[{i}]";
+            Obj(b, p, "index", "size", "type", "prefetch", "comment");
+            int index = Int(b, p, "index", 0, 5) ?? throw new MachineDescriptionException($"{p}.index", "a BAR needs an index (0..5)");
+            long size = Size(b, p, "size") ?? throw new MachineDescriptionException($"{p}.size", "a BAR needs a size");
+            PciBarKind kind = Str(b, p, "type") switch
+            {
+                null or "mem32" => PciBarKind.Memory32,
+                "mem64" => PciBarKind.Memory64,
+                "io" => PciBarKind.Io,
+                string other => throw new MachineDescriptionException($"{p}.type", $"\"{other}\" is not mem32, mem64 or io"),
+            };
+            long min = kind == PciBarKind.Io ? 4 : 16;
+            if (size < min || (size & (size - 1)) != 0 || (kind != PciBarKind.Memory64 && size > 1L << 31))
+            {
+                throw new MachineDescriptionException($"{p}.size", $"{size} is not a power of two between {min} and {(kind == PciBarKind.Memory64 ? "2^52" : "2G")}");
+            }
+
+            foreach (BarDescription other in list)
+            {
+                if (other.Index == index || (other.Kind == PciBarKind.Memory64 && other.Index + 1 == index) || (kind == PciBarKind.Memory64 && index + 1 == other.Index))
+                {
+                    throw new MachineDescriptionException($"{p}.index", $"BAR {index} overlaps BAR {other.Index} (a 64-bit BAR takes two registers)");
+                }
+            }
+
+            if (kind == PciBarKind.Memory64 && index == 5)
+            {
+                throw new MachineDescriptionException($"{p}.index", "a 64-bit BAR cannot start at index 5");
+            }
+
+            list.Add(new BarDescription(index, size, kind, Bool(b, p, "prefetch") ?? false));
+            i++;
+        }
+
+        return list;
+    }
+
+    private static MsixDescription? ReadMsix(JsonElement e, string path)
+    {
+        if (!e.TryGetProperty("msix", out JsonElement m) || m.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        string p = $"{path}.msix";
+        Obj(m, p, "vectors", "tableBar", "tableOffset", "pbaBar", "pbaOffset", "comment");
+        return new MsixDescription(
+            Int(m, p, "vectors", 1, 2048) ?? throw new MachineDescriptionException($"{p}.vectors", "MSI-X needs a vector count (1..2048)"),
+            Int(m, p, "tableBar", 0, 5) ?? throw new MachineDescriptionException($"{p}.tableBar", "MSI-X needs the table's BAR"),
+            Size(m, p, "tableOffset") ?? 0,
+            Int(m, p, "pbaBar", 0, 5) ?? throw new MachineDescriptionException($"{p}.pbaBar", "MSI-X needs the PBA's BAR"),
+            Size(m, p, "pbaOffset") ?? throw new MachineDescriptionException($"{p}.pbaOffset", "MSI-X needs the PBA's offset"));
+    }
+
+    private static int ReadIntx(JsonElement e, string path)
+    {
+        if (!e.TryGetProperty("intx", out JsonElement v))
+        {
+            return 1;
+        }
+
+        return (v.ValueKind == JsonValueKind.String ? v.GetString() : v.ValueKind == JsonValueKind.Null ? "none" : null) switch
+        {
+            "none" => 0,
+            "A" => 1,
+            "B" => 2,
+            "C" => 3,
+            "D" => 4,
+            _ => throw new MachineDescriptionException($"{path}.intx", $"{v.GetRawText()} is not \"A\", \"B\", \"C\", \"D\" or \"none\""),
+        };
+    }
+
+    private static Dictionary<string, string> ReadOptions(JsonElement e, string path)
+    {
+        var d = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (e.TryGetProperty("options", out JsonElement o))
+        {
+            if (o.ValueKind != JsonValueKind.Object)
+            {
+                throw new MachineDescriptionException($"{path}.options", "expected an object of model options");
+            }
+
+            foreach (JsonProperty p in o.EnumerateObject())
+            {
+                d[p.Name] = p.Value.GetRawText();
+            }
+        }
+
+        return d;
+    }
+
+    // ---- Field helpers: each names the field in its message.
+
+    private static void Obj(JsonElement e, string path, params string[] allowed)
+    {
+        if (e.ValueKind != JsonValueKind.Object)
+        {
+            throw new MachineDescriptionException(path, $"expected an object, found {e.ValueKind.ToString().ToLowerInvariant()}");
+        }
+
+        foreach (JsonProperty p in e.EnumerateObject())
+        {
+            if (Array.IndexOf(allowed, p.Name) < 0)
+            {
+                throw new MachineDescriptionException($"{path}.{p.Name}", $"unknown field (allowed here: {string.Join(", ", allowed.Where(a => a != "comment"))})");
+            }
+        }
+    }
+
+    private static string? Str(JsonElement e, string path, string name)
+    {
+        if (!e.TryGetProperty(name, out JsonElement v) || v.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        return v.ValueKind == JsonValueKind.String && v.GetString()!.Length > 0
+            ? v.GetString()
+            : throw new MachineDescriptionException($"{path}.{name}", $"expected a non-empty string, found {v.GetRawText()}");
+    }
+
+    private static bool? Bool(JsonElement e, string path, string name)
+    {
+        if (!e.TryGetProperty(name, out JsonElement v) || v.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new MachineDescriptionException($"{path}.{name}", $"expected true or false, found {v.GetRawText()}"),
+        };
+    }
+
+    private static int? Int(JsonElement e, string path, string name, int min, int max)
+        => e.TryGetProperty(name, out JsonElement v) && v.ValueKind != JsonValueKind.Null ? (int)ParseNumber(v, $"{path}.{name}", min, max) : null;
+
+    private static uint? Id(JsonElement e, string path, string name, long max)
+        => e.TryGetProperty(name, out JsonElement v) && v.ValueKind != JsonValueKind.Null ? (uint)ParseNumber(v, $"{path}.{name}", 0, max) : null;
+
+    private static long? Size(JsonElement e, string path, string name)
+        => e.TryGetProperty(name, out JsonElement v) && v.ValueKind != JsonValueKind.Null ? ParseSize(v, $"{path}.{name}") : null;
+
+    private static List<int> ReadIntList(JsonElement e, string path, string name, int min, int max)
+    {
+        var list = new List<int>();
+        if (!e.TryGetProperty(name, out JsonElement arr))
+        {
+            return list;
+        }
+
+        if (arr.ValueKind != JsonValueKind.Array)
+        {
+            throw new MachineDescriptionException($"{path}.{name}", "expected an array of numbers");
+        }
+
+        int i = 0;
+        foreach (JsonElement v in arr.EnumerateArray())
+        {
+            list.Add((int)ParseNumber(v, $"{path}.{name}[{i}]", min, max));
+            i++;
+        }
+
+        return list;
+    }
+
+    private static long ParseNumber(JsonElement v, string field, long min, long max)
+    {
+        long n;
+        if (v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out long x))
+        {
+            n = x;
+        }
+        else if (v.ValueKind == JsonValueKind.String && v.GetString() is { } s && s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            && long.TryParse(s.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out long h))
+        {
+            n = h;
+        }
+        else
+        {
+            throw new MachineDescriptionException(field, $"expected a number (or a \"0x…\" string), found {v.GetRawText()}");
+        }
+
+        return n < min || n > max
+            ? throw new MachineDescriptionException(field, string.Create(CultureInfo.InvariantCulture, $"{n} is out of range {min}..{max}"))
+            : n;
+    }
+
+    private static long ParseSize(JsonElement v, string field)
+    {
+        if (v.ValueKind == JsonValueKind.Number)
+        {
+            return v.TryGetInt64(out long n) && n >= 0 ? n : throw new MachineDescriptionException(field, $"{v.GetRawText()} is not a size");
+        }
+
+        string s = v.ValueKind == JsonValueKind.String ? v.GetString()!.Trim() : string.Empty;
+        if (s.StartsWith("0x", StringComparison.OrdinalIgnoreCase))
+        {
+            return long.TryParse(s.AsSpan(2), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out long h) ? h : throw new MachineDescriptionException(field, $"\"{s}\" is not a size");
+        }
+
+        int shift = s.Length > 0 ? char.ToUpperInvariant(s[^1]) switch { 'K' => 10, 'M' => 20, 'G' => 30, 'T' => 40, _ => 0 } : 0;
+        string digits = shift > 0 ? s[..^1] : s;
+        return long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long b) && b <= (long.MaxValue >> shift)
+            ? b << shift
+            : throw new MachineDescriptionException(field, $"{v.GetRawText()} is not a size (a number, or a string such as \"4K\", \"16M\", \"2G\")");
+    }
+}
