@@ -25,7 +25,11 @@ public sealed partial class PhysMem
     {
         if (!TryRegisterMmio(start, length, handler))
         {
-            throw new ArgumentException($"MMIO range [0x{start:x}, 0x{start + length:x}) overlaps RAM or another device's range", nameof(start));
+            long end = start + length;
+            string why = start < 0 || end < start ? "is not a valid physical range"
+                : IsRam(start >> PageShift) || IsRam((end - 1) >> PageShift) ? "overlaps RAM"
+                : "overlaps another device's range";
+            throw new ArgumentException($"MMIO range [0x{start:x}, 0x{end:x}) {why}", nameof(start));
         }
     }
 
