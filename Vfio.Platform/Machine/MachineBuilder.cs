@@ -34,7 +34,16 @@ public static class MachineBuilder
     {
         ArgumentNullException.ThrowIfNull(description);
         ArgumentNullException.ThrowIfNull(kernel);
-        var machine = new SimMachine(kernel, new MachineConfig { Memory = description.Memory }) { Description = description };
+        SimMachine machine;
+        try
+        {
+            machine = new SimMachine(kernel, new MachineConfig { Memory = description.Memory }) { Description = description };
+        }
+        catch (ArgumentException e) when (e.ParamName == "config")
+        {
+            throw new MachineDescriptionException("memory", e.Message.Split(" (Parameter", 2)[0]);
+        }
+
         if (description.Iommu is { } io)
         {
             var hw = new IommuHardware(kernel, machine.Memory, new IommuHardwareConfig
