@@ -1,12 +1,14 @@
-// `vfio-sim demo`. Until the simulated machine and vfio itself exist, the demo shows the
-// simulated kernel's version and profile, runs the kernel runtime's self-test, and says
-// plainly which layers are not built yet.
+// `vfio-sim demo`. Until vfio itself exists, the demo shows the simulated kernel's version
+// and profile, runs the self-tests of the kernel runtime and the machine, shows the
+// embedded default machine (its PCI tree and IOMMU groups), and says plainly which layers
+// are not built yet.
 
 using System.CommandLine;
 using System.Reflection;
 using Spectre.Console;
 using Vfio.Kernel;
 using Vfio.Platform;
+using Vfio.Platform.Machine;
 
 namespace Vfio.Cli;
 
@@ -14,7 +16,6 @@ internal static class DemoCommand
 {
     internal static readonly string[] NotBuiltYet =
     [
-        "PCI topology, virtual devices (QEMU's edu), IOMMU groups, the emulated IOMMU",
         "vfio core: groups, containers, vfio_device life cycle, unbind wait",
         "the type1 IOMMU backend, vfio-pci and mdev",
     ];
@@ -52,7 +53,14 @@ internal static class DemoCommand
         console.MarkupLine($"[bold]vfio-sim {Markup.Escape(version)}[/]: simulated Linux [bold]{Markup.Escape(profile.Release)}[/] (profile {Markup.Escape(profile.Name)}, HZ={SimClock.HZ})");
         console.WriteLine();
         int failed = Section(console, "Kernel runtime self-test", SelfTest.RunAll(profile));
-        failed += Section(console, "Machine self-test (memory, processes, files, sysfs, driver model)", PlatformSelfTest.RunAll(profile));
+        failed += Section(console, "Machine self-test (memory, processes, files, sysfs, driver model, PCI, IOMMU)", PlatformSelfTest.RunAll(profile));
+        console.WriteLine();
+
+        SimMachine machine = MachineBuilder.Default(new SimKernel(new KernelConfig { Profile = profile }));
+        console.MarkupLine("[bold]The embedded default machine[/] (vfio-sim's machine description; `lspci -tv` with drivers and groups)");
+        console.Write(MachineView.PciTree(machine));
+        console.MarkupLine("[bold]IOMMU groups[/] (/sys/kernel/iommu_groups)");
+        console.Write(MachineView.GroupTable(machine));
         console.WriteLine();
 
         console.MarkupLine("[yellow]Not built yet.[/] The demo will run the flow of Documentation/driver-api/");
