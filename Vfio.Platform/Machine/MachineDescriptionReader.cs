@@ -336,6 +336,11 @@ public static class MachineDescriptionReader
             throw new MachineDescriptionException($"{path}.rom", $"{d.RomSize} is not a power of two of at least 2K");
         }
 
+        if (d.Msix is { } msix && type == "generic")
+        {
+            CheckMsixPlacement(msix, d.Bars, $"{path}.msix");
+        }
+
         if (e.TryGetProperty("children", out JsonElement children))
         {
             if (!isBridge)
@@ -457,6 +462,26 @@ public static class MachineDescriptionReader
             Size(m, p, "tableOffset") ?? 0,
             Int(m, p, "pbaBar", 0, 5) ?? throw new MachineDescriptionException($"{p}.pbaBar", "MSI-X needs the PBA's BAR"),
             Size(m, p, "pbaOffset") ?? throw new MachineDescriptionException($"{p}.pbaOffset", "MSI-X needs the PBA's offset"));
+    }
+
+    /// <summary>The MSI-X table and PBA of a generic function live in its described memory BARs, 8-byte aligned (PCIe 6.0 §7.7.2).</summary>
+    private static void CheckMsixPlacement(MsixDescription msix, IReadOnlyList<BarDescription> bars, string path)
+    {
+        long tableBytes = msix.Vectors * (long)PciRegs.MsixEntrySize;
+        long pbaBytes = (msix.Vectors + 63) / 64 * 8L;
+        foreach ((string field, int bar, long offset, long bytes) in new[] { ("table", msix.TableBar, msix.TableOffset, tableBytes), ("pba", msix.PbaBar, msix.PbaOffset, pbaBytes) })
+        {
+            BarDescription? b = bars.FirstOrDefault(x => x.Index == bar);
+            if (b is null || b.Kind == PciBarKind.Io)
+            {
+                throw new MachineDescriptionException($"{path}.{field}Bar", $"BAR {bar} is not one of the function's memory BARs");
+            }
+
+            if ((offset & 7) != 0 || offset + bytes > b.Size)
+            {
+                throw new MachineDescriptionException($"{path}.{field}Offset", $"0x{offset:x} + {bytes} bytes is not 8-byte aligned inside BAR {bar} ({b.Size} bytes)");
+            }
+        }
     }
 
     private static int ReadIntx(JsonElement e, string path)

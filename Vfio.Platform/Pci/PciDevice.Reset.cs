@@ -311,11 +311,51 @@ public partial class PciDevice
 
     private int ResetWithSaveRestoreLocked()
     {
+        // pci_dev_save_and_disable(): the function goes to D0 before its state is saved, so
+        // that the restore brings it back in D0 and decoding.
+        SetFullPowerState();
         SavedState saved = SaveState();
         WriteConfig(PciRegs.Command, PciRegs.CommandIntxDisable, 2);
         int rc = ResetFunctionNoSaveLocked();
         RestoreState(saved);
         return rc;
+    }
+
+    /// <summary>
+    /// pci_set_full_power_state(): D3hot to D0 with the PM capability's delay; when that
+    /// transition reset the function (no No_Soft_Reset), pci_restore_bars() programs the
+    /// assigned BARs again.
+    /// </summary>
+    private void SetFullPowerState()
+    {
+        if (_pmCap == 0 || PowerState == 0)
+        {
+            return;
+        }
+
+        uint csr = ReadConfig(_pmCap + PciRegs.PmCtrl, 2);
+        bool needRestore = (csr & PciRegs.PmCtrlStateMask) == 3 && (csr & PciRegs.PmCtrlNoSoftReset) == 0;
+        WriteConfig(_pmCap + PciRegs.PmCtrl, csr & ~(uint)PciRegs.PmCtrlStateMask, 2);
+        Msleep(10);
+        if (!needRestore)
+        {
+            return;
+        }
+
+        foreach (PciBar? bar in _bars)
+        {
+            if (bar is null || bar.Index == RomBarIndex || bar.ResourceStart == 0)
+            {
+                continue;
+            }
+
+            int reg = PciRegs.BaseAddress0 + (4 * bar.Index);
+            WriteConfig(reg, (uint)bar.ResourceStart | bar.FlagBits, 4);
+            if (bar.Kind == PciBarKind.Memory64)
+            {
+                WriteConfig(reg + 4, (uint)((ulong)bar.ResourceStart >> 32), 4);
+            }
+        }
     }
 
     /// <summary>__pci_reset_function_locked(): tries each enabled method in order; -ENOTTY moves on, another error stops.</summary>
@@ -432,17 +472,58 @@ public partial class PciDevice
     /// <summary>reset_store(): "1" resets the function (pci_reset_function); anything else is -EINVAL.</summary>
     internal long ResetStore(string buf)
     {
-        string s = buf.Trim();
-        bool parsed = s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
-            ? ulong.TryParse(s.AsSpan(2), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture, out ulong v)
-            : ulong.TryParse(s, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out v);
-        if (!parsed || v != 1)
+        if (!KstrtoulBase0(buf, out ulong v) || v != 1)
         {
             return Errno.EINVAL.Negative();
         }
 
         int rc = ResetFunction();
         return rc < 0 ? rc : buf.Length;
+    }
+
+    /// <summary>
+    /// kstrtoul(buf, 0, &amp;val): an optional '+', then "0x" and hex digits, "0" and octal
+    /// digits, or decimal digits, then at most one newline; no other whitespace.
+    /// </summary>
+    private static bool KstrtoulBase0(string buf, out ulong value)
+    {
+        value = 0;
+        ReadOnlySpan<char> s = buf;
+        if (s.Length > 0 && s[0] == '+')
+        {
+            s = s[1..];
+        }
+
+        uint radix = 10;
+        if (s.Length > 0 && s[0] == '0')
+        {
+            // _parse_integer_fixup_radix(): "0x" counts only when a hex digit follows.
+            radix = s.Length > 2 && (s[1] | 0x20) == 'x' && char.IsAsciiHexDigit(s[2]) ? 16u : 8u;
+            if (radix == 16)
+            {
+                s = s[2..];
+            }
+        }
+
+        int i = 0;
+        for (; i < s.Length; i++)
+        {
+            char c = s[i];
+            uint d = char.IsAsciiDigit(c) ? (uint)(c - '0') : char.IsAsciiHexDigit(c) ? (uint)((c | 0x20) - 'a' + 10) : uint.MaxValue;
+            if (d >= radix)
+            {
+                break;
+            }
+
+            if (value > (ulong.MaxValue - d) / radix)
+            {
+                return false; // -ERANGE
+            }
+
+            value = (value * radix) + d;
+        }
+
+        return i > 0 && (i == s.Length || (i == s.Length - 1 && s[i] == '\n'));
     }
 
     /// <summary>reset_method_show(): the enabled methods separated by spaces, then a newline; nothing when none.</summary>
@@ -486,19 +567,19 @@ public partial class PciDevice
             int idx = Array.IndexOf(s_allMethodNames, name);
             if (idx < 0)
             {
-                Machine.Kernel.Log.Warn($"pci {Name}: Invalid reset method '{name}'");
+                Machine.Kernel.Log.Err($"pci {Name}: Invalid reset method '{name}'");
                 return Errno.EINVAL.Negative();
             }
 
             if (!Enum.IsDefined((PciResetMethod)(idx + 1)) || ProbeResetMethod((PciResetMethod)(idx + 1)) != 0)
             {
-                Machine.Kernel.Log.Warn($"pci {Name}: Unsupported reset method '{name}'");
+                Machine.Kernel.Log.Err($"pci {Name}: Unsupported reset method '{name}'");
                 return Errno.EINVAL.Negative();
             }
 
             if (list.Count == s_allMethodNames.Length)
             {
-                Machine.Kernel.Log.Warn($"pci {Name}: Too many reset methods");
+                Machine.Kernel.Log.Err($"pci {Name}: Too many reset methods");
                 return Errno.EINVAL.Negative();
             }
 

@@ -127,7 +127,7 @@ public sealed class PhysMemTests
 
         Assert.That(dev.Writes, Is.EqualTo(new[] { (8L, 4) }));
         Assert.That(hole, Is.All.EqualTo(0xff));
-        Assert.That(() => mem.RegisterMmio(bar + 0x800, 0x1000, dev), Throws.ArgumentException.With.Message.Contains("overlaps another device"));
+        Assert.That(() => mem.RegisterMmio(bar + 0x800, 0x1000, dev), Throws.ArgumentException.With.Message.Contains("another device's range"));
         Assert.That(() => mem.RegisterMmio(0x1000, 0x1000, dev), Throws.ArgumentException.With.Message.Contains("overlaps RAM"));
     }
 
