@@ -27,6 +27,8 @@ public static class PlatformSelfTest
             SelfTest.Check("long-term pins: runs, hugetlb folios, survival past exit", () => Pinning(profile)),
             SelfTest.Check("an eventfd write wakes a reader in another task", () => EventFdWake(profile)),
             SelfTest.Check("sysfs: unbind, driver_override, bind, with the kernel's errnos", () => BindDance(profile)),
+            SelfTest.Check("default machine: IOMMU groups formed from ACS, bridges and functions", () => DefaultGroups(profile)),
+            SelfTest.Check("edu DMA through the IOMMU: a fault while unmapped, the bytes once mapped", () => EduThroughIommu(profile)),
         ];
     }
 
@@ -107,5 +109,67 @@ public static class PlatformSelfTest
         string? driver = m.Sysfs.ReadLink($"/sys/bus/pci/devices/{dev}/driver");
         bool ok = steps.SequenceEqual([Errno.EBUSY.Negative(), Errno.ENODEV.Negative(), 13L, 9L, 13L]) && driver == "../../../bus/pci/drivers/pci-stub";
         return (ok, $"bind while bound: {ErrnoExtensions.FromReturn(steps[0]).Name()}; bind a non-matching driver: {ErrnoExtensions.FromReturn(steps[1]).Name()}; unbind, override, bind: driver -> {driver}");
+    }
+
+    private static SimMachine DefaultMachine(KernelProfile profile)
+        => Vfio.Platform.Machine.MachineBuilder.Default(new SimKernel(new KernelConfig { Profile = profile }));
+
+    private static (bool, string) DefaultGroups(KernelProfile profile)
+    {
+        SimMachine m = DefaultMachine(profile);
+        string Members(string dev) => string.Join(",", m.Pci.Find(dev)!.IommuGroup!.Devices.Select(d => d.Name[5..]).Order(StringComparer.Ordinal));
+        string edu = Members("0000:01:00.0"), pair = Members("0000:02:00.1"), bridged = Members("0000:04:02.0");
+        bool ok = edu == "01:00.0" && pair == "02:00.0,02:00.1" && bridged == "03:00.0,04:01.0,04:02.0" && m.Iommu!.Groups.Count == 11;
+        return (ok, $"{m.Iommu!.Groups.Count} groups; edu: [{edu}]; two functions without ACS: [{pair}]; behind the PCIe-to-PCI bridge: [{bridged}]");
+    }
+
+    private static (bool, string) EduThroughIommu(KernelProfile profile)
+    {
+        SimMachine m = DefaultMachine(profile);
+        var edu = (Devices.EduDevice)m.Pci.Find("0000:01:00.0")!;
+        Iommu.IommuCore iommu = m.Iommu!;
+        m.Sysfs.Write("/sys/bus/pci/drivers/edu/unbind", edu.Name);
+        Iommu.IommuGroup g = edu.IommuGroup!;
+        object owner = new();
+        int claim = iommu.GroupClaimDmaOwner(g, owner);
+        Iommu.IommuDomain domain = iommu.DomainAlloc();
+        int attach = iommu.AttachGroup(domain, g);
+        edu.WriteConfig(PciRegs.Command, PciRegs.CommandMemory | PciRegs.CommandMaster, 2);
+        long bar = edu.ResourceStart(0);
+        const ulong iova = 0x100000;
+        const long phys = 0x8000000;
+        byte[] pattern = [0x76, 0x66, 0x69, 0x6f, 0x2d, 0x73, 0x69, 0x6d];
+        m.Memory.Write(phys, pattern);
+        byte[] reg = new byte[8];
+        void Reg(int off, ulong v)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(reg, v);
+            m.Memory.Write(bar + off, reg);
+        }
+
+        int Dma()
+        {
+            Reg(Devices.EduDevice.RegDmaSource, iova);
+            Reg(Devices.EduDevice.RegDmaDestination, Devices.EduDevice.DmaBufferStart);
+            Reg(Devices.EduDevice.RegDmaCount, (ulong)pattern.Length);
+            Reg(Devices.EduDevice.RegDmaCommand, Devices.EduDevice.DmaCmdStart);
+            long transfers = edu.DmaTransfers + edu.DmaErrors;
+            m.Kernel.Run("poll", () =>
+            {
+                while (edu.DmaTransfers + edu.DmaErrors == transfers)
+                {
+                    KTask.Msleep(10);
+                }
+            });
+            return edu.LastDmaResult;
+        }
+
+        int unmapped = Dma();
+        long faults = iommu.Hardware.Faults.Total;
+        int map = domain.Map(iova, phys, 4096, Iommu.IommuProt.Read | Iommu.IommuProt.Write);
+        int mapped = Dma();
+        bool arrived = edu.CopyBuffer().AsSpan(0, pattern.Length).SequenceEqual(pattern);
+        bool ok = claim == 0 && attach == 0 && map == 0 && unmapped == Errno.EFAULT.Negative() && faults == 1 && mapped == 0 && arrived;
+        return (ok, $"unmapped: {ErrnoExtensions.FromReturn(unmapped).Name()} with {faults} fault logged; mapped: {(arrived ? "8 bytes arrived" : "bytes missing")}");
     }
 }

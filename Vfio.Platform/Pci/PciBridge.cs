@@ -72,7 +72,12 @@ public sealed class PciBridge : PciDevice
     public override bool IsPcieport => Kind is PciBridgeKind.RootPort or PciBridgeKind.SwitchUpstream or PciBridgeKind.SwitchDownstream;
 
     /// <summary>Updates the subordinate bus number once the buses below are numbered.</summary>
-    internal void SetSubordinateNumber(int last) => Config.SetByte(PciRegs.SubordinateBus, (byte)last);
+    /// <remarks>Firmware's bus numbering counts as the bridge's reset state here, so a bus reset of the bridge above keeps it (the kernel would restore it).</remarks>
+    internal void SetSubordinateNumber(int last)
+    {
+        Config.SetByte(PciRegs.SubordinateBus, (byte)last);
+        RecapturePowerOn();
+    }
 
     private static PciIdentity DefaultIdentity(PciBridgeKind kind) => kind switch
     {

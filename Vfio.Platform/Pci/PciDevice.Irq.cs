@@ -143,8 +143,12 @@ public partial class PciDevice
 
     // ---- Device side: raising interrupts.
 
-    /// <summary>The device drives INTx# (level): the status bit sets, and unless INTx is disabled the controller sees it.</summary>
-    protected void AssertIntx()
+    /// <summary>
+    /// The device drives INTx# (level): the status bit sets, and unless INTx is disabled the
+    /// controller sees it. True when the assertion reached the controller (false: no pin,
+    /// already asserted, or INTx disabled).
+    /// </summary>
+    protected bool AssertIntx()
     {
         bool deliver;
         ConfigLock.Lock();
@@ -152,7 +156,7 @@ public partial class PciDevice
         {
             if (InterruptPin == 0)
             {
-                return;
+                return false;
             }
 
             deliver = !_intxAsserted && (Config.GetWord(PciRegs.Command) & PciRegs.CommandIntxDisable) == 0;
@@ -169,6 +173,8 @@ public partial class PciDevice
             Interlocked.Increment(ref _intxRaised);
             Machine.Interrupts.IntxRaised(this);
         }
+
+        return deliver;
     }
 
     /// <summary>The device releases INTx#.</summary>
@@ -197,13 +203,7 @@ public partial class PciDevice
             return RaiseMsi(vector);
         }
 
-        if (vector == 0)
-        {
-            AssertIntx();
-            return true;
-        }
-
-        return false;
+        return vector == 0 && AssertIntx();
     }
 
     /// <summary>MSI enable bit.</summary>
@@ -226,7 +226,8 @@ public partial class PciDevice
             }
 
             ushort flags = Config.GetWord(_msiCap + PciRegs.MsiFlags);
-            int enabled = 1 << ((flags & PciRegs.MsiFlagsQsize) >> 4);
+            // Multiple Message Enable above what the function is capable of acts as the capable count.
+            int enabled = 1 << Math.Min((flags & PciRegs.MsiFlagsQsize) >> 4, (flags & PciRegs.MsiFlagsQmask) >> 1);
             if (vector < 0 || vector >= enabled)
             {
                 return false;
@@ -358,7 +359,7 @@ public partial class PciDevice
             try
             {
                 ulong bit = 1UL << (v & 63);
-                fire = MsixEnabled && (_msixPending[v >> 6] & bit) != 0 && !MsixMaskedLocked(v);
+                fire = MsixEnabled && (Config.GetWord(PciRegs.Command) & PciRegs.CommandMaster) != 0 && (_msixPending[v >> 6] & bit) != 0 && !MsixMaskedLocked(v);
                 if (fire)
                 {
                     _msixPending[v >> 6] &= ~bit;

@@ -26,7 +26,10 @@ public sealed class DemoCommandTests
         Assert.That(text, Does.Contain("simulated Linux 6.1.0-vfio-sim (profile linux-6.1, HZ=250)"));
         Assert.That(text, Does.Contain("7 of 7 checks passed."));
         Assert.That(text, Does.Contain("Machine self-test"));
-        Assert.That(text, Does.Contain("4 of 4 checks passed."));
+        Assert.That(text, Does.Contain("6 of 6 checks passed."));
+        Assert.That(text, Does.Contain("The embedded default machine"));
+        Assert.That(text, Does.Contain("0000:01:00.0 [1234:11e8] EduDevice"));
+        Assert.That(text, Does.Contain("0000:02:00.0 is bound to igb"));
         Assert.That(text, Does.Contain("Not built yet."));
         foreach (string layer in DemoCommand.NotBuiltYet)
         {

@@ -23,7 +23,7 @@ public sealed class SelfTestTests
     {
         IReadOnlyList<SelfTestResult> results = PlatformSelfTest.RunAll(profile);
 
-        Assert.That(results, Has.Count.EqualTo(4));
+        Assert.That(results, Has.Count.EqualTo(6));
         foreach (SelfTestResult r in results)
         {
             Assert.That(r.Passed, Is.True, $"{r.Name}: {r.Detail}");
