@@ -1,0 +1,245 @@
+// Models drivers/iommu/io-pgtable-arm.c (v6.12): arm_lpae_map_pages / __arm_lpae_map —
+// descend to the leaf level allocating tables, then fill leaves up to the end of the
+// table, one table at a time — plus the optional promotion of a full table into a leaf.
+//
+// Locking: see IoPageTable.cs (writers hold the domain's page-table lock).
+
+using Vfio.Kernel;
+
+namespace Vfio.Platform.Iommu.Hw;
+
+public sealed partial class IoPageTable
+{
+    /// <summary>Fault-injection site of page-table allocations.</summary>
+    public const string AllocFaultSite = "iommu_alloc_pages:io_pgtable";
+
+    /// <summary>
+    /// ->map_pages: maps <paramref name="pgcount"/> leaves of <paramref name="pgsize"/>
+    /// (4 KiB, 2 MiB or 1 GiB, in the pgsize bitmap) from <paramref name="iova"/> to
+    /// <paramref name="paddr"/>. Returns 0 or -errno: -EINVAL (bad or unaligned page size),
+    /// -EFAULT (IOVA beyond the address width), -ERANGE (physical address beyond 52 bits),
+    /// -EEXIST (an entry in the range is present, or a leaf above covers it), -ENOMEM.
+    /// <paramref name="mapped"/> is what this call mapped, also on failure (the caller
+    /// unwinds it). Without IOMMU_READ or IOMMU_WRITE nothing is mapped and the result is 0,
+    /// as in io-pgtable-arm. Caller holds the page-table lock.
+    /// </summary>
+    public int MapPages(ulong iova, long paddr, long pgsize, long pgcount, IommuProt prot, out long mapped)
+    {
+        mapped = 0;
+        ArgumentOutOfRangeException.ThrowIfNegative(paddr);
+        ArgumentOutOfRangeException.ThrowIfNegative(pgcount);
+        int level = LevelOf(pgsize);
+        if (level == 0 || ((ulong)pgsize & _pgsizeBitmap) == 0 || ((iova | (ulong)paddr) & (ulong)(pgsize - 1)) != 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        if (pgcount == 0)
+        {
+            return 0;
+        }
+
+        ulong total = (ulong)pgsize * (ulong)pgcount;
+        if (iova >= _limit || total > _limit - iova)
+        {
+            return Errno.EFAULT.Negative();
+        }
+
+        if ((ulong)paddr + total > (1UL << PhysAddressBits))
+        {
+            return Errno.ERANGE.Negative();
+        }
+
+        if ((prot & (IommuProt.Read | IommuProt.Write)) == 0)
+        {
+            return 0;
+        }
+
+        ulong bits = PteBits(prot) | (level > 1 ? PteLeaf : 0);
+        ulong step = (ulong)pgsize;
+        while (pgcount > 0)
+        {
+            int err = DescendForMapLocked(iova, level, out int t);
+            if (err != 0)
+            {
+                return err;
+            }
+
+            ulong[] table = _tables[t];
+            int first = IndexAt(iova, level);
+            int n = (int)Math.Min(pgcount, Entries - first);
+            ulong pte = (ulong)paddr | bits;
+            int i = 0;
+            for (; i < n; i++)
+            {
+                ref ulong slot = ref table[first + i];
+                if (slot != 0)
+                {
+                    break;
+                }
+
+                slot = pte;
+                pte += step;
+            }
+
+            _used[t] += (short)i;
+            AddLeaves(level, i);
+            long done = i * pgsize;
+            mapped += done;
+            if (i < n)
+            {
+                return Errno.EEXIST.Negative();
+            }
+
+            if (_promote && _used[t] == Entries)
+            {
+                PromoteLocked(iova, level);
+            }
+
+            iova += (ulong)done;
+            paddr += done;
+            pgcount -= n;
+        }
+
+        return 0;
+    }
+
+    /// <summary>
+    /// Walks from the root to the table holding <paramref name="level"/> entries for
+    /// <paramref name="iova"/>, allocating missing tables. -EEXIST when a leaf above the
+    /// level covers the IOVA; -ENOMEM when an allocation fails (tables this call linked
+    /// and left empty are freed again).
+    /// </summary>
+    private int DescendForMapLocked(ulong iova, int level, out int t)
+    {
+        t = _root;
+        for (int lv = 4; lv > level; lv--)
+        {
+            ulong[] table = _tables[t];
+            int idx = IndexAt(iova, lv);
+            ulong pte = table[idx];
+            if (pte == 0)
+            {
+                if (_kernel is not null && _kernel.Faults.ShouldFail(AllocFaultSite))
+                {
+                    PruneEmptyLocked(iova);
+                    t = NoTable;
+                    return Errno.ENOMEM.Negative();
+                }
+
+                int child = AllocTableLocked();
+                Volatile.Write(ref table[idx], ((ulong)child << 12) | TableEntryBits);
+                _used[t]++;
+                t = child;
+            }
+            else if ((pte & PteLeaf) != 0)
+            {
+                t = NoTable;
+                return Errno.EEXIST.Negative();
+            }
+            else
+            {
+                t = ChildOf(pte);
+            }
+        }
+
+        return 0;
+    }
+
+    /// <summary>Unlinks and frees the empty tables on the path to <paramref name="iova"/>, deepest first (they never held a leaf).</summary>
+    private void PruneEmptyLocked(ulong iova)
+    {
+        Span<int> path = stackalloc int[5];
+        path[4] = _root;
+        int lv = 4;
+        while (lv > 1)
+        {
+            ulong pte = _tables[path[lv]][IndexAt(iova, lv)];
+            if (pte == 0 || (pte & PteLeaf) != 0)
+            {
+                break;
+            }
+
+            path[lv - 1] = ChildOf(pte);
+            lv--;
+        }
+
+        for (; lv < 4 && _used[path[lv]] == 0; lv++)
+        {
+            int parent = path[lv + 1];
+            Volatile.Write(ref _tables[parent][IndexAt(iova, lv + 1)], 0UL);
+            _used[parent]--;
+            _inUse--;
+            PoolTableLocked(path[lv]);
+        }
+    }
+
+    /// <summary>
+    /// Promotion (design variant, off unless configured): a full table at
+    /// <paramref name="level"/> whose leaves are physically contiguous, aligned to the next
+    /// level's size and equally protected becomes one leaf of that size, repeatedly up to
+    /// 1 GiB. The translation does not change, so no IOTLB flush is needed; the table goes
+    /// straight back to the pool (a walk that still holds it retries).
+    /// </summary>
+    private void PromoteLocked(ulong iova, int level)
+    {
+        while (level < 3 && ((ulong)LevelSize(level + 1) & _pgsizeBitmap) != 0)
+        {
+            // Find the table at `level` and its parent.
+            int parent = _root;
+            for (int lv = 4; lv > level + 1; lv--)
+            {
+                ulong up = _tables[parent][IndexAt(iova, lv)];
+                if (up == 0 || (up & PteLeaf) != 0)
+                {
+                    return;
+                }
+
+                parent = ChildOf(up);
+            }
+
+            int parentIdx = IndexAt(iova, level + 1);
+            ulong link = _tables[parent][parentIdx];
+            if (link == 0 || (link & PteLeaf) != 0)
+            {
+                return;
+            }
+
+            int t = ChildOf(link);
+            if (_used[t] != Entries)
+            {
+                return;
+            }
+
+            ulong[] table = _tables[t];
+            ulong first = table[0];
+            ulong step = (ulong)LevelSize(level);
+            ulong flags = first & ~PteAddrMask;
+            ulong basePa = first & PteAddrMask;
+            if (!IsLeaf(first, level) || (basePa & ((ulong)LevelSize(level + 1) - 1)) != 0)
+            {
+                return;
+            }
+
+            for (int i = 1; i < Entries; i++)
+            {
+                ulong pte = table[i];
+                if ((pte & ~PteAddrMask) != flags || (pte & PteAddrMask) != basePa + ((ulong)i * step))
+                {
+                    return;
+                }
+            }
+
+            Volatile.Write(ref _tables[parent][parentIdx], basePa | (flags & ~PteLeaf) | PteLeaf);
+            AddLeaves(level, -Entries);
+            AddLeaves(level + 1, 1);
+            _inUse--;
+            PoolTableLocked(t);
+            Promotions++;
+            level++;
+        }
+    }
+
+    /// <summary>Tables collapsed into a larger leaf by promotion.</summary>
+    public long Promotions { get; private set; }
+}

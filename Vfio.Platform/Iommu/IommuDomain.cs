@@ -1,0 +1,357 @@
+// Models struct iommu_domain and the domain calls of drivers/iommu/iommu.c (v6.12):
+// iommu_map (__iommu_map with iommu_pgsize chunking and the unwind on failure),
+// iommu_unmap / iommu_unmap_fast (__iommu_unmap), iommu_iotlb_sync, iommu_iova_to_phys,
+// iommu_domain_free, and the driver's enforce_cache_coherency.
+//
+// Locking: _pgtblLock (iommu_domain.pgtbl_lock, a spinlock) serialises every change of
+// the page table — map, unmap, gather sync (which frees tables), free — and protects
+// _freed and _enforceCoherency. The IOTLB lock nests inside it (a sync invalidates while
+// holding it). Translation by the hardware takes neither.
+
+using Vfio.Kernel;
+using Vfio.Platform.Iommu.Hw;
+
+namespace Vfio.Platform.Iommu;
+
+/// <summary>struct iommu_domain: a translation context devices attach to.</summary>
+public sealed class IommuDomain : IIotlbFlushOps
+{
+    private readonly KSpinLock _pgtblLock;
+    private bool _freed;
+    private bool _enforceCoherency;
+    private long _syncMaps;
+
+    internal IommuDomain(IommuHardware hardware, int id, IommuDomainType type)
+    {
+        Hardware = hardware;
+        Id = id;
+        Type = type;
+        PgsizeBitmap = hardware.Config.PgsizeBitmap;
+        Geometry = new IommuDomainGeometry(0, (1UL << hardware.Config.AddressWidth) - 1, ForceAperture: true);
+        TranslateEnd = Geometry.ApertureEnd;
+        _pgtblLock = new KSpinLock(hardware.Kernel, $"iommu_domain[{id}].pgtbl_lock");
+        if (type.IsPaging())
+        {
+            PageTable = new IoPageTable(PgsizeBitmap, hardware.Config.AddressWidth, hardware.Config.Promote, hardware.Kernel)
+            {
+                FlushOps = this,
+            };
+        }
+    }
+
+    /// <summary>The IOMMU this domain belongs to.</summary>
+    public IommuHardware Hardware { get; }
+
+    /// <summary>The hardware domain id (tags its IOTLB entries).</summary>
+    public int Id { get; }
+
+    /// <summary>The domain type.</summary>
+    public IommuDomainType Type { get; }
+
+    /// <summary>pgsize_bitmap: the page sizes iommu_map may use.</summary>
+    public ulong PgsizeBitmap { get; }
+
+    /// <summary>The IOVA range the domain translates.</summary>
+    public IommuDomainGeometry Geometry { get; }
+
+    /// <summary>Last IOVA the hardware translates for this domain (the aperture's end, within the address width).</summary>
+    internal ulong TranslateEnd { get; }
+
+    /// <summary>The page table of a paging domain; null for blocking and identity domains.</summary>
+    public IoPageTable? PageTable { get; }
+
+    /// <summary>True once enforce_cache_coherency succeeded: mappings are made snooped (IOMMU_CACHE).</summary>
+    public bool EnforcesCacheCoherency => Volatile.Read(ref _enforceCoherency);
+
+    /// <summary>iotlb_sync_map calls after successful maps (the emulated IOTLB caches no non-present entries, so it has nothing to do).</summary>
+    public long SyncMaps => Volatile.Read(ref _syncMaps);
+
+    /// <summary>True after <see cref="Free"/>.</summary>
+    public bool IsFreed => Volatile.Read(ref _freed);
+
+    /// <summary>
+    /// ops->enforce_cache_coherency: makes every DMA of this domain snooped. False when
+    /// the IOMMU cannot (no IOMMU_CAP_CACHE_COHERENCY) or the domain does not translate.
+    /// </summary>
+    public bool EnforceCacheCoherency()
+    {
+        if (!Hardware.Config.CacheCoherent || PageTable is null)
+        {
+            return false;
+        }
+
+        Volatile.Write(ref _enforceCoherency, true);
+        return true;
+    }
+
+    /// <summary>
+    /// iommu_pgsize(): the largest page size in <paramref name="pgsizeBitmap"/> that the
+    /// alignment of <paramref name="iova"/> and <paramref name="paddr"/> and the
+    /// remaining <paramref name="size"/> allow, and how many such pages to map before a
+    /// larger size becomes possible.
+    /// </summary>
+    internal static long Pgsize(ulong pgsizeBitmap, ulong iova, ulong paddr, ulong size, out long count)
+    {
+        ulong addrMerge = iova | paddr;
+        ulong pgsizes = pgsizeBitmap & GenMask(63 - ulong.LeadingZeroCount(size));
+        if (addrMerge != 0)
+        {
+            pgsizes &= GenMask(ulong.TrailingZeroCount(addrMerge));
+        }
+
+        if (pgsizes == 0)
+        {
+            throw new InvalidOperationException($"iommu_pgsize: no page size of 0x{pgsizeBitmap:x} fits iova 0x{iova:x} pa 0x{paddr:x} size 0x{size:x} (BUG_ON)");
+        }
+
+        int idx = 63 - (int)ulong.LeadingZeroCount(pgsizes);
+        ulong larger = pgsizeBitmap & ~GenMask((ulong)idx);
+        if (larger != 0)
+        {
+            ulong next = 1UL << (int)ulong.TrailingZeroCount(larger);
+            if (((iova ^ paddr) & (next - 1)) == 0)
+            {
+                ulong offset = next - (addrMerge & (next - 1));
+                if (offset + next <= size)
+                {
+                    size = offset;
+                }
+            }
+        }
+
+        count = (long)(size >> idx);
+        return 1L << idx;
+    }
+
+    private static ulong GenMask(ulong high) => high >= 63 ? ulong.MaxValue : (1UL << (int)(high + 1)) - 1;
+
+    private void ThrowIfFreed()
+    {
+        if (_freed)
+        {
+            throw new InvalidOperationException($"iommu_domain {Id} ({Type.SysfsName()}) is used after iommu_domain_free()");
+        }
+    }
+
+    private int MinPagesize => 1 << (int)ulong.TrailingZeroCount(PgsizeBitmap);
+
+    /// <summary>
+    /// iommu_map(): maps [<paramref name="iova"/>, +<paramref name="size"/>) to
+    /// <paramref name="paddr"/> with <paramref name="prot"/>, choosing the largest page
+    /// sizes alignment allows. 0 or -errno: -EINVAL (not a paging domain; iova, paddr or
+    /// size not aligned to the smallest page size) or the page table's error (-EEXIST,
+    /// -EFAULT, -ERANGE, -ENOMEM), in which case what this call mapped is unmapped again.
+    /// A protection without IOMMU_READ and IOMMU_WRITE maps nothing and returns 0 (the
+    /// kernel's loop would not advance; callers such as type1 never pass it).
+    /// </summary>
+    public int Map(ulong iova, long paddr, long size, IommuProt prot)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(paddr);
+        ArgumentOutOfRangeException.ThrowIfNegative(size);
+        if (!Type.IsPaging())
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        long min = MinPagesize;
+        if (((iova | (ulong)paddr | (ulong)size) & (ulong)(min - 1)) != 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        if (EnforcesCacheCoherency)
+        {
+            prot |= IommuProt.Cache;
+        }
+
+        IoPageTable table = PageTable!;
+        ulong origIova = iova;
+        long remaining = size;
+        int ret = 0;
+        _pgtblLock.Lock();
+        try
+        {
+            ThrowIfFreed();
+            while (remaining > 0)
+            {
+                long pgsize = Pgsize(PgsizeBitmap, iova, (ulong)paddr, (ulong)remaining, out long count);
+                ret = table.MapPages(iova, paddr, pgsize, count, prot, out long mapped);
+                remaining -= mapped;
+                if (ret != 0 || mapped == 0)
+                {
+                    break;
+                }
+
+                iova += (ulong)mapped;
+                paddr += mapped;
+            }
+
+            table.AssertInvariantsLocked();
+        }
+        finally
+        {
+            _pgtblLock.Unlock();
+        }
+
+        if (ret != 0)
+        {
+            Unmap(origIova, size - remaining);
+            return ret;
+        }
+
+        Interlocked.Increment(ref _syncMaps);
+        return 0;
+    }
+
+    /// <summary>
+    /// iommu_unmap(): unmaps [<paramref name="iova"/>, +<paramref name="size"/>) and syncs
+    /// the IOTLB. Returns the bytes unmapped: less than <paramref name="size"/> when a hole
+    /// stops it, 0 for a non-paging domain or a misaligned request.
+    /// </summary>
+    public long Unmap(ulong iova, long size)
+    {
+        var gather = new IotlbGather();
+        _pgtblLock.Lock();
+        try
+        {
+            long unmapped = UnmapLocked(iova, size, ref gather);
+            if (PageTable is not null)
+            {
+                PageTable.SyncLocked(ref gather);
+                PageTable.AssertInvariantsLocked();
+            }
+
+            return unmapped;
+        }
+        finally
+        {
+            _pgtblLock.Unlock();
+        }
+    }
+
+    /// <summary>
+    /// iommu_unmap_fast(): as <see cref="Unmap"/> but gathers into <paramref name="gather"/>
+    /// instead of syncing; the caller calls <see cref="IotlbSync"/>. Until then the IOTLB
+    /// may still translate the range, and unlinked page-table pages are not reused.
+    /// </summary>
+    public long UnmapFast(ulong iova, long size, ref IotlbGather gather)
+    {
+        _pgtblLock.Lock();
+        try
+        {
+            return UnmapLocked(iova, size, ref gather);
+        }
+        finally
+        {
+            _pgtblLock.Unlock();
+        }
+    }
+
+    /// <summary>__iommu_unmap().</summary>
+    private long UnmapLocked(ulong iova, long size, ref IotlbGather gather)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(size);
+        if (!Type.IsPaging())
+        {
+            return 0;
+        }
+
+        ThrowIfFreed();
+        long min = MinPagesize;
+        if (((iova | (ulong)size) & (ulong)(min - 1)) != 0)
+        {
+            return 0; // The kernel prints "unaligned" and unmaps nothing.
+        }
+
+        long unmapped = 0;
+        while (unmapped < size)
+        {
+            long pgsize = Pgsize(PgsizeBitmap, iova, iova, (ulong)(size - unmapped), out long count);
+            long done = PageTable!.UnmapPages(iova, pgsize, count, ref gather);
+            if (done == 0)
+            {
+                break;
+            }
+
+            iova += (ulong)done;
+            unmapped += done;
+        }
+
+        return unmapped;
+    }
+
+    /// <summary>
+    /// iommu_iotlb_sync(): invalidates the gathered range in the IOTLB, then frees the
+    /// gathered page-table pages and resets <paramref name="gather"/>.
+    /// </summary>
+    public void IotlbSync(ref IotlbGather gather)
+    {
+        if (PageTable is null)
+        {
+            gather = new IotlbGather();
+            return;
+        }
+
+        _pgtblLock.Lock();
+        try
+        {
+            ThrowIfFreed();
+            PageTable.SyncLocked(ref gather);
+        }
+        finally
+        {
+            _pgtblLock.Unlock();
+        }
+    }
+
+    void IIotlbFlushOps.TlbFlushRange(ulong start, ulong end) => Hardware.Iotlb.InvalidateRange(Id, start, end);
+
+    /// <summary>iommu_iova_to_phys(): identity returns <paramref name="iova"/>; blocked or unmapped 0.</summary>
+    public long IovaToPhys(ulong iova) => Type switch
+    {
+        IommuDomainType.Identity => (long)iova,
+        IommuDomainType.Blocked => 0,
+        _ => PageTable!.IovaToPhys(iova),
+    };
+
+    /// <summary>
+    /// iommu_domain_free(): frees every page-table page, flushes the domain's IOTLB
+    /// entries and releases the domain id. The domain must no longer be attached.
+    /// </summary>
+    public void Free()
+    {
+        _pgtblLock.Lock();
+        try
+        {
+            ThrowIfFreed();
+            PageTable?.ReleaseAllLocked();
+            Volatile.Write(ref _freed, true);
+        }
+        finally
+        {
+            _pgtblLock.Unlock();
+        }
+
+        Hardware.Iotlb.FlushDomain(Id);
+        Hardware.ReleaseDomainId(Id);
+    }
+
+    /// <summary>Checks the page table's counters against a recount of the tree (for tests); null when consistent.</summary>
+    internal string? CheckInvariants()
+    {
+        if (PageTable is null)
+        {
+            return null;
+        }
+
+        _pgtblLock.Lock();
+        try
+        {
+            return PageTable.CheckInvariantsLocked();
+        }
+        finally
+        {
+            _pgtblLock.Unlock();
+        }
+    }
+}
