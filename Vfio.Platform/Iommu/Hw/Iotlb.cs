@@ -180,7 +180,7 @@ public sealed class Iotlb
     /// <paramref name="iova"/> to <paramref name="phys"/>, unless an invalidation ran since
     /// <paramref name="generation"/> (read before the walk). Returns true when cached.
     /// </summary>
-    public bool Fill(int domainId, ulong iova, long phys, IommuProt prot, int leafLevel, long generation)
+    internal bool Fill(int domainId, ulong iova, long phys, IommuProt prot, int leafLevel, long generation)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(domainId);
         ArgumentOutOfRangeException.ThrowIfLessThan(leafLevel, 1);
