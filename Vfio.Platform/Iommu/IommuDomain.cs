@@ -28,6 +28,7 @@ public sealed class IommuDomain : IIotlbFlushOps
         Type = type;
         PgsizeBitmap = hardware.Config.PgsizeBitmap;
         Geometry = new IommuDomainGeometry(0, (1UL << hardware.Config.AddressWidth) - 1, ForceAperture: true);
+        TranslateEnd = Geometry.ApertureEnd;
         _pgtblLock = new KSpinLock(hardware.Kernel, $"iommu_domain[{id}].pgtbl_lock");
         if (type.IsPaging())
         {
@@ -52,6 +53,9 @@ public sealed class IommuDomain : IIotlbFlushOps
 
     /// <summary>The IOVA range the domain translates.</summary>
     public IommuDomainGeometry Geometry { get; }
+
+    /// <summary>Last IOVA the hardware translates for this domain (the aperture's end, within the address width).</summary>
+    internal ulong TranslateEnd { get; }
 
     /// <summary>The page table of a paging domain; null for blocking and identity domains.</summary>
     public IoPageTable? PageTable { get; }

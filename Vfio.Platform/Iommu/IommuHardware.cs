@@ -149,8 +149,8 @@ public sealed class IommuHardware
             return IommuFaultReason.None;
         }
 
-        IoPageTable table = domain.PageTable!;
-        if (iova >= table.Limit || iova < domain.Geometry.ApertureStart || iova > domain.Geometry.ApertureEnd)
+        // The aperture starts at 0, so one comparison checks both it and the address width.
+        if (iova > domain.TranslateEnd)
         {
             Interlocked.Increment(ref _otherTranslations);
             return IommuFaultReason.AddressBeyondWidth;
@@ -160,7 +160,7 @@ public sealed class IommuHardware
         {
             long generation = Iotlb.Generation;
             Interlocked.Increment(ref _walks);
-            if (!table.Walk(iova, out pa, out prot, out int level))
+            if (!domain.PageTable!.Walk(iova, out pa, out prot, out int level))
             {
                 return IommuFaultReason.NotPresent;
             }

@@ -33,6 +33,7 @@ public sealed class Iotlb
     private readonly int _ways;
     private readonly int _setMask;
     private readonly long[] _live = new long[3]; // valid entries per size class; written under _lock
+    private int[] _domainLive = new int[16];       // valid entries per domain id; under _lock
 
     private long _hits;
     private long _misses;
@@ -108,7 +109,7 @@ public sealed class Iotlb
     internal long Generation => Volatile.Read(ref _generation);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong TagOf(ulong iova, int sizeClass) => ((iova >> s_shifts[sizeClass]) << 3) | ((ulong)sizeClass << 1) | 1;
+    private static ulong TagOf(ulong iova, int sizeClass) => ((iova >> (12 + (9 * sizeClass))) << 3) | ((ulong)sizeClass << 1) | 1;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int SetOf(int domainId, ulong tag) => (int)((tag >> 3) ^ (tag >> 1) ^ ((ulong)(uint)domainId * 0x9E3779B1UL)) & _setMask;
@@ -164,7 +165,7 @@ public sealed class Iotlb
                 continue;
             }
 
-            phys = basePa + (long)(iova & ((1UL << s_shifts[sizeClass]) - 1));
+            phys = basePa + (long)(iova & ((1UL << (12 + (9 * sizeClass))) - 1));
             prot = (IommuProt)p;
             return true;
         }
@@ -179,8 +180,11 @@ public sealed class Iotlb
     /// <paramref name="iova"/> to <paramref name="phys"/>, unless an invalidation ran since
     /// <paramref name="generation"/> (read before the walk). Returns true when cached.
     /// </summary>
-    public bool Fill(int domainId, ulong iova, long phys, IommuProt prot, int leafLevel, long generation)
+    internal bool Fill(int domainId, ulong iova, long phys, IommuProt prot, int leafLevel, long generation)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(domainId);
+        ArgumentOutOfRangeException.ThrowIfLessThan(leafLevel, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(leafLevel, 3);
         if (_entries.Length == 0)
         {
             return false;
@@ -226,10 +230,17 @@ public sealed class Iotlb
             if (slot.Tag != 0)
             {
                 _live[(int)((slot.Tag >> 1) & 3)]--;
+                _domainLive[slot.Domain]--;
             }
 
             WriteLocked(ref slot, domainId, tag, phys & ~pageMask, (int)prot);
             _live[c]++;
+            if (domainId >= _domainLive.Length)
+            {
+                Array.Resize(ref _domainLive, Math.Max(domainId + 1, _domainLive.Length * 2));
+            }
+
+            _domainLive[domainId]++;
             _fills++;
             return true;
         }
@@ -253,6 +264,7 @@ public sealed class Iotlb
     private void DropLocked(ref Entry e)
     {
         _live[(int)((e.Tag >> 1) & 3)]--;
+        _domainLive[e.Domain]--;
         _invalidatedEntries++;
         WriteLocked(ref e, 0, 0, 0, 0);
     }
@@ -274,7 +286,7 @@ public sealed class Iotlb
         {
             Interlocked.Increment(ref _generation);
             _invalidations++;
-            if (_entries.Length == 0)
+            if (!HasEntriesLocked(domainId))
             {
                 return;
             }
@@ -324,6 +336,8 @@ public sealed class Iotlb
         }
     }
 
+    private bool HasEntriesLocked(int domainId) => (uint)domainId < (uint)_domainLive.Length && _domainLive[domainId] != 0;
+
     private static bool Overlaps(ulong tag, ulong start, ulong end)
     {
         int shift = s_shifts[(int)((tag >> 1) & 3)];
@@ -340,6 +354,11 @@ public sealed class Iotlb
         {
             Interlocked.Increment(ref _generation);
             _domainFlushes++;
+            if (!HasEntriesLocked(domainId))
+            {
+                return;
+            }
+
             for (int i = 0; i < _entries.Length; i++)
             {
                 ref Entry e = ref _entries[i];
