@@ -157,6 +157,7 @@ public sealed class EduDevice : PciDevice
         : base(machine, address, Conventional(description), new PciIdentity(VendorId, DeviceId, 0x1af4, 0x1100, ClassOthers, RevisionId))
     {
         _lock = new KSpinLock(machine.Kernel, $"edu[{Name}].regs");
+        _intxLevel = () => InterruptStatus != 0;
         DmaMask = ParseDmaMask(description);
         SetInterruptPin(1);
         AddBar(0, MmioSize, PciBarKind.Memory32);
@@ -167,6 +168,8 @@ public sealed class EduDevice : PciDevice
 
         AddMsiCapability(1, is64Bit: true, perVectorMask: false);
     }
+
+    private readonly Func<bool> _intxLevel;
 
     /// <summary>The mask applied to bus addresses of DMA transfers.</summary>
     public ulong DmaMask { get; }
@@ -410,31 +413,8 @@ public sealed class EduDevice : PciDevice
         }
     }
 
-    /// <summary>
-    /// Drives INTA# to "interrupt status != 0". The line changes outside the lock (the handler
-    /// runs in this task and may acknowledge), so a raise or acknowledge that raced with this
-    /// one is caught by checking again until line and status agree.
-    /// </summary>
-    private void SyncIntx()
-    {
-        while (true)
-        {
-            bool want = InterruptStatus != 0;
-            if (want == IntxAsserted)
-            {
-                return;
-            }
-
-            if (want)
-            {
-                AssertIntx();
-            }
-            else
-            {
-                DeassertIntx();
-            }
-        }
-    }
+    /// <summary>Drives INTA# to "interrupt status != 0".</summary>
+    private void SyncIntx() => SyncIntxLevel(_intxLevel);
 
     // ---- DMA.
 

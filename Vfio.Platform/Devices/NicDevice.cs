@@ -171,6 +171,7 @@ public sealed class NicDevice : PciDevice
         : base(machine, address, description, IdentityOf(description))
     {
         _lock = new KSpinLock(machine.Kernel, $"nic[{Name}].regs");
+        _intxLevel = IntxLevel;
         AddBar(0, RegistersSize, PciBarKind.Memory32);
         AddBar(2, OnboardMemorySize, PciBarKind.Memory64, prefetchable: true);
         AddBar(4, MsixBarSize, PciBarKind.Memory32);
@@ -463,29 +464,17 @@ public sealed class NicDevice : PciDevice
         }
     }
 
-    /// <summary>Drives INTA# to "ICR &amp; IMS != 0", checking again after each change (the handler runs in this task).</summary>
-    private void SyncIntx()
-    {
-        // Without a pin (a description may say so) there is no line to drive.
-        while (InterruptPin != 0)
-        {
-            _lock.Lock();
-            bool want = (_icr & _ims) != 0;
-            _lock.Unlock();
-            if (want == IntxAsserted)
-            {
-                return;
-            }
+    private readonly Func<bool> _intxLevel;
 
-            if (want)
-            {
-                AssertIntx();
-            }
-            else
-            {
-                DeassertIntx();
-            }
-        }
+    /// <summary>Drives INTA# to "ICR &amp; IMS != 0".</summary>
+    private void SyncIntx() => SyncIntxLevel(_intxLevel);
+
+    private bool IntxLevel()
+    {
+        _lock.Lock();
+        bool want = (_icr & _ims) != 0;
+        _lock.Unlock();
+        return want;
     }
 
     // ---- The DMA engine.

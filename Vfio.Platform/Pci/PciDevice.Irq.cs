@@ -187,6 +187,34 @@ public partial class PciDevice
     }
 
     /// <summary>
+    /// Drives INTx# to follow <paramref name="level"/>, a condition of the device's own
+    /// registers ("interrupt status != 0"). A handler runs in this task and may change the
+    /// registers (acknowledge), so the level is evaluated again until line and level agree.
+    /// Nothing happens without an interrupt pin.
+    /// </summary>
+    protected void SyncIntxLevel(Func<bool> level)
+    {
+        ArgumentNullException.ThrowIfNull(level);
+        while (InterruptPin != 0)
+        {
+            bool want = level();
+            if (want == IntxAsserted)
+            {
+                return;
+            }
+
+            if (want)
+            {
+                AssertIntx();
+            }
+            else
+            {
+                DeassertIntx();
+            }
+        }
+    }
+
+    /// <summary>
     /// Signals interrupt <paramref name="vector"/> the way the function is configured: MSI-X
     /// if enabled, else MSI if enabled, else INTx (for vector 0). Returns true if a message or
     /// an INTx assertion went out (false: masked and left pending, disabled, or no bus master).
