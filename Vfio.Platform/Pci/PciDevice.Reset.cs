@@ -260,7 +260,8 @@ public partial class PciDevice
         return true;
     }
 
-    /// <summary>pci_reset_function(): device_lock, save and disable, reset by the first method that works, restore. 0 or -ENOTTY.</summary>
+    /// <summary>pci_reset_function(): device_lock (and the bridge's), save and disable, reset by the first method that works, restore. 0 or -ENOTTY.</summary>
+    /// <remarks>From Linux 6.11 the upstream bridge's device_lock is taken first, so the bridge's configuration stays put during the reset.</remarks>
     public int ResetFunction()
     {
         if (!ResetSupported)
@@ -268,6 +269,8 @@ public partial class PciDevice
             return Errno.ENOTTY.Negative();
         }
 
+        PciDevice? bridge = Machine.Kernel.Profile.AtLeast(6, 11) ? OnBus?.Self : null;
+        bridge?.Lock();
         Lock();
         try
         {
@@ -276,6 +279,7 @@ public partial class PciDevice
         finally
         {
             Unlock();
+            bridge?.Unlock();
         }
     }
 

@@ -2,6 +2,7 @@ using NUnit.Framework;
 using Vfio.Kernel;
 using Vfio.Platform;
 using Vfio.Platform.Devices;
+using Vfio.Platform.Machine;
 using Vfio.Platform.Pci;
 
 namespace Vfio.Tests.Platform.Pci;
@@ -485,6 +486,49 @@ public sealed class ResetTests
         Assert.That(whileHeld, Is.EqualTo(Errno.EAGAIN.Negative()));
         Assert.That(resetsWhileHeld, Is.Zero);
         Assert.That(afterRelease, Is.Zero);
+        Assert.That(d.ResetCount(PciResetKind.Flr), Is.EqualTo(1));
+    }
+
+    [TestCase("linux-6.12", true)]
+    [TestCase("linux-6.1", false)]
+    public void ResetFunction_TakesTheUpstreamBridgesDeviceLockFromLinux6_11(string profile, bool waitsForBridge)
+    {
+        var k = new SimKernel(new KernelConfig { Mode = SchedulerMode.Controlled, Seed = 5, Profile = KernelProfile.Parse(profile), StepBudget = 200_000 });
+        SimMachine m = MachineBuilder.Build(MachineDescriptionReader.Parse(Json("\"flr\"")), k);
+        GenericPciDevice d = m.Generic();
+        PciDevice bridge = d.OnBus!.Self!;
+        long resetsWhileBridgeHeld = -1;
+        int rc = -1;
+
+        RunResult r = k.Run(() =>
+        {
+            var held = new Completion(k, "held");
+            var release = new Completion(k, "release");
+            KTask holder = k.Spawn("bridge-holder", () =>
+            {
+                bridge.Lock();
+                held.Complete();
+                release.Wait();
+                resetsWhileBridgeHeld = TotalResets(d);
+                bridge.Unlock();
+            });
+            held.Wait();
+            KTask resetter = k.Spawn("resetter", () => rc = d.ResetFunction());
+
+            // Let the resetter run as far as it can while the bridge is held.
+            for (int i = 0; i < 50; i++)
+            {
+                KTask.Schedule();
+            }
+
+            release.Complete();
+            resetter.Join();
+            holder.Join();
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(rc, Is.Zero);
+        Assert.That(resetsWhileBridgeHeld, Is.EqualTo(waitsForBridge ? 0 : 1));
         Assert.That(d.ResetCount(PciResetKind.Flr), Is.EqualTo(1));
     }
 
