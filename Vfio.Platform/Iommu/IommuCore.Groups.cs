@@ -72,7 +72,7 @@ public sealed partial class IommuCore
         {
             if (bus.Self is not { } bridge)
             {
-                break;
+                continue;
             }
 
             if (bridge.IsPcie)
@@ -180,8 +180,8 @@ public sealed partial class IommuCore
         switch (ExpType(pdev))
         {
             case PciRegs.ExpTypePciBridge:
-            case 0x8: // PCI/PCI-X to PCIe bridge
-            case 0xa: // root complex event collector
+            case PciRegs.ExpTypePcieBridge:
+            case PciRegs.ExpTypeRcEventCollector:
                 return false;
             case PciRegs.ExpTypeDownstream:
             case PciRegs.ExpTypeRootPort:

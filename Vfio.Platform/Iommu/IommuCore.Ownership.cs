@@ -98,11 +98,6 @@ public sealed partial class IommuCore
         group.Mutex.Lock();
         try
         {
-            if (Warn.On(group.OwnerCount == 0 || group.Owner is null, $"iommu_group_release_dma_owner: {group} is not owned"))
-            {
-                return;
-            }
-
             ReleaseDmaOwnershipLocked(group);
         }
         finally
@@ -164,11 +159,6 @@ public sealed partial class IommuCore
         group.Mutex.Lock();
         try
         {
-            if (Warn.On(group.OwnerCount == 0 || group.Owner is null, $"iommu_device_release_dma_owner: {group} is not owned"))
-            {
-                return;
-            }
-
             if (group.OwnerCount > 1)
             {
                 group.OwnerCount--;
@@ -214,8 +204,15 @@ public sealed partial class IommuCore
         return 0;
     }
 
+    /// <summary>__iommu_release_dma_ownership(): WARNs (and does nothing) unless the group is owned.</summary>
     private void ReleaseDmaOwnershipLocked(IommuGroup group)
     {
+        group.Mutex.AssertHeld();
+        if (Warn.On(Machine.Kernel, group.OwnerCount == 0 || group.Owner is null, $"__iommu_release_dma_ownership: {group} is not owned"))
+        {
+            return;
+        }
+
         group.OwnerCount = 0;
         group.Owner = null;
         SetDomainLocked(group, group.DefaultDomain);
@@ -242,7 +239,7 @@ public sealed partial class IommuCore
                 return Errno.EBUSY.Negative();
             }
 
-            if (group.DevicesLocked.Count == 0 || domain.Hardware != Hardware)
+            if (group.CountLocked == 0 || domain.Hardware != Hardware)
             {
                 return Errno.EINVAL.Negative();
             }
@@ -282,6 +279,9 @@ public sealed partial class IommuCore
         }
 
         group.Domain = domain;
-        Machine.Kernel.Trace.Event(KTask.CurrentOrNull, "iommu_group_set_domain", group.ToString(), domain is null ? "none" : $"{domain.Type.SysfsName()} #{domain.Id}");
+        if (Machine.Kernel.Trace.Enabled)
+        {
+            Machine.Kernel.Trace.Event(KTask.CurrentOrNull, "iommu_group_set_domain", group.ToString(), domain is null ? "none" : $"{domain.Type.SysfsName()} #{domain.Id}");
+        }
     }
 }

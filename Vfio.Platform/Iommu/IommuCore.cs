@@ -23,8 +23,11 @@ public enum IommuCap
     /// <summary>IOMMU_CAP_CACHE_COHERENCY: DMA is cache coherent (snoop control can be enforced).</summary>
     CacheCoherency,
 
-    /// <summary>IOMMU_CAP_NOEXEC.</summary>
+    /// <summary>IOMMU_CAP_NOEXEC (VT-d answers no).</summary>
     NoExec,
+
+    /// <summary>IOMMU_CAP_ENFORCE_CACHE_COHERENCY: a domain can be made to enforce snooping (vfio_file_enforced_coherent).</summary>
+    EnforceCacheCoherency,
 }
 
 /// <summary>The IOMMU subsystem of the simulated kernel.</summary>
@@ -32,9 +35,11 @@ public sealed partial class IommuCore : IDmaTranslator
 {
     private static readonly LockClass s_probeClass = LockClass.Get("iommu_probe_device_lock");
 
-    // Protects _groups (the IDA) and group formation (iommu_probe_device_lock).
+    // Protects _groups and group formation (iommu_probe_device_lock); the last put of a
+    // group happens under it, so formation never finds a group whose count reached zero.
     private readonly KMutex _lock;
     private readonly SortedDictionary<int, IommuGroup> _groups = [];
+    private readonly Ida _groupIds;
 
     // Extra reserved regions per device (RMRRs and the like); every device also has the MSI window. Under _lock.
     private readonly Dictionary<SimDevice, List<IommuReservedRegion>> _extraRegions = [];
@@ -53,10 +58,17 @@ public sealed partial class IommuCore : IDmaTranslator
         Hardware = hardware;
         DefaultDomainType = defaultDomainType;
         _lock = new KMutex(machine.Kernel, "iommu_probe_device_lock", s_probeClass);
+        _groupIds = new Ida(machine.Kernel, "iommu_group_ida");
         GroupsDir = machine.Sysfs.GetOrCreateDir(machine.Sysfs.KernelDir, "iommu_groups");
         machine.Pci.Notifier.Register(new NotifierBlock((_, action, data) => OnPciBusEvent(action, data), priority: 100));
         machine.DmaTranslator = this;
         machine.Iommu = this;
+
+        // bus_iommu_probe(): functions already on the bus are grouped now.
+        foreach (Base.SimDevice dev in machine.Pci.Devices)
+        {
+            ProbeDevice(dev);
+        }
     }
 
     /// <summary>The machine.</summary>
@@ -110,31 +122,30 @@ public sealed partial class IommuCore : IDmaTranslator
         return 0;
     }
 
-    /// <summary>iommu_probe_device(): puts <paramref name="dev"/> in its group and attaches it to the group's domain. 0 or -errno.</summary>
-    public int ProbeDevice(SimDevice dev)
+    /// <summary>iommu_probe_device(): puts <paramref name="dev"/> in its group and attaches it to the group's domain.</summary>
+    public void ProbeDevice(SimDevice dev)
     {
         ArgumentNullException.ThrowIfNull(dev);
-        IommuGroup group;
         _lock.Lock();
         try
         {
-            if (dev.IommuGroup is not null)
+            if (dev.IommuGroup is null)
             {
-                return 0;
+                IommuGroup group = (dev is PciDevice pdev ? PciDeviceGroupLocked(pdev) : null) ?? AllocGroupLocked();
+                AddDeviceToGroupLocked(group, dev);
             }
-
-            group = dev is PciDevice pdev ? PciDeviceGroupLocked(pdev) ?? AllocGroupLocked(null) : AllocGroupLocked(null);
-            AddDeviceToGroupLocked(group, dev);
         }
         finally
         {
             _lock.Unlock();
         }
-
-        return 0;
     }
 
-    /// <summary>iommu_release_device(): takes <paramref name="dev"/> out of its group (the group goes when its last reference does).</summary>
+    /// <summary>
+    /// iommu_release_device(): takes <paramref name="dev"/> out of its group. When the last
+    /// member leaves, the group's domains are freed (iommu_deinit_device); the group itself
+    /// goes when its last reference does.
+    /// </summary>
     public void ReleaseDevice(SimDevice dev)
     {
         ArgumentNullException.ThrowIfNull(dev);
@@ -147,8 +158,8 @@ public sealed partial class IommuCore : IDmaTranslator
         group.Mutex.Lock();
         try
         {
-            group.RemoveDeviceLocked(dev);
-            if (group.DevicesDir is { } devicesDir && group.LinkNames.Remove(dev, out string? link))
+            string? link = group.RemoveDeviceLocked(dev);
+            if (group.DevicesDir is { } devicesDir && link is not null)
             {
                 Machine.Sysfs.RemoveLink(devicesDir, link);
             }
@@ -159,6 +170,14 @@ public sealed partial class IommuCore : IDmaTranslator
             }
 
             dev.IommuGroup = null;
+            if (group.CountLocked == 0)
+            {
+                SetDomainLocked(group, null);
+                group.DefaultDomain?.Free();
+                group.BlockingDomain?.Free();
+                group.DefaultDomain = null;
+                group.BlockingDomain = null;
+            }
         }
         finally
         {
@@ -172,29 +191,22 @@ public sealed partial class IommuCore : IDmaTranslator
     }
 
     /// <summary>iommu_group_alloc(): the lowest free id, the sysfs directory, a reference for the caller.</summary>
-    private IommuGroup AllocGroupLocked(string? name)
+    private IommuGroup AllocGroupLocked()
     {
         _lock.AssertHeld();
-        int id = 0;
-        while (_groups.ContainsKey(id))
+        int id = _groupIds.Alloc();
+        Sysfs.SysfsTree fs = Machine.Sysfs;
+        VfsDir? dir = fs.CreateDir(GroupsDir, id.ToString(CultureInfo.InvariantCulture));
+        if (dir is null)
         {
-            id++;
+            _groupIds.Free(id);
+            throw new InvalidOperationException($"/sys/kernel/iommu_groups/{id} already exists");
         }
 
-        var group = new IommuGroup(this, id, name);
+        var group = new IommuGroup(this, id) { SysfsDir = dir, DevicesDir = fs.CreateDir(dir, "devices") };
         _groups.Add(id, group);
-        Sysfs.SysfsTree fs = Machine.Sysfs;
-        VfsDir dir = fs.CreateDir(GroupsDir, id.ToString(CultureInfo.InvariantCulture))
-            ?? throw new InvalidOperationException($"/sys/kernel/iommu_groups/{id} already exists");
-        group.SysfsDir = dir;
-        group.DevicesDir = fs.CreateDir(dir, "devices");
         fs.CreateFile(dir, "reserved_regions", 0x124 /* 0444 */, () => ReservedRegionsShow(group));
         fs.CreateFile(dir, "type", 0x1a4 /* 0644 */, () => TypeShow(group), s => TypeStore(group, s));
-        if (name is not null)
-        {
-            fs.CreateFile(dir, "name", 0x124, () => name + "\n");
-        }
-
         Machine.Kernel.Trace.Event(KTask.CurrentOrNull, "iommu_group_alloc", group.ToString());
         return group;
     }
@@ -207,31 +219,33 @@ public sealed partial class IommuCore : IDmaTranslator
     /// </summary>
     private void AddDeviceToGroupLocked(IommuGroup group, SimDevice dev)
     {
+        _lock.AssertHeld();
         Sysfs.SysfsTree fs = Machine.Sysfs;
         group.Mutex.Lock();
         try
         {
+            string? link = null;
             if (group.DevicesDir is { } devicesDir && dev.SysfsDir is { } devDir)
             {
-                string link = dev.Name;
+                link = dev.Name;
                 for (int n = 0; fs.CreateLink(devicesDir, link, devDir) != 0; n++)
                 {
                     link = $"{dev.Name}.{n}";
                 }
 
-                group.LinkNames[dev] = link;
-
                 fs.CreateLink(devDir, "iommu_group", group.SysfsDir!);
             }
 
-            group.AddDeviceLocked(dev);
+            group.AddDeviceLocked(dev, link);
             dev.IommuGroup = group;
             if (group.DefaultDomain is null)
             {
+                // A new group (an emptied one is never found again: only members lead to a group).
                 group.DefaultDomain = Hardware.AllocDomain(DefaultDomainType);
-                group.Domain ??= group.DefaultDomain;
+                SetDomainLocked(group, group.DefaultDomain);
             }
         }
+
         finally
         {
             group.Mutex.Unlock();
@@ -240,29 +254,35 @@ public sealed partial class IommuCore : IDmaTranslator
         Machine.Kernel.Trace.Event(KTask.CurrentOrNull, "iommu_group_add_device", group.ToString(), dev.Name);
     }
 
-    /// <summary>The last reference of <paramref name="group"/> went: its directory, id and domains go.</summary>
-    internal void ReleaseGroup(IommuGroup group)
+    /// <summary>The last reference of <paramref name="group"/> went (under _lock): its directory and id go.</summary>
+    internal void ReleaseGroupLocked(IommuGroup group)
     {
-        _lock.Lock();
-        try
+        _lock.AssertHeld();
+        Warn.On(Machine.Kernel, group.Domain is not null || group.DefaultDomain is not null, $"iommu_group_release: {group} still has a domain");
+        _groups.Remove(group.Id);
+        if (group.SysfsDir is { } dir)
         {
-            _groups.Remove(group.Id);
-            if (group.SysfsDir is { } dir)
-            {
-                Machine.Sysfs.Remove(dir);
-            }
-        }
-        finally
-        {
-            _lock.Unlock();
+            Machine.Sysfs.Remove(dir);
         }
 
-        group.DefaultDomain?.Free();
-        group.BlockingDomain?.Free();
-        group.DefaultDomain = null;
-        group.BlockingDomain = null;
-        group.Domain = null;
+        _groupIds.Free(group.Id);
         Machine.Kernel.Trace.Event(KTask.CurrentOrNull, "iommu_group_release", group.ToString());
+    }
+
+    /// <summary>Drops a group reference; the last one releases the group under _lock.</summary>
+    internal void PutGroup(IommuGroup group, RefCount refs)
+    {
+        if (refs.DecAndMutexLock(_lock))
+        {
+            try
+            {
+                ReleaseGroupLocked(group);
+            }
+            finally
+            {
+                _lock.Unlock();
+            }
+        }
     }
 
     /// <summary>iommu_group_get(): the device's group with a reference, or null.</summary>
@@ -272,28 +292,13 @@ public sealed partial class IommuCore : IDmaTranslator
         return dev.IommuGroup?.Get();
     }
 
-    /// <summary>iommu_group_get_by_id(): the group with <paramref name="id"/> and a reference, or null.</summary>
-    public IommuGroup? GroupGetById(int id)
-    {
-        _lock.Lock();
-        try
-        {
-            return _groups.TryGetValue(id, out IommuGroup? g) ? g.Get() : null;
-        }
-        finally
-        {
-            _lock.Unlock();
-        }
-    }
-
     /// <summary>device_iommu_capable() / iommu_capable().</summary>
     public bool Capable(SimDevice dev, IommuCap cap)
     {
         ArgumentNullException.ThrowIfNull(dev);
         return dev.IommuGroup is not null && cap switch
         {
-            IommuCap.CacheCoherency => Hardware.Config.CacheCoherent,
-            IommuCap.NoExec => true,
+            IommuCap.CacheCoherency or IommuCap.EnforceCacheCoherency => Hardware.Config.CacheCoherent,
             _ => false,
         };
     }
@@ -384,9 +389,11 @@ public sealed partial class IommuCore : IDmaTranslator
     }
 
     /// <summary>
-    /// iommu_group_store_type(): CAP_SYS_ADMIN and CAP_SYS_RAWIO (else -EACCES); identity,
-    /// DMA, DMA-FQ or auto (else -EINVAL); only while no driver uses the group and no owner
-    /// has claimed it (else -EPERM). Changes the default domain.
+    /// iommu_group_store_type(): CAP_SYS_ADMIN and CAP_SYS_RAWIO (else -EACCES); a default
+    /// domain (else -EINVAL); identity, DMA, DMA-FQ or auto (else -EINVAL); DMA to DMA-FQ
+    /// switches the live domain in place; anything else only while the group has members
+    /// and nobody uses it (else -EPERM). Changes the default domain, and the current one
+    /// when that was the default.
     /// </summary>
     private long TypeStore(IommuGroup group, string buf)
     {
@@ -396,9 +403,13 @@ public sealed partial class IommuCore : IDmaTranslator
             return Errno.EACCES.Negative();
         }
 
-        string s = buf.EndsWith('\n') ? buf[..^1] : buf;
+        if (group.DefaultDomain is null)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
         IommuDomainType type;
-        switch (s)
+        switch (Base.BusType.StripNewline(buf))
         {
             case "identity":
                 type = IommuDomainType.Identity;
@@ -419,7 +430,14 @@ public sealed partial class IommuCore : IDmaTranslator
         group.Mutex.Lock();
         try
         {
-            if (group.OwnerCount != 0)
+            // A flush queue comes up on the live DMA domain, even with a driver bound.
+            if (type == IommuDomainType.DmaFq && group.DefaultDomain?.Type == IommuDomainType.Dma)
+            {
+                group.DefaultDomain.UseFlushQueue();
+                return buf.Length;
+            }
+
+            if (group.CountLocked == 0 || group.OwnerCount != 0)
             {
                 return Errno.EPERM.Negative();
             }
@@ -429,7 +447,11 @@ public sealed partial class IommuCore : IDmaTranslator
             {
                 IommuDomain fresh = Hardware.AllocDomain(type);
                 group.DefaultDomain = fresh;
-                group.Domain = fresh;
+                if (group.Domain == old)
+                {
+                    SetDomainLocked(group, fresh);
+                }
+
                 old?.Free();
             }
 
@@ -447,13 +469,13 @@ public sealed partial class IommuCore : IDmaTranslator
     public int DmaRead(PciDevice device, ulong iova, Span<byte> buffer)
     {
         ArgumentNullException.ThrowIfNull(device);
-        return Hardware.Dma(device.IommuGroup?.Domain, device.Name, iova, buffer, IommuAccess.Read);
+        return Hardware.DmaRead(device.IommuGroup?.Domain, device.Name, iova, buffer);
     }
 
     /// <inheritdoc/>
     public int DmaWrite(PciDevice device, ulong iova, ReadOnlySpan<byte> buffer)
     {
         ArgumentNullException.ThrowIfNull(device);
-        return Hardware.Dma(device.IommuGroup?.Domain, device.Name, iova, buffer);
+        return Hardware.DmaWrite(device.IommuGroup?.Domain, device.Name, iova, buffer);
     }
 }

@@ -19,16 +19,15 @@ public sealed class IommuDomain : IIotlbFlushOps
     private readonly KSpinLock _pgtblLock;
     private bool _freed;
     private bool _enforceCoherency;
-    private long _syncMaps;
+    private volatile int _type;
 
     internal IommuDomain(IommuHardware hardware, int id, IommuDomainType type)
     {
         Hardware = hardware;
         Id = id;
-        Type = type;
+        _type = (int)type;
         PgsizeBitmap = hardware.Config.PgsizeBitmap;
         Geometry = new IommuDomainGeometry(0, (1UL << hardware.Config.AddressWidth) - 1, ForceAperture: true);
-        TranslateEnd = Geometry.ApertureEnd;
         _pgtblLock = new KSpinLock(hardware.Kernel, $"iommu_domain[{id}].pgtbl_lock");
         if (type.IsPaging())
         {
@@ -45,8 +44,8 @@ public sealed class IommuDomain : IIotlbFlushOps
     /// <summary>The hardware domain id (tags its IOTLB entries).</summary>
     public int Id { get; }
 
-    /// <summary>The domain type.</summary>
-    public IommuDomainType Type { get; }
+    /// <summary>The domain type (a DMA domain may become DMA-FQ in place).</summary>
+    public IommuDomainType Type => (IommuDomainType)_type;
 
     /// <summary>pgsize_bitmap: the page sizes iommu_map may use.</summary>
     public ulong PgsizeBitmap { get; }
@@ -54,24 +53,20 @@ public sealed class IommuDomain : IIotlbFlushOps
     /// <summary>The IOVA range the domain translates.</summary>
     public IommuDomainGeometry Geometry { get; }
 
-    /// <summary>Last IOVA the hardware translates for this domain (the aperture's end, within the address width).</summary>
-    internal ulong TranslateEnd { get; }
-
     /// <summary>The page table of a paging domain; null for blocking and identity domains.</summary>
     public IoPageTable? PageTable { get; }
 
     /// <summary>True once enforce_cache_coherency succeeded: mappings are made snooped (IOMMU_CACHE).</summary>
     public bool EnforcesCacheCoherency => Volatile.Read(ref _enforceCoherency);
 
-    /// <summary>iotlb_sync_map calls after successful maps (the emulated IOTLB caches no non-present entries, so it has nothing to do).</summary>
-    public long SyncMaps => Volatile.Read(ref _syncMaps);
-
     /// <summary>True after <see cref="Free"/>.</summary>
     public bool IsFreed => Volatile.Read(ref _freed);
 
     /// <summary>
-    /// ops->enforce_cache_coherency: makes every DMA of this domain snooped. False when
-    /// the IOMMU cannot (no IOMMU_CAP_CACHE_COHERENCY) or the domain does not translate.
+    /// ops->enforce_cache_coherency (intel_iommu_enforce_cache_coherency): makes every DMA
+    /// of this domain snooped. False when the IOMMU cannot (no IOMMU_CAP_CACHE_COHERENCY),
+    /// the domain does not translate, or it already has mappings (they were made without
+    /// snooping, so the domain could not promise it).
     /// </summary>
     public bool EnforceCacheCoherency()
     {
@@ -80,8 +75,34 @@ public sealed class IommuDomain : IIotlbFlushOps
             return false;
         }
 
-        Volatile.Write(ref _enforceCoherency, true);
-        return true;
+        _pgtblLock.Lock();
+        try
+        {
+            if (!_enforceCoherency && PageTable.MappedBytes != 0)
+            {
+                return false;
+            }
+
+            Volatile.Write(ref _enforceCoherency, true);
+            return true;
+        }
+        finally
+        {
+            _pgtblLock.Unlock();
+        }
+    }
+
+    /// <summary>
+    /// iommu_group_store_type()'s shortcut from DMA to DMA-FQ: the live domain starts using a
+    /// flush queue without being torn down (this machine has no queue behind it: unmaps
+    /// still flush at once).
+    /// </summary>
+    internal void UseFlushQueue()
+    {
+        if (Type == IommuDomainType.Dma)
+        {
+            _type = (int)IommuDomainType.DmaFq;
+        }
     }
 
     /// <summary>
@@ -199,7 +220,6 @@ public sealed class IommuDomain : IIotlbFlushOps
             return ret;
         }
 
-        Interlocked.Increment(ref _syncMaps);
         return 0;
     }
 

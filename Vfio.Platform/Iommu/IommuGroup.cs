@@ -15,14 +15,14 @@ namespace Vfio.Platform.Iommu;
 /// <summary>struct iommu_group.</summary>
 public sealed class IommuGroup
 {
-    private readonly List<SimDevice> _devices = [];
+    // The members and the name of each one's link in devices/ (struct group_device).
+    private readonly List<(SimDevice Dev, string? Link)> _devices = [];
     private readonly RefCount _refs;
 
-    internal IommuGroup(IommuCore core, int id, string? name)
+    internal IommuGroup(IommuCore core, int id)
     {
         Core = core;
         Id = id;
-        Name = name;
         Mutex = new KMutex(core.Machine.Kernel, $"iommu_group[{id}].mutex", s_mutexClass);
         _refs = new RefCount(core.Machine.Kernel, $"iommu_group[{id}].kobj", 1);
     }
@@ -35,19 +35,13 @@ public sealed class IommuGroup
     /// <summary>iommu_group_id(): the number in /sys/kernel/iommu_groups and /dev/vfio.</summary>
     public int Id { get; }
 
-    /// <summary>The group's name (vfio's fake groups are "vfio-noiommu"), or null.</summary>
-    public string? Name { get; }
-
     /// <summary>group-&gt;mutex.</summary>
     public KMutex Mutex { get; }
 
     /// <summary>The sysfs directory.</summary>
-    public VfsDir? SysfsDir { get; internal set; }
+    public VfsDir? SysfsDir { get; init; }
 
-    internal VfsDir? DevicesDir { get; set; }
-
-    // The name of each member's link in devices/ (under Mutex).
-    internal Dictionary<SimDevice, string> LinkNames { get; } = [];
+    internal VfsDir? DevicesDir { get; init; }
 
     /// <summary>group-&gt;owner_cnt: kernel drivers using the default domain, or claims by the owner.</summary>
     public int OwnerCount { get; internal set; }
@@ -65,7 +59,7 @@ public sealed class IommuGroup
     public IommuDomain? BlockingDomain { get; internal set; }
 
     /// <summary>True once the last reference is gone.</summary>
-    public bool IsReleased { get; private set; }
+    public bool IsReleased => _refs.Value == 0;
 
     /// <summary>The reference count (kobject).</summary>
     public int ReferenceCount => _refs.Value;
@@ -78,7 +72,7 @@ public sealed class IommuGroup
             Mutex.Lock();
             try
             {
-                return [.. _devices];
+                return [.. _devices.Select(d => d.Dev)];
             }
             finally
             {
@@ -87,37 +81,35 @@ public sealed class IommuGroup
         }
     }
 
-    internal List<SimDevice> DevicesLocked
+    /// <summary>The member count (the caller holds the mutex).</summary>
+    internal int CountLocked
     {
         get
         {
             Mutex.AssertHeld();
-            return _devices;
+            return _devices.Count;
         }
     }
 
-    /// <summary>Member count without taking the mutex (a racy snapshot, like list_count_nodes for reporting).</summary>
-    public int DeviceCount => Volatile.Read(ref _deviceCount);
-
-    private int _deviceCount;
-
-    internal void AddDeviceLocked(SimDevice dev)
+    internal void AddDeviceLocked(SimDevice dev, string? link)
     {
         Mutex.AssertHeld();
-        _devices.Add(dev);
-        Interlocked.Increment(ref _deviceCount);
+        _devices.Add((dev, link));
     }
 
-    internal bool RemoveDeviceLocked(SimDevice dev)
+    /// <summary>Removes <paramref name="dev"/>; returns the name of its devices/ link (null if it had none or was not a member).</summary>
+    internal string? RemoveDeviceLocked(SimDevice dev)
     {
         Mutex.AssertHeld();
-        bool removed = _devices.Remove(dev);
-        if (removed)
+        int i = _devices.FindIndex(d => d.Dev == dev);
+        if (i < 0)
         {
-            Interlocked.Decrement(ref _deviceCount);
+            return null;
         }
 
-        return removed;
+        string? link = _devices[i].Link;
+        _devices.RemoveAt(i);
+        return link;
     }
 
     /// <summary>iommu_group_ref_get() / kobject_get().</summary>
@@ -127,15 +119,8 @@ public sealed class IommuGroup
         return this;
     }
 
-    /// <summary>iommu_group_put(): the last reference releases the group (sysfs directory, id, domains).</summary>
-    public void Put()
-    {
-        if (_refs.DecAndTest())
-        {
-            IsReleased = true;
-            Core.ReleaseGroup(this);
-        }
-    }
+    /// <summary>iommu_group_put(): the last reference releases the group (sysfs directory and id).</summary>
+    public void Put() => Core.PutGroup(this, _refs);
 
     /// <inheritdoc/>
     public override string ToString() => $"iommu_group {Id}";

@@ -20,7 +20,7 @@ public sealed record IommuHardwareConfig
     /// <summary>Leaf sizes of its page tables (domain pgsize_bitmap). Default 4 KiB | 2 MiB | 1 GiB.</summary>
     public ulong PgsizeBitmap { get; init; } = IoPageTable.DefaultPgsizeBitmap;
 
-    /// <summary>IOVA bits it translates (at most 48). Default 48.</summary>
+    /// <summary>IOVA bits it translates (32..48). Default 48.</summary>
     public int AddressWidth { get; init; } = 48;
 
     /// <summary>IOTLB entries (a power of two; 0 disables the IOTLB). Default 4096.</summary>
@@ -34,6 +34,21 @@ public sealed record IommuHardwareConfig
 
     /// <summary>Collapse full tables of contiguous leaves into superpages (a design variant; real drivers do not). Default false.</summary>
     public bool Promote { get; init; }
+
+    /// <summary>What is wrong with this configuration (and the property at fault), or null when it is valid.</summary>
+    public string? Problem(out string field)
+    {
+        (field, string? problem) = (PgsizeBitmap, AddressWidth, IotlbEntries, FaultLogCapacity) switch
+        {
+            (var b, _, _, _) when (b & 0x1000) == 0 || (b & ~IoPageTable.DefaultPgsizeBitmap) != 0
+                => (nameof(PgsizeBitmap), $"0x{b:x} is not a set of 4K, 2M and 1G that includes 4K"),
+            (_, var w, _, _) when w is < 32 or > 48 => (nameof(AddressWidth), $"{w} is outside 32..48 (a 4-level table)"),
+            (_, _, var e, _) when e < 0 || e > (1 << 20) || (e & (e - 1)) != 0 => (nameof(IotlbEntries), $"{e} is not 0 (no IOTLB) or a power of two up to 1048576"),
+            (_, _, _, var f) when f < 1 => (nameof(FaultLogCapacity), $"{f} is not a positive count"),
+            _ => (string.Empty, null),
+        };
+        return problem;
+    }
 }
 
 /// <summary>The emulated IOMMU: domains, translation, IOTLB, fault log.</summary>
@@ -41,10 +56,8 @@ public sealed class IommuHardware
 {
     private readonly PhysMem _mem;
 
-    // Protects _freeIds and _nextId.
-    private readonly KSpinLock _idLock;
-    private readonly SortedSet<int> _freeIds = [];
-    private int _nextId = 1;
+    // Domain ids (tags of IOTLB entries), from 1.
+    private readonly Ida _domainIds;
 
     private long _walks;
     private long _otherTranslations;
@@ -57,14 +70,14 @@ public sealed class IommuHardware
         Kernel = kernel;
         _mem = memory;
         Config = config ?? new IommuHardwareConfig();
-        if (Config.AddressWidth is < 32 or > 48)
+        if (Config.Problem(out string field) is { } problem)
         {
-            throw new ArgumentException($"AddressWidth {Config.AddressWidth} is outside 32..48", nameof(config));
+            throw new ArgumentException($"{field}: {problem}", nameof(config));
         }
 
         Iotlb = new Iotlb(kernel, Config.IotlbEntries);
         Faults = new IommuFaultLog(kernel, Config.FaultLogCapacity);
-        _idLock = new KSpinLock(kernel, "iommu.domain_ids");
+        _domainIds = new Ida(kernel, "iommu.domain_ids");
     }
 
     /// <summary>The kernel whose clock stamps faults.</summary>
@@ -89,42 +102,9 @@ public sealed class IommuHardware
     /// iommu_domain_alloc() / ops->domain_alloc_paging: a new domain of
     /// <paramref name="type"/> with the lowest free domain id (from 1).
     /// </summary>
-    public IommuDomain AllocDomain(IommuDomainType type)
-    {
-        int id;
-        _idLock.Lock();
-        try
-        {
-            if (_freeIds.Count > 0)
-            {
-                id = _freeIds.Min;
-                _freeIds.Remove(id);
-            }
-            else
-            {
-                id = _nextId++;
-            }
-        }
-        finally
-        {
-            _idLock.Unlock();
-        }
+    public IommuDomain AllocDomain(IommuDomainType type) => new(this, _domainIds.Alloc(1), type);
 
-        return new IommuDomain(this, id, type);
-    }
-
-    internal void ReleaseDomainId(int id)
-    {
-        _idLock.Lock();
-        try
-        {
-            _freeIds.Add(id);
-        }
-        finally
-        {
-            _idLock.Unlock();
-        }
-    }
+    internal void ReleaseDomainId(int id) => _domainIds.Free(id);
 
     /// <summary>
     /// Translates one access of a device attached to <paramref name="domain"/>: no domain
@@ -136,7 +116,10 @@ public sealed class IommuHardware
     public IommuFaultReason Translate(IommuDomain? domain, ulong iova, IommuAccess access, out long phys)
     {
         phys = 0;
-        if (domain is null || domain.Type == IommuDomainType.Blocked)
+
+        // A freed domain translates nothing: a DMA that raced with detach and free must not
+        // reach a new domain that reuses the id.
+        if (domain is null || domain.Type == IommuDomainType.Blocked || domain.IsFreed)
         {
             Interlocked.Increment(ref _otherTranslations);
             return IommuFaultReason.Blocked;
@@ -150,7 +133,7 @@ public sealed class IommuHardware
         }
 
         // The aperture starts at 0, so one comparison checks both it and the address width.
-        if (iova > domain.TranslateEnd)
+        if (iova > domain.Geometry.ApertureEnd)
         {
             Interlocked.Increment(ref _otherTranslations);
             return IommuFaultReason.AddressBeyondWidth;
@@ -178,25 +161,39 @@ public sealed class IommuHardware
     }
 
     /// <summary>
-    /// A device DMA of <paramref name="buffer"/>.Length bytes at <paramref name="iova"/>:
-    /// a read copies memory into <paramref name="buffer"/>, a write copies
-    /// <paramref name="buffer"/> to memory. Each 4 KiB IOVA page is translated on its own.
-    /// Returns 0, or -EFAULT at the first page that faults, after recording the fault
-    /// (device, IOVA of that page's first byte touched, access, reason, domain id; 0 for
-    /// none). As on hardware, the pages before the faulting one have been transferred.
+    /// A device DMA read of <paramref name="buffer"/>.Length bytes at <paramref name="iova"/>
+    /// into <paramref name="buffer"/>. Each 4 KiB IOVA page is translated on its own (an
+    /// identity domain passes the whole transfer through at once). Returns 0, or -EFAULT at
+    /// the first page that faults, after recording the fault (device, IOVA of that page's
+    /// first byte touched, access, reason, domain id; 0 for none). As on hardware, the pages
+    /// before the faulting one have been transferred.
     /// </summary>
-    public int Dma(IommuDomain? domain, string device, ulong iova, Span<byte> buffer, IommuAccess access)
-        => access == IommuAccess.Read ? DmaCore(domain, device, iova, buffer, default, IommuAccess.Read)
-                                      : DmaCore(domain, device, iova, default, buffer, IommuAccess.Write);
+    public int DmaRead(IommuDomain? domain, string device, ulong iova, Span<byte> buffer)
+        => DmaCore(domain, device, iova, buffer, default, IommuAccess.Read);
 
-    /// <summary>A device DMA write of <paramref name="data"/> to <paramref name="iova"/>; as <see cref="Dma(IommuDomain?, string, ulong, Span{byte}, IommuAccess)"/>.</summary>
-    public int Dma(IommuDomain? domain, string device, ulong iova, ReadOnlySpan<byte> data)
+    /// <summary>A device DMA write of <paramref name="data"/> to <paramref name="iova"/>; as <see cref="DmaRead"/>.</summary>
+    public int DmaWrite(IommuDomain? domain, string device, ulong iova, ReadOnlySpan<byte> data)
         => DmaCore(domain, device, iova, default, data, IommuAccess.Write);
 
     private int DmaCore(IommuDomain? domain, string device, ulong iova, Span<byte> dst, ReadOnlySpan<byte> src, IommuAccess access)
     {
         ArgumentNullException.ThrowIfNull(device);
         int length = access == IommuAccess.Read ? dst.Length : src.Length;
+        if (domain is { Type: IommuDomainType.Identity, IsFreed: false } && iova + (ulong)length >= iova)
+        {
+            Interlocked.Increment(ref _otherTranslations);
+            if (access == IommuAccess.Read)
+            {
+                _mem.Read((long)iova, dst);
+            }
+            else
+            {
+                _mem.Write((long)iova, src);
+            }
+
+            return 0;
+        }
+
         int done = 0;
         while (done < length)
         {

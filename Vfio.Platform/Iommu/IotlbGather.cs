@@ -29,9 +29,6 @@ public struct IotlbGather
     /// <summary>The page size the range was unmapped at (0 when empty).</summary>
     public long Pgsize { readonly get; private set; }
 
-    /// <summary>The unmap is queued on a flush queue (DMA-FQ): page tables skip gathering.</summary>
-    public bool Queued { readonly get; set; }
-
     /// <summary>Page-table pages waiting for the sync before they go back to the pool.</summary>
     public readonly int TablesToFree => FreeCount;
 
@@ -77,23 +74,30 @@ public struct IotlbGather
     public void AddPage(IommuDomain domain, ulong iova, long size)
     {
         ArgumentNullException.ThrowIfNull(domain);
-        if ((Pgsize != 0 && Pgsize != size) || IsDisjoint(iova, size))
+        if (NeedsSyncBefore(iova, size))
         {
             domain.IotlbSync(ref this);
         }
 
-        Pgsize = size;
-        AddRange(iova, size);
+        Take(iova, size);
     }
 
-    /// <summary>As <see cref="AddPage(IommuDomain, ulong, long)"/>, from a page table that holds its domain's lock.</summary>
+    /// <summary>As <see cref="AddPage(IommuDomain, ulong, long)"/>, from a page table that holds its domain's lock; the gather then belongs to <paramref name="table"/>.</summary>
     internal void AddPageLocked(IoPageTable table, ulong iova, long size)
     {
-        if ((Pgsize != 0 && Pgsize != size) || IsDisjoint(iova, size))
+        if (NeedsSyncBefore(iova, size))
         {
             table.SyncLocked(ref this);
         }
 
+        Table = table;
+        Take(iova, size);
+    }
+
+    private readonly bool NeedsSyncBefore(ulong iova, long size) => (Pgsize != 0 && Pgsize != size) || IsDisjoint(iova, size);
+
+    private void Take(ulong iova, long size)
+    {
         Pgsize = size;
         AddRange(iova, size);
     }

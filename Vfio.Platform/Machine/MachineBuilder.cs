@@ -46,15 +46,12 @@ public static class MachineBuilder
 
         if (description.Iommu is { } io)
         {
-            var hw = new IommuHardware(kernel, machine.Memory, new IommuHardwareConfig
+            if (io.Problem(out string field) is { } problem)
             {
-                PgsizeBitmap = io.PgsizeBitmap,
-                AddressWidth = io.AddressWidth,
-                IotlbEntries = io.IotlbEntries,
-                CacheCoherent = io.CacheCoherent,
-                FaultLogCapacity = io.FaultLogCapacity,
-            });
-            _ = new IommuCore(machine, hw);
+                throw new MachineDescriptionException($"iommu.{field}", problem);
+            }
+
+            _ = new IommuCore(machine, new IommuHardware(kernel, machine.Memory, io));
         }
 
         RegisterDrivers(machine, description);

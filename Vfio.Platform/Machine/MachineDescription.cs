@@ -2,6 +2,7 @@
 // the PCI topology with its functions — as read from JSON (MachineDescriptionReader) or
 // built in code. Records only; MachineBuilder turns one into a running SimMachine.
 
+using Vfio.Platform.Iommu;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Pci;
 
@@ -17,32 +18,13 @@ public sealed record MachineDescription
     public MemoryConfig Memory { get; init; } = new();
 
     /// <summary>The IOMMU; null for a machine without one (DMA goes straight to memory, vfio needs noiommu).</summary>
-    public IommuDescription? Iommu { get; init; } = new();
+    public IommuHardwareConfig? Iommu { get; init; } = new();
 
     /// <summary>Functions on the root bus (bridges carry their own children).</summary>
     public IReadOnlyList<PciFunctionDescription> Pci { get; init; } = [];
 
     /// <summary>Host stand-in drivers to register at boot, with the ids they claim.</summary>
     public IReadOnlyList<HostDriverDescription> Drivers { get; init; } = [];
-}
-
-/// <summary>The emulated IOMMU's hardware parameters.</summary>
-public sealed record IommuDescription
-{
-    /// <summary>Page sizes the hardware maps (pgsize_bitmap).</summary>
-    public ulong PgsizeBitmap { get; init; } = 0x40201000UL;
-
-    /// <summary>IOVA width in bits.</summary>
-    public int AddressWidth { get; init; } = 48;
-
-    /// <summary>IOTLB entries.</summary>
-    public int IotlbEntries { get; init; } = 4096;
-
-    /// <summary>IOMMU_CAP_CACHE_COHERENCY.</summary>
-    public bool CacheCoherent { get; init; } = true;
-
-    /// <summary>Fault records kept.</summary>
-    public int FaultLogCapacity { get; init; } = 256;
 }
 
 /// <summary>A host driver stand-in (e1000e, nvme…) that binds the listed ids at boot.</summary>

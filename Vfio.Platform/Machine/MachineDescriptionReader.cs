@@ -6,6 +6,7 @@
 
 using System.Globalization;
 using System.Text.Json;
+using Vfio.Platform.Iommu;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Pci;
 
@@ -94,11 +95,12 @@ public static class MachineDescriptionReader
         return new MemoryConfig { RamBytes = ram, HugePages2M = h2, HugePages1G = h1, Policy = policy };
     }
 
-    private static IommuDescription? ReadIommu(JsonElement root, string path)
+    private static IommuHardwareConfig? ReadIommu(JsonElement root, string path)
     {
+        var defaults = new IommuHardwareConfig();
         if (!root.TryGetProperty("iommu", out JsonElement m))
         {
-            return new IommuDescription();
+            return defaults;
         }
 
         if (m.ValueKind == JsonValueKind.Null)
@@ -107,45 +109,46 @@ public static class MachineDescriptionReader
         }
 
         Obj(m, path, "pgsizes", "addressWidth", "iotlbEntries", "cacheCoherent", "faultLog", "comment");
-        ulong bitmap = 0;
+        ulong bitmap = defaults.PgsizeBitmap;
         if (m.TryGetProperty("pgsizes", out JsonElement sizes))
         {
-            if (sizes.ValueKind != JsonValueKind.Array || sizes.GetArrayLength() == 0)
+            if (sizes.ValueKind != JsonValueKind.Array)
             {
-                throw new MachineDescriptionException($"{path}.pgsizes", "expected a non-empty array of page sizes (\"4K\", \"2M\", \"1G\")");
+                throw new MachineDescriptionException($"{path}.pgsizes", "expected an array of page sizes (\"4K\", \"2M\", \"1G\")");
             }
 
+            bitmap = 0;
             int i = 0;
             foreach (JsonElement e in sizes.EnumerateArray())
             {
-                long s = ParseSize(e, $"{path}.pgsizes[{i}]");
-                if (s is not (4096 or (2L << 20) or (1L << 30)))
-                {
-                    throw new MachineDescriptionException($"{path}.pgsizes[{i}]", $"{s} is not a page size of a 4-level table (4K, 2M, 1G)");
-                }
-
-                bitmap |= (ulong)s;
+                bitmap |= (ulong)ParseSize(e, $"{path}.pgsizes[{i}]");
                 i++;
             }
-
-            if ((bitmap & 4096) == 0)
-            {
-                throw new MachineDescriptionException($"{path}.pgsizes", "4K must be one of the page sizes");
-            }
-        }
-        else
-        {
-            bitmap = new IommuDescription().PgsizeBitmap;
         }
 
-        return new IommuDescription
+        var config = new IommuHardwareConfig
         {
             PgsizeBitmap = bitmap,
-            AddressWidth = Int(m, path, "addressWidth", 39, 57) ?? 48,
-            IotlbEntries = Int(m, path, "iotlbEntries", 1, 1 << 20) ?? 4096,
-            CacheCoherent = Bool(m, path, "cacheCoherent") ?? true,
-            FaultLogCapacity = Int(m, path, "faultLog", 1, 1 << 20) ?? 256,
+            AddressWidth = Int(m, path, "addressWidth", 0, 64) ?? defaults.AddressWidth,
+            IotlbEntries = Int(m, path, "iotlbEntries", 0, int.MaxValue) ?? defaults.IotlbEntries,
+            CacheCoherent = Bool(m, path, "cacheCoherent") ?? defaults.CacheCoherent,
+            FaultLogCapacity = Int(m, path, "faultLog", 0, int.MaxValue) ?? defaults.FaultLogCapacity,
         };
+
+        // The hardware's own rule decides what is valid; the message names the JSON field.
+        if (config.Problem(out string field) is { } problem)
+        {
+            string json = field switch
+            {
+                nameof(IommuHardwareConfig.PgsizeBitmap) => "pgsizes",
+                nameof(IommuHardwareConfig.AddressWidth) => "addressWidth",
+                nameof(IommuHardwareConfig.IotlbEntries) => "iotlbEntries",
+                _ => "faultLog",
+            };
+            throw new MachineDescriptionException($"{path}.{json}", problem);
+        }
+
+        return config;
     }
 
     private static IReadOnlyList<HostDriverDescription> ReadDrivers(JsonElement root, string path)

@@ -123,7 +123,9 @@ public static class PciRegs
     public const int ExpTypeUpstream = 0x5;
     public const int ExpTypeDownstream = 0x6;
     public const int ExpTypePciBridge = 0x7;
+    public const int ExpTypePcieBridge = 0x8;
     public const int ExpTypeRcEndpoint = 0x9;
+    public const int ExpTypeRcEventCollector = 0xa;
 
     // ACS extended capability.
     public const int AcsCap = 4;

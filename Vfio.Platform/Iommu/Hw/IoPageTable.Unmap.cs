@@ -14,10 +14,11 @@ public sealed partial class IoPageTable
     /// from <paramref name="iova"/> and returns the bytes unmapped, stopping at the first
     /// hole (0 when nothing is mapped at <paramref name="iova"/>, or on a bad page size or
     /// alignment). A leaf larger than <paramref name="pgsize"/> is split first and only the
-    /// requested part unmapped; an entry at the page size's level that is a table is freed
-    /// whole and counts <paramref name="pgsize"/>. Cleared pages are added to
-    /// <paramref name="gather"/> (unless it is queued) and unlinked tables chained on it,
-    /// to be freed when it syncs. Caller holds the page-table lock.
+    /// requested part unmapped (a split needs a table: when its allocation fails, the unmap
+    /// stops there, as arm_lpae_split_blk_unmap returns 0); an entry at the page size's
+    /// level that is a table is freed whole and counts <paramref name="pgsize"/>. Cleared
+    /// pages are added to <paramref name="gather"/> and unlinked tables chained on it, to be
+    /// freed when it syncs. Caller holds the page-table lock.
     /// </summary>
     public long UnmapPages(ulong iova, long pgsize, long pgcount, ref IotlbGather gather)
     {
@@ -27,11 +28,7 @@ public sealed partial class IoPageTable
             return 0;
         }
 
-        if (gather.Table is null)
-        {
-            gather.Table = this;
-        }
-        else if (!ReferenceEquals(gather.Table, this))
+        if (gather.Table is not null && !ReferenceEquals(gather.Table, this))
         {
             throw new InvalidOperationException("unmap_pages: the gather already holds page-table pages of another domain; sync it first");
         }
@@ -53,19 +50,30 @@ public sealed partial class IoPageTable
                     return unmapped;
                 }
 
-                t = (pte & PteLeaf) != 0 ? SplitLocked(up, idx, pte, lv) : ChildOf(pte);
+                if ((pte & PteLeaf) == 0)
+                {
+                    t = ChildOf(pte);
+                }
+                else if (_kernel is not null && _kernel.Faults.ShouldFail(AllocFaultSite))
+                {
+                    return unmapped;
+                }
+                else
+                {
+                    t = SplitLocked(up, idx, pte, lv);
+                }
+
                 path[lv - 1] = t;
             }
 
             ulong[] table = _tables[t];
             int first = IndexAt(iova, level);
             int n = (int)Math.Min(pgcount, Entries - first);
-            if (table[first] != 0 && !gather.Queued && ((gather.Pgsize != 0 && gather.Pgsize != pgsize) || gather.IsDisjoint(iova, pgsize)))
+            if (table[first] != 0)
             {
-                // iommu_iotlb_gather_add_page() would sync before taking this page: do it
+                // iommu_iotlb_gather_add_page() before the clearing: a sync it needs happens
                 // before the tables cleared below join the chain, so they wait for their own flush.
-                SyncLocked(ref gather);
-                gather.Table = this;
+                gather.AddPageLocked(this, iova, pgsize);
             }
 
             int i = 0;
@@ -92,13 +100,9 @@ public sealed partial class IoPageTable
 
             _used[t] -= (short)i;
             long done = i * pgsize;
-            if (i > 0 && !gather.Queued)
+            if (i > 1)
             {
-                gather.AddPageLocked(this, iova, pgsize);
-                if (i > 1)
-                {
-                    gather.AddRange(iova + (ulong)pgsize, done - pgsize);
-                }
+                gather.AddRange(iova + (ulong)pgsize, done - pgsize);
             }
 
             CollapseEmptyLocked(path, level, iova, ref gather);

@@ -321,6 +321,7 @@ public sealed partial class IoPageTable
     /// <summary>Puts unlinked table <paramref name="t"/> on the gather's chain (freed when it syncs).</summary>
     private void DeferFreeLocked(int t, ref IotlbGather gather)
     {
+        gather.Table = this;
         _link[t] = gather.FreeHead;
         gather.FreeHead = t + 1;
         gather.FreeCount++;

@@ -125,7 +125,10 @@ public sealed class DmaOwnershipTests
     public void CacheCoherency_IsReportedForGroupedDevices()
     {
         SimMachine m = Topologies.Build(TwoFunctions);
-        Assert.That(m.Iommu!.Capable(Topologies.Dev(m, "0000:01:00.1"), IommuCap.CacheCoherency), Is.True);
+        PciDevice dev = Topologies.Dev(m, "0000:01:00.1");
+        Assert.That(m.Iommu!.Capable(dev, IommuCap.CacheCoherency), Is.True);
+        Assert.That(m.Iommu.Capable(dev, IommuCap.EnforceCacheCoherency), Is.True);
+        Assert.That(m.Iommu.Capable(dev, IommuCap.NoExec), Is.False, "intel_iommu_capable answers no for NOEXEC");
     }
 
     // ---- DMA through the group's domain.

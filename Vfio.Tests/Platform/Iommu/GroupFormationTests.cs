@@ -143,6 +143,28 @@ public sealed class GroupFormationTests
     }
 
     [Test]
+    public void AGroupWhoseLastDeviceLeft_LosesItsDomains_AndANewDeviceGetsANewGroup()
+    {
+        SimMachine m = Topologies.Build($"[{Topologies.Endpoint(2)}]");
+        PciDevice dev = Topologies.Dev(m, "0000:00:02.0");
+        IommuGroup g = IommuCore.GroupGet(dev)!;
+        IommuDomain old = g.DefaultDomain!;
+        m.Pci.Remove(dev);
+        Assert.That(old.IsFreed, Is.True, "iommu_deinit_device frees the domains with the last member");
+        Assert.That(g.Domain, Is.Null);
+        Assert.That(m.Sysfs.Read("/sys/kernel/iommu_groups/0/type"), Is.EqualTo("unknown\n"));
+        Assert.That(m.Sysfs.Write("/sys/kernel/iommu_groups/0/type", "identity"), Is.EqualTo(Errno.EINVAL.Negative()));
+
+        var again = new PciDevice(m, 0, 0, 2, 0, new PciIdentity(0x8086, 0x1521, 0, 0, 0x020000));
+        Assert.That(m.Pci.Add(again), Is.Zero);
+        Assert.That(again.IommuGroup!.Id, Is.EqualTo(1), "nothing leads to an empty group: the id is still taken");
+        Assert.That(again.IommuGroup.Domain, Is.SameAs(again.IommuGroup.DefaultDomain));
+        Assert.That(g.Domain, Is.Null);
+        g.Put();
+        Assert.That(m.Sysfs.Exists("/sys/kernel/iommu_groups/0"), Is.False);
+    }
+
+    [Test]
     public void AGroupReference_KeepsTheGroupAfterItsLastDeviceLeaves()
     {
         SimMachine m = Topologies.Build($"[{Topologies.Endpoint(2)}]");
@@ -208,5 +230,31 @@ public sealed class GroupFormationTests
         m.Iommu!.DeviceUseDefaultDomain(Topologies.Dev(m, "0000:00:02.0"));
         Assert.That(m.Sysfs.Write(path, "DMA"), Is.EqualTo(Errno.EPERM.Negative()));
         Assert.That(m.Sysfs.Read(path), Is.EqualTo("identity\n"));
+    }
+
+    [Test]
+    public void DmaToDmaFq_SwitchesTheLiveDomainInPlace_EvenWithADriverBound()
+    {
+        SimMachine m = Topologies.Build($"[{Topologies.Endpoint(2)}]");
+        PciDevice dev = Topologies.Dev(m, "0000:00:02.0");
+        IommuDomain before = dev.IommuGroup!.DefaultDomain!;
+        m.Iommu!.DeviceUseDefaultDomain(dev);
+        Assert.That(m.Sysfs.Write("/sys/kernel/iommu_groups/0/type", "DMA-FQ"), Is.GreaterThan(0));
+        Assert.That(m.Sysfs.Read("/sys/kernel/iommu_groups/0/type"), Is.EqualTo("DMA-FQ\n"));
+        Assert.That(dev.IommuGroup.DefaultDomain, Is.SameAs(before));
+        Assert.That(dev.IommuGroup.Domain, Is.SameAs(before));
+    }
+
+    [Test]
+    public void ChangingTheDefaultDomainType_LeavesAnAttachedForeignDomainAttached()
+    {
+        SimMachine m = Topologies.Build($"[{Topologies.Endpoint(2)}]");
+        PciDevice dev = Topologies.Dev(m, "0000:00:02.0");
+        IommuGroup g = dev.IommuGroup!;
+        IommuDomain mine = m.Iommu!.DomainAlloc();
+        Assert.That(m.Iommu.AttachGroup(mine, g), Is.Zero);
+        Assert.That(m.Sysfs.Write("/sys/kernel/iommu_groups/0/type", "identity"), Is.GreaterThan(0));
+        Assert.That(g.DefaultDomain!.Type, Is.EqualTo(IommuDomainType.Identity));
+        Assert.That(g.Domain, Is.SameAs(mine));
     }
 }

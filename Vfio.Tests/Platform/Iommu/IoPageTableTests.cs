@@ -138,6 +138,46 @@ public sealed class IoPageTableTests
     // ---- Unmap sizes and splitting.
 
     [Test]
+    public void ASplitWhoseTableAllocationFails_UnmapsNothing_AndKeepsTheLeaf()
+    {
+        (Vfio.Platform.SimMachine m, IommuHardware hw) = Create();
+        IommuDomain d = hw.AllocDomain(IommuDomainType.Unmanaged);
+        Assert.That(d.Map(A, P, M2, RW), Is.Zero);
+        m.Kernel.Faults.FailNth(1, IoPageTable.AllocFaultSite);
+        Assert.That(d.Unmap(A + (ulong)(5 * K4), K4), Is.Zero, "arm_lpae_split_blk_unmap returns 0 when it cannot allocate");
+        Assert.That(m.Kernel.Faults.Consumed, Is.True);
+        Assert.That(d.PageTable!.Leaves2M, Is.EqualTo(1));
+        Assert.That(d.IovaToPhys(A + (ulong)(5 * K4)), Is.EqualTo(P + (5 * K4)));
+        AssertConsistent(d);
+    }
+
+    [Test]
+    public void EnforceCacheCoherency_IsRefusedOnceTheDomainHasMappings()
+    {
+        IommuDomain d = Paging();
+        Assert.That(d.Map(A, P, K4, RW), Is.Zero);
+        Assert.That(d.EnforceCacheCoherency(), Is.False);
+        Assert.That(d.EnforcesCacheCoherency, Is.False);
+        Assert.That(d.Unmap(A, K4), Is.EqualTo(K4));
+        Assert.That(d.EnforceCacheCoherency(), Is.True);
+        Assert.That(d.EnforceCacheCoherency(), Is.True, "asking again keeps it");
+    }
+
+    [Test]
+    public void AFreedDomain_TranslatesNothing_EvenIfItsIdIsReused()
+    {
+        (_, IommuHardware hw) = Create();
+        IommuDomain old = hw.AllocDomain(IommuDomainType.Unmanaged);
+        Assert.That(old.Map(A, P, K4, RW), Is.Zero);
+        old.Free();
+        IommuDomain fresh = hw.AllocDomain(IommuDomainType.Unmanaged);
+        Assert.That(fresh.Id, Is.EqualTo(old.Id), "the id is reused");
+        Assert.That(fresh.Map(A, P, K4, RW), Is.Zero);
+        Assert.That(hw.Translate(fresh, A, IommuAccess.Read, out _), Is.EqualTo(IommuFaultReason.None));
+        Assert.That(hw.Translate(old, A, IommuAccess.Read, out _), Is.EqualTo(IommuFaultReason.Blocked));
+    }
+
+    [Test]
     public void PartialUnmapOfTwoMiBLeaf_SplitsIt_AndReturnsOnlyTheRequestedSize()
     {
         IommuDomain d = Paging();

@@ -37,7 +37,7 @@ public sealed class IommuHardwareTests
         (SimMachine m, IommuHardware hw) = Create();
         IommuDomain id = hw.AllocDomain(IommuDomainType.Identity);
         byte[] data = Pattern(6000);
-        Assert.That(hw.Dma(id, Dev, (ulong)P1 + 100, data), Is.Zero);
+        Assert.That(hw.DmaWrite(id, Dev, (ulong)P1 + 100, data), Is.Zero);
         Assert.That(ReadPhys(m, P1 + 100, data.Length), Is.EqualTo(data));
         Assert.That(id.IovaToPhys(0x1234), Is.EqualTo(0x1234));
     }
@@ -47,8 +47,8 @@ public sealed class IommuHardwareTests
     {
         (_, IommuHardware hw) = Create();
         IommuDomain blocked = hw.AllocDomain(IommuDomainType.Blocked);
-        Assert.That(hw.Dma(blocked, Dev, Iova, new byte[8], IommuAccess.Read), Is.EqualTo(Errno.EFAULT.Negative()));
-        Assert.That(hw.Dma(null, Dev, Iova, new byte[8], IommuAccess.Write), Is.EqualTo(Errno.EFAULT.Negative()));
+        Assert.That(hw.DmaRead(blocked, Dev, Iova, new byte[8]), Is.EqualTo(Errno.EFAULT.Negative()));
+        Assert.That(hw.DmaWrite(null, Dev, Iova, new byte[8]), Is.EqualTo(Errno.EFAULT.Negative()));
         IReadOnlyList<IommuFault> faults = hw.Faults.Snapshot();
         Assert.That(faults, Has.Count.EqualTo(2));
         Assert.That(faults[0] with { TimeNs = 0 }, Is.EqualTo(new IommuFault(0, Dev, Iova, IommuAccess.Read, IommuFaultReason.Blocked, blocked.Id)));
@@ -64,12 +64,12 @@ public sealed class IommuHardwareTests
         Assert.That(d.Map(Iova, P1, K4, RW), Is.Zero);
         Assert.That(d.Map(Iova + (ulong)K4, P2, K4, RW), Is.Zero);
         byte[] data = Pattern(5000);
-        Assert.That(hw.Dma(d, Dev, Iova + 1000, data), Is.Zero);
+        Assert.That(hw.DmaWrite(d, Dev, Iova + 1000, data), Is.Zero);
         Assert.That(ReadPhys(m, P1 + 1000, 3096), Is.EqualTo(data[..3096]));
         Assert.That(ReadPhys(m, P2, 1904), Is.EqualTo(data[3096..]));
 
         byte[] back = new byte[5000];
-        Assert.That(hw.Dma(d, Dev, Iova + 1000, back, IommuAccess.Read), Is.Zero);
+        Assert.That(hw.DmaRead(d, Dev, Iova + 1000, back), Is.Zero);
         Assert.That(back, Is.EqualTo(data));
         Assert.That(hw.Faults.Total, Is.Zero);
     }
@@ -81,7 +81,7 @@ public sealed class IommuHardwareTests
         IommuDomain d = hw.AllocDomain(IommuDomainType.Unmanaged);
         Assert.That(d.Map(Iova, P1, K4, RW), Is.Zero);
         byte[] data = Pattern(2 * (int)K4);
-        Assert.That(hw.Dma(d, Dev, Iova, data), Is.EqualTo(Errno.EFAULT.Negative()));
+        Assert.That(hw.DmaWrite(d, Dev, Iova, data), Is.EqualTo(Errno.EFAULT.Negative()));
         Assert.That(ReadPhys(m, P1, (int)K4), Is.EqualTo(data[..(int)K4]), "the first page went through");
         IommuFault f = hw.Faults.Snapshot().Single();
         Assert.That((f.Device, f.Iova, f.Access, f.Reason, f.DomainId), Is.EqualTo((Dev, Iova + (ulong)K4, IommuAccess.Write, IommuFaultReason.NotPresent, d.Id)));
@@ -94,9 +94,9 @@ public sealed class IommuHardwareTests
         IommuDomain d = hw.AllocDomain(IommuDomainType.Unmanaged);
         Assert.That(d.Map(Iova, P1, K4, IommuProt.Read), Is.Zero);
         Assert.That(d.Map(Iova + (ulong)K4, P2, K4, IommuProt.Write), Is.Zero);
-        Assert.That(hw.Dma(d, Dev, Iova, new byte[4], IommuAccess.Read), Is.Zero);
-        Assert.That(hw.Dma(d, Dev, Iova, new byte[4], IommuAccess.Write), Is.EqualTo(Errno.EFAULT.Negative()));
-        Assert.That(hw.Dma(d, Dev, Iova + (ulong)K4, new byte[4], IommuAccess.Read), Is.EqualTo(Errno.EFAULT.Negative()));
+        Assert.That(hw.DmaRead(d, Dev, Iova, new byte[4]), Is.Zero);
+        Assert.That(hw.DmaWrite(d, Dev, Iova, new byte[4]), Is.EqualTo(Errno.EFAULT.Negative()));
+        Assert.That(hw.DmaRead(d, Dev, Iova + (ulong)K4, new byte[4]), Is.EqualTo(Errno.EFAULT.Negative()));
         Assert.That(hw.Faults.Snapshot().Select(f => f.Reason), Is.All.EqualTo(IommuFaultReason.Permission));
         Assert.That(hw.Faults.Total, Is.EqualTo(2));
     }
@@ -107,7 +107,7 @@ public sealed class IommuHardwareTests
         (_, IommuHardware hw) = Create();
         IommuDomain d = hw.AllocDomain(IommuDomainType.Unmanaged);
         Assert.That(d.Geometry, Is.EqualTo(new IommuDomainGeometry(0, (1UL << 48) - 1, true)));
-        Assert.That(hw.Dma(d, Dev, 1UL << 48, new byte[4], IommuAccess.Read), Is.EqualTo(Errno.EFAULT.Negative()));
+        Assert.That(hw.DmaRead(d, Dev, 1UL << 48, new byte[4]), Is.EqualTo(Errno.EFAULT.Negative()));
         Assert.That(hw.Faults.Snapshot().Single().Reason, Is.EqualTo(IommuFaultReason.AddressBeyondWidth));
     }
 
@@ -117,7 +117,7 @@ public sealed class IommuHardwareTests
         (_, IommuHardware hw) = Create(new IommuHardwareConfig { FaultLogCapacity = 2 });
         for (int i = 0; i < 3; i++)
         {
-            hw.Dma(null, Dev, (ulong)i * 0x1000, new byte[1], IommuAccess.Read);
+            hw.DmaRead(null, Dev, (ulong)i * 0x1000, new byte[1]);
         }
 
         Assert.That(hw.Faults.Total, Is.EqualTo(3));

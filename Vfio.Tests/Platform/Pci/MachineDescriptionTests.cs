@@ -34,6 +34,21 @@ public sealed class MachineDescriptionTests
     public void AnUnknownTopLevelField_IsRejected()
         => AssertNames(ParseFails("""{"memory":{"ram":"1G"},"cpus":4}"""), "$.cpus", "unknown field");
 
+    [TestCase("\"addressWidth\":52", "iommu.addressWidth", "52 is outside 32..48")]
+    [TestCase("\"iotlbEntries\":1000", "iommu.iotlbEntries", "1000 is not 0 (no IOTLB) or a power of two")]
+    [TestCase("\"pgsizes\":[\"2M\"]", "iommu.pgsizes", "includes 4K")]
+    [TestCase("\"pgsizes\":[\"4K\",\"64K\"]", "iommu.pgsizes", "is not a set of 4K, 2M and 1G")]
+    public void AnIommuTheHardwareCannotBe_IsRejectedNamingTheField(string field, string path, string fragment)
+        => AssertNames(ParseFails("{\"memory\":{\"ram\":\"1G\"},\"iommu\":{" + field + "}}"), path, fragment);
+
+    [Test]
+    public void AnIommuWithoutAnIotlb_Builds()
+    {
+        MachineDescription d = MachineDescriptionReader.Parse("""{"memory":{"ram":"1G"},"iommu":{"iotlbEntries":0}}""");
+        SimMachine m = MachineBuilder.Build(d, Sim.Kernel(Vfio.Kernel.SchedulerMode.Real));
+        Assert.That(m.Iommu!.Hardware.Config.IotlbEntries, Is.Zero);
+    }
+
     [Test]
     public void Slot32_IsOutOfRange()
         => AssertNames(ParseFails(Machine("""{"slot":32,"type":"generic"}""")), "pci[0].slot", "32 is out of range 0..31");
