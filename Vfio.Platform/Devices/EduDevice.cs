@@ -157,7 +157,6 @@ public sealed class EduDevice : PciDevice
         : base(machine, address, Conventional(description), new PciIdentity(VendorId, DeviceId, 0x1af4, 0x1100, ClassOthers, RevisionId))
     {
         _lock = new KSpinLock(machine.Kernel, $"edu[{Name}].regs");
-        _intxLevel = () => InterruptStatus != 0;
         DmaMask = ParseDmaMask(description);
         SetInterruptPin(1);
         AddBar(0, MmioSize, PciBarKind.Memory32);
@@ -168,8 +167,6 @@ public sealed class EduDevice : PciDevice
 
         AddMsiCapability(1, is64Bit: true, perVectorMask: false);
     }
-
-    private readonly Func<bool> _intxLevel;
 
     /// <summary>The mask applied to bus addresses of DMA transfers.</summary>
     public ulong DmaMask { get; }
@@ -413,8 +410,8 @@ public sealed class EduDevice : PciDevice
         }
     }
 
-    /// <summary>Drives INTA# to "interrupt status != 0".</summary>
-    private void SyncIntx() => SyncIntxLevel(_intxLevel);
+    /// <summary>INTA# follows "interrupt status != 0".</summary>
+    protected override bool IntxLevel() => InterruptStatus != 0;
 
     // ---- DMA.
 

@@ -171,7 +171,6 @@ public sealed class NicDevice : PciDevice
         : base(machine, address, description, IdentityOf(description))
     {
         _lock = new KSpinLock(machine.Kernel, $"nic[{Name}].regs");
-        _intxLevel = IntxLevel;
         AddBar(0, RegistersSize, PciBarKind.Memory32);
         AddBar(2, OnboardMemorySize, PciBarKind.Memory64, prefetchable: true);
         AddBar(4, MsixBarSize, PciBarKind.Memory32);
@@ -464,12 +463,8 @@ public sealed class NicDevice : PciDevice
         }
     }
 
-    private readonly Func<bool> _intxLevel;
-
-    /// <summary>Drives INTA# to "ICR &amp; IMS != 0".</summary>
-    private void SyncIntx() => SyncIntxLevel(_intxLevel);
-
-    private bool IntxLevel()
+    /// <summary>INTA# follows "ICR &amp; IMS != 0".</summary>
+    protected override bool IntxLevel()
     {
         _lock.Lock();
         bool want = (_icr & _ims) != 0;

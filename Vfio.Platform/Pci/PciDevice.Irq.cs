@@ -187,17 +187,21 @@ public partial class PciDevice
     }
 
     /// <summary>
-    /// Drives INTx# to follow <paramref name="level"/>, a condition of the device's own
-    /// registers ("interrupt status != 0"). A handler runs in this task and may change the
-    /// registers (acknowledge), so the level is evaluated again until line and level agree.
-    /// Nothing happens without an interrupt pin.
+    /// The level the device wants on INTx# (e.g. "interrupt status != 0"); read by
+    /// <see cref="SyncIntx"/>. Default: never asserted.
     /// </summary>
-    protected void SyncIntxLevel(Func<bool> level)
+    protected virtual bool IntxLevel() => false;
+
+    /// <summary>
+    /// Drives INTx# to follow <see cref="IntxLevel"/>. A handler runs in this task and may
+    /// change the device's registers (acknowledge), so the level is evaluated again until
+    /// line and level agree. Nothing happens without an interrupt pin.
+    /// </summary>
+    protected void SyncIntx()
     {
-        ArgumentNullException.ThrowIfNull(level);
         while (InterruptPin != 0)
         {
-            bool want = level();
+            bool want = IntxLevel();
             if (want == IntxAsserted)
             {
                 return;
@@ -248,39 +252,19 @@ public partial class PciDevice
         ConfigLock.Lock();
         try
         {
-            if (!MsiEnabled || (Config.GetWord(PciRegs.Command) & PciRegs.CommandMaster) == 0)
+            if (!MsiEnabled || !BusMaster || vector < 0 || vector >= MsiEnabledVectorsLocked())
             {
                 return false;
             }
 
-            ushort flags = Config.GetWord(_msiCap + PciRegs.MsiFlags);
-            // Multiple Message Enable above what the function is capable of acts as the capable count.
-            int enabled = 1 << Math.Min((flags & PciRegs.MsiFlagsQsize) >> 4, (flags & PciRegs.MsiFlagsQmask) >> 1);
-            if (vector < 0 || vector >= enabled)
+            int dataOff = MsiDataOffset(_msiCap, Config.GetWord(_msiCap + PciRegs.MsiFlags));
+            if (MsiPerVectorMaskLocked() && (Config.GetDword(dataOff + 4) & (1u << vector)) != 0)
             {
+                Config.SetDword(dataOff + 8, Config.GetDword(dataOff + 8) | (1u << vector));
                 return false;
             }
 
-            int dataOff = MsiDataOffset(_msiCap, flags);
-            if ((flags & PciRegs.MsiFlagsMaskBit) != 0)
-            {
-                uint mask = Config.GetDword(dataOff + 4);
-                if ((mask & (1u << vector)) != 0)
-                {
-                    Config.SetDword(dataOff + 8, Config.GetDword(dataOff + 8) | (1u << vector));
-                    return false;
-                }
-            }
-
-            address = Config.GetDword(_msiCap + PciRegs.MsiAddressLo);
-            if ((flags & PciRegs.MsiFlags64Bit) != 0)
-            {
-                address |= (ulong)Config.GetDword(_msiCap + 8) << 32;
-            }
-
-            // Multiple-message MSI varies the low bits of the data with the vector.
-            uint baseData = Config.GetWord(dataOff);
-            data = (baseData & ~(uint)(enabled - 1)) | (uint)vector;
+            (address, data) = MsiMessageLocked(vector);
         }
         finally
         {
@@ -291,6 +275,29 @@ public partial class PciDevice
         return true;
     }
 
+    /// <summary>Multiple Message Enable, as a vector count (a value above Multiple Message Capable acts as the capable count).</summary>
+    private int MsiEnabledVectorsLocked()
+    {
+        ushort flags = Config.GetWord(_msiCap + PciRegs.MsiFlags);
+        return 1 << Math.Min((flags & PciRegs.MsiFlagsQsize) >> 4, (flags & PciRegs.MsiFlagsQmask) >> 1);
+    }
+
+    private bool MsiPerVectorMaskLocked() => (Config.GetWord(_msiCap + PciRegs.MsiFlags) & PciRegs.MsiFlagsMaskBit) != 0;
+
+    /// <summary>The MSI message for <paramref name="vector"/>: multiple-message MSI varies the low bits of the data.</summary>
+    private (ulong Address, uint Data) MsiMessageLocked(int vector)
+    {
+        ushort flags = Config.GetWord(_msiCap + PciRegs.MsiFlags);
+        ulong address = Config.GetDword(_msiCap + PciRegs.MsiAddressLo);
+        if ((flags & PciRegs.MsiFlags64Bit) != 0)
+        {
+            address |= (ulong)Config.GetDword(_msiCap + 8) << 32;
+        }
+
+        uint baseData = Config.GetWord(MsiDataOffset(_msiCap, flags));
+        return (address, (baseData & ~(uint)(MsiEnabledVectorsLocked() - 1)) | (uint)vector);
+    }
+
     /// <summary>Sends MSI-X entry <paramref name="vector"/>, or sets its PBA bit when masked.</summary>
     protected bool RaiseMsix(int vector)
     {
@@ -299,7 +306,7 @@ public partial class PciDevice
         ConfigLock.Lock();
         try
         {
-            if (!MsixEnabled || vector < 0 || vector >= _msixVectors || (Config.GetWord(PciRegs.Command) & PciRegs.CommandMaster) == 0)
+            if (!MsixEnabled || vector < 0 || vector >= _msixVectors || !BusMaster)
             {
                 return false;
             }
@@ -346,51 +353,74 @@ public partial class PciDevice
         DmaWrite(address, bytes);
     }
 
+    /// <summary>
+    /// Sends the MSI vectors that are pending and no longer masked, clearing their pending
+    /// bits; nothing while MSI or bus mastering is off (they stay pending).
+    /// </summary>
     private void DeliverPendingMsi()
     {
-        ulong pending;
+        Span<(ulong Address, uint Data)> batch = stackalloc (ulong, uint)[32];
+        int n = 0;
         ConfigLock.Lock();
         try
         {
-            ushort flags = Config.GetWord(_msiCap + PciRegs.MsiFlags);
-            if ((flags & PciRegs.MsiFlagsMaskBit) == 0)
+            if (!MsiEnabled || !BusMaster || !MsiPerVectorMaskLocked())
             {
                 return;
             }
 
-            int dataOff = MsiDataOffset(_msiCap, flags);
-            uint mask = Config.GetDword(dataOff + 4);
+            int dataOff = MsiDataOffset(_msiCap, Config.GetWord(_msiCap + PciRegs.MsiFlags));
             uint pend = Config.GetDword(dataOff + 8);
-            pending = pend & ~mask;
-            Config.SetDword(dataOff + 8, pend & mask);
+            uint ready = pend & ~Config.GetDword(dataOff + 4) & (uint)((1UL << MsiEnabledVectorsLocked()) - 1);
+            Config.SetDword(dataOff + 8, pend & ~ready);
+            for (; ready != 0; ready &= ready - 1)
+            {
+                batch[n++] = MsiMessageLocked(System.Numerics.BitOperations.TrailingZeroCount(ready));
+            }
         }
         finally
         {
             ConfigLock.Unlock();
         }
 
-        for (int v = 0; pending != 0; v++, pending >>= 1)
-        {
-            if ((pending & 1) != 0)
-            {
-                RaiseMsi(v);
-            }
-        }
+        Send(batch[..n]);
     }
 
-    private void DeliverPendingMsix()
+    /// <summary>
+    /// Sends the MSI-X vectors in [<paramref name="first"/>, <paramref name="last"/>] that are
+    /// pending and no longer masked, clearing their PBA bits; messages are read under the lock
+    /// and sent after it. Nothing while MSI-X or bus mastering is off.
+    /// </summary>
+    private void DeliverPendingMsix(int first = 0, int last = int.MaxValue)
     {
-        for (int v = 0; v < _msixVectors; v++)
+        Span<(ulong Address, uint Data)> batch = stackalloc (ulong, uint)[16];
+        last = Math.Min(last, _msixVectors - 1);
+        for (int v = first; v <= last;)
         {
-            bool fire;
+            int n = 0;
             ConfigLock.Lock();
             try
             {
-                ulong bit = 1UL << (v & 63);
-                fire = MsixEnabled && (Config.GetWord(PciRegs.Command) & PciRegs.CommandMaster) != 0 && (_msixPending[v >> 6] & bit) != 0 && !MsixMaskedLocked(v);
-                if (fire)
+                if (!MsixEnabled || !BusMaster)
                 {
-                    _msixPending[v >> 6] &= ~bit;
+                    return;
+                }
+
+                for (; v <= last && n < batch.Length; v++)
+                {
+                    ulong word = _msixPending[v >> 6];
+                    if (word == 0)
+                    {
+                        v |= 63;
+                        continue;
+                    }
+
+                    ulong bit = 1UL << (v & 63);
+                    if ((word & bit) != 0 && !MsixMaskedLocked(v))
+                    {
+                        _msixPending[v >> 6] = word & ~bit;
+                        batch[n++] = MsixEntryLocked(v);
+                    }
                 }
             }
             finally
@@ -398,10 +428,15 @@ public partial class PciDevice
                 ConfigLock.Unlock();
             }
 
-            if (fire)
-            {
-                RaiseMsix(v);
-            }
+            Send(batch[..n]);
+        }
+    }
+
+    private void Send(ReadOnlySpan<(ulong Address, uint Data)> messages)
+    {
+        foreach ((ulong address, uint data) in messages)
+        {
+            SendMessage(address, data);
         }
     }
 
@@ -476,7 +511,7 @@ public partial class PciDevice
             }
 
             ConfigLock.Unlock();
-            DeliverPendingMsix();
+            DeliverPendingMsix(at / 16, (at + data.Length - 1) / 16);
             return true;
         }
 
@@ -495,25 +530,37 @@ public partial class PciDevice
         }
 
         // Re-enabling INTx while the line is still driven presents the level again.
-        if ((oldCommand & PciRegs.CommandIntxDisable) != 0 && (cmd & PciRegs.CommandIntxDisable) == 0 && _intxAsserted)
+        if ((oldCommand & PciRegs.CommandIntxDisable) != 0 && (cmd & PciRegs.CommandIntxDisable) == 0 && _intxAsserted && !MsiEnabled && !MsixEnabled)
         {
             fx.IntxEdge = true;
             Interlocked.Increment(ref _intxRaised);
         }
+
+        // Bus mastering back on: messages left pending may go now.
+        if ((oldCommand & PciRegs.CommandMaster) == 0 && (cmd & PciRegs.CommandMaster) != 0)
+        {
+            fx.DeliverMsiPending |= MsiEnabled;
+            fx.MsixRescan |= MsixEnabled;
+        }
     }
 
-    private void CapabilityWrittenLocked(int offset, int size, ref PendingEffects fx)
+    private void InterruptCapabilityWrittenLocked(int offset, int size, bool msiWas, bool msixWas, ref PendingEffects fx)
     {
+        // A function signalling with MSI or MSI-X does not use its INTx pin (PCI 3.0 §6.8.1.3).
+        if ((!msiWas && MsiEnabled) || (!msixWas && MsixEnabled))
+        {
+            _intxAsserted = false;
+            Config.SetWord(PciRegs.Status, (ushort)(Config.GetWord(PciRegs.Status) & ~PciRegs.StatusInterrupt));
+        }
+
         if (_msiCap != 0 && Overlaps(offset, size, _msiCap, 24))
         {
-            fx.DeliverMsiPending = MsiEnabled;
+            fx.DeliverMsiPending |= MsiEnabled;
         }
 
         if (_msixCap != 0 && Overlaps(offset, size, _msixCap + PciRegs.MsixFlags, 2))
         {
-            fx.MsixRescan = MsixEnabled;
+            fx.MsixRescan |= MsixEnabled;
         }
-
-        PowerOrResetRegisterWrittenLocked(offset, size, ref fx);
     }
 }

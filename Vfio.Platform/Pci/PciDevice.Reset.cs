@@ -124,57 +124,49 @@ public partial class PciDevice
 
     // ---- Hardware.
 
-    private void PowerOrResetRegisterWrittenLocked(int offset, int size, ref PendingEffects fx)
+    private void PowerOrResetRegisterWrittenLocked(int offset, int size, ushort oldPmCtrl, ushort oldBridgeCtl, ref PendingEffects fx)
     {
+        // Initiate Function Level Reset (writable only when the function has FLR) reads as zero.
         if (_expCap != 0 && Overlaps(offset, size, _expCap + PciRegs.ExpDevCtl, 2))
         {
             ushort ctl = Config.GetWord(_expCap + PciRegs.ExpDevCtl);
             if ((ctl & PciRegs.ExpDevCtlBcrFlr) != 0)
             {
-                // Initiate Function Level Reset reads as zero.
                 Config.SetWord(_expCap + PciRegs.ExpDevCtl, (ushort)(ctl & ~PciRegs.ExpDevCtlBcrFlr));
-                fx.FunctionReset = (Config.GetDword(_expCap + PciRegs.ExpDevCap) & PciRegs.ExpDevCapFlr) != 0;
+                fx.Reset = PciResetKind.Flr;
             }
         }
 
         if (_pmCap != 0 && Overlaps(offset, size, _pmCap + PciRegs.PmCtrl, 2))
         {
-            int state = Config.GetWord(_pmCap + PciRegs.PmCtrl) & PciRegs.PmCtrlStateMask;
+            ushort ctl = Config.GetWord(_pmCap + PciRegs.PmCtrl);
+            int before = oldPmCtrl & PciRegs.PmCtrlStateMask;
+            int state = ctl & PciRegs.PmCtrlStateMask;
             if (state is 1 or 2)
             {
                 // Only D0 and D3hot are implemented: other states are ignored.
-                Config.SetWord(_pmCap + PciRegs.PmCtrl, (ushort)((Config.GetWord(_pmCap + PciRegs.PmCtrl) & ~PciRegs.PmCtrlStateMask) | _lastPowerState));
-                state = _lastPowerState;
+                Config.SetWord(_pmCap + PciRegs.PmCtrl, (ushort)((ctl & ~PciRegs.PmCtrlStateMask) | before));
+                state = before;
             }
 
-            if (_lastPowerState == 3 && state == 0 && (Config.GetWord(_pmCap + PciRegs.PmCtrl) & PciRegs.PmCtrlNoSoftReset) == 0)
+            if (before == 3 && state == 0 && (ctl & PciRegs.PmCtrlNoSoftReset) == 0)
             {
-                _pendingPmReset = true;
+                fx.Reset = PciResetKind.Pm;
             }
 
-            _lastPowerState = state;
-            UpdateBarRoutingLocked();
+            if (state != before)
+            {
+                UpdateBarRoutingLocked();
+            }
         }
 
-        if (IsBridge && Overlaps(offset, size, PciRegs.BridgeControl, 2))
+        // Secondary Bus Reset acts on its rising edge.
+        if (IsBridge && Overlaps(offset, size, PciRegs.BridgeControl, 2)
+            && (oldBridgeCtl & PciRegs.BridgeCtlBusReset) == 0 && (Config.GetWord(PciRegs.BridgeControl) & PciRegs.BridgeCtlBusReset) != 0)
         {
-            bool sbr = (Config.GetWord(PciRegs.BridgeControl) & PciRegs.BridgeCtlBusReset) != 0;
-            fx.SecondaryBusReset = sbr && !_sbrAsserted;
-            _sbrAsserted = sbr;
-        }
-
-        if (_pendingPmReset)
-        {
-            _pendingPmReset = false;
-            fx.FunctionReset = true;
-            _pmResetRequested = true;
+            fx.SecondaryBusReset = true;
         }
     }
-
-    private int _lastPowerState;
-    private bool _pendingPmReset;
-    private bool _pmResetRequested;
-    private bool _sbrAsserted;
 
     /// <summary>
     /// The function goes through a reset: registers back to power-on values (BARs unassigned,
@@ -183,18 +175,10 @@ public partial class PciDevice
     /// </summary>
     internal void HardwareReset(PciResetKind kind)
     {
-        if (kind == PciResetKind.Flr && _pmResetRequested)
-        {
-            _pmResetRequested = false;
-            kind = PciResetKind.Pm;
-        }
-
         ConfigLock.Lock();
         try
         {
             Config.Restore(_powerOnConfig);
-            _lastPowerState = 0;
-            _sbrAsserted = false;
             _intxAsserted = false;
             ResetMsixTable();
             UpdateBarRoutingLocked();
@@ -206,6 +190,9 @@ public partial class PciDevice
 
         Interlocked.Increment(ref _resets[(int)kind]);
         OnReset(kind);
+
+        // The device's own INTx level after its reset (a completion racing the reset may have raised it).
+        SyncIntx();
     }
 
     // ---- PCI core (drivers/pci/pci.c).

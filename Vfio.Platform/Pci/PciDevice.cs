@@ -238,16 +238,20 @@ public partial class PciDevice : SimDevice
     }
 
     /// <summary>The hardware's answer to a config read (the lock is held).</summary>
-    protected virtual uint ConfigReadLocked(int offset, int size) => Config.Read(offset, size);
+    private uint ConfigReadLocked(int offset, int size) => Config.Read(offset, size);
 
     /// <summary>
     /// The hardware's handling of a config write (the lock is held): the masks apply, then
     /// the side effects of the touched registers are worked out. Effects that deliver
     /// interrupts or reset other devices run after the lock is dropped.
     /// </summary>
-    private protected virtual PendingEffects ConfigWriteLocked(int offset, uint value, int size)
+    private PendingEffects ConfigWriteLocked(int offset, uint value, int size)
     {
+        // The side effects are edges: compare the registers before and after the write.
         ushort oldCommand = Config.GetWord(PciRegs.Command);
+        ushort oldPmCtrl = _pmCap != 0 ? Config.GetWord(_pmCap + PciRegs.PmCtrl) : (ushort)0;
+        ushort oldBridgeCtl = IsBridge ? Config.GetWord(PciRegs.BridgeControl) : (ushort)0;
+        bool msiWas = MsiEnabled, msixWas = MsixEnabled;
         Config.Write(offset, value, size);
         var fx = default(PendingEffects);
         if (Overlaps(offset, size, PciRegs.Command, 2))
@@ -255,16 +259,17 @@ public partial class PciDevice : SimDevice
             CommandChangedLocked(oldCommand, ref fx);
         }
 
-        if (Overlaps(offset, size, PciRegs.BaseAddress0, 24) || (!IsBridge && Overlaps(offset, size, PciRegs.RomAddress, 4)))
+        if (Overlaps(offset, size, PciRegs.BaseAddress0, 24) || Overlaps(offset, size, IsBridge ? PciRegs.RomAddress1 : PciRegs.RomAddress, 4))
         {
             UpdateBarRoutingLocked();
         }
 
-        CapabilityWrittenLocked(offset, size, ref fx);
+        InterruptCapabilityWrittenLocked(offset, size, msiWas, msixWas, ref fx);
+        PowerOrResetRegisterWrittenLocked(offset, size, oldPmCtrl, oldBridgeCtl, ref fx);
         return fx;
     }
 
-    private protected static bool Overlaps(int offset, int size, int reg, int regSize) => offset < reg + regSize && reg < offset + size;
+    private static bool Overlaps(int offset, int size, int reg, int regSize) => offset < reg + regSize && reg < offset + size;
 
     /// <summary>Surprise removal: the function stops answering (config reads all-ones, MMIO unrouted).</summary>
     public void MarkDisconnected()
@@ -276,20 +281,20 @@ public partial class PciDevice : SimDevice
     }
 
     /// <summary>The effects of a configuration write to run after the lock is dropped.</summary>
-    private protected struct PendingEffects
+    private struct PendingEffects
     {
         public bool IntxEdge;
         public bool DeliverMsiPending;
         public bool MsixRescan;
-        public bool FunctionReset;
+        public PciResetKind? Reset;
         public bool SecondaryBusReset;
     }
 
     private void RunEffects(in PendingEffects fx)
     {
-        if (fx.FunctionReset)
+        if (fx.Reset is { } kind)
         {
-            HardwareReset(PciResetKind.Flr);
+            HardwareReset(kind);
         }
 
         if (fx.SecondaryBusReset && Subordinate is { } bus)

@@ -348,6 +348,62 @@ public sealed class InterruptTests
     }
 
     [Test]
+    public void AnMsixEntryUnmaskedWithBusMasteringOff_StaysPending_AndGoesOutWhenBusMasteringReturns()
+    {
+        int v = Alloc();
+        _d.EnableMemoryAndMaster();
+        ProgramMsixEntry(2, v, masked: true);
+        EnableMsix();
+        _d.Fire(2);
+        _d.WriteConfig(PciRegs.Command, PciRegs.CommandMemory, 2);
+
+        _m.WriteMmio32(TableEntry(2) + 12, 0);
+        Assert.That(_vectors, Is.Empty, "no bus master, no message");
+        Assert.That(_d.MsixPending(2), Is.True);
+
+        _d.EnableMemoryAndMaster();
+        Assert.That(_vectors, Is.EqualTo(new[] { v }));
+        Assert.That(_d.MsixPending(2), Is.False);
+    }
+
+    [Test]
+    public void AMaskedMsiVectorUnmaskedWithBusMasteringOff_IsNotLost()
+    {
+        int v = Alloc();
+        _d.EnableMemoryAndMaster();
+        ProgramMsi(v);
+        int mask = _d.MsiCap + 16, pending = _d.MsiCap + 20;
+        _d.WriteConfig(mask, 1, 4);
+        _d.Fire(0);
+        _d.WriteConfig(PciRegs.Command, PciRegs.CommandMemory, 2);
+
+        _d.WriteConfig(mask, 0, 4);
+        Assert.That(_vectors, Is.Empty);
+        Assert.That(_d.ReadConfig(pending, 4), Is.EqualTo(1u), "still pending");
+
+        _d.EnableMemoryAndMaster();
+        Assert.That(_vectors, Is.EqualTo(new[] { v }));
+        Assert.That(_d.ReadConfig(pending, 4), Is.Zero);
+    }
+
+    [Test]
+    public void EnablingMsi_ReleasesAnAssertedIntxLine()
+    {
+        int calls = 0;
+        _m.Interrupts.RequestIntx(_d, "test", _ => calls++);
+        _d.WriteConfig(PciRegs.Command, PciRegs.CommandMemory | PciRegs.CommandMaster | PciRegs.CommandIntxDisable, 2);
+        _d.Fire(0);
+        Assert.That(_d.IntxAsserted, Is.True);
+
+        ProgramMsi(Alloc());
+        Assert.That(_d.IntxAsserted, Is.False);
+        Assert.That(_d.ReadConfig(PciRegs.Status, 2) & PciRegs.StatusInterrupt, Is.Zero);
+
+        _d.WriteConfig(PciRegs.Command, PciRegs.CommandMemory | PciRegs.CommandMaster, 2);
+        Assert.That(calls, Is.Zero, "no INTx edge from a function that signals with MSI");
+    }
+
+    [Test]
     public void TheFunctionMask_HoldsEveryVectorPending_UntilCleared()
     {
         int a = Alloc(), b = Alloc();
