@@ -27,7 +27,7 @@ internal static class DemoCommand
             Description = "Kernel profile to run as: linux-6.12 (default) or linux-6.1",
             DefaultValueFactory = _ => KernelProfile.Linux6_12.Name,
         };
-        var command = new Command("demo", "Run the demo on the embedded default machine (today: the kernel runtime self-test)");
+        var command = new Command("demo", "Run the demo on the embedded default machine: self-tests, the PCI tree and the IOMMU groups");
         command.Options.Add(profile);
         command.SetAction(result =>
         {

@@ -53,10 +53,12 @@ internal static class MachineView
             IReadOnlyList<Vfio.Platform.Base.SimDevice> devs = g.Devices;
             string names = string.Join("\n", devs.Select(d => d.Name));
             string drivers = string.Join("\n", devs.Select(d => d.Driver?.Name ?? "-"));
-            string[] users = [.. devs.Where(d => d.Driver is { DriverManagedDma: false }).Select(d => $"{d.Name} is bound to {d.Driver!.Name}")];
-            string verdict = users.Length == 0
+            // iommu_group_claim_dma_owner() succeeds only while owner_cnt is 0.
+            string verdict = g.OwnerCount == 0
                 ? "[green]yes[/]: no kernel driver uses DMA in it"
-                : $"[yellow]no[/]: {Markup.Escape(string.Join("; ", users))}";
+                : g.Owner is not null
+                    ? "[yellow]no[/]: user space owns it"
+                    : $"[yellow]no[/]: {Markup.Escape(string.Join("; ", devs.Where(d => d.Driver is { DriverManagedDma: false }).Select(d => $"{d.Name} is bound to {d.Driver!.Name}")))}";
             table.AddRow(g.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), Markup.Escape(names), Markup.Escape(drivers), verdict);
         }
 

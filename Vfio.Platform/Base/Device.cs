@@ -38,7 +38,7 @@ public class SimDevice
     public string Name { get; }
 
     /// <summary>The parent device, if any.</summary>
-    public SimDevice? Parent { get; }
+    public SimDevice? Parent { get; internal set; }
 
     /// <summary>The bus the device sits on, if any.</summary>
     public BusType? Bus { get; internal set; }

@@ -37,7 +37,11 @@
 // (0, -EIO, -EFAULT, or -ERANGE for a range error).
 //
 // Reset (FLR, PM, bus) returns every register and the buffer to power-on values and drops
-// work in flight; the diagnostic counters (DmaErrors, DmaRangeErrors, ...) survive it.
+// work in flight; the diagnostic counters (DmaErrors, DmaRangeErrors, ...) survive it. This
+// is a deliberate departure from QEMU: edu.c has no reset handler, so there a reset leaves
+// liveness, the interrupt status, the DMA registers and the buffer as they were. Here a
+// reset means what a real function's reset means, so labs can see what vfio-pci's reset on
+// open and release gives them.
 //
 // Lock rule: _lock (a spinlock) protects the registers, the buffer, the timers and _epoch.
 // Interrupts and DMA happen after it is dropped: an interrupt handler runs in the raising
@@ -603,10 +607,6 @@ public sealed class EduDevice : PciDevice
             return DefaultDmaMask;
         }
 
-        string s = text.Trim().Trim('"');
-        bool ok = s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
-            ? ulong.TryParse(s.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong mask)
-            : ulong.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out mask);
-        return ok ? mask : throw new MachineDescriptionException($"{description.Path}.options.dma_mask", $"\"{text}\" is not a number (write 0xfffffff or 268435455)");
+        return Kstrtox.Kstrtoul(text.Trim().Trim('"'), out ulong mask) ? mask : throw new MachineDescriptionException($"{description.Path}.options.dma_mask", $"\"{text}\" is not a number (write 0xfffffff or 268435455)");
     }
 }

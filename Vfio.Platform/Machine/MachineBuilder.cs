@@ -56,14 +56,16 @@ public static class MachineBuilder
 
         RegisterDrivers(machine, description);
         var state = new BuildState(machine);
-        AddFunctions(state, description.Pci, machine.PciRootBus, conventional: false);
+        _ = AddFunctions(state, description.Pci, machine.PciRootBus, conventional: false);
         return machine;
     }
 
     private static void RegisterDrivers(SimMachine machine, MachineDescription d)
     {
         machine.Pci.RegisterDriver(new PcieportDriver());
-        machine.Pci.RegisterDriver(new PciStubDriver());
+
+        // pci-stub claims what the description says it claims (its ids= parameter).
+        machine.Pci.RegisterDriver(new PciStubDriver([.. Flatten(d.Pci).Where(f => f.Driver == "pci-stub" && f.Vendor is not null).Select(f => new PciDeviceId(f.Vendor!.Value, f.Device ?? PciDeviceId.Any))]));
         var ids = new Dictionary<string, List<PciDeviceId>>(StringComparer.Ordinal);
         foreach (HostDriverDescription drv in d.Drivers)
         {
@@ -120,8 +122,10 @@ public static class MachineBuilder
         public HashSet<int> UsedBuses { get; } = [0];
     }
 
-    private static void AddFunctions(BuildState st, IReadOnlyList<PciFunctionDescription> functions, PciBusSegment bus, bool conventional)
+    /// <summary>Adds <paramref name="functions"/> on <paramref name="bus"/> and everything below them; returns the highest bus number used.</summary>
+    private static int AddFunctions(BuildState st, IReadOnlyList<PciFunctionDescription> functions, PciBusSegment bus, bool conventional)
     {
+        int highest = bus.Number;
         // Function 0 of each slot first, as enumeration does.
         foreach (PciFunctionDescription f in functions.OrderBy(x => x.Slot).ThenBy(x => x.Function))
         {
@@ -130,6 +134,11 @@ public static class MachineBuilder
             if (f.IsBridge)
             {
                 int secondary = f.SecondaryBus ?? st.NextBus;
+                if (secondary <= bus.Number)
+                {
+                    throw new MachineDescriptionException($"{f.Path}.secondaryBus", $"bus {secondary:x2} is not below bus {bus.Number:x2}");
+                }
+
                 if (!st.UsedBuses.Add(secondary))
                 {
                     throw new MachineDescriptionException($"{f.Path}.secondaryBus", $"bus {secondary:x2} is already in use");
@@ -151,11 +160,13 @@ public static class MachineBuilder
             }
             else
             {
-                dev = PciDeviceModels.Create(st.Machine, address, f);
+                // Behind a PCIe-to-PCI or PCI bridge a function is conventional; elsewhere the model decides.
+                dev = PciDeviceModels.Create(st.Machine, address, conventional && f.Pcie is null ? f with { Pcie = false } : f);
             }
 
             dev.OnBus = bus;
-            dev.Config.SetByte(PciRegs.InterruptLine, (byte)(dev.InterruptPin == 0 ? 0 : 16 + ((f.Slot + dev.InterruptPin - 1) & 7)));
+            dev.Irq = dev.InterruptPin == 0 ? 0 : 16 + ((f.Slot + dev.InterruptPin - 1) & 7);
+            dev.Config.SetByte(PciRegs.InterruptLine, (byte)dev.Irq);
             AssignBars(st, dev, f.Path);
             int ret = st.Machine.Pci.Add(dev);
             if (ret != 0)
@@ -170,10 +181,13 @@ public static class MachineBuilder
 
             if (dev is PciBridge b)
             {
-                AddFunctions(st, f.Children, b.Subordinate!, conventional || b.Kind is PciBridgeKind.PcieToPci or PciBridgeKind.PciToPci);
-                b.SetSubordinateNumber(st.NextBus - 1);
+                int last = AddFunctions(st, f.Children, b.Subordinate!, conventional || b.Kind is PciBridgeKind.PcieToPci or PciBridgeKind.PciToPci);
+                b.SetSubordinateNumber(last);
+                highest = Math.Max(highest, last);
             }
         }
+
+        return highest;
     }
 
     private static void AssignBars(BuildState st, PciDevice dev, string path)

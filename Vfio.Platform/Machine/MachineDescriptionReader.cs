@@ -274,7 +274,11 @@ public static class MachineDescriptionReader
             throw new MachineDescriptionException($"{path}.type", $"a {type} cannot sit on a conventional PCI bus");
         }
 
-        pcie ??= !conventionalBus && type != "pci-bridge";
+        string? driver = Str(e, path, "driver");
+        if (driver is "vfio-pci")
+        {
+            throw new MachineDescriptionException($"{path}.driver", "vfio-pci is not a host driver: bind it after boot through sysfs, as an administrator does");
+        }
         ushort? acs = null;
         if (e.TryGetProperty("acs", out JsonElement acsEl))
         {
@@ -291,7 +295,7 @@ public static class MachineDescriptionReader
             ? q.ValueKind == JsonValueKind.True ? PciRegs.ReqAcsFlags : (ushort)ParseNumber(q, $"{path}.acsQuirk", 0, 0x7f)
             : null;
         bool multifunction = Bool(e, path, "multifunction") ?? false;
-        if (acs is not null && !isBridge && (!multifunction || pcie != true))
+        if (acs is not null && !isBridge && (!multifunction || pcie == false || conventionalBus))
         {
             throw new MachineDescriptionException($"{path}.acs", "only ports and multifunction PCI Express functions carry an ACS capability");
         }
@@ -325,7 +329,7 @@ public static class MachineDescriptionReader
             InterruptPin = ReadIntx(e, path),
             DmaAliases = ReadIntList(e, path, "dmaAliases", 0, 255),
             SecondaryBus = Int(e, path, "secondaryBus", 1, 255),
-            Driver = Str(e, path, "driver"),
+            Driver = driver,
             Options = ReadOptions(e, path),
         };
 

@@ -129,8 +129,8 @@ public sealed class InterruptController
         _lock.Unlock();
     }
 
-    /// <summary>A message write from <paramref name="source"/> into the window.</summary>
-    internal void DeliverMsi(PciDevice source, ulong address, uint data)
+    /// <summary>A message write into the window: its data carries the vector.</summary>
+    internal void DeliverMsi(uint data)
     {
         int vector = (int)(data & 0xff);
         Action<int>? handler;

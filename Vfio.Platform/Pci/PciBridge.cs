@@ -35,7 +35,6 @@ public sealed class PciBridge : PciDevice
         : base(machine, domain, bus, slot, function, identity ?? DefaultIdentity(kind), pcie: kind != PciBridgeKind.PciToPci)
     {
         Kind = kind;
-        SecondaryBusNumber = secondaryBus;
         Config.SetByte(PciRegs.PrimaryBus, (byte)bus);
         Config.SetByte(PciRegs.SecondaryBus, (byte)secondaryBus);
         Config.SetByte(PciRegs.SubordinateBus, (byte)secondaryBus);
@@ -65,9 +64,6 @@ public sealed class PciBridge : PciDevice
     /// <summary>The bridge's kind.</summary>
     public PciBridgeKind Kind { get; }
 
-    /// <summary>The bus number below.</summary>
-    public int SecondaryBusNumber { get; }
-
     /// <inheritdoc/>
     public override bool IsPcieport => Kind is PciBridgeKind.RootPort or PciBridgeKind.SwitchUpstream or PciBridgeKind.SwitchDownstream;
 
@@ -75,8 +71,10 @@ public sealed class PciBridge : PciDevice
     /// <remarks>Firmware's bus numbering counts as the bridge's reset state here, so a bus reset of the bridge above keeps it (the kernel would restore it).</remarks>
     internal void SetSubordinateNumber(int last)
     {
+        ConfigLock.Lock();
         Config.SetByte(PciRegs.SubordinateBus, (byte)last);
         RecapturePowerOn();
+        ConfigLock.Unlock();
     }
 
     private static PciIdentity DefaultIdentity(PciBridgeKind kind) => kind switch

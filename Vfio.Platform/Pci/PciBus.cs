@@ -192,7 +192,7 @@ public sealed class PciBus : BusType
         fs.CreateFile(dir, "class", ro, () => Hex(p.Identity.Class, 6));
         fs.CreateFile(dir, "revision", ro, () => Hex(p.Identity.Revision, 2));
         fs.CreateFile(dir, "driver_override", 0x1a4 /* 0644 */, () => (p.DriverOverride ?? "(null)") + "\n", s => DriverOverrideStore(p, s));
-        fs.CreateFile(dir, "irq", ro, () => p.InterruptPin == 0 ? "0\n" : string.Create(CultureInfo.InvariantCulture, $"{p.Config.GetByte(PciRegs.InterruptLine)}\n"));
+        fs.CreateFile(dir, "irq", ro, () => string.Create(CultureInfo.InvariantCulture, $"{p.Irq}\n"));
         fs.CreateFile(dir, "resource", ro, () => ResourceShow(p));
         fs.CreateBinFile(dir, "config", 0x1a4 /* 0644 */, p.ConfigSize, (pos, buf) => ConfigRead(p, pos, buf), (pos, buf) => ConfigWrite(p, pos, buf));
 
@@ -204,18 +204,32 @@ public sealed class PciBus : BusType
         }
     }
 
-    /// <summary>resource_show(): start, end and flags of each of the 13 resources, 0 for unimplemented ones.</summary>
+    /// <summary>
+    /// resource_show(): start, end and flags of each resource — 13 lines for an endpoint
+    /// (BARs, ROM, IOV), 17 for a bridge (plus its windows, not modelled here, so zero). The
+    /// flags are decode_bar()'s: the BAR's low bits with IORESOURCE_IO/MEM, PREFETCH, MEM_64
+    /// and SIZEALIGN; the ROM is MEM|PREFETCH|READONLY|SIZEALIGN. A BAR firmware did not
+    /// place (I/O here) shows start 0, end size-1 and IORESOURCE_UNSET.
+    /// </summary>
     private static string ResourceShow(PciDevice p)
     {
+        const long io = 0x100, mem = 0x200, prefetch = 0x2000, readOnly = 0x4000, sizeAlign = 0x40000, mem64 = 0x100000, unset = 0x20000000;
         var sb = new System.Text.StringBuilder();
-        for (int i = 0; i < 13; i++)
+        int lines = p.Subordinate is null ? 13 : 17;
+        for (int i = 0; i < lines; i++)
         {
             long start = 0, end = 0, flags = 0;
-            if (i <= PciDevice.RomBarIndex && p.Bars[i] is { } bar && bar.ResourceStart != 0)
+            if (i <= PciDevice.RomBarIndex && p.Bars[i] is { } bar)
             {
+                flags = i == PciDevice.RomBarIndex
+                    ? mem | prefetch | readOnly | sizeAlign
+                    : bar.FlagBits | sizeAlign | (bar.Kind == PciBarKind.Io ? io : mem | (bar.Prefetchable ? prefetch : 0) | (bar.Kind == PciBarKind.Memory64 ? mem64 : 0));
                 start = bar.ResourceStart;
                 end = start + bar.Size - 1;
-                flags = bar.Kind == PciBarKind.Io ? 0x101 : 0x200 | (bar.Kind == PciBarKind.Memory64 ? 0x100000 : 0) | (bar.Prefetchable ? 0x2000 : 0);
+                if (bar.ResourceStart == 0)
+                {
+                    flags |= unset;
+                }
             }
 
             sb.Append(CultureInfo.InvariantCulture, $"0x{start:x16} 0x{end:x16} 0x{flags:x16}\n");
@@ -436,12 +450,22 @@ public sealed class PciBus : BusType
         ArgumentNullException.ThrowIfNull(dev);
         dev.Seal();
         dev.InitResetMethods();
-        PciBusSegment bus = dev.OnBus ??= Machine.PciRootBus;
+        PciBusSegment? given = dev.OnBus;
+        PciBusSegment bus = given ?? Machine.PciRootBus;
+
+        // dev->dev.parent = bus->bridge: a function's sysfs directory sits under its bridge's.
+        if (bus.Self is { } bridge && dev.Parent == Machine.PciRoot)
+        {
+            dev.Parent = bridge;
+        }
+
+        dev.OnBus = bus;
         bus.AddDevice(dev);
         int ret = AddDevice(dev);
         if (ret != 0)
         {
             bus.RemoveDevice(dev);
+            dev.OnBus = given;
         }
 
         return ret;

@@ -199,7 +199,6 @@ public partial class PciDevice
             ConfigLock.Unlock();
         }
 
-        // Firmware's assignment is what the function powers on with after a reset has been restored by the kernel.
     }
 
     private void WriteBarRegisterLocked(PciBar bar, long address)

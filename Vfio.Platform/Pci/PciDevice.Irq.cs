@@ -25,6 +25,9 @@ public partial class PciDevice
     private long _msiSent;
     private long _intxRaised;
 
+    /// <summary>dev-&gt;irq: the host interrupt line firmware routed the pin to (0 without a pin).</summary>
+    public int Irq { get; internal set; }
+
     /// <summary>The interrupt pin (0 none, 1 INTA# … 4 INTD#).</summary>
     public int InterruptPin => Config.GetByte(PciRegs.InterruptPin);
 
@@ -343,7 +346,7 @@ public partial class PciDevice
         Interlocked.Increment(ref _msiSent);
         if (InterruptController.IsInMsiWindow(address))
         {
-            Machine.Interrupts.DeliverMsi(this, address, data);
+            Machine.Interrupts.DeliverMsi(data);
             return;
         }
 

@@ -231,7 +231,7 @@ public partial class PciDevice
 
     private bool ParentBusResetPossible()
     {
-        if (OnBus is not { Self: { } bridge } bus || Subordinate is not null || NoBusReset || bridge.NoBusReset)
+        if (OnBus is not { Self: { } bridge } bus || Subordinate is not null || NoBusReset)
         {
             return false;
         }
@@ -384,6 +384,12 @@ public partial class PciDevice
                 Msleep(100);
                 return 0;
             case PciResetMethod.Pm:
+                // pci_pm_reset works from D0 only.
+                if (PowerState != 0)
+                {
+                    return Errno.EINVAL.Negative();
+                }
+
                 uint csr = ReadConfig(_pmCap + PciRegs.PmCtrl, 2) & ~(uint)PciRegs.PmCtrlStateMask;
                 WriteConfig(_pmCap + PciRegs.PmCtrl, csr | 3, 2);
                 Msleep(10);
@@ -463,7 +469,7 @@ public partial class PciDevice
     /// <summary>reset_store(): "1" resets the function (pci_reset_function); anything else is -EINVAL.</summary>
     internal long ResetStore(string buf)
     {
-        if (!KstrtoulBase0(buf, out ulong v) || v != 1)
+        if (!Kstrtox.Kstrtoul(buf, out ulong v) || v != 1)
         {
             return Errno.EINVAL.Negative();
         }
@@ -476,46 +482,6 @@ public partial class PciDevice
     /// kstrtoul(buf, 0, &amp;val): an optional '+', then "0x" and hex digits, "0" and octal
     /// digits, or decimal digits, then at most one newline; no other whitespace.
     /// </summary>
-    private static bool KstrtoulBase0(string buf, out ulong value)
-    {
-        value = 0;
-        ReadOnlySpan<char> s = buf;
-        if (s.Length > 0 && s[0] == '+')
-        {
-            s = s[1..];
-        }
-
-        uint radix = 10;
-        if (s.Length > 0 && s[0] == '0')
-        {
-            // _parse_integer_fixup_radix(): "0x" counts only when a hex digit follows.
-            radix = s.Length > 2 && (s[1] | 0x20) == 'x' && char.IsAsciiHexDigit(s[2]) ? 16u : 8u;
-            if (radix == 16)
-            {
-                s = s[2..];
-            }
-        }
-
-        int i = 0;
-        for (; i < s.Length; i++)
-        {
-            char c = s[i];
-            uint d = char.IsAsciiDigit(c) ? (uint)(c - '0') : char.IsAsciiHexDigit(c) ? (uint)((c | 0x20) - 'a' + 10) : uint.MaxValue;
-            if (d >= radix)
-            {
-                break;
-            }
-
-            if (value > (ulong.MaxValue - d) / radix)
-            {
-                return false; // -ERANGE
-            }
-
-            value = (value * radix) + d;
-        }
-
-        return i > 0 && (i == s.Length || (i == s.Length - 1 && s[i] == '\n'));
-    }
 
     /// <summary>reset_method_show(): the enabled methods separated by spaces, then a newline; nothing when none.</summary>
     internal string ResetMethodShow()

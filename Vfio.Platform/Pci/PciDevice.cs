@@ -7,7 +7,9 @@
 // Lock rule: ConfigLock (the kernel's pci_lock plus the device's register file) protects
 // the configuration space, the BAR routing, the MSI-X table and pending bits, and the INTx
 // level. It is a spinlock: nothing under it sleeps, and interrupt delivery and DMA happen
-// after it is dropped.
+// after it is dropped. Routing BARs under it takes PhysMem's lock (ConfigLock → mm zone
+// lock). Single-register reads that report state (MsiEnabled, BusMaster, PowerState,
+// InterruptPin) may be made without it: they are snapshots, like a CPU's config read.
 
 using System.Globalization;
 using Vfio.Kernel;
@@ -83,7 +85,7 @@ public partial class PciDevice : SimDevice
     public int ConfigSize => Config.Size;
 
     /// <summary>True when the function has a PCI Express capability (pci_is_pcie).</summary>
-    public bool IsPcie => Config.FindCapability(PciRegs.CapIdExp) != 0;
+    public bool IsPcie => ExpCap != 0;
 
     /// <summary>dev-&gt;bus: the bus segment the function sits on (null: the root bus of a machine built without topology).</summary>
     public PciBusSegment? OnBus { get; internal set; }

@@ -464,6 +464,7 @@ public sealed class EduTests
     [Test]
     public void Reset_ReturnsRegistersAndBufferToPowerOn_AndDropsPendingWork([Values] SchedulerMode mode)
     {
+        // Departs from QEMU on purpose (edu.c has no reset handler): see EduDevice's header.
         var rig = new EduRig(mode);
         rig.Machine.Memory.Write(EduRig.Ram, Cpu.Pattern(64, 7));
         var after = new Dictionary<int, ulong>();

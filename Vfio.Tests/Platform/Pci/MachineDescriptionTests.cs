@@ -166,6 +166,67 @@ public sealed class MachineDescriptionTests
             "inside BAR 0");
 
     [Test]
+    public void ASecondaryBusNotBelowItsBridgesBus_FailsTheBuild()
+        => AssertNames(
+            BuildFails(Machine("""{"slot":1,"type":"root-port","secondaryBus":3,"children":[{"slot":0,"type":"switch-upstream","secondaryBus":2}]}""")),
+            "pci[0].children[0].secondaryBus",
+            "bus 02 is not below bus 03");
+
+    [Test]
+    public void ExplicitBusNumbersOutOfOrder_GiveEachBridgeTheRangeReallyBelowIt()
+    {
+        SimMachine m = PciMachines.Build("""
+            {"memory":{"ram":"1G"},"iommu":null,"pci":[
+              {"slot":1,"type":"root-port","secondaryBus":5,"children":[{"slot":0,"type":"switch-upstream"}]},
+              {"slot":2,"type":"root-port","secondaryBus":2}]}
+            """);
+        Assert.That(m.Bridge("0000:00:01.0").ReadConfig(PciRegs.SubordinateBus, 1), Is.EqualTo(6u));
+        Assert.That(m.Bridge("0000:00:02.0").ReadConfig(PciRegs.SubordinateBus, 1), Is.EqualTo(2u), "not 6: bus 2 has nothing below it");
+    }
+
+    [Test]
+    public void AFunctionNamingPciStub_IsBoundToPciStubAtBoot()
+    {
+        SimMachine m = PciMachines.Build(Machine("""{"slot":3,"type":"generic","vendor":"0x8086","device":"0x1234","driver":"pci-stub"}"""));
+        Assert.That(m.Pci.Find("0000:00:03.0")!.Driver?.Name, Is.EqualTo("pci-stub"));
+    }
+
+    [Test]
+    public void VfioPciAsABootDriver_IsRejected()
+        => AssertNames(ParseFails(Machine("""{"slot":3,"type":"generic","driver":"vfio-pci"}""")), "pci[0].driver", "vfio-pci is not a host driver");
+
+    [Test]
+    public void EduWithoutAPcieField_KeepsItsConventionalConfigSpace_AndAGenericFunctionIsExpress()
+    {
+        SimMachine m = PciMachines.Build(Machine("""{"slot":3,"type":"edu"},{"slot":4,"type":"generic"}"""));
+        Assert.That(m.Pci.Find("0000:00:03.0")!.ConfigSize, Is.EqualTo(256));
+        Assert.That(m.Pci.Find("0000:00:04.0")!.ConfigSize, Is.EqualTo(4096));
+    }
+
+    [Test]
+    public void FunctionsSitInSysfsUnderTheirBridge()
+    {
+        SimMachine m = PciMachines.OneDevice();
+        Assert.That(m.Sysfs.Exists("/sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/vendor"), Is.True);
+        Assert.That(m.Sysfs.ReadLink("/sys/bus/pci/devices/0000:01:00.0"), Is.EqualTo("../../../devices/pci0000:00/0000:00:01.0/0000:01:00.0"));
+    }
+
+    [Test]
+    public void TheResourceFile_ShowsDecodeBarFlags_ThirteenLinesForAnEndpointAndSeventeenForABridge()
+    {
+        SimMachine m = PciMachines.OneDevice();
+        PciDevice d = m.Pci.Find(PciMachines.Bdf)!;
+        string[] lines = m.Sysfs.Read(PciMachines.Attr(PciMachines.Bdf, "resource")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(13));
+        Assert.That(lines[0], Is.EqualTo($"0x{d.ResourceStart(0):x16} 0x{d.ResourceStart(0) + (1 << 20) - 1:x16} 0x0000000000040200"));
+        Assert.That(lines[2], Does.EndWith(" 0x000000000014220c"), "64-bit prefetchable");
+        Assert.That(lines[3], Is.EqualTo("0x0000000000000000 0x0000000000000000 0x0000000000000000"), "the upper half of a 64-bit BAR");
+        Assert.That(lines[4], Is.EqualTo("0x0000000000000000 0x000000000000001f 0x0000000020040101"), "an I/O BAR firmware did not place");
+        Assert.That(lines[6], Does.EndWith(" 0x0000000000046200"), "the ROM");
+        Assert.That(m.Sysfs.Read(PciMachines.Attr("0000:00:01.0", "resource")).Split('\n', StringSplitOptions.RemoveEmptyEntries), Has.Length.EqualTo(17));
+    }
+
+    [Test]
     public void AValidDescription_NumbersBusesDepthFirst()
     {
         SimMachine m = PciMachines.Build("""

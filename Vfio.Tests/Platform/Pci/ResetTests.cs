@@ -177,6 +177,31 @@ public sealed class ResetTests
     }
 
     [Test]
+    public void APmResetFromD3hot_IsEinval()
+    {
+        SimMachine m = PciMachines.Build(Json("\"pm\""));
+        GenericPciDevice d = m.Generic();
+        d.WriteConfig(d.PmCap + PciRegs.PmCtrl, 3, 2);
+        d.Lock();
+        int rc = d.ResetFunctionNoSaveLocked();
+        d.Unlock();
+        Assert.That(rc, Is.EqualTo(Errno.EINVAL.Negative()), "pci_pm_reset works from D0 only");
+        Assert.That(d.ResetCount(PciResetKind.Pm), Is.Zero);
+    }
+
+    [Test]
+    public void TheIrqFile_ShowsTheRoutedLine_AndSurvivesAHardwareReset()
+    {
+        SimMachine m = PciMachines.Build(Json("\"flr\""));
+        GenericPciDevice d = m.Generic();
+        string before = m.Sysfs.Read(PciMachines.Attr(PciMachines.Bdf, "irq"));
+        Assert.That(before, Is.Not.EqualTo("0\n"));
+        d.WriteConfig(d.ExpCap + PciRegs.ExpDevCtl, PciRegs.ExpDevCtlBcrFlr, 2);
+        Assert.That(d.ReadConfig(PciRegs.InterruptLine, 1), Is.Zero, "the register is plain state a reset clears");
+        Assert.That(m.Sysfs.Read(PciMachines.Attr(PciMachines.Bdf, "irq")), Is.EqualTo(before));
+    }
+
+    [Test]
     public void ResetOfAFunctionInD3hot_LeavesItInD0()
     {
         // pci_dev_save_and_disable() brings the function to D0 before saving its state.
