@@ -145,14 +145,7 @@ public static class MachineBuilder
                 }
 
                 st.NextBus = Math.Max(st.NextBus, secondary + 1);
-                PciBridgeKind kind = f.Type switch
-                {
-                    "root-port" => PciBridgeKind.RootPort,
-                    "switch-upstream" => PciBridgeKind.SwitchUpstream,
-                    "switch-downstream" => PciBridgeKind.SwitchDownstream,
-                    "pcie-to-pci-bridge" => PciBridgeKind.PcieToPci,
-                    _ => PciBridgeKind.PciToPci,
-                };
+                PciBridgeKind kind = PciBridgeKinds.Parse(f.Type)!.Value;
                 PciIdentity? id = f.Vendor is { } v ? new PciIdentity(v, f.Device ?? 0, 0, 0, f.Class ?? 0x060400, f.Revision ?? 0) : null;
                 var bridge = new PciBridge(st.Machine, bus.Domain, bus.Number, f.Slot, f.Function, kind, secondary, id, f.Acs, f.Multifunction);
                 bridge.Subordinate = new PciBusSegment(st.Machine, bus.Domain, secondary, bridge, bus);
@@ -181,7 +174,7 @@ public static class MachineBuilder
 
             if (dev is PciBridge b)
             {
-                int last = AddFunctions(st, f.Children, b.Subordinate!, conventional || b.Kind is PciBridgeKind.PcieToPci or PciBridgeKind.PciToPci);
+                int last = AddFunctions(st, f.Children, b.Subordinate!, conventional || b.Kind.HasConventionalBus());
                 b.SetSubordinateNumber(last);
                 highest = Math.Max(highest, last);
             }

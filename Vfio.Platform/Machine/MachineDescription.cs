@@ -129,7 +129,7 @@ public sealed record PciFunctionDescription
     public IReadOnlyDictionary<string, string> Options { get; init; } = new Dictionary<string, string>();
 
     /// <summary>True for the bridge types.</summary>
-    public bool IsBridge => Type is "root-port" or "switch-upstream" or "switch-downstream" or "pcie-to-pci-bridge" or "pci-bridge";
+    public bool IsBridge => PciBridgeKinds.Parse(Type) is not null;
 }
 
 /// <summary>Where a function sits: domain, bus, slot, function.</summary>

@@ -257,7 +257,8 @@ public static class MachineDescriptionReader
     {
         Obj(e, path, s_functionFields);
         string type = Str(e, path, "type") ?? throw new MachineDescriptionException($"{path}.type", "every function needs a type (a device model or a bridge kind)");
-        bool isBridge = type is "root-port" or "switch-upstream" or "switch-downstream" or "pcie-to-pci-bridge" or "pci-bridge";
+        PciBridgeKind? bridgeKind = PciBridgeKinds.Parse(type);
+        bool isBridge = bridgeKind is not null;
         if (!isBridge && !PciDeviceModels.Contains(type))
         {
             throw new MachineDescriptionException($"{path}.type", $"unknown type \"{type}\" (device models: {string.Join(", ", PciDeviceModels.Names)}; bridges: root-port, switch-upstream, switch-downstream, pcie-to-pci-bridge, pci-bridge)");
@@ -269,7 +270,7 @@ public static class MachineDescriptionReader
             throw new MachineDescriptionException($"{path}.pcie", "a function on a conventional PCI bus (behind a PCIe-to-PCI bridge) cannot be PCI Express");
         }
 
-        if (conventionalBus && type is "root-port" or "switch-upstream" or "switch-downstream" or "pcie-to-pci-bridge")
+        if (conventionalBus && bridgeKind?.IsExpress() == true)
         {
             throw new MachineDescriptionException($"{path}.type", $"a {type} cannot sit on a conventional PCI bus");
         }
@@ -300,7 +301,7 @@ public static class MachineDescriptionReader
             throw new MachineDescriptionException($"{path}.acs", "only ports and multifunction PCI Express functions carry an ACS capability");
         }
 
-        if (acs is not null && type is "pcie-to-pci-bridge" or "pci-bridge")
+        if (acs is not null && bridgeKind?.HasConventionalBus() == true)
         {
             throw new MachineDescriptionException($"{path}.acs", $"a {type} has no ACS capability (PCIe 6.12.1)");
         }
@@ -355,10 +356,10 @@ public static class MachineDescriptionReader
                 throw new MachineDescriptionException($"{path}.children", $"a {type} is not a bridge and has no bus below it");
             }
 
-            d = d with { Children = ReadFunctions(children, $"{path}.children", conventionalBus: type is "pcie-to-pci-bridge" or "pci-bridge" || conventionalBus) };
+            d = d with { Children = ReadFunctions(children, $"{path}.children", conventionalBus: bridgeKind?.HasConventionalBus() == true || conventionalBus) };
         }
 
-        if (type is "root-port" && path.Contains(".children", StringComparison.Ordinal))
+        if (bridgeKind == PciBridgeKind.RootPort && path.Contains(".children", StringComparison.Ordinal))
         {
             throw new MachineDescriptionException($"{path}.type", "root ports sit on the root bus");
         }

@@ -24,6 +24,27 @@ public enum PciBridgeKind
     PciToPci,
 }
 
+/// <summary>The names machine descriptions give the bridge kinds.</summary>
+public static class PciBridgeKinds
+{
+    /// <summary>The kind named <paramref name="type"/> (root-port, switch-upstream, switch-downstream, pcie-to-pci-bridge, pci-bridge), or null.</summary>
+    public static PciBridgeKind? Parse(string? type) => type switch
+    {
+        "root-port" => PciBridgeKind.RootPort,
+        "switch-upstream" => PciBridgeKind.SwitchUpstream,
+        "switch-downstream" => PciBridgeKind.SwitchDownstream,
+        "pcie-to-pci-bridge" => PciBridgeKind.PcieToPci,
+        "pci-bridge" => PciBridgeKind.PciToPci,
+        _ => null,
+    };
+
+    /// <summary>The bus below is conventional PCI.</summary>
+    public static bool HasConventionalBus(this PciBridgeKind kind) => kind is PciBridgeKind.PcieToPci or PciBridgeKind.PciToPci;
+
+    /// <summary>A PCI Express port or bridge (it cannot sit on a conventional bus).</summary>
+    public static bool IsExpress(this PciBridgeKind kind) => kind != PciBridgeKind.PciToPci;
+}
+
 /// <summary>A PCI-to-PCI bridge and the bus below it.</summary>
 public sealed class PciBridge : PciDevice
 {

@@ -83,17 +83,7 @@ internal static class PciMachines
         }
     }
 
-    public static uint ReadMmio32(this SimMachine machine, long address)
-    {
-        Span<byte> b = stackalloc byte[4];
-        machine.Memory.Read(address, b);
-        return System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b);
-    }
+    public static uint ReadMmio32(this SimMachine machine, long address) => Devices.Cpu.Read32(machine, address);
 
-    public static void WriteMmio32(this SimMachine machine, long address, uint value)
-    {
-        Span<byte> b = stackalloc byte[4];
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(b, value);
-        machine.Memory.Write(address, b);
-    }
+    public static void WriteMmio32(this SimMachine machine, long address, uint value) => Devices.Cpu.Write32(machine, address, value);
 }
