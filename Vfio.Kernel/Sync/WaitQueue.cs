@@ -167,6 +167,9 @@ public sealed class WaitQueue : KernelObject
     {
         ArgumentNullException.ThrowIfNull(condition);
         KTask t = KTask.CurrentFor(Kernel);
+
+        // wait_event*() call might_sleep() before the first test of the condition.
+        Kernel.Lockdep.MightSleep(t, this);
         Kernel.BeforeOp(t, SchedOp.WaitEvent, this);
         bool timed = timeout != Completion.MaxScheduleTimeout;
         if (Evaluate(t, condition))
@@ -174,7 +177,6 @@ public sealed class WaitQueue : KernelObject
             return timed ? Math.Max(1, timeout) : 0;
         }
 
-        Kernel.Lockdep.MightSleep(t, this);
         SimClock clock = Kernel.Clock;
         long expire = timed ? clock.Jiffies + timeout : long.MaxValue;
         while (true)
