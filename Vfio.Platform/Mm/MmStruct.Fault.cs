@@ -40,12 +40,13 @@ public sealed partial class MmStruct
 
     /// <summary>
     /// The anonymous and hugetlb fault path with the zone lock held (GUP calls it inside its
-    /// batch): ensures entry <paramref name="index"/> is present and, for a write, not the zero page.
+    /// batch): ensures entry <paramref name="index"/> is present and, for a write or an
+    /// <paramref name="unshare"/> fault (FAULT_FLAG_UNSHARE), not the zero page.
     /// </summary>
-    internal int FaultInLocked(Vma vma, long index, bool write)
+    internal int FaultInLocked(Vma vma, long index, bool write, bool unshare = false)
     {
         long pte = vma.Ptes.Get(index);
-        if ((pte & Vma.PtePresent) != 0 && !(write && (pte & Vma.PteZero) != 0))
+        if ((pte & Vma.PtePresent) != 0 && !((write || unshare) && (pte & Vma.PteZero) != 0))
         {
             return 0;
         }
@@ -63,7 +64,7 @@ public sealed partial class MmStruct
             return 0;
         }
 
-        if (!write && (vma.Flags & VmFlags.VM_SHARED) == 0)
+        if (!write && !unshare && (vma.Flags & VmFlags.VM_SHARED) == 0)
         {
             // A read of never-written private anonymous memory maps the shared zero page.
             vma.Ptes.Set(index, (Mem.ZeroPfn << 12) | Vma.PtePresent | Vma.PteZero);

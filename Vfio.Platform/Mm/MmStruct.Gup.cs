@@ -5,6 +5,9 @@
 // as try_grab_folio does, so pinning 1 GiB of 2 MiB pages touches 512 counters, not
 // 262,144. Unpin is PhysMem.Unpin (unpin_user_page_range_dirty_lock).
 //
+// A read-only FOLL_LONGTERM pin of a private mapping unshares the zero page into a fresh
+// page on v6.2 and later (gup_must_unshare); on v6.1 it pins the zero page.
+//
 // The zone lock is taken once for the whole call; faults of unpopulated anonymous and
 // hugetlb pages are served inside it.
 
@@ -50,6 +53,11 @@ public sealed partial class MmStruct
 
         bool write = (flags & GupFlags.FOLL_WRITE) != 0;
         bool force = (flags & GupFlags.FOLL_FORCE) != 0;
+
+        // gup_must_unshare() (v6.2+): a read-only long-term pin must not pin a page the
+        // process could later replace on write (COW), so it unshares the zero page into a
+        // fresh anonymous page. Before v6.2 the zero page itself was pinned.
+        bool unshareZero = !write && (flags & GupFlags.FOLL_LONGTERM) != 0 && Kernel.Profile.AtLeast(6, 2);
         long done = 0;
         ulong addr = start;
         Mem.Lock.Lock();
@@ -67,7 +75,7 @@ public sealed partial class MmStruct
                 long before = done;
                 err = vma!.Pool is not null
                     ? PinHugeLocked(vma, ref addr, nrPages, ref done, write, runs, ref runCount)
-                    : PinSmallLocked(vma, ref addr, nrPages, ref done, write, runs, ref runCount);
+                    : PinSmallLocked(vma, ref addr, nrPages, ref done, write, unshareZero && (vma.Flags & VmFlags.VM_SHARED) == 0, runs, ref runCount);
                 if (err != 0)
                 {
                     return done > 0 ? done : err;
@@ -122,7 +130,7 @@ public sealed partial class MmStruct
         return 0;
     }
 
-    private int PinSmallLocked(Vma vma, ref ulong addr, long nrPages, ref long done, bool write, Span<PfnRun> runs, ref int runCount)
+    private int PinSmallLocked(Vma vma, ref ulong addr, long nrPages, ref long done, bool write, bool unshareZero, Span<PfnRun> runs, ref int runCount)
     {
         long idx = vma.Index(addr);
         long endIdx = Math.Min(vma.Ptes.Entries, idx + (nrPages - done));
@@ -150,9 +158,9 @@ public sealed partial class MmStruct
             for (; j < jEnd; j++, idx++)
             {
                 long pte = chunk[j];
-                if ((pte & Vma.PtePresent) == 0 || (write && (pte & Vma.PteZero) != 0))
+                if ((pte & Vma.PtePresent) == 0 || ((write || unshareZero) && (pte & Vma.PteZero) != 0))
                 {
-                    err = FaultInLocked(vma, idx, write);
+                    err = FaultInLocked(vma, idx, write, unshareZero);
                     if (err != 0)
                     {
                         goto out_done;

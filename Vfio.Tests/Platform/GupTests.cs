@@ -80,7 +80,8 @@ public sealed class GupTests
     [Test]
     public void PinningFaultsPagesIn_AWritePinAllocates_AReadPinTakesTheZeroPage()
     {
-        SimMachine m = Machines.Create();
+        // Linux 6.1 only: from 6.2 a read-only long-term pin unshares the zero page (see below).
+        SimMachine m = MachineOn(KernelProfile.Linux6_1);
         SimProcess p = m.CreateProcess("t");
         ulong a = (ulong)p.Mmap(0, 2 * 4096, RW, Anon);
 
@@ -97,6 +98,35 @@ public sealed class GupTests
         m.Memory.Unpin(write, false);
         MemoryInvariants.Assert(m);
     }
+
+    [Test]
+    public void AReadOnlyLongtermPin_UnsharesTheZeroPage_From6_2()
+    {
+        SimMachine m = MachineOn(KernelProfile.Linux6_12);
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 2 * 4096, RW, Anon);
+        Span<byte> one = stackalloc byte[1];
+        Assert.That(p.Mm.ReadUser(a, one), Is.Zero);
+        Assert.That(p.Mm.Translate(a), Is.EqualTo(m.Memory.ZeroPfn), "a read maps the zero page");
+
+        (long n, PfnRun[] runs) = Pin(p, a, 2, GupFlags.FOLL_LONGTERM);
+        (long nShort, PfnRun[] shortTerm) = Pin(p, a, 1, GupFlags.None);
+
+        Assert.That(n, Is.EqualTo(2));
+        Assert.That(runs.Any(r => r.Pfn <= m.Memory.ZeroPfn && m.Memory.ZeroPfn < r.End), Is.False, "no run covers the zero page");
+        Assert.That(p.Mm.Translate(a), Is.Not.EqualTo(m.Memory.ZeroPfn), "the mapped zero page was replaced by a fresh page");
+        Assert.That(m.Memory.PinCount(p.Mm.Translate(a)), Is.EqualTo(2), "the long-term pin and the later short-term pin share the fresh page");
+        Assert.That(nShort, Is.EqualTo(1));
+        m.Memory.Unpin(runs, false);
+        m.Memory.Unpin(shortTerm, false);
+        MemoryInvariants.Assert(m);
+    }
+
+    private static SimMachine MachineOn(KernelProfile profile)
+        => new(new SimKernel(new KernelConfig { Profile = profile }), new MachineConfig
+        {
+            Memory = new MemoryConfig { RamBytes = 4L << 30 },
+        });
 
     [Test]
     public void Holes_AreEfault_OnTheFirstPage_AndAPartialCountAfterwards()
