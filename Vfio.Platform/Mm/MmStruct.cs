@@ -190,8 +190,9 @@ public sealed partial class MmStruct
         MmapLock.DownWrite();
         try
         {
+            // Unmapping drops the mlocked VMAs' share of locked_vm. What drivers charged
+            // (account_locked_vm) stays until they uncharge it, as in the kernel.
             UnmapRangeLocked(0, TaskSize);
-            LockedVm = 0;
         }
         finally
         {
@@ -317,6 +318,13 @@ public sealed partial class MmStruct
         MmapLock.DownWrite();
         try
         {
+            if (IsDead)
+            {
+                // A sibling thread of an exiting process: the address space is (being) torn
+                // down. Its mmap_write_lock_killable() would fail on the pending SIGKILL.
+                return Errno.EINTR.Negative();
+            }
+
             ulong start = fixedMap ? addr : PlaceLocked(addr, len, pageSize);
             if (start == 0)
             {

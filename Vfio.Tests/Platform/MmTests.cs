@@ -318,4 +318,77 @@ public sealed class MmTests
         Assert.That(m.FindProcess(p.Pid), Is.Null);
         Assert.That(() => p.Mmap(a, 4096, RW, Anon), Throws.InvalidOperationException.With.Message.Contains("has exited"));
     }
+
+    [Test]
+    public void Exit_TearsTheAddressSpaceDown_BeforeItClosesTheFiles()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        bool? mmDeadAtRelease = null;
+        dev.OnRelease = _ => mmDeadAtRelease = p.Mm.IsDead;
+        Assert.That(p.Open(dev.NodePath), Is.GreaterThanOrEqualTo(0));
+
+        p.Exit();
+
+        Assert.That(dev.Releases, Is.EqualTo(1));
+        Assert.That(mmDeadAtRelease, Is.True, "exit_mm() runs before exit_files()");
+    }
+
+    [Test]
+    public void Exit_KeepsTheLockedVmThatADriverCharged_AndDropsOnlyTheMlockedShare()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t", limits: new ResourceLimits { MemlockBytes = 1 << 20 });
+        ulong a = (ulong)p.Mmap(0, 4 * 4096, RW, Anon);
+        Assert.That(p.Mlock(a, 4 * 4096), Is.Zero);
+        Assert.That(p.Mm.AccountLockedVm(10, inc: true, p), Is.Zero, "what a driver such as type1 charges");
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(14));
+
+        p.Exit();
+
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(10), "the driver's charge stays until the driver uncharges it");
+        Assert.That(p.Mm.AccountLockedVm(10, inc: false, p), Is.Zero);
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        Assert.That(m.Kernel.Warnings, Is.Empty, "no locked_vm underflow");
+    }
+
+    [Test]
+    public void AnMmapInFlightWhenTheProcessExits_FailsAndMapsNothing()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        long used = m.Memory.UsedPages;
+
+        p.Exit();
+
+        // A sibling thread that entered mmap() before exit_group() reaches the mm itself.
+        long ret = p.Mm.Mmap(0, 4096, RW, Anon | MapFlags.MAP_POPULATE, null, 0, p);
+        Assert.That(ret, Is.EqualTo(Errno.EINTR.Negative()));
+        Assert.That(p.Mm.Vmas, Is.Empty);
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(used));
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void AFileInstalledAtAReservedFdAfterExit_IsReleased_AndTheTableTakesNoNewFd()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        SimProcess opener = m.CreateProcess("opener");
+        int fd = p.GetUnusedFd(cloexec: false);
+        Assert.That(fd, Is.GreaterThanOrEqualTo(0));
+        int ofd = opener.Open(dev.NodePath);
+        SimFile file = opener.Files.Get(ofd)!;
+
+        p.Exit(); // A sibling thread is between get_unused_fd_flags() and fd_install().
+        p.FdInstall(fd, file);
+        Assert.That(p.GetUnusedFd(cloexec: false), Is.EqualTo(Errno.EINTR.Negative()));
+        Assert.That(opener.SendFd(ofd, p), Is.EqualTo(Errno.EINTR.Negative()));
+        Assert.That(dev.Releases, Is.Zero, "opener still holds the file");
+        opener.Close(ofd);
+
+        Assert.That(dev.Releases, Is.EqualTo(1), "the references given to the closed table were dropped");
+    }
 }
