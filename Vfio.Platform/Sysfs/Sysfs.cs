@@ -283,6 +283,43 @@ public sealed class SysfsTree
         _vfs.Remove(node);
     }
 
+    /// <summary>The entries of <paramref name="dir"/>, a snapshot.</summary>
+    internal VfsNode[] Children(VfsDir dir)
+    {
+        _vfs.TreeLock.DownRead();
+        try
+        {
+            return [.. dir.ChildrenLocked];
+        }
+        finally
+        {
+            _vfs.TreeLock.UpRead();
+        }
+    }
+
+    /// <summary>
+    /// Calls <paramref name="create"/> and returns the entries it added to <paramref name="dir"/>
+    /// (what sysfs_create_groups() created), so they can be removed as a group later.
+    /// </summary>
+    internal VfsNode[] Track(VfsDir dir, Action create)
+    {
+        HashSet<VfsNode> before = [.. Children(dir)];
+        create();
+        return [.. Children(dir).Where(n => !before.Contains(n))];
+    }
+
+    /// <summary>sysfs_remove_file() / sysfs_remove_groups(): removes each of <paramref name="nodes"/>.</summary>
+    internal void RemoveAll(IEnumerable<VfsNode?> nodes)
+    {
+        foreach (VfsNode? n in nodes)
+        {
+            if (n is not null)
+            {
+                Remove(n);
+            }
+        }
+    }
+
     private void MarkRemoved(VfsNode node)
     {
         if (node is SysfsAttribute a)
