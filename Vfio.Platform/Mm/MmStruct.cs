@@ -393,7 +393,10 @@ public sealed partial class MmStruct
             }
 
             InsertVmaLocked(vma);
-            if (locked && (vma.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) == 0)
+
+            // mmap_region(): VM_SPECIAL and hugetlb mappings never get VM_LOCKED and are not
+            // charged to locked_vm (MAP_LOCKED still populates them, below).
+            if (locked && !IsUnlockable(vma))
             {
                 vma.Flags |= VmFlags.VM_LOCKED;
                 LockedVm += (long)(len >> PhysMem.PageShift);
@@ -604,11 +607,11 @@ public sealed partial class MmStruct
         }
     }
 
-    private int? CheckHugetlbSplitLocked(ulong start, ulong end)
+    private int? CheckHugetlbSplitLocked(ulong start, ulong end, FlagChange? change = null)
     {
         foreach (Vma v in _vmas)
         {
-            if (v.IsHugetlb && v.Start < end && start < v.End)
+            if (v.IsHugetlb && v.Start < end && start < v.End && (change is not { } c || c.Changes(v)))
             {
                 ulong mask = (1UL << v.PageShift) - 1;
                 if ((start > v.Start && (start & mask) != 0) || (end < v.End && (end & mask) != 0))
@@ -762,17 +765,14 @@ public sealed partial class MmStruct
                 }
             }
 
-            if (CheckHugetlbSplitLocked(addr, end) is int bad)
+            const VmFlags rwx = VmFlags.VM_READ | VmFlags.VM_WRITE | VmFlags.VM_EXEC;
+            var change = new FlagChange(rwx, ToVmFlags(prot), SkipSpecial: false);
+            if (CheckHugetlbSplitLocked(addr, end, change) is int bad)
             {
                 return bad;
             }
 
-            const VmFlags rwx = VmFlags.VM_READ | VmFlags.VM_WRITE | VmFlags.VM_EXEC;
-            foreach (Vma v in SplitRangeLocked(addr, end))
-            {
-                v.Flags = (v.Flags & ~rwx) | ToVmFlags(prot);
-            }
-
+            ChangeFlagsLocked(addr, end, change);
             return 0;
         }
         finally
@@ -815,64 +815,88 @@ public sealed partial class MmStruct
     private bool MlockFutureOk(SimProcess p, long pages)
         => p.Credentials.Capable(Capabilities.CAP_IPC_LOCK) || LockedVm + pages <= p.Limits.MemlockPages;
 
-    /// <summary>mlock(): locks and populates the range; 0, -EPERM (no mlock allowed), -ENOMEM (holes, or over RLIMIT_MEMLOCK).</summary>
+    /// <summary>mlock(): locks and populates the range; 0, -EPERM (no mlock allowed), -ENOMEM (holes, or over RLIMIT_MEMLOCK), -EINVAL (the range wraps).</summary>
     public int Mlock(ulong addr, ulong length, SimProcess caller)
     {
         ArgumentNullException.ThrowIfNull(caller);
-        if (!CanDoMlock(caller))
+        return MlockRange(addr, length, caller);
+    }
+
+    /// <summary>munlock(): 0, -ENOMEM when the range is not fully mapped, -EINVAL when it wraps.</summary>
+    public int Munlock(ulong addr, ulong length) => MlockRange(addr, length, null);
+
+    /// <summary>
+    /// do_mlock() (<paramref name="caller"/> set) and munlock(): the range is page aligned
+    /// as the kernel does it (the length grows by the offset in the page, wrapping as size_t
+    /// arithmetic does). mlock checks can_do_mlock (EPERM), then RLIMIT_MEMLOCK against
+    /// the whole length plus locked_vm less what is already locked in the range (ENOMEM),
+    /// then apply_vma_lock_flags: a wrapping range (EINVAL), an empty one (0), holes (ENOMEM).
+    /// mlock_fixup() leaves VM_SPECIAL and hugetlb VMAs alone (no VM_LOCKED, no charge, no
+    /// split) and splits only VMAs whose flags change. mlock then populates the range.
+    /// </summary>
+    private int MlockRange(ulong addr, ulong length, SimProcess? caller)
+    {
+        bool lockIt = caller is not null;
+        if (lockIt && !CanDoMlock(caller!))
         {
             return Errno.EPERM.Negative();
         }
 
-        ulong start = addr & ~(ulong)(PhysMem.PageSize - 1);
-        ulong end = (addr + length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
-        if (end < start)
-        {
-            return Errno.EINVAL.Negative();
-        }
-
-        if (end == start)
-        {
-            return 0;
-        }
-
+        ulong pageMask = PhysMem.PageSize - 1;
+        ulong len = (length + (addr & pageMask) + pageMask) & ~pageMask;
+        ulong start = addr & ~pageMask;
         MmapLock.DownWrite();
         try
         {
+            if (lockIt && !caller!.Credentials.Capable(Capabilities.CAP_IPC_LOCK))
+            {
+                ulong locked = (len >> PhysMem.PageShift) + (ulong)LockedVm;
+                if (locked > (ulong)caller.Limits.MemlockPages)
+                {
+                    locked -= (ulong)CountMlockedPagesLocked(start, len);
+                    if (locked > (ulong)caller.Limits.MemlockPages)
+                    {
+                        return Errno.ENOMEM.Negative();
+                    }
+                }
+            }
+
+            ulong end = start + len;
+            if (end < start)
+            {
+                return Errno.EINVAL.Negative();
+            }
+
+            if (end == start)
+            {
+                return 0;
+            }
+
             if (!CoveredLocked(start, end))
             {
                 return Errno.ENOMEM.Negative();
             }
 
-            long newly = 0;
-            foreach (Vma v in _vmas)
-            {
-                if (v.Start < end && start < v.End && (v.Flags & (VmFlags.VM_LOCKED | VmFlags.VM_IO | VmFlags.VM_PFNMAP)) == 0)
-                {
-                    newly += (long)((Math.Min(end, v.End) - Math.Max(start, v.Start)) >> PhysMem.PageShift);
-                }
-            }
-
-            if (!MlockFutureOk(caller, newly))
-            {
-                return Errno.ENOMEM.Negative();
-            }
-
-            if (CheckHugetlbSplitLocked(start, end) is int bad)
+            var change = new FlagChange(VmFlags.VM_LOCKED, lockIt ? VmFlags.VM_LOCKED : 0, SkipSpecial: true);
+            if (CheckHugetlbSplitLocked(start, end, change) is int bad)
             {
                 return bad;
             }
 
-            foreach (Vma v in SplitRangeLocked(start, end))
+            long pages = ChangeFlagsLocked(start, end, change);
+            LockedVm += lockIt ? pages : -pages;
+            if (lockIt)
             {
-                if ((v.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) == 0)
+                // __mm_populate() over the whole range, skipping VM_IO/VM_PFNMAP VMAs.
+                foreach (Vma v in _vmas)
                 {
-                    v.Flags |= VmFlags.VM_LOCKED;
-                    PopulateLocked(v, v.Start, v.End);
+                    if (v.Start < end && start < v.End)
+                    {
+                        PopulateLocked(v, Math.Max(start, v.Start), Math.Min(end, v.End));
+                    }
                 }
             }
 
-            LockedVm += newly;
             return 0;
         }
         finally
@@ -881,44 +905,64 @@ public sealed partial class MmStruct
         }
     }
 
-    /// <summary>munlock(): 0, or -ENOMEM when the range is not fully mapped.</summary>
-    public int Munlock(ulong addr, ulong length)
+    /// <summary>count_mm_mlocked_page_nr(): pages of VM_LOCKED VMAs within [start, start + len).</summary>
+    private long CountMlockedPagesLocked(ulong start, ulong len)
     {
-        ulong start = addr & ~(ulong)(PhysMem.PageSize - 1);
-        ulong end = (addr + length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
-        if (end <= start)
+        ulong end = start + len < start ? ulong.MaxValue : start + len;
+        long count = 0;
+        foreach (Vma v in _vmas)
         {
-            return end < start ? Errno.EINVAL.Negative() : 0;
+            if ((v.Flags & VmFlags.VM_LOCKED) != 0 && v.Start < end && start < v.End)
+            {
+                count += (long)((Math.Min(end, v.End) - Math.Max(start, v.Start)) >> PhysMem.PageShift);
+            }
         }
 
-        MmapLock.DownWrite();
-        try
+        return count;
+    }
+
+    /// <summary>VMAs that mlock leaves alone: VM_SPECIAL (VM_IO, VM_DONTEXPAND, VM_PFNMAP) and hugetlb.</summary>
+    private static bool IsUnlockable(Vma v)
+        => (v.Flags & (VmFlags.VM_IO | VmFlags.VM_DONTEXPAND | VmFlags.VM_PFNMAP | VmFlags.VM_HUGETLB)) != 0;
+
+    /// <summary>A change of VMA flags: newflags = (flags &amp; ~Clear) | Set; SkipSpecial leaves <see cref="IsUnlockable"/> VMAs alone.</summary>
+    private readonly record struct FlagChange(VmFlags Clear, VmFlags Set, bool SkipSpecial)
+    {
+        public bool Changes(Vma v) => !(SkipSpecial && IsUnlockable(v)) && ((v.Flags & ~Clear) | Set) != v.Flags;
+    }
+
+    /// <summary>
+    /// mprotect_fixup()/mlock_fixup() over [start, end): a VMA whose flags would not change
+    /// is left as it is (not split); the others are split at the range's ends and changed.
+    /// Returns the pages whose flags changed. Caller holds mmap_lock for writing.
+    /// </summary>
+    private long ChangeFlagsLocked(ulong start, ulong end, FlagChange change)
+    {
+        long pages = 0;
+        for (int i = 0; i < _vmas.Count; i++)
         {
-            if (!CoveredLocked(start, end))
+            Vma v = _vmas[i];
+            if (v.End <= start || v.Start >= end || !change.Changes(v))
             {
-                return Errno.ENOMEM.Negative();
+                continue;
             }
 
-            if (CheckHugetlbSplitLocked(start, end) is int bad)
+            if (v.Start < start)
             {
-                return bad;
+                _vmas.Insert(i + 1, SplitAt(v, start));
+                continue; // Change the right part next.
             }
 
-            foreach (Vma v in SplitRangeLocked(start, end))
+            if (v.End > end)
             {
-                if ((v.Flags & VmFlags.VM_LOCKED) != 0)
-                {
-                    v.Flags &= ~VmFlags.VM_LOCKED;
-                    LockedVm -= (long)(v.Length >> PhysMem.PageShift);
-                }
+                _vmas.Insert(i + 1, SplitAt(v, end));
             }
 
-            return 0;
+            v.Flags = (v.Flags & ~change.Clear) | change.Set;
+            pages += (long)(v.Length >> PhysMem.PageShift);
         }
-        finally
-        {
-            MmapLock.UpWrite();
-        }
+
+        return pages;
     }
 
     // ---- locked_vm accounting (mm/util.c).

@@ -391,4 +391,64 @@ public sealed class MmTests
 
         Assert.That(dev.Releases, Is.EqualTo(1), "the references given to the closed table were dropped");
     }
+
+    [Test]
+    public void HugetlbMappings_AreNeverMlocked_NorCharged_NorSplitByMlock()
+    {
+        SimMachine m = Machines.Create(huge2M: 4);
+        SimProcess p = m.CreateProcess("t", Credentials.User, new ResourceLimits { MemlockBytes = 16L << 20 });
+        ulong a = (ulong)p.Mmap(0, 4 << 20, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_LOCKED);
+
+        Assert.That(p.Mm.Vmas.Single().Flags & VmFlags.VM_LOCKED, Is.EqualTo((VmFlags)0), "mmap_region() clears VM_LOCKED on hugetlb");
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        Assert.That(m.Memory.HugePagesFree(2L << 20), Is.EqualTo(2), "MAP_LOCKED still populates");
+
+        Assert.That(p.Mlock(a + 4096, 4096), Is.Zero, "mlock_fixup() skips hugetlb, so an unaligned range is no split");
+        Assert.That(p.Munlock(a + 4096, 4096), Is.Zero);
+        Assert.That(p.Mm.Vmas, Has.Count.EqualTo(1));
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void TheMlockLimit_CountsTheWholeLength_LessWhatIsAlreadyLocked()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t", Credentials.User, new ResourceLimits { MemlockBytes = 4 * 4096 });
+        int fd = p.Open(dev.NodePath);
+        ulong bar = (ulong)p.Mmap(0, 8 * 4096, RW, MapFlags.MAP_SHARED, fd);
+        ulong a = (ulong)p.Mmap(0, 4 * 4096, RW, Anon);
+
+        Assert.That(p.Mlock(bar, 8 * 4096), Is.EqualTo(ENOMEM), "do_mlock() counts VM_PFNMAP pages against the limit");
+        Assert.That(p.Mlock(bar, 4 * 4096), Is.Zero, "within the limit; nothing is locked or charged");
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        Assert.That(p.Mlock(a, 4 * 4096), Is.Zero);
+        Assert.That(p.Mlock(a, 4 * 4096), Is.Zero, "4 + 4 is over the limit, less the 4 already locked in the range");
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(4));
+    }
+
+    [Test]
+    public void MprotectMlockAndMunlock_SplitOnlyTheVmasWhoseFlagsChange()
+    {
+        SimMachine m = Machines.Create(huge2M: 2);
+        SimProcess p = m.CreateProcess("t", limits: new ResourceLimits { MemlockBytes = 1 << 20 });
+        ulong a = (ulong)p.Mmap(0, 4 * 4096, RW, Anon);
+        ulong h = (ulong)p.Mmap(0, 4 << 20, RW, Anon | MapFlags.MAP_HUGETLB);
+        int Count(ulong start, ulong end) => p.Mm.Vmas.Count(v => v.Start >= start && v.End <= end);
+
+        Assert.That(p.Mprotect(a + 4096, 4096, Prot.PROT_READ | Prot.PROT_WRITE), Is.Zero);
+        Assert.That(p.Munlock(a + 4096, 4096), Is.Zero);
+        Assert.That(Count(a, a + (4 * 4096)), Is.EqualTo(1), "newflags == oldflags: nothing to split");
+        Assert.That(p.Mlock(a, 4 * 4096), Is.Zero);
+        Assert.That(p.Mlock(a + 4096, 4096), Is.Zero);
+        Assert.That(Count(a, a + (4 * 4096)), Is.EqualTo(1));
+        Assert.That(p.Mprotect(a + 4096, 4096, Prot.PROT_READ), Is.Zero);
+        Assert.That(Count(a, a + (4 * 4096)), Is.EqualTo(3), "a real change splits");
+
+        Assert.That(p.Mprotect(h + 4096, 4096, Prot.PROT_READ | Prot.PROT_WRITE), Is.Zero, "no change, so no hugetlb split to refuse");
+        Assert.That(p.Mprotect(h + 4096, 4096, Prot.PROT_READ), Is.EqualTo(EINVAL), "a change would split a huge page");
+        Assert.That(Count(h, h + (4 << 20)), Is.EqualTo(1));
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(4));
+    }
 }
