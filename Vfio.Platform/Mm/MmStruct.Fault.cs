@@ -102,9 +102,18 @@ public sealed partial class MmStruct
         };
     }
 
-    /// <summary>Faults in every page of [<paramref name="start"/>, <paramref name="end"/>) of <paramref name="vma"/> (MAP_POPULATE, mlock).</summary>
+    /// <summary>
+    /// Faults in every page of [<paramref name="start"/>, <paramref name="end"/>) of
+    /// <paramref name="vma"/> (MAP_POPULATE, MAP_LOCKED, mlock). Like __mm_populate() it
+    /// skips VM_IO and VM_PFNMAP VMAs: device memory is faulted by its users, not prefaulted.
+    /// </summary>
     private void PopulateLocked(Vma vma, ulong start, ulong end)
     {
+        if ((vma.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) != 0)
+        {
+            return;
+        }
+
         bool write = (vma.Flags & VmFlags.VM_WRITE) != 0;
         for (ulong a = start; a < end; a += 1UL << vma.PageShift)
         {

@@ -451,4 +451,23 @@ public sealed class MmTests
         Assert.That(Count(h, h + (4 << 20)), Is.EqualTo(1));
         Assert.That(p.Mm.LockedVm, Is.EqualTo(4));
     }
+
+    [Test]
+    public void PopulateAndMlock_DoNotFaultDeviceMappings()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t", limits: new ResourceLimits { MemlockBytes = 1 << 20 });
+        int fd = p.Open(dev.NodePath);
+
+        ulong bar = (ulong)p.Mmap(0, 4 * 4096, RW, MapFlags.MAP_SHARED | MapFlags.MAP_POPULATE | MapFlags.MAP_LOCKED, fd);
+        Assert.That(p.Mlock(bar, 4 * 4096), Is.Zero);
+
+        Assert.That(dev.Faults, Is.Zero, "__mm_populate() skips VM_IO/VM_PFNMAP VMAs");
+        Assert.That(p.Mm.Translate(bar), Is.EqualTo(-1));
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        Span<byte> one = stackalloc byte[1];
+        Assert.That(p.Mm.ReadUser(bar, one), Is.Zero);
+        Assert.That(dev.Faults, Is.EqualTo(1), "a real access still faults the page in");
+    }
 }
