@@ -58,7 +58,7 @@ public sealed partial class MmStruct
                 return Errno.ENOMEM.Negative();
             }
 
-            long head = pool.AllocReserved();
+            long head = pool.AllocReserved(Mem);
             vma.HugeReserved--;
             vma.Ptes.Set(index, (head << 12) | Vma.PtePresent);
             return 0;

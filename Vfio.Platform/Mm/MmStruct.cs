@@ -1101,7 +1101,7 @@ public sealed partial class MmStruct
                 long copy;
                 if (from.Pool is { } hp)
                 {
-                    copy = hp.AllocReserved();
+                    copy = hp.AllocReserved(Mem);
                     to.HugeReserved--;
                     for (long sub = 0; sub < hp.PagesPerFolio; sub++)
                     {

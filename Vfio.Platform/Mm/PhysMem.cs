@@ -348,6 +348,13 @@ public sealed partial class PhysMem
         m.Ref = 1;
         m.Pin = 0;
         m.Flags = 0;
+        if (m.Data != 0)
+        {
+            // Written while free (a stray DMA into a freed frame): the new owner gets zeros.
+            Data.Free(m.Data);
+            m.Data = 0;
+        }
+
         _usedPages++;
         return pfn;
     }
