@@ -213,6 +213,51 @@ public sealed class EventFdTests(SchedulerMode mode)
     }
 
     [Test]
+    public void ASignalCanSaturateTheCounterAtUllongMax_WhichPollReportsAsPollerr()
+    {
+        PollEvents revents = PollEvents.None;
+        ulong count = 0;
+        RunResult r = Run((m, p) =>
+        {
+            int fd = p.Eventfd(5);
+            SimFile f = p.Files.Get(fd)!;
+            EventFdContext ctx = EventFdContext.FromFile(f)!;
+            f.Put();
+            ctx.Signal(ulong.MaxValue);
+            count = ctx.Count;
+            PollFd[] fds = [new PollFd(fd, PollEvents.POLLIN | PollEvents.POLLOUT)];
+            p.Poll(fds, 0);
+            revents = fds[0].REvents;
+            ctx.Put();
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(count, Is.EqualTo(ulong.MaxValue), "eventfd_signal() saturates at ULLONG_MAX, not below it");
+        Assert.That(revents, Is.EqualTo(PollEvents.POLLIN | PollEvents.POLLERR));
+    }
+
+    [Test]
+    public void ClosingTheLastFd_WakesPollersWithPollhup_BeforeTheContextGoes()
+    {
+        var keys = new List<object?>();
+        RunResult r = Run((m, p) =>
+        {
+            int fd = p.Eventfd(0);
+            SimFile f = p.Files.Get(fd)!;
+            EventFdContext ctx = EventFdContext.FromFile(f)!; // What an irqfd holds.
+            f.Put();
+            var entry = new WaitQueueEntry((_, key) => keys.Add(key));
+            ctx.Wqh.AddEntry(entry);
+            p.Close(fd);
+            ctx.Wqh.RemoveEntry(entry);
+            ctx.Put();
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(keys, Is.EqualTo(new object[] { PollEvents.POLLHUP }));
+    }
+
+    [Test]
     public void WritesAdd_AndAReadTakesEverything()
     {
         var seen = new List<object>();
@@ -392,5 +437,41 @@ public sealed class CharDeviceTests
         Assert.That(m.Vfs.Lookup("/dev/vfio/vfio", out VfsNode? node), Is.Zero);
         Assert.That(((VfsCharDevice)node!).Major, Is.EqualTo(10));
         Assert.That(((VfsCharDevice)node).Minor, Is.EqualTo(196));
+    }
+}
+
+public sealed class EventFdAllocationTests
+{
+    [Test]
+    public void Signal_AllocatesNothing_WithAPollerRegistered()
+    {
+        long allocated = -1;
+        int wakes = 0;
+        // Real mode: the controlled scheduler itself allocates at scheduling points.
+        SimMachine m = Machines.Create(SchedulerMode.Real);
+        SimProcess p = m.CreateProcess("t");
+        RunResult r = m.Kernel.Run(() =>
+        {
+            int fd = p.Eventfd(0);
+            SimFile f = p.Files.Get(fd)!;
+            EventFdContext ctx = EventFdContext.FromFile(f)!;
+            f.Put();
+            var entry = new WaitQueueEntry((_, _) => wakes++);
+            ctx.Wqh.AddEntry(entry);
+            ctx.Signal();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 1000; i++)
+            {
+                ctx.Signal();
+            }
+
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            ctx.Wqh.RemoveEntry(entry);
+            ctx.Put();
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(wakes, Is.EqualTo(1001));
+        Assert.That(allocated, Is.Zero, "boxed keys are cached and wake_up() iterates the entries without copying them");
     }
 }
