@@ -459,19 +459,26 @@ public sealed class EventFdAllocationTests
             var entry = new WaitQueueEntry((_, _) => wakes++);
             ctx.Wqh.AddEntry(entry);
             ctx.Signal();
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 1000; i++)
-            {
-                ctx.Signal();
-            }
 
-            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            // The least of three rounds: a one-off allocation elsewhere on the thread (lockdep
+            // growing a table, a type load) is not the signal's; a per-signal one shows in every round.
+            allocated = long.MaxValue;
+            for (int round = 0; round < 3; round++)
+            {
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                for (int i = 0; i < 1000; i++)
+                {
+                    ctx.Signal();
+                }
+
+                allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
+            }
             ctx.Wqh.RemoveEntry(entry);
             ctx.Put();
         });
 
         Sim.AssertPassed(r);
-        Assert.That(wakes, Is.EqualTo(1001));
+        Assert.That(wakes, Is.EqualTo(3001));
         Assert.That(allocated, Is.Zero, "boxed keys are cached and wake_up() iterates the entries without copying them");
     }
 }
