@@ -101,6 +101,34 @@ public sealed class VfsTests
     }
 
     [Test]
+    public void ReadAndWrite_CheckInVfsReadsOrder_AccessOkBeforeTheNegativeCount()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        var dev = new CountingMisc(m);
+        int efd = p.Eventfd(5);
+        int wronly = p.Open(dev.NodePath, OpenFlags.O_WRONLY);
+        Assert.That(m.CharDevices.RegisterMisc(201, "noread", new NoReadWrite()), Is.Zero);
+        int noops = p.Open("/dev/noread");
+        ulong buf = (ulong)p.Mmap(0, 4096, Prot.PROT_READ | Prot.PROT_WRITE, MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS);
+        long EFAULT = Errno.EFAULT.Negative(), EBADF = Errno.EBADF.Negative(), EINVAL = Errno.EINVAL.Negative();
+
+        Assert.That(p.Read(efd, buf, -1), Is.EqualTo(EFAULT), "access_ok(buf, (size_t)-1) fails before rw_verify_area()");
+        Assert.That(p.Write(efd, buf, -1), Is.EqualTo(EFAULT));
+        Assert.That(p.Pread(efd, buf, -1, 0), Is.EqualTo(EFAULT));
+        Assert.That(p.Read(42, ulong.MaxValue, -1), Is.EqualTo(EBADF), "the fd first");
+        Assert.That(p.Read(wronly, ulong.MaxValue, -1), Is.EqualTo(EBADF), "then FMODE_READ");
+        Assert.That(p.Read(noops, ulong.MaxValue, -1), Is.EqualTo(EINVAL), "then FMODE_CAN_READ");
+        Assert.That(p.Write(noops, ulong.MaxValue, -1), Is.EqualTo(EINVAL));
+        Assert.That(p.Pread(efd, ulong.MaxValue, -1, -1), Is.EqualTo(EINVAL), "pread64() checks the offset before the fd");
+        Assert.That(p.Read(efd, buf, SimProcess.MaxRwCount + 4096), Is.EqualTo(8), "a huge count inside user space is clamped to MAX_RW_COUNT");
+    }
+
+    private sealed class NoReadWrite : FileOperations
+    {
+    }
+
+    [Test]
     public void RlimitNofile_BoundsTheTable()
     {
         SimMachine m = Machines.Create();
