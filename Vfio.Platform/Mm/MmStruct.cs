@@ -26,6 +26,12 @@ public enum Prot
     PROT_READ = 1,
     PROT_WRITE = 2,
     PROT_EXEC = 4,
+    /// <summary>PROT_SEM: accepted and ignored on x86.</summary>
+    PROT_SEM = 8,
+    /// <summary>PROT_GROWSDOWN (mprotect only): extend to the start of a VM_GROWSDOWN mapping.</summary>
+    PROT_GROWSDOWN = 0x0100_0000,
+    /// <summary>PROT_GROWSUP (mprotect only).</summary>
+    PROT_GROWSUP = 0x0200_0000,
 }
 
 /// <summary>mmap() flags (x86-64 values).</summary>
@@ -576,16 +582,20 @@ public sealed partial class MmStruct
 
     // ---- munmap.
 
-    /// <summary>munmap(): 0, or -EINVAL for a misaligned address, a zero length, or a split of a hugetlb page.</summary>
+    /// <summary>
+    /// munmap() (do_vmi_munmap): 0, or -EINVAL for a misaligned address, an address past
+    /// TASK_SIZE, a length (checked before it is rounded) past TASK_SIZE - addr, a zero
+    /// length, or a split of a hugetlb page.
+    /// </summary>
     public int Munmap(ulong addr, ulong length)
     {
-        if ((addr & (PhysMem.PageSize - 1)) != 0 || length == 0)
+        if ((addr & (PhysMem.PageSize - 1)) != 0 || addr > TaskSize || length > TaskSize - addr)
         {
             return Errno.EINVAL.Negative();
         }
 
-        ulong len = (length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
-        if (len > TaskSize || addr > TaskSize - len)
+        ulong end = addr + ((length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1));
+        if (end == addr)
         {
             return Errno.EINVAL.Negative();
         }
@@ -593,12 +603,12 @@ public sealed partial class MmStruct
         MmapLock.DownWrite();
         try
         {
-            if (CheckHugetlbSplitLocked(addr, addr + len) is int bad)
+            if (CheckHugetlbSplitLocked(addr, end) is int bad)
             {
                 return bad;
             }
 
-            UnmapRangeLocked(addr, addr + len);
+            UnmapRangeLocked(addr, end);
             return 0;
         }
         finally
@@ -611,17 +621,25 @@ public sealed partial class MmStruct
     {
         foreach (Vma v in _vmas)
         {
-            if (v.IsHugetlb && v.Start < end && start < v.End && (change is not { } c || c.Changes(v)))
+            if (v.Start < end && start < v.End && (change is not { } c || c.Changes(v)) && SplitsHugePage(v, start, end))
             {
-                ulong mask = (1UL << v.PageShift) - 1;
-                if ((start > v.Start && (start & mask) != 0) || (end < v.End && (end & mask) != 0))
-                {
-                    return Errno.EINVAL.Negative();
-                }
+                return Errno.EINVAL.Negative();
             }
         }
 
         return null;
+    }
+
+    /// <summary>hugetlb_vm_op_split(): true when cutting <paramref name="v"/> at the range's ends would split a huge page.</summary>
+    private static bool SplitsHugePage(Vma v, ulong start, ulong end)
+    {
+        if (!v.IsHugetlb)
+        {
+            return false;
+        }
+
+        ulong mask = (1UL << v.PageShift) - 1;
+        return (start > v.Start && (start & mask) != 0) || (end < v.End && (end & mask) != 0);
     }
 
     /// <summary>Splits VMAs at <paramref name="start"/> and <paramref name="end"/> and returns those inside.</summary>
@@ -734,42 +752,96 @@ public sealed partial class MmStruct
 
     // ---- mprotect.
 
-    /// <summary>mprotect(): 0, -EINVAL (misaligned), -ENOMEM (range not fully mapped), -EACCES (write to a read-only shared file).</summary>
+    /// <summary>
+    /// mprotect() in do_mprotect_pkey()'s order: both PROT_GROWSDOWN and PROT_GROWSUP
+    /// (EINVAL), a misaligned address (EINVAL), a zero length (0), a range that wraps once
+    /// page aligned (ENOMEM), unknown protection bits (EINVAL); then under mmap_lock no
+    /// mapping in the range or a hole at its start (ENOMEM), PROT_GROWS* on a mapping that
+    /// does not grow (EINVAL), and per VMA in address order a write to a read-only shared
+    /// file (EACCES), a hugetlb split (EINVAL), a hole (ENOMEM). A rejected call changes
+    /// nothing (the kernel may already have changed the VMAs before the failing one).
+    /// </summary>
     public int Mprotect(ulong addr, ulong length, Prot prot)
     {
-        if ((addr & (PhysMem.PageSize - 1)) != 0)
+        const Prot growsBoth = Prot.PROT_GROWSDOWN | Prot.PROT_GROWSUP;
+        Prot grows = prot & growsBoth;
+        prot &= ~growsBoth;
+        if (grows == growsBoth || (addr & (PhysMem.PageSize - 1)) != 0)
         {
             return Errno.EINVAL.Negative();
         }
 
-        ulong len = (length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
-        if (len == 0)
+        if (length == 0)
         {
             return 0;
         }
 
-        ulong end = addr + len;
+        ulong end = addr + ((length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1));
+        if (end <= addr)
+        {
+            return Errno.ENOMEM.Negative();
+        }
+
+        // arch_validate_prot(): only PROT_READ, PROT_WRITE, PROT_EXEC and PROT_SEM.
+        if ((prot & ~(Prot.PROT_READ | Prot.PROT_WRITE | Prot.PROT_EXEC | Prot.PROT_SEM)) != 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
         MmapLock.DownWrite();
         try
         {
-            if (!CoveredLocked(addr, end))
+            Vma? first = null;
+            foreach (Vma v in _vmas)
+            {
+                if (v.End > addr && v.Start < end)
+                {
+                    first = v;
+                    break;
+                }
+            }
+
+            if (first is null || (grows != Prot.PROT_GROWSDOWN && first.Start > addr))
             {
                 return Errno.ENOMEM.Negative();
             }
 
-            foreach (Vma v in _vmas)
+            if (grows != 0)
             {
-                if (v.Start < end && addr < v.End && (v.Flags & VmFlags.VM_SHARED) != 0 && v.File is { CanWrite: false } && (prot & Prot.PROT_WRITE) != 0)
-                {
-                    return Errno.EACCES.Negative();
-                }
+                return Errno.EINVAL.Negative(); // No mapping here is VM_GROWSDOWN or VM_GROWSUP.
             }
 
             const VmFlags rwx = VmFlags.VM_READ | VmFlags.VM_WRITE | VmFlags.VM_EXEC;
             var change = new FlagChange(rwx, ToVmFlags(prot), SkipSpecial: false);
-            if (CheckHugetlbSplitLocked(addr, end, change) is int bad)
+            ulong cursor = addr;
+            foreach (Vma v in _vmas)
             {
-                return bad;
+                if (v.End <= addr || v.Start >= end)
+                {
+                    continue;
+                }
+
+                if (v.Start > cursor)
+                {
+                    return Errno.ENOMEM.Negative();
+                }
+
+                if ((v.Flags & VmFlags.VM_SHARED) != 0 && v.File is { CanWrite: false } && (prot & Prot.PROT_WRITE) != 0)
+                {
+                    return Errno.EACCES.Negative(); // VM_MAYWRITE is clear: the file is not open for writing.
+                }
+
+                if (change.Changes(v) && SplitsHugePage(v, addr, end))
+                {
+                    return Errno.EINVAL.Negative();
+                }
+
+                cursor = v.End;
+            }
+
+            if (cursor < end)
+            {
+                return Errno.ENOMEM.Negative();
             }
 
             ChangeFlagsLocked(addr, end, change);

@@ -470,4 +470,46 @@ public sealed class MmTests
         Assert.That(p.Mm.ReadUser(bar, one), Is.Zero);
         Assert.That(dev.Faults, Is.EqualTo(1), "a real access still faults the page in");
     }
+
+    [Test]
+    public void Munmap_ValidatesTheLengthBeforeRoundingIt()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 4096, RW, Anon);
+
+        Assert.That(p.Munmap(a, ulong.MaxValue), Is.EqualTo(EINVAL), "len > TASK_SIZE - start (rounding would wrap it to 0)");
+        Assert.That(p.Munmap(a, MmStruct.TaskSize - a + 1), Is.EqualTo(EINVAL));
+        Assert.That(p.Munmap(MmStruct.TaskSize + 4096, 4096), Is.EqualTo(EINVAL), "start > TASK_SIZE");
+        Assert.That(p.Munmap(a, 0), Is.EqualTo(EINVAL));
+        Assert.That(p.Mm.Translate(a) is -1 && p.Mm.FindVma(a) is not null, Is.True, "nothing was unmapped");
+        Assert.That(p.Munmap(MmStruct.TaskSize - 4096, 4096), Is.Zero, "the last page below TASK_SIZE");
+    }
+
+    [Test]
+    public void Mprotect_ChecksInDoMprotectPkeysOrder()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 2 * 4096, RW, Anon);
+        const ulong fixedAt = 0x1000_0000;
+        int ro = p.Open(dev.NodePath, OpenFlags.O_RDONLY);
+        Assert.That(p.Mmap(fixedAt, 4096, Prot.PROT_READ, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED, ro), Is.EqualTo((long)fixedAt));
+        long EACCES = Errno.EACCES.Negative();
+        const Prot bad = (Prot)0x10;
+
+        Assert.That(p.Mprotect(a + 1, 4096, Prot.PROT_GROWSDOWN | Prot.PROT_GROWSUP), Is.EqualTo(EINVAL), "both grow directions first");
+        Assert.That(p.Mprotect(a + 1, 0, bad), Is.EqualTo(EINVAL), "then the alignment");
+        Assert.That(p.Mprotect(a, 0, bad), Is.Zero, "then a zero length");
+        Assert.That(p.Mprotect(a, ulong.MaxValue, bad), Is.EqualTo(ENOMEM), "then a range that wraps once aligned");
+        Assert.That(p.Mprotect(a, 4096, bad), Is.EqualTo(EINVAL), "then arch_validate_prot()");
+        Assert.That(p.Mprotect(0x2000, 4096, Prot.PROT_READ | Prot.PROT_GROWSUP), Is.EqualTo(ENOMEM), "then no mapping");
+        Assert.That(p.Mprotect(a, 4096, Prot.PROT_READ | Prot.PROT_GROWSDOWN), Is.EqualTo(EINVAL), "a mapping that does not grow");
+        Assert.That(p.Mprotect(a, 4096, Prot.PROT_READ | Prot.PROT_SEM), Is.Zero, "PROT_SEM is accepted");
+        Assert.That(p.Mprotect(fixedAt, 2 * 4096, RW), Is.EqualTo(EACCES), "the first VMA's EACCES comes before the hole after it");
+        Assert.That(p.Mprotect(fixedAt - 4096, 2 * 4096, Prot.PROT_READ), Is.EqualTo(ENOMEM), "a hole at the start");
+        Assert.That(p.Mprotect(a, 3 * 4096, Prot.PROT_READ), Is.EqualTo(ENOMEM), "a hole at the end");
+        Assert.That(p.Mm.FindVma(a + 4096)!.Flags & VmFlags.VM_WRITE, Is.EqualTo(VmFlags.VM_WRITE), "a rejected call changed nothing");
+    }
 }
