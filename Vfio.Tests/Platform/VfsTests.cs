@@ -129,6 +129,28 @@ public sealed class VfsTests
     }
 
     [Test]
+    public void AZeroLengthSysfsWrite_ReturnsZero_WithoutCallingStore()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        VfsDir dir = m.Sysfs.CreateDir(m.Sysfs.KernelDir, "zero_write")!;
+        int stores = 0, binWrites = 0;
+        m.Sysfs.CreateFile(dir, "attr", 0x1a4, () => "x\n", v => { stores++; return v.Length; });
+        m.Sysfs.CreateBinFile(dir, "bin", 0x1a4, 16, (_, _) => 0, (_, d) => { binWrites++; return d.Length; });
+
+        Assert.That(m.Sysfs.Write("/sys/kernel/zero_write/attr", "", newline: false), Is.Zero);
+        Assert.That(m.Sysfs.Write("/sys/kernel/zero_write/bin", "", newline: false), Is.Zero);
+        Assert.That(m.Sysfs.Write("/sys/kernel/zero_write/attr", "1"), Is.EqualTo(2));
+        Assert.That(stores, Is.EqualTo(1), "sysfs_kf_write() returns 0 for an empty buffer before ->store");
+        Assert.That(binWrites, Is.Zero);
+
+        int fd = p.Open("/sys/kernel/zero_write/attr", OpenFlags.O_WRONLY);
+        m.Sysfs.Remove(dir);
+        Assert.That(p.Write(fd, 0x1000, 1), Is.EqualTo(Errno.EFAULT.Negative()), "the copy comes before the active-reference check");
+        Assert.That(p.Write(fd, ReadOnlySpan<byte>.Empty), Is.EqualTo(Errno.ENODEV.Negative()), "even an empty write finds the attribute gone");
+    }
+
+    [Test]
     public void RlimitNofile_BoundsTheTable()
     {
         SimMachine m = Machines.Create();
