@@ -104,24 +104,28 @@ public sealed partial class MmStruct
 
     /// <summary>
     /// Faults in every page of [<paramref name="start"/>, <paramref name="end"/>) of
-    /// <paramref name="vma"/> (MAP_POPULATE, MAP_LOCKED, mlock). Like __mm_populate() it
-    /// skips VM_IO and VM_PFNMAP VMAs: device memory is faulted by its users, not prefaulted.
+    /// <paramref name="vma"/> (MAP_POPULATE, MAP_LOCKED, mlock); 0 or the first fault's
+    /// -errno. Like __mm_populate() it skips VM_IO and VM_PFNMAP VMAs: device memory is
+    /// faulted by its users, not prefaulted.
     /// </summary>
-    private void PopulateLocked(Vma vma, ulong start, ulong end)
+    private int PopulateLocked(Vma vma, ulong start, ulong end)
     {
         if ((vma.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) != 0)
         {
-            return;
+            return 0;
         }
 
         bool write = (vma.Flags & VmFlags.VM_WRITE) != 0;
         for (ulong a = start; a < end; a += 1UL << vma.PageShift)
         {
-            if (HandleFaultLocked(vma, a, write) != 0)
+            int err = HandleFaultLocked(vma, a, write);
+            if (err != 0)
             {
-                return;
+                return err;
             }
         }
+
+        return 0;
     }
 
     /// <summary>

@@ -30,6 +30,9 @@ public enum GupFlags
 
 public sealed partial class MmStruct
 {
+    /// <summary>Fault-injection site evaluated once per VMA batch of a pin: failing it is -ENOMEM, or the count pinned so far.</summary>
+    public const string GupPinFaultSite = "gup:pin";
+
     /// <summary>
     /// pin_user_pages_remote(): pins up to <paramref name="nrPages"/> pages from
     /// <paramref name="start"/> (page aligned) and writes them to <paramref name="runs"/> as
@@ -70,6 +73,13 @@ public sealed partial class MmStruct
                 if (err != 0)
                 {
                     return done > 0 ? done : err;
+                }
+
+                // One evaluation per VMA batch, as __get_user_pages() can fail on any of
+                // them; pages already pinned are kept and counted, as GUP returns them.
+                if (Kernel.Faults.ShouldFail(GupPinFaultSite))
+                {
+                    return done > 0 ? done : Errno.ENOMEM.Negative();
                 }
 
                 long before = done;

@@ -410,7 +410,7 @@ public sealed partial class MmStruct
 
             if (locked || (flags & MapFlags.MAP_POPULATE) != 0)
             {
-                PopulateLocked(vma, vma.Start, vma.End);
+                _ = PopulateLocked(vma, vma.Start, vma.End); // mm_populate() ignores errors.
             }
 
             return (long)start;
@@ -959,12 +959,19 @@ public sealed partial class MmStruct
             LockedVm += lockIt ? pages : -pages;
             if (lockIt)
             {
-                // __mm_populate() over the whole range, skipping VM_IO/VM_PFNMAP VMAs.
+                // __mm_populate() over the whole range, skipping VM_IO/VM_PFNMAP VMAs. A
+                // failure is reported through __mlock_posix_error_return() (EFAULT → ENOMEM,
+                // ENOMEM → EAGAIN); as in the kernel the VMAs stay locked.
                 foreach (Vma v in _vmas)
                 {
                     if (v.Start < end && start < v.End)
                     {
-                        PopulateLocked(v, Math.Max(start, v.Start), Math.Min(end, v.End));
+                        int err = PopulateLocked(v, Math.Max(start, v.Start), Math.Min(end, v.End));
+                        if (err != 0)
+                        {
+                            return err == Errno.EFAULT.Negative() ? Errno.ENOMEM.Negative()
+                                : err == Errno.ENOMEM.Negative() ? Errno.EAGAIN.Negative() : err;
+                        }
                     }
                 }
             }

@@ -313,9 +313,17 @@ public sealed partial class PhysMem
 
     // ---- 4 KiB allocation (caller holds Lock).
 
+    /// <summary>Fault-injection site of every 4 KiB allocation: failing it is out of memory (-1; the fault path's VM_FAULT_OOM).</summary>
+    public const string AllocPageFaultSite = "alloc_page";
+
     /// <summary>Allocates a zeroed 4 KiB frame with one reference, or returns -1 when memory is exhausted.</summary>
     internal long AllocPageLocked()
     {
+        if (_kernel.Faults.ShouldFail(AllocPageFaultSite))
+        {
+            return -1;
+        }
+
         long pfn;
         if (_freeCount > 0)
         {

@@ -270,4 +270,51 @@ public sealed class GupTests
         Assert.That(p.Mm.LockedVm, Is.Zero);
         MemoryInvariants.Assert(m);
     }
+
+    [Test]
+    public void AFailNthSweepOverAPinOfSeveralVmas_LeaksNothing([Values(MmStruct.GupPinFaultSite, PhysMem.AllocPageFaultSite, null)] string? site)
+    {
+        int n = 1;
+        for (; n < 200; n++)
+        {
+            SimMachine m = Machines.Create(huge2M: 2);
+            MemorySnapshot before = MemorySnapshot.Take(m);
+            SimProcess p = m.CreateProcess("t");
+            // Three VMAs back to back: small pages, a 2 MiB hugetlb page, small pages.
+            const ulong huge = 0x4000_0000, start = huge - (3 * 4096);
+            Assert.That(p.Mmap(start, 3 * 4096, RW, Anon | MapFlags.MAP_FIXED), Is.EqualTo((long)start));
+            Assert.That(p.Mmap(huge, 2UL << 20, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_FIXED), Is.EqualTo((long)huge));
+            Assert.That(p.Mmap(huge + (2UL << 20), 3 * 4096, RW, Anon | MapFlags.MAP_FIXED), Is.EqualTo((long)huge + (2L << 20)));
+            long pages = (3 * 2) + 512;
+
+            m.Kernel.Faults.FailNth(n, site);
+            (long pinned, PfnRun[] runs) = Pin(p, start, pages);
+            bool consumed = m.Kernel.Faults.Consumed;
+            m.Kernel.Faults.Disarm();
+
+            if (!consumed)
+            {
+                Assert.That(pinned, Is.EqualTo(pages), $"n={n}: with nothing injected the whole range pins");
+            }
+            else
+            {
+                Assert.That(pinned, Is.EqualTo(Errno.ENOMEM.Negative()).Or.InRange(1, pages - 1), $"n={n}: -ENOMEM before anything was pinned, else the count so far");
+            }
+
+            Assert.That(m.Memory.PinnedPages, Is.EqualTo(Math.Max(0, pinned)), $"n={n}: exactly the reported pages are pinned");
+            Assert.That(runs.Sum(r => r.Count), Is.EqualTo(Math.Max(0, pinned)));
+            MemoryInvariants.Assert(m);
+            m.Memory.Unpin(runs, dirty: false);
+            p.Exit();
+            MemoryInvariants.Assert(m);
+            Assert.That(MemorySnapshot.Take(m).SameAs(before), Is.True, $"n={n}: {MemorySnapshot.Take(m)} vs {before}");
+            if (!consumed)
+            {
+                break;
+            }
+        }
+
+        Assert.That(n, Is.GreaterThan(1), "the sweep injected at least one failure");
+        Assert.That(n, Is.LessThan(200), "the sweep ended");
+    }
 }

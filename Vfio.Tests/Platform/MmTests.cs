@@ -512,4 +512,23 @@ public sealed class MmTests
         Assert.That(p.Mprotect(a, 3 * 4096, Prot.PROT_READ), Is.EqualTo(ENOMEM), "a hole at the end");
         Assert.That(p.Mm.FindVma(a + 4096)!.Flags & VmFlags.VM_WRITE, Is.EqualTo(VmFlags.VM_WRITE), "a rejected call changed nothing");
     }
+
+    [Test]
+    public void OutOfMemoryWhileFaulting_IsEnomemForGup_EfaultForUserCopies_EagainForMlock()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t", limits: new ResourceLimits { MemlockBytes = 1 << 20 });
+        ulong a = (ulong)p.Mmap(0, 4 * 4096, RW, Anon);
+        var runs = new PfnRun[4];
+
+        m.Kernel.Faults.FailNth(1, PhysMem.AllocPageFaultSite);
+        Assert.That(p.Mm.PinUserPages(a, 1, GupFlags.FOLL_WRITE | GupFlags.FOLL_LONGTERM, runs, out _), Is.EqualTo(ENOMEM), "vm_fault_to_errno(VM_FAULT_OOM)");
+        m.Kernel.Faults.FailNth(1, PhysMem.AllocPageFaultSite);
+        Assert.That(p.Mm.WriteUser(a, "x"u8), Is.EqualTo(EFAULT), "a faulting copy_to_user is fixed up to -EFAULT");
+        m.Kernel.Faults.FailNth(2, PhysMem.AllocPageFaultSite);
+        Assert.That(p.Mlock(a, 4 * 4096), Is.EqualTo(Errno.EAGAIN.Negative()), "__mlock_posix_error_return(-ENOMEM)");
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(4), "as in the kernel, the VMAs stay locked");
+        Assert.That(m.Kernel.Faults.Consumed, Is.True);
+        MemoryInvariants.Assert(m);
+    }
 }
