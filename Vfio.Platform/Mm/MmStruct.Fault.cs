@@ -136,6 +136,7 @@ public sealed partial class MmStruct
     public int FollowFaultPfnLocked(Vma vma, ulong vaddr, bool write, out long pfn)
     {
         ArgumentNullException.ThrowIfNull(vma);
+        MmapLock.AssertHeld();
         pfn = -1;
         if (write && (vma.Flags & VmFlags.VM_WRITE) == 0)
         {

@@ -43,6 +43,7 @@ public sealed partial class MmStruct
     /// </summary>
     public long PinUserPagesLocked(ulong start, long nrPages, GupFlags flags, Span<PfnRun> runs, out int runCount)
     {
+        MmapLock.AssertHeld();
         runCount = 0;
         if ((start & (PhysMem.PageSize - 1)) != 0)
         {

@@ -1054,6 +1054,7 @@ public sealed partial class MmStruct
     public int AccountLockedVmLocked(long pages, bool inc, SimProcess task, bool bypassRlimit)
     {
         ArgumentNullException.ThrowIfNull(task);
+        MmapLock.AssertHeldWrite();
         if (inc)
         {
             if (!bypassRlimit && LockedVm + pages > task.Limits.MemlockPages)

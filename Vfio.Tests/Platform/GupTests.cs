@@ -317,4 +317,30 @@ public sealed class GupTests
         Assert.That(n, Is.GreaterThan(1), "the sweep injected at least one failure");
         Assert.That(n, Is.LessThan(200), "the sweep ended");
     }
+
+    [Test]
+    public void TheLockedEntryPoints_AssertMmapLock()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 4096, RW, Anon);
+        ulong bar = (ulong)p.Mmap(0, 4096, RW, MapFlags.MAP_SHARED, p.Open(dev.NodePath));
+        Vma barVma = p.Mm.FindVma(bar)!;
+        var runs = new PfnRun[1];
+
+        p.Mm.PinUserPagesLocked(a, 1, LongtermWrite, runs, out _);
+        p.Mm.FollowFaultPfnLocked(barVma, bar, write: false, out _);
+        p.Mm.MmapLock.DownRead();
+        p.Mm.AccountLockedVmLocked(1, inc: true, p, bypassRlimit: true); // Needs it for writing.
+        p.Mm.MmapLock.UpRead();
+
+        Assert.That(m.Kernel.Warnings.Select(w => w.Title.Replace("WARNING: ", string.Empty, StringComparison.Ordinal)), Is.EqualTo(new[]
+        {
+            $"lockdep_assert_held(mm[{p.Mm.Id}].mmap_lock): not held by {m.Kernel.CurrentTask.DisplayName}",
+            $"lockdep_assert_held(mm[{p.Mm.Id}].mmap_lock): not held by {m.Kernel.CurrentTask.DisplayName}",
+            $"lockdep_assert_held_write(mm[{p.Mm.Id}].mmap_lock): not held for writing by {m.Kernel.CurrentTask.DisplayName}",
+        }));
+        m.Memory.Unpin(runs, dirty: false);
+    }
 }
