@@ -293,18 +293,36 @@ public sealed partial class MmStruct
         MmapLock.DownRead();
         try
         {
+            // The VMA is looked up again only when the copy leaves it, and a page is faulted
+            // only when its entry is missing (or is the zero page and this is a write): a
+            // copy over present pages takes the zone lock once per page, in Mem.Read/Write.
             int done = 0;
+            Vma? vma = null;
             while (done < length)
             {
                 ulong a = addr + (ulong)done;
-                Vma? vma = FindVmaLocked(a);
-                if (vma is null || HandleFaultLocked(vma, a, write) != 0)
+                if (vma is null || a >= vma.End)
                 {
-                    return Errno.EFAULT.Negative();
+                    vma = FindVmaLocked(a);
+                    if (vma is null || (write ? (vma.Flags & VmFlags.VM_WRITE) == 0 : (vma.Flags & (VmFlags.VM_READ | VmFlags.VM_WRITE)) == 0))
+                    {
+                        return Errno.EFAULT.Negative();
+                    }
                 }
 
                 int inPage = (int)Math.Min(length - done, PhysMem.PageSize - (long)(a & (PhysMem.PageSize - 1)));
-                long pte = vma.Ptes.Get(vma.Index(a));
+                long index = vma.Index(a);
+                long pte = vma.Ptes.Get(index);
+                if ((pte & Vma.PtePresent) == 0 || (write && (pte & Vma.PteZero) != 0))
+                {
+                    if (HandleFaultLocked(vma, a, write) != 0)
+                    {
+                        return Errno.EFAULT.Negative();
+                    }
+
+                    pte = vma.Ptes.Get(index);
+                }
+
                 long pfn = (pte >> 12) + (vma.IsHugetlb ? (long)((a & ((1UL << vma.PageShift) - 1)) >> PhysMem.PageShift) : 0);
                 long phys = (pfn << PhysMem.PageShift) + (long)(a & (PhysMem.PageSize - 1));
                 if (write)

@@ -702,7 +702,7 @@ public sealed partial class MmStruct
         return right;
     }
 
-    private static int CountPresent(PteTable t) => t.Present().Count();
+    private static int CountPresent(PteTable t) => t.CountPresent();
 
     private void UnmapRangeLocked(ulong start, ulong end)
     {
@@ -723,17 +723,25 @@ public sealed partial class MmStruct
     /// <summary>Removes every page-table entry of <paramref name="v"/>, dropping the frames' mapping references.</summary>
     private void ZapAllLocked(Vma v)
     {
+        PteTable ptes = v.Ptes;
         Mem.Lock.Lock();
         try
         {
-            foreach ((long _, long pte) in v.Ptes.Present())
+            // Device frames (PFNMAP) and the zero page hold no reference to drop.
+            for (int c = 0; !v.IsPfnMap && c < ptes.ChunkCount; c++)
             {
-                if (v.IsPfnMap || (pte & Vma.PteZero) != 0)
+                if (ptes.ChunkAt(c) is not { } chunk)
                 {
                     continue;
                 }
 
-                Mem.PutPageLocked(pte >> 12);
+                foreach (long pte in chunk)
+                {
+                    if (pte != 0 && (pte & Vma.PteZero) == 0)
+                    {
+                        Mem.PutPageLocked(pte >> 12);
+                    }
+                }
             }
 
             if (v.Pool is { } pool && v.HugeReserved > 0)
@@ -747,7 +755,7 @@ public sealed partial class MmStruct
             Mem.Lock.Unlock();
         }
 
-        v.Ptes = new PteTable(v.Ptes.Entries);
+        ptes.Clear();
     }
 
     // ---- mprotect.
