@@ -97,10 +97,10 @@ public sealed partial class MmStruct
     public SimKernel Kernel { get; }
 
     /// <summary>An id for names and reports (the pid of the process that created it).</summary>
-    public int Id { get; }
+    public int Id { get; private set; }
 
     /// <summary>mmap_lock.</summary>
-    public RwSemaphore MmapLock { get; }
+    public RwSemaphore MmapLock { get; private set; }
 
     /// <summary>locked_vm: pages charged against RLIMIT_MEMLOCK (mlock, vfio). Written under mmap_lock held for writing.</summary>
     public long LockedVm { get; private set; }
@@ -141,6 +141,17 @@ public sealed partial class MmStruct
     public void AddPinnedVm(long delta) => Interlocked.Add(ref _pinnedVm, delta);
 
     // ---- References.
+
+    /// <summary>
+    /// Names a copy made by <see cref="Dup(out int)"/> once fork has its pid (copy_process()
+    /// allocates the pid after copy_mm()). Only before the mm is published: its mmap_lock is
+    /// replaced by one named for the pid.
+    /// </summary>
+    internal void AssignId(int id)
+    {
+        Id = id;
+        MmapLock = new RwSemaphore(Kernel, $"mm[{id}].mmap_lock");
+    }
 
     /// <summary>mmget().</summary>
     public void Get() => Interlocked.Increment(ref _users);
@@ -1106,10 +1117,13 @@ public sealed partial class MmStruct
 
     // ---- fork.
 
-    /// <summary>dup_mmap(): the child's copy of this address space. Private pages are copied now; shared ones are shared.</summary>
-    internal MmStruct Dup(int childId, out int error)
+    /// <summary>
+    /// dup_mmap(): the child's copy of this address space. Private pages are copied now;
+    /// shared ones are shared. The copy has id 0 until <see cref="AssignId"/>.
+    /// </summary>
+    internal MmStruct Dup(out int error)
     {
-        var child = new MmStruct(Mem, Kernel, childId);
+        var child = new MmStruct(Mem, Kernel, 0);
         error = 0;
         bool failed = false;
         MmapLock.DownRead();

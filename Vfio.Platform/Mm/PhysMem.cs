@@ -602,7 +602,12 @@ public sealed partial class PhysMem
                     if ((pfn >> ChunkShift) != chunkIndex)
                     {
                         chunkIndex = pfn >> ChunkShift;
-                        chunk = _chunks[chunkIndex];
+                        chunk = (ulong)chunkIndex < (ulong)_chunks.Length ? _chunks[chunkIndex] : null;
+                        if (chunk is null)
+                        {
+                            // Never allocated (or not RAM at all): nothing here was ever pinned.
+                            throw PinUnderflow(pfn, 0, 1);
+                        }
                     }
 
                     ref FrameMeta m = ref chunk![pfn & (ChunkSize - 1)];

@@ -103,14 +103,17 @@ public sealed partial class SimProcess
     {
         ThrowIfExited();
         using SyscallScope scope = Enter();
-        int pid = Machine.AllocPid();
-        MmStruct mm = Mm.Dup(pid, out int err);
+        // copy_process() allocates the pid after copy_mm(), so a fork that fails there burns
+        // no pid. The mm takes its id (used in names) from the pid once it is known.
+        MmStruct mm = Mm.Dup(out int err);
         if (err != 0)
         {
             child = null;
             return err;
         }
 
+        int pid = Machine.AllocPid();
+        mm.AssignId(pid);
         FdTable files = Files.Clone(Kernel, pid);
         child = new SimProcess(Machine, pid, comm ?? Comm, Credentials, Limits, mm, files, this);
         Machine.AddProcess(child);

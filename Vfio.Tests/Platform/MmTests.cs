@@ -531,4 +531,21 @@ public sealed class MmTests
         Assert.That(m.Kernel.Faults.Consumed, Is.True);
         MemoryInvariants.Assert(m);
     }
+
+    [Test]
+    public void AFailedFork_BurnsNoPid()
+    {
+        SimMachine m = Machines.Create(huge2M: 1);
+        SimProcess parent = m.CreateProcess("parent");
+        ulong a = (ulong)parent.Mmap(0, 2 << 20, RW, Anon | MapFlags.MAP_HUGETLB);
+        Assert.That(parent.Mm.WriteUser(a, "x"u8), Is.Zero);
+
+        Assert.That(parent.Fork(out _), Is.EqualTo(ENOMEM), "no huge page left for the child's private copy");
+        Assert.That(parent.Munmap(a, 2 << 20), Is.Zero);
+        int pid = parent.Fork(out SimProcess? child);
+
+        Assert.That(pid, Is.EqualTo(parent.Pid + 1), "copy_process() allocates the pid after copy_mm()");
+        Assert.That(child!.Mm.Id, Is.EqualTo(pid));
+        Assert.That(child.Mm.MmapLock.Name, Is.EqualTo($"mm[{pid}].mmap_lock"));
+    }
 }

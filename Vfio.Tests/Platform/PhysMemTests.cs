@@ -174,4 +174,13 @@ public sealed class PhysMemTests
         Assert.That(m.Memory.Data.SlotsInUse, Is.EqualTo(slots + 1), "only the new owner's page holds data");
         MemoryInvariants.Assert(m);
     }
+
+    [Test]
+    public void UnpinningAFrameWhoseMetadataWasNeverAllocated_ReportsThePinUnderflow()
+    {
+        SimMachine m = Machines.Create(ramGiB: 4);
+        long untouched = m.Memory.TotalRamPages - 1;
+
+        Assert.That(() => m.Memory.Unpin([new PfnRun(untouched, 1)], dirty: false), Throws.InvalidOperationException.With.Message.Contains("unpinned what it did not pin"));
+    }
 }
