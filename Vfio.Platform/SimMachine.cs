@@ -21,7 +21,7 @@ public sealed record MachineConfig
 /// <summary>A simulated host: kernel, memory, processes, /dev and /sys, the PCI bus.</summary>
 public sealed class SimMachine
 {
-    // Protects _processes and _nextPid.
+    // Protects _processes. _nextPid is only advanced with Interlocked.
     private readonly KSpinLock _procLock;
     private readonly SortedDictionary<int, SimProcess> _processes = [];
     private int _nextPid;

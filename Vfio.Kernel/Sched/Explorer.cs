@@ -146,7 +146,11 @@ public static class Explorer
             Seed = trace.Seed,
             Strategy = StrategySpec.Replay(trace),
             StepBudget = trace.StepBudget,
-            Profile = KernelProfile.Presets.FirstOrDefault(p => p.Name == trace.Profile) ?? KernelProfile.Linux6_12,
+            // A trace from a profile this build does not know cannot replay faithfully.
+            Profile = KernelProfile.Presets.FirstOrDefault(p => p.Name == trace.Profile)
+                ?? throw new ArgumentException(
+                    $"the trace was recorded under kernel profile '{trace.Profile}', which this build does not know: use one of {string.Join(", ", KernelProfile.Presets.Select(p => p.Name))}",
+                    nameof(trace)),
         };
         c = configure?.Invoke(c) ?? c;
         var k = new SimKernel(c);

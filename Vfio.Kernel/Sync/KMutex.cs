@@ -66,6 +66,10 @@ public sealed class KMutex : OwnedLock
     private int LockCore(WaitKind kind, int subclass, string caller, int line)
     {
         KTask t = KTask.CurrentFor(Kernel);
+
+        // mutex_lock() calls might_sleep() before it looks at the lock, so taking even a
+        // free mutex in atomic context is reported.
+        Kernel.Lockdep.MightSleep(t, this);
         int flags = Kernel.Flags;
         if (flags != 0)
         {
@@ -83,7 +87,6 @@ public sealed class KMutex : OwnedLock
                 Kernel.Trace.Event(t, "lock_contended", this);
             }
 
-            Kernel.Lockdep.MightSleep(t, this);
             int r = TakeSlow(t, kind, SchedOp.MutexLock);
             if (r != 0)
             {

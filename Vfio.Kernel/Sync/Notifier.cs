@@ -34,8 +34,11 @@ public sealed class BlockingNotifierChain
 
     private readonly RwSemaphore _rwsem;
 
-    // Written under _rwsem for writing, read under it for reading.
+    // Written under _rwsem for writing, read under it for reading. _count mirrors
+    // _blocks.Count for the unlocked emptiness test of CallChain (the kernel's
+    // rcu_access_pointer(nh->head)).
     private readonly List<NotifierBlock> _blocks = [];
+    private volatile int _count;
 
     /// <summary>BLOCKING_NOTIFIER_HEAD().</summary>
     public BlockingNotifierChain(SimKernel kernel, string name)
@@ -67,6 +70,7 @@ public sealed class BlockingNotifierChain
             }
 
             _blocks.Insert(at, block);
+            _count = _blocks.Count;
             return 0;
         }
         finally
@@ -82,7 +86,9 @@ public sealed class BlockingNotifierChain
         _rwsem.DownWrite();
         try
         {
-            return _blocks.Remove(block) ? 0 : Errno.ENOENT.Negative();
+            bool removed = _blocks.Remove(block);
+            _count = _blocks.Count;
+            return removed ? 0 : Errno.ENOENT.Negative();
         }
         finally
         {
@@ -90,9 +96,19 @@ public sealed class BlockingNotifierChain
         }
     }
 
-    /// <summary>blocking_notifier_call_chain(): calls every block until one returns a value with NOTIFY_STOP_MASK; returns the last value.</summary>
+    /// <summary>
+    /// blocking_notifier_call_chain(): calls every block until one returns a value with
+    /// NOTIFY_STOP_MASK; returns the last value. An empty chain returns NOTIFY_DONE without
+    /// taking the rwsem (the head is tested outside the lock; a racing register is fine
+    /// either way, as in the kernel).
+    /// </summary>
     public int CallChain(ulong action, object? data)
     {
+        if (_count == 0)
+        {
+            return NOTIFY_DONE;
+        }
+
         _rwsem.DownRead();
         try
         {

@@ -6,7 +6,9 @@
 // *before* reading _waiterCount; with full-fence atomics on both sides either the
 // waiter's retry sees the free lock or the releaser sees the waiter and wakes it. A
 // woken waiter retries rather than receiving the lock, so it can be stolen, as on the
-// kernel's optimistic-spin path.
+// kernel's optimistic-spin path. A signalled waiter tries the lock before giving up
+// (as __mutex_lock_common() does) and, if a release had already dequeued it, passes that
+// wake-up on before returning -EINTR.
 
 namespace Vfio.Kernel;
 
@@ -56,23 +58,36 @@ public abstract class OwnedLock : KernelObject
             }
 
             WakeReason why = Kernel.Scheduler.Park(t);
+            bool dequeuedByWaker;
             lock (_wl)
             {
-                if (_waiters.Remove(t, this))
+                dequeuedByWaker = !_waiters.Remove(t, this);
+                if (!dequeuedByWaker)
                 {
                     Interlocked.Decrement(ref _waiterCount);
                 }
             }
 
             t.EndWait();
-            if (why == WakeReason.Signaled)
-            {
-                return Errno.EINTR.Negative();
-            }
 
+            // __mutex_lock_common() tries the lock before it looks at signal_pending(): a
+            // waiter that was signalled but can have the lock takes it.
             if (TryTake(t))
             {
                 return 0;
+            }
+
+            if (why == WakeReason.Signaled)
+            {
+                // A release may have picked us to wake just as the signal came. We leave
+                // without the lock, so hand that wake-up to the next sleeper; otherwise it
+                // would sleep on behind a free lock.
+                if (dequeuedByWaker)
+                {
+                    WakeOne();
+                }
+
+                return Errno.EINTR.Negative();
             }
         }
     }

@@ -245,6 +245,7 @@ public sealed class RwSemaphore : KernelObject
     private int Acquire(int mode, WaitKind kind, SchedOp op, string caller, int line)
     {
         KTask t = KTask.CurrentFor(Kernel);
+        Kernel.Lockdep.MightSleep(t, this); // down_read()/down_write() start with might_sleep().
         Kernel.BeforeOp(t, op, this);
         bool lockdep = Kernel.LockdepActive;
         if (lockdep)
@@ -271,7 +272,6 @@ public sealed class RwSemaphore : KernelObject
 
         if (!granted)
         {
-            Kernel.Lockdep.MightSleep(t, this);
             while (true)
             {
                 WakeReason why = Kernel.Scheduler.Park(t);

@@ -18,10 +18,11 @@ namespace Vfio.Kernel;
 /// <summary><c>wait_queue_head_t</c>: tasks sleeping until a condition becomes true.</summary>
 public sealed class WaitQueue : KernelObject
 {
-    // Protects _waiters and _entries.
+    // Protects _waiters and writes of _entries. _entries is copy-on-write: add and remove
+    // replace the array, so a wake-up iterates the array it read without copying it.
     private readonly Lock _wl = new();
     private WaitList _waiters;
-    private readonly List<WaitQueueEntry> _entries = [];
+    private WaitQueueEntry[] _entries = [];
 
     /// <summary>init_waitqueue_head().</summary>
     public WaitQueue(SimKernel kernel, string name)
@@ -41,7 +42,7 @@ public sealed class WaitQueue : KernelObject
         {
             lock (_wl)
             {
-                return !_waiters.IsEmpty || _entries.Count > 0;
+                return !_waiters.IsEmpty || _entries.Length > 0;
             }
         }
     }
@@ -81,7 +82,7 @@ public sealed class WaitQueue : KernelObject
     {
         KTask t = KTask.CurrentFor(Kernel);
         Kernel.BeforeOp(t, SchedOp.WakeUp, this);
-        WaitQueueEntry[]? entries = null;
+        WaitQueueEntry[] entries;
         lock (_wl)
         {
             while (_waiters.RemoveFirst(this) is { } w)
@@ -89,18 +90,12 @@ public sealed class WaitQueue : KernelObject
                 Kernel.Scheduler.Unpark(w);
             }
 
-            if (_entries.Count > 0)
-            {
-                entries = [.. _entries];
-            }
+            entries = _entries;
         }
 
-        if (entries is not null)
+        foreach (WaitQueueEntry e in entries)
         {
-            foreach (WaitQueueEntry e in entries)
-            {
-                e.Wake(e, key);
-            }
+            e.Wake(e, key);
         }
 
         Kernel.Trace.Event(t, "wake_up", this);
@@ -118,7 +113,7 @@ public sealed class WaitQueue : KernelObject
             }
 
             entry.Queue = this;
-            _entries.Add(entry);
+            _entries = [.. _entries, entry];
         }
     }
 
@@ -134,7 +129,17 @@ public sealed class WaitQueue : KernelObject
             }
 
             entry.Queue = null;
-            return _entries.Remove(entry);
+            int at = Array.IndexOf(_entries, entry);
+            if (at < 0)
+            {
+                return false;
+            }
+
+            var next = new WaitQueueEntry[_entries.Length - 1];
+            Array.Copy(_entries, next, at);
+            Array.Copy(_entries, at + 1, next, at, next.Length - at);
+            _entries = next;
+            return true;
         }
     }
 
@@ -167,6 +172,9 @@ public sealed class WaitQueue : KernelObject
     {
         ArgumentNullException.ThrowIfNull(condition);
         KTask t = KTask.CurrentFor(Kernel);
+
+        // wait_event*() call might_sleep() before the first test of the condition.
+        Kernel.Lockdep.MightSleep(t, this);
         Kernel.BeforeOp(t, SchedOp.WaitEvent, this);
         bool timed = timeout != Completion.MaxScheduleTimeout;
         if (Evaluate(t, condition))
@@ -174,7 +182,6 @@ public sealed class WaitQueue : KernelObject
             return timed ? Math.Max(1, timeout) : 0;
         }
 
-        Kernel.Lockdep.MightSleep(t, this);
         SimClock clock = Kernel.Clock;
         long expire = timed ? clock.Jiffies + timeout : long.MaxValue;
         while (true)

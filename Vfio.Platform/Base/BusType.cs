@@ -181,8 +181,8 @@ public abstract class BusType
         dev.SysfsDir = dir;
         dev.Bus = this;
         fs.CreateLink(dir, "subsystem", SysfsDir);
-        fs.CreateFile(dir, "uevent", 0x1a4, () => dev.Driver is { } d ? $"DRIVER={d.Name}\n" : string.Empty, s => s.Length);
-        AddDeviceAttributes(dev, dir);
+        dev.UeventFile = fs.CreateFile(dir, "uevent", 0x1a4, () => dev.Driver is { } d ? $"DRIVER={d.Name}\n" : string.Empty, s => s.Length);
+        dev.BusAttributes = fs.Track(dir, () => AddDeviceAttributes(dev, dir));
         ListLock.Lock();
         _devices.Add(dev);
         ListLock.Unlock();
@@ -197,8 +197,10 @@ public abstract class BusType
     }
 
     /// <summary>
-    /// device_del(): DEL_DEVICE, unbinds the driver (which may block in its remove), removes
-    /// the sysfs entries, REMOVED_DEVICE, and drops the bus's reference.
+    /// device_del(), in the kernel's order: kill_device, DEL_DEVICE, the uevent file, then
+    /// bus_remove_device (the subsystem and bus links, the bus's attributes, off the bus
+    /// list, the driver released — its remove may block, with the attributes already
+    /// gone), REMOVED_DEVICE, the directory (kobject_del), and the bus's reference.
     /// </summary>
     public void RemoveDevice(SimDevice dev)
     {
@@ -213,18 +215,27 @@ public abstract class BusType
         dev.Unlock();
         Notifier.CallChain((ulong)BusNotification.DelDevice, dev);
         Sysfs.SysfsTree fs = Machine.Sysfs;
+        fs.RemoveAll([dev.UeventFile]);
+        dev.UeventFile = null;
+        if (dev.SysfsDir is { } devDir)
+        {
+            fs.RemoveLink(devDir, "subsystem");
+        }
+
         fs.RemoveLink(DevicesDir, dev.Name);
+        fs.RemoveAll(dev.BusAttributes);
+        dev.BusAttributes = [];
         ListLock.Lock();
         _devices.Remove(dev);
         ListLock.Unlock();
         DeviceReleaseDriver(dev);
+        dev.IsRegistered = false;
+        Notifier.CallChain((ulong)BusNotification.RemovedDevice, dev);
         if (dev.SysfsDir is { } dir)
         {
             fs.Remove(dir);
         }
 
-        dev.IsRegistered = false;
-        Notifier.CallChain((ulong)BusNotification.RemovedDevice, dev);
         dev.Bus = null;
         dev.Put();
     }
@@ -289,16 +300,19 @@ public abstract class BusType
         drv.Bus = this;
         if (!drv.SuppressBindAttrs)
         {
-            fs.CreateFile(dir, "bind", 0x80, null, s => BindStore(drv, s));
-            fs.CreateFile(dir, "unbind", 0x80, null, s => UnbindStore(drv, s));
+            drv.BindFiles =
+            [
+                fs.CreateFile(dir, "unbind", 0x80, null, s => UnbindStore(drv, s)),
+                fs.CreateFile(dir, "bind", 0x80, null, s => BindStore(drv, s)),
+            ];
         }
 
-        fs.CreateFile(dir, "uevent", 0x80, null, s => s.Length);
-        AddDriverAttributes(drv, dir);
+        drv.UeventFile = fs.CreateFile(dir, "uevent", 0x80, null, s => s.Length);
+        drv.BusAttributes = fs.Track(dir, () => AddDriverAttributes(drv, dir));
         ListLock.Lock();
         _drivers.Add(drv);
-        ListLock.Unlock();
         drv.IsRegistered = true;
+        ListLock.Unlock();
         if (DriversAutoprobe)
         {
             DriverAttach(drv);
@@ -307,16 +321,36 @@ public abstract class BusType
         return 0;
     }
 
-    /// <summary>driver_unregister(): unbinds every device (each remove may block), then removes the driver's sysfs directory.</summary>
+    /// <summary>
+    /// driver_unregister() (bus_remove_driver), in the kernel's order: the bind and unbind
+    /// files, the bus's driver attributes and the uevent file go first, then the driver
+    /// leaves the bus list (no new probe can pick it: -ENODEV), then every device is unbound
+    /// (each remove may block), then the directory goes.
+    /// </summary>
     public void UnregisterDriver(DeviceDriver drv)
     {
         ArgumentNullException.ThrowIfNull(drv);
         ListLock.Lock();
-        bool present = _drivers.Remove(drv);
+        bool present = _drivers.Contains(drv);
         ListLock.Unlock();
         if (!present)
         {
             return;
+        }
+
+        Sysfs.SysfsTree fs = Machine.Sysfs;
+        fs.RemoveAll(drv.BindFiles);
+        fs.RemoveAll(drv.BusAttributes);
+        fs.RemoveAll([drv.UeventFile]);
+        drv.BindFiles = drv.BusAttributes = [];
+        drv.UeventFile = null;
+        ListLock.Lock();
+        present = _drivers.Remove(drv);
+        drv.IsRegistered = false;
+        ListLock.Unlock();
+        if (!present)
+        {
+            return; // A concurrent unregister got there first.
         }
 
         // driver_detach(): newest binding first.
@@ -329,10 +363,9 @@ public abstract class BusType
 
         if (drv.SysfsDir is { } dir)
         {
-            Machine.Sysfs.Remove(dir);
+            fs.Remove(dir);
         }
 
-        drv.IsRegistered = false;
         drv.Bus = null;
     }
 
@@ -436,14 +469,20 @@ public abstract class BusType
     public void DeviceReleaseDriver(SimDevice dev) => ReleaseDriverInternal(dev, null);
 
     /// <summary>
-    /// __driver_probe_device(): -ENODEV for a dead device, -EBUSY if bound, 0 when bound
-    /// now, a positive errno when -&gt;probe failed, -errno when dma_configure failed.
-    /// Caller holds device_lock.
+    /// __driver_probe_device(): -ENODEV for a dead device or a driver being unregistered,
+    /// -EBUSY if bound, 0 when bound now, a positive errno when -&gt;probe failed, -errno
+    /// when dma_configure failed. Caller holds device_lock.
     /// </summary>
     private int DriverProbeDevice(DeviceDriver drv, SimDevice dev)
     {
         dev.AssertLocked();
-        if (dev.IsDead || !dev.IsRegistered)
+
+        // The kernel needs no driver check here: kernfs drains a bind store before
+        // bus_remove_driver() goes on, and the driver is off the bus list before
+        // driver_detach(). The simulator has no drain, so a bind (or an attach that took
+        // its snapshot of the driver list earlier) could otherwise bind a driver whose
+        // detach already ran.
+        if (dev.IsDead || !dev.IsRegistered || !drv.IsRegistered)
         {
             return Errno.ENODEV.Negative();
         }

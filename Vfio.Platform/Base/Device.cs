@@ -61,6 +61,11 @@ public class SimDevice
     /// <summary>The device's directory in /sys/devices (null until added).</summary>
     public VfsDir? SysfsDir { get; internal set; }
 
+    // The bus's attributes (dev_groups) and uevent file, removed by device_del() before the driver is released.
+    internal VfsNode[] BusAttributes { get; set; } = [];
+
+    internal VfsNode? UeventFile { get; set; }
+
     /// <summary>True between device_add and device_del.</summary>
     public bool IsRegistered { get; internal set; }
 
@@ -131,8 +136,21 @@ public abstract class DeviceDriver
     /// <summary>The driver's directory in sysfs (null until registered).</summary>
     public VfsDir? SysfsDir { get; internal set; }
 
-    /// <summary>True while registered.</summary>
-    public bool IsRegistered { get; internal set; }
+    /// <summary>True while registered: cleared before driver_unregister() detaches devices, so no new bind starts.</summary>
+    public bool IsRegistered
+    {
+        get => Volatile.Read(ref _isRegistered);
+        internal set => Volatile.Write(ref _isRegistered, value);
+    }
+
+    private bool _isRegistered;
+
+    // The sysfs files bus_add_driver() created, removed in its reverse order by bus_remove_driver().
+    internal VfsNode[] BindFiles { get; set; } = [];
+
+    internal VfsNode[] BusAttributes { get; set; } = [];
+
+    internal VfsNode? UeventFile { get; set; }
 
     /// <summary>Devices bound to the driver (klist_devices), a snapshot.</summary>
     public IReadOnlyList<SimDevice> BoundDevices

@@ -2,8 +2,10 @@
 // and zeroes it (or returns 1 and decrements, with EFD_SEMAPHORE), blocking while it is 0
 // unless O_NONBLOCK (-EAGAIN); write() adds, blocking while the sum would reach
 // ULLONG_MAX; both need 8-byte buffers (-EINVAL). poll reports POLLIN when the counter is
-// non-zero and POLLOUT while a write of 1 would not block. Kernel users (vfio interrupts)
-// hold the context itself and signal it with eventfd_signal().
+// non-zero, POLLOUT while a write of 1 would not block, and POLLERR once eventfd_signal()
+// saturated the counter at ULLONG_MAX. Release wakes pollers with POLLHUP before it drops
+// the file's reference. Kernel users (vfio interrupts) hold the context itself and signal
+// it with eventfd_signal(), which allocates nothing.
 
 using Vfio.Kernel;
 
@@ -22,6 +24,11 @@ public sealed class EventFdContext
     public const int EFD_CLOEXEC = (int)OpenFlags.O_CLOEXEC;
 
     private static int s_nextId;
+
+    // Wake-up keys, boxed once: WaitQueue.WakeUp takes an object and a signal must not allocate.
+    internal static readonly object KeyIn = PollEvents.POLLIN;
+    internal static readonly object KeyOut = PollEvents.POLLOUT;
+    internal static readonly object KeyHup = PollEvents.POLLHUP;
 
     // Protects _count.
     private readonly KSpinLock _lock;
@@ -69,14 +76,26 @@ public sealed class EventFdContext
     /// <summary>eventfd_ctx_put().</summary>
     public void Put() => _kref.Put(static () => { });
 
-    /// <summary>eventfd_signal(): adds <paramref name="n"/> (saturating below ULLONG_MAX) and wakes readers and pollers.</summary>
+    /// <summary>
+    /// eventfd_signal(): adds <paramref name="n"/>, saturating at ULLONG_MAX (which poll then
+    /// reports as POLLERR), and wakes readers and pollers with POLLIN.
+    /// </summary>
     public void Signal(ulong n = 1)
     {
         _lock.Lock();
-        ulong room = ulong.MaxValue - 1 - _count;
-        _count += Math.Min(n, room);
+        _count += Math.Min(n, ulong.MaxValue - _count);
         _lock.Unlock();
-        Wqh.WakeUp(PollEvents.POLLIN);
+        if (Wqh.HasSleepers)
+        {
+            Wqh.WakeUp(KeyIn);
+        }
+    }
+
+    /// <summary>eventfd_release(): tells pollers (irqfd, virqfd) the file is gone with POLLHUP, then drops the file's reference.</summary>
+    internal void Release()
+    {
+        Wqh.WakeUp(KeyHup);
+        Put();
     }
 
     internal long ReadCounter(bool nonBlocking, out ulong value)
@@ -90,7 +109,7 @@ public sealed class EventFdContext
                 value = Semaphore ? 1 : _count;
                 _count -= value;
                 _lock.Unlock();
-                Wqh.WakeUp(PollEvents.POLLOUT);
+                Wqh.WakeUp(KeyOut);
                 return 8;
             }
 
@@ -124,7 +143,7 @@ public sealed class EventFdContext
                 _lock.Unlock();
                 if (value > 0)
                 {
-                    Wqh.WakeUp(PollEvents.POLLIN);
+                    Wqh.WakeUp(KeyIn);
                 }
 
                 return 8;
@@ -217,7 +236,7 @@ internal sealed class EventFdOps : FileOperations
         return ctx.PollMask();
     }
 
-    public override void Release(SimFile file) => ((EventFdContext)file.PrivateData!).Put();
+    public override void Release(SimFile file) => ((EventFdContext)file.PrivateData!).Release();
 }
 
 /// <summary>Models fs/anon_inodes.c: files without a path (eventfd, vfio device fds).</summary>

@@ -11,12 +11,14 @@ namespace Vfio.Platform.Fs;
 /// <summary>files_struct: a process's open file descriptors.</summary>
 public sealed class FdTable
 {
-    // Protects _files, _cloexec and _reserved. A reserved fd is taken (open_fds) but has no
-    // file yet: fget sees nothing there, and dup2 onto it is -EBUSY.
+    // Protects _files, _cloexec, _reserved and _closed. A reserved fd is taken (open_fds)
+    // but has no file yet: fget sees nothing there, and dup2 onto it is -EBUSY. _closed is
+    // set by CloseAll at exit; a sibling thread still in a syscall then gets no new fd.
     private readonly KSpinLock _lock;
     private SimFile?[] _files = new SimFile?[16];
     private bool[] _cloexec = new bool[16];
     private bool[] _reserved = new bool[16];
+    private bool _closed;
 
     internal FdTable(SimKernel kernel, int pid)
     {
@@ -67,6 +69,13 @@ public sealed class FdTable
         _lock.Lock();
         try
         {
+            if (_closed)
+            {
+                // The process exited under a thread still in open() or dup(); that thread
+                // has SIGKILL pending and never returns to user space.
+                return Errno.EINTR.Negative();
+            }
+
             int fd = LowestFreeLocked(limit);
             if (fd >= 0)
             {
@@ -85,20 +94,33 @@ public sealed class FdTable
 
     private void EndReservation(int fd, SimFile? file)
     {
+        bool closed;
         _lock.Lock();
         try
         {
-            if (fd < 0 || fd >= _files.Length || !_reserved[fd])
+            closed = _closed;
+            if (!closed)
             {
-                throw new InvalidOperationException($"fd {fd} was not reserved");
-            }
+                if (fd < 0 || fd >= _files.Length || !_reserved[fd])
+                {
+                    throw new InvalidOperationException($"fd {fd} was not reserved");
+                }
 
-            _reserved[fd] = false;
-            _files[fd] = file;
+                _reserved[fd] = false;
+                _files[fd] = file;
+            }
         }
         finally
         {
             _lock.Unlock();
+        }
+
+        // The table was closed at exit while the fd was reserved: nobody can reach the
+        // file any more, so the table's reference is dropped here (outside the lock, as
+        // close does) instead of leaking.
+        if (closed)
+        {
+            file?.Put();
         }
     }
 
@@ -301,7 +323,7 @@ public sealed class FdTable
         return t;
     }
 
-    /// <summary>Closes every fd (process exit).</summary>
+    /// <summary>Closes every fd (process exit); the table accepts no new fd afterwards.</summary>
     internal void CloseAll()
     {
         SimFile?[] files;
@@ -312,6 +334,7 @@ public sealed class FdTable
             _files = new SimFile?[16];
             _cloexec = new bool[16];
             _reserved = new bool[16];
+            _closed = true;
         }
         finally
         {

@@ -40,12 +40,13 @@ public sealed partial class MmStruct
 
     /// <summary>
     /// The anonymous and hugetlb fault path with the zone lock held (GUP calls it inside its
-    /// batch): ensures entry <paramref name="index"/> is present and, for a write, not the zero page.
+    /// batch): ensures entry <paramref name="index"/> is present and, for a write or an
+    /// <paramref name="unshare"/> fault (FAULT_FLAG_UNSHARE), not the zero page.
     /// </summary>
-    internal int FaultInLocked(Vma vma, long index, bool write)
+    internal int FaultInLocked(Vma vma, long index, bool write, bool unshare = false)
     {
         long pte = vma.Ptes.Get(index);
-        if ((pte & Vma.PtePresent) != 0 && !(write && (pte & Vma.PteZero) != 0))
+        if ((pte & Vma.PtePresent) != 0 && !((write || unshare) && (pte & Vma.PteZero) != 0))
         {
             return 0;
         }
@@ -57,13 +58,13 @@ public sealed partial class MmStruct
                 return Errno.ENOMEM.Negative();
             }
 
-            long head = pool.AllocReserved();
+            long head = pool.AllocReserved(Mem);
             vma.HugeReserved--;
             vma.Ptes.Set(index, (head << 12) | Vma.PtePresent);
             return 0;
         }
 
-        if (!write && (vma.Flags & VmFlags.VM_SHARED) == 0)
+        if (!write && !unshare && (vma.Flags & VmFlags.VM_SHARED) == 0)
         {
             // A read of never-written private anonymous memory maps the shared zero page.
             vma.Ptes.Set(index, (Mem.ZeroPfn << 12) | Vma.PtePresent | Vma.PteZero);
@@ -101,17 +102,30 @@ public sealed partial class MmStruct
         };
     }
 
-    /// <summary>Faults in every page of [<paramref name="start"/>, <paramref name="end"/>) of <paramref name="vma"/> (MAP_POPULATE, mlock).</summary>
-    private void PopulateLocked(Vma vma, ulong start, ulong end)
+    /// <summary>
+    /// Faults in every page of [<paramref name="start"/>, <paramref name="end"/>) of
+    /// <paramref name="vma"/> (MAP_POPULATE, MAP_LOCKED, mlock); 0 or the first fault's
+    /// -errno. Like __mm_populate() it skips VM_IO and VM_PFNMAP VMAs: device memory is
+    /// faulted by its users, not prefaulted.
+    /// </summary>
+    private int PopulateLocked(Vma vma, ulong start, ulong end)
     {
+        if ((vma.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) != 0)
+        {
+            return 0;
+        }
+
         bool write = (vma.Flags & VmFlags.VM_WRITE) != 0;
         for (ulong a = start; a < end; a += 1UL << vma.PageShift)
         {
-            if (HandleFaultLocked(vma, a, write) != 0)
+            int err = HandleFaultLocked(vma, a, write);
+            if (err != 0)
             {
-                return;
+                return err;
             }
         }
+
+        return 0;
     }
 
     /// <summary>
@@ -122,6 +136,7 @@ public sealed partial class MmStruct
     public int FollowFaultPfnLocked(Vma vma, ulong vaddr, bool write, out long pfn)
     {
         ArgumentNullException.ThrowIfNull(vma);
+        MmapLock.AssertHeld();
         pfn = -1;
         if (write && (vma.Flags & VmFlags.VM_WRITE) == 0)
         {

@@ -5,6 +5,9 @@
 // as try_grab_folio does, so pinning 1 GiB of 2 MiB pages touches 512 counters, not
 // 262,144. Unpin is PhysMem.Unpin (unpin_user_page_range_dirty_lock).
 //
+// A read-only FOLL_LONGTERM pin of a private mapping unshares the zero page into a fresh
+// page on v6.2 and later (gup_must_unshare); on v6.1 it pins the zero page.
+//
 // The zone lock is taken once for the whole call; faults of unpopulated anonymous and
 // hugetlb pages are served inside it.
 
@@ -27,6 +30,9 @@ public enum GupFlags
 
 public sealed partial class MmStruct
 {
+    /// <summary>Fault-injection site evaluated once per VMA batch of a pin: failing it is -ENOMEM, or the count pinned so far.</summary>
+    public const string GupPinFaultSite = "gup:pin";
+
     /// <summary>
     /// pin_user_pages_remote(): pins up to <paramref name="nrPages"/> pages from
     /// <paramref name="start"/> (page aligned) and writes them to <paramref name="runs"/> as
@@ -37,6 +43,7 @@ public sealed partial class MmStruct
     /// </summary>
     public long PinUserPagesLocked(ulong start, long nrPages, GupFlags flags, Span<PfnRun> runs, out int runCount)
     {
+        MmapLock.AssertHeld();
         runCount = 0;
         if ((start & (PhysMem.PageSize - 1)) != 0)
         {
@@ -50,6 +57,11 @@ public sealed partial class MmStruct
 
         bool write = (flags & GupFlags.FOLL_WRITE) != 0;
         bool force = (flags & GupFlags.FOLL_FORCE) != 0;
+
+        // gup_must_unshare() (v6.2+): a read-only long-term pin must not pin a page the
+        // process could later replace on write (COW), so it unshares the zero page into a
+        // fresh anonymous page. Before v6.2 the zero page itself was pinned.
+        bool unshareZero = !write && (flags & GupFlags.FOLL_LONGTERM) != 0 && Kernel.Profile.AtLeast(6, 2);
         long done = 0;
         ulong addr = start;
         Mem.Lock.Lock();
@@ -64,10 +76,17 @@ public sealed partial class MmStruct
                     return done > 0 ? done : err;
                 }
 
+                // One evaluation per VMA batch, as __get_user_pages() can fail on any of
+                // them; pages already pinned are kept and counted, as GUP returns them.
+                if (Kernel.Faults.ShouldFail(GupPinFaultSite))
+                {
+                    return done > 0 ? done : Errno.ENOMEM.Negative();
+                }
+
                 long before = done;
                 err = vma!.Pool is not null
                     ? PinHugeLocked(vma, ref addr, nrPages, ref done, write, runs, ref runCount)
-                    : PinSmallLocked(vma, ref addr, nrPages, ref done, write, runs, ref runCount);
+                    : PinSmallLocked(vma, ref addr, nrPages, ref done, write, unshareZero && (vma.Flags & VmFlags.VM_SHARED) == 0, runs, ref runCount);
                 if (err != 0)
                 {
                     return done > 0 ? done : err;
@@ -122,7 +141,7 @@ public sealed partial class MmStruct
         return 0;
     }
 
-    private int PinSmallLocked(Vma vma, ref ulong addr, long nrPages, ref long done, bool write, Span<PfnRun> runs, ref int runCount)
+    private int PinSmallLocked(Vma vma, ref ulong addr, long nrPages, ref long done, bool write, bool unshareZero, Span<PfnRun> runs, ref int runCount)
     {
         long idx = vma.Index(addr);
         long endIdx = Math.Min(vma.Ptes.Entries, idx + (nrPages - done));
@@ -150,9 +169,9 @@ public sealed partial class MmStruct
             for (; j < jEnd; j++, idx++)
             {
                 long pte = chunk[j];
-                if ((pte & Vma.PtePresent) == 0 || (write && (pte & Vma.PteZero) != 0))
+                if ((pte & Vma.PtePresent) == 0 || ((write || unshareZero) && (pte & Vma.PteZero) != 0))
                 {
-                    err = FaultInLocked(vma, idx, write);
+                    err = FaultInLocked(vma, idx, write, unshareZero);
                     if (err != 0)
                     {
                         goto out_done;
@@ -274,18 +293,36 @@ public sealed partial class MmStruct
         MmapLock.DownRead();
         try
         {
+            // The VMA is looked up again only when the copy leaves it, and a page is faulted
+            // only when its entry is missing (or is the zero page and this is a write): a
+            // copy over present pages takes the zone lock once per page, in Mem.Read/Write.
             int done = 0;
+            Vma? vma = null;
             while (done < length)
             {
                 ulong a = addr + (ulong)done;
-                Vma? vma = FindVmaLocked(a);
-                if (vma is null || HandleFaultLocked(vma, a, write) != 0)
+                if (vma is null || a >= vma.End)
                 {
-                    return Errno.EFAULT.Negative();
+                    vma = FindVmaLocked(a);
+                    if (vma is null || (write ? (vma.Flags & VmFlags.VM_WRITE) == 0 : (vma.Flags & (VmFlags.VM_READ | VmFlags.VM_WRITE)) == 0))
+                    {
+                        return Errno.EFAULT.Negative();
+                    }
                 }
 
                 int inPage = (int)Math.Min(length - done, PhysMem.PageSize - (long)(a & (PhysMem.PageSize - 1)));
-                long pte = vma.Ptes.Get(vma.Index(a));
+                long index = vma.Index(a);
+                long pte = vma.Ptes.Get(index);
+                if ((pte & Vma.PtePresent) == 0 || (write && (pte & Vma.PteZero) != 0))
+                {
+                    if (HandleFaultLocked(vma, a, write) != 0)
+                    {
+                        return Errno.EFAULT.Negative();
+                    }
+
+                    pte = vma.Ptes.Get(index);
+                }
+
                 long pfn = (pte >> 12) + (vma.IsHugetlb ? (long)((a & ((1UL << vma.PageShift) - 1)) >> PhysMem.PageShift) : 0);
                 long phys = (pfn << PhysMem.PageShift) + (long)(a & (PhysMem.PageSize - 1));
                 if (write)

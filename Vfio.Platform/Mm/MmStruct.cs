@@ -26,6 +26,12 @@ public enum Prot
     PROT_READ = 1,
     PROT_WRITE = 2,
     PROT_EXEC = 4,
+    /// <summary>PROT_SEM: accepted and ignored on x86.</summary>
+    PROT_SEM = 8,
+    /// <summary>PROT_GROWSDOWN (mprotect only): extend to the start of a VM_GROWSDOWN mapping.</summary>
+    PROT_GROWSDOWN = 0x0100_0000,
+    /// <summary>PROT_GROWSUP (mprotect only).</summary>
+    PROT_GROWSUP = 0x0200_0000,
 }
 
 /// <summary>mmap() flags (x86-64 values).</summary>
@@ -91,10 +97,10 @@ public sealed partial class MmStruct
     public SimKernel Kernel { get; }
 
     /// <summary>An id for names and reports (the pid of the process that created it).</summary>
-    public int Id { get; }
+    public int Id { get; private set; }
 
     /// <summary>mmap_lock.</summary>
-    public RwSemaphore MmapLock { get; }
+    public RwSemaphore MmapLock { get; private set; }
 
     /// <summary>locked_vm: pages charged against RLIMIT_MEMLOCK (mlock, vfio). Written under mmap_lock held for writing.</summary>
     public long LockedVm { get; private set; }
@@ -135,6 +141,17 @@ public sealed partial class MmStruct
     public void AddPinnedVm(long delta) => Interlocked.Add(ref _pinnedVm, delta);
 
     // ---- References.
+
+    /// <summary>
+    /// Names a copy made by <see cref="Dup(out int)"/> once fork has its pid (copy_process()
+    /// allocates the pid after copy_mm()). Only before the mm is published: its mmap_lock is
+    /// replaced by one named for the pid.
+    /// </summary>
+    internal void AssignId(int id)
+    {
+        Id = id;
+        MmapLock = new RwSemaphore(Kernel, $"mm[{id}].mmap_lock");
+    }
 
     /// <summary>mmget().</summary>
     public void Get() => Interlocked.Increment(ref _users);
@@ -190,8 +207,9 @@ public sealed partial class MmStruct
         MmapLock.DownWrite();
         try
         {
+            // Unmapping drops the mlocked VMAs' share of locked_vm. What drivers charged
+            // (account_locked_vm) stays until they uncharge it, as in the kernel.
             UnmapRangeLocked(0, TaskSize);
-            LockedVm = 0;
         }
         finally
         {
@@ -317,6 +335,13 @@ public sealed partial class MmStruct
         MmapLock.DownWrite();
         try
         {
+            if (IsDead)
+            {
+                // A sibling thread of an exiting process: the address space is (being) torn
+                // down. Its mmap_write_lock_killable() would fail on the pending SIGKILL.
+                return Errno.EINTR.Negative();
+            }
+
             ulong start = fixedMap ? addr : PlaceLocked(addr, len, pageSize);
             if (start == 0)
             {
@@ -385,7 +410,10 @@ public sealed partial class MmStruct
             }
 
             InsertVmaLocked(vma);
-            if (locked && (vma.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) == 0)
+
+            // mmap_region(): VM_SPECIAL and hugetlb mappings never get VM_LOCKED and are not
+            // charged to locked_vm (MAP_LOCKED still populates them, below).
+            if (locked && !IsUnlockable(vma))
             {
                 vma.Flags |= VmFlags.VM_LOCKED;
                 LockedVm += (long)(len >> PhysMem.PageShift);
@@ -393,7 +421,7 @@ public sealed partial class MmStruct
 
             if (locked || (flags & MapFlags.MAP_POPULATE) != 0)
             {
-                PopulateLocked(vma, vma.Start, vma.End);
+                _ = PopulateLocked(vma, vma.Start, vma.End); // mm_populate() ignores errors.
             }
 
             return (long)start;
@@ -565,16 +593,20 @@ public sealed partial class MmStruct
 
     // ---- munmap.
 
-    /// <summary>munmap(): 0, or -EINVAL for a misaligned address, a zero length, or a split of a hugetlb page.</summary>
+    /// <summary>
+    /// munmap() (do_vmi_munmap): 0, or -EINVAL for a misaligned address, an address past
+    /// TASK_SIZE, a length (checked before it is rounded) past TASK_SIZE - addr, a zero
+    /// length, or a split of a hugetlb page.
+    /// </summary>
     public int Munmap(ulong addr, ulong length)
     {
-        if ((addr & (PhysMem.PageSize - 1)) != 0 || length == 0)
+        if ((addr & (PhysMem.PageSize - 1)) != 0 || addr > TaskSize || length > TaskSize - addr)
         {
             return Errno.EINVAL.Negative();
         }
 
-        ulong len = (length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
-        if (len > TaskSize || addr > TaskSize - len)
+        ulong end = addr + ((length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1));
+        if (end == addr)
         {
             return Errno.EINVAL.Negative();
         }
@@ -582,12 +614,12 @@ public sealed partial class MmStruct
         MmapLock.DownWrite();
         try
         {
-            if (CheckHugetlbSplitLocked(addr, addr + len) is int bad)
+            if (CheckHugetlbSplitLocked(addr, end) is int bad)
             {
                 return bad;
             }
 
-            UnmapRangeLocked(addr, addr + len);
+            UnmapRangeLocked(addr, end);
             return 0;
         }
         finally
@@ -596,21 +628,29 @@ public sealed partial class MmStruct
         }
     }
 
-    private int? CheckHugetlbSplitLocked(ulong start, ulong end)
+    private int? CheckHugetlbSplitLocked(ulong start, ulong end, FlagChange? change = null)
     {
         foreach (Vma v in _vmas)
         {
-            if (v.IsHugetlb && v.Start < end && start < v.End)
+            if (v.Start < end && start < v.End && (change is not { } c || c.Changes(v)) && SplitsHugePage(v, start, end))
             {
-                ulong mask = (1UL << v.PageShift) - 1;
-                if ((start > v.Start && (start & mask) != 0) || (end < v.End && (end & mask) != 0))
-                {
-                    return Errno.EINVAL.Negative();
-                }
+                return Errno.EINVAL.Negative();
             }
         }
 
         return null;
+    }
+
+    /// <summary>hugetlb_vm_op_split(): true when cutting <paramref name="v"/> at the range's ends would split a huge page.</summary>
+    private static bool SplitsHugePage(Vma v, ulong start, ulong end)
+    {
+        if (!v.IsHugetlb)
+        {
+            return false;
+        }
+
+        ulong mask = (1UL << v.PageShift) - 1;
+        return (start > v.Start && (start & mask) != 0) || (end < v.End && (end & mask) != 0);
     }
 
     /// <summary>Splits VMAs at <paramref name="start"/> and <paramref name="end"/> and returns those inside.</summary>
@@ -673,7 +713,7 @@ public sealed partial class MmStruct
         return right;
     }
 
-    private static int CountPresent(PteTable t) => t.Present().Count();
+    private static int CountPresent(PteTable t) => t.CountPresent();
 
     private void UnmapRangeLocked(ulong start, ulong end)
     {
@@ -694,17 +734,25 @@ public sealed partial class MmStruct
     /// <summary>Removes every page-table entry of <paramref name="v"/>, dropping the frames' mapping references.</summary>
     private void ZapAllLocked(Vma v)
     {
+        PteTable ptes = v.Ptes;
         Mem.Lock.Lock();
         try
         {
-            foreach ((long _, long pte) in v.Ptes.Present())
+            // Device frames (PFNMAP) and the zero page hold no reference to drop.
+            for (int c = 0; !v.IsPfnMap && c < ptes.ChunkCount; c++)
             {
-                if (v.IsPfnMap || (pte & Vma.PteZero) != 0)
+                if (ptes.ChunkAt(c) is not { } chunk)
                 {
                     continue;
                 }
 
-                Mem.PutPageLocked(pte >> 12);
+                foreach (long pte in chunk)
+                {
+                    if (pte != 0 && (pte & Vma.PteZero) == 0)
+                    {
+                        Mem.PutPageLocked(pte >> 12);
+                    }
+                }
             }
 
             if (v.Pool is { } pool && v.HugeReserved > 0)
@@ -718,53 +766,104 @@ public sealed partial class MmStruct
             Mem.Lock.Unlock();
         }
 
-        v.Ptes = new PteTable(v.Ptes.Entries);
+        ptes.Clear();
     }
 
     // ---- mprotect.
 
-    /// <summary>mprotect(): 0, -EINVAL (misaligned), -ENOMEM (range not fully mapped), -EACCES (write to a read-only shared file).</summary>
+    /// <summary>
+    /// mprotect() in do_mprotect_pkey()'s order: both PROT_GROWSDOWN and PROT_GROWSUP
+    /// (EINVAL), a misaligned address (EINVAL), a zero length (0), a range that wraps once
+    /// page aligned (ENOMEM), unknown protection bits (EINVAL); then under mmap_lock no
+    /// mapping in the range or a hole at its start (ENOMEM), PROT_GROWS* on a mapping that
+    /// does not grow (EINVAL), and per VMA in address order a write to a read-only shared
+    /// file (EACCES), a hugetlb split (EINVAL), a hole (ENOMEM). A rejected call changes
+    /// nothing (the kernel may already have changed the VMAs before the failing one).
+    /// </summary>
     public int Mprotect(ulong addr, ulong length, Prot prot)
     {
-        if ((addr & (PhysMem.PageSize - 1)) != 0)
+        const Prot growsBoth = Prot.PROT_GROWSDOWN | Prot.PROT_GROWSUP;
+        Prot grows = prot & growsBoth;
+        prot &= ~growsBoth;
+        if (grows == growsBoth || (addr & (PhysMem.PageSize - 1)) != 0)
         {
             return Errno.EINVAL.Negative();
         }
 
-        ulong len = (length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
-        if (len == 0)
+        if (length == 0)
         {
             return 0;
         }
 
-        ulong end = addr + len;
+        ulong end = addr + ((length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1));
+        if (end <= addr)
+        {
+            return Errno.ENOMEM.Negative();
+        }
+
+        // arch_validate_prot(): only PROT_READ, PROT_WRITE, PROT_EXEC and PROT_SEM.
+        if ((prot & ~(Prot.PROT_READ | Prot.PROT_WRITE | Prot.PROT_EXEC | Prot.PROT_SEM)) != 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
         MmapLock.DownWrite();
         try
         {
-            if (!CoveredLocked(addr, end))
+            Vma? first = null;
+            foreach (Vma v in _vmas)
+            {
+                if (v.End > addr && v.Start < end)
+                {
+                    first = v;
+                    break;
+                }
+            }
+
+            if (first is null || (grows != Prot.PROT_GROWSDOWN && first.Start > addr))
             {
                 return Errno.ENOMEM.Negative();
             }
 
-            foreach (Vma v in _vmas)
+            if (grows != 0)
             {
-                if (v.Start < end && addr < v.End && (v.Flags & VmFlags.VM_SHARED) != 0 && v.File is { CanWrite: false } && (prot & Prot.PROT_WRITE) != 0)
-                {
-                    return Errno.EACCES.Negative();
-                }
-            }
-
-            if (CheckHugetlbSplitLocked(addr, end) is int bad)
-            {
-                return bad;
+                return Errno.EINVAL.Negative(); // No mapping here is VM_GROWSDOWN or VM_GROWSUP.
             }
 
             const VmFlags rwx = VmFlags.VM_READ | VmFlags.VM_WRITE | VmFlags.VM_EXEC;
-            foreach (Vma v in SplitRangeLocked(addr, end))
+            var change = new FlagChange(rwx, ToVmFlags(prot), SkipSpecial: false);
+            ulong cursor = addr;
+            foreach (Vma v in _vmas)
             {
-                v.Flags = (v.Flags & ~rwx) | ToVmFlags(prot);
+                if (v.End <= addr || v.Start >= end)
+                {
+                    continue;
+                }
+
+                if (v.Start > cursor)
+                {
+                    return Errno.ENOMEM.Negative();
+                }
+
+                if ((v.Flags & VmFlags.VM_SHARED) != 0 && v.File is { CanWrite: false } && (prot & Prot.PROT_WRITE) != 0)
+                {
+                    return Errno.EACCES.Negative(); // VM_MAYWRITE is clear: the file is not open for writing.
+                }
+
+                if (change.Changes(v) && SplitsHugePage(v, addr, end))
+                {
+                    return Errno.EINVAL.Negative();
+                }
+
+                cursor = v.End;
             }
 
+            if (cursor < end)
+            {
+                return Errno.ENOMEM.Negative();
+            }
+
+            ChangeFlagsLocked(addr, end, change);
             return 0;
         }
         finally
@@ -807,64 +906,95 @@ public sealed partial class MmStruct
     private bool MlockFutureOk(SimProcess p, long pages)
         => p.Credentials.Capable(Capabilities.CAP_IPC_LOCK) || LockedVm + pages <= p.Limits.MemlockPages;
 
-    /// <summary>mlock(): locks and populates the range; 0, -EPERM (no mlock allowed), -ENOMEM (holes, or over RLIMIT_MEMLOCK).</summary>
+    /// <summary>mlock(): locks and populates the range; 0, -EPERM (no mlock allowed), -ENOMEM (holes, or over RLIMIT_MEMLOCK), -EINVAL (the range wraps).</summary>
     public int Mlock(ulong addr, ulong length, SimProcess caller)
     {
         ArgumentNullException.ThrowIfNull(caller);
-        if (!CanDoMlock(caller))
+        return MlockRange(addr, length, caller);
+    }
+
+    /// <summary>munlock(): 0, -ENOMEM when the range is not fully mapped, -EINVAL when it wraps.</summary>
+    public int Munlock(ulong addr, ulong length) => MlockRange(addr, length, null);
+
+    /// <summary>
+    /// do_mlock() (<paramref name="caller"/> set) and munlock(): the range is page aligned
+    /// as the kernel does it (the length grows by the offset in the page, wrapping as size_t
+    /// arithmetic does). mlock checks can_do_mlock (EPERM), then RLIMIT_MEMLOCK against
+    /// the whole length plus locked_vm less what is already locked in the range (ENOMEM),
+    /// then apply_vma_lock_flags: a wrapping range (EINVAL), an empty one (0), holes (ENOMEM).
+    /// mlock_fixup() leaves VM_SPECIAL and hugetlb VMAs alone (no VM_LOCKED, no charge, no
+    /// split) and splits only VMAs whose flags change. mlock then populates the range.
+    /// </summary>
+    private int MlockRange(ulong addr, ulong length, SimProcess? caller)
+    {
+        bool lockIt = caller is not null;
+        if (lockIt && !CanDoMlock(caller!))
         {
             return Errno.EPERM.Negative();
         }
 
-        ulong start = addr & ~(ulong)(PhysMem.PageSize - 1);
-        ulong end = (addr + length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
-        if (end < start)
-        {
-            return Errno.EINVAL.Negative();
-        }
-
-        if (end == start)
-        {
-            return 0;
-        }
-
+        ulong pageMask = PhysMem.PageSize - 1;
+        ulong len = (length + (addr & pageMask) + pageMask) & ~pageMask;
+        ulong start = addr & ~pageMask;
         MmapLock.DownWrite();
         try
         {
+            if (lockIt && !caller!.Credentials.Capable(Capabilities.CAP_IPC_LOCK))
+            {
+                ulong locked = (len >> PhysMem.PageShift) + (ulong)LockedVm;
+                if (locked > (ulong)caller.Limits.MemlockPages)
+                {
+                    locked -= (ulong)CountMlockedPagesLocked(start, len);
+                    if (locked > (ulong)caller.Limits.MemlockPages)
+                    {
+                        return Errno.ENOMEM.Negative();
+                    }
+                }
+            }
+
+            ulong end = start + len;
+            if (end < start)
+            {
+                return Errno.EINVAL.Negative();
+            }
+
+            if (end == start)
+            {
+                return 0;
+            }
+
             if (!CoveredLocked(start, end))
             {
                 return Errno.ENOMEM.Negative();
             }
 
-            long newly = 0;
-            foreach (Vma v in _vmas)
-            {
-                if (v.Start < end && start < v.End && (v.Flags & (VmFlags.VM_LOCKED | VmFlags.VM_IO | VmFlags.VM_PFNMAP)) == 0)
-                {
-                    newly += (long)((Math.Min(end, v.End) - Math.Max(start, v.Start)) >> PhysMem.PageShift);
-                }
-            }
-
-            if (!MlockFutureOk(caller, newly))
-            {
-                return Errno.ENOMEM.Negative();
-            }
-
-            if (CheckHugetlbSplitLocked(start, end) is int bad)
+            var change = new FlagChange(VmFlags.VM_LOCKED, lockIt ? VmFlags.VM_LOCKED : 0, SkipSpecial: true);
+            if (CheckHugetlbSplitLocked(start, end, change) is int bad)
             {
                 return bad;
             }
 
-            foreach (Vma v in SplitRangeLocked(start, end))
+            long pages = ChangeFlagsLocked(start, end, change);
+            LockedVm += lockIt ? pages : -pages;
+            if (lockIt)
             {
-                if ((v.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) == 0)
+                // __mm_populate() over the whole range, skipping VM_IO/VM_PFNMAP VMAs. A
+                // failure is reported through __mlock_posix_error_return() (EFAULT → ENOMEM,
+                // ENOMEM → EAGAIN); as in the kernel the VMAs stay locked.
+                foreach (Vma v in _vmas)
                 {
-                    v.Flags |= VmFlags.VM_LOCKED;
-                    PopulateLocked(v, v.Start, v.End);
+                    if (v.Start < end && start < v.End)
+                    {
+                        int err = PopulateLocked(v, Math.Max(start, v.Start), Math.Min(end, v.End));
+                        if (err != 0)
+                        {
+                            return err == Errno.EFAULT.Negative() ? Errno.ENOMEM.Negative()
+                                : err == Errno.ENOMEM.Negative() ? Errno.EAGAIN.Negative() : err;
+                        }
+                    }
                 }
             }
 
-            LockedVm += newly;
             return 0;
         }
         finally
@@ -873,44 +1003,64 @@ public sealed partial class MmStruct
         }
     }
 
-    /// <summary>munlock(): 0, or -ENOMEM when the range is not fully mapped.</summary>
-    public int Munlock(ulong addr, ulong length)
+    /// <summary>count_mm_mlocked_page_nr(): pages of VM_LOCKED VMAs within [start, start + len).</summary>
+    private long CountMlockedPagesLocked(ulong start, ulong len)
     {
-        ulong start = addr & ~(ulong)(PhysMem.PageSize - 1);
-        ulong end = (addr + length + PhysMem.PageSize - 1) & ~(ulong)(PhysMem.PageSize - 1);
-        if (end <= start)
+        ulong end = start + len < start ? ulong.MaxValue : start + len;
+        long count = 0;
+        foreach (Vma v in _vmas)
         {
-            return end < start ? Errno.EINVAL.Negative() : 0;
+            if ((v.Flags & VmFlags.VM_LOCKED) != 0 && v.Start < end && start < v.End)
+            {
+                count += (long)((Math.Min(end, v.End) - Math.Max(start, v.Start)) >> PhysMem.PageShift);
+            }
         }
 
-        MmapLock.DownWrite();
-        try
+        return count;
+    }
+
+    /// <summary>VMAs that mlock leaves alone: VM_SPECIAL (VM_IO, VM_DONTEXPAND, VM_PFNMAP) and hugetlb.</summary>
+    private static bool IsUnlockable(Vma v)
+        => (v.Flags & (VmFlags.VM_IO | VmFlags.VM_DONTEXPAND | VmFlags.VM_PFNMAP | VmFlags.VM_HUGETLB)) != 0;
+
+    /// <summary>A change of VMA flags: newflags = (flags &amp; ~Clear) | Set; SkipSpecial leaves <see cref="IsUnlockable"/> VMAs alone.</summary>
+    private readonly record struct FlagChange(VmFlags Clear, VmFlags Set, bool SkipSpecial)
+    {
+        public bool Changes(Vma v) => !(SkipSpecial && IsUnlockable(v)) && ((v.Flags & ~Clear) | Set) != v.Flags;
+    }
+
+    /// <summary>
+    /// mprotect_fixup()/mlock_fixup() over [start, end): a VMA whose flags would not change
+    /// is left as it is (not split); the others are split at the range's ends and changed.
+    /// Returns the pages whose flags changed. Caller holds mmap_lock for writing.
+    /// </summary>
+    private long ChangeFlagsLocked(ulong start, ulong end, FlagChange change)
+    {
+        long pages = 0;
+        for (int i = 0; i < _vmas.Count; i++)
         {
-            if (!CoveredLocked(start, end))
+            Vma v = _vmas[i];
+            if (v.End <= start || v.Start >= end || !change.Changes(v))
             {
-                return Errno.ENOMEM.Negative();
+                continue;
             }
 
-            if (CheckHugetlbSplitLocked(start, end) is int bad)
+            if (v.Start < start)
             {
-                return bad;
+                _vmas.Insert(i + 1, SplitAt(v, start));
+                continue; // Change the right part next.
             }
 
-            foreach (Vma v in SplitRangeLocked(start, end))
+            if (v.End > end)
             {
-                if ((v.Flags & VmFlags.VM_LOCKED) != 0)
-                {
-                    v.Flags &= ~VmFlags.VM_LOCKED;
-                    LockedVm -= (long)(v.Length >> PhysMem.PageShift);
-                }
+                _vmas.Insert(i + 1, SplitAt(v, end));
             }
 
-            return 0;
+            v.Flags = (v.Flags & ~change.Clear) | change.Set;
+            pages += (long)(v.Length >> PhysMem.PageShift);
         }
-        finally
-        {
-            MmapLock.UpWrite();
-        }
+
+        return pages;
     }
 
     // ---- locked_vm accounting (mm/util.c).
@@ -923,6 +1073,7 @@ public sealed partial class MmStruct
     public int AccountLockedVmLocked(long pages, bool inc, SimProcess task, bool bypassRlimit)
     {
         ArgumentNullException.ThrowIfNull(task);
+        MmapLock.AssertHeldWrite();
         if (inc)
         {
             if (!bypassRlimit && LockedVm + pages > task.Limits.MemlockPages)
@@ -966,10 +1117,13 @@ public sealed partial class MmStruct
 
     // ---- fork.
 
-    /// <summary>dup_mmap(): the child's copy of this address space. Private pages are copied now; shared ones are shared.</summary>
-    internal MmStruct Dup(int childId, out int error)
+    /// <summary>
+    /// dup_mmap(): the child's copy of this address space. Private pages are copied now;
+    /// shared ones are shared. The copy has id 0 until <see cref="AssignId"/>.
+    /// </summary>
+    internal MmStruct Dup(out int error)
     {
-        var child = new MmStruct(Mem, Kernel, childId);
+        var child = new MmStruct(Mem, Kernel, 0);
         error = 0;
         bool failed = false;
         MmapLock.DownRead();
@@ -1049,7 +1203,7 @@ public sealed partial class MmStruct
                 long copy;
                 if (from.Pool is { } hp)
                 {
-                    copy = hp.AllocReserved();
+                    copy = hp.AllocReserved(Mem);
                     to.HugeReserved--;
                     for (long sub = 0; sub < hp.PagesPerFolio; sub++)
                     {

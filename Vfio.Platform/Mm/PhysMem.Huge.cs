@@ -159,7 +159,7 @@ internal sealed class HugePool
     public void Unreserve(int n) => Reserved -= Math.Min(n, Reserved);
 
     /// <summary>Allocates the lowest free huge page against a reservation; returns its head pfn.</summary>
-    public long AllocReserved()
+    public long AllocReserved(PhysMem mem)
     {
         for (int i = 0; i < Count; i++)
         {
@@ -170,7 +170,9 @@ internal sealed class HugePool
                 _hint = idx + 1;
                 Free--;
                 Reserved--;
-                return Start + ((long)idx << _shift);
+                long head = Start + ((long)idx << _shift);
+                FreeDataLocked(mem, head); // Written while free: the new owner gets zeros.
+                return head;
             }
         }
 
@@ -192,6 +194,14 @@ internal sealed class HugePool
         }
 
         long head = FolioStart(pfn);
+        FreeDataLocked(mem, head);
+        h.Flags = 0;
+        Free++;
+        _hint = Math.Min(_hint, (int)((head - Start) >> _shift));
+    }
+
+    private void FreeDataLocked(PhysMem mem, long head)
+    {
         if (_data.Count > 0)
         {
             for (long p = head; p < head + PagesPerFolio; p++)
@@ -202,10 +212,6 @@ internal sealed class HugePool
                 }
             }
         }
-
-        h.Flags = 0;
-        Free++;
-        _hint = Math.Min(_hint, (int)((head - Start) >> _shift));
     }
 
     public int DataSlot(long pfn) => _data.TryGetValue(pfn, out int s) ? s : 0;

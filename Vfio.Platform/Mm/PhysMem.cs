@@ -313,9 +313,17 @@ public sealed partial class PhysMem
 
     // ---- 4 KiB allocation (caller holds Lock).
 
+    /// <summary>Fault-injection site of every 4 KiB allocation: failing it is out of memory (-1; the fault path's VM_FAULT_OOM).</summary>
+    public const string AllocPageFaultSite = "alloc_page";
+
     /// <summary>Allocates a zeroed 4 KiB frame with one reference, or returns -1 when memory is exhausted.</summary>
     internal long AllocPageLocked()
     {
+        if (_kernel.Faults.ShouldFail(AllocPageFaultSite))
+        {
+            return -1;
+        }
+
         long pfn;
         if (_freeCount > 0)
         {
@@ -348,6 +356,13 @@ public sealed partial class PhysMem
         m.Ref = 1;
         m.Pin = 0;
         m.Flags = 0;
+        if (m.Data != 0)
+        {
+            // Written while free (a stray DMA into a freed frame): the new owner gets zeros.
+            Data.Free(m.Data);
+            m.Data = 0;
+        }
+
         _usedPages++;
         return pfn;
     }
@@ -587,7 +602,12 @@ public sealed partial class PhysMem
                     if ((pfn >> ChunkShift) != chunkIndex)
                     {
                         chunkIndex = pfn >> ChunkShift;
-                        chunk = _chunks[chunkIndex];
+                        chunk = (ulong)chunkIndex < (ulong)_chunks.Length ? _chunks[chunkIndex] : null;
+                        if (chunk is null)
+                        {
+                            // Never allocated (or not RAM at all): nothing here was ever pinned.
+                            throw PinUnderflow(pfn, 0, 1);
+                        }
                     }
 
                     ref FrameMeta m = ref chunk![pfn & (ChunkSize - 1)];

@@ -205,21 +205,65 @@ internal sealed class PteTable
         return _chunks[c] ?? Interlocked.CompareExchange(ref _chunks[c], new long[ChunkSize], null) ?? _chunks[c]!;
     }
 
-    /// <summary>A table for entries [<paramref name="from"/>, <paramref name="to"/>) of this one (VMA split).</summary>
+    /// <summary>How many chunks of <see cref="ChunkSize"/> entries the table spans.</summary>
+    public int ChunkCount => _chunks.Length;
+
+    /// <summary>Chunk <paramref name="c"/>, or null when none of its entries was ever set; for chunk-wise loops.</summary>
+    public long[]? ChunkAt(int c) => _chunks[c];
+
+    /// <summary>A table for entries [<paramref name="from"/>, <paramref name="to"/>) of this one (VMA split). Walks only the allocated chunks.</summary>
     public PteTable Slice(long from, long to)
     {
         var t = new PteTable(to - from);
-        for (long i = from; i < to; i++)
+        int lastChunk = (int)((to - 1) >> ChunkShift);
+        for (int c = (int)(from >> ChunkShift); c <= lastChunk && to > from; c++)
         {
-            long pte = Get(i);
-            if (pte != 0)
+            long[]? chunk = _chunks[c];
+            if (chunk is null)
             {
-                t.Set(i - from, pte);
+                continue;
+            }
+
+            long chunkStart = (long)c << ChunkShift;
+            int j = (int)(Math.Max(from, chunkStart) - chunkStart);
+            int jEnd = (int)(Math.Min(to, chunkStart + ChunkSize) - chunkStart);
+            for (; j < jEnd; j++)
+            {
+                if (chunk[j] != 0)
+                {
+                    t.Set(chunkStart + j - from, chunk[j]);
+                }
             }
         }
 
         return t;
     }
+
+    /// <summary>The number of non-empty entries, counted chunk by chunk.</summary>
+    public int CountPresent()
+    {
+        int n = 0;
+        foreach (long[]? chunk in _chunks)
+        {
+            if (chunk is null)
+            {
+                continue;
+            }
+
+            foreach (long pte in chunk)
+            {
+                if (pte != 0)
+                {
+                    n++;
+                }
+            }
+        }
+
+        return n;
+    }
+
+    /// <summary>Drops every entry (the chunks go; nothing is allocated).</summary>
+    public void Clear() => Array.Clear(_chunks);
 
     public IEnumerable<(long Index, long Pte)> Present()
     {

@@ -35,16 +35,35 @@ public sealed partial class SimProcess
             ? Errno.EINTR.Negative()
             : r == -(long)Errno.ENOIOCTLCMD ? Errno.ENOTTY.Negative() : r;
 
-    private static bool AccessOk(ulong addr, long count)
-        => count == 0 || (addr + (ulong)count >= addr && addr + (ulong)count <= MmStruct.TaskSize);
+    /// <summary>access_ok(): the size is a size_t, so a negative count is a huge range (and fails).</summary>
+    private static bool AccessOk(ulong addr, ulong count)
+        => count == 0 || (addr + count >= addr && addr + count <= MmStruct.TaskSize);
+
+    /// <summary>The prologue of every syscall that acts for this process: it must not have exited, and becomes <c>current</c>.</summary>
+    private SyscallScope EnterSyscall()
+    {
+        ThrowIfExited();
+        return Enter();
+    }
+
+    /// <summary>fdget(): the file at <paramref name="fd"/> with a reference that <see cref="FdRef.Dispose"/> drops (fdput); File is null for a bad fd.</summary>
+    private FdRef FdGet(int fd) => new(Files.Get(fd));
+
+    /// <summary>struct fd: a file reference for the length of a syscall.</summary>
+    private readonly ref struct FdRef(SimFile? file)
+    {
+        public SimFile? File { get; } = file;
+
+        /// <summary>fdput().</summary>
+        public void Dispose() => File?.Put();
+    }
 
     // ---- Files.
 
     /// <summary>open(): a new fd, or -errno (EMFILE, then ENOENT, ENOTDIR, EACCES, EISDIR, ELOOP, ENXIO, or the driver's).</summary>
     public int Open(string path, OpenFlags flags = OpenFlags.O_RDWR)
     {
-        ThrowIfExited();
-        using SyscallScope scope = Enter();
+        using SyscallScope scope = EnterSyscall();
         int fd = GetUnusedFd((flags & OpenFlags.O_CLOEXEC) != 0);
         if (fd < 0)
         {
@@ -103,8 +122,7 @@ public sealed partial class SimProcess
     /// <summary>eventfd2(): a new eventfd, or -EINVAL for unknown flags.</summary>
     public int Eventfd(uint initval, int flags = 0)
     {
-        ThrowIfExited();
-        using SyscallScope scope = Enter();
+        using SyscallScope scope = EnterSyscall();
         if ((flags & ~(EventFdContext.EFD_SEMAPHORE | EventFdContext.EFD_CLOEXEC | EventFdContext.EFD_NONBLOCK)) != 0)
         {
             return Errno.EINVAL.Negative();
@@ -131,89 +149,74 @@ public sealed partial class SimProcess
     /// <summary>pwrite64(): like write at <paramref name="offset"/>.</summary>
     public long Pwrite(int fd, ulong buf, long count, long offset) => offset < 0 ? Errno.EINVAL.Negative() : ReadWrite(fd, buf, count, write: true, offset);
 
+    /// <summary>
+    /// vfs_read()/vfs_write() in the kernel's order: the fd (EBADF), the file's mode (EBADF),
+    /// the operation (EINVAL), access_ok(buf, count) with count as a size_t (EFAULT — so
+    /// read(fd, buf, -1) is EFAULT), rw_verify_area's negative count (EINVAL), then the
+    /// count is clamped to MAX_RW_COUNT.
+    /// </summary>
     private long ReadWrite(int fd, ulong buf, long count, bool write, long? offset)
     {
-        ThrowIfExited();
-        using SyscallScope scope = Enter();
-        SimFile? f = Files.Get(fd);
-        if (f is null)
+        using SyscallScope scope = EnterSyscall();
+        using FdRef fdr = FdGet(fd);
+        if (fdr.File is not { } f || (write ? !f.CanWrite : !f.CanRead))
         {
             return Errno.EBADF.Negative();
         }
 
-        try
+        if (write ? !f.Ops.CanWrite : !f.Ops.CanRead)
         {
-            if (write ? !f.CanWrite : !f.CanRead)
-            {
-                return Errno.EBADF.Negative();
-            }
-
-            if (write ? !f.Ops.CanWrite : !f.Ops.CanRead)
-            {
-                return Errno.EINVAL.Negative();
-            }
-
-            if (count < 0)
-            {
-                return Errno.EINVAL.Negative();
-            }
-
-            count = Math.Min(count, MaxRwCount);
-            if (!AccessOk(buf, count))
-            {
-                return Errno.EFAULT.Negative();
-            }
-
-            long pos = offset ?? f.Position;
-            long ret = write ? f.Ops.Write(f, buf, count, ref pos) : f.Ops.Read(f, buf, count, ref pos);
-            if (ret >= 0 && offset is null)
-            {
-                f.Position = pos;
-            }
-
-            return Ret(ret);
+            return Errno.EINVAL.Negative();
         }
-        finally
+
+        if (!AccessOk(buf, (ulong)count))
         {
-            f.Put();
+            return Errno.EFAULT.Negative();
         }
+
+        if (count < 0)
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        count = Math.Min(count, MaxRwCount);
+        long pos = offset ?? f.Position;
+        long ret = write ? f.Ops.Write(f, buf, count, ref pos) : f.Ops.Read(f, buf, count, ref pos);
+        if (ret >= 0 && offset is null)
+        {
+            f.Position = pos;
+        }
+
+        return Ret(ret);
     }
 
     /// <summary>ioctl(): the driver's result, or -EBADF / -ENOTTY; FIOCLEX, FIONCLEX and FIONBIO are handled generically.</summary>
     public long Ioctl(int fd, uint cmd, ulong arg = 0)
     {
-        ThrowIfExited();
-        using SyscallScope scope = Enter();
-        SimFile? f = Files.Get(fd);
-        if (f is null)
+        using SyscallScope scope = EnterSyscall();
+        using FdRef fdr = FdGet(fd);
+        if (fdr.File is not { } f)
         {
             return Errno.EBADF.Negative();
         }
 
-        try
+        switch (cmd)
         {
-            switch (cmd)
-            {
-                case FIOCLEX:
-                    return Files.SetCloseOnExec(fd, true);
-                case FIONCLEX:
-                    return Files.SetCloseOnExec(fd, false);
-                case FIONBIO:
-                    int err = UserMemory.Get(arg, out int on);
-                    if (err != 0)
-                    {
-                        return err;
-                    }
+            case FIOCLEX:
+                return Files.SetCloseOnExec(fd, true);
+            case FIONCLEX:
+                return Files.SetCloseOnExec(fd, false);
+            case FIONBIO:
+                int err = UserMemory.Get(arg, out int on);
+                if (err != 0)
+                {
+                    return err;
+                }
 
-                    f.Flags = on != 0 ? f.Flags | OpenFlags.O_NONBLOCK : f.Flags & ~OpenFlags.O_NONBLOCK;
-                    return 0;
-                default:
-                    return Ret(f.Ops.Ioctl(f, cmd, arg));
-            }
-        }
-        finally
-        {
-            f.Put();
+                f.Flags = on != 0 ? f.Flags | OpenFlags.O_NONBLOCK : f.Flags & ~OpenFlags.O_NONBLOCK;
+                return 0;
+            default:
+                return Ret(f.Ops.Ioctl(f, cmd, arg));
         }
     }
 
@@ -226,31 +229,20 @@ public sealed partial class SimProcess
     /// </summary>
     public long Mmap(ulong addr, ulong length, Prot prot, MapFlags flags, int fd = -1, long offset = 0)
     {
-        ThrowIfExited();
-        using SyscallScope scope = Enter();
+        using SyscallScope scope = EnterSyscall();
         if ((offset & (PhysMem.PageSize - 1)) != 0)
         {
             return Errno.EINVAL.Negative();
         }
 
-        SimFile? f = null;
-        if ((flags & MapFlags.MAP_ANONYMOUS) == 0)
+        bool anonymous = (flags & MapFlags.MAP_ANONYMOUS) != 0;
+        using FdRef fdr = anonymous ? default : FdGet(fd);
+        if (!anonymous && fdr.File is null)
         {
-            f = Files.Get(fd);
-            if (f is null)
-            {
-                return Errno.EBADF.Negative();
-            }
+            return Errno.EBADF.Negative();
         }
 
-        try
-        {
-            return Mm.Mmap(addr, length, prot, flags, f, (ulong)offset, this);
-        }
-        finally
-        {
-            f?.Put();
-        }
+        return Mm.Mmap(addr, length, prot, flags, fdr.File, (ulong)offset, this);
     }
 
     /// <summary>munmap(): 0 or -EINVAL.</summary>
@@ -289,8 +281,7 @@ public sealed partial class SimProcess
     /// </summary>
     public int Poll(Span<PollFd> fds, int timeoutMs)
     {
-        ThrowIfExited();
-        using SyscallScope scope = Enter();
+        using SyscallScope scope = EnterSyscall();
         if (fds.Length > Limits.NoFile)
         {
             return Errno.EINVAL.Negative();
@@ -313,17 +304,20 @@ public sealed partial class SimProcess
                         continue;
                     }
 
-                    SimFile? f = Files.Get(fds[i].Fd);
-                    if (f is null)
+                    PollEvents mask;
+                    using (FdRef fdr = FdGet(fds[i].Fd))
                     {
-                        fds[i].REvents = PollEvents.POLLNVAL;
-                        count++;
-                        continue;
+                        if (fdr.File is not { } f)
+                        {
+                            fds[i].REvents = PollEvents.POLLNVAL;
+                            count++;
+                            continue;
+                        }
+
+                        table.SetInterest(fds[i].Events);
+                        mask = f.Ops.Poll(f, table.Registering && count == 0 ? table : null);
                     }
 
-                    table.SetInterest(fds[i].Events);
-                    PollEvents mask = f.Ops.Poll(f, table.Registering && count == 0 ? table : null);
-                    f.Put();
                     mask &= fds[i].Events | PollEvents.POLLERR | PollEvents.POLLHUP;
                     if (mask != PollEvents.None)
                     {
@@ -372,31 +366,23 @@ public sealed partial class SimProcess
     // ---- Span conveniences (staged through a scratch mapping of the calling thread).
 
     /// <summary>read() into <paramref name="buffer"/>.</summary>
-    public long Read(int fd, Span<byte> buffer)
-    {
-        ulong ua = Scratch(buffer.Length);
-        long r = Read(fd, ua, buffer.Length);
-        if (r > 0)
-        {
-            CheckStaging(Mm.ReadUser(ua, buffer[..(int)r]));
-        }
-
-        return r;
-    }
+    public long Read(int fd, Span<byte> buffer) => ReadStaged(fd, buffer, null);
 
     /// <summary>write() of <paramref name="data"/>.</summary>
-    public long Write(int fd, ReadOnlySpan<byte> data)
-    {
-        ulong ua = Scratch(data.Length);
-        CheckStaging(Mm.WriteUser(ua, data));
-        return Write(fd, ua, data.Length);
-    }
+    public long Write(int fd, ReadOnlySpan<byte> data) => WriteStaged(fd, data, null);
 
     /// <summary>pread64() into <paramref name="buffer"/>.</summary>
-    public long Pread(int fd, Span<byte> buffer, long offset)
+    public long Pread(int fd, Span<byte> buffer, long offset) => ReadStaged(fd, buffer, offset);
+
+    /// <summary>pwrite64() of <paramref name="data"/>.</summary>
+    public long Pwrite(int fd, ReadOnlySpan<byte> data, long offset) => WriteStaged(fd, data, offset);
+
+    // read()/pread64() through the scratch mapping: the kernel copies to user memory, then
+    // the bytes it reported are copied out to the caller's span.
+    private long ReadStaged(int fd, Span<byte> buffer, long? offset)
     {
         ulong ua = Scratch(buffer.Length);
-        long r = Pread(fd, ua, buffer.Length, offset);
+        long r = offset is { } o ? Pread(fd, ua, buffer.Length, o) : Read(fd, ua, buffer.Length);
         if (r > 0)
         {
             CheckStaging(Mm.ReadUser(ua, buffer[..(int)r]));
@@ -405,12 +391,11 @@ public sealed partial class SimProcess
         return r;
     }
 
-    /// <summary>pwrite64() of <paramref name="data"/>.</summary>
-    public long Pwrite(int fd, ReadOnlySpan<byte> data, long offset)
+    private long WriteStaged(int fd, ReadOnlySpan<byte> data, long? offset)
     {
         ulong ua = Scratch(data.Length);
         CheckStaging(Mm.WriteUser(ua, data));
-        return Pwrite(fd, ua, data.Length, offset);
+        return offset is { } o ? Pwrite(fd, ua, data.Length, o) : Write(fd, ua, data.Length);
     }
 
     /// <summary>ioctl() with <paramref name="arg"/> staged in user memory and copied back afterwards (both directions, as a user buffer would be).</summary>

@@ -1,7 +1,7 @@
 // Models a thread group (kernel/fork.c, kernel/exit.c) (v6.12): pid, credentials,
 // resource limits, an address space, an fd table, and threads that are KTasks running
 // for the process. fork() copies the address space (private pages now, shared pages
-// shared) and shares every open file; exit closes every fd and drops the address space.
+// shared) and shares every open file; exit drops the address space, then closes every fd.
 // Pinned pages survive exit: their pins hold the frames until the pinner releases them.
 
 using Vfio.Kernel;
@@ -103,14 +103,17 @@ public sealed partial class SimProcess
     {
         ThrowIfExited();
         using SyscallScope scope = Enter();
-        int pid = Machine.AllocPid();
-        MmStruct mm = Mm.Dup(pid, out int err);
+        // copy_process() allocates the pid after copy_mm(), so a fork that fails there burns
+        // no pid. The mm takes its id (used in names) from the pid once it is known.
+        MmStruct mm = Mm.Dup(out int err);
         if (err != 0)
         {
             child = null;
             return err;
         }
 
+        int pid = Machine.AllocPid();
+        mm.AssignId(pid);
         FdTable files = Files.Clone(Kernel, pid);
         child = new SimProcess(Machine, pid, comm ?? Comm, Credentials, Limits, mm, files, this);
         Machine.AddProcess(child);
@@ -130,8 +133,11 @@ public sealed partial class SimProcess
     }
 
     /// <summary>
-    /// exit_group(): kills the other threads (SIGKILL), closes every fd, drops the address
-    /// space. Frames that are still pinned stay allocated until unpinned.
+    /// exit_group(): kills the other threads (SIGKILL), drops the address space, then closes
+    /// every fd (exit_mm before exit_files). Frames that are still pinned stay allocated
+    /// until unpinned. A sibling thread still inside a syscall finds the address space dead
+    /// (mmap fails with -EINTR) and the fd table closed (a new fd is -EINTR, a file installed
+    /// at a reserved fd is released).
     /// </summary>
     public void Exit(int code = 0)
     {
@@ -159,10 +165,12 @@ public sealed partial class SimProcess
             t.SendSignal(Signals.SIGKILL);
         }
 
+        // do_exit() runs exit_mm() before exit_files(): a file's release sees the address
+        // space already gone (mmget_not_zero fails), as a driver's would.
         using (Enter())
         {
-            Files.CloseAll();
             Mm.Put();
+            Files.CloseAll();
         }
 
         Machine.RemoveProcess(this);

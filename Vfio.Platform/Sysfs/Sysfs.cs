@@ -140,9 +140,21 @@ internal sealed class SysfsFileOps : FileOperations
         return len;
     }
 
+    /// <summary>
+    /// kernfs_fop_write_iter(): at most a page is copied in (EFAULT), then the attribute must
+    /// still be there (ENODEV); sysfs_kf_bin_write() refuses a write at or past the end
+    /// (EFBIG) and clamps; a zero-length write returns 0 without calling store.
+    /// </summary>
     public override long Write(SimFile file, ulong buf, long count, ref long pos)
     {
         var attr = (SysfsAttribute)file.Node!;
+        byte[] bytes = new byte[(int)Math.Min(count, 4096)];
+        int err = UserMemory.CopyFromUser(bytes, buf);
+        if (err != 0)
+        {
+            return err;
+        }
+
         if (attr.Removed)
         {
             return Errno.ENODEV.Negative();
@@ -155,31 +167,23 @@ internal sealed class SysfsFileOps : FileOperations
                 return Errno.EFBIG.Negative();
             }
 
-            byte[] data = new byte[Math.Min(count, attr.Size - pos)];
-            int err = UserMemory.CopyFromUser(data, buf);
-            if (err != 0)
+            int n = (int)Math.Min(bytes.Length, attr.Size - pos);
+            if (n == 0)
             {
-                return err;
+                return 0;
             }
 
-            long n = attr.WriteAt!(pos, data);
-            if (n > 0)
+            long written = attr.WriteAt!(pos, bytes.AsSpan(0, n));
+            if (written > 0)
             {
-                pos += n;
+                pos += written;
             }
 
-            return n;
+            return written;
         }
 
-        int len = (int)Math.Min(count, 4096);
-        byte[] bytes = new byte[len];
-        int r = UserMemory.CopyFromUser(bytes, buf);
-        if (r != 0)
-        {
-            return r;
-        }
-
-        return attr.Store!(Encoding.UTF8.GetString(bytes));
+        // sysfs_kf_write(): "if (!count) return 0;" — store never sees an empty buffer.
+        return bytes.Length == 0 ? 0 : attr.Store!(Encoding.UTF8.GetString(bytes));
     }
 }
 
@@ -281,6 +285,43 @@ public sealed class SysfsTree
         ArgumentNullException.ThrowIfNull(node);
         MarkRemoved(node);
         _vfs.Remove(node);
+    }
+
+    /// <summary>The entries of <paramref name="dir"/>, a snapshot.</summary>
+    internal VfsNode[] Children(VfsDir dir)
+    {
+        _vfs.TreeLock.DownRead();
+        try
+        {
+            return [.. dir.ChildrenLocked];
+        }
+        finally
+        {
+            _vfs.TreeLock.UpRead();
+        }
+    }
+
+    /// <summary>
+    /// Calls <paramref name="create"/> and returns the entries it added to <paramref name="dir"/>
+    /// (what sysfs_create_groups() created), so they can be removed as a group later.
+    /// </summary>
+    internal VfsNode[] Track(VfsDir dir, Action create)
+    {
+        HashSet<VfsNode> before = [.. Children(dir)];
+        create();
+        return [.. Children(dir).Where(n => !before.Contains(n))];
+    }
+
+    /// <summary>sysfs_remove_file() / sysfs_remove_groups(): removes each of <paramref name="nodes"/>.</summary>
+    internal void RemoveAll(IEnumerable<VfsNode?> nodes)
+    {
+        foreach (VfsNode? n in nodes)
+        {
+            if (n is not null)
+            {
+                Remove(n);
+            }
+        }
     }
 
     private void MarkRemoved(VfsNode node)

@@ -42,4 +42,13 @@ public sealed class ExplorerTests
         RunResult real = new SimKernel().Run(() => { });
         Assert.That(() => Explorer.Replay(real.Trace, _ => { }), Throws.ArgumentException.With.Message.Contains("only traces of controlled runs"));
     }
+
+    [Test]
+    public void Replay_RefusesATraceFromAnUnknownProfile_InsteadOfReplayingItAs6_12()
+    {
+        RunResult run = Sim.Run(SchedulerMode.Controlled, _ => { });
+        var trace = new RunTrace(run.Trace.Version, run.Trace.Seed, run.Trace.Strategy, run.Trace.Mode, "linux-5.4", run.Trace.StepBudget, run.Trace.Outcome, []);
+
+        Assert.That(() => Explorer.Replay(trace, _ => { }), Throws.ArgumentException.With.Message.Contains("'linux-5.4'").And.Message.Contains("linux-6.12"));
+    }
 }

@@ -148,6 +148,48 @@ public sealed class KMutexTests(SchedulerMode mode)
     }
 
     [Test]
+    public void ASignalledWaiterPickedByUnlock_DoesNotSwallowTheWakeUp_OfTheWaiterBehindIt()
+    {
+        // A holds, B sleeps interruptibly, C sleeps uninterruptibly; B is signalled and A
+        // unlocks. Whichever way B's signal and A's wake-up race, C must get the lock.
+        int runs = mode == SchedulerMode.Controlled ? 64 : 16;
+        for (ulong seed = 1; seed <= (ulong)runs; seed++)
+        {
+            int retB = 1;
+            bool cLocked = false;
+            RunResult r = Sim.Run(mode, k =>
+            {
+                var m = new KMutex(k, "m");
+                m.Lock();
+                KTask b = k.Spawn("B", () =>
+                {
+                    retB = m.LockInterruptible();
+                    if (retB == 0)
+                    {
+                        m.Unlock();
+                    }
+                });
+                Sim.SpinUntil(() => b.State == TaskState.Blocked && b.WaitObject is KMutex);
+                KTask c = k.Spawn("C", () =>
+                {
+                    m.Lock();
+                    cLocked = true;
+                    m.Unlock();
+                });
+                Sim.SpinUntil(() => c.State == TaskState.Blocked && c.WaitObject is KMutex);
+                b.SendSignal(Signals.SIGINT);
+                m.Unlock();
+                b.Join();
+                c.Join();
+            }, seed: seed);
+
+            Sim.AssertPassed(r);
+            Assert.That(cLocked, Is.True, $"seed {seed}");
+            Assert.That(retB, Is.EqualTo(0).Or.EqualTo(-(int)Errno.EINTR), $"seed {seed}");
+        }
+    }
+
+    [Test]
     public void LockKillable_IgnoresOrdinarySignals_ButNotSigkill()
     {
         int ret = 1;

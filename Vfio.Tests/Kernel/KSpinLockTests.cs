@@ -80,6 +80,56 @@ public sealed class KSpinLockTests(SchedulerMode mode)
     }
 
     [Test]
+    public void TakingAFreeMutexWhileHoldingIt_IsABugReport()
+    {
+        RunResult r = Sim.Run(mode, k =>
+        {
+            var s = new KSpinLock(k, "kvm_ref_lock");
+            var m = new KMutex(k, "free_mutex");
+            s.Lock();
+            m.Lock(); // mutex_lock() calls might_sleep() before it finds the mutex free.
+            m.Unlock();
+            s.Unlock();
+        });
+
+        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        KernelWarning w = r.Warnings.Single();
+        Assert.That(w.Kind, Is.EqualTo(WarningKind.SleepInAtomic));
+        Assert.That(w.Text, Does.Contain("mutex free_mutex"));
+    }
+
+    [Test]
+    public void TakingAFreeRwsemOrWaitingOnATrueConditionWhileHoldingIt_IsABugReport([Values("down_read", "down_write", "wait_event")] string op)
+    {
+        RunResult r = Sim.Run(mode, k =>
+        {
+            var s = new KSpinLock(k, "kvm_ref_lock");
+            var sem = new RwSemaphore(k, "free_rwsem");
+            var wq = new WaitQueue(k, "wq");
+            s.Lock();
+            switch (op)
+            {
+                case "down_read":
+                    sem.DownRead();
+                    sem.UpRead();
+                    break;
+                case "down_write":
+                    sem.DownWrite();
+                    sem.UpWrite();
+                    break;
+                default:
+                    wq.WaitEvent(() => true);
+                    break;
+            }
+
+            s.Unlock();
+        });
+
+        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Assert.That(r.Warnings.Single().Kind, Is.EqualTo(WarningKind.SleepInAtomic));
+    }
+
+    [Test]
     public void SleepingWhileHoldingIt_IsABugReport()
     {
         RunResult r = Sim.Run(mode, k =>

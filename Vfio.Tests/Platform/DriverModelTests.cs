@@ -286,6 +286,39 @@ public sealed class DriverModelTests
         Assert.That(f.Sys.Write("/sys/bus/pci/drivers/pcieport/bind", "0000:00:02.0"), Is.EqualTo(Errno.ENODEV.Negative()));
     }
 
+    [Test]
+    public void UnregisteringADriver_RemovesItsFilesBeforeItsRemoveRuns_AndRefusesNewBinds()
+    {
+        var f = new PciFixture();
+        string[] filesDuringRemove = [];
+        f.Host.OnRemove = _ => filesDuringRemove = [.. f.Sys.List("/sys/bus/pci/drivers/e1000e") ?? []];
+
+        f.Machine.Pci.UnregisterDriver(f.Host);
+
+        Assert.That(f.Host.RemoveCount, Is.EqualTo(1));
+        Assert.That(filesDuringRemove, Has.None.AnyOf("bind", "unbind", "new_id", "remove_id", "uevent"), "bus_remove_driver() removes them before driver_detach()");
+        Assert.That(f.Sys.Exists("/sys/bus/pci/drivers/e1000e"), Is.False);
+        Assert.That(f.Machine.Pci.DeviceDriverAttach(f.Host, f.Device), Is.EqualTo(Errno.ENODEV.Negative()), "a driver that is no longer registered binds nothing");
+        Assert.That(f.Device.Driver, Is.Null);
+        Assert.That(f.Host.ProbeCount, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void RemovingADevice_RemovesItsAttributesBeforeItsDriverIsReleased()
+    {
+        var f = new PciFixture();
+        string dir = f.Device.SysfsDir!.FullPath;
+        IReadOnlyList<string>? entriesDuringRemove = null;
+        f.Host.OnRemove = _ => entriesDuringRemove = f.Sys.List(dir);
+
+        f.Machine.Pci.Remove(f.Device);
+
+        Assert.That(f.Host.RemoveCount, Is.EqualTo(1));
+        Assert.That(entriesDuringRemove, Has.None.AnyOf("vendor", "config", "driver_override", "uevent", "subsystem"), "device_del() removes them before bus_remove_device() releases the driver");
+        Assert.That(entriesDuringRemove, Is.Not.Null, "the directory itself goes only after REMOVED_DEVICE");
+        Assert.That(f.Sys.Exists(dir), Is.False);
+    }
+
     private sealed class PciePort(SimMachine m, int domain, int bus, int slot, int fn)
         : PciDevice(m, domain, bus, slot, fn, new PciIdentity(0x8086, 0x7c90, 0, 0, 0x060400))
     {

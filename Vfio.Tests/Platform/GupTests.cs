@@ -80,7 +80,8 @@ public sealed class GupTests
     [Test]
     public void PinningFaultsPagesIn_AWritePinAllocates_AReadPinTakesTheZeroPage()
     {
-        SimMachine m = Machines.Create();
+        // Linux 6.1 only: from 6.2 a read-only long-term pin unshares the zero page (see below).
+        SimMachine m = MachineOn(KernelProfile.Linux6_1);
         SimProcess p = m.CreateProcess("t");
         ulong a = (ulong)p.Mmap(0, 2 * 4096, RW, Anon);
 
@@ -97,6 +98,35 @@ public sealed class GupTests
         m.Memory.Unpin(write, false);
         MemoryInvariants.Assert(m);
     }
+
+    [Test]
+    public void AReadOnlyLongtermPin_UnsharesTheZeroPage_From6_2()
+    {
+        SimMachine m = MachineOn(KernelProfile.Linux6_12);
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 2 * 4096, RW, Anon);
+        Span<byte> one = stackalloc byte[1];
+        Assert.That(p.Mm.ReadUser(a, one), Is.Zero);
+        Assert.That(p.Mm.Translate(a), Is.EqualTo(m.Memory.ZeroPfn), "a read maps the zero page");
+
+        (long n, PfnRun[] runs) = Pin(p, a, 2, GupFlags.FOLL_LONGTERM);
+        (long nShort, PfnRun[] shortTerm) = Pin(p, a, 1, GupFlags.None);
+
+        Assert.That(n, Is.EqualTo(2));
+        Assert.That(runs.Any(r => r.Pfn <= m.Memory.ZeroPfn && m.Memory.ZeroPfn < r.End), Is.False, "no run covers the zero page");
+        Assert.That(p.Mm.Translate(a), Is.Not.EqualTo(m.Memory.ZeroPfn), "the mapped zero page was replaced by a fresh page");
+        Assert.That(m.Memory.PinCount(p.Mm.Translate(a)), Is.EqualTo(2), "the long-term pin and the later short-term pin share the fresh page");
+        Assert.That(nShort, Is.EqualTo(1));
+        m.Memory.Unpin(runs, false);
+        m.Memory.Unpin(shortTerm, false);
+        MemoryInvariants.Assert(m);
+    }
+
+    private static SimMachine MachineOn(KernelProfile profile)
+        => new(new SimKernel(new KernelConfig { Profile = profile }), new MachineConfig
+        {
+            Memory = new MemoryConfig { RamBytes = 4L << 30 },
+        });
 
     [Test]
     public void Holes_AreEfault_OnTheFirstPage_AndAPartialCountAfterwards()
@@ -239,5 +269,78 @@ public sealed class GupTests
         Assert.That(MemorySnapshot.Take(m).PinnedPages, Is.Zero);
         Assert.That(p.Mm.LockedVm, Is.Zero);
         MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void AFailNthSweepOverAPinOfSeveralVmas_LeaksNothing([Values(MmStruct.GupPinFaultSite, PhysMem.AllocPageFaultSite, null)] string? site)
+    {
+        int n = 1;
+        for (; n < 200; n++)
+        {
+            SimMachine m = Machines.Create(huge2M: 2);
+            MemorySnapshot before = MemorySnapshot.Take(m);
+            SimProcess p = m.CreateProcess("t");
+            // Three VMAs back to back: small pages, a 2 MiB hugetlb page, small pages.
+            const ulong huge = 0x4000_0000, start = huge - (3 * 4096);
+            Assert.That(p.Mmap(start, 3 * 4096, RW, Anon | MapFlags.MAP_FIXED), Is.EqualTo((long)start));
+            Assert.That(p.Mmap(huge, 2UL << 20, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_FIXED), Is.EqualTo((long)huge));
+            Assert.That(p.Mmap(huge + (2UL << 20), 3 * 4096, RW, Anon | MapFlags.MAP_FIXED), Is.EqualTo((long)huge + (2L << 20)));
+            long pages = (3 * 2) + 512;
+
+            m.Kernel.Faults.FailNth(n, site);
+            (long pinned, PfnRun[] runs) = Pin(p, start, pages);
+            bool consumed = m.Kernel.Faults.Consumed;
+            m.Kernel.Faults.Disarm();
+
+            if (!consumed)
+            {
+                Assert.That(pinned, Is.EqualTo(pages), $"n={n}: with nothing injected the whole range pins");
+            }
+            else
+            {
+                Assert.That(pinned, Is.EqualTo(Errno.ENOMEM.Negative()).Or.InRange(1, pages - 1), $"n={n}: -ENOMEM before anything was pinned, else the count so far");
+            }
+
+            Assert.That(m.Memory.PinnedPages, Is.EqualTo(Math.Max(0, pinned)), $"n={n}: exactly the reported pages are pinned");
+            Assert.That(runs.Sum(r => r.Count), Is.EqualTo(Math.Max(0, pinned)));
+            MemoryInvariants.Assert(m);
+            m.Memory.Unpin(runs, dirty: false);
+            p.Exit();
+            MemoryInvariants.Assert(m);
+            Assert.That(MemorySnapshot.Take(m).SameAs(before), Is.True, $"n={n}: {MemorySnapshot.Take(m)} vs {before}");
+            if (!consumed)
+            {
+                break;
+            }
+        }
+
+        Assert.That(n, Is.GreaterThan(1), "the sweep injected at least one failure");
+        Assert.That(n, Is.LessThan(200), "the sweep ended");
+    }
+
+    [Test]
+    public void TheLockedEntryPoints_AssertMmapLock()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 4096, RW, Anon);
+        ulong bar = (ulong)p.Mmap(0, 4096, RW, MapFlags.MAP_SHARED, p.Open(dev.NodePath));
+        Vma barVma = p.Mm.FindVma(bar)!;
+        var runs = new PfnRun[1];
+
+        p.Mm.PinUserPagesLocked(a, 1, LongtermWrite, runs, out _);
+        p.Mm.FollowFaultPfnLocked(barVma, bar, write: false, out _);
+        p.Mm.MmapLock.DownRead();
+        p.Mm.AccountLockedVmLocked(1, inc: true, p, bypassRlimit: true); // Needs it for writing.
+        p.Mm.MmapLock.UpRead();
+
+        Assert.That(m.Kernel.Warnings.Select(w => w.Title.Replace("WARNING: ", string.Empty, StringComparison.Ordinal)), Is.EqualTo(new[]
+        {
+            $"lockdep_assert_held(mm[{p.Mm.Id}].mmap_lock): not held by {m.Kernel.CurrentTask.DisplayName}",
+            $"lockdep_assert_held(mm[{p.Mm.Id}].mmap_lock): not held by {m.Kernel.CurrentTask.DisplayName}",
+            $"lockdep_assert_held_write(mm[{p.Mm.Id}].mmap_lock): not held for writing by {m.Kernel.CurrentTask.DisplayName}",
+        }));
+        m.Memory.Unpin(runs, dirty: false);
     }
 }

@@ -318,4 +318,234 @@ public sealed class MmTests
         Assert.That(m.FindProcess(p.Pid), Is.Null);
         Assert.That(() => p.Mmap(a, 4096, RW, Anon), Throws.InvalidOperationException.With.Message.Contains("has exited"));
     }
+
+    [Test]
+    public void Exit_TearsTheAddressSpaceDown_BeforeItClosesTheFiles()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        bool? mmDeadAtRelease = null;
+        dev.OnRelease = _ => mmDeadAtRelease = p.Mm.IsDead;
+        Assert.That(p.Open(dev.NodePath), Is.GreaterThanOrEqualTo(0));
+
+        p.Exit();
+
+        Assert.That(dev.Releases, Is.EqualTo(1));
+        Assert.That(mmDeadAtRelease, Is.True, "exit_mm() runs before exit_files()");
+    }
+
+    [Test]
+    public void Exit_KeepsTheLockedVmThatADriverCharged_AndDropsOnlyTheMlockedShare()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t", limits: new ResourceLimits { MemlockBytes = 1 << 20 });
+        ulong a = (ulong)p.Mmap(0, 4 * 4096, RW, Anon);
+        Assert.That(p.Mlock(a, 4 * 4096), Is.Zero);
+        Assert.That(p.Mm.AccountLockedVm(10, inc: true, p), Is.Zero, "what a driver such as type1 charges");
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(14));
+
+        p.Exit();
+
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(10), "the driver's charge stays until the driver uncharges it");
+        Assert.That(p.Mm.AccountLockedVm(10, inc: false, p), Is.Zero);
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        Assert.That(m.Kernel.Warnings, Is.Empty, "no locked_vm underflow");
+    }
+
+    [Test]
+    public void AnMmapInFlightWhenTheProcessExits_FailsAndMapsNothing()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        long used = m.Memory.UsedPages;
+
+        p.Exit();
+
+        // A sibling thread that entered mmap() before exit_group() reaches the mm itself.
+        long ret = p.Mm.Mmap(0, 4096, RW, Anon | MapFlags.MAP_POPULATE, null, 0, p);
+        Assert.That(ret, Is.EqualTo(Errno.EINTR.Negative()));
+        Assert.That(p.Mm.Vmas, Is.Empty);
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(used));
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void AFileInstalledAtAReservedFdAfterExit_IsReleased_AndTheTableTakesNoNewFd()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        SimProcess opener = m.CreateProcess("opener");
+        int fd = p.GetUnusedFd(cloexec: false);
+        Assert.That(fd, Is.GreaterThanOrEqualTo(0));
+        int ofd = opener.Open(dev.NodePath);
+        SimFile file = opener.Files.Get(ofd)!;
+
+        p.Exit(); // A sibling thread is between get_unused_fd_flags() and fd_install().
+        p.FdInstall(fd, file);
+        Assert.That(p.GetUnusedFd(cloexec: false), Is.EqualTo(Errno.EINTR.Negative()));
+        Assert.That(opener.SendFd(ofd, p), Is.EqualTo(Errno.EINTR.Negative()));
+        Assert.That(dev.Releases, Is.Zero, "opener still holds the file");
+        opener.Close(ofd);
+
+        Assert.That(dev.Releases, Is.EqualTo(1), "the references given to the closed table were dropped");
+    }
+
+    [Test]
+    public void HugetlbMappings_AreNeverMlocked_NorCharged_NorSplitByMlock()
+    {
+        SimMachine m = Machines.Create(huge2M: 4);
+        SimProcess p = m.CreateProcess("t", Credentials.User, new ResourceLimits { MemlockBytes = 16L << 20 });
+        ulong a = (ulong)p.Mmap(0, 4 << 20, RW, Anon | MapFlags.MAP_HUGETLB | MapFlags.MAP_LOCKED);
+
+        Assert.That(p.Mm.Vmas.Single().Flags & VmFlags.VM_LOCKED, Is.EqualTo((VmFlags)0), "mmap_region() clears VM_LOCKED on hugetlb");
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        Assert.That(m.Memory.HugePagesFree(2L << 20), Is.EqualTo(2), "MAP_LOCKED still populates");
+
+        Assert.That(p.Mlock(a + 4096, 4096), Is.Zero, "mlock_fixup() skips hugetlb, so an unaligned range is no split");
+        Assert.That(p.Munlock(a + 4096, 4096), Is.Zero);
+        Assert.That(p.Mm.Vmas, Has.Count.EqualTo(1));
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void TheMlockLimit_CountsTheWholeLength_LessWhatIsAlreadyLocked()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t", Credentials.User, new ResourceLimits { MemlockBytes = 4 * 4096 });
+        int fd = p.Open(dev.NodePath);
+        ulong bar = (ulong)p.Mmap(0, 8 * 4096, RW, MapFlags.MAP_SHARED, fd);
+        ulong a = (ulong)p.Mmap(0, 4 * 4096, RW, Anon);
+
+        Assert.That(p.Mlock(bar, 8 * 4096), Is.EqualTo(ENOMEM), "do_mlock() counts VM_PFNMAP pages against the limit");
+        Assert.That(p.Mlock(bar, 4 * 4096), Is.Zero, "within the limit; nothing is locked or charged");
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        Assert.That(p.Mlock(a, 4 * 4096), Is.Zero);
+        Assert.That(p.Mlock(a, 4 * 4096), Is.Zero, "4 + 4 is over the limit, less the 4 already locked in the range");
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(4));
+    }
+
+    [Test]
+    public void MprotectMlockAndMunlock_SplitOnlyTheVmasWhoseFlagsChange()
+    {
+        SimMachine m = Machines.Create(huge2M: 2);
+        SimProcess p = m.CreateProcess("t", limits: new ResourceLimits { MemlockBytes = 1 << 20 });
+        ulong a = (ulong)p.Mmap(0, 4 * 4096, RW, Anon);
+        ulong h = (ulong)p.Mmap(0, 4 << 20, RW, Anon | MapFlags.MAP_HUGETLB);
+        int Count(ulong start, ulong end) => p.Mm.Vmas.Count(v => v.Start >= start && v.End <= end);
+
+        Assert.That(p.Mprotect(a + 4096, 4096, Prot.PROT_READ | Prot.PROT_WRITE), Is.Zero);
+        Assert.That(p.Munlock(a + 4096, 4096), Is.Zero);
+        Assert.That(Count(a, a + (4 * 4096)), Is.EqualTo(1), "newflags == oldflags: nothing to split");
+        Assert.That(p.Mlock(a, 4 * 4096), Is.Zero);
+        Assert.That(p.Mlock(a + 4096, 4096), Is.Zero);
+        Assert.That(Count(a, a + (4 * 4096)), Is.EqualTo(1));
+        Assert.That(p.Mprotect(a + 4096, 4096, Prot.PROT_READ), Is.Zero);
+        Assert.That(Count(a, a + (4 * 4096)), Is.EqualTo(3), "a real change splits");
+
+        Assert.That(p.Mprotect(h + 4096, 4096, Prot.PROT_READ | Prot.PROT_WRITE), Is.Zero, "no change, so no hugetlb split to refuse");
+        Assert.That(p.Mprotect(h + 4096, 4096, Prot.PROT_READ), Is.EqualTo(EINVAL), "a change would split a huge page");
+        Assert.That(Count(h, h + (4 << 20)), Is.EqualTo(1));
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(4));
+    }
+
+    [Test]
+    public void PopulateAndMlock_DoNotFaultDeviceMappings()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t", limits: new ResourceLimits { MemlockBytes = 1 << 20 });
+        int fd = p.Open(dev.NodePath);
+
+        ulong bar = (ulong)p.Mmap(0, 4 * 4096, RW, MapFlags.MAP_SHARED | MapFlags.MAP_POPULATE | MapFlags.MAP_LOCKED, fd);
+        Assert.That(p.Mlock(bar, 4 * 4096), Is.Zero);
+
+        Assert.That(dev.Faults, Is.Zero, "__mm_populate() skips VM_IO/VM_PFNMAP VMAs");
+        Assert.That(p.Mm.Translate(bar), Is.EqualTo(-1));
+        Assert.That(p.Mm.LockedVm, Is.Zero);
+        Span<byte> one = stackalloc byte[1];
+        Assert.That(p.Mm.ReadUser(bar, one), Is.Zero);
+        Assert.That(dev.Faults, Is.EqualTo(1), "a real access still faults the page in");
+    }
+
+    [Test]
+    public void Munmap_ValidatesTheLengthBeforeRoundingIt()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 4096, RW, Anon);
+
+        Assert.That(p.Munmap(a, ulong.MaxValue), Is.EqualTo(EINVAL), "len > TASK_SIZE - start (rounding would wrap it to 0)");
+        Assert.That(p.Munmap(a, MmStruct.TaskSize - a + 1), Is.EqualTo(EINVAL));
+        Assert.That(p.Munmap(MmStruct.TaskSize + 4096, 4096), Is.EqualTo(EINVAL), "start > TASK_SIZE");
+        Assert.That(p.Munmap(a, 0), Is.EqualTo(EINVAL));
+        Assert.That(p.Mm.Translate(a) is -1 && p.Mm.FindVma(a) is not null, Is.True, "nothing was unmapped");
+        Assert.That(p.Munmap(MmStruct.TaskSize - 4096, 4096), Is.Zero, "the last page below TASK_SIZE");
+    }
+
+    [Test]
+    public void Mprotect_ChecksInDoMprotectPkeysOrder()
+    {
+        SimMachine m = Machines.Create();
+        var dev = new CountingMisc(m);
+        SimProcess p = m.CreateProcess("t");
+        ulong a = (ulong)p.Mmap(0, 2 * 4096, RW, Anon);
+        const ulong fixedAt = 0x1000_0000;
+        int ro = p.Open(dev.NodePath, OpenFlags.O_RDONLY);
+        Assert.That(p.Mmap(fixedAt, 4096, Prot.PROT_READ, MapFlags.MAP_SHARED | MapFlags.MAP_FIXED, ro), Is.EqualTo((long)fixedAt));
+        long EACCES = Errno.EACCES.Negative();
+        const Prot bad = (Prot)0x10;
+
+        Assert.That(p.Mprotect(a + 1, 4096, Prot.PROT_GROWSDOWN | Prot.PROT_GROWSUP), Is.EqualTo(EINVAL), "both grow directions first");
+        Assert.That(p.Mprotect(a + 1, 0, bad), Is.EqualTo(EINVAL), "then the alignment");
+        Assert.That(p.Mprotect(a, 0, bad), Is.Zero, "then a zero length");
+        Assert.That(p.Mprotect(a, ulong.MaxValue, bad), Is.EqualTo(ENOMEM), "then a range that wraps once aligned");
+        Assert.That(p.Mprotect(a, 4096, bad), Is.EqualTo(EINVAL), "then arch_validate_prot()");
+        Assert.That(p.Mprotect(0x2000, 4096, Prot.PROT_READ | Prot.PROT_GROWSUP), Is.EqualTo(ENOMEM), "then no mapping");
+        Assert.That(p.Mprotect(a, 4096, Prot.PROT_READ | Prot.PROT_GROWSDOWN), Is.EqualTo(EINVAL), "a mapping that does not grow");
+        Assert.That(p.Mprotect(a, 4096, Prot.PROT_READ | Prot.PROT_SEM), Is.Zero, "PROT_SEM is accepted");
+        Assert.That(p.Mprotect(fixedAt, 2 * 4096, RW), Is.EqualTo(EACCES), "the first VMA's EACCES comes before the hole after it");
+        Assert.That(p.Mprotect(fixedAt - 4096, 2 * 4096, Prot.PROT_READ), Is.EqualTo(ENOMEM), "a hole at the start");
+        Assert.That(p.Mprotect(a, 3 * 4096, Prot.PROT_READ), Is.EqualTo(ENOMEM), "a hole at the end");
+        Assert.That(p.Mm.FindVma(a + 4096)!.Flags & VmFlags.VM_WRITE, Is.EqualTo(VmFlags.VM_WRITE), "a rejected call changed nothing");
+    }
+
+    [Test]
+    public void OutOfMemoryWhileFaulting_IsEnomemForGup_EfaultForUserCopies_EagainForMlock()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t", limits: new ResourceLimits { MemlockBytes = 1 << 20 });
+        ulong a = (ulong)p.Mmap(0, 4 * 4096, RW, Anon);
+        var runs = new PfnRun[4];
+
+        m.Kernel.Faults.FailNth(1, PhysMem.AllocPageFaultSite);
+        Assert.That(p.Mm.PinUserPages(a, 1, GupFlags.FOLL_WRITE | GupFlags.FOLL_LONGTERM, runs, out _), Is.EqualTo(ENOMEM), "vm_fault_to_errno(VM_FAULT_OOM)");
+        m.Kernel.Faults.FailNth(1, PhysMem.AllocPageFaultSite);
+        Assert.That(p.Mm.WriteUser(a, "x"u8), Is.EqualTo(EFAULT), "a faulting copy_to_user is fixed up to -EFAULT");
+        m.Kernel.Faults.FailNth(2, PhysMem.AllocPageFaultSite);
+        Assert.That(p.Mlock(a, 4 * 4096), Is.EqualTo(Errno.EAGAIN.Negative()), "__mlock_posix_error_return(-ENOMEM)");
+        Assert.That(p.Mm.LockedVm, Is.EqualTo(4), "as in the kernel, the VMAs stay locked");
+        Assert.That(m.Kernel.Faults.Consumed, Is.True);
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void AFailedFork_BurnsNoPid()
+    {
+        SimMachine m = Machines.Create(huge2M: 1);
+        SimProcess parent = m.CreateProcess("parent");
+        ulong a = (ulong)parent.Mmap(0, 2 << 20, RW, Anon | MapFlags.MAP_HUGETLB);
+        Assert.That(parent.Mm.WriteUser(a, "x"u8), Is.Zero);
+
+        Assert.That(parent.Fork(out _), Is.EqualTo(ENOMEM), "no huge page left for the child's private copy");
+        Assert.That(parent.Munmap(a, 2 << 20), Is.Zero);
+        int pid = parent.Fork(out SimProcess? child);
+
+        Assert.That(pid, Is.EqualTo(parent.Pid + 1), "copy_process() allocates the pid after copy_mm()");
+        Assert.That(child!.Mm.Id, Is.EqualTo(pid));
+        Assert.That(child.Mm.MmapLock.Name, Is.EqualTo($"mm[{pid}].mmap_lock"));
+    }
 }

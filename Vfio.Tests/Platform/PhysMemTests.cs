@@ -85,9 +85,9 @@ public sealed class PhysMemTests
 
         mem.Lock.Lock();
         Assert.That(p2.Reserve(3), Is.True);
-        long a = p2.AllocReserved(), b = p2.AllocReserved();
+        long a = p2.AllocReserved(mem), b = p2.AllocReserved(mem);
         mem.PutPageLocked(a);
-        long c = p2.AllocReserved();
+        long c = p2.AllocReserved(mem);
         mem.Lock.Unlock();
 
         Assert.That(b, Is.EqualTo(a + PhysMem.PagesPer2M));
@@ -147,5 +147,40 @@ public sealed class PhysMemTests
         public void Read(long offset, Span<byte> data) => data.Clear();
 
         public void Write(long offset, ReadOnlySpan<byte> data) => Writes.Add((offset, data.Length));
+    }
+
+    [Test]
+    public void AFrameWrittenWhileFree_IsZeroForItsNextOwner([Values(false, true)] bool huge)
+    {
+        SimMachine m = Machines.Create(huge2M: 1);
+        var p = m.CreateProcess("t");
+        const Prot rw = Prot.PROT_READ | Prot.PROT_WRITE;
+        MapFlags flags = MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | (huge ? MapFlags.MAP_HUGETLB : 0);
+        ulong size = huge ? 2UL << 20 : 4096;
+        ulong a = (ulong)p.Mmap(0, size, rw, flags);
+        Assert.That(p.Mm.WriteUser(a + 64, "owner"u8), Is.Zero);
+        long pfn = p.Mm.Translate(a + 64);
+        Assert.That(p.Munmap(a, size), Is.Zero);
+        long slots = m.Memory.Data.SlotsInUse;
+
+        m.Memory.Write((pfn << PhysMem.PageShift) + 64, "stray"u8); // A DMA into the freed frame.
+        ulong b = (ulong)p.Mmap(0, size, rw, flags);
+        Assert.That(p.Mm.WriteUser(b + 4096 - 1, "x"u8), Is.Zero, "fault a frame in (the same one: the free list is LIFO, the pool has one page)");
+        byte[] got = new byte[5];
+        Assert.That(p.Mm.ReadUser(b + 64, got), Is.Zero);
+
+        Assert.That(p.Mm.Translate(b + 64), Is.EqualTo(pfn));
+        Assert.That(got, Is.All.Zero, "the stray data was dropped when the frame was allocated");
+        Assert.That(m.Memory.Data.SlotsInUse, Is.EqualTo(slots + 1), "only the new owner's page holds data");
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
+    public void UnpinningAFrameWhoseMetadataWasNeverAllocated_ReportsThePinUnderflow()
+    {
+        SimMachine m = Machines.Create(ramGiB: 4);
+        long untouched = m.Memory.TotalRamPages - 1;
+
+        Assert.That(() => m.Memory.Unpin([new PfnRun(untouched, 1)], dirty: false), Throws.InvalidOperationException.With.Message.Contains("unpinned what it did not pin"));
     }
 }

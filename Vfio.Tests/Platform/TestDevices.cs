@@ -56,7 +56,14 @@ internal sealed class CountingMisc : FileOperations, IVmOperations, IMmioHandler
         return 0;
     }
 
-    public override void Release(SimFile file) => Interlocked.Increment(ref _releases);
+    /// <summary>Called from Release, after the count is raised.</summary>
+    public Action<SimFile>? OnRelease { get; set; }
+
+    public override void Release(SimFile file)
+    {
+        Interlocked.Increment(ref _releases);
+        OnRelease?.Invoke(file);
+    }
 
     public override long Ioctl(SimFile file, uint cmd, ulong arg) => cmd == 0x1234 ? 42 : Errno.ENOIOCTLCMD.Negative();
 
