@@ -74,6 +74,9 @@ public sealed partial class KTask : KernelObject
     /// </summary>
     public object? Context { get; set; }
 
+    /// <summary>Why this task's last failing call failed (see <see cref="ErrorReason"/>), or null.</summary>
+    public string? LastErrorReason { get; internal set; }
+
     /// <summary>The exception that ended the task, if its body threw.</summary>
     public Exception? Failure { get; internal set; }
 

@@ -88,6 +88,22 @@ public sealed class SimMachine
     /// <summary>The IOMMU subsystem, or null on a machine without an IOMMU.</summary>
     public Iommu.IommuCore? Iommu { get; internal set; }
 
+    // The groups-only IOMMU core of a machine without an IOMMU (IommuCore.ForSoftwareGroups).
+    internal Iommu.IommuCore? SoftwareIommuField;
+
+    // Subsystems loaded on this machine (vfio, kvm), by type.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Type, object> _modules = new();
+
+    /// <summary>The loaded subsystem of type <typeparamref name="T"/>, or null.</summary>
+    public T? GetModule<T>()
+        where T : class
+        => _modules.TryGetValue(typeof(T), out object? m) ? (T)m : null;
+
+    /// <summary>Registers a loaded subsystem; false if one of that type is already loaded.</summary>
+    public bool AddModule<T>(T module)
+        where T : class
+        => _modules.TryAdd(typeof(T), module);
+
     /// <summary>MSI vectors and INTx routing.</summary>
     public InterruptController Interrupts { get; }
 

@@ -55,7 +55,7 @@ public sealed partial class IommuCore : IDmaTranslator
         }
 
         Machine = machine;
-        Hardware = hardware;
+        _hardware = hardware;
         DefaultDomainType = defaultDomainType;
         _lock = new KMutex(machine.Kernel, "iommu_probe_device_lock", s_probeClass);
         _groupIds = new Ida(machine.Kernel, "iommu_group_ida");
@@ -75,7 +75,94 @@ public sealed partial class IommuCore : IDmaTranslator
     public SimMachine Machine { get; }
 
     /// <summary>The emulated IOMMU unit.</summary>
-    public IommuHardware Hardware { get; }
+    public IommuHardware Hardware => _hardware ?? throw new InvalidOperationException("this machine has no IOMMU hardware: only software (fake) groups exist");
+
+    /// <summary>False for the group registry of a machine without an IOMMU (noiommu and emulated-IOMMU groups only).</summary>
+    public bool HasHardware => _hardware is not null;
+
+    // Null for a machine without an IOMMU.
+    private readonly IommuHardware? _hardware;
+
+    // A groups-only core for a machine without an IOMMU.
+    private IommuCore(SimMachine machine)
+    {
+        Machine = machine;
+        DefaultDomainType = IommuDomainType.Dma;
+        _lock = new KMutex(machine.Kernel, "iommu_probe_device_lock", s_probeClass);
+        _groupIds = new Ida(machine.Kernel, "iommu_group_ida");
+        GroupsDir = machine.Sysfs.GetOrCreateDir(machine.Sysfs.KernelDir, "iommu_groups");
+    }
+
+    /// <summary>
+    /// The registry that allocates software groups (iommu_group_alloc without IOMMU ops, as
+    /// vfio's noiommu and emulated-IOMMU groups use): the machine's IOMMU core, or on a
+    /// machine without an IOMMU a groups-only core created on first use.
+    /// </summary>
+    public static IommuCore ForSoftwareGroups(SimMachine machine)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        if (machine.Iommu is { } iommu)
+        {
+            return iommu;
+        }
+
+        IommuCore? existing = Volatile.Read(ref machine.SoftwareIommuField);
+        if (existing is not null)
+        {
+            return existing;
+        }
+
+        var created = new IommuCore(machine);
+        return Interlocked.CompareExchange(ref machine.SoftwareIommuField, created, null) ?? created;
+    }
+
+    /// <summary>
+    /// iommu_group_alloc() + iommu_group_set_name() for a software group: no domains, the
+    /// caller holds the only reference. Members join with <see cref="GroupAddDevice"/>.
+    /// </summary>
+    public IommuGroup AllocSoftwareGroup(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        _lock.Lock();
+        try
+        {
+            IommuGroup g = AllocGroupLocked(software: true);
+            g.Name = name;
+            Machine.Sysfs.CreateFile(g.SysfsDir!, "name", 0x124 /* 0444 */, () => name + "\n");
+            return g;
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+    }
+
+    /// <summary>iommu_group_add_device() for a software group: the sysfs links and dev-&gt;iommu_group; the group gains a reference held by the device.</summary>
+    public int GroupAddDevice(IommuGroup group, SimDevice dev)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(dev);
+        if (dev.IommuGroup is not null)
+        {
+            return Errno.EBUSY.Negative();
+        }
+
+        group.Get();
+        _lock.Lock();
+        try
+        {
+            AddDeviceToGroupLocked(group, dev);
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+
+        return 0;
+    }
+
+    /// <summary>iommu_group_remove_device().</summary>
+    public void GroupRemoveDevice(SimDevice dev) => ReleaseDevice(dev);
 
     /// <summary>The type of new groups' default domains (iommu.passthrough / iommu.strict).</summary>
     public IommuDomainType DefaultDomainType { get; }
@@ -191,7 +278,7 @@ public sealed partial class IommuCore : IDmaTranslator
     }
 
     /// <summary>iommu_group_alloc(): the lowest free id, the sysfs directory, a reference for the caller.</summary>
-    private IommuGroup AllocGroupLocked()
+    private IommuGroup AllocGroupLocked(bool software = false)
     {
         _lock.AssertHeld();
         int id = _groupIds.Alloc();
@@ -203,7 +290,7 @@ public sealed partial class IommuCore : IDmaTranslator
             throw new InvalidOperationException($"/sys/kernel/iommu_groups/{id} already exists");
         }
 
-        var group = new IommuGroup(this, id) { SysfsDir = dir, DevicesDir = fs.CreateDir(dir, "devices") };
+        var group = new IommuGroup(this, id) { SysfsDir = dir, DevicesDir = fs.CreateDir(dir, "devices"), IsSoftware = software };
         _groups.Add(id, group);
         fs.CreateFile(dir, "reserved_regions", 0x124 /* 0444 */, () => ReservedRegionsShow(group));
         fs.CreateFile(dir, "type", 0x1a4 /* 0644 */, () => TypeShow(group), s => TypeStore(group, s));
@@ -238,7 +325,7 @@ public sealed partial class IommuCore : IDmaTranslator
 
             group.AddDeviceLocked(dev, link);
             dev.IommuGroup = group;
-            if (group.DefaultDomain is null)
+            if (group.DefaultDomain is null && !group.IsSoftware)
             {
                 // A new group (an emptied one is never found again: only members lead to a group).
                 group.DefaultDomain = Hardware.AllocDomain(DefaultDomainType);
@@ -298,7 +385,7 @@ public sealed partial class IommuCore : IDmaTranslator
         ArgumentNullException.ThrowIfNull(dev);
         return dev.IommuGroup is not null && cap switch
         {
-            IommuCap.CacheCoherency or IommuCap.EnforceCacheCoherency => Hardware.Config.CacheCoherent,
+            IommuCap.CacheCoherency or IommuCap.EnforceCacheCoherency => !dev.IommuGroup.IsSoftware && Hardware.Config.CacheCoherent,
             _ => false,
         };
     }

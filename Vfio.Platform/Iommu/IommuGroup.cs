@@ -38,6 +38,12 @@ public sealed class IommuGroup
     /// <summary>group-&gt;mutex.</summary>
     public KMutex Mutex { get; }
 
+    /// <summary>A software group (vfio noiommu / emulated IOMMU): no IOMMU ops, no domains.</summary>
+    public bool IsSoftware { get; init; }
+
+    /// <summary>iommu_group_set_name(): the group's name attribute, or null.</summary>
+    public string? Name { get; internal set; }
+
     /// <summary>The sysfs directory.</summary>
     public VfsDir? SysfsDir { get; init; }
 

@@ -43,6 +43,7 @@ public sealed partial class SimProcess
     private SyscallScope EnterSyscall()
     {
         ThrowIfExited();
+        ErrorReason.Clear();
         return Enter();
     }
 
