@@ -89,6 +89,17 @@ public sealed class SimKernel
     /// <summary>The kernel's message buffer (printk / dmesg).</summary>
     public KernelLog Log { get; }
 
+    private long _taint;
+
+    /// <summary>TAINT_USER: user space asked for something unsafe (vfio noiommu).</summary>
+    public const int TaintUser = 6;
+
+    /// <summary>The kernel's taint mask (/proc/sys/kernel/tainted).</summary>
+    public long Tainted => Interlocked.Read(ref _taint);
+
+    /// <summary>add_taint().</summary>
+    public void AddTaint(int flag) => Interlocked.Or(ref _taint, 1L << flag);
+
     internal Scheduler Scheduler { get; }
 
     internal int Flags

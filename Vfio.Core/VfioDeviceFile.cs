@@ -1,0 +1,318 @@
+// Models struct vfio_device_file and vfio_device_fops (drivers/vfio/vfio_main.c,
+// group.c, v6.12): the fd GET_DEVICE_FD returns. Opening runs the device's first open
+// under group_lock then dev_set->lock; access is granted only once that succeeded;
+// release closes the device and drops the fd's registration reference, which may be the
+// one the unregister path is waiting for. Also VFIO_DEVICE_FEATURE, handled by the core.
+
+using Vfio.Core.Uapi;
+using Vfio.Kernel;
+using Vfio.Platform.Fs;
+using Vfio.Platform.Mm;
+
+namespace Vfio.Core;
+
+/// <summary>struct vfio_device_file: one per open device fd.</summary>
+internal sealed class VfioDeviceFile
+{
+    private volatile bool _accessGranted;
+    private int _revoked;
+
+    private VfioDeviceFile(VfioDevice device, VfioGroup? group)
+    {
+        Device = device;
+        Group = group;
+        (OwnerComm, OwnerPid) = VfioDevice.CurrentTaskIdentity();
+    }
+
+    public VfioDevice Device { get; }
+
+    /// <summary>The group the fd came from (null for the cdev path).</summary>
+    public VfioGroup? Group { get; }
+
+    public string OwnerComm { get; }
+
+    public int OwnerPid { get; }
+
+    /// <summary>access_granted, published after the open completed (release/acquire).</summary>
+    public bool AccessGranted => _accessGranted;
+
+    public bool IsRevoked => Volatile.Read(ref _revoked) != 0;
+
+    /// <summary>vfio_device_open_file() of the group path; on success <paramref name="file"/> carries the caller's registration reference.</summary>
+    public static int OpenGroupPath(VfioDevice device, VfioGroup group, out SimFile? file)
+    {
+        file = null;
+        if (device.Core.Kernel.Faults.ShouldFail("kzalloc:vfio_device_file"))
+        {
+            return Errno.ENOMEM.Negative();
+        }
+
+        var df = new VfioDeviceFile(device, group);
+        int ret = df.GroupOpen();
+        if (ret != 0)
+        {
+            return ret;
+        }
+
+        file = AnonInodes.GetFile(device.Core.Kernel, "[vfio-device]", device.Core.DeviceFops, df, OpenFlags.O_RDWR);
+        if (group.Type == VfioGroupType.NoIommu)
+        {
+            (string comm, int pid) = VfioDevice.CurrentTaskIdentity();
+            device.DevWarn($"vfio-noiommu device opened by user ({comm}:{pid})");
+        }
+
+        device.AddFile(df);
+        df._accessGranted = true;
+        return 0;
+    }
+
+    /// <summary>vfio_df_group_open().</summary>
+    private int GroupOpen()
+    {
+        VfioGroup group = Group!;
+        group.GroupLock.Lock();
+        try
+        {
+            if (group.Container is null)
+            {
+                return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: group {group.Name} is not in a container (VFIO_GROUP_SET_CONTAINER first)");
+            }
+
+            VfioDeviceSet set = Device.DevSet!;
+            set.Lock.Lock();
+            try
+            {
+                bool first = Device.OpenCountLocked == 0;
+                if (first)
+                {
+                    Device.GetKvmFromGroupLocked();
+                }
+
+                int ret = Device.DfOpenLocked(this);
+                if (Device.OpenCountLocked == 0)
+                {
+                    Device.PutKvm();
+                }
+
+                return ret;
+            }
+            finally
+            {
+                set.Lock.Unlock();
+            }
+        }
+        finally
+        {
+            group.GroupLock.Unlock();
+        }
+    }
+
+    /// <summary>vfio_df_group_close().</summary>
+    private void GroupClose()
+    {
+        VfioGroup group = Group!;
+        group.GroupLock.Lock();
+        try
+        {
+            VfioDeviceSet set = Device.DevSet!;
+            set.Lock.Lock();
+            try
+            {
+                Device.DfCloseLocked();
+                if (Device.OpenCountLocked == 0)
+                {
+                    Device.PutKvm();
+                }
+            }
+            finally
+            {
+                set.Lock.Unlock();
+            }
+        }
+        finally
+        {
+            group.GroupLock.Unlock();
+        }
+    }
+
+    /// <summary>The revoke design: close on the user's behalf now; later accesses fail. False if the fd was already released or revoked.</summary>
+    public bool Revoke()
+    {
+        if (Interlocked.Exchange(ref _revoked, 1) != 0)
+        {
+            return false;
+        }
+
+        GroupClose();
+        Device.PutRegistration();
+        return true;
+    }
+
+    /// <summary>vfio_device_fops_release().</summary>
+    public void Release()
+    {
+        Device.RemoveFile(this);
+        if (Interlocked.Exchange(ref _revoked, 1) != 0)
+        {
+            return;
+        }
+
+        GroupClose();
+        Device.PutRegistration();
+    }
+
+    /// <summary>The access checks shared by ioctl/read/write/mmap: 0, or -errno.</summary>
+    public int CheckAccess(string op)
+    {
+        if (!_accessGranted)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"{op}: the device fd is not bound yet");
+        }
+
+        return IsRevoked
+            ? ErrorReason.Fail(Errno.ENODEV, $"{op}: access to {Device.Dev.Name} was revoked when it was unbound")
+            : 0;
+    }
+}
+
+/// <summary>vfio_device_fops.</summary>
+internal sealed class VfioDeviceFops : FileOperations
+{
+    public override bool CanRead => true;
+
+    public override bool CanWrite => true;
+
+    public override bool CanMmap => true;
+
+    public override void Release(SimFile file) => ((VfioDeviceFile)file.PrivateData!).Release();
+
+    public override long Ioctl(SimFile file, uint cmd, ulong arg)
+    {
+        var df = (VfioDeviceFile)file.PrivateData!;
+        int err = df.CheckAccess(VfioIoctl.Name(cmd));
+        if (err != 0)
+        {
+            return err;
+        }
+
+        VfioDevice device = df.Device;
+        if (cmd == VfioIoctl.DeviceFeature)
+        {
+            return VfioDeviceFeatures.Ioctl(device, arg);
+        }
+
+        return (device.Ops.Provides & VfioOps.Ioctl) != 0
+            ? device.Ops.Ioctl(device, cmd, arg)
+            : ErrorReason.Fail(Errno.EINVAL, $"{VfioIoctl.Name(cmd)}: {device.Ops.Name} has no ioctls");
+    }
+
+    public override long Read(SimFile file, ulong buf, long count, ref long pos)
+    {
+        var df = (VfioDeviceFile)file.PrivateData!;
+        int err = df.CheckAccess("read");
+        if (err != 0)
+        {
+            return err;
+        }
+
+        VfioDevice d = df.Device;
+        return (d.Ops.Provides & VfioOps.Read) != 0 ? d.Ops.Read(d, buf, count, ref pos) : Errno.EINVAL.Negative();
+    }
+
+    public override long Write(SimFile file, ulong buf, long count, ref long pos)
+    {
+        var df = (VfioDeviceFile)file.PrivateData!;
+        int err = df.CheckAccess("write");
+        if (err != 0)
+        {
+            return err;
+        }
+
+        VfioDevice d = df.Device;
+        return (d.Ops.Provides & VfioOps.Write) != 0 ? d.Ops.Write(d, buf, count, ref pos) : Errno.EINVAL.Negative();
+    }
+
+    public override int Mmap(SimFile file, Vma vma)
+    {
+        var df = (VfioDeviceFile)file.PrivateData!;
+        int err = df.CheckAccess("mmap");
+        if (err != 0)
+        {
+            return err;
+        }
+
+        VfioDevice d = df.Device;
+        return (d.Ops.Provides & VfioOps.Mmap) != 0 ? d.Ops.Mmap(d, vma) : Errno.EINVAL.Negative();
+    }
+}
+
+/// <summary>VFIO_DEVICE_FEATURE as the core handles it (vfio_ioctl_device_feature, vfio_check_feature).</summary>
+public static class VfioDeviceFeatures
+{
+    private const string IoctlName = "VFIO_DEVICE_FEATURE";
+
+    internal static long Ioctl(VfioDevice device, ulong arg)
+    {
+        int err = VfioArg.CopyIn(arg, VfioDeviceFeature.MinSz, out VfioDeviceFeature feature, IoctlName);
+        if (err != 0)
+        {
+            return err;
+        }
+
+        const uint known = VfioFeature.Mask | VfioFeature.Get | VfioFeature.Set | VfioFeature.Probe;
+        if ((feature.Flags & ~known) != 0)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"{IoctlName}: unknown flags 0x{feature.Flags & ~known:x}");
+        }
+
+        if ((feature.Flags & VfioFeature.Probe) == 0 && (feature.Flags & VfioFeature.Get) != 0 && (feature.Flags & VfioFeature.Set) != 0)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"{IoctlName}: GET and SET together without PROBE");
+        }
+
+        ulong data = arg + VfioDeviceFeature.MinSz;
+        ulong dataSz = feature.Argsz - (ulong)VfioDeviceFeature.MinSz;
+        switch (feature.Flags & VfioFeature.Mask)
+        {
+            case VfioFeature.Migration:
+            case VfioFeature.MigDeviceState:
+            case VfioFeature.MigDataSize:
+                return ErrorReason.Fail(Errno.ENOTTY, $"{IoctlName}: {device.Dev.Name} does not support migration");
+            case VfioFeature.DmaLoggingStart:
+            case VfioFeature.DmaLoggingStop:
+            case VfioFeature.DmaLoggingReport:
+                return ErrorReason.Fail(Errno.ENOTTY, $"{IoctlName}: {device.Dev.Name} does not support DMA logging");
+            default:
+                return (device.Ops.Provides & VfioOps.DeviceFeature) != 0
+                    ? device.Ops.DeviceFeature(device, feature.Flags, data, dataSz)
+                    : ErrorReason.Fail(Errno.EINVAL, $"{IoctlName}: {device.Ops.Name} has no device features");
+        }
+    }
+
+    /// <summary>
+    /// vfio_check_feature(): for a driver's feature handler. 1 to go on, 0 for a PROBE that
+    /// succeeded (do nothing), or -EINVAL (an unsupported GET/SET, neither GET nor SET, or
+    /// data shorter than <paramref name="minsz"/>).
+    /// </summary>
+    public static int Check(uint flags, ulong argsz, uint supported, ulong minsz)
+    {
+        if ((flags & (VfioFeature.Get | VfioFeature.Set) & ~supported) != 0)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"{IoctlName}: feature {flags & VfioFeature.Mask} does not support {((flags & VfioFeature.Get & ~supported) != 0 ? "GET" : "SET")}");
+        }
+
+        if ((flags & VfioFeature.Probe) != 0)
+        {
+            return 0;
+        }
+
+        if ((flags & (VfioFeature.Get | VfioFeature.Set)) == 0)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"{IoctlName}: neither GET nor SET");
+        }
+
+        return argsz < minsz
+            ? ErrorReason.Fail(Errno.EINVAL, $"{IoctlName}: {argsz} data bytes, the feature needs {minsz}")
+            : 1;
+    }
+}

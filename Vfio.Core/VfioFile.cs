@@ -1,0 +1,137 @@
+// Models the vfio_file API of drivers/vfio/vfio_main.c and group.c (v6.12), used by KVM
+// and by vfio-pci's hot reset, plus the ≤v5.18 external-user API kept as a design
+// variant (vfio_group_get_external_user / _put_external_user).
+
+using Vfio.Kernel;
+using Vfio.Platform.Fs;
+using Vfio.Platform.Iommu;
+
+namespace Vfio.Core;
+
+/// <summary>Kernel-side queries on files that may be vfio group or device files.</summary>
+public static class VfioFile
+{
+    /// <summary>vfio_group_from_file(): the group behind a /dev/vfio/N file, or null.</summary>
+    public static VfioGroup? GroupOf(SimFile file) => file.Ops is VfioGroupFops ? file.PrivateData as VfioGroup : null;
+
+    /// <summary>vfio_file_is_group().</summary>
+    public static bool IsGroup(SimFile file) => GroupOf(file) is not null;
+
+    /// <summary>vfio_file_is_valid(): a group file or a device file.</summary>
+    public static bool IsValid(SimFile file) => IsGroup(file) || file.Ops is VfioDeviceFops;
+
+    /// <summary>vfio_file_enforced_coherent(): every device of the group (or the device) has IOMMU_CAP_ENFORCE_CACHE_COHERENCY; true for other files.</summary>
+    public static bool EnforcedCoherent(SimFile file)
+    {
+        if (GroupOf(file) is { } group)
+        {
+            foreach (VfioDevice d in group.Devices)
+            {
+                if (d.Dev.IommuGroup is not { } ig || !ig.Core.Capable(d.Dev, IommuCap.EnforceCacheCoherency))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        return file.PrivateData is not VfioDeviceFile df
+               || df.Device.Dev.IommuGroup is { } dg && dg.Core.Capable(df.Device.Dev, IommuCap.EnforceCacheCoherency);
+    }
+
+    /// <summary>vfio_file_set_kvm(): associates <paramref name="kvm"/> (or null) with a group file; devices take a reference at their first open.</summary>
+    public static void SetKvm(SimFile file, IVfioKvm? kvm)
+    {
+        if (GroupOf(file) is { } group)
+        {
+            group.KvmRefLock.Lock();
+            group.Kvm = kvm;
+            group.KvmRefLock.Unlock();
+        }
+    }
+
+    /// <summary>vfio_file_has_dev(): the file is the group file of <paramref name="device"/>'s group.</summary>
+    public static bool HasDev(SimFile file, VfioDevice device) => GroupOf(file) is { } g && g == device.Group;
+
+    /// <summary>vfio_file_iommu_group(): SPAPR only, so always null here.</summary>
+    public static IommuGroup? IommuGroupOf(SimFile file) => null;
+
+    /// <summary>
+    /// vfio_group_get_external_user() (≤v5.18, the <see cref="VfioExternalUsers.Checked"/>
+    /// and <see cref="VfioExternalUsers.Unchecked"/> variants): takes the group for an
+    /// external user such as KVM, counting it in container_users. 0 or -errno.
+    /// </summary>
+    public static int GetExternalUser(SimFile file, out VfioGroup? group)
+    {
+        group = GroupOf(file);
+        if (group is null)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, "vfio_group_get_external_user: not a vfio group file");
+        }
+
+        VfioGroup g = group;
+        g.GroupLock.Lock();
+        try
+        {
+            if (g.Core.Design.ExternalUsers == VfioExternalUsers.Checked)
+            {
+                if (g.ContainerUsers == 0)
+                {
+                    group = null;
+                    return ErrorReason.Fail(Errno.EINVAL, $"vfio_group_get_external_user: group {g.Name} is not in a container");
+                }
+
+                if (g.Type == VfioGroupType.NoIommu)
+                {
+                    group = null;
+                    return ErrorReason.Fail(Errno.EPERM, $"vfio_group_get_external_user: group {g.Name} is a noiommu group");
+                }
+
+                if (!g.Container!.HasIommuDriver || !g.ViableLocked(out _))
+                {
+                    group = null;
+                    return ErrorReason.Fail(Errno.EINVAL, $"vfio_group_get_external_user: group {g.Name} has no IOMMU driver or is not viable");
+                }
+            }
+
+            if (g.ContainerUsers > 0)
+            {
+                g.ContainerUsers++;
+            }
+
+            g.Get();
+            return 0;
+        }
+        finally
+        {
+            g.GroupLock.Unlock();
+        }
+    }
+
+    /// <summary>vfio_group_put_external_user(): the last container user dissolves the container.</summary>
+    public static void PutExternalUser(VfioGroup group)
+    {
+        group.GroupLock.Lock();
+        try
+        {
+            if (group.ContainerUsers == 1)
+            {
+                if (group.OpenedFile is null)
+                {
+                    group.DetachContainerLocked();
+                }
+            }
+            else if (group.ContainerUsers > 1)
+            {
+                group.ContainerUsers--;
+            }
+        }
+        finally
+        {
+            group.GroupLock.Unlock();
+        }
+
+        group.Put();
+    }
+}

@@ -1,0 +1,100 @@
+// The vfio module's parameters and the design variants of DESIGN.md §4: each variant
+// switches the core to a design that was argued for (or shipped) in the past, so a user
+// can watch what it does. The defaults are today's kernel.
+
+using Vfio.Kernel;
+
+namespace Vfio.Core;
+
+/// <summary>What unregistering a device that user space holds open does.</summary>
+public enum VfioUnbindPolicy
+{
+    /// <summary>Wait, uninterruptibly, without asking user space (the pre-2015 design).</summary>
+    SilentBlock,
+
+    /// <summary>Call the driver's request(count) and wait in 10 s slices until released (the kernel since 2015).</summary>
+    RequestAndWait,
+
+    /// <summary>Request, and after <see cref="VfioDesign.RevokeAfter"/> revoke the user's access: its fds stop working and the unbind completes.</summary>
+    RequestThenRevoke,
+}
+
+/// <summary>When the /dev/vfio/N node of a group exists, and whether opening it needs viability (the 2011 group-model debate).</summary>
+public enum VfioGroupNodes
+{
+    /// <summary>When a device of the group binds to a vfio driver; open allowed, use refused until viable (the kernel).</summary>
+    OnVfioBind,
+
+    /// <summary>For every IOMMU group when vfio loads, whether or not a device is bound to vfio.</summary>
+    AllGroupsAtLoad,
+
+    /// <summary>As <see cref="OnVfioBind"/>, but open itself fails (EBUSY) while the group is not viable.</summary>
+    OpenRefusedUntilViable,
+}
+
+/// <summary>How a group's viability is decided.</summary>
+public enum VfioViabilityModel
+{
+    /// <summary>DMA ownership (v5.19+): viable unless a device is bound to a DMA-API kernel driver; enforced by the claim at SET_CONTAINER.</summary>
+    DmaOwnership,
+
+    /// <summary>The ≤v5.18 group notifier: vfio / pci-stub / bridges are viable, and a kernel driver binding into a live group is a kernel BUG.</summary>
+    LegacyNotifier,
+}
+
+/// <summary>How external users (KVM) take hold of a group.</summary>
+public enum VfioExternalUsers
+{
+    /// <summary>The vfio_file API (v5.19+): KVM holds a file reference; no checks.</summary>
+    FileApi,
+
+    /// <summary>vfio_group_get_external_user (≤v5.18): the group must be in a container with an IOMMU driver and viable.</summary>
+    Checked,
+
+    /// <summary>The first external-user design: the group is taken without checking its container or viability.</summary>
+    Unchecked,
+}
+
+/// <summary>The design variants of the vfio core (DESIGN.md §4). Defaults are the current kernel's.</summary>
+public sealed record VfioDesign
+{
+    /// <summary>The kernel's current design.</summary>
+    public static VfioDesign Default { get; } = new();
+
+    /// <summary>Unbind of an in-use device.</summary>
+    public VfioUnbindPolicy Unbind { get; init; } = VfioUnbindPolicy.RequestAndWait;
+
+    /// <summary>How long <see cref="VfioUnbindPolicy.RequestThenRevoke"/> waits before revoking (virtual time).</summary>
+    public TimeSpan RevokeAfter { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Group device nodes.</summary>
+    public VfioGroupNodes GroupNodes { get; init; } = VfioGroupNodes.OnVfioBind;
+
+    /// <summary>The viability model.</summary>
+    public VfioViabilityModel Viability { get; init; } = VfioViabilityModel.DmaOwnership;
+
+    /// <summary>Legacy model only: a device being unbound from vfio still counts as viable (the unbound_list fix).</summary>
+    public bool TrackDevicesDuringUnbind { get; init; } = true;
+
+    /// <summary>The vfio group holds a reference on its iommu_group (on), or borrows the device's (off: removing the device strands the group).</summary>
+    public bool GroupHoldsIommuGroupReference { get; init; } = true;
+
+    /// <summary>External users (KVM).</summary>
+    public VfioExternalUsers ExternalUsers { get; init; } = VfioExternalUsers.FileApi;
+
+    /// <summary>Type1 (mdev era, v4.10–v5.18): only the mapping task, or one sharing its mm, may unmap.</summary>
+    public bool UnmapOnlyByMappingMm { get; init; }
+}
+
+/// <summary>vfio module parameters plus the design variants.</summary>
+public sealed record VfioOptions
+{
+    /// <summary>vfio.enable_unsafe_noiommu_mode.</summary>
+    public bool EnableUnsafeNoiommuMode { get; init; }
+
+    /// <summary>The design variants.</summary>
+    public VfioDesign Design { get; init; } = VfioDesign.Default;
+
+    /// <summary>The unregister wait slice (HZ * 10 in the kernel).</summary>
+    public static long UnregisterWaitJiffies => SimClock.SecondsToJiffies(10);
+}
