@@ -317,3 +317,146 @@ public struct VfioIommuType1DirtyBitmapGet
     public ulong Size;
     public VfioBitmap Bitmap;
 }
+
+/// <summary>struct vfio_device_info_cap_pci_atomic_comp (16 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 4)]
+public struct VfioDeviceInfoCapPciAtomicComp
+{
+    public VfioInfoCapHeader Header;
+    public uint Flags;
+    public uint Reserved;
+}
+
+/// <summary>struct vfio_region_gfx_edid (24 bytes): the layout of a GFX_EDID region.</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 4)]
+public struct VfioRegionGfxEdid
+{
+    public uint EdidOffset;
+    public uint EdidMaxSize;
+    public uint EdidSize;
+    public uint MaxXres;
+    public uint MaxYres;
+    public uint LinkState;
+}
+
+/// <summary>struct vfio_device_gfx_plane_info (64 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 8)]
+public struct VfioDeviceGfxPlaneInfo
+{
+    /// <summary>minsz of the mdev samples and i915 (offsetofend region_index / dmabuf_id).</summary>
+    public const int MinSz = 60;
+
+    public uint Argsz;
+    public VfioGfxPlaneFlags Flags;
+    public uint DrmPlaneType;
+    public uint DrmFormat;
+    public ulong DrmFormatMod;
+    public uint Width;
+    public uint Height;
+    public uint Stride;
+    public uint Size;
+    public uint XPos;
+    public uint YPos;
+    public uint XHot;
+    public uint YHot;
+
+    /// <summary>region_index or dmabuf_id (a union in the header).</summary>
+    public uint RegionIndexOrDmabufId;
+    public uint Reserved;
+}
+
+/// <summary>struct vfio_device_feature_migration (8 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 8)]
+public struct VfioDeviceFeatureMigration
+{
+    public ulong Flags;
+}
+
+/// <summary>struct vfio_device_feature_mig_state (8 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 4)]
+public struct VfioDeviceFeatureMigState
+{
+    public VfioDeviceMigState DeviceState;
+    public int DataFd;
+}
+
+/// <summary>struct vfio_precopy_info (24 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 8)]
+public struct VfioPrecopyInfo
+{
+    /// <summary>minsz (offsetofend dirty_bytes).</summary>
+    public const int MinSz = 24;
+
+    public uint Argsz;
+    public uint Flags;
+    public ulong InitialBytes;
+    public ulong DirtyBytes;
+}
+
+/// <summary>struct vfio_device_low_power_entry_with_wakeup (8 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 4)]
+public struct VfioDeviceLowPowerEntryWithWakeup
+{
+    public int WakeupEventfd;
+    public uint Reserved;
+}
+
+/// <summary>struct vfio_device_feature_dma_logging_control (24 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 8)]
+public struct VfioDeviceFeatureDmaLoggingControl
+{
+    public ulong PageSize;
+    public uint NumRanges;
+    public uint Reserved;
+    public ulong Ranges;
+}
+
+/// <summary>struct vfio_device_feature_dma_logging_range (16 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 8)]
+public struct VfioDeviceFeatureDmaLoggingRange
+{
+    public ulong Iova;
+    public ulong Length;
+}
+
+/// <summary>struct vfio_device_feature_dma_logging_report (32 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 8)]
+public struct VfioDeviceFeatureDmaLoggingReport
+{
+    public ulong Iova;
+    public ulong Length;
+    public ulong PageSize;
+    public ulong Bitmap;
+}
+
+/// <summary>struct vfio_device_feature_mig_data_size (8 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 8)]
+public struct VfioDeviceFeatureMigDataSize
+{
+    public ulong StopCopyLength;
+}
+
+/// <summary>struct vfio_device_feature_bus_master (4 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 4)]
+public struct VfioDeviceFeatureBusMaster
+{
+    public uint Op;
+}
+
+/// <summary>struct vfio_region_dma_range (16 bytes; newer than the v6.12 baseline).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 8)]
+public struct VfioRegionDmaRange
+{
+    public ulong Offset;
+    public ulong Length;
+}
+
+/// <summary>struct vfio_device_feature_dma_buf (16 bytes + ranges; newer than the v6.12 baseline).</summary>
+[StructLayout(LayoutKind.Sequential, Pack = 4)]
+public struct VfioDeviceFeatureDmaBuf
+{
+    public uint RegionIndex;
+    public uint OpenFlags;
+    public uint Flags;
+    public uint NrRanges;
+}

@@ -326,6 +326,15 @@ public static class VfioCapId
     /// <summary>VFIO_DEVICE_INFO_CAP_ZPCI_BASE.</summary>
     public const ushort DeviceZpciBase = 1;
 
+    /// <summary>VFIO_DEVICE_INFO_CAP_ZPCI_GROUP.</summary>
+    public const ushort DeviceZpciGroup = 2;
+
+    /// <summary>VFIO_DEVICE_INFO_CAP_ZPCI_UTIL.</summary>
+    public const ushort DeviceZpciUtil = 3;
+
+    /// <summary>VFIO_DEVICE_INFO_CAP_ZPCI_PFIP.</summary>
+    public const ushort DeviceZpciPfip = 4;
+
     /// <summary>VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP.</summary>
     public const ushort DevicePciAtomicComp = 5;
 
@@ -344,6 +353,18 @@ public static class VfioPciIndex
 {
     /// <summary>VFIO_PCI_BAR0_REGION_INDEX .. BAR5 are 0..5.</summary>
     public const int Bar0 = 0;
+
+    /// <summary>VFIO_PCI_BAR1_REGION_INDEX.</summary>
+    public const int Bar1 = 1;
+
+    /// <summary>VFIO_PCI_BAR2_REGION_INDEX.</summary>
+    public const int Bar2 = 2;
+
+    /// <summary>VFIO_PCI_BAR3_REGION_INDEX.</summary>
+    public const int Bar3 = 3;
+
+    /// <summary>VFIO_PCI_BAR4_REGION_INDEX.</summary>
+    public const int Bar4 = 4;
 
     /// <summary>VFIO_PCI_BAR5_REGION_INDEX.</summary>
     public const int Bar5 = 5;
@@ -438,6 +459,135 @@ public static class VfioFeature
 
     /// <summary>VFIO_DEVICE_FEATURE_BUS_MASTER.</summary>
     public const uint BusMaster = 10;
+
+    /// <summary>VFIO_DEVICE_FEATURE_DMA_BUF (newer than the v6.12 baseline).</summary>
+    public const uint DmaBuf = 11;
+
+    /// <summary>VFIO_MIGRATION_STOP_COPY (struct vfio_device_feature_migration flags).</summary>
+    public const ulong MigrationStopCopy = 1 << 0;
+
+    /// <summary>VFIO_MIGRATION_P2P.</summary>
+    public const ulong MigrationP2p = 1 << 1;
+
+    /// <summary>VFIO_MIGRATION_PRE_COPY.</summary>
+    public const ulong MigrationPreCopy = 1 << 2;
+
+    /// <summary>VFIO_DEVICE_FEATURE_CLEAR_MASTER (struct vfio_device_feature_bus_master op).</summary>
+    public const uint ClearMaster = 0;
+
+    /// <summary>VFIO_DEVICE_FEATURE_SET_MASTER.</summary>
+    public const uint SetMaster = 1;
+
+    /// <summary>VFIO_DEVICE_BIND_FLAG_TOKEN (struct vfio_device_bind_iommufd flags).</summary>
+    public const uint BindFlagToken = 1 << 0;
+
+    /// <summary>VFIO_DEVICE_ATTACH_PASID (struct vfio_device_attach_iommufd_pt flags).</summary>
+    public const uint AttachPasid = 1 << 0;
+
+    /// <summary>VFIO_DEVICE_DETACH_PASID (struct vfio_device_detach_iommufd_pt flags).</summary>
+    public const uint DetachPasid = 1 << 0;
+}
+
+/// <summary>enum vfio_device_mig_state: the migration state machine.</summary>
+public enum VfioDeviceMigState : uint
+{
+    /// <summary>VFIO_DEVICE_STATE_ERROR.</summary>
+    Error = 0,
+
+    /// <summary>VFIO_DEVICE_STATE_STOP.</summary>
+    Stop = 1,
+
+    /// <summary>VFIO_DEVICE_STATE_RUNNING.</summary>
+    Running = 2,
+
+    /// <summary>VFIO_DEVICE_STATE_STOP_COPY.</summary>
+    StopCopy = 3,
+
+    /// <summary>VFIO_DEVICE_STATE_RESUMING.</summary>
+    Resuming = 4,
+
+    /// <summary>VFIO_DEVICE_STATE_RUNNING_P2P.</summary>
+    RunningP2p = 5,
+
+    /// <summary>VFIO_DEVICE_STATE_PRE_COPY.</summary>
+    PreCopy = 6,
+
+    /// <summary>VFIO_DEVICE_STATE_PRE_COPY_P2P.</summary>
+    PreCopyP2p = 7,
+
+    /// <summary>VFIO_DEVICE_STATE_NR: the number of states.</summary>
+    Nr = 8,
+}
+
+/// <summary>Region types and subtypes of the VFIO_REGION_INFO_CAP_TYPE capability, and the EDID link states.</summary>
+public static class VfioRegionType
+{
+    /// <summary>VFIO_REGION_TYPE_PCI_VENDOR_TYPE: the type carries a PCI vendor id in its low 16 bits.</summary>
+    public const uint PciVendorType = 1u << 31;
+
+    /// <summary>VFIO_REGION_TYPE_PCI_VENDOR_MASK.</summary>
+    public const uint PciVendorMask = 0xffff;
+
+    /// <summary>VFIO_REGION_TYPE_GFX.</summary>
+    public const uint Gfx = 1;
+
+    /// <summary>VFIO_REGION_TYPE_CCW.</summary>
+    public const uint Ccw = 2;
+
+    /// <summary>VFIO_REGION_TYPE_MIGRATION_DEPRECATED.</summary>
+    public const uint MigrationDeprecated = 3;
+
+    /// <summary>VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION.</summary>
+    public const uint SubtypeIntelIgdOpregion = 1;
+
+    /// <summary>VFIO_REGION_SUBTYPE_INTEL_IGD_HOST_CFG.</summary>
+    public const uint SubtypeIntelIgdHostCfg = 2;
+
+    /// <summary>VFIO_REGION_SUBTYPE_INTEL_IGD_LPC_CFG.</summary>
+    public const uint SubtypeIntelIgdLpcCfg = 3;
+
+    /// <summary>VFIO_REGION_SUBTYPE_NVIDIA_NVLINK2_RAM (deprecated).</summary>
+    public const uint SubtypeNvidiaNvlink2Ram = 1;
+
+    /// <summary>VFIO_REGION_SUBTYPE_IBM_NVLINK2_ATSD (deprecated).</summary>
+    public const uint SubtypeIbmNvlink2Atsd = 1;
+
+    /// <summary>VFIO_REGION_SUBTYPE_GFX_EDID.</summary>
+    public const uint SubtypeGfxEdid = 1;
+
+    /// <summary>VFIO_REGION_SUBTYPE_CCW_ASYNC_CMD.</summary>
+    public const uint SubtypeCcwAsyncCmd = 1;
+
+    /// <summary>VFIO_REGION_SUBTYPE_CCW_SCHIB.</summary>
+    public const uint SubtypeCcwSchib = 2;
+
+    /// <summary>VFIO_REGION_SUBTYPE_CCW_CRW.</summary>
+    public const uint SubtypeCcwCrw = 3;
+
+    /// <summary>VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED.</summary>
+    public const uint SubtypeMigrationDeprecated = 1;
+
+    /// <summary>VFIO_DEVICE_GFX_LINK_STATE_UP (struct vfio_region_gfx_edid link_state).</summary>
+    public const uint GfxLinkStateUp = 1;
+
+    /// <summary>VFIO_DEVICE_GFX_LINK_STATE_DOWN.</summary>
+    public const uint GfxLinkStateDown = 2;
+}
+
+/// <summary>struct vfio_device_gfx_plane_info flags.</summary>
+[Flags]
+public enum VfioGfxPlaneFlags : uint
+{
+    None = 0,
+
+    /// <summary>VFIO_GFX_PLANE_TYPE_PROBE.</summary>
+    Probe = 1 << 0,
+
+    /// <summary>VFIO_GFX_PLANE_TYPE_DMABUF.</summary>
+    Dmabuf = 1 << 1,
+
+    /// <summary>VFIO_GFX_PLANE_TYPE_REGION.</summary>
+    Region = 1 << 2,
 }
 
 /// <summary>Type1 flags: GET_INFO, MAP_DMA, UNMAP_DMA and DIRTY_PAGES.</summary>
@@ -489,6 +639,33 @@ public static class VfioPciFlags
     /// <summary>VFIO_DEVICE_IOEVENTFD_8 .. _64 and VFIO_DEVICE_IOEVENTFD_SIZE_MASK.</summary>
     public const uint Ioeventfd8 = 1, Ioeventfd16 = 2, Ioeventfd32 = 4, Ioeventfd64 = 8, IoeventfdSizeMask = 0xf;
 
+    /// <summary>VFIO_PCI_DEVID_OWNED (struct vfio_pci_dependent_device devid).</summary>
+    public const uint DevidOwned = 0;
+
+    /// <summary>VFIO_PCI_DEVID_NOT_OWNED (-1 as a u32).</summary>
+    public const uint DevidNotOwned = uint.MaxValue;
+
+    /// <summary>VFIO_PCI_ATOMIC_COMP32 (struct vfio_device_info_cap_pci_atomic_comp flags).</summary>
+    public const uint AtomicComp32 = 1 << 0;
+
+    /// <summary>VFIO_PCI_ATOMIC_COMP64.</summary>
+    public const uint AtomicComp64 = 1 << 1;
+
+    /// <summary>VFIO_PCI_ATOMIC_COMP128.</summary>
+    public const uint AtomicComp128 = 1 << 2;
+
     /// <summary>VFIO_DEVICE_API_PCI_STRING.</summary>
     public const string DeviceApiPciString = "vfio-pci";
+
+    /// <summary>VFIO_DEVICE_API_PLATFORM_STRING.</summary>
+    public const string DeviceApiPlatformString = "vfio-platform";
+
+    /// <summary>VFIO_DEVICE_API_AMBA_STRING.</summary>
+    public const string DeviceApiAmbaString = "vfio-amba";
+
+    /// <summary>VFIO_DEVICE_API_CCW_STRING.</summary>
+    public const string DeviceApiCcwString = "vfio-ccw";
+
+    /// <summary>VFIO_DEVICE_API_AP_STRING.</summary>
+    public const string DeviceApiApString = "vfio-ap";
 }

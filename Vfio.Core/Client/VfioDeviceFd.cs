@@ -1,0 +1,217 @@
+// The typed user-space client for a vfio device fd (the device ioctls of
+// drivers/vfio/vfio_main.c and vfio-pci's regions and interrupts), built only on a
+// SimProcess's syscalls. Regions are reached at file offset index << 40, as vfio-pci lays them out.
+
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Vfio.Core.Uapi;
+using Vfio.Platform.Proc;
+
+namespace Vfio.Core.Client;
+
+/// <summary>A device fd of one process. Every failed call throws <see cref="VfioException"/>.</summary>
+public sealed class VfioDeviceFd : IDisposable
+{
+    private const string Kind = "device";
+
+    // offsetof(cap_offset) in struct vfio_device_info and struct vfio_region_info.
+    private const int CapOffsetOfDeviceInfo = 16;
+    private const int CapOffsetOfRegionInfo = 12;
+
+    private int _disposed;
+
+    /// <summary>Takes ownership of <paramref name="fd"/>, a device fd of <paramref name="process"/> (from VFIO_GROUP_GET_DEVICE_FD or a cdev open).</summary>
+    public VfioDeviceFd(SimProcess process, int fd)
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        ArgumentOutOfRangeException.ThrowIfNegative(fd);
+        Process = process;
+        Fd = fd;
+    }
+
+    /// <summary>The process that owns the fd.</summary>
+    public SimProcess Process { get; }
+
+    /// <summary>The fd, for raw syscalls (it stays the number it was after <see cref="Dispose"/>).</summary>
+    public int Fd { get; }
+
+    /// <summary>VFIO_DEVICE_GET_INFO: flags, region and IRQ counts, and the device capabilities.</summary>
+    public VfioInfo<VfioDeviceInfo> GetInfo()
+    {
+        ThrowIfDisposed();
+        (VfioDeviceInfo info, IReadOnlyList<VfioInfoCap> caps) = VfioInfoCall.Get(
+            Process, Fd, VfioIoctl.DeviceGetInfo, Kind, new VfioDeviceInfo(), (uint)VfioDeviceFlags.Caps, CapOffsetOfDeviceInfo);
+        return new VfioInfo<VfioDeviceInfo>(info, caps);
+    }
+
+    /// <summary>VFIO_DEVICE_GET_REGION_INFO for region <paramref name="index"/>, with its capabilities (sparse mmap, type, MSI-X mappable).</summary>
+    public VfioInfo<VfioRegionInfo> GetRegionInfo(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ThrowIfDisposed();
+        (VfioRegionInfo info, IReadOnlyList<VfioInfoCap> caps) = VfioInfoCall.Get(
+            Process, Fd, VfioIoctl.DeviceGetRegionInfo, Kind, new VfioRegionInfo { Index = (uint)index }, (uint)VfioRegionFlags.Caps, CapOffsetOfRegionInfo);
+        return new VfioInfo<VfioRegionInfo>(info, caps);
+    }
+
+    /// <summary>VFIO_DEVICE_GET_IRQ_INFO for IRQ index <paramref name="index"/>.</summary>
+    public VfioIrqInfo GetIrqInfo(int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ThrowIfDisposed();
+        var info = new VfioIrqInfo { Argsz = (uint)VfioArg.SizeOf<VfioIrqInfo>(), Index = (uint)index };
+        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceGetIrqInfo, Kind, ref info);
+        return info;
+    }
+
+    /// <summary>VFIO_DEVICE_SET_IRQS: <paramref name="flags"/> (one DATA_* and one ACTION_*) on subindexes [<paramref name="start"/>, +<paramref name="count"/>) of <paramref name="index"/>, with <paramref name="data"/> (bools or s32 eventfds) after the header.</summary>
+    public void SetIrqs(int index, uint start, uint count, VfioIrqSetFlags flags, ReadOnlySpan<byte> data = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ThrowIfDisposed();
+        int header = VfioArg.SizeOf<VfioIrqSet>();
+        byte[] arg = new byte[header + data.Length];
+        var set = new VfioIrqSet { Argsz = (uint)arg.Length, Flags = flags, Index = (uint)index, Start = start, Count = count };
+        VfioSyscalls.Bytes(in set).CopyTo(arg);
+        data.CopyTo(arg.AsSpan(header));
+        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceSetIrqs, Kind, arg);
+    }
+
+    /// <summary>Signals <paramref name="eventfds"/> for subindexes <paramref name="start"/>… of <paramref name="index"/> (DATA_EVENTFD | ACTION_TRIGGER); -1 de-assigns one.</summary>
+    public void SetIrqEventfds(int index, uint start, ReadOnlySpan<int> eventfds)
+        => SetIrqs(index, start, (uint)eventfds.Length, VfioIrqSetFlags.DataEventfd | VfioIrqSetFlags.ActionTrigger, MemoryMarshal.AsBytes(eventfds));
+
+    /// <summary>Signals <paramref name="eventfd"/> for subindex <paramref name="subindex"/> of <paramref name="index"/>.</summary>
+    public void SetIrqEventfd(int index, int eventfd, uint subindex = 0)
+        => SetIrqEventfds(index, subindex, [eventfd]);
+
+    /// <summary>Disables every interrupt of <paramref name="index"/> (DATA_NONE | ACTION_TRIGGER with count 0).</summary>
+    public void DisableIrqs(int index) => SetIrqs(index, 0, 0, VfioIrqSetFlags.DataNone | VfioIrqSetFlags.ActionTrigger);
+
+    /// <summary>Fires subindex <paramref name="subindex"/> of <paramref name="index"/> from user space (DATA_NONE | ACTION_TRIGGER, the loopback test).</summary>
+    public void TriggerIrq(int index, uint subindex = 0) => SetIrqs(index, subindex, 1, VfioIrqSetFlags.DataNone | VfioIrqSetFlags.ActionTrigger);
+
+    /// <summary>Masks subindex <paramref name="subindex"/> of <paramref name="index"/> (DATA_NONE | ACTION_MASK).</summary>
+    public void MaskIrq(int index, uint subindex = 0) => SetIrqs(index, subindex, 1, VfioIrqSetFlags.DataNone | VfioIrqSetFlags.ActionMask);
+
+    /// <summary>Unmasks subindex <paramref name="subindex"/> of <paramref name="index"/> (DATA_NONE | ACTION_UNMASK).</summary>
+    public void UnmaskIrq(int index, uint subindex = 0) => SetIrqs(index, subindex, 1, VfioIrqSetFlags.DataNone | VfioIrqSetFlags.ActionUnmask);
+
+    /// <summary>VFIO_DEVICE_RESET.</summary>
+    public void Reset() => Ioctl(VfioIoctl.DeviceReset);
+
+    /// <summary>pread() of region <paramref name="index"/> at <paramref name="offset"/> into <paramref name="buffer"/>; the bytes read.</summary>
+    public long Read(int index, long offset, Span<byte> buffer)
+    {
+        ThrowIfDisposed();
+        return VfioSyscalls.Check(Process.Pread(Fd, buffer, RegionOffset(index, offset)), "pread");
+    }
+
+    /// <summary>pwrite() of <paramref name="data"/> to region <paramref name="index"/> at <paramref name="offset"/>; the bytes written.</summary>
+    public long Write(int index, long offset, ReadOnlySpan<byte> data)
+    {
+        ThrowIfDisposed();
+        return VfioSyscalls.Check(Process.Pwrite(Fd, data, RegionOffset(index, offset)), "pwrite");
+    }
+
+    /// <summary>Reads the config-space byte at <paramref name="offset"/>.</summary>
+    public byte ReadConfig8(int offset)
+    {
+        Span<byte> b = stackalloc byte[1];
+        ReadConfigExactly(offset, b);
+        return b[0];
+    }
+
+    /// <summary>Reads the little-endian config-space word at <paramref name="offset"/>.</summary>
+    public ushort ReadConfig16(int offset)
+    {
+        Span<byte> b = stackalloc byte[2];
+        ReadConfigExactly(offset, b);
+        return BinaryPrimitives.ReadUInt16LittleEndian(b);
+    }
+
+    /// <summary>Reads the little-endian config-space dword at <paramref name="offset"/>.</summary>
+    public uint ReadConfig32(int offset)
+    {
+        Span<byte> b = stackalloc byte[4];
+        ReadConfigExactly(offset, b);
+        return BinaryPrimitives.ReadUInt32LittleEndian(b);
+    }
+
+    /// <summary>Writes the config-space byte at <paramref name="offset"/>.</summary>
+    public void WriteConfig8(int offset, byte value) => WriteConfigExactly(offset, [value]);
+
+    /// <summary>Writes the little-endian config-space word at <paramref name="offset"/>.</summary>
+    public void WriteConfig16(int offset, ushort value)
+    {
+        Span<byte> b = stackalloc byte[2];
+        BinaryPrimitives.WriteUInt16LittleEndian(b, value);
+        WriteConfigExactly(offset, b);
+    }
+
+    /// <summary>Writes the little-endian config-space dword at <paramref name="offset"/>.</summary>
+    public void WriteConfig32(int offset, uint value)
+    {
+        Span<byte> b = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(b, value);
+        WriteConfigExactly(offset, b);
+    }
+
+    /// <summary>Any ioctl on the device with an integer or pointer argument; its non-negative result, or a <see cref="VfioException"/>.</summary>
+    public long Ioctl(uint cmd, ulong arg = 0)
+    {
+        ThrowIfDisposed();
+        return VfioSyscalls.Ioctl(Process, Fd, cmd, Kind, arg);
+    }
+
+    /// <summary>Any ioctl on the device with <paramref name="arg"/> staged in user memory and copied back.</summary>
+    public long Ioctl(uint cmd, Span<byte> arg)
+    {
+        ThrowIfDisposed();
+        return VfioSyscalls.Ioctl(Process, Fd, cmd, Kind, arg);
+    }
+
+    /// <summary>Closes the fd; a second call does nothing.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            // -EBADF here means the fd was closed behind the handle's back; nothing is left to release.
+            Process.Close(Fd);
+        }
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"device fd {Fd} of {Process}";
+
+    private static long RegionOffset(int index, long offset)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        if (offset < 0 || offset > VfioPciIndex.OffsetMask)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"a region offset is below 2^{VfioPciIndex.OffsetShift}");
+        }
+
+        return VfioPciIndex.IndexToOffset(index) + offset;
+    }
+
+    private void ReadConfigExactly(int offset, Span<byte> buffer)
+    {
+        long n = Read(VfioPciIndex.Config, offset, buffer);
+        if (n != buffer.Length)
+        {
+            throw new InvalidOperationException($"config read of {buffer.Length} bytes at 0x{offset:x} returned {n}");
+        }
+    }
+
+    private void WriteConfigExactly(int offset, ReadOnlySpan<byte> data)
+    {
+        long n = Write(VfioPciIndex.Config, offset, data);
+        if (n != data.Length)
+        {
+            throw new InvalidOperationException($"config write of {data.Length} bytes at 0x{offset:x} wrote {n}");
+        }
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed != 0, this);
+}
