@@ -346,6 +346,8 @@ public sealed class VfioCore
                 _deviceSets.Add(setId, set);
             }
 
+            // dev_set->device_count++ under the xarray lock, so the set's last member erases it.
+            set.DeviceCountXa++;
             return set;
         }
         finally

@@ -111,9 +111,16 @@ internal sealed class VfioDeviceFile
     private void GroupClose()
     {
         VfioGroup group = Group!;
+
+        // The last close drops the group file reference the open took (unuse_container).
+        // The kernel's fput defers the file's release to task work; here release would run
+        // at once and retake group_lock, so the put is held back until the lock is dropped.
+        SimFile? groupFile;
         group.GroupLock.Lock();
         try
         {
+            groupFile = group.OpenedFile;
+            groupFile?.Get();
             VfioDeviceSet set = Device.DevSet!;
             set.Lock.Lock();
             try
@@ -133,6 +140,8 @@ internal sealed class VfioDeviceFile
         {
             group.GroupLock.Unlock();
         }
+
+        groupFile?.Put();
     }
 
     /// <summary>The revoke design: close on the user's behalf now; later accesses fail. False if the fd was already released or revoked.</summary>

@@ -45,10 +45,16 @@ public static class VfioFile
     {
         if (GroupOf(file) is { } group)
         {
-            group.KvmRefLock.Lock();
-            group.Kvm = kvm;
-            group.KvmRefLock.Unlock();
+            GroupSetKvm(group, kvm);
         }
+    }
+
+    /// <summary>vfio_group_set_kvm(): also the ≤v5.18 entry point, which KVM called with the group it took as an external user.</summary>
+    internal static void GroupSetKvm(VfioGroup group, IVfioKvm? kvm)
+    {
+        group.KvmRefLock.Lock();
+        group.Kvm = kvm;
+        group.KvmRefLock.Unlock();
     }
 
     /// <summary>vfio_file_has_dev(): the file is the group file of <paramref name="device"/>'s group.</summary>

@@ -1,0 +1,380 @@
+// Models virt/kvm/vfio.c (v6.12): the KVM-VFIO pseudo device (KVM_DEV_TYPE_VFIO). User
+// space hands it vfio files with KVM_DEV_VFIO_FILE_ADD/DEL; it holds a file reference for
+// each, associates the file with the VM (vfio_file_set_kvm, so devices opened later take
+// a VM reference), counts an assignment, and registers non-coherent DMA with the VM while
+// any file lacks enforced cache coherency. The ≤v5.18 design (VfioExternalUsers.Checked
+// and .Unchecked) takes the group as an external user instead of holding the file.
+//
+// Locks: kvm->lock (create, release) → kvm_vfio.lock (the file list and the coherency
+// flag) → vfio_group.kvm_ref_lock (vfio_file_set_kvm), or → vfio_group.group_lock for the
+// legacy external-user calls. Files are fput only after kvm_vfio.lock (and kvm->lock) are
+// dropped, as the kernel's deferred fput would.
+
+using Vfio.Core.Uapi;
+using Vfio.Kernel;
+using Vfio.Platform.Fs;
+using Vfio.Platform.Proc;
+
+namespace Vfio.Core.Kvm;
+
+/// <summary>struct kvm_vfio: the one KVM-VFIO device of a VM.</summary>
+internal sealed class KvmVfio : KvmDevice
+{
+    private const string AddName = "KVM_DEV_VFIO_FILE_ADD";
+    private const string DelName = "KVM_DEV_VFIO_FILE_DEL";
+
+    // Protects _files and _noncoherent (kv->lock).
+    private readonly KMutex _lock;
+    private readonly List<Entry> _files = [];
+    private readonly bool _legacy;
+    private bool _noncoherent;
+
+    public KvmVfio(KvmVm vm)
+        : base(vm)
+    {
+        _lock = new KMutex(vm.Module.Kernel, $"kvm[{vm.Id}].kvm_vfio.lock", Kvm.VfioLockClass);
+
+        // Without vfio loaded every file is "not a vfio file" (the kernel's symbol_get fails).
+        _legacy = vm.Module.Machine.GetModule<VfioCore>() is { } core && core.Design.ExternalUsers != VfioExternalUsers.FileApi;
+    }
+
+    public override string Name => "kvm-vfio";
+
+    public override KvmAttrOps Provides => KvmAttrOps.Set | KvmAttrOps.Has;
+
+    /// <summary>The number of files (or legacy groups) on the list, for tests.</summary>
+    internal int FileCount
+    {
+        get
+        {
+            _lock.Lock();
+            try
+            {
+                return _files.Count;
+            }
+            finally
+            {
+                _lock.Unlock();
+            }
+        }
+    }
+
+    /// <summary>kvm_vfio_create(): one KVM-VFIO device per VM.</summary>
+    public override int Create()
+    {
+        Vm.Lock.AssertHeld();
+        foreach (KvmDevice d in Vm.DevicesLocked)
+        {
+            if (d is KvmVfio)
+            {
+                return ErrorReason.Fail(Errno.EBUSY, $"KVM_CREATE_DEVICE: {Vm} already has a kvm-vfio device");
+            }
+        }
+
+        return 0;
+    }
+
+    /// <summary>kvm_vfio_set_attr().</summary>
+    public override int SetAttr(in KvmDeviceAttr attr)
+    {
+        if (attr.Group != KvmDevVfio.File)
+        {
+            return ErrorReason.Fail(Errno.ENXIO, $"KVM_SET_DEVICE_ATTR: kvm-vfio has no attribute group {attr.Group}");
+        }
+
+        switch (attr.Attr)
+        {
+            case KvmDevVfio.FileAdd:
+            case KvmDevVfio.FileDel:
+                string name = attr.Attr == KvmDevVfio.FileAdd ? AddName : DelName;
+                if (UserMemory.Get(attr.Addr, out int fd) != 0)
+                {
+                    return ErrorReason.Fail(Errno.EFAULT, $"{name}: cannot read the fd at 0x{attr.Addr:x}");
+                }
+
+                return attr.Attr == KvmDevVfio.FileAdd
+                    ? _legacy ? LegacyAdd(fd) : FileAdd(fd)
+                    : _legacy ? LegacyDel(fd) : FileDel(fd);
+            case KvmDevVfio.GroupSetSpaprTce:
+                return ErrorReason.Fail(Errno.ENXIO, "KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE: only SPAPR (POWER) hosts have TCE tables");
+            default:
+                return ErrorReason.Fail(Errno.ENXIO, $"KVM_SET_DEVICE_ATTR: kvm-vfio has no attribute {attr.Attr} in KVM_DEV_VFIO_FILE");
+        }
+    }
+
+    /// <summary>kvm_vfio_has_attr().</summary>
+    public override int HasAttr(in KvmDeviceAttr attr)
+        => attr.Group == KvmDevVfio.File && attr.Attr is KvmDevVfio.FileAdd or KvmDevVfio.FileDel
+            ? 0
+            : ErrorReason.Fail(Errno.ENXIO, $"KVM_HAS_DEVICE_ATTR: kvm-vfio has no attribute {attr.Attr} in group {attr.Group}");
+
+    /// <summary>kvm_vfio_file_add().</summary>
+    private int FileAdd(int fd)
+    {
+        SimFile? f = SimProcess.Current!.Files.Get(fd);
+        if (f is null)
+        {
+            return ErrorReason.Fail(Errno.EBADF, $"{AddName}: fd {fd} is not open");
+        }
+
+        try
+        {
+            if (!VfioFile.IsValid(f))
+            {
+                return ErrorReason.Fail(Errno.EINVAL, $"{AddName}: fd {fd} ({f.Path}) is neither a vfio group nor a vfio device file");
+            }
+
+            _lock.Lock();
+            try
+            {
+                if (IndexOfLocked(f) >= 0)
+                {
+                    return ErrorReason.Fail(Errno.EEXIST, $"{AddName}: fd {fd} ({f.Path}) is already on {Vm}'s kvm-vfio device");
+                }
+
+                if (Vm.Module.Kernel.Faults.ShouldFail("kzalloc:kvm_vfio_file"))
+                {
+                    return ErrorReason.Fail(Errno.ENOMEM, $"{AddName}: cannot allocate the list entry");
+                }
+
+                f.Get();
+                _files.Add(new Entry(f, null));
+                Vm.StartAssignment();
+                VfioFile.SetKvm(f, Vm);
+                UpdateCoherencyLocked();
+                return 0;
+            }
+            finally
+            {
+                _lock.Unlock();
+            }
+        }
+        finally
+        {
+            f.Put();
+        }
+    }
+
+    /// <summary>kvm_vfio_file_del().</summary>
+    private int FileDel(int fd)
+    {
+        SimFile? f = SimProcess.Current!.Files.Get(fd);
+        if (f is null)
+        {
+            return ErrorReason.Fail(Errno.EBADF, $"{DelName}: fd {fd} is not open");
+        }
+
+        SimFile? dropped = null;
+        int ret;
+        _lock.Lock();
+        try
+        {
+            int i = IndexOfLocked(f);
+            if (i < 0)
+            {
+                ret = ErrorReason.Fail(Errno.ENOENT, $"{DelName}: fd {fd} ({f.Path}) is not on {Vm}'s kvm-vfio device");
+            }
+            else
+            {
+                dropped = _files[i].File;
+                _files.RemoveAt(i);
+                Vm.EndAssignment();
+                VfioFile.SetKvm(dropped!, null);
+                ret = 0;
+            }
+
+            UpdateCoherencyLocked();
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+
+        f.Put();
+        dropped?.Put();
+        return ret;
+    }
+
+    /// <summary>The ≤v5.18 KVM_DEV_VFIO_GROUP_ADD: the group is taken as an external user.</summary>
+    private int LegacyAdd(int fd)
+    {
+        SimFile? f = SimProcess.Current!.Files.Get(fd);
+        if (f is null)
+        {
+            return ErrorReason.Fail(Errno.EBADF, $"{AddName}: fd {fd} is not open");
+        }
+
+        int err = VfioFile.GetExternalUser(f, out VfioGroup? group);
+        f.Put();
+        if (err != 0)
+        {
+            return err;
+        }
+
+        _lock.Lock();
+        try
+        {
+            foreach (Entry e in _files)
+            {
+                if (e.Group == group)
+                {
+                    VfioFile.PutExternalUser(group!);
+                    return ErrorReason.Fail(Errno.EEXIST, $"{AddName}: group {group!.Name} is already on {Vm}'s kvm-vfio device");
+                }
+            }
+
+            if (Vm.Module.Kernel.Faults.ShouldFail("kzalloc:kvm_vfio_group"))
+            {
+                VfioFile.PutExternalUser(group!);
+                return ErrorReason.Fail(Errno.ENOMEM, $"{AddName}: cannot allocate the list entry");
+            }
+
+            _files.Add(new Entry(null, group));
+            Vm.StartAssignment();
+            VfioFile.GroupSetKvm(group!, Vm);
+            UpdateCoherencyLocked();
+            return 0;
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+    }
+
+    /// <summary>The ≤v5.18 KVM_DEV_VFIO_GROUP_DEL: matched by group (vfio_external_group_match_file).</summary>
+    private int LegacyDel(int fd)
+    {
+        SimFile? f = SimProcess.Current!.Files.Get(fd);
+        if (f is null)
+        {
+            return ErrorReason.Fail(Errno.EBADF, $"{DelName}: fd {fd} is not open");
+        }
+
+        bool found = false;
+        VfioGroup? group = VfioFile.GroupOf(f);
+        _lock.Lock();
+        try
+        {
+            for (int i = 0; i < _files.Count; i++)
+            {
+                if (group is null || _files[i].Group != group)
+                {
+                    continue;
+                }
+
+                _files.RemoveAt(i);
+                Vm.EndAssignment();
+                VfioFile.GroupSetKvm(group, null);
+                VfioFile.PutExternalUser(group);
+                found = true;
+                break;
+            }
+
+            UpdateCoherencyLocked();
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+
+        string path = f.Path;
+        f.Put();
+        return found ? 0 : ErrorReason.Fail(Errno.ENOENT, $"{DelName}: fd {fd} ({path}) is not a group on {Vm}'s kvm-vfio device");
+    }
+
+    /// <summary>kvm_vfio_release(): the device fd closed (caller holds kvm-&gt;lock).</summary>
+    public override void Release(List<SimFile> deferredPuts)
+    {
+        Vm.Lock.AssertHeld();
+        _lock.Lock();
+        try
+        {
+            foreach (Entry e in _files)
+            {
+                if (e.File is { } file)
+                {
+                    VfioFile.SetKvm(file, null);
+                    deferredPuts.Add(file);
+                }
+                else
+                {
+                    VfioFile.GroupSetKvm(e.Group!, null);
+                    VfioFile.PutExternalUser(e.Group!);
+                }
+
+                Vm.EndAssignment();
+            }
+
+            _files.Clear();
+            UpdateCoherencyLocked();
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+    }
+
+    private int IndexOfLocked(SimFile file)
+    {
+        _lock.AssertHeld();
+        for (int i = 0; i < _files.Count; i++)
+        {
+            if (_files[i].File == file)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>
+    /// kvm_vfio_update_coherency(): the VM is told once per device, when the first file
+    /// without enforced coherency arrives and when the last one leaves.
+    /// </summary>
+    private void UpdateCoherencyLocked()
+    {
+        _lock.AssertHeld();
+        bool noncoherent = false;
+        foreach (Entry e in _files)
+        {
+            if (!(e.File is { } f ? VfioFile.EnforcedCoherent(f) : LegacyCoherent(e.Group!)))
+            {
+                noncoherent = true;
+                break;
+            }
+        }
+
+        if (noncoherent == _noncoherent)
+        {
+            return;
+        }
+
+        _noncoherent = noncoherent;
+        if (noncoherent)
+        {
+            Vm.RegisterNoncoherentDma();
+        }
+        else
+        {
+            Vm.UnregisterNoncoherentDma();
+        }
+    }
+
+    /// <summary>≤v5.18: vfio_external_check_extension(group, VFIO_DMA_CC_IOMMU) &gt; 0.</summary>
+    private static bool LegacyCoherent(VfioGroup group)
+    {
+        group.GroupLock.Lock();
+        try
+        {
+            return group.Container is { } c && c.CheckExtension(VfioExtension.DmaCcIommu) > 0;
+        }
+        finally
+        {
+            group.GroupLock.Unlock();
+        }
+    }
+
+    /// <summary>struct kvm_vfio_file (a file), or the ≤v5.18 struct kvm_vfio_group (an external-user group).</summary>
+    private readonly record struct Entry(SimFile? File, VfioGroup? Group);
+}
