@@ -70,6 +70,9 @@ public sealed class EventFdContext
         return ctx;
     }
 
+    /// <summary>The context's reference count (for tests that check a driver dropped what it took).</summary>
+    internal int ReferenceCount => _kref.Read();
+
     /// <summary>kref_get on the context.</summary>
     public void Get() => _kref.Get();
 

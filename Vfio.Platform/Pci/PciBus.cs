@@ -377,6 +377,21 @@ public sealed class PciBus : BusType
         return buf.Length;
     }
 
+    /// <summary>
+    /// pci_add_dynid(): adds <paramref name="id"/> to <paramref name="drv"/>'s dynamic ids and
+    /// binds every unbound device it now matches (for drivers' <c>ids=</c> module parameters;
+    /// unlike new_id there is no duplicate or driver_data check). 0 or -errno of driver_attach.
+    /// </summary>
+    public int AddDynamicId(PciDriver drv, PciDeviceId id)
+    {
+        ArgumentNullException.ThrowIfNull(drv);
+        ArgumentNullException.ThrowIfNull(id);
+        DynIdLock.Lock();
+        drv.DynIdsLocked.Add(id);
+        DynIdLock.Unlock();
+        return DriverAttach(drv);
+    }
+
     private long RemoveIdStore(PciDriver drv, string buf)
     {
         ulong[] f = ScanHex(buf, 6, out int fields);

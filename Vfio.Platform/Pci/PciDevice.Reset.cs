@@ -424,7 +424,21 @@ public partial class PciDevice
     }
 
     // pci_save_state / pci_restore_state: the configuration registers and the MSI-X table.
-    private readonly record struct SavedState(byte[] Config, byte[] MsixTable);
+    internal readonly record struct SavedState(byte[] Config, byte[] MsixTable);
+
+    /// <summary>
+    /// pci_save_state() + pci_store_saved_state(): a copy of the function's configuration
+    /// (and MSI-X table) that <see cref="LoadAndRestoreState"/> writes back, as vfio-pci keeps
+    /// the state it found at open and restores at release.
+    /// </summary>
+    public PciSavedState StoreSavedState() => new(SaveState());
+
+    /// <summary>pci_load_saved_state() + pci_restore_state(): writes <paramref name="state"/> back to the function.</summary>
+    public void LoadAndRestoreState(PciSavedState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        RestoreState(state.State);
+    }
 
     private SavedState SaveState()
     {
@@ -549,4 +563,12 @@ public partial class PciDevice
 
     /// <summary>The sysfs name of <paramref name="m"/>.</summary>
     public static string MethodName(PciResetMethod m) => s_allMethodNames[(int)m - 1];
+}
+
+/// <summary>struct pci_saved_state: a stored copy of a function's configuration, opaque to drivers.</summary>
+public sealed class PciSavedState
+{
+    internal PciSavedState(PciDevice.SavedState state) => State = state;
+
+    internal PciDevice.SavedState State { get; }
 }

@@ -1,0 +1,294 @@
+// Models drivers/vfio/pci/vfio_pci_rdwr.c and vfio_pci_rw() of vfio_pci_core.c (v6.12):
+// read/write on the device fd. The file offset carries the region (index << 40); config
+// space goes through the virtual config space (Config.cs); a BAR access is clamped to the
+// BAR, split into naturally aligned 8/4/2/1-byte device accesses, refused with -EIO while
+// memory decode is (virtually) off, and reads all-ones / drops writes over the MSI-X table;
+// the ROM reads through a temporarily enabled ROM BAR and cannot be written.
+//
+// Lock rule: each device access holds memory_lock for read. The BAR path allocates nothing.
+
+using System.Buffers.Binary;
+using Vfio.Core.Uapi;
+using Vfio.Kernel;
+using Vfio.Platform.Fs;
+using Vfio.Platform.Pci;
+
+namespace Vfio.Pci;
+
+public sealed partial class VfioPciCoreDevice
+{
+    /// <summary>vfio_pci_rw(): dispatch on the region index of <paramref name="pos"/>.</summary>
+    internal long Rw(ulong buf, long count, ref long pos, bool write)
+    {
+        ulong index = (ulong)pos >> VfioPciIndex.OffsetShift;
+        if (index >= NumRegions)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"{(write ? "write" : "read")}: offset 0x{pos:x} is in region {index}, {Pname} has {NumRegions}");
+        }
+
+        switch ((int)index)
+        {
+            case VfioPciIndex.Config:
+                return ConfigRw(buf, count, ref pos, write);
+            case VfioPciIndex.Rom:
+                return write
+                    ? ErrorReason.Fail(Errno.EINVAL, $"write: the ROM region of {Pname} is read-only")
+                    : BarRw(buf, count, ref pos, write: false);
+            case VfioPciIndex.Vga:
+                return ErrorReason.Fail(Errno.EINVAL, $"{(write ? "write" : "read")}: {Pname} has no VGA region");
+            default:
+                return BarRw(buf, count, ref pos, write);
+        }
+    }
+
+    /// <summary>
+    /// vfio_pci_bar_rw(): a BAR firmware did not assign (and I/O BARs, which this machine
+    /// does not route) is -EINVAL, as is a start at or past the end; the count is clamped to
+    /// the BAR.
+    /// </summary>
+    private long BarRw(ulong buf, long count, ref long pos, bool write)
+    {
+        long off = pos & VfioPciIndex.OffsetMask;
+        int bar = VfioPciIndex.OffsetToIndex(pos);
+        long start = Pdev.ResourceStart(bar);
+        if (start == 0)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"{(write ? "write" : "read")}: region {bar} of {Pname} is not an assigned memory BAR");
+        }
+
+        long end = Pdev.ResourceLength(bar);
+        if (off >= end)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"{(write ? "write" : "read")}: offset 0x{off:x} is past the end of region {bar} of {Pname} (0x{end:x} bytes)");
+        }
+
+        count = Math.Min(count, end - off);
+        long xStart = 0, xEnd = 0;
+        ushort romCmd = 0;
+        if (bar == PciDevice.RomBarIndex)
+        {
+            // pci_map_rom(): the ROM decodes only while its enable bit is set; past the
+            // image the BAR reads as all-ones.
+            romCmd = MemoryLockAndEnable();
+            xStart = MapRomImageSize();
+            if (xStart == 0)
+            {
+                MemoryUnlockAndRestore(romCmd);
+                return ErrorReason.Fail(Errno.ENOMEM, $"read: {Pname}'s ROM holds no valid image (pci_map_rom failed)");
+            }
+
+            SetRomEnable(true);
+            xEnd = end;
+        }
+        else if (bar == MsixBar)
+        {
+            xStart = MsixOffset;
+            xEnd = MsixOffset + MsixSize;
+        }
+
+        long done;
+        try
+        {
+            // The ROM path already holds memory_lock for write and has decode on.
+            done = DoIoRw(testMem: bar != PciDevice.RomBarIndex, start, buf, off, count, xStart, xEnd, write);
+        }
+        finally
+        {
+            if (bar == PciDevice.RomBarIndex)
+            {
+                SetRomEnable(false);
+                MemoryUnlockAndRestore(romCmd);
+            }
+        }
+
+        if (done >= 0)
+        {
+            pos += done;
+        }
+
+        return done;
+    }
+
+    /// <summary>
+    /// vfio_pci_core_do_io_rw(): naturally aligned 8, 4, 2 or 1-byte accesses; the excluded
+    /// range [<paramref name="xStart"/>, <paramref name="xEnd"/>) reads all-ones and drops writes.
+    /// </summary>
+    private long DoIoRw(bool testMem, long io, ulong buf, long off, long count, long xStart, long xEnd, bool write)
+    {
+        long done = 0;
+        Span<byte> val = stackalloc byte[8];
+        while (count > 0)
+        {
+            long fillable = off < xStart ? Math.Min(count, xStart - off) : off >= xEnd ? count : 0;
+            int size = fillable >= 8 && off % 8 == 0 ? 8 : fillable >= 4 && off % 4 == 0 ? 4 : fillable >= 2 && off % 2 == 0 ? 2 : fillable > 0 ? 1 : 0;
+            long filled;
+            if (size > 0)
+            {
+                Span<byte> v = val[..size];
+                int ret = write ? IoWrite(testMem, io + off, buf, v) : IoRead(testMem, io + off, buf, v);
+                if (ret != 0)
+                {
+                    return ret;
+                }
+
+                filled = size;
+            }
+            else
+            {
+                filled = Math.Min(count, xEnd - off);
+                if (!write)
+                {
+                    val.Fill(0xff);
+                    for (long i = 0; i < filled; i += 8)
+                    {
+                        int n = (int)Math.Min(8, filled - i);
+                        if (UserMemory.CopyToUser(buf + (ulong)i, val[..n]) != 0)
+                        {
+                            return ErrorReason.Fail(Errno.EFAULT, $"read: cannot copy to 0x{buf + (ulong)i:x}");
+                        }
+                    }
+                }
+            }
+
+            count -= filled;
+            done += filled;
+            off += filled;
+            buf += (ulong)filled;
+        }
+
+        return done;
+    }
+
+    /// <summary>vfio_pci_iowrite{8,16,32,64}: copy from user, then under memory_lock (read) one device write.</summary>
+    private int IoWrite(bool testMem, long addr, ulong buf, Span<byte> v)
+    {
+        if (UserMemory.CopyFromUser(v, buf) != 0)
+        {
+            return ErrorReason.Fail(Errno.EFAULT, $"write: cannot copy from 0x{buf:x}");
+        }
+
+        if (testMem)
+        {
+            MemoryLock.DownRead();
+        }
+
+        try
+        {
+            if (testMem && !MemoryEnabled())
+            {
+                return ErrorReason.Fail(Errno.EIO, $"write: memory decode of {Pname} is disabled in its COMMAND register");
+            }
+
+            Core.Machine.Memory.Write(addr, v);
+            return 0;
+        }
+        finally
+        {
+            if (testMem)
+            {
+                MemoryLock.UpRead();
+            }
+        }
+    }
+
+    /// <summary>vfio_pci_ioread{8,16,32,64}: under memory_lock (read) one device read, then copy to user.</summary>
+    private int IoRead(bool testMem, long addr, ulong buf, Span<byte> v)
+    {
+        if (testMem)
+        {
+            MemoryLock.DownRead();
+        }
+
+        try
+        {
+            if (testMem && !MemoryEnabled())
+            {
+                return ErrorReason.Fail(Errno.EIO, $"read: memory decode of {Pname} is disabled in its COMMAND register");
+            }
+
+            Core.Machine.Memory.Read(addr, v);
+        }
+        finally
+        {
+            if (testMem)
+            {
+                MemoryLock.UpRead();
+            }
+        }
+
+        return UserMemory.CopyToUser(buf, v) != 0 ? ErrorReason.Fail(Errno.EFAULT, $"read: cannot copy to 0x{buf:x}") : 0;
+    }
+
+    /// <summary>__vfio_pci_memory_enabled(): the virtual COMMAND's memory bit, and not in D3hot.</summary>
+    private bool MemoryEnabled() => Pdev.PowerState < 3 && (VirtualCommand() & PciRegs.CommandMemory) != 0;
+
+    // ---- The expansion ROM (drivers/pci/rom.c as vfio-pci uses it).
+
+    private void SetRomEnable(bool on)
+    {
+        uint rom = Pdev.ReadConfig(PciRegs.RomAddress, 4);
+        uint want = on ? rom | PciRegs.RomEnable : rom & ~PciRegs.RomEnable;
+        if (want != rom)
+        {
+            Pdev.WriteConfig(PciRegs.RomAddress, want, 4);
+        }
+    }
+
+    /// <summary>
+    /// pci_map_rom() + pci_get_rom_size(): with the ROM decoding, walk the images (0xAA55
+    /// signature, "PCIR" data structure, length in 512-byte units, last-image flag) and
+    /// return the bytes they cover, at most the BAR; 0 when the ROM holds no valid image.
+    /// Needs memory decode on (the caller holds memory_lock for write).
+    /// </summary>
+    private long MapRomImageSize()
+    {
+        long start = Pdev.ResourceStart(PciDevice.RomBarIndex);
+        long size = Pdev.ResourceLength(PciDevice.RomBarIndex);
+        if (start == 0 || size == 0)
+        {
+            return 0;
+        }
+
+        SetRomEnable(true);
+        try
+        {
+            Span<byte> b = stackalloc byte[4];
+            long image = 0;
+            while (true)
+            {
+                Core.Machine.Memory.Read(start + image, b[..2]);
+                ushort sig = BinaryPrimitives.ReadUInt16LittleEndian(b);
+                if (sig != 0xaa55)
+                {
+                    Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: Invalid PCI ROM header signature: expecting 0xaa55, got 0x{sig:x4}");
+                    break;
+                }
+
+                Core.Machine.Memory.Read(start + image + 24, b[..2]);
+                long pds = image + BinaryPrimitives.ReadUInt16LittleEndian(b);
+                Core.Machine.Memory.Read(start + pds, b);
+                if (BinaryPrimitives.ReadUInt32LittleEndian(b) != 0x52494350)
+                {
+                    Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: Invalid PCI ROM data signature: expecting 0x52494350, got 0x{BinaryPrimitives.ReadUInt32LittleEndian(b):x8}");
+                    break;
+                }
+
+                Core.Machine.Memory.Read(start + pds + 21, b[..1]);
+                bool last = (b[0] & 0x80) != 0;
+                Core.Machine.Memory.Read(start + pds + 16, b[..2]);
+                int length = BinaryPrimitives.ReadUInt16LittleEndian(b);
+                image += length * 512L;
+                if (image >= size || length == 0 || last)
+                {
+                    break;
+                }
+            }
+
+            return Math.Min(image, size);
+        }
+        finally
+        {
+            SetRomEnable(false);
+        }
+    }
+}

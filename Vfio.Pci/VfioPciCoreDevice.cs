@@ -1,0 +1,621 @@
+// Models struct vfio_pci_core_device and the device life cycle of
+// drivers/vfio/pci/vfio_pci_core.c (v6.12): registration with its device-set choice,
+// enable on first open (reset, saved state, INTx masking support, the virtual config
+// space, MSI-X location, per-BAR mmap capability), disable on last close (restore, reset
+// if the device lock can be taken, then a bus reset of the whole set when nobody uses it),
+// the REQ channel the unregister wait uses, and name matching for GET_DEVICE_FD.
+//
+// Lock rules (order left to right):
+//   dev_set->lock (VfioDeviceSet.Lock) → memory_lock → vconfig lock
+//   dev_set->lock → igate
+//   * dev_set->lock: open/close (Enable/Disable), NeedsReset, the dev_set reset.
+//   * igate (vdev->igate): the ERR and REQ eventfds and every SET_IRQS action.
+//   * memory_lock (vdev->memory_lock, a rwsem): whether the device decodes memory. BAR
+//     accesses hold it for read; COMMAND writes and resets hold it for write.
+//   * the vconfig lock: the virtual header bytes (Config.cs).
+//   * the PCI device_lock is only ever try-locked here (the kernel's reset paths), since
+//     unbind holds it while it waits for the user to close the device.
+
+using System.Globalization;
+using Vfio.Core;
+using Vfio.Kernel;
+using Vfio.Platform.Fs;
+using Vfio.Platform.Pci;
+
+namespace Vfio.Pci;
+
+/// <summary>struct vfio_pci_core_device: a PCI function bound to vfio-pci.</summary>
+public sealed partial class VfioPciCoreDevice : VfioDevice
+{
+    /// <summary>PAGE_SIZE.</summary>
+    private const long PageSize = 4096;
+
+    private static readonly LockClass s_igateClass = LockClass.Get("vfio_pci_core_device.igate");
+    private static readonly LockClass s_memoryLockClass = LockClass.Get("vfio_pci_core_device.memory_lock");
+    private static readonly LockClass s_vconfigClass = LockClass.Get("vfio_pci_core_device.vconfig");
+
+    private readonly bool[] _barMmapSupported = new bool[PciDevice.RomBarIndex];
+
+    // Protects ErrTrigger and ReqTrigger (vdev->igate).
+    private KMutex _igate = null!;
+
+    // pci_store_saved_state() at enable, restored at disable (dev_set->lock).
+    private PciSavedState? _savedState;
+
+    // pci_enable_device()'s enable_cnt (dev_set->lock).
+    private int _enableCount;
+
+    internal VfioPciCoreDevice()
+    {
+    }
+
+    /// <summary>vdev-&gt;pdev.</summary>
+    public PciDevice Pdev { get; private set; } = null!;
+
+    internal VfioPciDriver Driver { get; private set; } = null!;
+
+    /// <summary>vdev-&gt;memory_lock: held for read by BAR accesses, for write by whatever changes memory decode.</summary>
+    internal RwSemaphore MemoryLock { get; private set; } = null!;
+
+    /// <summary>vdev-&gt;reset_works: the function reset at open succeeded.</summary>
+    public bool ResetWorks { get; private set; }
+
+    /// <summary>vdev-&gt;needs_reset: set at close; cleared by a successful function or bus reset.</summary>
+    public bool NeedsReset { get; private set; }
+
+    /// <summary>vdev-&gt;pci_2_3: DisINTx masking works on this function.</summary>
+    public bool Pci23 { get; private set; }
+
+    /// <summary>vdev-&gt;nointx: INTx is hidden because the device's masking is known to be broken.</summary>
+    public bool NoIntx { get; private set; }
+
+    /// <summary>vdev-&gt;msix_bar (0xff: no MSI-X).</summary>
+    internal int MsixBar { get; private set; } = 0xff;
+
+    internal long MsixOffset { get; private set; }
+
+    internal long MsixSize { get; private set; }
+
+    /// <summary>vdev-&gt;err_trigger (under igate).</summary>
+    internal EventFdContext? ErrTrigger { get; private set; }
+
+    /// <summary>vdev-&gt;req_trigger (under igate).</summary>
+    internal EventFdContext? ReqTrigger { get; private set; }
+
+    internal KMutex Igate => _igate;
+
+    private string Pname => Pdev.Name;
+
+    /// <summary>vfio_pci_core_init_dev(): the locks; called by the core inside vfio_alloc_device.</summary>
+    internal void InitDev(VfioPciDriver driver)
+    {
+        Driver = driver;
+        Pdev = (PciDevice)Dev;
+        SimKernel k = Core.Kernel;
+        _igate = new KMutex(k, $"vfio-pci[{Dev.Name}].igate", s_igateClass);
+        MemoryLock = new RwSemaphore(k, $"vfio-pci[{Dev.Name}].memory_lock", s_memoryLockClass);
+        _vconfigLock = new KMutex(k, $"vfio-pci[{Dev.Name}].vconfig", s_vconfigClass);
+    }
+
+    /// <summary>vfio_pci_core_release_dev().</summary>
+    internal void ReleaseDev() => _savedState = null;
+
+    // ---- Registration (vfio_pci_core_register_device / vfio_pci_core_unregister_device).
+
+    /// <summary>
+    /// vfio_pci_core_register_device(): refuses bridges, joins the device set that one reset
+    /// covers, puts the function in D0 and registers it with vfio. 0 or -errno.
+    /// </summary>
+    /// <remarks>
+    /// Device sets: a function on a root bus is a set of its own; otherwise the key would be
+    /// the hotplug slot when a slot reset is possible — this machine has no hotplug slots,
+    /// so the key is the <see cref="PciBusSegment"/> the function sits on (every function a
+    /// secondary bus reset touches shares one dev_set lock). A PF with VFs enabled is refused
+    /// in the kernel (-EBUSY); the machine has no SR-IOV, so that check has nothing to see.
+    /// </remarks>
+    internal int RegisterDevice(VfioPciDriver driver)
+    {
+        if (Warn.On(Core.Kernel, Pdev.DriverData != this, $"vfio-pci: {Pname} drvdata is not its vfio_pci_core_device"))
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        int hdr = (int)Pdev.ReadConfig(PciRegs.HeaderType, 1) & 0x7f;
+        if (hdr != PciRegs.HeaderTypeNormal)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"vfio-pci probe: {Pname} has header type {hdr} (vfio-pci takes only normal type-0 functions, not bridges)");
+        }
+
+        PciBusSegment? bus = Pdev.OnBus;
+        int ret = bus is null || bus.IsRoot ? AssignDeviceSet(this) : AssignDeviceSet(bus);
+        if (ret != 0)
+        {
+            return ret;
+        }
+
+        SetPowerStateD0();
+        return RegisterGroupDev();
+    }
+
+    /// <summary>vfio_pci_core_unregister_device(): blocks until every fd of the device is closed.</summary>
+    internal void UnregisterDevice() => UnregisterGroupDev();
+
+    // ---- Enable / disable (first open / last close).
+
+    /// <summary>
+    /// vfio_pci_core_enable(): clear bus master, enable, try a function reset (-EAGAIN when
+    /// the device lock is taken fails the open), save the state, decide INTx masking, build
+    /// the virtual config space and note the MSI-X table. The caller holds dev_set-&gt;lock.
+    /// </summary>
+    internal int Enable()
+    {
+        DevSet!.Lock.AssertHeld();
+        ClearMaster();
+        EnableDevice();
+
+        int ret = Pdev.TryResetFunction();
+        if (ret == Errno.EAGAIN.Negative())
+        {
+            DisableDevice();
+            return ErrorReason.Fail(Errno.EAGAIN, $"VFIO_GROUP_GET_DEVICE_FD: the device lock of {Pname} is held (an unbind or reset is in progress); try again");
+        }
+
+        ResetWorks = ret == 0;
+        _savedState = Pdev.StoreSavedState();
+
+        Pci23 = false;
+        NoIntx = false;
+        if (!Driver.Options.NoIntxMask)
+        {
+            if (IsNoIntxDevice(Pdev.Identity))
+            {
+                Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: Masking broken INTx support");
+                NoIntx = true;
+                SetIntxDisable(true);
+            }
+            else
+            {
+                Pci23 = IntxMaskSupported();
+            }
+        }
+
+        uint cmd = Pdev.ReadConfig(PciRegs.Command, 2);
+        if (Pci23 && (cmd & PciRegs.CommandIntxDisable) != 0)
+        {
+            Pdev.WriteConfig(PciRegs.Command, cmd & ~(uint)PciRegs.CommandIntxDisable, 2);
+        }
+
+        ConfigInit();
+
+        int msix = Pdev.MsixCap;
+        if (msix != 0)
+        {
+            uint flags = Pdev.ReadConfig(msix + PciRegs.MsixFlags, 2);
+            uint table = Pdev.ReadConfig(msix + PciRegs.MsixTable, 4);
+            MsixBar = (int)(table & PciRegs.MsixTableBir);
+            MsixOffset = table & ~PciRegs.MsixTableBir;
+            MsixSize = ((flags & PciRegs.MsixFlagsQsize) + 1) * PciRegs.MsixEntrySize;
+        }
+        else
+        {
+            MsixBar = 0xff;
+        }
+
+        return 0;
+    }
+
+    /// <summary>vfio_pci_core_finish_enable(): which BARs user space could mmap.</summary>
+    internal void FinishEnable() => ProbeMmaps();
+
+    /// <summary>vfio_pci_core_close_device(): disable, then drop the ERR and REQ eventfds.</summary>
+    internal void CloseDevice()
+    {
+        Disable();
+        _igate.Lock();
+        try
+        {
+            ErrTrigger?.Put();
+            ErrTrigger = null;
+            ReqTrigger?.Put();
+            ReqTrigger = null;
+        }
+        finally
+        {
+            _igate.Unlock();
+        }
+    }
+
+    /// <summary>
+    /// vfio_pci_core_disable(): D0, no bus mastering, the virtual config space freed,
+    /// needs_reset set; the saved state is reloaded, COMMAND set to INTX_DISABLE, the
+    /// function reset if that worked at open and the device lock can be try-locked (then
+    /// needs_reset clears), the state restored, the device disabled; then the set-wide
+    /// bus reset is tried. The caller holds dev_set-&gt;lock.
+    /// </summary>
+    private void Disable()
+    {
+        DevSet!.Lock.AssertHeld();
+        SetPowerStateD0();
+        ClearMaster();
+        ConfigFree();
+        NeedsReset = true;
+
+        PciSavedState? saved = _savedState;
+        _savedState = null;
+        if (saved is null)
+        {
+            Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: vfio_pci_core_disable: Couldn't reload saved state");
+            if (!ResetWorks)
+            {
+                DisableDevice();
+                DevSetTryResetLocked(DevSet);
+                return;
+            }
+        }
+
+        Pdev.WriteConfig(PciRegs.Command, PciRegs.CommandIntxDisable, 2);
+
+        // Not the "try" reset interface: that one would save and restore the current
+        // (just cleared) state over the one reloaded above.
+        if (ResetWorks && Pdev.Mutex.TryLock())
+        {
+            try
+            {
+                if (Pdev.ResetFunctionNoSaveLocked() == 0)
+                {
+                    NeedsReset = false;
+                }
+            }
+            finally
+            {
+                Pdev.Unlock();
+            }
+        }
+
+        if (saved is not null)
+        {
+            Pdev.LoadAndRestoreState(saved);
+        }
+
+        DisableDevice();
+        DevSetTryResetLocked(DevSet);
+    }
+
+    /// <summary>
+    /// vfio_pci_dev_set_try_reset(): when no other device of the set is open, one of them
+    /// needs a reset, and every function the bus reset touches is in the set, reset the bus
+    /// and clear needs_reset on all of them.
+    /// </summary>
+    private static void DevSetTryResetLocked(VfioDeviceSet set)
+    {
+        set.Lock.AssertHeld();
+
+        // The closing device still counts 1 here.
+        if (set.OpenCountLocked() > 1)
+        {
+            return;
+        }
+
+        bool needsReset = false;
+        foreach (VfioDevice d in set.DevicesLocked)
+        {
+            needsReset |= d is VfioPciCoreDevice { NeedsReset: true };
+        }
+
+        if (!needsReset || ResettableLocked(set) is not { } pdev)
+        {
+            return;
+        }
+
+        if (PciResetBus(pdev) != 0)
+        {
+            return;
+        }
+
+        foreach (VfioDevice d in set.DevicesLocked)
+        {
+            if (d is VfioPciCoreDevice cur)
+            {
+                cur.NeedsReset = false;
+            }
+        }
+    }
+
+    /// <summary>vfio_pci_dev_set_resettable(): the function to pass to pci_reset_bus when every function it resets is in the set, else null.</summary>
+    private static PciDevice? ResettableLocked(VfioDeviceSet set)
+    {
+        set.Lock.AssertHeld();
+        if (set.DevicesLocked.Count == 0 || set.DevicesLocked[0] is not VfioPciCoreDevice first)
+        {
+            return null;
+        }
+
+        PciDevice pdev = first.Pdev;
+        if (pdev.OnBus is not { } bus || ProbeResetBus(bus) != 0)
+        {
+            return null;
+        }
+
+        foreach (PciDevice other in bus.AllDevicesBelow())
+        {
+            if (set.FindDeviceLocked(other) is null)
+            {
+                return null;
+            }
+        }
+
+        return pdev;
+    }
+
+    /// <summary>pci_probe_reset_bus(): a bus with a bridge above it and no function that forbids bus resets. 0 or -ENOTTY.</summary>
+    internal static int ProbeResetBus(PciBusSegment bus)
+    {
+        if (bus.Self is null)
+        {
+            return Errno.ENOTTY.Negative();
+        }
+
+        foreach (PciDevice d in bus.AllDevicesBelow())
+        {
+            if (d.NoBusReset)
+            {
+                return Errno.ENOTTY.Negative();
+            }
+        }
+
+        return 0;
+    }
+
+    /// <summary>
+    /// pci_reset_bus() without slots (__pci_reset_bus): try-lock every function below the
+    /// bridge (-EAGAIN on contention, nothing done), save and quiesce them, pulse Secondary
+    /// Bus Reset, restore them.
+    /// </summary>
+    internal static int PciResetBus(PciDevice pdev)
+    {
+        PciBusSegment bus = pdev.OnBus!;
+        int rc = ProbeResetBus(bus);
+        if (rc != 0)
+        {
+            return rc;
+        }
+
+        var locked = new List<PciDevice>();
+        foreach (PciDevice d in bus.AllDevicesBelow())
+        {
+            if (!d.Mutex.TryLock())
+            {
+                for (int i = locked.Count - 1; i >= 0; i--)
+                {
+                    locked[i].Unlock();
+                }
+
+                return Errno.EAGAIN.Negative();
+            }
+
+            locked.Add(d);
+        }
+
+        try
+        {
+            var states = new PciSavedState[locked.Count];
+            for (int i = 0; i < locked.Count; i++)
+            {
+                states[i] = locked[i].StoreSavedState();
+                locked[i].WriteConfig(PciRegs.Command, PciRegs.CommandIntxDisable, 2);
+            }
+
+            rc = bus.Self!.SecondaryBusReset();
+            for (int i = 0; i < locked.Count; i++)
+            {
+                locked[i].LoadAndRestoreState(states[i]);
+            }
+
+            return rc;
+        }
+        finally
+        {
+            for (int i = locked.Count - 1; i >= 0; i--)
+            {
+                locked[i].Unlock();
+            }
+        }
+    }
+
+    // ---- PCI core helpers (drivers/pci/pci.c) as vfio-pci uses them.
+
+    /// <summary>pci_clear_master().</summary>
+    private void ClearMaster()
+    {
+        uint cmd = Pdev.ReadConfig(PciRegs.Command, 2);
+        if ((cmd & PciRegs.CommandMaster) != 0)
+        {
+            Pdev.WriteConfig(PciRegs.Command, cmd & ~(uint)PciRegs.CommandMaster, 2);
+        }
+    }
+
+    /// <summary>pci_enable_device(): turns on the decode of the function's assigned memory and I/O BARs.</summary>
+    private void EnableDevice()
+    {
+        if (_enableCount++ > 0)
+        {
+            return;
+        }
+
+        SetPowerStateD0();
+        uint want = 0;
+        for (int i = 0; i <= PciDevice.RomBarIndex; i++)
+        {
+            if (Pdev.Bars[i] is { } bar && i != PciDevice.RomBarIndex)
+            {
+                want |= bar.Kind == PciBarKind.Io ? PciRegs.CommandIo : PciRegs.CommandMemory;
+            }
+        }
+
+        uint cmd = Pdev.ReadConfig(PciRegs.Command, 2);
+        if ((cmd & want) != want)
+        {
+            Pdev.WriteConfig(PciRegs.Command, cmd | want, 2);
+        }
+    }
+
+    /// <summary>pci_disable_device(): the last disable stops bus mastering.</summary>
+    private void DisableDevice()
+    {
+        if (_enableCount == 0 || --_enableCount > 0)
+        {
+            return;
+        }
+
+        ClearMaster();
+    }
+
+    /// <summary>vfio_pci_set_power_state(vdev, PCI_D0) for a function that may sit in D3hot.</summary>
+    private void SetPowerStateD0()
+    {
+        int pm = Pdev.PmCap;
+        if (pm == 0 || Pdev.PowerState == 0)
+        {
+            return;
+        }
+
+        uint csr = Pdev.ReadConfig(pm + PciRegs.PmCtrl, 2);
+        Pdev.WriteConfig(pm + PciRegs.PmCtrl, csr & ~(uint)PciRegs.PmCtrlStateMask, 2);
+        KTask.Msleep(10);
+    }
+
+    /// <summary>pci_intx(pdev, !disable).</summary>
+    private void SetIntxDisable(bool disable)
+    {
+        uint cmd = Pdev.ReadConfig(PciRegs.Command, 2);
+        uint want = disable ? cmd | PciRegs.CommandIntxDisable : cmd & ~(uint)PciRegs.CommandIntxDisable;
+        if (want != cmd)
+        {
+            Pdev.WriteConfig(PciRegs.Command, want, 2);
+        }
+    }
+
+    /// <summary>pci_intx_mask_supported(): DisINTx toggles when written.</summary>
+    private bool IntxMaskSupported()
+    {
+        uint orig = Pdev.ReadConfig(PciRegs.Command, 2);
+        Pdev.WriteConfig(PciRegs.Command, orig ^ PciRegs.CommandIntxDisable, 2);
+        uint now = Pdev.ReadConfig(PciRegs.Command, 2);
+        bool supported = ((now ^ orig) & ~(uint)PciRegs.CommandIntxDisable) == 0 && (now ^ orig) == PciRegs.CommandIntxDisable;
+        Pdev.WriteConfig(PciRegs.Command, orig, 2);
+        return supported;
+    }
+
+    /// <summary>vfio_pci_nointx(): Intel i40e and X550 functions whose INTx masking is broken.</summary>
+    private static bool IsNoIntxDevice(PciIdentity id)
+        => id.Vendor == 0x8086 && id.Device is 0x1572 or 0x1574 or 0x1580 or 0x1581 or (>= 0x1583 and <= 0x158b) or (>= 0x37d0 and <= 0x37d2) or 0x1563;
+
+    /// <summary>vfio_pci_probe_mmaps(): a memory BAR of at least a page, or a page-aligned smaller one, can be mmapped.</summary>
+    private void ProbeMmaps()
+    {
+        for (int i = 0; i < _barMmapSupported.Length; i++)
+        {
+            PciBar? bar = Pdev.Bars[i];
+            _barMmapSupported[i] = bar is not null && bar.Kind != PciBarKind.Io && bar.Size > 0
+                && (bar.Size >= PageSize || (bar.ResourceStart & (PageSize - 1)) == 0);
+        }
+    }
+
+    internal bool BarMmapSupported(int index) => _barMmapSupported[index];
+
+    // ---- REQ (vfio_pci_core_request) and name matching (vfio_pci_core_match).
+
+    /// <summary>
+    /// vfio_pci_core_request(): the unregister path asks user space to release the device:
+    /// signal the REQ eventfd (logging every 10th request), or say once that nothing can be asked.
+    /// </summary>
+    internal void Request(uint count)
+    {
+        _igate.Lock();
+        try
+        {
+            if (ReqTrigger is { } req)
+            {
+                if (count % 10 == 0)
+                {
+                    Core.Kernel.Log.Printk(LogLevel.Notice, $"{VfioPciDriver.DriverName} {Pname}: Relaying device request to user (#{count.ToString(CultureInfo.InvariantCulture)})");
+                }
+
+                req.Signal();
+            }
+            else if (count == 0)
+            {
+                Core.Kernel.Log.Warn($"{VfioPciDriver.DriverName} {Pname}: No device request channel registered, blocked until released by user");
+            }
+        }
+        finally
+        {
+            _igate.Unlock();
+        }
+    }
+
+    /// <summary>
+    /// vfio_pci_core_match(): the device name, optionally followed by spaces and one
+    /// <c>vf_token=&lt;uuid&gt;</c>. A name followed by anything but a space does not match;
+    /// an unknown or repeated option, or a short token, is -EINVAL; a token given to a
+    /// function that is neither a PF nor a VF (all of them here) is -EINVAL.
+    /// </summary>
+    internal int Match(string buf)
+    {
+        string name = Pname;
+        if (!buf.StartsWith(name, StringComparison.Ordinal))
+        {
+            return 0;
+        }
+
+        bool vfToken = false;
+        if (buf.Length > name.Length)
+        {
+            if (buf[name.Length] != ' ')
+            {
+                return 0;
+            }
+
+            const string tokenArg = "vf_token=";
+            const int uuidLen = 36;
+            int i = name.Length;
+            while (i < buf.Length)
+            {
+                if (buf[i] == ' ')
+                {
+                    i++;
+                    continue;
+                }
+
+                if (!vfToken && string.CompareOrdinal(buf, i, tokenArg, 0, tokenArg.Length) == 0)
+                {
+                    i += tokenArg.Length;
+                    if (buf.Length - i < uuidLen)
+                    {
+                        return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: vf_token of \"{buf}\" is shorter than a UUID");
+                    }
+
+                    if (!Guid.TryParseExact(buf.AsSpan(i, uuidLen), "D", out _))
+                    {
+                        return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: vf_token of \"{buf}\" is not a UUID");
+                    }
+
+                    vfToken = true;
+                    i += uuidLen;
+                }
+                else
+                {
+                    return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: unknown or repeated option at \"{buf[i..]}\"");
+                }
+            }
+        }
+
+        if (vfToken)
+        {
+            Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: VF token incorrectly provided, not a PF or VF");
+            return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: {Pname} is neither an SR-IOV PF nor a VF, so it takes no vf_token");
+        }
+
+        return 1;
+    }
+}

@@ -1,0 +1,21 @@
+// Models the module parameters of drivers/vfio/pci/vfio_pci.c (v6.12): ids=, nointxmask and
+// disable_denylist. disable_vga, disable_idle_d3 and enable_sriov have nothing to act on
+// in this first vfio-pci (no VGA devices, no runtime PM, no SR-IOV on the machine).
+
+namespace Vfio.Pci;
+
+/// <summary>vfio-pci's module parameters (given at load, like <c>modprobe vfio-pci ids=…</c>).</summary>
+public sealed record VfioPciOptions
+{
+    /// <summary>
+    /// <c>ids=</c>: a comma-separated list of <c>vendor:device[:subvendor[:subdevice[:class[:class_mask]]]]</c>
+    /// in hex, added as dynamic ids at load so that matching devices bind without driver_override.
+    /// </summary>
+    public string? Ids { get; init; }
+
+    /// <summary><c>disable_denylist</c>: allow binding the devices of the built-in denylist (Intel QAT).</summary>
+    public bool DisableDenylist { get; init; }
+
+    /// <summary><c>nointxmask</c>: do not use DisINTx masking (pci_2_3) even where the device supports it.</summary>
+    public bool NoIntxMask { get; init; }
+}

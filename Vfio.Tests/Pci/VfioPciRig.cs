@@ -1,0 +1,264 @@
+// Test rig for Vfio.Pci: the default machine with vfio, a hand-written stand-in for the
+// type1 backend (it attaches each group to an unmanaged domain), vfio-pci, and a user
+// process that binds a function to vfio-pci through sysfs and opens it through
+// /dev/vfio/vfio, /dev/vfio/N and GET_DEVICE_FD, with struct-typed ioctl helpers.
+
+using System.Runtime.InteropServices;
+using System.Text;
+using NUnit.Framework;
+using Vfio.Core;
+using Vfio.Core.Uapi;
+using Vfio.Kernel;
+using Vfio.Pci;
+using Vfio.Platform;
+using Vfio.Platform.Fs;
+using Vfio.Platform.Iommu;
+using Vfio.Platform.Machine;
+using Vfio.Platform.Pci;
+using Vfio.Platform.Proc;
+
+namespace Vfio.Tests.Pci;
+
+/// <summary>A type1 stand-in: answers TYPE1/TYPE1v2, attaches groups to one unmanaged domain per container.</summary>
+internal sealed class FakeType1(IommuCore iommu) : IVfioIommuDriver
+{
+    private sealed class Instance
+    {
+        public IommuDomain? Domain;
+        public readonly List<IommuGroup> Groups = [];
+    }
+
+    public string Name => "fake-type1";
+
+    public bool HasDeviceRegistration => false;
+
+    public int Opens { get; private set; }
+
+    public int Open(ulong arg, out object? iommuData)
+    {
+        Opens++;
+        iommuData = new Instance();
+        return 0;
+    }
+
+    public void Release(object? iommuData)
+    {
+    }
+
+    public long Ioctl(object? iommuData, uint cmd, ulong arg)
+        => cmd == VfioIoctl.CheckExtension ? (arg is VfioExtension.Type1 or VfioExtension.Type1v2 ? 1 : 0) : Errno.ENOTTY.Negative();
+
+    public int AttachGroup(object? iommuData, IommuGroup group, VfioGroupType type)
+    {
+        var inst = (Instance)iommuData!;
+        inst.Domain ??= iommu.DomainAlloc();
+        int rc = iommu.AttachGroup(inst.Domain, group);
+        if (rc == 0)
+        {
+            inst.Groups.Add(group);
+        }
+
+        return rc;
+    }
+
+    public void DetachGroup(object? iommuData, IommuGroup group)
+    {
+        var inst = (Instance)iommuData!;
+        iommu.DetachGroup(inst.Domain!, group);
+        inst.Groups.Remove(group);
+        if (inst.Groups.Count == 0)
+        {
+            inst.Domain!.Free();
+            inst.Domain = null;
+        }
+    }
+
+    public int PinPages(object? iommuData, IommuGroup group, ulong iova, int prot, Span<ulong> pfns) => Errno.ENOTTY.Negative();
+
+    public void UnpinPages(object? iommuData, ulong iova, int npage)
+    {
+    }
+
+    public void RegisterDevice(object? iommuData, VfioDevice device)
+    {
+    }
+
+    public void UnregisterDevice(object? iommuData, VfioDevice device)
+    {
+    }
+
+    public int DmaRw(object? iommuData, ulong iova, Span<byte> data, bool write) => Errno.ENOTTY.Negative();
+}
+
+/// <summary>The default machine with vfio, the fake backend and vfio-pci loaded (build it inside a running task).</summary>
+internal sealed class VfioPciRig
+{
+    public const string Edu = "0000:01:00.0";
+    public const string Nic = "0000:05:00.0";
+
+    public VfioPciRig(SimMachine machine, VfioPciOptions? options = null)
+    {
+        M = machine;
+        Vfio = VfioCore.Load(M);
+        Assert.That(Vfio.RegisterIommuDriver(new FakeType1(M.Iommu!)), Is.Zero);
+        Driver = VfioPciDriver.Load(M, options);
+        P = M.CreateProcess("user", Credentials.Root);
+    }
+
+    public SimMachine M { get; }
+
+    public VfioCore Vfio { get; }
+
+    public VfioPciDriver Driver { get; }
+
+    public SimProcess P { get; }
+
+    public static SimMachine DefaultMachine(SchedulerMode mode, ulong seed = 1) => MachineBuilder.Default(Sim.Kernel(mode, seed));
+
+    /// <summary>Runs <paramref name="body"/> in a fresh default machine's main task and asserts it completed.</summary>
+    public static void Run(SchedulerMode mode, Action<VfioPciRig> body, ulong seed = 1, VfioPciOptions? options = null)
+    {
+        SimMachine m = DefaultMachine(mode, seed);
+        RunResult r = m.Kernel.Run("main", () => body(new VfioPciRig(m, options)));
+        Sim.AssertPassed(r);
+    }
+
+    public PciDevice Dev(string bdf) => M.Pci.Find(bdf) ?? throw new AssertionException($"no {bdf}");
+
+    public VfioPciCoreDevice Vdev(string bdf) => Dev(bdf).DriverData as VfioPciCoreDevice ?? throw new AssertionException($"{bdf} is not bound to vfio-pci");
+
+    /// <summary>Unbinds <paramref name="bdf"/> from its driver, sets driver_override to vfio-pci and reprobes.</summary>
+    public void BindToVfio(string bdf)
+    {
+        PciDevice d = Dev(bdf);
+        if (d.Driver is { } host)
+        {
+            Assert.That(M.Sysfs.Write($"/sys/bus/pci/drivers/{host.Name}/unbind", bdf), Is.GreaterThan(0), "unbind from the host driver");
+        }
+
+        Assert.That(M.Sysfs.Write($"/sys/bus/pci/devices/{bdf}/driver_override", VfioPciDriver.DriverName), Is.GreaterThan(0));
+        Assert.That(M.Sysfs.Write("/sys/bus/pci/drivers_probe", bdf), Is.GreaterThan(0));
+        Assert.That(d.Driver?.Name, Is.EqualTo(VfioPciDriver.DriverName), ErrorReason.Current);
+    }
+
+    public int GroupId(string bdf) => Dev(bdf).IommuGroup!.Id;
+
+    /// <summary>Container, group in it, TYPE1v2; returns (container fd, group fd).</summary>
+    public (int Container, int Group) OpenContainerAndGroup(string bdf)
+    {
+        int container = P.Open("/dev/vfio/vfio");
+        Assert.That(container, Is.GreaterThanOrEqualTo(0));
+        int group = P.Open($"/dev/vfio/{GroupId(bdf)}");
+        Assert.That(group, Is.GreaterThanOrEqualTo(0), ErrorReason.Current);
+        int cfd = container;
+        Assert.That(Ioctl(group, VfioIoctl.GroupSetContainer, ref cfd), Is.Zero, ErrorReason.Current);
+        Assert.That(P.Ioctl(container, VfioIoctl.SetIommu, VfioExtension.Type1v2), Is.Zero, ErrorReason.Current);
+        return (container, group);
+    }
+
+    public long GetDeviceFd(int group, string name)
+    {
+        byte[] s = Encoding.ASCII.GetBytes(name + "\0");
+        return P.Ioctl(group, VfioIoctl.GroupGetDeviceFd, s);
+    }
+
+    /// <summary>Binds <paramref name="bdf"/> and opens it; returns (container, group, device) fds.</summary>
+    public (int Container, int Group, int Device) Open(string bdf)
+    {
+        BindToVfio(bdf);
+        (int c, int g) = OpenContainerAndGroup(bdf);
+        long d = GetDeviceFd(g, bdf);
+        Assert.That(d, Is.GreaterThanOrEqualTo(0), ErrorReason.Current);
+        return (c, g, (int)d);
+    }
+
+    public void CloseAll((int Container, int Group, int Device) fds)
+    {
+        Assert.That(P.Close(fds.Device), Is.Zero);
+        Assert.That(P.Close(fds.Group), Is.Zero);
+        Assert.That(P.Close(fds.Container), Is.Zero);
+    }
+
+    public long Ioctl<T>(int fd, uint cmd, ref T value)
+        where T : unmanaged
+        => P.Ioctl(fd, cmd, MemoryMarshal.AsBytes(MemoryMarshal.CreateSpan(ref value, 1)));
+
+    public long RegionInfo(int fd, uint index, out VfioRegionInfo info, uint argsz = 32)
+    {
+        info = new VfioRegionInfo { Argsz = argsz, Index = index };
+        return Ioctl(fd, VfioIoctl.DeviceGetRegionInfo, ref info);
+    }
+
+    public long IrqInfo(int fd, uint index, out VfioIrqInfo info)
+    {
+        info = new VfioIrqInfo { Argsz = 16, Index = index };
+        return Ioctl(fd, VfioIoctl.DeviceGetIrqInfo, ref info);
+    }
+
+    /// <summary>SET_IRQS with an s32 eventfd payload.</summary>
+    public long SetIrqEventfd(int fd, uint index, int efd, uint count = 1)
+    {
+        byte[] b = new byte[24];
+        WriteHeader(b, 24, VfioIrqSetFlags.DataEventfd | VfioIrqSetFlags.ActionTrigger, index, 0, count);
+        BitConverter.TryWriteBytes(b.AsSpan(20), efd);
+        return P.Ioctl(fd, VfioIoctl.DeviceSetIrqs, b);
+    }
+
+    public long SetIrqs(int fd, uint argsz, VfioIrqSetFlags flags, uint index, uint start, uint count, ReadOnlySpan<byte> data = default)
+    {
+        byte[] b = new byte[Math.Max(20 + data.Length, 20)];
+        WriteHeader(b, argsz, flags, index, start, count);
+        data.CopyTo(b.AsSpan(20));
+        return P.Ioctl(fd, VfioIoctl.DeviceSetIrqs, b);
+    }
+
+    private static void WriteHeader(byte[] b, uint argsz, VfioIrqSetFlags flags, uint index, uint start, uint count)
+    {
+        BitConverter.TryWriteBytes(b.AsSpan(0), argsz);
+        BitConverter.TryWriteBytes(b.AsSpan(4), (uint)flags);
+        BitConverter.TryWriteBytes(b.AsSpan(8), index);
+        BitConverter.TryWriteBytes(b.AsSpan(12), start);
+        BitConverter.TryWriteBytes(b.AsSpan(16), count);
+    }
+
+    public uint Read32(int fd, int region, long offset)
+    {
+        byte[] b = new byte[4];
+        long n = P.Pread(fd, b, VfioPciIndex.IndexToOffset(region) + offset);
+        Assert.That(n, Is.EqualTo(4), ErrorReason.Current);
+        return BitConverter.ToUInt32(b);
+    }
+
+    public long Write32(int fd, int region, long offset, uint value)
+        => P.Pwrite(fd, BitConverter.GetBytes(value), VfioPciIndex.IndexToOffset(region) + offset);
+
+    public EventFdContext EventFd(int efd)
+    {
+        SimFile f = P.Files.Get(efd)!;
+        try
+        {
+            return EventFdContext.FromFile(f)!;
+        }
+        finally
+        {
+            f.Put();
+        }
+    }
+
+    /// <summary>The eventfd's reference count without the one this peek takes.</summary>
+    public int EventFdRefs(int efd)
+    {
+        EventFdContext ctx = EventFd(efd);
+        int refs = ctx.ReferenceCount;
+        ctx.Put();
+        return refs - 1;
+    }
+
+    public ulong EventFdCount(int efd)
+    {
+        EventFdContext ctx = EventFd(efd);
+        ulong n = ctx.Count;
+        ctx.Put();
+        return n;
+    }
+}
