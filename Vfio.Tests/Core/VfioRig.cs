@@ -24,7 +24,7 @@ internal sealed class TestVfioOps : VfioDeviceOps
     public int Opens;
     public int Closes;
     public int Releases;
-    public readonly List<uint> Requests = [];
+    public readonly System.Collections.Concurrent.ConcurrentQueue<uint> Requests = new();
     public Action<VfioDevice, uint>? OnRequest { get; set; }
     public Func<VfioDevice, int>? OnOpen;
 
@@ -45,10 +45,7 @@ internal sealed class TestVfioOps : VfioDeviceOps
 
     public override void Request(VfioDevice device, uint count)
     {
-        lock (Requests)
-        {
-            Requests.Add(count);
-        }
+        Requests.Enqueue(count);
 
         OnRequest?.Invoke(device, count);
     }
@@ -59,7 +56,7 @@ internal sealed class TestVfioOps : VfioDeviceOps
 /// <summary>A vfio bus driver for core tests: binds only by driver_override and registers one vfio_device per PCI device.</summary>
 internal sealed class TestVfioDriver : PciDriver
 {
-    public readonly Dictionary<PciDevice, VfioDevice> Devices = [];
+    public readonly System.Collections.Concurrent.ConcurrentDictionary<PciDevice, VfioDevice> Devices = new();
     public TestVfioOps Ops { get; } = new();
     public bool Emulated { get; set; }
 
@@ -85,27 +82,16 @@ internal sealed class TestVfioDriver : PciDriver
             return err;
         }
 
-        lock (Devices)
-        {
-            Devices[dev] = vdev;
-        }
+        Devices[dev] = vdev;
 
         return 0;
     }
 
     public override void Remove(PciDevice dev)
     {
-        VfioDevice vdev;
-        lock (Devices)
-        {
-            vdev = Devices[dev];
-        }
-
+        VfioDevice vdev = Devices[dev];
         vdev.UnregisterGroupDev();
-        lock (Devices)
-        {
-            Devices.Remove(dev);
-        }
+        Devices.TryRemove(dev, out _);
 
         vdev.PutDevice();
     }
@@ -162,15 +148,21 @@ internal sealed class VfioRig
 
     public SimProcess User { get; }
 
+    /// <summary>Runs <paramref name="body"/> as the main task and asserts the run completed (no deadlock, warning or lockdep report).</summary>
+    public void Run(Action body) => Sim.AssertPassed(Kernel.Run("main", body));
+
     public PciDevice Dev(string name) => Machine.Pci.Find(name) ?? throw new AssertionException($"no device {name}");
 
     public int GroupId(string name) => Dev(name).IommuGroup!.Id;
 
-    public VfioDevice VDev(string name)
+    public VfioDevice VDev(string name) => Driver.Devices[Dev(name)];
+
+    /// <summary>Sleeps on the virtual clock (so timers and other tasks run) until <paramref name="condition"/> holds.</summary>
+    public static void WaitUntil(Func<bool> condition)
     {
-        lock (Driver.Devices)
+        while (!condition())
         {
-            return Driver.Devices[Dev(name)];
+            KTask.Msleep(100);
         }
     }
 
