@@ -117,20 +117,40 @@ public sealed class ContainerTests
     [Test]
     public void CG_14_RealAndNoiommuGroups_CannotMix()
     {
-        var rig = new VfioRig(options: new VfioOptions { EnableUnsafeNoiommuMode = true });
-        rig.Bind(VfioRig.Edu);
-        rig.Driver.Emulated = false;
-        int c = rig.OpenContainer();
-        int g = rig.OpenGroup(VfioRig.Edu);
-        Assert.That(rig.SetContainer(g, c), Is.Zero);
+        // No IOMMU: one device in a noiommu group, one registered as an emulated-IOMMU device (a real, non-noiommu group).
+        var k = Sim.Kernel(SchedulerMode.Real);
+        var desc = Vfio.Platform.Machine.MachineDescriptionReader.Parse(
+            "{\"memory\":{\"ram\":\"1G\"},\"iommu\":null,\"pci\":[{\"slot\":1,\"type\":\"edu\"},{\"slot\":2,\"type\":\"edu\"}]}");
+        var m = Vfio.Platform.Machine.MachineBuilder.Build(desc, k);
+        VfioCore.Load(m, new VfioOptions { EnableUnsafeNoiommuMode = true });
+        var drv = new TestVfioDriver();
+        m.Pci.RegisterDriver(drv);
+        string[] names = [.. m.Pci.Devices.OfType<Vfio.Platform.Devices.EduDevice>().Select(d => d.Name)];
+        foreach (string name in names)
+        {
+            drv.Emulated = name == names[1];
+            if (m.Pci.Find(name)!.Driver is { } host)
+            {
+                m.Sysfs.Write($"/sys/bus/pci/drivers/{host.Name}/unbind", name);
+            }
 
-        // A noiommu group: a fake group made for a device without one (here: a second core-level group).
-        var noiommuDriver = new TestVfioDriver();
-        _ = noiommuDriver;
-        Assert.That(rig.Group(VfioRig.Edu).Type, Is.EqualTo(VfioGroupType.Iommu));
-        // The mixing rule is exercised from the noiommu side in GroupTests; here the real side refuses a noiommu container.
-        int c2 = rig.OpenContainer();
-        Assert.That(rig.User.Ioctl(c2, VfioIoctl.CheckExtension, VfioExtension.NoIommu), Is.EqualTo(1));
+            m.Sysfs.Write($"/sys/bus/pci/devices/{name}/driver_override", "vfio-test");
+            Assert.That(m.Sysfs.Write("/sys/bus/pci/drivers_probe", name), Is.GreaterThan(0));
+        }
+
+        VfioGroup noiommu = drv.Devices[m.Pci.Find(names[0])!].Group!;
+        VfioGroup emulated = drv.Devices[m.Pci.Find(names[1])!].Group!;
+        Assert.That((noiommu.Type, emulated.Type), Is.EqualTo((VfioGroupType.NoIommu, VfioGroupType.EmulatedIommu)));
+        var root = m.CreateProcess("root", Vfio.Platform.Proc.Credentials.Root);
+        int c = root.Open("/dev/vfio/vfio");
+        int g1 = root.Open(noiommu.DevPath);
+        int g2 = root.Open(emulated.DevPath);
+        int cfd = c;
+        Span<byte> arg = System.Runtime.InteropServices.MemoryMarshal.AsBytes(new Span<int>(ref cfd));
+        Assert.That(root.Ioctl(g1, VfioIoctl.GroupSetContainer, arg), Is.Zero);
+        Assert.That(root.Ioctl(g2, VfioIoctl.GroupSetContainer, arg), Is.EqualTo(Errno.EPERM.Negative()));
+        Assert.That(ErrorReason.Current, Does.Contain("cannot mix"));
+        Assert.That(noiommu.Container!.Groups, Has.Count.EqualTo(1));
     }
 
     [Test]
