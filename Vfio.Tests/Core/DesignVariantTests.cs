@@ -9,7 +9,7 @@ using Vfio.Kernel;
 
 namespace Vfio.Tests.Core;
 
-public sealed class DesignVariantTests
+public sealed class DesignVariantTests : VfioFixture
 {
     private static VfioOptions With(VfioDesign design) => new() { Design = design };
 

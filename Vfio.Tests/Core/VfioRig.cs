@@ -101,6 +101,13 @@ internal sealed class TestVfioDriver : PciDriver
     }
 }
 
+/// <summary>Fixtures using <see cref="VfioRig"/>: after every test, lockdep and WARN_ON must have stayed silent.</summary>
+public abstract class VfioFixture
+{
+    [TearDown]
+    public void KernelStayedQuiet() => VfioRig.AssertKernelsQuiet();
+}
+
 /// <summary>The default machine with vfio, the test driver and a Moq backend.</summary>
 internal sealed class VfioRig
 {
@@ -134,6 +141,23 @@ internal sealed class VfioRig
         }
 
         User = Machine.CreateProcess("user", Credentials.Root);
+        s_live.Add((TestContext.CurrentContext.Test.ID, Kernel));
+    }
+
+    // The kernels made by each test, for the lockdep/WARN check after it (VfioFixture).
+    private static readonly System.Collections.Concurrent.ConcurrentBag<(string Test, SimKernel Kernel)> s_live = [];
+
+    /// <summary>Asserts that no kernel made by the current test reported a warning (WARN, lockdep, refcount, sleep-in-atomic) it did not expect.</summary>
+    public static void AssertKernelsQuiet()
+    {
+        string id = TestContext.CurrentContext.Test.ID;
+        foreach ((string test, SimKernel k) in s_live)
+        {
+            if (test == id)
+            {
+                Assert.That(k.UnexpectedWarnings, Is.Empty, () => string.Join("\n", k.UnexpectedWarnings));
+            }
+        }
     }
 
     public SimKernel Kernel { get; }

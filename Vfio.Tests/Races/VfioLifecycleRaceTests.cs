@@ -9,7 +9,7 @@ using Vfio.Tests.Core;
 
 namespace Vfio.Tests.Races;
 
-public sealed class VfioLifecycleRaceTests
+public sealed class VfioLifecycleRaceTests : VfioFixture
 {
     private static readonly ulong[] s_seeds = [1, 2, 3, 5, 8, 13, 21, 34];
 
