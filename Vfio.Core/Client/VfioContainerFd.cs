@@ -8,26 +8,16 @@ using Vfio.Platform.Proc;
 namespace Vfio.Core.Client;
 
 /// <summary>A container fd (<c>/dev/vfio/vfio</c>) of one process. Every failed call throws <see cref="VfioException"/>.</summary>
-public sealed class VfioContainerFd : IDisposable
+public sealed class VfioContainerFd : VfioFd
 {
     /// <summary>The container's path.</summary>
     public const string DefaultPath = "/dev/vfio/vfio";
 
-    private const string Kind = "container";
-    private int _disposed;
-
     /// <summary>Opens <paramref name="path"/> (normally <c>/dev/vfio/vfio</c>) in <paramref name="process"/>.</summary>
     public VfioContainerFd(SimProcess process, string path = DefaultPath)
+        : base(process, VfioSyscalls.Open(process, path), "container")
     {
-        Fd = VfioSyscalls.Open(process, path);
-        Process = process;
     }
-
-    /// <summary>The process that owns the fd.</summary>
-    public SimProcess Process { get; }
-
-    /// <summary>The fd, for raw syscalls (it stays the number it was after <see cref="Dispose"/>).</summary>
-    public int Fd { get; }
 
     /// <summary>VFIO_GET_API_VERSION: the API version (<see cref="VfioExtension.ApiVersion"/>).</summary>
     public int GetApiVersion() => (int)Ioctl(VfioIoctl.GetApiVersion);
@@ -62,7 +52,7 @@ public sealed class VfioContainerFd : IDisposable
     /// <summary>VFIO_IOMMU_UNMAP_DMA: unmaps [<paramref name="iova"/>, +<paramref name="size"/>) and returns the size actually unmapped.</summary>
     /// <param name="iova">The first I/O virtual address.</param>
     /// <param name="size">The size in bytes (0 with <see cref="VfioType1Flags.UnmapAll"/>).</param>
-    /// <param name="flags"><see cref="VfioType1Flags.UnmapAll"/>, <see cref="VfioType1Flags.UnmapVaddr"/>; dirty bitmaps need a raw <see cref="Ioctl(uint, Span{byte})"/>.</param>
+    /// <param name="flags"><see cref="VfioType1Flags.UnmapAll"/>, <see cref="VfioType1Flags.UnmapVaddr"/>; dirty bitmaps need a raw <see cref="VfioFd.Ioctl(uint, Span{byte})"/>.</param>
     public ulong UnmapDma(ulong iova, ulong size, uint flags = 0)
     {
         ThrowIfDisposed();
@@ -71,35 +61,6 @@ public sealed class VfioContainerFd : IDisposable
         return unmap.Size;
     }
 
-    /// <summary>Any ioctl on the container (backend ioctls included) with an integer or pointer argument; its non-negative result, or a <see cref="VfioException"/>.</summary>
-    public long Ioctl(uint cmd, ulong arg = 0)
-    {
-        ThrowIfDisposed();
-        return VfioSyscalls.Ioctl(Process, Fd, cmd, Kind, arg);
-    }
-
-    /// <summary>Any ioctl on the container with <paramref name="arg"/> staged in user memory and copied back.</summary>
-    public long Ioctl(uint cmd, Span<byte> arg)
-    {
-        ThrowIfDisposed();
-        return VfioSyscalls.Ioctl(Process, Fd, cmd, Kind, arg);
-    }
-
-    /// <summary>Closes the fd; a second call does nothing.</summary>
-    public void Dispose()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) == 0)
-        {
-            // -EBADF here means the fd was closed behind the handle's back; nothing is left to release.
-            Process.Close(Fd);
-        }
-    }
-
-    /// <inheritdoc/>
-    public override string ToString() => $"container fd {Fd} of {Process}";
-
     // offsetof(struct vfio_iommu_type1_info, cap_offset).
     private const int CapOffsetOfType1Info = 16;
-
-    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed != 0, this);
 }

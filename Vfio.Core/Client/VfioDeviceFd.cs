@@ -10,30 +10,17 @@ using Vfio.Platform.Proc;
 namespace Vfio.Core.Client;
 
 /// <summary>A device fd of one process. Every failed call throws <see cref="VfioException"/>.</summary>
-public sealed class VfioDeviceFd : IDisposable
+public sealed class VfioDeviceFd : VfioFd
 {
-    private const string Kind = "device";
-
     // offsetof(cap_offset) in struct vfio_device_info and struct vfio_region_info.
     private const int CapOffsetOfDeviceInfo = 16;
     private const int CapOffsetOfRegionInfo = 12;
 
-    private int _disposed;
-
     /// <summary>Takes ownership of <paramref name="fd"/>, a device fd of <paramref name="process"/> (from VFIO_GROUP_GET_DEVICE_FD or a cdev open).</summary>
     public VfioDeviceFd(SimProcess process, int fd)
+        : base(process ?? throw new ArgumentNullException(nameof(process)), fd >= 0 ? fd : throw new ArgumentOutOfRangeException(nameof(fd), fd, "a device fd is not negative"), "device")
     {
-        ArgumentNullException.ThrowIfNull(process);
-        ArgumentOutOfRangeException.ThrowIfNegative(fd);
-        Process = process;
-        Fd = fd;
     }
-
-    /// <summary>The process that owns the fd.</summary>
-    public SimProcess Process { get; }
-
-    /// <summary>The fd, for raw syscalls (it stays the number it was after <see cref="Dispose"/>).</summary>
-    public int Fd { get; }
 
     /// <summary>VFIO_DEVICE_GET_INFO: flags, region and IRQ counts, and the device capabilities.</summary>
     public VfioInfo<VfioDeviceInfo> GetInfo()
@@ -157,33 +144,6 @@ public sealed class VfioDeviceFd : IDisposable
         WriteConfigExactly(offset, b);
     }
 
-    /// <summary>Any ioctl on the device with an integer or pointer argument; its non-negative result, or a <see cref="VfioException"/>.</summary>
-    public long Ioctl(uint cmd, ulong arg = 0)
-    {
-        ThrowIfDisposed();
-        return VfioSyscalls.Ioctl(Process, Fd, cmd, Kind, arg);
-    }
-
-    /// <summary>Any ioctl on the device with <paramref name="arg"/> staged in user memory and copied back.</summary>
-    public long Ioctl(uint cmd, Span<byte> arg)
-    {
-        ThrowIfDisposed();
-        return VfioSyscalls.Ioctl(Process, Fd, cmd, Kind, arg);
-    }
-
-    /// <summary>Closes the fd; a second call does nothing.</summary>
-    public void Dispose()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) == 0)
-        {
-            // -EBADF here means the fd was closed behind the handle's back; nothing is left to release.
-            Process.Close(Fd);
-        }
-    }
-
-    /// <inheritdoc/>
-    public override string ToString() => $"device fd {Fd} of {Process}";
-
     private static long RegionOffset(int index, long offset)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
@@ -212,6 +172,4 @@ public sealed class VfioDeviceFd : IDisposable
             throw new InvalidOperationException($"config write of {data.Length} bytes at 0x{offset:x} wrote {n}");
         }
     }
-
-    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed != 0, this);
 }

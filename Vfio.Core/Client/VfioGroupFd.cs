@@ -8,11 +8,8 @@ using Vfio.Platform.Proc;
 namespace Vfio.Core.Client;
 
 /// <summary>A group fd (<c>/dev/vfio/&lt;N&gt;</c>) of one process. Every failed call throws <see cref="VfioException"/>.</summary>
-public sealed class VfioGroupFd : IDisposable
+public sealed class VfioGroupFd : VfioFd
 {
-    private const string Kind = "group";
-    private int _disposed;
-
     /// <summary>Opens <c>/dev/vfio/<paramref name="groupId"/></c> in <paramref name="process"/>.</summary>
     public VfioGroupFd(SimProcess process, int groupId)
         : this(process, $"/dev/vfio/{groupId}")
@@ -21,17 +18,10 @@ public sealed class VfioGroupFd : IDisposable
 
     /// <summary>Opens the group node at <paramref name="path"/> (for instance <c>/dev/vfio/noiommu-0</c>) in <paramref name="process"/>.</summary>
     public VfioGroupFd(SimProcess process, string path)
+        : base(process, VfioSyscalls.Open(process, path), "group")
     {
-        Fd = VfioSyscalls.Open(process, path);
-        Process = process;
         Path = path;
     }
-
-    /// <summary>The process that owns the fd.</summary>
-    public SimProcess Process { get; }
-
-    /// <summary>The fd, for raw syscalls (it stays the number it was after <see cref="Dispose"/>).</summary>
-    public int Fd { get; }
 
     /// <summary>The path the group was opened at.</summary>
     public string Path { get; }
@@ -73,32 +63,6 @@ public sealed class VfioGroupFd : IDisposable
         return new VfioDeviceFd(Process, fd);
     }
 
-    /// <summary>Any ioctl on the group with an integer or pointer argument; its non-negative result, or a <see cref="VfioException"/>.</summary>
-    public long Ioctl(uint cmd, ulong arg = 0)
-    {
-        ThrowIfDisposed();
-        return VfioSyscalls.Ioctl(Process, Fd, cmd, Kind, arg);
-    }
-
-    /// <summary>Any ioctl on the group with <paramref name="arg"/> staged in user memory and copied back.</summary>
-    public long Ioctl(uint cmd, Span<byte> arg)
-    {
-        ThrowIfDisposed();
-        return VfioSyscalls.Ioctl(Process, Fd, cmd, Kind, arg);
-    }
-
-    /// <summary>Closes the fd; a second call does nothing.</summary>
-    public void Dispose()
-    {
-        if (Interlocked.Exchange(ref _disposed, 1) == 0)
-        {
-            // -EBADF here means the fd was closed behind the handle's back; nothing is left to release.
-            Process.Close(Fd);
-        }
-    }
-
     /// <inheritdoc/>
     public override string ToString() => $"group fd {Fd} ({Path}) of {Process}";
-
-    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed != 0, this);
 }
