@@ -16,8 +16,8 @@ internal static class DemoCommand
 {
     internal static readonly string[] NotBuiltYet =
     [
-        "vfio core: groups, containers, vfio_device life cycle, unbind wait",
-        "the type1 IOMMU backend, vfio-pci and mdev",
+        "the type1 IOMMU backend (MAP_DMA/UNMAP_DMA, pinning)",
+        "vfio-pci's mmap and INTx/MSI/MSI-X, and mdev",
     ];
 
     public static Command Create()
