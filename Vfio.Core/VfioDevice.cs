@@ -306,7 +306,7 @@ public class VfioDevice
         uint i = 0;
         bool interrupted = false;
         long start = Core.Kernel.Clock.NowNs;
-        long slice = VfioOptions.UnregisterWaitJiffies;
+        const long slice = 10 * SimClock.HZ; // HZ * 10
         while (true)
         {
             if (design.Unbind == VfioUnbindPolicy.RequestThenRevoke && Core.Kernel.Clock.NowNs - start >= (long)design.RevokeAfter.TotalNanoseconds)

@@ -170,18 +170,14 @@ internal sealed class VfioDeviceFile
         Device.PutRegistration();
     }
 
-    /// <summary>The access checks shared by ioctl/read/write/mmap: 0, or -errno.</summary>
-    public int CheckAccess(string op)
-    {
-        if (!_accessGranted)
-        {
-            return ErrorReason.Fail(Errno.EINVAL, $"{op}: the device fd is not bound yet");
-        }
+    /// <summary>The check ioctl/read/write/mmap make first: access was granted and not revoked.</summary>
+    public bool Accessible => _accessGranted && !IsRevoked;
 
-        return IsRevoked
-            ? ErrorReason.Fail(Errno.ENODEV, $"{op}: access to {Device.Dev.Name} was revoked when it was unbound")
-            : 0;
-    }
+    /// <summary>Why <paramref name="op"/> is refused when the fd is not <see cref="Accessible"/>: -EINVAL before the open completed, -ENODEV once revoked.</summary>
+    public int Deny(string op)
+        => !_accessGranted
+            ? ErrorReason.Fail(Errno.EINVAL, $"{op}: the device fd is not bound yet")
+            : ErrorReason.Fail(Errno.ENODEV, $"{op}: access to {Device.Dev.Name} was revoked when it was unbound");
 }
 
 /// <summary>vfio_device_fops.</summary>
@@ -198,10 +194,9 @@ internal sealed class VfioDeviceFops : FileOperations
     public override long Ioctl(SimFile file, uint cmd, ulong arg)
     {
         var df = (VfioDeviceFile)file.PrivateData!;
-        int err = df.CheckAccess(VfioIoctl.Name(cmd));
-        if (err != 0)
+        if (!df.Accessible)
         {
-            return err;
+            return df.Deny(VfioIoctl.Name(cmd));
         }
 
         VfioDevice device = df.Device;
@@ -218,10 +213,9 @@ internal sealed class VfioDeviceFops : FileOperations
     public override long Read(SimFile file, ulong buf, long count, ref long pos)
     {
         var df = (VfioDeviceFile)file.PrivateData!;
-        int err = df.CheckAccess("read");
-        if (err != 0)
+        if (!df.Accessible)
         {
-            return err;
+            return df.Deny("read");
         }
 
         VfioDevice d = df.Device;
@@ -231,10 +225,9 @@ internal sealed class VfioDeviceFops : FileOperations
     public override long Write(SimFile file, ulong buf, long count, ref long pos)
     {
         var df = (VfioDeviceFile)file.PrivateData!;
-        int err = df.CheckAccess("write");
-        if (err != 0)
+        if (!df.Accessible)
         {
-            return err;
+            return df.Deny("write");
         }
 
         VfioDevice d = df.Device;
@@ -244,10 +237,9 @@ internal sealed class VfioDeviceFops : FileOperations
     public override int Mmap(SimFile file, Vma vma)
     {
         var df = (VfioDeviceFile)file.PrivateData!;
-        int err = df.CheckAccess("mmap");
-        if (err != 0)
+        if (!df.Accessible)
         {
-            return err;
+            return df.Deny("mmap");
         }
 
         VfioDevice d = df.Device;

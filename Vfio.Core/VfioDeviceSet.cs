@@ -96,13 +96,3 @@ public sealed class VfioDeviceSet
     /// <inheritdoc/>
     public override string ToString() => $"vfio device set {SetId}";
 }
-
-/// <summary>What the core needs of a KVM instance that a group or device file was associated with (kvm_get_kvm_safe / kvm_put_kvm).</summary>
-public interface IVfioKvm
-{
-    /// <summary>kvm_get_kvm_safe(): a reference unless the VM is being destroyed.</summary>
-    bool TryGet();
-
-    /// <summary>kvm_put_kvm().</summary>
-    void Put();
-}

@@ -259,11 +259,6 @@ public sealed partial class VfioGroup
                     }
 
                     group._drivers++;
-                    if (group._node is null)
-                    {
-                        group.AddNode();
-                    }
-
                     return 0;
                 }
 
@@ -462,9 +457,10 @@ public sealed partial class VfioGroup
     }
 
     /// <summary>
-    /// Whether the group is viable now: under DMA ownership, no device is bound to a DMA-API
-    /// kernel driver; under the legacy model, every device is vfio-bound, driver-less,
-    /// pci-stub or a bridge. <paramref name="blocker"/> names a device that breaks it.
+    /// Whether the group is viable now. Under DMA ownership: it has a container, or no
+    /// device is bound to a DMA-API kernel driver (iommu_group_dma_owner_claimed is false).
+    /// Under the legacy model: every device is vfio-bound, driver-less, pci-stub or a
+    /// bridge. When it is not, <paramref name="blocker"/> names a device that breaks it.
     /// </summary>
     internal bool ViableLocked(out SimDevice? blocker)
     {
@@ -476,19 +472,23 @@ public sealed partial class VfioGroup
             return false;
         }
 
+        bool legacy = Core.Design.Viability == VfioViabilityModel.LegacyNotifier;
+        if (!legacy && (HasIommuLocked() || !IommuCore.GroupDmaOwnerClaimed(ig)))
+        {
+            return true;
+        }
+
         foreach (SimDevice dev in ig.Devices)
         {
-            bool ok = Core.Design.Viability == VfioViabilityModel.LegacyNotifier
-                ? LegacyDeviceViable(dev)
-                : dev.Driver is null or { DriverManagedDma: true };
-            if (!ok)
+            if (legacy ? !LegacyDeviceViable(dev) : dev.Driver is { DriverManagedDma: false })
             {
                 blocker = dev;
                 return false;
             }
         }
 
-        return true;
+        // Legacy: every device passed. Ownership: claimed, but by no kernel driver (another owner).
+        return legacy;
     }
 
     private bool HasIommuLocked()
@@ -630,25 +630,14 @@ public sealed partial class VfioGroup
                 return ErrorReason.Fail(Errno.ENODEV, $"{GetStatusName}: group {Name}'s last device was unregistered");
             }
 
-            if (Core.Design.Viability == VfioViabilityModel.LegacyNotifier)
-            {
-                if (ViableLocked(out _))
-                {
-                    status.Flags |= VfioGroupFlags.Viable;
-                }
-
-                if (Container is not null)
-                {
-                    status.Flags |= VfioGroupFlags.ContainerSet;
-                }
-            }
-            else if (HasIommuLocked())
-            {
-                status.Flags |= VfioGroupFlags.ContainerSet | VfioGroupFlags.Viable;
-            }
-            else if (!IommuCore.GroupDmaOwnerClaimed(IommuGroupLocked!))
+            if (ViableLocked(out _))
             {
                 status.Flags |= VfioGroupFlags.Viable;
+            }
+
+            if (HasIommuLocked())
+            {
+                status.Flags |= VfioGroupFlags.ContainerSet;
             }
         }
         finally

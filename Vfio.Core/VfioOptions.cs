@@ -2,8 +2,6 @@
 // switches the core to a design that was argued for (or shipped) in the past, so a user
 // can watch what it does. The defaults are today's kernel.
 
-using Vfio.Kernel;
-
 namespace Vfio.Core;
 
 /// <summary>What unregistering a device that user space holds open does.</summary>
@@ -94,7 +92,4 @@ public sealed record VfioOptions
 
     /// <summary>The design variants.</summary>
     public VfioDesign Design { get; init; } = VfioDesign.Default;
-
-    /// <summary>The unregister wait slice (HZ * 10 in the kernel).</summary>
-    public static long UnregisterWaitJiffies => SimClock.SecondsToJiffies(10);
 }

@@ -101,6 +101,26 @@ public sealed class ContainerTests : VfioFixture
     }
 
     [Test]
+    public void SetContainer_WhenTheLiveBackendCannotAttachTheGroup_ReturnsItsError_AndGivesBackTheDmaOwnership()
+    {
+        var rig = new VfioRig();
+        rig.Bind(VfioRig.Edu);
+        rig.Bind(VfioRig.Nic);
+        (int c, _, _) = rig.OpenAll(VfioRig.Edu);
+        VfioContainer container = rig.Group(VfioRig.Edu).Container!;
+        int containerRefs = container.ReferenceCount;
+        rig.Backend.Setup(b => b.AttachGroup(It.IsAny<object?>(), rig.Dev(VfioRig.Nic).IommuGroup!, VfioGroupType.Iommu)).Returns(Errno.ENOSPC.Negative());
+        int g2 = rig.OpenGroup(VfioRig.Nic);
+
+        Assert.That(rig.SetContainer(g2, c), Is.EqualTo(Errno.ENOSPC.Negative()));
+        Assert.That(rig.Dev(VfioRig.Nic).IommuGroup!.Owner, Is.Null, "the claim was undone");
+        Assert.That(container.Groups, Has.Count.EqualTo(1));
+        Assert.That(container.ReferenceCount, Is.EqualTo(containerRefs));
+        Assert.That(rig.GetStatus(g2, out VfioGroupFlags flags), Is.Zero);
+        Assert.That(flags, Is.EqualTo(VfioGroupFlags.Viable));
+    }
+
+    [Test]
     public void BackendIoctls_WithoutABackend_AreEinval_AndArePassedThroughOnceSet()
     {
         var rig = new VfioRig();
