@@ -470,19 +470,8 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         ClearMaster();
     }
 
-    /// <summary>vfio_pci_set_power_state(vdev, PCI_D0) for a function that may sit in D3hot.</summary>
-    private void SetPowerStateD0()
-    {
-        int pm = Pdev.PmCap;
-        if (pm == 0 || Pdev.PowerState == 0)
-        {
-            return;
-        }
-
-        uint csr = Pdev.ReadConfig(pm + PciRegs.PmCtrl, 2);
-        Pdev.WriteConfig(pm + PciRegs.PmCtrl, csr & ~(uint)PciRegs.PmCtrlStateMask, 2);
-        KTask.Msleep(10);
-    }
+    /// <summary>vfio_pci_set_power_state(vdev, PCI_D0): the PCI core's D0 transition, which reprograms the BARs when it reset the function.</summary>
+    private void SetPowerStateD0() => Pdev.SetFullPowerState();
 
     /// <summary>pci_intx(pdev, !disable).</summary>
     private void SetIntxDisable(bool disable)

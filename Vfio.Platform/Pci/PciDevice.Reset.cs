@@ -313,11 +313,11 @@ public partial class PciDevice
     }
 
     /// <summary>
-    /// pci_set_full_power_state(): D3hot to D0 with the PM capability's delay; when that
-    /// transition reset the function (no No_Soft_Reset), pci_restore_bars() programs the
-    /// assigned BARs again.
+    /// pci_set_power_state(pdev, PCI_D0) → pci_set_full_power_state(): D3hot to D0 with the PM
+    /// capability's delay; when that transition reset the function (no No_Soft_Reset),
+    /// pci_restore_bars() programs the assigned BARs again. Nothing to do in D0.
     /// </summary>
-    private void SetFullPowerState()
+    public void SetFullPowerState()
     {
         if (_pmCap == 0 || PowerState == 0)
         {

@@ -244,6 +244,31 @@ public sealed class VfioPciFlowTests
     }
 
     [Test]
+    public void OpeningAFunctionLeftInD3hot_BringsItToD0_WithItsBarsProgrammedAgain()
+    {
+        VfioPciRig.Run(SchedulerMode.Real, rig =>
+        {
+            // 02:00.1 resets on D3hot->D0 (no No_Soft_Reset); its group also holds 02:00.0.
+            const string fn0 = "0000:02:00.0", fn1 = "0000:02:00.1";
+            rig.BindToVfio(fn0);
+            rig.BindToVfio(fn1);
+            PciDevice dev = rig.Dev(fn1);
+            uint bar0 = dev.ReadConfig(PciRegs.BaseAddress0, 4);
+            Assert.That(bar0 & ~0xfu, Is.Not.Zero);
+            int pm = dev.PmCap;
+            dev.WriteConfig(pm + PciRegs.PmCtrl, dev.ReadConfig(pm + PciRegs.PmCtrl, 2) | 3, 2);
+            Assert.That(dev.PowerState, Is.EqualTo(3));
+
+            (int c, int g) = rig.OpenContainerAndGroup(fn1);
+            long d = rig.GetDeviceFd(g, fn1);
+            Assert.That(d, Is.GreaterThanOrEqualTo(0), ErrorReason.Current);
+            Assert.That(dev.PowerState, Is.Zero);
+            Assert.That(dev.ReadConfig(PciRegs.BaseAddress0, 4), Is.EqualTo(bar0), "pci_restore_bars after the reset the D3hot->D0 transition did");
+            rig.CloseAll((c, g, (int)d));
+        });
+    }
+
+    [Test]
     public void LoadingTwiceOrWithoutVfio_IsAProgrammingError()
     {
         SimKernel k = Sim.Kernel(SchedulerMode.Real);
