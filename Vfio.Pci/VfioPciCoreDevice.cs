@@ -36,8 +36,12 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
 
     private readonly bool[] _barMmapSupported = new bool[PciDevice.RomBarIndex];
 
-    // Protects ErrTrigger and ReqTrigger (vdev->igate).
+    // Protects _errTrigger and _reqTrigger (vdev->igate).
     private KMutex _igate = null!;
+
+    // vdev->err_trigger and vdev->req_trigger (igate).
+    private EventFdContext? _errTrigger;
+    private EventFdContext? _reqTrigger;
 
     // pci_store_saved_state() at enable, restored at disable (dev_set->lock).
     private PciSavedState? _savedState;
@@ -77,10 +81,10 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     internal long MsixSize { get; private set; }
 
     /// <summary>vdev-&gt;err_trigger (under igate).</summary>
-    internal EventFdContext? ErrTrigger { get; private set; }
+    internal EventFdContext? ErrTrigger => _errTrigger;
 
     /// <summary>vdev-&gt;req_trigger (under igate).</summary>
-    internal EventFdContext? ReqTrigger { get; private set; }
+    internal EventFdContext? ReqTrigger => _reqTrigger;
 
     internal KMutex Igate => _igate;
 
@@ -214,10 +218,10 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         _igate.Lock();
         try
         {
-            ErrTrigger?.Put();
-            ErrTrigger = null;
-            ReqTrigger?.Put();
-            ReqTrigger = null;
+            _errTrigger?.Put();
+            _errTrigger = null;
+            _reqTrigger?.Put();
+            _reqTrigger = null;
         }
         finally
         {
@@ -523,7 +527,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         _igate.Lock();
         try
         {
-            if (ReqTrigger is { } req)
+            if (_reqTrigger is { } req)
             {
                 if (count % 10 == 0)
                 {
