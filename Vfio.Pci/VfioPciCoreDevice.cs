@@ -244,19 +244,10 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         ConfigFree();
         NeedsReset = true;
 
-        PciSavedState? saved = _savedState;
+        // The kernel's "Couldn't reload saved state" path needs a failed allocation at
+        // enable; pci_store_saved_state() cannot fail here, so there is always a state.
+        PciSavedState saved = _savedState ?? throw new InvalidOperationException($"vfio-pci: {Pname} is disabled without the state saved when it was enabled");
         _savedState = null;
-        if (saved is null)
-        {
-            Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: vfio_pci_core_disable: Couldn't reload saved state");
-            if (!ResetWorks)
-            {
-                DisableDevice();
-                DevSetTryResetLocked(DevSet);
-                return;
-            }
-        }
-
         Pdev.WriteConfig(PciRegs.Command, PciRegs.CommandIntxDisable, 2);
 
         // Not the "try" reset interface: that one would save and restore the current
@@ -276,10 +267,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             }
         }
 
-        if (saved is not null)
-        {
-            Pdev.LoadAndRestoreState(saved);
-        }
+        Pdev.LoadAndRestoreState(saved);
 
         DisableDevice();
         DevSetTryResetLocked(DevSet);
