@@ -183,10 +183,9 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             }
         }
 
-        uint cmd = Pdev.ReadConfig(PciRegs.Command, 2);
-        if (Pci23 && (cmd & PciRegs.CommandIntxDisable) != 0)
+        if (Pci23)
         {
-            Pdev.WriteConfig(PciRegs.Command, cmd & ~(uint)PciRegs.CommandIntxDisable, 2);
+            SetIntxDisable(false);
         }
 
         ConfigInit();
@@ -482,7 +481,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         uint orig = Pdev.ReadConfig(PciRegs.Command, 2);
         Pdev.WriteConfig(PciRegs.Command, orig ^ PciRegs.CommandIntxDisable, 2);
         uint now = Pdev.ReadConfig(PciRegs.Command, 2);
-        bool supported = ((now ^ orig) & ~(uint)PciRegs.CommandIntxDisable) == 0 && (now ^ orig) == PciRegs.CommandIntxDisable;
+        bool supported = (now ^ orig) == PciRegs.CommandIntxDisable;
         Pdev.WriteConfig(PciRegs.Command, orig, 2);
         return supported;
     }
