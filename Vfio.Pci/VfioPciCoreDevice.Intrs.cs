@@ -31,51 +31,29 @@ public sealed partial class VfioPciCoreDevice
             case VfioPciIndex.IrqMsix:
                 return ErrorReason.Fail(Errno.ENOTTY, $"{SetIrqsName}: {(index == VfioPciIndex.IrqIntx ? "INTx" : index == VfioPciIndex.IrqMsi ? "MSI" : "MSI-X")} is not built in this first vfio-pci (only ERR and REQ are)");
             case VfioPciIndex.IrqErr when action == VfioIrqSetFlags.ActionTrigger && Pdev.IsPcie:
-                return SetErrTrigger(index, start, count, flags, data);
+                return SetCtxTriggerSingle(ref _errTrigger, start, count, flags, data, "ERR");
             case VfioPciIndex.IrqReq when action == VfioIrqSetFlags.ActionTrigger:
-                return SetReqTrigger(index, start, count, flags, data);
+                return SetCtxTriggerSingle(ref _reqTrigger, start, count, flags, data, "REQ");
             default:
                 return ErrorReason.Fail(Errno.ENOTTY, $"{SetIrqsName}: index {index} has no handler for flags 0x{(uint)flags:x} (ERR and REQ take ACTION_TRIGGER only)");
         }
     }
 
-    /// <summary>vfio_pci_set_err_trigger().</summary>
-    private int SetErrTrigger(int index, uint start, uint count, VfioIrqSetFlags flags, ReadOnlySpan<byte> data)
-    {
-        if (index != VfioPciIndex.IrqErr || start != 0 || count > 1)
-        {
-            return ErrorReason.Fail(Errno.EINVAL, $"{SetIrqsName}: ERR takes start 0 and count 0 or 1 (got start {start}, count {count})");
-        }
-
-        EventFdContext? ctx = ErrTrigger;
-        int ret = SetCtxTriggerSingle(ref ctx, count, flags, data, "ERR");
-        ErrTrigger = ctx;
-        return ret;
-    }
-
-    /// <summary>vfio_pci_set_req_trigger().</summary>
-    private int SetReqTrigger(int index, uint start, uint count, VfioIrqSetFlags flags, ReadOnlySpan<byte> data)
-    {
-        if (index != VfioPciIndex.IrqReq || start != 0 || count > 1)
-        {
-            return ErrorReason.Fail(Errno.EINVAL, $"{SetIrqsName}: REQ takes start 0 and count 0 or 1 (got start {start}, count {count})");
-        }
-
-        EventFdContext? ctx = ReqTrigger;
-        int ret = SetCtxTriggerSingle(ref ctx, count, flags, data, "REQ");
-        ReqTrigger = ctx;
-        return ret;
-    }
-
     /// <summary>
-    /// vfio_pci_set_ctx_trigger_single(): DATA_NONE signals (count 1) or drops (count 0) a
-    /// registered eventfd — with none registered it is -EINVAL; DATA_BOOL(1) signals;
-    /// DATA_EVENTFD installs fd ≥ 0 (replacing the old one), -1 removes, other negative fds
-    /// change nothing.
+    /// vfio_pci_set_err_trigger() / vfio_pci_set_req_trigger(), which differ only in the
+    /// eventfd they set: start 0 and count 0 or 1, then vfio_pci_set_ctx_trigger_single():
+    /// DATA_NONE signals (count 1) or drops (count 0) a registered eventfd — with none
+    /// registered it is -EINVAL; DATA_BOOL(1) signals; DATA_EVENTFD installs fd ≥ 0
+    /// (replacing the old one), -1 removes, other negative fds change nothing.
     /// </summary>
-    private int SetCtxTriggerSingle(ref EventFdContext? ctx, uint count, VfioIrqSetFlags flags, ReadOnlySpan<byte> data, string what)
+    private int SetCtxTriggerSingle(ref EventFdContext? ctx, uint start, uint count, VfioIrqSetFlags flags, ReadOnlySpan<byte> data, string what)
     {
         _igate.AssertHeld();
+        if (start != 0 || count > 1)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"{SetIrqsName}: {what} takes start 0 and count 0 or 1 (got start {start}, count {count})");
+        }
+
         if ((flags & VfioIrqSetFlags.DataNone) != 0)
         {
             if (ctx is not null)
@@ -169,7 +147,7 @@ public sealed partial class VfioPciCoreDevice
         _igate.Lock();
         try
         {
-            ErrTrigger?.Signal();
+            _errTrigger?.Signal();
         }
         finally
         {

@@ -4,7 +4,6 @@
 // igate), VFIO_DEVICE_RESET and vfio_pci_core_ioctl_feature. Hot reset, ioeventfds and the
 // low-power features are not part of this first vfio-pci.
 
-using System.Runtime.InteropServices;
 using Vfio.Core;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
@@ -70,7 +69,7 @@ public sealed partial class VfioPciCoreDevice
             return err;
         }
 
-        bool msixCap = false;
+        var caps = new VfioInfoCaps();
         switch (info.Index)
         {
             case VfioPciIndex.Config:
@@ -92,7 +91,15 @@ public sealed partial class VfioPciCoreDevice
                 if (_barMmapSupported[bar])
                 {
                     info.Flags |= VfioRegionFlags.Mmap;
-                    msixCap = bar == MsixBar;
+                    if (bar == MsixBar)
+                    {
+                        // msix_mmappable_cap(): header only, version 1.
+                        int ret = caps.Add(VfioArg.SizeOf<VfioInfoCapHeader>(), VfioCapId.RegionMsixMappable, 1, out _);
+                        if (ret != 0)
+                        {
+                            return ErrorReason.Fail(Errno.ENOMEM, $"{name}: cannot allocate the capability chain of BAR{bar}");
+                        }
+                    }
                 }
 
                 break;
@@ -130,26 +137,12 @@ public sealed partial class VfioPciCoreDevice
                 return ErrorReason.Fail(Errno.EINVAL, $"{name}: index {info.Index} is not below the {NumRegions} regions of {Pname}");
         }
 
-        if (msixCap)
+        if (!caps.IsEmpty)
         {
-            // One header-only capability, VFIO_REGION_INFO_CAP_MSIX_MAPPABLE (version 1).
-            int fixedSz = Marshal.SizeOf<VfioRegionInfo>();
-            int capSz = Marshal.SizeOf<VfioInfoCapHeader>();
             info.Flags |= VfioRegionFlags.Caps;
-            if (info.Argsz < fixedSz + capSz)
+            if (caps.CopyOut(arg, VfioArg.SizeOf<VfioRegionInfo>(), ref info.Argsz, ref info.CapOffset) != 0)
             {
-                info.Argsz = (uint)(fixedSz + capSz);
-                info.CapOffset = 0;
-            }
-            else
-            {
-                var header = new VfioInfoCapHeader { Id = VfioCapId.RegionMsixMappable, Version = 1, Next = 0 };
-                if (VfioArg.CopyOut(arg + (ulong)fixedSz, header, capSz) != 0)
-                {
-                    return ErrorReason.Fail(Errno.EFAULT, $"{name}: cannot write the capability chain to 0x{arg + (ulong)fixedSz:x}");
-                }
-
-                info.CapOffset = (uint)fixedSz;
+                return ErrorReason.Fail(Errno.EFAULT, $"{name}: cannot write the capability chain to 0x{arg + (ulong)VfioArg.SizeOf<VfioRegionInfo>():x}");
             }
         }
 

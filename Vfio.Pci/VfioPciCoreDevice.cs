@@ -36,8 +36,12 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
 
     private readonly bool[] _barMmapSupported = new bool[PciDevice.RomBarIndex];
 
-    // Protects ErrTrigger and ReqTrigger (vdev->igate).
+    // Protects _errTrigger and _reqTrigger (vdev->igate).
     private KMutex _igate = null!;
+
+    // vdev->err_trigger and vdev->req_trigger (igate).
+    private EventFdContext? _errTrigger;
+    private EventFdContext? _reqTrigger;
 
     // pci_store_saved_state() at enable, restored at disable (dev_set->lock).
     private PciSavedState? _savedState;
@@ -77,10 +81,10 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     internal long MsixSize { get; private set; }
 
     /// <summary>vdev-&gt;err_trigger (under igate).</summary>
-    internal EventFdContext? ErrTrigger { get; private set; }
+    internal EventFdContext? ErrTrigger => _errTrigger;
 
     /// <summary>vdev-&gt;req_trigger (under igate).</summary>
-    internal EventFdContext? ReqTrigger { get; private set; }
+    internal EventFdContext? ReqTrigger => _reqTrigger;
 
     internal KMutex Igate => _igate;
 
@@ -179,10 +183,9 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             }
         }
 
-        uint cmd = Pdev.ReadConfig(PciRegs.Command, 2);
-        if (Pci23 && (cmd & PciRegs.CommandIntxDisable) != 0)
+        if (Pci23)
         {
-            Pdev.WriteConfig(PciRegs.Command, cmd & ~(uint)PciRegs.CommandIntxDisable, 2);
+            SetIntxDisable(false);
         }
 
         ConfigInit();
@@ -214,10 +217,10 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         _igate.Lock();
         try
         {
-            ErrTrigger?.Put();
-            ErrTrigger = null;
-            ReqTrigger?.Put();
-            ReqTrigger = null;
+            _errTrigger?.Put();
+            _errTrigger = null;
+            _reqTrigger?.Put();
+            _reqTrigger = null;
         }
         finally
         {
@@ -240,19 +243,10 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         ConfigFree();
         NeedsReset = true;
 
-        PciSavedState? saved = _savedState;
+        // The kernel's "Couldn't reload saved state" path needs a failed allocation at
+        // enable; pci_store_saved_state() cannot fail here, so there is always a state.
+        PciSavedState saved = _savedState ?? throw new InvalidOperationException($"vfio-pci: {Pname} is disabled without the state saved when it was enabled");
         _savedState = null;
-        if (saved is null)
-        {
-            Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: vfio_pci_core_disable: Couldn't reload saved state");
-            if (!ResetWorks)
-            {
-                DisableDevice();
-                DevSetTryResetLocked(DevSet);
-                return;
-            }
-        }
-
         Pdev.WriteConfig(PciRegs.Command, PciRegs.CommandIntxDisable, 2);
 
         // Not the "try" reset interface: that one would save and restore the current
@@ -272,10 +266,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             }
         }
 
-        if (saved is not null)
-        {
-            Pdev.LoadAndRestoreState(saved);
-        }
+        Pdev.LoadAndRestoreState(saved);
 
         DisableDevice();
         DevSetTryResetLocked(DevSet);
@@ -470,19 +461,8 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         ClearMaster();
     }
 
-    /// <summary>vfio_pci_set_power_state(vdev, PCI_D0) for a function that may sit in D3hot.</summary>
-    private void SetPowerStateD0()
-    {
-        int pm = Pdev.PmCap;
-        if (pm == 0 || Pdev.PowerState == 0)
-        {
-            return;
-        }
-
-        uint csr = Pdev.ReadConfig(pm + PciRegs.PmCtrl, 2);
-        Pdev.WriteConfig(pm + PciRegs.PmCtrl, csr & ~(uint)PciRegs.PmCtrlStateMask, 2);
-        KTask.Msleep(10);
-    }
+    /// <summary>vfio_pci_set_power_state(vdev, PCI_D0): the PCI core's D0 transition, which reprograms the BARs when it reset the function.</summary>
+    private void SetPowerStateD0() => Pdev.SetFullPowerState();
 
     /// <summary>pci_intx(pdev, !disable).</summary>
     private void SetIntxDisable(bool disable)
@@ -501,7 +481,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         uint orig = Pdev.ReadConfig(PciRegs.Command, 2);
         Pdev.WriteConfig(PciRegs.Command, orig ^ PciRegs.CommandIntxDisable, 2);
         uint now = Pdev.ReadConfig(PciRegs.Command, 2);
-        bool supported = ((now ^ orig) & ~(uint)PciRegs.CommandIntxDisable) == 0 && (now ^ orig) == PciRegs.CommandIntxDisable;
+        bool supported = (now ^ orig) == PciRegs.CommandIntxDisable;
         Pdev.WriteConfig(PciRegs.Command, orig, 2);
         return supported;
     }
@@ -534,7 +514,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         _igate.Lock();
         try
         {
-            if (ReqTrigger is { } req)
+            if (_reqTrigger is { } req)
             {
                 if (count % 10 == 0)
                 {

@@ -370,17 +370,15 @@ public sealed class PciBus : BusType
             return Errno.EINVAL.Negative();
         }
 
-        DynIdLock.Lock();
-        drv.DynIdsLocked.Add(id);
-        DynIdLock.Unlock();
-        DriverAttach(drv);
+        AddDynamicId(drv, id);
         return buf.Length;
     }
 
     /// <summary>
     /// pci_add_dynid(): adds <paramref name="id"/> to <paramref name="drv"/>'s dynamic ids and
-    /// binds every unbound device it now matches (for drivers' <c>ids=</c> module parameters;
-    /// unlike new_id there is no duplicate or driver_data check). 0 or -errno of driver_attach.
+    /// binds every unbound device it now matches: what new_id does after its duplicate and
+    /// driver_data checks, and what drivers' <c>ids=</c> module parameters do without them.
+    /// 0 or -errno of driver_attach.
     /// </summary>
     public int AddDynamicId(PciDriver drv, PciDeviceId id)
     {

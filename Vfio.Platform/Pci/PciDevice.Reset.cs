@@ -305,7 +305,7 @@ public partial class PciDevice
         // pci_dev_save_and_disable(): the function goes to D0 before its state is saved, so
         // that the restore brings it back in D0 and decoding.
         SetFullPowerState();
-        SavedState saved = SaveState();
+        PciSavedState saved = SaveState();
         WriteConfig(PciRegs.Command, PciRegs.CommandIntxDisable, 2);
         int rc = ResetFunctionNoSaveLocked();
         RestoreState(saved);
@@ -313,11 +313,11 @@ public partial class PciDevice
     }
 
     /// <summary>
-    /// pci_set_full_power_state(): D3hot to D0 with the PM capability's delay; when that
-    /// transition reset the function (no No_Soft_Reset), pci_restore_bars() programs the
-    /// assigned BARs again.
+    /// pci_set_power_state(pdev, PCI_D0) → pci_set_full_power_state(): D3hot to D0 with the PM
+    /// capability's delay; when that transition reset the function (no No_Soft_Reset),
+    /// pci_restore_bars() programs the assigned BARs again. Nothing to do in D0.
     /// </summary>
-    private void SetFullPowerState()
+    public void SetFullPowerState()
     {
         if (_pmCap == 0 || PowerState == 0)
         {
@@ -423,29 +423,27 @@ public partial class PciDevice
         KTask.Msleep(ms);
     }
 
-    // pci_save_state / pci_restore_state: the configuration registers and the MSI-X table.
-    internal readonly record struct SavedState(byte[] Config, byte[] MsixTable);
-
     /// <summary>
     /// pci_save_state() + pci_store_saved_state(): a copy of the function's configuration
     /// (and MSI-X table) that <see cref="LoadAndRestoreState"/> writes back, as vfio-pci keeps
     /// the state it found at open and restores at release.
     /// </summary>
-    public PciSavedState StoreSavedState() => new(SaveState());
+    public PciSavedState StoreSavedState() => SaveState();
 
     /// <summary>pci_load_saved_state() + pci_restore_state(): writes <paramref name="state"/> back to the function.</summary>
     public void LoadAndRestoreState(PciSavedState state)
     {
         ArgumentNullException.ThrowIfNull(state);
-        RestoreState(state.State);
+        RestoreState(state);
     }
 
-    private SavedState SaveState()
+    /// <summary>pci_save_state(): the configuration registers and the MSI-X table.</summary>
+    private PciSavedState SaveState()
     {
         ConfigLock.Lock();
         try
         {
-            return new SavedState(Config.Snapshot().Data, (byte[])_msixTable.Clone());
+            return new PciSavedState(Config.Snapshot().Data, (byte[])_msixTable.Clone());
         }
         finally
         {
@@ -453,7 +451,8 @@ public partial class PciDevice
         }
     }
 
-    private void RestoreState(SavedState s)
+    /// <summary>pci_restore_state().</summary>
+    private void RestoreState(PciSavedState s)
     {
         // BARs and the rest of the header first, the command register last (as
         // pci_restore_config_space does), then the capabilities; the status word is skipped
@@ -568,7 +567,13 @@ public partial class PciDevice
 /// <summary>struct pci_saved_state: a stored copy of a function's configuration, opaque to drivers.</summary>
 public sealed class PciSavedState
 {
-    internal PciSavedState(PciDevice.SavedState state) => State = state;
+    internal PciSavedState(byte[] config, byte[] msixTable)
+    {
+        Config = config;
+        MsixTable = msixTable;
+    }
 
-    internal PciDevice.SavedState State { get; }
+    internal byte[] Config { get; }
+
+    internal byte[] MsixTable { get; }
 }
