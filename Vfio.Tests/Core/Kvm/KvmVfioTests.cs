@@ -7,19 +7,17 @@ using NUnit.Framework;
 using Vfio.Core;
 using Vfio.Core.Kvm;
 using Vfio.Kernel;
-using Vfio.Platform;
 using Vfio.Platform.Fs;
 
 namespace Vfio.Tests.Core.Kvm;
 
 [TestFixture]
-public sealed class KvmVfioTests
+public sealed class KvmVfioTests : VfioFixture
 {
     private static void Run(Action<KvmRig> body, VfioExternalUsers users = VfioExternalUsers.FileApi)
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Real);
-        SimMachine m = KvmRig.Machine(k);
-        Sim.AssertPassed(k.Run("main", () => body(KvmRig.Create(m, users))));
+        var r = new KvmRig(users: users);
+        r.Vfio.Run(() => body(r));
     }
 
     private static Errno Err(long ret) => ret < 0 ? (Errno)(-ret) : 0;
@@ -45,9 +43,7 @@ public sealed class KvmVfioTests
 
             int vm = (int)r.P.Ioctl(kvm, KvmIoctl.CreateVm);
             Assert.That(vm, Is.GreaterThanOrEqualTo(0));
-            SimFile f = r.P.Files.Get(vm)!;
-            Assert.That(f.Path, Is.EqualTo("anon_inode:kvm-vm"));
-            f.Put();
+            Assert.That(r.PathOf(vm), Is.EqualTo("anon_inode:kvm-vm"));
             Assert.That(r.Vm(vm).UsersCount, Is.EqualTo(1));
             Assert.That(r.Kvm.Vms, Has.Count.EqualTo(1));
             Assert.That(Err(r.P.Ioctl(vm, 0xAE99)), Is.EqualTo(Errno.ENOTTY), "unknown VM ioctl");
@@ -78,9 +74,7 @@ public sealed class KvmVfioTests
 
             Assert.That(r.CreateDevice(vm, (uint)KvmDeviceType.Vfio, 0, out KvmCreateDevice cd), Is.Zero);
             int dev = (int)cd.Fd;
-            SimFile f = r.P.Files.Get(dev)!;
-            Assert.That(f.Path, Is.EqualTo("anon_inode:kvm-vfio"));
-            f.Put();
+            Assert.That(r.PathOf(dev), Is.EqualTo("anon_inode:kvm-vfio"));
             Assert.That(v.UsersCount, Is.EqualTo(2), "the device fd holds the VM");
 
             Assert.That(Err(r.CreateDevice(vm, (uint)KvmDeviceType.Vfio, 0, out _)), Is.EqualTo(Errno.EBUSY));
@@ -114,15 +108,14 @@ public sealed class KvmVfioTests
         {
             int vm = r.CreateVm();
             int dev = r.CreateVfioDevice(vm);
-            var other = r.M.CreateProcess("other", Vfio.Platform.Proc.Credentials.Root);
+            var other = r.Vfio.Machine.CreateProcess("other", Vfio.Platform.Proc.Credentials.Root);
             int ovm = r.P.SendFd(vm, other);
             int odev = r.P.SendFd(dev, other);
             Assert.That(Err(other.Ioctl(ovm, KvmIoctl.CheckExtension, KvmIoctl.CapDeviceCtrl)), Is.EqualTo(Errno.EIO));
             Assert.That(Err(other.Ioctl(odev, KvmIoctl.SetDeviceAttr, 0x10UL)), Is.EqualTo(Errno.EIO));
             Assert.That(other.Close(ovm), Is.Zero);
             Assert.That(other.Close(odev), Is.Zero);
-            Assert.That(r.P.Close(dev), Is.Zero);
-            Assert.That(r.P.Close(vm), Is.Zero);
+            r.Close(dev, vm);
             r.AssertNothingLeft();
         });
     }
@@ -132,10 +125,7 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            KvmVm v = r.Vm(vm);
+            (int g, _, int vm, int dev, KvmVm v) = r.SetUp();
             var kv = r.Private<KvmVfio>(dev);
             Assert.That(r.FileRefs(g), Is.EqualTo(1));
 
@@ -159,9 +149,7 @@ public sealed class KvmVfioTests
             Assert.That(r.Add(dev, g), Is.Zero);
             Assert.That(r.Del(dev, g), Is.Zero);
 
-            Assert.That(r.P.Close(dev), Is.Zero);
-            Assert.That(r.P.Close(vm), Is.Zero);
-            Assert.That(r.P.Close(g), Is.Zero);
+            r.Close(dev, vm, g);
             r.AssertNothingLeft();
         });
     }
@@ -171,14 +159,10 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int container = r.AttachContainer(g);
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, int container, int vm, int dev, KvmVm v) = r.SetUp(container: true, add: true);
             int device = r.GetDeviceFd(g);
             Assert.That(device, Is.GreaterThanOrEqualTo(0));
-            Assert.That(r.Device.Kvm, Is.SameAs(r.Vm(vm)), "the open device holds the VM");
+            Assert.That(r.Device.Kvm, Is.SameAs(v), "the open device holds the VM");
             int efd = r.P.Eventfd(0);
             int kvmFd = r.P.Open("/dev/kvm");
             var before = State(r, g, vm, dev);
@@ -210,15 +194,11 @@ public sealed class KvmVfioTests
 
             Assert.That(r.Del(dev, g), Is.Zero);
             Rejected2(r, dev, g);
-            Assert.That(r.Device.Kvm, Is.SameAs(r.Vm(vm)), "DEL does not take the VM back from an open device");
+            Assert.That(r.Device.Kvm, Is.SameAs(v), "DEL does not take the VM back from an open device");
 
             Assert.That(r.P.Close(device), Is.Zero);
             Assert.That(r.Device.Kvm, Is.Null);
-            foreach (int fd in new[] { efd, kvmFd, dev, vm, g, container })
-            {
-                Assert.That(r.P.Close(fd), Is.Zero);
-            }
-
+            r.Close(efd, kvmFd, dev, vm, g, container);
             r.AssertNothingLeft();
         });
 
@@ -236,17 +216,13 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int container = r.AttachContainer(g);
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, int container, int vm, int dev, KvmVm v) = r.SetUp(container: true, add: true);
             VfioGroup group = r.Group;
 
             Assert.That(r.P.Close(g), Is.Zero);
             Assert.That(Err(r.OpenGroup()), Is.EqualTo(Errno.EBUSY), "the group's release has not run: KVM still holds its file");
             Assert.That(group.ContainerUsersSnapshot, Is.EqualTo(1), "so it is still in its container");
-            Assert.That(group.Kvm, Is.SameAs(r.Vm(vm)));
+            Assert.That(group.Kvm, Is.SameAs(v));
 
             // Releasing the kvm-vfio device (its fd's last close) drops the file; the VM fd stays.
             Assert.That(r.P.Close(dev), Is.Zero);
@@ -255,9 +231,7 @@ public sealed class KvmVfioTests
             int g2 = r.OpenGroup();
             Assert.That(g2, Is.GreaterThanOrEqualTo(0));
 
-            Assert.That(r.P.Close(g2), Is.Zero);
-            Assert.That(r.P.Close(vm), Is.Zero);
-            Assert.That(r.P.Close(container), Is.Zero);
+            r.Close(g2, vm, container);
             r.AssertNothingLeft();
         });
     }
@@ -267,11 +241,7 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            KvmVm v = r.Vm(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, _, int vm, int dev, KvmVm v) = r.SetUp(add: true);
             Assert.That(r.P.Close(g), Is.Zero);
             Assert.That(r.P.Close(vm), Is.Zero);
             Assert.That(Err(r.OpenGroup()), Is.EqualTo(Errno.EBUSY), "the device fd keeps the VM and the VM's device keeps the file");
@@ -281,7 +251,7 @@ public sealed class KvmVfioTests
             Assert.That(v.IsDestroyed, Is.True);
             int g2 = r.OpenGroup();
             Assert.That(g2, Is.GreaterThanOrEqualTo(0));
-            Assert.That(r.P.Close(g2), Is.Zero);
+            r.Close(g2);
             r.AssertNothingLeft();
         });
     }
@@ -291,17 +261,12 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, _, int vm, int dev, _) = r.SetUp(add: true);
             Assert.That(r.Del(dev, g), Is.Zero);
             Assert.That(r.P.Close(g), Is.Zero);
             int g2 = r.OpenGroup();
             Assert.That(g2, Is.GreaterThanOrEqualTo(0), "nothing holds the old file");
-            Assert.That(r.P.Close(g2), Is.Zero);
-            Assert.That(r.P.Close(dev), Is.Zero);
-            Assert.That(r.P.Close(vm), Is.Zero);
+            r.Close(g2, dev, vm);
             r.AssertNothingLeft();
         });
     }
@@ -311,11 +276,7 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int container = r.AttachContainer(g);
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            KvmVm v = r.Vm(vm);
+            (int g, int container, int vm, int dev, KvmVm v) = r.SetUp(container: true);
 
             // Opened before ADD: no VM, and ADD does not hand one to an open device.
             int early = r.GetDeviceFd(g);
@@ -328,7 +289,7 @@ public sealed class KvmVfioTests
             Assert.That(d1, Is.GreaterThanOrEqualTo(0));
             Assert.That(r.Device.Kvm, Is.SameAs(v));
             Assert.That(v.UsersCount, Is.EqualTo(3), "VM fd, kvm-vfio fd and the open device");
-            Assert.That(r.Driver.KvmAtOpen.Last(), Is.SameAs(v), "open_device sees device->kvm");
+            Assert.That(r.KvmAtOpen.Last(), Is.SameAs(v), "open_device sees device->kvm");
 
             int d2 = r.GetDeviceFd(g);
             Assert.That(v.UsersCount, Is.EqualTo(3), "only the first open takes a reference");
@@ -337,13 +298,9 @@ public sealed class KvmVfioTests
             Assert.That(r.P.Close(d2), Is.Zero);
             Assert.That(v.UsersCount, Is.EqualTo(2), "the last close drops it");
             Assert.That(r.Device.Kvm, Is.Null);
-            Assert.That(r.Driver.KvmAtOpen.ToArray(), Is.EqualTo(new IVfioKvm?[] { null, v }));
+            Assert.That(r.KvmAtOpen.ToArray(), Is.EqualTo(new IVfioKvm?[] { null, v }));
 
-            foreach (int fd in new[] { dev, vm, g, container })
-            {
-                Assert.That(r.P.Close(fd), Is.Zero);
-            }
-
+            r.Close(dev, vm, g, container);
             r.AssertNothingLeft();
         });
     }
@@ -353,12 +310,7 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int container = r.AttachContainer(g);
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            KvmVm v = r.Vm(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, int container, int vm, int dev, KvmVm v) = r.SetUp(container: true, add: true);
             int device = r.GetDeviceFd(g);
             Assert.That(v.UsersCount, Is.EqualTo(3));
 
@@ -378,7 +330,7 @@ public sealed class KvmVfioTests
             Assert.That(v.IsDestroyed, Is.True);
             Assert.That(r.Device.Kvm, Is.Null);
             Assert.That(r.Group.ContainerUsersSnapshot, Is.Zero, "the group's release ran");
-            Assert.That(r.P.Close(container), Is.Zero);
+            r.Close(container);
             r.AssertNothingLeft();
         });
     }
@@ -389,14 +341,11 @@ public sealed class KvmVfioTests
         Run(
             r =>
             {
-                int g = r.OpenGroup();
-                int vm = r.CreateVm();
-                int dev = r.CreateVfioDevice(vm);
-                KvmVm v = r.Vm(vm);
+                (int g, _, int vm, int dev, KvmVm v) = r.SetUp();
                 Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.EINVAL), "not in a container");
                 int container = r.AttachContainer(g, setIommu: false);
                 Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.EINVAL), "no IOMMU driver yet");
-                Assert.That(r.P.Ioctl(container, Vfio.Core.Uapi.VfioIoctl.SetIommu, Vfio.Core.Uapi.VfioExtension.Type1v2), Is.Zero);
+                Assert.That(r.Vfio.SetIommu(container), Is.Zero);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1));
 
                 Assert.That(r.Add(dev, g), Is.Zero);
@@ -406,20 +355,16 @@ public sealed class KvmVfioTests
                 Assert.That(v.NoncoherentDmaCount, Is.EqualTo(1), "the backend does not claim VFIO_DMA_CC_IOMMU");
                 Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.EEXIST));
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(2));
-                Assert.That(Err(r.UnsetContainer(g)), Is.EqualTo(Errno.EBUSY));
+                Assert.That(Err(r.Vfio.UnsetContainer(g)), Is.EqualTo(Errno.EBUSY));
 
                 Assert.That(r.Del(dev, g), Is.Zero);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1));
                 Assert.That((v.NoncoherentDmaCount, v.AssignedDeviceCount), Is.EqualTo((0, 0)));
                 Assert.That(r.Group.Kvm, Is.Null);
                 Assert.That(Err(r.Del(dev, g)), Is.EqualTo(Errno.ENOENT));
-                Assert.That(r.UnsetContainer(g), Is.Zero);
+                Assert.That(r.Vfio.UnsetContainer(g), Is.Zero);
 
-                foreach (int fd in new[] { dev, vm, g, container })
-                {
-                    Assert.That(r.P.Close(fd), Is.Zero);
-                }
-
+                r.Close(dev, vm, g, container);
                 r.AssertNothingLeft();
             },
             VfioExternalUsers.Checked);
@@ -431,21 +376,13 @@ public sealed class KvmVfioTests
         Run(
             r =>
             {
-                int g = r.OpenGroup();
-                int container = r.AttachContainer(g);
-                int vm = r.CreateVm();
-                int dev = r.CreateVfioDevice(vm);
-                Assert.That(r.Add(dev, g), Is.Zero);
+                (int g, int container, int vm, int dev, _) = r.SetUp(container: true, add: true);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(2));
                 Assert.That(r.P.Close(dev), Is.Zero);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1));
                 Assert.That(r.Group.Kvm, Is.Null);
-                Assert.That(r.UnsetContainer(g), Is.Zero);
-                foreach (int fd in new[] { vm, g, container })
-                {
-                    Assert.That(r.P.Close(fd), Is.Zero);
-                }
-
+                Assert.That(r.Vfio.UnsetContainer(g), Is.Zero);
+                r.Close(vm, g, container);
                 r.AssertNothingLeft();
             },
             VfioExternalUsers.Checked);
@@ -457,19 +394,12 @@ public sealed class KvmVfioTests
         Run(
             r =>
             {
-                int g = r.OpenGroup();
-                int vm = r.CreateVm();
-                int dev = r.CreateVfioDevice(vm);
-                Assert.That(r.Add(dev, g), Is.Zero);
+                (int g, _, int vm, int dev, KvmVm v) = r.SetUp(add: true);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.Zero);
-                Assert.That(r.Group.Kvm, Is.SameAs(r.Vm(vm)));
+                Assert.That(r.Group.Kvm, Is.SameAs(v));
                 Assert.That(r.Del(dev, g), Is.Zero);
                 Assert.That(r.Group.Kvm, Is.Null);
-                foreach (int fd in new[] { dev, vm, g })
-                {
-                    Assert.That(r.P.Close(fd), Is.Zero);
-                }
-
+                r.Close(dev, vm, g);
                 r.AssertNothingLeft();
             },
             VfioExternalUsers.Unchecked);
@@ -480,20 +410,13 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, _, int vm, int dev, _) = r.SetUp(add: true);
             Assert.That(r.Group.ContainerUsersSnapshot, Is.Zero);
             int container = r.AttachContainer(g);
             Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1), "KVM does not count");
-            Assert.That(r.UnsetContainer(g), Is.Zero, "so UNSET_CONTAINER is not held up");
+            Assert.That(r.Vfio.UnsetContainer(g), Is.Zero, "so UNSET_CONTAINER is not held up");
             Assert.That(r.Del(dev, g), Is.Zero);
-            foreach (int fd in new[] { dev, vm, g, container })
-            {
-                Assert.That(r.P.Close(fd), Is.Zero);
-            }
-
+            r.Close(dev, vm, g, container);
             r.AssertNothingLeft();
         });
     }
