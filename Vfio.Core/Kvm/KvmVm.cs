@@ -207,18 +207,7 @@ public sealed class KvmVm : IVfioKvm
         if (fd < 0)
         {
             PutNoDestroy();
-            List<SimFile> deferred = [];
-            Lock.Lock();
-            try
-            {
-                _devices.Remove(dev);
-                dev.Release(deferred);
-            }
-            finally
-            {
-                Lock.Unlock();
-            }
-
+            List<SimFile> deferred = UnlistAndRelease(dev);
             Warn.On(Module.Kernel, deferred.Count != 0, $"{Name}: a new {dev.Name} device held files");
             return ErrorReason.Fail(ErrnoExtensions.FromReturn(fd), $"{Name}: no free fd for the {dev.Name} device");
         }
@@ -234,6 +223,17 @@ public sealed class KvmVm : IVfioKvm
     {
         // fput() is deferred to task work in the kernel, so a file the device held is not
         // released under kvm->lock; here the puts run after the lock is dropped.
+        List<SimFile> deferred = UnlistAndRelease(dev);
+        Put();
+        foreach (SimFile f in deferred)
+        {
+            f.Put();
+        }
+    }
+
+    /// <summary>list_del_rcu(&amp;dev-&gt;vm_node) and -&gt;release() under kvm-&gt;lock: the files to fput once it is dropped.</summary>
+    private List<SimFile> UnlistAndRelease(KvmDevice dev)
+    {
         List<SimFile> deferred = [];
         Lock.Lock();
         try
@@ -246,11 +246,7 @@ public sealed class KvmVm : IVfioKvm
             Lock.Unlock();
         }
 
-        Put();
-        foreach (SimFile f in deferred)
-        {
-            f.Put();
-        }
+        return deferred;
     }
 
     /// <inheritdoc/>
