@@ -23,6 +23,12 @@ internal sealed class KvmVfio : KvmDevice
     private const string AddName = "KVM_DEV_VFIO_FILE_ADD";
     private const string DelName = "KVM_DEV_VFIO_FILE_DEL";
 
+    /// <summary>The fault site of a list entry (struct kvm_vfio_file).</summary>
+    internal const string FileAllocFaultSite = "kzalloc:kvm_vfio_file";
+
+    /// <summary>The fault site of a ≤v5.18 list entry (struct kvm_vfio_group).</summary>
+    internal const string GroupAllocFaultSite = "kzalloc:kvm_vfio_group";
+
     // Protects _files and _noncoherent (kv->lock).
     private readonly KMutex _lock;
     private readonly List<Entry> _files = [];
@@ -132,7 +138,7 @@ internal sealed class KvmVfio : KvmDevice
                     return ErrorReason.Fail(Errno.EEXIST, $"{AddName}: fd {fd} ({f.Path}) is already on {Vm}'s kvm-vfio device");
                 }
 
-                if (Vm.Module.Kernel.Faults.ShouldFail("kzalloc:kvm_vfio_file"))
+                if (Vm.Module.Kernel.Faults.ShouldFail(FileAllocFaultSite))
                 {
                     return ErrorReason.Fail(Errno.ENOMEM, $"{AddName}: cannot allocate the list entry");
                 }
@@ -223,7 +229,7 @@ internal sealed class KvmVfio : KvmDevice
                 }
             }
 
-            if (Vm.Module.Kernel.Faults.ShouldFail("kzalloc:kvm_vfio_group"))
+            if (Vm.Module.Kernel.Faults.ShouldFail(GroupAllocFaultSite))
             {
                 VfioFile.PutExternalUser(group!);
                 return ErrorReason.Fail(Errno.ENOMEM, $"{AddName}: cannot allocate the list entry");

@@ -20,6 +20,9 @@ namespace Vfio.Core.Kvm;
 /// <summary>struct kvm: a VM, as drivers that were handed one (vfio devices) see it.</summary>
 public sealed class KvmVm : IVfioKvm
 {
+    /// <summary>The fault site of struct kvm_device's allocation.</summary>
+    internal const string DeviceAllocFaultSite = "kzalloc:kvm_device";
+
     private readonly RefCount _users;
     private readonly List<KvmDevice> _devices = [];
     private int _assignedDevices;
@@ -178,7 +181,7 @@ public sealed class KvmVm : IVfioKvm
             return 0;
         }
 
-        if (Module.Kernel.Faults.ShouldFail("kzalloc:kvm_device"))
+        if (Module.Kernel.Faults.ShouldFail(DeviceAllocFaultSite))
         {
             return ErrorReason.Fail(Errno.ENOMEM, $"{Name}: cannot allocate the device");
         }

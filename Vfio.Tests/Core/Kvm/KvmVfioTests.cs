@@ -8,6 +8,7 @@ using Vfio.Core;
 using Vfio.Core.Kvm;
 using Vfio.Kernel;
 using Vfio.Platform.Fs;
+using KvmModule = Vfio.Core.Kvm.Kvm;
 
 namespace Vfio.Tests.Core.Kvm;
 
@@ -52,6 +53,46 @@ public sealed class KvmVfioTests : VfioFixture
             Assert.That(r.P.Close(vm), Is.Zero);
             Assert.That(v.IsDestroyed, Is.True);
             Assert.That(r.P.Close(kvm), Is.Zero);
+            r.AssertNothingLeft();
+        });
+    }
+
+    [Test]
+    public void FailedAllocations_AreEnomem_AndChangeNothing()
+    {
+        Run(r =>
+        {
+            FaultInjector faults = r.Vfio.Kernel.Faults;
+            int kvm = r.P.Open("/dev/kvm");
+            int free = r.P.Dup(kvm);
+            Assert.That(r.P.Close(free), Is.Zero);
+
+            // kvm_create_vm() allocates the VM before kvm_arch_init_vm() checks the type.
+            faults.FailNth(1, KvmModule.VmAllocFaultSite);
+            Assert.That(Err(r.P.Ioctl(kvm, KvmIoctl.CreateVm, 7)), Is.EqualTo(Errno.ENOMEM), "ENOMEM before the type's EINVAL");
+            faults.FailNth(1, KvmModule.VmAllocFaultSite);
+            Assert.That(Err(r.P.Ioctl(kvm, KvmIoctl.CreateVm)), Is.EqualTo(Errno.ENOMEM));
+            faults.Disarm();
+            Assert.That(r.Kvm.Vms, Is.Empty);
+            int dup = r.P.Dup(kvm);
+            Assert.That(dup, Is.EqualTo(free), "the reserved fd went back");
+            r.Close(dup, kvm);
+
+            (int g, _, int vm, int dev, KvmVm v) = r.SetUp();
+            faults.FailNth(1, KvmVm.DeviceAllocFaultSite);
+            Assert.That(Err(r.CreateDevice(vm, (uint)KvmDeviceType.Vfio, 0, out _)), Is.EqualTo(Errno.ENOMEM), "the allocation comes before the one-per-VM check");
+            Assert.That(v.UsersCount, Is.EqualTo(2));
+
+            faults.FailNth(1, KvmVfio.FileAllocFaultSite);
+            Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.ENOMEM));
+            faults.Disarm();
+            Assert.That(r.FileRefs(g), Is.EqualTo(1), "no file reference kept");
+            Assert.That(r.Group.Kvm, Is.Null);
+            Assert.That(r.Private<KvmVfio>(dev).FileCount, Is.Zero);
+            Assert.That((v.AssignedDeviceCount, v.NoncoherentDmaCount, v.UsersCount), Is.EqualTo((0, 0, 2)));
+            Assert.That(r.Add(dev, g), Is.Zero, "the same file can be added once memory is back");
+
+            r.Close(dev, vm, g);
             r.AssertNothingLeft();
         });
     }
@@ -347,6 +388,12 @@ public sealed class KvmVfioTests : VfioFixture
                 Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.EINVAL), "no IOMMU driver yet");
                 Assert.That(r.Vfio.SetIommu(container), Is.Zero);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1));
+
+                r.Vfio.Kernel.Faults.FailNth(1, KvmVfio.GroupAllocFaultSite);
+                Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.ENOMEM));
+                r.Vfio.Kernel.Faults.Disarm();
+                Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1), "a failed ADD gives its container use back");
+                Assert.That(r.Group.Kvm, Is.Null);
 
                 Assert.That(r.Add(dev, g), Is.Zero);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(2), "KVM is a container user");
