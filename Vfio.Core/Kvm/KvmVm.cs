@@ -284,14 +284,19 @@ internal abstract class KvmDevice(KvmVm vm)
     /// <summary>Which of set_attr / get_attr / has_attr the device implements (the non-NULL ops).</summary>
     public abstract KvmAttrOps Provides { get; }
 
+    // kvm_device_ioctl_attr() answers EPERM for an accessor missing from Provides before it
+    // reads the argument, so these are only called when the device listed them.
+
     /// <summary>-&gt;set_attr(): 0 or -errno.</summary>
-    public virtual int SetAttr(in KvmDeviceAttr attr) => Errno.EPERM.Negative();
+    public virtual int SetAttr(in KvmDeviceAttr attr) => throw NotProvided(KvmAttrOps.Set);
 
     /// <summary>-&gt;get_attr(): 0 or -errno.</summary>
-    public virtual int GetAttr(in KvmDeviceAttr attr) => Errno.EPERM.Negative();
+    public virtual int GetAttr(in KvmDeviceAttr attr) => throw NotProvided(KvmAttrOps.Get);
 
     /// <summary>-&gt;has_attr(): 0 or -errno.</summary>
-    public virtual int HasAttr(in KvmDeviceAttr attr) => Errno.EPERM.Negative();
+    public virtual int HasAttr(in KvmDeviceAttr attr) => throw NotProvided(KvmAttrOps.Has);
+
+    private InvalidOperationException NotProvided(KvmAttrOps op) => new($"{Name}: Provides lists {op} but the device does not override it");
 
     /// <inheritdoc/>
     public override string ToString() => $"{Name} of {Vm}";
