@@ -143,6 +143,32 @@ public sealed class KvmVfioTests : VfioFixture
     }
 
     [Test]
+    public void CreateDevice_WithoutAFreeFd_IsEmfile_AndUnwindsTheDevice()
+    {
+        Run(r =>
+        {
+            int vm = r.CreateVm();
+            KvmVm v = r.Vm(vm);
+            List<int> filler = [];
+            for (int fd = r.P.Dup(vm); fd >= 0; fd = r.P.Dup(vm))
+            {
+                filler.Add(fd);
+            }
+
+            Assert.That(Err(r.CreateDevice(vm, (uint)KvmDeviceType.Vfio, 0, out _)), Is.EqualTo(Errno.EMFILE));
+            Assert.That(v.UsersCount, Is.EqualTo(1), "the fd's VM reference went back");
+            r.Close([.. filler]);
+
+            // The device left the VM's list: a new one is not EBUSY.
+            int dev = r.CreateVfioDevice(vm);
+            Assert.That(v.UsersCount, Is.EqualTo(2));
+            r.Close(dev, vm);
+            Assert.That(v.IsDestroyed, Is.True);
+            r.AssertNothingLeft();
+        });
+    }
+
+    [Test]
     public void VmAndDeviceIoctls_FromAnotherProcess_AreEio()
     {
         Run(r =>
