@@ -260,7 +260,10 @@ public sealed class KvmVfioTests : VfioFixture
             Assert.That(r.P.Close(dup), Is.Zero);
 
             Assert.That(r.Del(dev, g), Is.Zero);
-            Rejected2(r, dev, g);
+            int refs = r.FileRefs(g);
+            Assert.That(Err(r.Del(dev, g)), Is.EqualTo(Errno.ENOENT), "DEL twice");
+            Assert.That(r.FileRefs(g), Is.EqualTo(refs));
+            Assert.That(r.Group.Kvm, Is.Null);
             Assert.That(r.Device.Kvm, Is.SameAs(v), "DEL does not take the VM back from an open device");
 
             Assert.That(r.P.Close(device), Is.Zero);
@@ -268,14 +271,6 @@ public sealed class KvmVfioTests : VfioFixture
             r.Close(efd, kvmFd, dev, vm, g, container);
             r.AssertNothingLeft();
         });
-
-        static void Rejected2(KvmRig r, int dev, int g)
-        {
-            int refs = r.FileRefs(g);
-            Assert.That(Err(r.Del(dev, g)), Is.EqualTo(Errno.ENOENT), "DEL twice");
-            Assert.That(r.FileRefs(g), Is.EqualTo(refs));
-            Assert.That(r.Group.Kvm, Is.Null);
-        }
     }
 
     [Test]
