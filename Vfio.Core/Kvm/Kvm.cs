@@ -22,6 +22,9 @@ public sealed class Kvm
     /// <summary>KVM_DEV_TYPE_MAX: the size of the device-ops table.</summary>
     internal const uint DeviceTypeMax = 12;
 
+    /// <summary>The fault site of struct kvm's allocation.</summary>
+    internal const string VmAllocFaultSite = "kzalloc:kvm";
+
     internal static readonly LockClass KvmLockClass = LockClass.Get("kvm_lock");
     internal static readonly LockClass VmLockClass = LockClass.Get("kvm.lock");
     internal static readonly LockClass VfioLockClass = LockClass.Get("kvm_vfio.lock");
@@ -107,17 +110,19 @@ public sealed class Kvm
             return ErrorReason.Fail(ErrnoExtensions.FromReturn(fd), $"{Name}: no free fd");
         }
 
+        // kvm_create_vm() allocates the VM (kvm_arch_alloc_vm) before kvm_arch_init_vm()
+        // looks at the type, so a failed allocation is ENOMEM whatever the type.
+        if (Kernel.Faults.ShouldFail(VmAllocFaultSite))
+        {
+            proc.PutUnusedFd(fd);
+            return ErrorReason.Fail(Errno.ENOMEM, $"{Name}: cannot allocate the VM");
+        }
+
         // kvm_arch_init_vm() on x86: only the types the host supports; here the default one.
         if (type != 0)
         {
             proc.PutUnusedFd(fd);
             return ErrorReason.Fail(Errno.EINVAL, $"{Name}: machine type {type} is not supported (only KVM_X86_DEFAULT_VM = 0)");
-        }
-
-        if (Kernel.Faults.ShouldFail("kzalloc:kvm"))
-        {
-            proc.PutUnusedFd(fd);
-            return ErrorReason.Fail(Errno.ENOMEM, $"{Name}: cannot allocate the VM");
         }
 
         _lock.Lock();

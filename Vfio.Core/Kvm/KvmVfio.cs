@@ -23,6 +23,12 @@ internal sealed class KvmVfio : KvmDevice
     private const string AddName = "KVM_DEV_VFIO_FILE_ADD";
     private const string DelName = "KVM_DEV_VFIO_FILE_DEL";
 
+    /// <summary>The fault site of a list entry (struct kvm_vfio_file).</summary>
+    internal const string FileAllocFaultSite = "kzalloc:kvm_vfio_file";
+
+    /// <summary>The fault site of a ≤v5.18 list entry (struct kvm_vfio_group).</summary>
+    internal const string GroupAllocFaultSite = "kzalloc:kvm_vfio_group";
+
     // Protects _files and _noncoherent (kv->lock).
     private readonly KMutex _lock;
     private readonly List<Entry> _files = [];
@@ -86,15 +92,36 @@ internal sealed class KvmVfio : KvmDevice
         {
             case KvmDevVfio.FileAdd:
             case KvmDevVfio.FileDel:
-                string name = attr.Attr == KvmDevVfio.FileAdd ? AddName : DelName;
+                bool add = attr.Attr == KvmDevVfio.FileAdd;
+                string name = add ? AddName : DelName;
                 if (UserMemory.Get(attr.Addr, out int fd) != 0)
                 {
                     return ErrorReason.Fail(Errno.EFAULT, $"{name}: cannot read the fd at 0x{attr.Addr:x}");
                 }
 
-                return attr.Attr == KvmDevVfio.FileAdd
-                    ? _legacy ? LegacyAdd(fd) : FileAdd(fd)
-                    : _legacy ? LegacyDel(fd) : FileDel(fd);
+                // fget()/fdget(): the file stays referenced for the call, and this reference
+                // goes only once kv->lock is dropped.
+                SimFile? f = SimProcess.Current!.Files.Get(fd);
+                if (f is null)
+                {
+                    return ErrorReason.Fail(Errno.EBADF, $"{name}: fd {fd} is not open");
+                }
+
+                try
+                {
+                    return (add, _legacy) switch
+                    {
+                        (true, false) => FileAdd(f, fd),
+                        (false, false) => FileDel(f, fd),
+                        (true, true) => LegacyAdd(f),
+                        (false, true) => LegacyDel(f, fd),
+                    };
+                }
+                finally
+                {
+                    f.Put();
+                }
+
             case KvmDevVfio.GroupSetSpaprTce:
                 return ErrorReason.Fail(Errno.ENXIO, "KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE: only SPAPR (POWER) hosts have TCE tables");
             default:
@@ -108,79 +135,54 @@ internal sealed class KvmVfio : KvmDevice
             ? 0
             : ErrorReason.Fail(Errno.ENXIO, $"KVM_HAS_DEVICE_ATTR: kvm-vfio has no attribute {attr.Attr} in group {attr.Group}");
 
-    /// <summary>kvm_vfio_file_add().</summary>
-    private int FileAdd(int fd)
+    /// <summary>kvm_vfio_file_add(): the list takes its own reference to <paramref name="f"/>.</summary>
+    private int FileAdd(SimFile f, int fd)
     {
-        SimFile? f = SimProcess.Current!.Files.Get(fd);
-        if (f is null)
+        if (!VfioFile.IsValid(f))
         {
-            return ErrorReason.Fail(Errno.EBADF, $"{AddName}: fd {fd} is not open");
+            return ErrorReason.Fail(Errno.EINVAL, $"{AddName}: fd {fd} ({f.Path}) is neither a vfio group nor a vfio device file");
         }
 
+        _lock.Lock();
         try
         {
-            if (!VfioFile.IsValid(f))
+            if (IndexOfLocked(f) >= 0)
             {
-                return ErrorReason.Fail(Errno.EINVAL, $"{AddName}: fd {fd} ({f.Path}) is neither a vfio group nor a vfio device file");
+                return ErrorReason.Fail(Errno.EEXIST, $"{AddName}: fd {fd} ({f.Path}) is already on {Vm}'s kvm-vfio device");
             }
 
-            _lock.Lock();
-            try
+            if (Vm.Module.Kernel.Faults.ShouldFail(FileAllocFaultSite))
             {
-                if (IndexOfLocked(f) >= 0)
-                {
-                    return ErrorReason.Fail(Errno.EEXIST, $"{AddName}: fd {fd} ({f.Path}) is already on {Vm}'s kvm-vfio device");
-                }
-
-                if (Vm.Module.Kernel.Faults.ShouldFail("kzalloc:kvm_vfio_file"))
-                {
-                    return ErrorReason.Fail(Errno.ENOMEM, $"{AddName}: cannot allocate the list entry");
-                }
-
-                f.Get();
-                _files.Add(new Entry(f, null));
-                Vm.StartAssignment();
-                VfioFile.SetKvm(f, Vm);
-                UpdateCoherencyLocked();
-                return 0;
+                return ErrorReason.Fail(Errno.ENOMEM, $"{AddName}: cannot allocate the list entry");
             }
-            finally
-            {
-                _lock.Unlock();
-            }
+
+            f.Get();
+            _files.Add(new Entry(f, null));
+            Vm.StartAssignment();
+            VfioFile.SetKvm(f, Vm);
+            UpdateCoherencyLocked();
+            return 0;
         }
         finally
         {
-            f.Put();
+            _lock.Unlock();
         }
     }
 
-    /// <summary>kvm_vfio_file_del().</summary>
-    private int FileDel(int fd)
+    /// <summary>kvm_vfio_file_del(): the list's reference to <paramref name="f"/> goes once kv-&gt;lock is dropped.</summary>
+    private int FileDel(SimFile f, int fd)
     {
-        SimFile? f = SimProcess.Current!.Files.Get(fd);
-        if (f is null)
-        {
-            return ErrorReason.Fail(Errno.EBADF, $"{DelName}: fd {fd} is not open");
-        }
-
-        SimFile? dropped = null;
-        int ret;
+        bool found;
         _lock.Lock();
         try
         {
             int i = IndexOfLocked(f);
-            if (i < 0)
+            found = i >= 0;
+            if (found)
             {
-                ret = ErrorReason.Fail(Errno.ENOENT, $"{DelName}: fd {fd} ({f.Path}) is not on {Vm}'s kvm-vfio device");
-            }
-            else
-            {
-                dropped = _files[i].File;
                 _files.RemoveAt(i);
                 Vm.EndAssignment();
-                VfioFile.SetKvm(dropped!, null);
-                ret = 0;
+                VfioFile.SetKvm(f, null);
             }
 
             UpdateCoherencyLocked();
@@ -190,22 +192,19 @@ internal sealed class KvmVfio : KvmDevice
             _lock.Unlock();
         }
 
+        if (!found)
+        {
+            return ErrorReason.Fail(Errno.ENOENT, $"{DelName}: fd {fd} ({f.Path}) is not on {Vm}'s kvm-vfio device");
+        }
+
         f.Put();
-        dropped?.Put();
-        return ret;
+        return 0;
     }
 
     /// <summary>The ≤v5.18 KVM_DEV_VFIO_GROUP_ADD: the group is taken as an external user.</summary>
-    private int LegacyAdd(int fd)
+    private int LegacyAdd(SimFile f)
     {
-        SimFile? f = SimProcess.Current!.Files.Get(fd);
-        if (f is null)
-        {
-            return ErrorReason.Fail(Errno.EBADF, $"{AddName}: fd {fd} is not open");
-        }
-
         int err = VfioFile.GetExternalUser(f, out VfioGroup? group);
-        f.Put();
         if (err != 0)
         {
             return err;
@@ -214,16 +213,13 @@ internal sealed class KvmVfio : KvmDevice
         _lock.Lock();
         try
         {
-            foreach (Entry e in _files)
+            if (IndexOfLocked(group!) >= 0)
             {
-                if (e.Group == group)
-                {
-                    VfioFile.PutExternalUser(group!);
-                    return ErrorReason.Fail(Errno.EEXIST, $"{AddName}: group {group!.Name} is already on {Vm}'s kvm-vfio device");
-                }
+                VfioFile.PutExternalUser(group!);
+                return ErrorReason.Fail(Errno.EEXIST, $"{AddName}: group {group!.Name} is already on {Vm}'s kvm-vfio device");
             }
 
-            if (Vm.Module.Kernel.Faults.ShouldFail("kzalloc:kvm_vfio_group"))
+            if (Vm.Module.Kernel.Faults.ShouldFail(GroupAllocFaultSite))
             {
                 VfioFile.PutExternalUser(group!);
                 return ErrorReason.Fail(Errno.ENOMEM, $"{AddName}: cannot allocate the list entry");
@@ -242,32 +238,21 @@ internal sealed class KvmVfio : KvmDevice
     }
 
     /// <summary>The ≤v5.18 KVM_DEV_VFIO_GROUP_DEL: matched by group (vfio_external_group_match_file).</summary>
-    private int LegacyDel(int fd)
+    private int LegacyDel(SimFile f, int fd)
     {
-        SimFile? f = SimProcess.Current!.Files.Get(fd);
-        if (f is null)
-        {
-            return ErrorReason.Fail(Errno.EBADF, $"{DelName}: fd {fd} is not open");
-        }
-
-        bool found = false;
         VfioGroup? group = VfioFile.GroupOf(f);
+        bool found = false;
         _lock.Lock();
         try
         {
-            for (int i = 0; i < _files.Count; i++)
+            int i = group is null ? -1 : IndexOfLocked(group);
+            if (i >= 0)
             {
-                if (group is null || _files[i].Group != group)
-                {
-                    continue;
-                }
-
                 _files.RemoveAt(i);
                 Vm.EndAssignment();
-                VfioFile.GroupSetKvm(group, null);
-                VfioFile.PutExternalUser(group);
+                VfioFile.GroupSetKvm(group!, null);
+                VfioFile.PutExternalUser(group!);
                 found = true;
-                break;
             }
 
             UpdateCoherencyLocked();
@@ -277,9 +262,7 @@ internal sealed class KvmVfio : KvmDevice
             _lock.Unlock();
         }
 
-        string path = f.Path;
-        f.Put();
-        return found ? 0 : ErrorReason.Fail(Errno.ENOENT, $"{DelName}: fd {fd} ({path}) is not a group on {Vm}'s kvm-vfio device");
+        return found ? 0 : ErrorReason.Fail(Errno.ENOENT, $"{DelName}: fd {fd} ({f.Path}) is not a group on {Vm}'s kvm-vfio device");
     }
 
     /// <summary>kvm_vfio_release(): the device fd closed (caller holds kvm-&gt;lock).</summary>
@@ -314,18 +297,17 @@ internal sealed class KvmVfio : KvmDevice
         }
     }
 
+    // An entry holds a file or (≤v5.18) a group, never both: equality on the whole entry finds either.
     private int IndexOfLocked(SimFile file)
     {
         _lock.AssertHeld();
-        for (int i = 0; i < _files.Count; i++)
-        {
-            if (_files[i].File == file)
-            {
-                return i;
-            }
-        }
+        return _files.IndexOf(new Entry(file, null));
+    }
 
-        return -1;
+    private int IndexOfLocked(VfioGroup group)
+    {
+        _lock.AssertHeld();
+        return _files.IndexOf(new Entry(null, group));
     }
 
     /// <summary>

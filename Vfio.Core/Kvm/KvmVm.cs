@@ -20,6 +20,9 @@ namespace Vfio.Core.Kvm;
 /// <summary>struct kvm: a VM, as drivers that were handed one (vfio devices) see it.</summary>
 public sealed class KvmVm : IVfioKvm
 {
+    /// <summary>The fault site of struct kvm_device's allocation.</summary>
+    internal const string DeviceAllocFaultSite = "kzalloc:kvm_device";
+
     private readonly RefCount _users;
     private readonly List<KvmDevice> _devices = [];
     private int _assignedDevices;
@@ -178,7 +181,7 @@ public sealed class KvmVm : IVfioKvm
             return 0;
         }
 
-        if (Module.Kernel.Faults.ShouldFail("kzalloc:kvm_device"))
+        if (Module.Kernel.Faults.ShouldFail(DeviceAllocFaultSite))
         {
             return ErrorReason.Fail(Errno.ENOMEM, $"{Name}: cannot allocate the device");
         }
@@ -207,18 +210,7 @@ public sealed class KvmVm : IVfioKvm
         if (fd < 0)
         {
             PutNoDestroy();
-            List<SimFile> deferred = [];
-            Lock.Lock();
-            try
-            {
-                _devices.Remove(dev);
-                dev.Release(deferred);
-            }
-            finally
-            {
-                Lock.Unlock();
-            }
-
+            List<SimFile> deferred = UnlistAndRelease(dev);
             Warn.On(Module.Kernel, deferred.Count != 0, $"{Name}: a new {dev.Name} device held files");
             return ErrorReason.Fail(ErrnoExtensions.FromReturn(fd), $"{Name}: no free fd for the {dev.Name} device");
         }
@@ -234,6 +226,17 @@ public sealed class KvmVm : IVfioKvm
     {
         // fput() is deferred to task work in the kernel, so a file the device held is not
         // released under kvm->lock; here the puts run after the lock is dropped.
+        List<SimFile> deferred = UnlistAndRelease(dev);
+        Put();
+        foreach (SimFile f in deferred)
+        {
+            f.Put();
+        }
+    }
+
+    /// <summary>list_del_rcu(&amp;dev-&gt;vm_node) and -&gt;release() under kvm-&gt;lock: the files to fput once it is dropped.</summary>
+    private List<SimFile> UnlistAndRelease(KvmDevice dev)
+    {
         List<SimFile> deferred = [];
         Lock.Lock();
         try
@@ -246,11 +249,7 @@ public sealed class KvmVm : IVfioKvm
             Lock.Unlock();
         }
 
-        Put();
-        foreach (SimFile f in deferred)
-        {
-            f.Put();
-        }
+        return deferred;
     }
 
     /// <inheritdoc/>
@@ -285,14 +284,19 @@ internal abstract class KvmDevice(KvmVm vm)
     /// <summary>Which of set_attr / get_attr / has_attr the device implements (the non-NULL ops).</summary>
     public abstract KvmAttrOps Provides { get; }
 
+    // kvm_device_ioctl_attr() answers EPERM for an accessor missing from Provides before it
+    // reads the argument, so these are only called when the device listed them.
+
     /// <summary>-&gt;set_attr(): 0 or -errno.</summary>
-    public virtual int SetAttr(in KvmDeviceAttr attr) => Errno.EPERM.Negative();
+    public virtual int SetAttr(in KvmDeviceAttr attr) => throw NotProvided(KvmAttrOps.Set);
 
     /// <summary>-&gt;get_attr(): 0 or -errno.</summary>
-    public virtual int GetAttr(in KvmDeviceAttr attr) => Errno.EPERM.Negative();
+    public virtual int GetAttr(in KvmDeviceAttr attr) => throw NotProvided(KvmAttrOps.Get);
 
     /// <summary>-&gt;has_attr(): 0 or -errno.</summary>
-    public virtual int HasAttr(in KvmDeviceAttr attr) => Errno.EPERM.Negative();
+    public virtual int HasAttr(in KvmDeviceAttr attr) => throw NotProvided(KvmAttrOps.Has);
+
+    private InvalidOperationException NotProvided(KvmAttrOps op) => new($"{Name}: Provides lists {op} but the device does not override it");
 
     /// <inheritdoc/>
     public override string ToString() => $"{Name} of {Vm}";

@@ -116,12 +116,13 @@ internal sealed class VfioRig
     public const string PairF1 = "0000:02:00.1";
     public const string Nic = "0000:05:00.0";
 
-    public VfioRig(SchedulerMode mode = SchedulerMode.Real, ulong seed = 1, VfioOptions? options = null, KernelProfile? profile = null, bool backend = true)
+    public VfioRig(SchedulerMode mode = SchedulerMode.Real, ulong seed = 1, VfioOptions? options = null, KernelProfile? profile = null, bool backend = true, StrategySpec? strategy = null)
     {
         Kernel = new SimKernel(new KernelConfig
         {
             Mode = mode,
             Seed = seed,
+            Strategy = strategy ?? StrategySpec.Random,
             StepBudget = 2_000_000,
             RealWatchdog = TimeSpan.FromSeconds(30),
             Profile = profile ?? KernelProfile.Linux6_12,
@@ -141,22 +142,21 @@ internal sealed class VfioRig
         }
 
         User = Machine.CreateProcess("user", Credentials.Root);
-        s_live.Add((TestContext.CurrentContext.Test.ID, Kernel));
+        s_live.TryAdd(Kernel, TestContext.CurrentContext.Test.ID);
     }
 
-    // The kernels made by each test, for the lockdep/WARN check after it (VfioFixture).
-    private static readonly System.Collections.Concurrent.ConcurrentBag<(string Test, SimKernel Kernel)> s_live = [];
+    // The kernels made by each test not yet checked, for the lockdep/WARN check after it
+    // (VfioFixture), which also lets them go: a seed loop makes dozens.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<SimKernel, string> s_live = new();
 
     /// <summary>Asserts that no kernel made by the current test reported a warning (WARN, lockdep, refcount, sleep-in-atomic) it did not expect.</summary>
     public static void AssertKernelsQuiet()
     {
         string id = TestContext.CurrentContext.Test.ID;
-        foreach ((string test, SimKernel k) in s_live)
+        List<SimKernel> mine = [.. s_live.Where(e => e.Value == id && s_live.TryRemove(e.Key, out _)).Select(e => e.Key)];
+        foreach (SimKernel k in mine)
         {
-            if (test == id)
-            {
-                Assert.That(k.UnexpectedWarnings, Is.Empty, () => string.Join("\n", k.UnexpectedWarnings));
-            }
+            Assert.That(k.UnexpectedWarnings, Is.Empty, () => string.Join("\n", k.UnexpectedWarnings));
         }
     }
 

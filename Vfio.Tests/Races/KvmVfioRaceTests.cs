@@ -9,12 +9,12 @@
 using NUnit.Framework;
 using Vfio.Core.Kvm;
 using Vfio.Kernel;
-using Vfio.Platform;
+using Vfio.Tests.Core;
 using Vfio.Tests.Core.Kvm;
 
 namespace Vfio.Tests.Races;
 
-public sealed class KvmVfioRaceTests
+public sealed class KvmVfioRaceTests : VfioFixture
 {
     /// <summary>
     /// Runs the race; <paramref name="destroyedBy"/> names the task whose put destroyed the
@@ -25,15 +25,9 @@ public sealed class KvmVfioRaceTests
     /// device is open (and opens once), so the group file's last reference goes either with
     /// the kvm-vfio device or at the device's last close, under the group lock.
     /// </summary>
-    private static void Scenario(SimMachine m, int delayMs, bool closeGroupFd, out string? destroyedBy)
+    private static void Scenario(KvmRig r, int delayMs, bool closeGroupFd, out string? destroyedBy)
     {
-        KvmRig r = KvmRig.Create(m);
-        int g = r.OpenGroup();
-        int container = r.AttachContainer(g);
-        int vm = r.CreateVm();
-        int dev = r.CreateVfioDevice(vm);
-        KvmVm v = r.Vm(vm);
-        Assert.That(r.Add(dev, g), Is.Zero);
+        (int g, int container, int vm, int dev, KvmVm v) = r.SetUp(container: true, add: true);
 
         KTask closer = r.P.SpawnThread("close-kvm", () =>
         {
@@ -78,17 +72,15 @@ public sealed class KvmVfioRaceTests
             Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1));
         }
 
-        Assert.That(r.P.Close(g), Is.Zero);
-        Assert.That(r.P.Close(container), Is.Zero);
+        r.Close(g, container);
         r.AssertNothingLeft();
     }
 
     private static RunResult RunOnce(SchedulerMode mode, ulong seed, StrategySpec? strategy, bool closeGroupFd, out string? destroyedBy)
     {
-        SimKernel k = Sim.Kernel(mode, seed, strategy);
-        SimMachine m = KvmRig.Machine(k);
+        var rig = new KvmRig(mode, seed, strategy);
         string? by = null;
-        RunResult r = k.Run("main", () => Scenario(m, (int)(seed % 5), closeGroupFd, out by));
+        RunResult r = rig.Vfio.Kernel.Run("main", () => Scenario(rig, (int)(seed % 5), closeGroupFd, out by));
         destroyedBy = by;
         return r;
     }

@@ -1,95 +1,73 @@
-// Test-only set-up for the KVM-VFIO tests (virt/kvm/vfio.c, v6.12): the default machine
-// with vfio and kvm loaded, edu (0000:01:00.0, IOMMU group 2) moved from its host driver
-// to the test vfio driver, and a "qemu" process whose syscalls the tests go through.
+// Test-only set-up for the KVM-VFIO tests (virt/kvm/vfio.c, v6.12): the core test rig
+// (VfioRig: the default machine, vfio, the vfio-test driver and its Moq type1) with kvm
+// loaded and edu (0000:01:00.0) bound to vfio-test, plus the KVM syscalls the tests make
+// through the rig's process.
 
+using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
-using System.Text;
 using NUnit.Framework;
 using Vfio.Core;
 using Vfio.Core.Kvm;
-using Vfio.Core.Uapi;
 using Vfio.Kernel;
-using Vfio.Platform;
 using Vfio.Platform.Fs;
-using Vfio.Platform.Machine;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
 using KvmModule = Vfio.Core.Kvm.Kvm;
 
 namespace Vfio.Tests.Core.Kvm;
 
+/// <summary>What most KVM-VFIO tests start from; <see cref="Container"/> is -1 when the group is in none.</summary>
+internal readonly record struct KvmSetUp(int Group, int Container, int Vm, int Dev, KvmVm V);
+
 internal sealed class KvmRig
 {
-    public const string Bdf = "0000:01:00.0";
-    public const string GroupPath = "/dev/vfio/2";
-
     private ulong _intBuf;
 
-    private KvmRig(SimMachine m, VfioCore core, KvmModule kvm, KvmTestVfioDriver driver, SimProcess p)
+    /// <summary>Builds the rig outside a run: vfio with <paramref name="users"/>, kvm, and edu on vfio-test.</summary>
+    public KvmRig(SchedulerMode mode = SchedulerMode.Real, ulong seed = 1, StrategySpec? strategy = null, VfioExternalUsers users = VfioExternalUsers.FileApi)
     {
-        M = m;
-        Core = core;
-        Kvm = kvm;
-        Driver = driver;
-        P = p;
+        Vfio = new VfioRig(mode, seed, new VfioOptions { Design = VfioDesign.Default with { ExternalUsers = users } }, strategy: strategy);
+        Kvm = KvmModule.Load(Vfio.Machine);
+        Vfio.Bind(VfioRig.Edu);
+        Vfio.Driver.Ops.OnOpen = d =>
+        {
+            KvmAtOpen.Enqueue(d.Kvm);
+            return 0;
+        };
     }
 
-    public SimMachine M { get; }
-
-    public VfioCore Core { get; }
+    public VfioRig Vfio { get; }
 
     public KvmModule Kvm { get; }
 
-    public KvmTestVfioDriver Driver { get; }
+    public SimProcess P => Vfio.User;
 
-    public SimProcess P { get; }
+    public VfioGroup Group => Vfio.Group(VfioRig.Edu);
 
-    public VfioGroup Group => Core.Groups.Single();
+    public VfioDevice Device => Vfio.VDev(VfioRig.Edu);
 
-    public VfioDevice Device => (VfioDevice)M.Pci.Find(Bdf)!.DriverData!;
-
-    /// <summary>Builds the machine on <paramref name="k"/> (outside a run).</summary>
-    public static SimMachine Machine(SimKernel k) => MachineBuilder.Default(k);
-
-    /// <summary>Loads vfio (with <paramref name="users"/>) and kvm, binds edu to the test driver, makes the process (inside a run).</summary>
-    public static KvmRig Create(SimMachine m, VfioExternalUsers users = VfioExternalUsers.FileApi)
-    {
-        VfioCore core = VfioCore.Load(m, new VfioOptions { Design = VfioDesign.Default with { ExternalUsers = users } });
-        Assert.That(core.RegisterIommuDriver(new KvmTestIommu()), Is.Zero);
-        KvmModule kvm = KvmModule.Load(m);
-        var driver = new KvmTestVfioDriver();
-        Assert.That(m.Pci.RegisterDriver(driver), Is.Zero);
-        Assert.That(m.Sysfs.Write("/sys/bus/pci/drivers/edu/unbind", Bdf), Is.GreaterThan(0));
-        Assert.That(m.Sysfs.Write($"/sys/bus/pci/devices/{Bdf}/driver_override", KvmTestVfioDriver.DriverName), Is.GreaterThan(0));
-        Assert.That(m.Sysfs.Write("/sys/bus/pci/drivers_probe", Bdf), Is.GreaterThan(0));
-        Assert.That(m.Pci.Find(Bdf)!.Driver?.Name, Is.EqualTo(KvmTestVfioDriver.DriverName));
-        SimProcess p = m.CreateProcess("qemu", Credentials.Root);
-        return new KvmRig(m, core, kvm, driver, p);
-    }
+    /// <summary>The KVM each open_device saw on edu (device->kvm), in order.</summary>
+    public ConcurrentQueue<IVfioKvm?> KvmAtOpen { get; } = new();
 
     // ---- vfio.
 
-    public int OpenGroup() => P.Open(GroupPath);
+    public int OpenGroup() => Vfio.OpenGroup(VfioRig.Edu);
 
     /// <summary>Opens the container, attaches the group and sets the type1v2 backend; the container fd.</summary>
     public int AttachContainer(int groupFd, bool setIommu = true)
     {
-        int container = P.Open("/dev/vfio/vfio");
+        int container = Vfio.OpenContainer();
         Assert.That(container, Is.GreaterThanOrEqualTo(0));
-        Assert.That(SetContainer(groupFd, container), Is.Zero);
+        Assert.That(Vfio.SetContainer(groupFd, container), Is.Zero);
         if (setIommu)
         {
-            Assert.That(P.Ioctl(container, VfioIoctl.SetIommu, VfioExtension.Type1v2), Is.Zero);
+            Assert.That(Vfio.SetIommu(container), Is.Zero);
         }
 
         return container;
     }
 
-    public long SetContainer(int groupFd, int containerFd) => P.Ioctl(groupFd, VfioIoctl.GroupSetContainer, BitConverter.GetBytes(containerFd));
-
-    public long UnsetContainer(int groupFd) => P.Ioctl(groupFd, VfioIoctl.GroupUnsetContainer);
-
-    public int GetDeviceFd(int groupFd) => (int)P.Ioctl(groupFd, VfioIoctl.GroupGetDeviceFd, Encoding.ASCII.GetBytes(Bdf + "\0"));
+    public int GetDeviceFd(int groupFd) => (int)Vfio.GetDeviceFd(groupFd, VfioRig.Edu);
 
     // ---- kvm.
 
@@ -117,6 +95,25 @@ internal sealed class KvmRig
         return (int)cd.Fd;
     }
 
+    /// <summary>
+    /// The group fd (attached to a type1v2 container when <paramref name="container"/>), a
+    /// VM and its kvm-vfio device, and the group file added to it when <paramref name="add"/>.
+    /// </summary>
+    public KvmSetUp SetUp(bool container = false, bool add = false)
+    {
+        int g = OpenGroup();
+        Assert.That(g, Is.GreaterThanOrEqualTo(0));
+        int c = container ? AttachContainer(g) : -1;
+        int vm = CreateVm();
+        int dev = CreateVfioDevice(vm);
+        if (add)
+        {
+            Assert.That(Add(dev, g), Is.Zero);
+        }
+
+        return new KvmSetUp(g, c, vm, dev, Vm(vm));
+    }
+
     /// <summary>A device-attr ioctl with addr pointing to <paramref name="fd"/> (or <paramref name="addr"/> when given).</summary>
     public long Attr(int devFd, uint cmd, uint group, ulong attr, int fd, ulong? addr = null)
     {
@@ -135,6 +132,18 @@ internal sealed class KvmRig
     public long Add(int devFd, int fd) => Attr(devFd, KvmIoctl.SetDeviceAttr, KvmDevVfio.File, KvmDevVfio.FileAdd, fd);
 
     public long Del(int devFd, int fd) => Attr(devFd, KvmIoctl.SetDeviceAttr, KvmDevVfio.File, KvmDevVfio.FileDel, fd);
+
+    /// <summary>Closes <paramref name="fds"/> in order, skipping -1 (a container never opened).</summary>
+    public void Close(params int[] fds)
+    {
+        foreach (int fd in fds)
+        {
+            if (fd >= 0)
+            {
+                Assert.That(P.Close(fd), Is.Zero, $"close({fd})");
+            }
+        }
+    }
 
     // ---- Looking inside.
 
@@ -163,12 +172,21 @@ internal sealed class KvmRig
         return n;
     }
 
-    /// <summary>Unbinds edu from the test driver and checks that vfio and kvm hold nothing any more.</summary>
+    /// <summary>The path of the file at <paramref name="fd"/>.</summary>
+    public string PathOf(int fd)
+    {
+        SimFile f = P.Files.Get(fd)!;
+        string path = f.Path;
+        f.Put();
+        return path;
+    }
+
+    /// <summary>Unbinds edu from vfio-test and checks that vfio and kvm hold nothing any more.</summary>
     public void AssertNothingLeft()
     {
-        Assert.That(M.Sysfs.Write($"/sys/bus/pci/drivers/{KvmTestVfioDriver.DriverName}/unbind", Bdf), Is.GreaterThan(0));
-        Assert.That(Core.Groups, Is.Empty, "vfio groups");
-        Assert.That(Core.DeviceSetCount, Is.Zero, "vfio device sets");
+        Assert.That(Vfio.Unbind(VfioRig.Edu), Is.GreaterThan(0));
+        Assert.That(Vfio.Vfio.Groups, Is.Empty, "vfio groups");
+        Assert.That(Vfio.Vfio.DeviceSetCount, Is.Zero, "vfio device sets");
         Assert.That(Kvm.Vms, Is.Empty, "VMs");
     }
 }

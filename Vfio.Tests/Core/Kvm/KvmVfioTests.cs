@@ -7,19 +7,18 @@ using NUnit.Framework;
 using Vfio.Core;
 using Vfio.Core.Kvm;
 using Vfio.Kernel;
-using Vfio.Platform;
 using Vfio.Platform.Fs;
+using KvmModule = Vfio.Core.Kvm.Kvm;
 
 namespace Vfio.Tests.Core.Kvm;
 
 [TestFixture]
-public sealed class KvmVfioTests
+public sealed class KvmVfioTests : VfioFixture
 {
     private static void Run(Action<KvmRig> body, VfioExternalUsers users = VfioExternalUsers.FileApi)
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Real);
-        SimMachine m = KvmRig.Machine(k);
-        Sim.AssertPassed(k.Run("main", () => body(KvmRig.Create(m, users))));
+        var r = new KvmRig(users: users);
+        r.Vfio.Run(() => body(r));
     }
 
     private static Errno Err(long ret) => ret < 0 ? (Errno)(-ret) : 0;
@@ -45,9 +44,7 @@ public sealed class KvmVfioTests
 
             int vm = (int)r.P.Ioctl(kvm, KvmIoctl.CreateVm);
             Assert.That(vm, Is.GreaterThanOrEqualTo(0));
-            SimFile f = r.P.Files.Get(vm)!;
-            Assert.That(f.Path, Is.EqualTo("anon_inode:kvm-vm"));
-            f.Put();
+            Assert.That(r.PathOf(vm), Is.EqualTo("anon_inode:kvm-vm"));
             Assert.That(r.Vm(vm).UsersCount, Is.EqualTo(1));
             Assert.That(r.Kvm.Vms, Has.Count.EqualTo(1));
             Assert.That(Err(r.P.Ioctl(vm, 0xAE99)), Is.EqualTo(Errno.ENOTTY), "unknown VM ioctl");
@@ -56,6 +53,46 @@ public sealed class KvmVfioTests
             Assert.That(r.P.Close(vm), Is.Zero);
             Assert.That(v.IsDestroyed, Is.True);
             Assert.That(r.P.Close(kvm), Is.Zero);
+            r.AssertNothingLeft();
+        });
+    }
+
+    [Test]
+    public void FailedAllocations_AreEnomem_AndChangeNothing()
+    {
+        Run(r =>
+        {
+            FaultInjector faults = r.Vfio.Kernel.Faults;
+            int kvm = r.P.Open("/dev/kvm");
+            int free = r.P.Dup(kvm);
+            Assert.That(r.P.Close(free), Is.Zero);
+
+            // kvm_create_vm() allocates the VM before kvm_arch_init_vm() checks the type.
+            faults.FailNth(1, KvmModule.VmAllocFaultSite);
+            Assert.That(Err(r.P.Ioctl(kvm, KvmIoctl.CreateVm, 7)), Is.EqualTo(Errno.ENOMEM), "ENOMEM before the type's EINVAL");
+            faults.FailNth(1, KvmModule.VmAllocFaultSite);
+            Assert.That(Err(r.P.Ioctl(kvm, KvmIoctl.CreateVm)), Is.EqualTo(Errno.ENOMEM));
+            faults.Disarm();
+            Assert.That(r.Kvm.Vms, Is.Empty);
+            int dup = r.P.Dup(kvm);
+            Assert.That(dup, Is.EqualTo(free), "the reserved fd went back");
+            r.Close(dup, kvm);
+
+            (int g, _, int vm, int dev, KvmVm v) = r.SetUp();
+            faults.FailNth(1, KvmVm.DeviceAllocFaultSite);
+            Assert.That(Err(r.CreateDevice(vm, (uint)KvmDeviceType.Vfio, 0, out _)), Is.EqualTo(Errno.ENOMEM), "the allocation comes before the one-per-VM check");
+            Assert.That(v.UsersCount, Is.EqualTo(2));
+
+            faults.FailNth(1, KvmVfio.FileAllocFaultSite);
+            Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.ENOMEM));
+            faults.Disarm();
+            Assert.That(r.FileRefs(g), Is.EqualTo(1), "no file reference kept");
+            Assert.That(r.Group.Kvm, Is.Null);
+            Assert.That(r.Private<KvmVfio>(dev).FileCount, Is.Zero);
+            Assert.That((v.AssignedDeviceCount, v.NoncoherentDmaCount, v.UsersCount), Is.EqualTo((0, 0, 2)));
+            Assert.That(r.Add(dev, g), Is.Zero, "the same file can be added once memory is back");
+
+            r.Close(dev, vm, g);
             r.AssertNothingLeft();
         });
     }
@@ -78,9 +115,7 @@ public sealed class KvmVfioTests
 
             Assert.That(r.CreateDevice(vm, (uint)KvmDeviceType.Vfio, 0, out KvmCreateDevice cd), Is.Zero);
             int dev = (int)cd.Fd;
-            SimFile f = r.P.Files.Get(dev)!;
-            Assert.That(f.Path, Is.EqualTo("anon_inode:kvm-vfio"));
-            f.Put();
+            Assert.That(r.PathOf(dev), Is.EqualTo("anon_inode:kvm-vfio"));
             Assert.That(v.UsersCount, Is.EqualTo(2), "the device fd holds the VM");
 
             Assert.That(Err(r.CreateDevice(vm, (uint)KvmDeviceType.Vfio, 0, out _)), Is.EqualTo(Errno.EBUSY));
@@ -108,21 +143,46 @@ public sealed class KvmVfioTests
     }
 
     [Test]
+    public void CreateDevice_WithoutAFreeFd_IsEmfile_AndUnwindsTheDevice()
+    {
+        Run(r =>
+        {
+            int vm = r.CreateVm();
+            KvmVm v = r.Vm(vm);
+            List<int> filler = [];
+            for (int fd = r.P.Dup(vm); fd >= 0; fd = r.P.Dup(vm))
+            {
+                filler.Add(fd);
+            }
+
+            Assert.That(Err(r.CreateDevice(vm, (uint)KvmDeviceType.Vfio, 0, out _)), Is.EqualTo(Errno.EMFILE));
+            Assert.That(v.UsersCount, Is.EqualTo(1), "the fd's VM reference went back");
+            r.Close([.. filler]);
+
+            // The device left the VM's list: a new one is not EBUSY.
+            int dev = r.CreateVfioDevice(vm);
+            Assert.That(v.UsersCount, Is.EqualTo(2));
+            r.Close(dev, vm);
+            Assert.That(v.IsDestroyed, Is.True);
+            r.AssertNothingLeft();
+        });
+    }
+
+    [Test]
     public void VmAndDeviceIoctls_FromAnotherProcess_AreEio()
     {
         Run(r =>
         {
             int vm = r.CreateVm();
             int dev = r.CreateVfioDevice(vm);
-            var other = r.M.CreateProcess("other", Vfio.Platform.Proc.Credentials.Root);
+            var other = r.Vfio.Machine.CreateProcess("other", Vfio.Platform.Proc.Credentials.Root);
             int ovm = r.P.SendFd(vm, other);
             int odev = r.P.SendFd(dev, other);
             Assert.That(Err(other.Ioctl(ovm, KvmIoctl.CheckExtension, KvmIoctl.CapDeviceCtrl)), Is.EqualTo(Errno.EIO));
             Assert.That(Err(other.Ioctl(odev, KvmIoctl.SetDeviceAttr, 0x10UL)), Is.EqualTo(Errno.EIO));
             Assert.That(other.Close(ovm), Is.Zero);
             Assert.That(other.Close(odev), Is.Zero);
-            Assert.That(r.P.Close(dev), Is.Zero);
-            Assert.That(r.P.Close(vm), Is.Zero);
+            r.Close(dev, vm);
             r.AssertNothingLeft();
         });
     }
@@ -132,10 +192,7 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            KvmVm v = r.Vm(vm);
+            (int g, _, int vm, int dev, KvmVm v) = r.SetUp();
             var kv = r.Private<KvmVfio>(dev);
             Assert.That(r.FileRefs(g), Is.EqualTo(1));
 
@@ -159,9 +216,7 @@ public sealed class KvmVfioTests
             Assert.That(r.Add(dev, g), Is.Zero);
             Assert.That(r.Del(dev, g), Is.Zero);
 
-            Assert.That(r.P.Close(dev), Is.Zero);
-            Assert.That(r.P.Close(vm), Is.Zero);
-            Assert.That(r.P.Close(g), Is.Zero);
+            r.Close(dev, vm, g);
             r.AssertNothingLeft();
         });
     }
@@ -171,14 +226,10 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int container = r.AttachContainer(g);
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, int container, int vm, int dev, KvmVm v) = r.SetUp(container: true, add: true);
             int device = r.GetDeviceFd(g);
             Assert.That(device, Is.GreaterThanOrEqualTo(0));
-            Assert.That(r.Device.Kvm, Is.SameAs(r.Vm(vm)), "the open device holds the VM");
+            Assert.That(r.Device.Kvm, Is.SameAs(v), "the open device holds the VM");
             int efd = r.P.Eventfd(0);
             int kvmFd = r.P.Open("/dev/kvm");
             var before = State(r, g, vm, dev);
@@ -209,26 +260,17 @@ public sealed class KvmVfioTests
             Assert.That(r.P.Close(dup), Is.Zero);
 
             Assert.That(r.Del(dev, g), Is.Zero);
-            Rejected2(r, dev, g);
-            Assert.That(r.Device.Kvm, Is.SameAs(r.Vm(vm)), "DEL does not take the VM back from an open device");
-
-            Assert.That(r.P.Close(device), Is.Zero);
-            Assert.That(r.Device.Kvm, Is.Null);
-            foreach (int fd in new[] { efd, kvmFd, dev, vm, g, container })
-            {
-                Assert.That(r.P.Close(fd), Is.Zero);
-            }
-
-            r.AssertNothingLeft();
-        });
-
-        static void Rejected2(KvmRig r, int dev, int g)
-        {
             int refs = r.FileRefs(g);
             Assert.That(Err(r.Del(dev, g)), Is.EqualTo(Errno.ENOENT), "DEL twice");
             Assert.That(r.FileRefs(g), Is.EqualTo(refs));
             Assert.That(r.Group.Kvm, Is.Null);
-        }
+            Assert.That(r.Device.Kvm, Is.SameAs(v), "DEL does not take the VM back from an open device");
+
+            Assert.That(r.P.Close(device), Is.Zero);
+            Assert.That(r.Device.Kvm, Is.Null);
+            r.Close(efd, kvmFd, dev, vm, g, container);
+            r.AssertNothingLeft();
+        });
     }
 
     [Test]
@@ -236,17 +278,13 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int container = r.AttachContainer(g);
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, int container, int vm, int dev, KvmVm v) = r.SetUp(container: true, add: true);
             VfioGroup group = r.Group;
 
             Assert.That(r.P.Close(g), Is.Zero);
             Assert.That(Err(r.OpenGroup()), Is.EqualTo(Errno.EBUSY), "the group's release has not run: KVM still holds its file");
             Assert.That(group.ContainerUsersSnapshot, Is.EqualTo(1), "so it is still in its container");
-            Assert.That(group.Kvm, Is.SameAs(r.Vm(vm)));
+            Assert.That(group.Kvm, Is.SameAs(v));
 
             // Releasing the kvm-vfio device (its fd's last close) drops the file; the VM fd stays.
             Assert.That(r.P.Close(dev), Is.Zero);
@@ -255,9 +293,7 @@ public sealed class KvmVfioTests
             int g2 = r.OpenGroup();
             Assert.That(g2, Is.GreaterThanOrEqualTo(0));
 
-            Assert.That(r.P.Close(g2), Is.Zero);
-            Assert.That(r.P.Close(vm), Is.Zero);
-            Assert.That(r.P.Close(container), Is.Zero);
+            r.Close(g2, vm, container);
             r.AssertNothingLeft();
         });
     }
@@ -267,11 +303,7 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            KvmVm v = r.Vm(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, _, int vm, int dev, KvmVm v) = r.SetUp(add: true);
             Assert.That(r.P.Close(g), Is.Zero);
             Assert.That(r.P.Close(vm), Is.Zero);
             Assert.That(Err(r.OpenGroup()), Is.EqualTo(Errno.EBUSY), "the device fd keeps the VM and the VM's device keeps the file");
@@ -281,7 +313,7 @@ public sealed class KvmVfioTests
             Assert.That(v.IsDestroyed, Is.True);
             int g2 = r.OpenGroup();
             Assert.That(g2, Is.GreaterThanOrEqualTo(0));
-            Assert.That(r.P.Close(g2), Is.Zero);
+            r.Close(g2);
             r.AssertNothingLeft();
         });
     }
@@ -291,17 +323,12 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, _, int vm, int dev, _) = r.SetUp(add: true);
             Assert.That(r.Del(dev, g), Is.Zero);
             Assert.That(r.P.Close(g), Is.Zero);
             int g2 = r.OpenGroup();
             Assert.That(g2, Is.GreaterThanOrEqualTo(0), "nothing holds the old file");
-            Assert.That(r.P.Close(g2), Is.Zero);
-            Assert.That(r.P.Close(dev), Is.Zero);
-            Assert.That(r.P.Close(vm), Is.Zero);
+            r.Close(g2, dev, vm);
             r.AssertNothingLeft();
         });
     }
@@ -311,11 +338,7 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int container = r.AttachContainer(g);
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            KvmVm v = r.Vm(vm);
+            (int g, int container, int vm, int dev, KvmVm v) = r.SetUp(container: true);
 
             // Opened before ADD: no VM, and ADD does not hand one to an open device.
             int early = r.GetDeviceFd(g);
@@ -328,7 +351,7 @@ public sealed class KvmVfioTests
             Assert.That(d1, Is.GreaterThanOrEqualTo(0));
             Assert.That(r.Device.Kvm, Is.SameAs(v));
             Assert.That(v.UsersCount, Is.EqualTo(3), "VM fd, kvm-vfio fd and the open device");
-            Assert.That(r.Driver.KvmAtOpen.Last(), Is.SameAs(v), "open_device sees device->kvm");
+            Assert.That(r.KvmAtOpen.Last(), Is.SameAs(v), "open_device sees device->kvm");
 
             int d2 = r.GetDeviceFd(g);
             Assert.That(v.UsersCount, Is.EqualTo(3), "only the first open takes a reference");
@@ -337,13 +360,9 @@ public sealed class KvmVfioTests
             Assert.That(r.P.Close(d2), Is.Zero);
             Assert.That(v.UsersCount, Is.EqualTo(2), "the last close drops it");
             Assert.That(r.Device.Kvm, Is.Null);
-            Assert.That(r.Driver.KvmAtOpen.ToArray(), Is.EqualTo(new IVfioKvm?[] { null, v }));
+            Assert.That(r.KvmAtOpen.ToArray(), Is.EqualTo(new IVfioKvm?[] { null, v }));
 
-            foreach (int fd in new[] { dev, vm, g, container })
-            {
-                Assert.That(r.P.Close(fd), Is.Zero);
-            }
-
+            r.Close(dev, vm, g, container);
             r.AssertNothingLeft();
         });
     }
@@ -353,12 +372,7 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int container = r.AttachContainer(g);
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            KvmVm v = r.Vm(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, int container, int vm, int dev, KvmVm v) = r.SetUp(container: true, add: true);
             int device = r.GetDeviceFd(g);
             Assert.That(v.UsersCount, Is.EqualTo(3));
 
@@ -378,7 +392,7 @@ public sealed class KvmVfioTests
             Assert.That(v.IsDestroyed, Is.True);
             Assert.That(r.Device.Kvm, Is.Null);
             Assert.That(r.Group.ContainerUsersSnapshot, Is.Zero, "the group's release ran");
-            Assert.That(r.P.Close(container), Is.Zero);
+            r.Close(container);
             r.AssertNothingLeft();
         });
     }
@@ -389,15 +403,18 @@ public sealed class KvmVfioTests
         Run(
             r =>
             {
-                int g = r.OpenGroup();
-                int vm = r.CreateVm();
-                int dev = r.CreateVfioDevice(vm);
-                KvmVm v = r.Vm(vm);
+                (int g, _, int vm, int dev, KvmVm v) = r.SetUp();
                 Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.EINVAL), "not in a container");
                 int container = r.AttachContainer(g, setIommu: false);
                 Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.EINVAL), "no IOMMU driver yet");
-                Assert.That(r.P.Ioctl(container, Vfio.Core.Uapi.VfioIoctl.SetIommu, Vfio.Core.Uapi.VfioExtension.Type1v2), Is.Zero);
+                Assert.That(r.Vfio.SetIommu(container), Is.Zero);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1));
+
+                r.Vfio.Kernel.Faults.FailNth(1, KvmVfio.GroupAllocFaultSite);
+                Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.ENOMEM));
+                r.Vfio.Kernel.Faults.Disarm();
+                Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1), "a failed ADD gives its container use back");
+                Assert.That(r.Group.Kvm, Is.Null);
 
                 Assert.That(r.Add(dev, g), Is.Zero);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(2), "KVM is a container user");
@@ -406,20 +423,16 @@ public sealed class KvmVfioTests
                 Assert.That(v.NoncoherentDmaCount, Is.EqualTo(1), "the backend does not claim VFIO_DMA_CC_IOMMU");
                 Assert.That(Err(r.Add(dev, g)), Is.EqualTo(Errno.EEXIST));
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(2));
-                Assert.That(Err(r.UnsetContainer(g)), Is.EqualTo(Errno.EBUSY));
+                Assert.That(Err(r.Vfio.UnsetContainer(g)), Is.EqualTo(Errno.EBUSY));
 
                 Assert.That(r.Del(dev, g), Is.Zero);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1));
                 Assert.That((v.NoncoherentDmaCount, v.AssignedDeviceCount), Is.EqualTo((0, 0)));
                 Assert.That(r.Group.Kvm, Is.Null);
                 Assert.That(Err(r.Del(dev, g)), Is.EqualTo(Errno.ENOENT));
-                Assert.That(r.UnsetContainer(g), Is.Zero);
+                Assert.That(r.Vfio.UnsetContainer(g), Is.Zero);
 
-                foreach (int fd in new[] { dev, vm, g, container })
-                {
-                    Assert.That(r.P.Close(fd), Is.Zero);
-                }
-
+                r.Close(dev, vm, g, container);
                 r.AssertNothingLeft();
             },
             VfioExternalUsers.Checked);
@@ -431,21 +444,13 @@ public sealed class KvmVfioTests
         Run(
             r =>
             {
-                int g = r.OpenGroup();
-                int container = r.AttachContainer(g);
-                int vm = r.CreateVm();
-                int dev = r.CreateVfioDevice(vm);
-                Assert.That(r.Add(dev, g), Is.Zero);
+                (int g, int container, int vm, int dev, _) = r.SetUp(container: true, add: true);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(2));
                 Assert.That(r.P.Close(dev), Is.Zero);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1));
                 Assert.That(r.Group.Kvm, Is.Null);
-                Assert.That(r.UnsetContainer(g), Is.Zero);
-                foreach (int fd in new[] { vm, g, container })
-                {
-                    Assert.That(r.P.Close(fd), Is.Zero);
-                }
-
+                Assert.That(r.Vfio.UnsetContainer(g), Is.Zero);
+                r.Close(vm, g, container);
                 r.AssertNothingLeft();
             },
             VfioExternalUsers.Checked);
@@ -457,19 +462,12 @@ public sealed class KvmVfioTests
         Run(
             r =>
             {
-                int g = r.OpenGroup();
-                int vm = r.CreateVm();
-                int dev = r.CreateVfioDevice(vm);
-                Assert.That(r.Add(dev, g), Is.Zero);
+                (int g, _, int vm, int dev, KvmVm v) = r.SetUp(add: true);
                 Assert.That(r.Group.ContainerUsersSnapshot, Is.Zero);
-                Assert.That(r.Group.Kvm, Is.SameAs(r.Vm(vm)));
+                Assert.That(r.Group.Kvm, Is.SameAs(v));
                 Assert.That(r.Del(dev, g), Is.Zero);
                 Assert.That(r.Group.Kvm, Is.Null);
-                foreach (int fd in new[] { dev, vm, g })
-                {
-                    Assert.That(r.P.Close(fd), Is.Zero);
-                }
-
+                r.Close(dev, vm, g);
                 r.AssertNothingLeft();
             },
             VfioExternalUsers.Unchecked);
@@ -480,20 +478,13 @@ public sealed class KvmVfioTests
     {
         Run(r =>
         {
-            int g = r.OpenGroup();
-            int vm = r.CreateVm();
-            int dev = r.CreateVfioDevice(vm);
-            Assert.That(r.Add(dev, g), Is.Zero);
+            (int g, _, int vm, int dev, _) = r.SetUp(add: true);
             Assert.That(r.Group.ContainerUsersSnapshot, Is.Zero);
             int container = r.AttachContainer(g);
             Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1), "KVM does not count");
-            Assert.That(r.UnsetContainer(g), Is.Zero, "so UNSET_CONTAINER is not held up");
+            Assert.That(r.Vfio.UnsetContainer(g), Is.Zero, "so UNSET_CONTAINER is not held up");
             Assert.That(r.Del(dev, g), Is.Zero);
-            foreach (int fd in new[] { dev, vm, g, container })
-            {
-                Assert.That(r.P.Close(fd), Is.Zero);
-            }
-
+            r.Close(dev, vm, g, container);
             r.AssertNothingLeft();
         });
     }
