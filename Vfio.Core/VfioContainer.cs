@@ -42,7 +42,7 @@ public sealed class VfioContainer
     internal IVfioIommuDriver? IommuDriver { get; private set; }
 
     /// <summary>container-&gt;iommu_data (under group_lock).</summary>
-    internal object? IommuData { get; private set; }
+    public object? IommuData { get; private set; }
 
     /// <summary>container-&gt;noiommu.</summary>
     internal bool NoIommu { get; private set; }

@@ -239,7 +239,7 @@ public sealed partial class IommuCore
                 return Errno.EBUSY.Negative();
             }
 
-            if (group.CountLocked == 0 || domain.Hardware != Hardware)
+            if (group.CountLocked == 0 || domain.Hardware != Hardware || (group.NoSnoopControl && domain.EnforcesCacheCoherency))
             {
                 return Errno.EINVAL.Negative();
             }
@@ -276,6 +276,12 @@ public sealed partial class IommuCore
         if (group.Domain == domain)
         {
             return;
+        }
+
+        if (group.NoSnoopControl)
+        {
+            group.Domain?.AddNoSnoopGroup(-1);
+            domain?.AddNoSnoopGroup(1);
         }
 
         group.Domain = domain;

@@ -390,6 +390,16 @@ public sealed partial class IommuCore : IDmaTranslator
         };
     }
 
+    /// <summary>
+    /// iommu_group_has_isolated_msi(): every member's MSI is isolated (interrupt remapping).
+    /// Software groups have no IOMMU and never isolate.
+    /// </summary>
+    public bool GroupHasIsolatedMsi(IommuGroup group)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        return !group.IsSoftware && HasHardware && Hardware.Config.InterruptRemapping;
+    }
+
     // ---- Reserved regions.
 
     /// <summary>Adds a reserved region (an RMRR, a reserved window) for <paramref name="dev"/> (iommu_get_resv_regions of its driver).</summary>

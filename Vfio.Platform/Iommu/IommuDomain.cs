@@ -10,6 +10,7 @@
 
 using Vfio.Kernel;
 using Vfio.Platform.Iommu.Hw;
+using Vfio.Platform.Mm;
 
 namespace Vfio.Platform.Iommu;
 
@@ -20,6 +21,7 @@ public sealed class IommuDomain : IIotlbFlushOps
     private bool _freed;
     private bool _enforceCoherency;
     private volatile int _type;
+    private int _noSnoopGroups;
 
     internal IommuDomain(IommuHardware hardware, int id, IommuDomainType type)
     {
@@ -70,7 +72,7 @@ public sealed class IommuDomain : IIotlbFlushOps
     /// </summary>
     public bool EnforceCacheCoherency()
     {
-        if (!Hardware.Config.CacheCoherent || PageTable is null)
+        if (!Hardware.Config.CacheCoherent || PageTable is null || Volatile.Read(ref _noSnoopGroups) != 0)
         {
             return false;
         }
@@ -91,6 +93,9 @@ public sealed class IommuDomain : IIotlbFlushOps
             _pgtblLock.Unlock();
         }
     }
+
+    /// <summary>Counts attached groups behind units without snoop control (see <see cref="IommuGroup.NoSnoopControl"/>).</summary>
+    internal void AddNoSnoopGroup(int delta) => Interlocked.Add(ref _noSnoopGroups, delta);
 
     /// <summary>
     /// iommu_group_store_type()'s shortcut from DMA to DMA-FQ: the live domain starts using a
@@ -224,6 +229,68 @@ public sealed class IommuDomain : IIotlbFlushOps
     }
 
     /// <summary>
+    /// iommu_map_sg(): maps the physically contiguous <paramref name="runs"/> at consecutive
+    /// IOVAs from <paramref name="iova"/>, each with the largest page sizes its alignment
+    /// allows, under one acquisition of the page-table lock. 0 or -errno as <see cref="Map"/>;
+    /// on failure what this call mapped is unmapped again. <paramref name="mapped"/> is the
+    /// bytes mapped (0 after a failure).
+    /// </summary>
+    public int MapRuns(ulong iova, ReadOnlySpan<PfnRun> runs, IommuProt prot, out long mapped)
+    {
+        mapped = 0;
+        if (!Type.IsPaging())
+        {
+            return Errno.EINVAL.Negative();
+        }
+
+        if (EnforcesCacheCoherency)
+        {
+            prot |= IommuProt.Cache;
+        }
+
+        IoPageTable table = PageTable!;
+        ulong start = iova;
+        int ret = 0;
+        _pgtblLock.Lock();
+        try
+        {
+            ThrowIfFreed();
+            for (int r = 0; r < runs.Length && ret == 0; r++)
+            {
+                long paddr = runs[r].Pfn << PhysMem.PageShift;
+                long remaining = runs[r].Count << PhysMem.PageShift;
+                while (remaining > 0)
+                {
+                    long pgsize = Pgsize(PgsizeBitmap, iova, (ulong)paddr, (ulong)remaining, out long count);
+                    ret = table.MapPages(iova, paddr, pgsize, count, prot, out long done);
+                    mapped += done;
+                    remaining -= done;
+                    iova += (ulong)done;
+                    paddr += done;
+                    if (ret != 0 || done == 0)
+                    {
+                        break;
+                    }
+                }
+            }
+
+            table.AssertInvariantsLocked();
+        }
+        finally
+        {
+            _pgtblLock.Unlock();
+        }
+
+        if (ret != 0)
+        {
+            Unmap(start, mapped);
+            mapped = 0;
+        }
+
+        return ret;
+    }
+
+    /// <summary>
     /// iommu_unmap(): unmaps [<paramref name="iova"/>, +<paramref name="size"/>) and syncs
     /// the IOTLB. Returns the bytes unmapped: less than <paramref name="size"/> when a hole
     /// stops it, 0 for a non-paging domain or a misaligned request.
@@ -260,6 +327,37 @@ public sealed class IommuDomain : IIotlbFlushOps
         try
         {
             return UnmapLocked(iova, size, ref gather);
+        }
+        finally
+        {
+            _pgtblLock.Unlock();
+        }
+    }
+
+    /// <summary>
+    /// The walk of type1's vfio_unmap_unpin over its first domain (iommu_iova_to_phys to find
+    /// each physically contiguous run, then iommu_unmap_fast of it), in one pass: clears the
+    /// leaves of [<paramref name="iova"/>, +<paramref name="size"/>) and reports the frames
+    /// they mapped in <paramref name="runs"/>. Stops early at a hole or when
+    /// <paramref name="runs"/> is full; returns the bytes unmapped. The IOTLB is flushed
+    /// when the caller syncs <paramref name="gather"/>.
+    /// </summary>
+    public long UnmapCollect(ulong iova, long size, Span<PfnRun> runs, out int runCount, ref IotlbGather gather)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(size);
+        runCount = 0;
+        if (!Type.IsPaging())
+        {
+            return 0;
+        }
+
+        _pgtblLock.Lock();
+        try
+        {
+            ThrowIfFreed();
+            long done = PageTable!.UnmapCollectLocked(iova, size, runs, ref runCount, ref gather);
+            PageTable.AssertInvariantsLocked();
+            return done;
         }
         finally
         {
@@ -357,7 +455,7 @@ public sealed class IommuDomain : IIotlbFlushOps
     }
 
     /// <summary>Checks the page table's counters against a recount of the tree (for tests); null when consistent.</summary>
-    internal string? CheckInvariants()
+    public string? CheckInvariants()
     {
         if (PageTable is null)
         {

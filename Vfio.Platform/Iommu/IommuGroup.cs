@@ -41,6 +41,13 @@ public sealed class IommuGroup
     /// <summary>A software group (vfio noiommu / emulated IOMMU): no IOMMU ops, no domains.</summary>
     public bool IsSoftware { get; init; }
 
+    /// <summary>
+    /// The group sits behind a remapping unit without snoop control (VT-d ECAP.SC clear): a
+    /// domain it is attached to cannot enforce cache coherency, and a domain that already
+    /// enforces it refuses the group (-EINVAL), as intel-iommu does. Default false.
+    /// </summary>
+    public bool NoSnoopControl { get; set; }
+
     /// <summary>iommu_group_set_name(): the group's name attribute, or null.</summary>
     public string? Name { get; internal set; }
 

@@ -32,6 +32,9 @@ public sealed record IommuHardwareConfig
     /// <summary>IOMMU_CAP_CACHE_COHERENCY: domains can enforce snooped DMA (enforce_cache_coherency). Default true.</summary>
     public bool CacheCoherent { get; init; } = true;
 
+    /// <summary>Interrupt remapping: MSI from a device cannot name another's vector (iommu_group_has_isolated_msi). Default true.</summary>
+    public bool InterruptRemapping { get; init; } = true;
+
     /// <summary>Collapse full tables of contiguous leaves into superpages (a design variant; real drivers do not). Default false.</summary>
     public bool Promote { get; init; }
 

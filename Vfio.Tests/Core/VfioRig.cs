@@ -60,6 +60,9 @@ internal sealed class TestVfioDriver : PciDriver
     public TestVfioOps Ops { get; } = new();
     public bool Emulated { get; set; }
 
+    /// <summary>Ops for devices probed from now on instead of <see cref="Ops"/> (e.g. an emulated-IOMMU device with dma_unmap).</summary>
+    public IVfioDeviceOps? CustomOps { get; set; }
+
     public TestVfioDriver()
         : base("vfio-test")
     {
@@ -69,7 +72,7 @@ internal sealed class TestVfioDriver : PciDriver
 
     public override int Probe(PciDevice dev, PciDeviceId id)
     {
-        VfioDevice? vdev = VfioDevice.Alloc(dev, Ops, () => new TestVfioDevice(), out int err);
+        VfioDevice? vdev = VfioDevice.Alloc(dev, CustomOps ?? Ops, () => new TestVfioDevice(), out int err);
         if (vdev is null)
         {
             return err;

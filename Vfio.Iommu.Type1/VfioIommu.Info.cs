@@ -1,0 +1,110 @@
+// Models VFIO_IOMMU_GET_INFO of drivers/vfio/vfio_iommu_type1.c (v6.12):
+// vfio_iommu_type1_get_info with the MIGRATION, DMA_AVAIL and IOVA_RANGE capabilities, in
+// that order, through the capability-chain protocol.
+
+using Vfio.Core.Uapi;
+using Vfio.Kernel;
+
+namespace Vfio.Iommu.Type1;
+
+internal sealed partial class VfioIommu
+{
+    private const string InfoIoctl = "VFIO_IOMMU_GET_INFO";
+
+    private long GetInfoIoctl(ulong arg)
+    {
+        int err = VfioArg.CopyIn(arg, VfioIommuType1Info.MinSz, out VfioIommuType1Info info, InfoIoctl);
+        if (err != 0)
+        {
+            return err;
+        }
+
+        int outSz = (int)Math.Min(info.Argsz, (uint)VfioArg.SizeOf<VfioIommuType1Info>());
+        var caps = new VfioInfoCaps();
+        _lock.Lock();
+        try
+        {
+            info.Flags = VfioType1Flags.InfoPgsizes;
+            info.IovaPgsizes = _pgsizeBitmap;
+            err = BuildInfoCapsLocked(ref caps);
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+
+        if (err != 0)
+        {
+            return err;
+        }
+
+        if (!caps.IsEmpty)
+        {
+            info.Flags |= VfioType1Flags.InfoCaps;
+            if (caps.CopyOut(arg, VfioArg.SizeOf<VfioIommuType1Info>(), ref info.Argsz, ref info.CapOffset) != 0)
+            {
+                return ErrorReason.Fail(Errno.EFAULT, $"{InfoIoctl}: cannot write the capability chain");
+            }
+        }
+
+        return VfioArg.CopyOut(arg, info, outSz) != 0 ? Errno.EFAULT.Negative() : 0;
+    }
+
+    /// <summary>The capability chain of GET_INFO: MIGRATION, DMA_AVAIL, then IOVA_RANGE when the list is not empty.</summary>
+    private int BuildInfoCapsLocked(ref VfioInfoCaps caps)
+    {
+        var mig = new VfioIommuType1InfoCapMigration
+        {
+            Header = new VfioInfoCapHeader { Id = VfioCapId.Type1Migration, Version = 1 },
+            Flags = 0,
+            PgsizeBitmap = MinPgsize,
+            MaxDirtyBitmapSize = DirtyBitmapSizeMax,
+        };
+        int ret = caps.Add(in mig);
+        if (ret != 0)
+        {
+            return ret;
+        }
+
+        var avail = new VfioIommuType1InfoDmaAvail
+        {
+            Header = new VfioInfoCapHeader { Id = VfioCapId.Type1DmaAvail, Version = 1 },
+            Avail = _dmaAvail,
+        };
+        ret = caps.Add(in avail);
+        if (ret != 0 || _iovaList.Count == 0)
+        {
+            return ret;
+        }
+
+        var ranges = new VfioIovaRange[_iovaList.Count];
+        for (int i = 0; i < ranges.Length; i++)
+        {
+            ranges[i] = new VfioIovaRange { Start = _iovaList[i].Start, End = _iovaList[i].End };
+        }
+
+        var head = new VfioIommuType1InfoCapIovaRange
+        {
+            Header = new VfioInfoCapHeader { Id = VfioCapId.Type1IovaRange, Version = 1 },
+            NrIovas = (uint)ranges.Length,
+        };
+        return caps.Add(in head, new ReadOnlySpan<VfioIovaRange>(ranges));
+    }
+
+    /// <summary>The usable IOVA ranges (for tests and tools).</summary>
+    internal IReadOnlyList<VfioIova> IovaList
+    {
+        get
+        {
+            _lock.Lock();
+            try
+            {
+                return [.. _iovaList];
+            }
+            finally
+            {
+                _lock.Unlock();
+            }
+        }
+    }
+}
