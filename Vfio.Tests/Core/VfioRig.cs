@@ -99,7 +99,7 @@ internal sealed class TestVfioDriver : PciDriver
         vdev.PutDevice();
     }
 
-    private sealed class TestVfioDevice : VfioDevice
+    internal sealed class TestVfioDevice : VfioDevice
     {
     }
 }

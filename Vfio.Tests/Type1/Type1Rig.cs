@@ -11,6 +11,7 @@ using Vfio.Core.Uapi;
 using Vfio.Iommu.Type1;
 using Vfio.Kernel;
 using Vfio.Platform;
+using Vfio.Platform.Base;
 using Vfio.Platform.Fs;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
@@ -53,6 +54,91 @@ internal sealed class Type1Rig
         long d = Core.GetDeviceFd(g, VfioRig.Edu);
         Assert.That(d, Is.GreaterThanOrEqualTo(0), ErrorReason.Current);
         return (c, g, (int)d);
+    }
+
+    /// <summary>
+    /// Registers a test-only emulated-IOMMU vfio device (a bare device without an IOMMU
+    /// group, as an mdev is) with <paramref name="ops"/>; its group node is
+    /// /dev/vfio/<see cref="VfioGroup.Name"/>. Call inside <see cref="Run"/>.
+    /// </summary>
+    public VfioDevice AddEmulatedDevice(PinningTestDevice ops, string name = "pin-test0")
+    {
+        if (_pinBus is null)
+        {
+            _pinBus = new PinTestBus(Machine);
+            _pinDriver = new PinTestDriver();
+            Assert.That(_pinBus.RegisterDriver(_pinDriver), Is.Zero);
+        }
+
+        _pinDriver!.NextOps = ops;
+        var dev = new SimDevice(Machine, name);
+        Assert.That(_pinBus.AddDevice(dev), Is.Zero, ErrorReason.Current);
+        return _pinDriver.Devices[dev];
+    }
+
+    /// <summary>Removes an emulated device added by <see cref="AddEmulatedDevice"/> (unregisters it; blocks while it is open).</summary>
+    public void RemoveEmulatedDevice(VfioDevice vdev) => _pinBus!.RemoveDevice(vdev.Dev);
+
+    private PinTestBus? _pinBus;
+    private PinTestDriver? _pinDriver;
+
+    /// <summary>A bus for test-only emulated-IOMMU devices (as the mdev bus is for mdevs): every driver matches.</summary>
+    private sealed class PinTestBus(SimMachine machine) : BusType(machine, "pintest")
+    {
+        public override int Match(SimDevice dev, DeviceDriver drv) => 1;
+    }
+
+    /// <summary>Registers each bound device as an emulated-IOMMU vfio device with the given ops.</summary>
+    private sealed class PinTestDriver() : DeviceDriver("vfio-pin-test")
+    {
+        public readonly Dictionary<SimDevice, VfioDevice> Devices = [];
+
+        public PinningTestDevice? NextOps { get; set; }
+
+        public override bool DriverManagedDma => true;
+
+        public override int Probe(SimDevice dev)
+        {
+            VfioDevice? vdev = VfioDevice.Alloc(dev, NextOps!, () => new TestVfioDriver.TestVfioDevice(), out int err);
+            if (vdev is null)
+            {
+                return err;
+            }
+
+            err = vdev.RegisterEmulatedIommuDev();
+            if (err != 0)
+            {
+                vdev.PutDevice();
+                return err;
+            }
+
+            Devices[dev] = vdev;
+            return 0;
+        }
+
+        public override void Remove(SimDevice dev)
+        {
+            VfioDevice vdev = Devices[dev];
+            vdev.UnregisterGroupDev();
+            Devices.Remove(dev);
+            vdev.PutDevice();
+        }
+    }
+
+    /// <summary>Opens the group of an emulated device and its device fd, in container <paramref name="c"/> (SET_IOMMU when <paramref name="setIommu"/>).</summary>
+    public (int Group, int Device) OpenEmulated(VfioDevice vdev, int c, bool setIommu, uint type = VfioExtension.Type1v2)
+    {
+        int g = User.Open("/dev/vfio/" + vdev.Group!.Name);
+        Assert.That(g, Is.GreaterThanOrEqualTo(0), "open the emulated group");
+        Assert.That(Core.SetContainer(g, c), Is.Zero, ErrorReason.Current);
+        if (setIommu)
+        {
+            Assert.That(Core.SetIommu(c, type), Is.Zero, ErrorReason.Current);
+        }
+
+        long d = Core.GetDeviceFd(g, vdev.Dev.Name);
+        Assert.That(d, Is.GreaterThanOrEqualTo(0), ErrorReason.Current);
+        return (g, (int)d);
     }
 
     /// <summary>The type1 instance behind a container fd of <paramref name="p"/> (the user by default).</summary>
