@@ -171,6 +171,7 @@ public sealed class ReplayTests : VfioFixture
     public void DetachOfTheLastIommuDomainWithEmulatedGroupsKeepsMappingsChargedForExternalPinsOnly()
     {
         var rig = new Type1Rig();
+        rig.ExpectDmaUnmapLockInversion();
         rig.Run(() =>
         {
             (int c, _, _, PinningTestDevice ops) = rig.OpenEmulatedEdu();

@@ -9,6 +9,7 @@ using Vfio.Core;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Platform.Iommu;
+using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
 using Vfio.Tests.Core;
 
@@ -24,14 +25,43 @@ internal static class Type1Kit
     public const int W = (int)IommuProt.Write;
     public const int RW = R | W;
 
-    /// <summary>Devices probed from now on register as emulated-IOMMU devices with the returned pinning ops.</summary>
-    public static PinningTestDevice EmulatedNext(this Type1Rig rig)
+    /// <summary>
+    /// Devices probed from now on register as emulated-IOMMU devices with the returned pinning
+    /// ops. An emulated-IOMMU vfio device (an mdev) has no IOMMU group of its own, and
+    /// vfio_register_emulated_iommu_dev() gives it a software group (-EBUSY for a device that
+    /// already has one), so edu is first unbound and taken out of its IOMMU group.
+    /// </summary>
+    public static PinningTestDevice EmulatedNext(this Type1Rig rig, bool withDmaUnmap = true)
     {
+        PciDevice edu = rig.Core.Dev(VfioRig.Edu);
+        if (edu.Driver is { } drv)
+        {
+            Assert.That(rig.Machine.Sysfs.Write($"/sys/bus/pci/drivers/{drv.Name}/unbind", VfioRig.Edu), Is.GreaterThan(0));
+        }
+
+        rig.Machine.Iommu!.GroupRemoveDevice(edu);
+        Assert.That(edu.IommuGroup, Is.Null);
         var dev = new PinningTestDevice();
         rig.Core.Driver.Emulated = true;
+        if (!withDmaUnmap)
+        {
+            rig.Core.Driver.CustomOps = null;
+            return dev;
+        }
+
         rig.Core.Driver.CustomOps = dev;
         return dev;
     }
+
+    /// <summary>
+    /// Declares the lockdep report every dma_unmap notification that makes a driver unpin
+    /// produces. It is the kernel's own lock order, modelled faithfully: vfio_notify_dma_unmap()
+    /// takes device_list_lock while holding iommu->lock (as register_device does), then the
+    /// driver's dma_unmap calls vfio_unpin_pages(), which takes iommu->lock under
+    /// device_list_lock. Two concurrent UNMAPs needing notification could deadlock on it.
+    /// </summary>
+    public static void ExpectDmaUnmapLockInversion(this Type1Rig rig)
+        => rig.Kernel.ExpectWarning("circular locking dependency");
 
     /// <summary>Devices probed from now on are plain IOMMU-backed vfio devices with the default test ops.</summary>
     public static void RealNext(this Type1Rig rig)
