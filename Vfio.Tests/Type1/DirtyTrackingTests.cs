@@ -273,6 +273,33 @@ public sealed class DirtyTrackingTests : VfioFixture
     }
 
     [Test]
+    public void DT_08_DetachingTheLastNonPinnedGroupReportsEverythingOnceThenOnlyWhatTheEmulatedDeviceDirties()
+    {
+        var rig = new Type1Rig();
+        rig.Run(() =>
+        {
+            (int c, _, _, _) = rig.OpenEmulatedEdu();
+            int gp = rig.OpenPairGroup();
+            Assert.That(rig.Core.SetContainer(gp, c), Is.Zero, ErrorReason.Current);
+            ulong va = rig.Buffer(8 * P);
+            ulong bm = rig.Buffer(P);
+            Assert.That(rig.Map(c, va, A, 8 * P), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.DirtyPages(c, VfioType1Flags.DirtyStart), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.Iommu(c).NumNonPinnedGroups, Is.EqualTo(1));
+            Assert.That(rig.Dirty(c, A, 8 * P, bm), Is.EqualTo(new[] { 0xffUL }));
+
+            Assert.That(rig.Core.UnsetContainer(gp), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.Iommu(c).NumNonPinnedGroups, Is.Zero);
+            Assert.That(rig.Iommu(c).Mappings.Single().IommuMapped, Is.False);
+            Assert.That(rig.Dirty(c, A, 8 * P, bm), Is.EqualTo(new[] { 0xffUL }), "the departed group may have dirtied anything");
+            Assert.That(rig.Dirty(c, A, 8 * P, bm), Is.EqualTo(new[] { 0UL }));
+            rig.DeviceWrite(A + (3 * P), 1);
+            Assert.That(rig.Dirty(c, A, 8 * P, bm), Is.EqualTo(new[] { 0b1000UL }));
+            rig.AssertInvariants(c);
+        });
+    }
+
+    [Test]
     public void DT_16_DeviceWritesAreReportedAtPageSizeOnlyAndEveryReportClears()
     {
         var rig = new Type1Rig();
