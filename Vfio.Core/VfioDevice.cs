@@ -509,6 +509,12 @@ public class VfioDevice
             return Errno.EINVAL.Negative();
         }
 
+        // A driver that pins must be able to hear about unmaps, or it would hold pages forever.
+        if ((Ops.Provides & VfioOps.DmaUnmap) == 0)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"vfio_pin_pages: {Name} ({Ops.Name}) has no dma_unmap op");
+        }
+
         if (pfns.Length > PinPagesMaxEntries)
         {
             return Errno.E2BIG.Negative();
@@ -521,7 +527,8 @@ public class VfioDevice
     /// <summary>vfio_unpin_pages().</summary>
     public void UnpinPages(ulong iova, int npage)
     {
-        if (Warn.On(Core.Kernel, npage <= 0 || npage > PinPagesMaxEntries, $"vfio_unpin_pages: npage {npage}") || !AssertDeviceOpen())
+        if (Warn.On(Core.Kernel, npage <= 0 || npage > PinPagesMaxEntries, $"vfio_unpin_pages: npage {npage}") || !AssertDeviceOpen()
+            || Warn.On(Core.Kernel, (Ops.Provides & VfioOps.DmaUnmap) == 0, $"vfio_unpin_pages: {Name} has no dma_unmap op"))
         {
             return;
         }

@@ -39,4 +39,25 @@ public sealed class Type1SmokeTests : VfioFixture
             rig.User.Close(c);
         });
     }
+
+    [Test]
+    public void PinPagesByADriverWithoutDmaUnmap_IsEinvalAndPinsNothing()
+    {
+        var rig = new Type1Rig();
+        rig.Run(() =>
+        {
+            (int c, _, _) = rig.OpenEdu();
+            ulong va = rig.Buffer(Type1Rig.Page);
+            Assert.That(rig.Map(c, va, 0x100000, Type1Rig.Page), Is.Zero, ErrorReason.Current);
+            long pinned = rig.Memory.PinnedPages;
+            long locked = rig.User.Mm.LockedVm;
+            ulong[] pfns = new ulong[1];
+            Assert.That(rig.Core.VDev(VfioRig.Edu).PinPages(0x100000, 3, pfns), Is.EqualTo(Errno.EINVAL.Negative()));
+            Assert.That(ErrorReason.Current, Does.Contain("no dma_unmap op"));
+            Assert.That(pfns[0], Is.Zero);
+            Assert.That(rig.Memory.PinnedPages, Is.EqualTo(pinned));
+            Assert.That(rig.User.Mm.LockedVm, Is.EqualTo(locked));
+            Assert.That(rig.Iommu(c).Mappings[0].PinnedByDrivers, Is.Zero);
+        });
+    }
 }
