@@ -129,7 +129,7 @@ public sealed class Type1InfoTests : VfioFixture
     }
 
     [Test]
-    public void T1_28_GetInfoWithArgsz16_FillsTheFixedPartOnly_AndArgsz15IsEinval()
+    public void T1_28_BI_05_GetInfoWithArgsz16_FillsTheFixedPartOnly_AndArgsz15IsEinval()
     {
         var rig = new Type1Rig();
         rig.Run(() =>

@@ -1,6 +1,6 @@
 // Conformance of VFIO_IOMMU_MAP_DMA in the type1 backend against peer-cases §1.6 (T1-01,
-// T1-02, T1-05, T1-07, T1-08, T1-10, T1-11, T1-19, T1-20, T1-25, T1-26, T1-29), the
-// RLIMIT_MEMLOCK rule and disable_hugepages: what is accepted, the errno of what is not in
+// T1-02, T1-05, T1-07, T1-08, T1-10, T1-11, T1-19, T1-20, T1-23, T1-25, T1-26, T1-29) and
+// §1.11 BI-05, the RLIMIT_MEMLOCK rule, PFNMAP (MMIO) backing and disable_hugepages: what is accepted, the errno of what is not in
 // the kernel's order, and that a rejected map leaves mappings, dma_avail, locked_vm and pins
 // exactly as they were.
 
@@ -422,6 +422,71 @@ public sealed class Type1MapTests : VfioFixture
             Assert.That(pt.Leaves4K + pt.Leaves2M + pt.Leaves1G, Is.EqualTo(leaves), "no IOMMU leaf is left behind");
             Assert.That(rig.Iommu(c).Domains[0].IovaToPhys(0x1000000), Is.Zero);
             Assert.That(rig.Map(c, va, 0x1000000, 4 * MiB - Page), Is.Zero, "the good part maps: " + ErrorReason.Current);
+        });
+    }
+
+    [Test]
+    public void T1_23_MapOfAnMmioPfnmapRange_MapsTheMmioFramesWithoutPinningOrCharging([Values(VfioExtension.Type1, VfioExtension.Type1v2)] uint type)
+    {
+        // A misc device's PFNMAP mmap of MMIO frames stands in for another device's BAR (peer-to-peer).
+        var rig = new Type1Rig();
+        rig.Run(() =>
+        {
+            (int c, _, _) = rig.OpenEdu(type);
+            var bar = new Vfio.Tests.Platform.CountingMisc(rig.Machine);
+            int fd = rig.User.Open(bar.NodePath);
+            Assert.That(fd, Is.GreaterThanOrEqualTo(0));
+            long a = rig.User.Mmap(0, 16 * Page, Prot.PROT_READ | Prot.PROT_WRITE, MapFlags.MAP_SHARED, fd);
+            Assert.That(a, Is.GreaterThan(0));
+            ulong va = (ulong)a;
+            long pinned0 = rig.Memory.PinnedPages;
+            Assert.That(rig.Map(c, va, 0x100000, 16 * Page), Is.Zero, "full BAR: " + ErrorReason.Current);
+            Assert.That(rig.Iommu(c).Domains[0].IovaToPhys(0x100000 + (3 * Page)), Is.EqualTo(bar.MmioBase + (3 * (long)Page)));
+            Assert.That(rig.Memory.PinnedPages, Is.EqualTo(pinned0), "MMIO frames are not pinned");
+            Assert.That(rig.User.Mm.LockedVm, Is.Zero, "MMIO frames are not charged");
+            Assert.That(rig.Map(c, va, 0x200000, Page), Is.Zero, "first page only: " + ErrorReason.Current);
+            rig.AssertInvariants(c);
+            Assert.That(rig.Unmap(c, 0x100000, 16 * Page, out ulong unmapped), Is.Zero, ErrorReason.Current);
+            Assert.That(unmapped, Is.EqualTo(16 * Page));
+            Assert.That(rig.Unmap(c, 0x200000, Page, out unmapped), Is.Zero, ErrorReason.Current);
+            Assert.That(unmapped, Is.EqualTo(Page));
+            Assert.That(rig.Memory.PinnedPages, Is.EqualTo(pinned0));
+            rig.AssertInvariants(c);
+        });
+    }
+
+    [Test]
+    public void WritableMapOfAReadOnlyPfnmapRange_IsEfault_AndAReadOnlyMapSucceeds()
+    {
+        var rig = new Type1Rig();
+        rig.Run(() =>
+        {
+            (int c, _, _) = rig.OpenEdu();
+            var bar = new Vfio.Tests.Platform.CountingMisc(rig.Machine);
+            int fd = rig.User.Open(bar.NodePath);
+            long a = rig.User.Mmap(0, 4 * Page, Prot.PROT_READ, MapFlags.MAP_SHARED, fd);
+            Assert.That(a, Is.GreaterThan(0));
+            rig.AssertRejected(c, Errno.EFAULT, () => rig.Map(c, (ulong)a, 0x100000, 4 * Page));
+            Assert.That(rig.Map(c, (ulong)a, 0x100000, 4 * Page, flags: VfioType1Flags.MapRead), Is.Zero, ErrorReason.Current);
+            rig.AssertInvariants(c);
+        });
+    }
+
+    [Test]
+    public void IommuWithOnly4KPages_Reports4KPgsizes_AndMapsHugetlbWith4KLeaves()
+    {
+        Vfio.Platform.Machine.MachineDescription d = Vfio.Platform.Machine.MachineDescriptionReader.Default;
+        d = d with { Iommu = d.Iommu! with { PgsizeBitmap = 0x1000 } };
+        var rig = new Type1Rig(machine: d);
+        rig.Run(() =>
+        {
+            (int c, _, _) = rig.OpenEdu();
+            Assert.That(rig.Iommu(c).PgsizeBitmap, Is.EqualTo(0x1000UL));
+            Assert.That(System.Runtime.InteropServices.MemoryMarshal.Read<VfioIommuType1Info>(rig.GetFullInfo(c)).IovaPgsizes, Is.EqualTo(0x1000UL));
+            ulong va = rig.HugeBuffer(2 * MiB);
+            Assert.That(rig.Map(c, va, 0x40000000, 2 * MiB), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.Iommu(c).Domains[0].PageTable!.Leaves4K, Is.EqualTo(512));
+            Assert.That(rig.LeafLevel(c, 0x40000000), Is.EqualTo(1));
         });
     }
 
