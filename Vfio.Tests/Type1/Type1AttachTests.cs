@@ -79,6 +79,65 @@ public sealed class Type1AttachTests : VfioFixture
     }
 
     [Test]
+    public void DetachingTheLastRealGroupBesideAnEmulatedOne_KeepsMappingsUnpinned_AndReattachReplaysThem()
+    {
+        var rig = new Type1Rig();
+        rig.Run(() =>
+        {
+            (int c, _) = OpenEmulated(rig);
+            rig.Core.Bind(VfioRig.Edu);
+            int g = rig.Core.OpenGroup(VfioRig.Edu);
+            Assert.That(rig.Core.SetContainer(g, c), Is.Zero, ErrorReason.Current);
+            long pinned0 = rig.Memory.PinnedPages;
+            ulong va = rig.Buffer(8 * Page);
+            Assert.That(rig.Map(c, va, 0x100000, 8 * Page), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.User.Mm.LockedVm, Is.EqualTo(8));
+            Assert.That(rig.Core.UnsetContainer(g), Is.Zero, ErrorReason.Current);
+            Vfio.Iommu.Type1.VfioDmaInfo m = rig.Iommu(c).Mappings.Single();
+            Assert.That((m.Iova, m.Size, m.IommuMapped), Is.EqualTo((0x100000UL, 8 * Page, false)), "the mapping stays, unmapped from any IOMMU");
+            Assert.That(rig.Iommu(c).Domains, Is.Empty);
+            Assert.That(rig.User.Mm.LockedVm, Is.Zero, "its pages were unpinned and uncharged");
+            Assert.That(rig.Memory.PinnedPages, Is.EqualTo(pinned0));
+            Assert.That(rig.Iommu(c).IovaList.Select(r => (r.Start, r.End)), Is.EqualTo(new[] { (0UL, ulong.MaxValue) }),
+                "vfio_iommu_aper_expand + resv_refresh with no domain left: the whole 64-bit space, no reserved hole");
+            rig.AssertInvariants(c);
+            Assert.That(rig.Core.SetContainer(g, c), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.Iommu(c).Mappings.Single().IommuMapped, Is.True, "re-attach replays it");
+            Assert.That(rig.User.Mm.LockedVm, Is.EqualTo(8));
+            Assert.That(rig.Iommu(c).Domains[0].IovaToPhys(0x100000 + Page), Is.EqualTo(rig.User.Mm.Translate(va + Page) << 12));
+            rig.AssertInvariants(c);
+        });
+    }
+
+    [Test]
+    public void DetachingTheOnlyRealGroup_RemovesEveryMapping()
+    {
+        var rig = new Type1Rig();
+        rig.Run(() =>
+        {
+            long pinned0 = rig.Memory.PinnedPages;
+            rig.Core.Bind(VfioRig.Edu);
+            rig.Core.Bind(VfioRig.PairF0);
+            rig.Core.Bind(VfioRig.PairF1);
+            int c = rig.Core.OpenContainer();
+            int g1 = rig.Core.OpenGroup(VfioRig.Edu);
+            int g2 = rig.Core.OpenGroup(VfioRig.PairF0);
+            Assert.That(rig.Core.SetContainer(g1, c), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.Core.SetContainer(g2, c), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.Core.SetIommu(c), Is.Zero, ErrorReason.Current);
+            ulong va = rig.Buffer(8 * Page);
+            Assert.That(rig.Map(c, va, 0x100000, 8 * Page), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.Core.UnsetContainer(g2), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.Iommu(c).Mappings, Has.Count.EqualTo(1), "a group remains, so the mappings stay");
+            Assert.That(rig.User.Mm.LockedVm, Is.EqualTo(8));
+            rig.AssertInvariants(c);
+            Assert.That(rig.Core.UnsetContainer(g1), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.User.Mm.LockedVm, Is.Zero);
+            Assert.That(rig.Memory.PinnedPages, Is.EqualTo(pinned0));
+        });
+    }
+
+    [Test]
     public void CG_17_ReplayThatHitsRlimitMemlock_FailsTheAttach_AndUnwindsOnlyTheNewDomain()
     {
         var rig = new Type1Rig();
