@@ -291,6 +291,27 @@ public sealed class Type1MapTests : VfioFixture
     }
 
     [Test]
+    public void MapThatCrossesRlimitMemlockAfterSeveralBatches_IsEnomem_WithEverythingRolledBack([Values(VfioExtension.Type1, VfioExtension.Type1v2)] uint type)
+    {
+        // 4 MiB of limit, 8 MiB asked for: the charge fails in the third GUP batch of 512 pages.
+        var rig = new Type1Rig();
+        rig.Run(() =>
+        {
+            (int c, _, _) = rig.OpenEdu(type);
+            rig.User.Credentials = Credentials.Root.Without(Capabilities.CAP_IPC_LOCK);
+            rig.User.Limits = rig.User.Limits with { MemlockBytes = 4L << 20 };
+            ulong va = rig.Buffer(8 * MiB);
+            IoPageTable pt = rig.Iommu(c).Domains[0].PageTable!;
+            long leaves = pt.Leaves4K + pt.Leaves2M + pt.Leaves1G;
+            rig.AssertRejected(c, Errno.ENOMEM, () => rig.Map(c, va, 0x10000000, 8 * MiB));
+            Assert.That(pt.Leaves4K + pt.Leaves2M + pt.Leaves1G, Is.EqualTo(leaves), "no IOMMU leaf is left behind");
+            Assert.That(rig.Map(c, va, 0x10000000, 4 * MiB), Is.Zero, "exactly the limit maps: " + ErrorReason.Current);
+            Assert.That(rig.User.Mm.LockedVm, Is.EqualTo(1024));
+            rig.AssertInvariants(c);
+        });
+    }
+
+    [Test]
     public void MapWithCapIpcLock_IsNotLimitedByRlimitMemlock()
     {
         var rig = new Type1Rig();
