@@ -119,7 +119,7 @@ internal sealed class VfioRig
     public const string PairF1 = "0000:02:00.1";
     public const string Nic = "0000:05:00.0";
 
-    public VfioRig(SchedulerMode mode = SchedulerMode.Real, ulong seed = 1, VfioOptions? options = null, KernelProfile? profile = null, bool backend = true, StrategySpec? strategy = null)
+    public VfioRig(SchedulerMode mode = SchedulerMode.Real, ulong seed = 1, VfioOptions? options = null, KernelProfile? profile = null, bool backend = true, StrategySpec? strategy = null, MachineDescription? machine = null)
     {
         Kernel = new SimKernel(new KernelConfig
         {
@@ -130,7 +130,7 @@ internal sealed class VfioRig
             RealWatchdog = TimeSpan.FromSeconds(30),
             Profile = profile ?? KernelProfile.Linux6_12,
         });
-        Machine = MachineBuilder.Default(Kernel);
+        Machine = machine is null ? MachineBuilder.Default(Kernel) : MachineBuilder.Build(machine, Kernel);
         Vfio = VfioCore.Load(Machine, options);
         Driver = new TestVfioDriver();
         Assert.That(Machine.Pci.RegisterDriver(Driver), Is.Zero);

@@ -13,6 +13,7 @@ using Vfio.Kernel;
 using Vfio.Platform;
 using Vfio.Platform.Base;
 using Vfio.Platform.Fs;
+using Vfio.Platform.Machine;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
 using Vfio.Tests.Core;
@@ -23,9 +24,9 @@ internal sealed class Type1Rig
 {
     public const ulong Page = 4096;
 
-    public Type1Rig(SchedulerMode mode = SchedulerMode.Real, ulong seed = 1, KernelProfile? profile = null, VfioOptions? options = null, VfioIommuType1Options? type1 = null)
+    public Type1Rig(SchedulerMode mode = SchedulerMode.Real, ulong seed = 1, KernelProfile? profile = null, VfioOptions? options = null, VfioIommuType1Options? type1 = null, MachineDescription? machine = null)
     {
-        Core = new VfioRig(mode, seed, options, profile, backend: false);
+        Core = new VfioRig(mode, seed, options, profile, backend: false, machine: machine);
         Type1 = VfioIommuType1.Load(Core.Machine, type1);
     }
 
