@@ -127,14 +127,26 @@ internal static class DemoCommand
         return 0;
     }
 
+    // Lock, refcount and scheduling events are counted, not listed: the rest is what vfio did.
+    private static readonly string[] s_summarized = ["lock_", "refcount_", "task_", "complete"];
+
     private static void PrintTrace(IAnsiConsole console, SimKernel kernel)
     {
         console.WriteLine();
-        console.MarkupLine("[bold]Kernel trace events[/]");
+        console.MarkupLine("[bold]Kernel trace events[/] (lock, refcount and scheduling events counted at the end)");
+        var counted = new SortedDictionary<string, int>(StringComparer.Ordinal);
         foreach (TraceRecord r in kernel.Trace.Records.Where(r => r.Kind is TraceRecordKind.Event or TraceRecordKind.Warning))
         {
-            string line = string.Create(CultureInfo.InvariantCulture, $"[{r.TimeNs / 1e9,12:0.000000000}] {r.Task,-10} {r.Op} {r.Object} {r.Detail}");
+            if (s_summarized.Any(p => r.Op.StartsWith(p, StringComparison.Ordinal)))
+            {
+                counted[r.Op] = counted.GetValueOrDefault(r.Op) + 1;
+                continue;
+            }
+
+            string line = string.Create(CultureInfo.InvariantCulture, $"[{r.TimeNs / 1e9,12:0.000000000}] {r.Task,-12} {r.Op} {r.Object} {r.Detail}");
             console.MarkupLine(Markup.Escape(line.TrimEnd()));
         }
+
+        console.MarkupLine(Markup.Escape(string.Join(", ", counted.Select(kv => $"{kv.Value} {kv.Key}"))));
     }
 }
