@@ -1,8 +1,9 @@
-// `vfio-sim demo`: boots a simulated kernel and machine (the embedded default, or a machine
-// description given with --machine), loads vfio, vfio_iommu_type1 and vfio-pci, shows the
-// machine, and runs the "VFIO Usage Example" of Documentation/driver-api/vfio.rst with an
-// edu DMA through the IOMMU (DemoScript) in a kernel task. Exits 0 when every step did
-// what the kernel does, 1 when one misbehaved, 2 for bad options.
+// `vfio-sim demo`: runs the self-tests of the kernel runtime and of the machine, boots a
+// simulated kernel and machine (the embedded default, or a machine description given with
+// --machine), loads vfio, vfio_iommu_type1 and vfio-pci, shows the machine, and runs the
+// "VFIO Usage Example" of Documentation/driver-api/vfio.rst with an edu DMA through the
+// IOMMU (DemoScript) in a kernel task. Exits 0 when every step did what the kernel does,
+// 1 when one misbehaved, 2 for bad options.
 
 using System.CommandLine;
 using System.Globalization;
@@ -90,7 +91,8 @@ internal static class DemoCommand
         }
 
         console.MarkupLine($"[bold]vfio-sim {Markup.Escape(version)}[/]: simulated Linux [bold]{Markup.Escape(profile.Release)}[/] (profile {Markup.Escape(profile.Name)}, HZ={SimClock.HZ})");
-        console.MarkupLine($"[bold]The machine[/] {Markup.Escape(options.MachineFile ?? "(the embedded default machine)")} (`lspci -tv` with drivers and groups)");
+        int selfTestFailures = SelfTests(console, "kernel runtime", SelfTest.RunAll(profile)) + SelfTests(console, "machine", PlatformSelfTest.RunAll(profile));
+        console.MarkupLine($"[bold]The machine:[/] {Markup.Escape(options.MachineFile ?? "the embedded default machine")} (`lspci -tv` with drivers and groups)");
         console.Write(MachineView.PciTree(machine));
         console.WriteLine();
         console.MarkupLine("[bold]The VFIO usage example[/] (Documentation/driver-api/vfio.rst), then an edu DMA through the IOMMU");
@@ -117,6 +119,12 @@ internal static class DemoCommand
             return 1;
         }
 
+        if (selfTestFailures != 0)
+        {
+            console.MarkupLine($"[red]{selfTestFailures} self-test checks failed.[/]");
+            return 1;
+        }
+
         if (script?.FailedStep is { } failed)
         {
             console.MarkupLine($"[red]Step {Markup.Escape(failed)} did not do what the kernel does.[/]");
@@ -125,6 +133,21 @@ internal static class DemoCommand
 
         console.MarkupLine("[green]Every step did what the kernel does.[/]");
         return 0;
+    }
+
+    /// <summary>One line per self-test suite, plus a line per failed check; returns the failures.</summary>
+    private static int SelfTests(IAnsiConsole console, string suite, IReadOnlyList<SelfTestResult> results)
+    {
+        int passed = results.Count(r => r.Passed);
+        console.MarkupLine(passed == results.Count
+            ? $"Self-test of the {suite}: [green]{passed} of {results.Count} checks passed[/]"
+            : $"Self-test of the {suite}: [red]{results.Count - passed} of {results.Count} checks failed[/]");
+        foreach (SelfTestResult r in results.Where(r => !r.Passed))
+        {
+            console.MarkupLine($"    [red]FAIL[/] {Markup.Escape(r.Name)}: {Markup.Escape(r.Detail)}");
+        }
+
+        return results.Count - passed;
     }
 
     // Lock, refcount and scheduling events are counted, not listed: the rest is what vfio did.

@@ -41,6 +41,8 @@ public sealed class DemoTests
 
         Assert.That(exit, Is.Zero, text);
         Assert.That(text, Does.Contain($"simulated Linux {p.Release} (profile {profile}"));
+        Assert.That(text, Does.Contain("Self-test of the kernel runtime: 7 of 7 checks passed"));
+        Assert.That(text, Does.Contain("Self-test of the machine: 6 of 6 checks passed"));
         Assert.That(text, Does.Contain("0000:01:00.0 [1234:11e8] EduDevice"));
         Assert.That(text, Does.Contain("readlink /sys/bus/pci/devices/0000:01:00.0/iommu_group = ../../../../kernel/iommu_groups/2: group 2"));
         Assert.That(text, Does.Contain("/sys/kernel/iommu_groups/2/devices/0000:01:00.0: bound to edu"));
@@ -85,7 +87,7 @@ public sealed class DemoTests
         {
             (int exit, string text) = RunDemo(new DemoOptions { MachineFile = path });
             Assert.That(exit, Is.Zero, text);
-            Assert.That(text, Does.Contain($"The machine {path}"));
+            Assert.That(text, Does.Contain($"The machine: {path}"));
             Assert.That(text, Does.Contain("bytes arrived"));
         }
         finally
