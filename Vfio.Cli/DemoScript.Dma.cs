@@ -8,6 +8,7 @@ using Vfio.Kernel;
 using Vfio.Pci;
 using Vfio.Platform.Devices;
 using Vfio.Platform.Iommu;
+using Vfio.Platform.Mm;
 
 namespace Vfio.Cli;
 
@@ -40,9 +41,12 @@ internal sealed partial class DemoScript
 
     private string Unmap()
     {
+        long lockedBefore = _p.Mm.LockedVm;
         ulong unmapped = _container!.UnmapDma(Iova, BufferSize);
+        long released = lockedBefore - _p.Mm.LockedVm;
         Check(unmapped == BufferSize, $"UNMAP_DMA reports {BufferSize} bytes unmapped, not {unmapped}");
-        return $"unmapped {Size(unmapped)} at IOVA {Hex(Iova)}; the pages are unpinned and locked_vm is uncharged";
+        Check(released == (long)(BufferSize / PhysMem.PageSize), $"the {BufferSize / PhysMem.PageSize} pages leave locked_vm, not {released}");
+        return $"unmapped {Size(unmapped)} at IOVA {Hex(Iova)}; unpinned, locked_vm -{released} pages";
     }
 
     private string DmaFaults()

@@ -110,10 +110,14 @@ internal sealed partial class DemoScript
         Check(va > 0, $"mmap of {BufferSize} bytes succeeds ({(va < 0 ? ErrnoExtensions.FromReturn(va).Describe() : "")})");
         _va = (ulong)va;
         uint before = _container!.GetIommuInfo().DmaAvail ?? 0;
+        long lockedBefore = _p.Mm.LockedVm;
         _container.MapDma(_va, Iova, BufferSize);
         uint after = _container.GetIommuInfo().DmaAvail ?? 0;
+        long locked = _p.Mm.LockedVm - lockedBefore;
         Check(after == before - 1, $"dma_avail drops by one, from {before} to {before - 1}, not {after}");
-        return $"user va {Hex(_va)} -> IOVA {Hex(Iova)}, {Size(BufferSize)}, READ | WRITE; pages pinned and charged to locked_vm\ndma_avail {before} -> {after}";
+        Check(locked == (long)(BufferSize / PhysMem.PageSize), $"the {BufferSize / PhysMem.PageSize} pages are charged to locked_vm, not {locked}");
+        return $"user va {Hex(_va)} -> IOVA {Hex(Iova)}, {Size(BufferSize)}, READ | WRITE\n" +
+            $"pinned and charged to the process's locked_vm: +{locked} pages\ndma_avail {before} -> {after}";
     }
 
     private string GetDevice()

@@ -52,12 +52,13 @@ public sealed class DemoTests
         Assert.That(text, Does.Contain("status Viable, ContainerSet"));
         Assert.That(text, Does.Contain("iova_pgsizes 0x40201000 (4 KiB, 2 MiB, 1 GiB)"));
         Assert.That(text, Does.Contain("dma_avail 65535 -> 65534"));
+        Assert.That(text, Does.Contain("pinned and charged to the process's locked_vm: +256 pages"));
         Assert.That(text, Does.Contain("0 BAR0   size 0x100000"));
         Assert.That(text, Does.Contain("0 INTX count 1"));
         Assert.That(text, Does.Contain("BAR0 identification register (pread of region 0 at 0x0) = 0x010000ed"));
         Assert.That(text, Does.Contain("bytes arrived: 4096 bytes at user va"));
         Assert.That(text, Does.Contain("\"Hello from edu, through the IOMMU!\""));
-        Assert.That(text, Does.Contain("unmapped 1 MiB at IOVA 0x0"));
+        Assert.That(text, Does.Contain("unmapped 1 MiB at IOVA 0x0; unpinned, locked_vm -256 pages"));
         Assert.That(text, Does.Contain("DMA write of 0x1000 bytes at bus address 0x10000 failed: EFAULT"));
         Assert.That(text, Does.Contain("IOMMU fault log, new entry: device 0000:01:00.0, iova 0x10000, Write, reason NotPresent"));
         Assert.That(text, Does.Contain("0000:01:00.0 is bound to edu again"));
