@@ -1,5 +1,4 @@
-// Test rig for Vfio.Pci: the default machine with vfio, a hand-written stand-in for the
-// type1 backend (it attaches each group to an unmanaged domain), vfio-pci, and a user
+// Test rig for Vfio.Pci: the default machine with vfio, the type1 backend, vfio-pci, and a user
 // process that binds a function to vfio-pci through sysfs and opens it through
 // /dev/vfio/vfio, /dev/vfio/N and GET_DEVICE_FD, with struct-typed ioctl helpers.
 
@@ -8,89 +7,18 @@ using System.Text;
 using NUnit.Framework;
 using Vfio.Core;
 using Vfio.Core.Uapi;
+using Vfio.Iommu.Type1;
 using Vfio.Kernel;
 using Vfio.Pci;
 using Vfio.Platform;
 using Vfio.Platform.Fs;
-using Vfio.Platform.Iommu;
 using Vfio.Platform.Machine;
 using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
 
 namespace Vfio.Tests.Pci;
 
-/// <summary>A type1 stand-in: answers TYPE1/TYPE1v2, attaches groups to one unmanaged domain per container.</summary>
-internal sealed class FakeType1(IommuCore iommu) : IVfioIommuDriver
-{
-    private sealed class Instance
-    {
-        public IommuDomain? Domain;
-        public readonly List<IommuGroup> Groups = [];
-    }
-
-    public string Name => "fake-type1";
-
-    public bool HasDeviceRegistration => false;
-
-    public int Opens { get; private set; }
-
-    public int Open(ulong arg, out object? iommuData)
-    {
-        Opens++;
-        iommuData = new Instance();
-        return 0;
-    }
-
-    public void Release(object? iommuData)
-    {
-    }
-
-    public long Ioctl(object? iommuData, uint cmd, ulong arg)
-        => cmd == VfioIoctl.CheckExtension ? (arg is VfioExtension.Type1 or VfioExtension.Type1v2 ? 1 : 0) : Errno.ENOTTY.Negative();
-
-    public int AttachGroup(object? iommuData, IommuGroup group, VfioGroupType type)
-    {
-        var inst = (Instance)iommuData!;
-        inst.Domain ??= iommu.DomainAlloc();
-        int rc = iommu.AttachGroup(inst.Domain, group);
-        if (rc == 0)
-        {
-            inst.Groups.Add(group);
-        }
-
-        return rc;
-    }
-
-    public void DetachGroup(object? iommuData, IommuGroup group)
-    {
-        var inst = (Instance)iommuData!;
-        iommu.DetachGroup(inst.Domain!, group);
-        inst.Groups.Remove(group);
-        if (inst.Groups.Count == 0)
-        {
-            inst.Domain!.Free();
-            inst.Domain = null;
-        }
-    }
-
-    public int PinPages(object? iommuData, IommuGroup group, ulong iova, int prot, Span<ulong> pfns) => Errno.ENOTTY.Negative();
-
-    public void UnpinPages(object? iommuData, ulong iova, int npage)
-    {
-    }
-
-    public void RegisterDevice(object? iommuData, VfioDevice device)
-    {
-    }
-
-    public void UnregisterDevice(object? iommuData, VfioDevice device)
-    {
-    }
-
-    public int DmaRw(object? iommuData, ulong iova, Span<byte> data, bool write) => Errno.ENOTTY.Negative();
-}
-
-/// <summary>The default machine with vfio, the fake backend and vfio-pci loaded (build it inside a running task).</summary>
+/// <summary>The default machine with vfio, the type1 backend and vfio-pci loaded (build it inside a running task).</summary>
 internal sealed class VfioPciRig
 {
     public const string Edu = "0000:01:00.0";
@@ -100,7 +28,7 @@ internal sealed class VfioPciRig
     {
         M = machine;
         Vfio = VfioCore.Load(M);
-        Assert.That(Vfio.RegisterIommuDriver(new FakeType1(M.Iommu!)), Is.Zero);
+        Type1 = VfioIommuType1.Load(M);
         Driver = VfioPciDriver.Load(M, options);
         P = M.CreateProcess("user", Credentials.Root);
     }
@@ -108,6 +36,8 @@ internal sealed class VfioPciRig
     public SimMachine M { get; }
 
     public VfioCore Vfio { get; }
+
+    public VfioIommuType1 Type1 { get; }
 
     public VfioPciDriver Driver { get; }
 
