@@ -55,6 +55,30 @@ internal sealed class VfioDmaTree
         return p;
     }
 
+    /// <summary>rb_prev(): the mapping before <paramref name="n"/> in IOVA order, or null.</summary>
+    public static VfioDma? Prev(VfioDma n)
+    {
+        if (n.Left is not null)
+        {
+            n = n.Left;
+            while (n.Right is not null)
+            {
+                n = n.Right;
+            }
+
+            return n;
+        }
+
+        VfioDma? p = n.Parent;
+        while (p is not null && n == p.Left)
+        {
+            n = p;
+            p = p.Parent;
+        }
+
+        return p;
+    }
+
     /// <summary>vfio_find_dma(): any mapping intersecting [<paramref name="start"/>, <paramref name="last"/>], or null.</summary>
     public VfioDma? Find(ulong start, ulong last)
     {

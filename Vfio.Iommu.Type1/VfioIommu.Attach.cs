@@ -375,7 +375,7 @@ internal sealed partial class VfioIommu
         }
 
         // Unwind from the failing mapping back to the first.
-        for (; n is not null; n = Prev(n))
+        for (; n is not null; n = VfioDmaTree.Prev(n))
         {
             if (n.IommuMapped)
             {
@@ -422,29 +422,6 @@ internal sealed partial class VfioIommu
         }
 
         LockAcct(dma, locked - unlocked, async: true);
-    }
-
-    private static VfioDma? Prev(VfioDma n)
-    {
-        if (n.Left is not null)
-        {
-            n = n.Left;
-            while (n.Right is not null)
-            {
-                n = n.Right;
-            }
-
-            return n;
-        }
-
-        VfioDma? p = n.Parent;
-        while (p is not null && n == p.Left)
-        {
-            n = p;
-            p = p.Parent;
-        }
-
-        return p;
     }
 
     /// <summary>vfio_update_pgsize_bitmap(): the AND of every domain's sizes, with sub-page sizes replaced by PAGE_SIZE.</summary>
