@@ -45,6 +45,12 @@ internal sealed partial class VfioIommu
         }
     }
 
+    /// <summary>
+    /// vfio_find_dma() without taking the lock, for the lookup benchmark only: the caller
+    /// must make sure nothing maps or unmaps concurrently.
+    /// </summary>
+    internal VfioDma? FindDmaUnlocked(ulong iova, ulong size) => _dmas.Find(iova, iova + size - 1);
+
     /// <summary>dma_avail.</summary>
     internal uint DmaAvail => _dmaAvail;
 
