@@ -320,7 +320,7 @@ internal sealed partial class VfioIommu
             VfioDma dma = n;
             if (dma.IommuMapped)
             {
-                if (d is null && Warn.On(Kernel, true, $"vfio_iommu_replay: {dma} is mapped but the container has no domain"))
+                if (Warn.On(Kernel, d is null, $"vfio_iommu_replay: {dma} is mapped but the container has no domain"))
                 {
                     ret = ErrorReason.Fail(Errno.EINVAL, $"{AttachOp}: replay found a mapping without a domain");
                     break;

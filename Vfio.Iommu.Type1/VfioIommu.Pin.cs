@@ -215,10 +215,7 @@ internal sealed partial class VfioIommu
             _lock.Unlock();
         }
 
-        if (i != npage)
-        {
-            Warn.On(Kernel, true, $"vfio_unpin_pages: iova 0x{userIova + ((ulong)i << PhysMem.PageShift):x} is not mapped ({i} of {npage} pages unpinned)");
-        }
+        Warn.On(Kernel, i != npage, $"vfio_unpin_pages: iova 0x{userIova + ((ulong)i << PhysMem.PageShift):x} is not mapped ({i} of {npage} pages unpinned)");
     }
 
     /// <summary>vfio_iommu_type1_dma_rw(): copies to or from the memory behind the IOVAs, mapping by mapping.</summary>

@@ -228,10 +228,7 @@ internal sealed partial class VfioIommu
             {
                 if (lastNotified == dma)
                 {
-                    if (++retries > DmaUnmapRetryLimit)
-                    {
-                        Bug.On(true, $"vfio_dma_do_unmap: mapping {dma} still has {dma.PfnCount} pinned pages after {DmaUnmapRetryLimit} dma_unmap notifications (a driver does not unpin)");
-                    }
+                    Bug.On(++retries > DmaUnmapRetryLimit, $"vfio_dma_do_unmap: mapping {dma} still has {dma.PfnCount} pinned pages after {DmaUnmapRetryLimit} dma_unmap notifications (a driver does not unpin)");
                 }
                 else
                 {
@@ -285,12 +282,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_remove_dma(): unmaps, unpins and unaccounts the dma, unlinks and frees it.</summary>
     private void RemoveDmaLocked(VfioDma dma)
     {
-        // Only build the message when the warning fires: Warn.On takes a plain string, so an
-        // unconditional interpolation costs ~600 B and a dma.ToString() on every unmap.
-        if (dma.PfnCount != 0)
-        {
-            Warn.On(Kernel, true, $"vfio_remove_dma: {dma} still has {dma.PfnCount} pages pinned by a driver (pfn_list not empty)");
-        }
+        Warn.On(Kernel, dma.PfnCount != 0, $"vfio_remove_dma: {dma} still has {dma.PfnCount} pages pinned by a driver (pfn_list not empty)");
 
         UnmapUnpinLocked(dma, doAccounting: true);
         _dmas.Remove(dma);

@@ -6,6 +6,41 @@ using System.Runtime.CompilerServices;
 
 namespace Vfio.Kernel;
 
+/// <summary>
+/// The message of a WARN or BUG written as an interpolated string: it is formatted only when
+/// the condition holds, so a check on a hot path costs no allocation while it passes.
+/// </summary>
+[InterpolatedStringHandler]
+public ref struct WarnMessageHandler
+{
+    private DefaultInterpolatedStringHandler _inner;
+
+    /// <summary>Called by the compiler: formatting goes ahead only when <paramref name="condition"/> is true.</summary>
+    public WarnMessageHandler(int literalLength, int formattedCount, bool condition, out bool shouldAppend)
+    {
+        shouldAppend = condition;
+        _inner = condition ? new DefaultInterpolatedStringHandler(literalLength, formattedCount, System.Globalization.CultureInfo.InvariantCulture) : default;
+    }
+
+    /// <summary>Appends literal text.</summary>
+    public void AppendLiteral(string value) => _inner.AppendLiteral(value);
+
+    /// <summary>Appends a value.</summary>
+    public void AppendFormatted<T>(T value) => _inner.AppendFormatted(value);
+
+    /// <summary>Appends a value with a format.</summary>
+    public void AppendFormatted<T>(T value, string? format) => _inner.AppendFormatted(value, format);
+
+    /// <summary>Appends a value with an alignment.</summary>
+    public void AppendFormatted<T>(T value, int alignment) => _inner.AppendFormatted(value, alignment);
+
+    /// <summary>Appends a string.</summary>
+    public void AppendFormatted(string? value) => _inner.AppendFormatted(value);
+
+    /// <summary>The formatted message (empty when the condition was false).</summary>
+    public string ToStringAndClear() => _inner.ToStringAndClear();
+}
+
 /// <summary>WARN_ON for simulated kernel code: records a warning and returns the condition.</summary>
 public static class Warn
 {
@@ -22,6 +57,28 @@ public static class Warn
         [CallerFilePath] string file = "",
         [CallerLineNumber] int line = 0)
         => condition && Fire(KTask.Current, once: false, message, member, file, line);
+
+    /// <summary>As <see cref="On(bool, string, string, string, int)"/>; the interpolated message is formatted only when the warning fires.</summary>
+    public static bool On(
+        bool condition,
+        [InterpolatedStringHandlerArgument(nameof(condition))] ref WarnMessageHandler message,
+        [CallerMemberName] string member = "",
+        [CallerFilePath] string file = "",
+        [CallerLineNumber] int line = 0)
+        => condition && Fire(KTask.Current, once: false, message.ToStringAndClear(), member, file, line);
+
+    /// <summary>As <see cref="On(SimKernel, bool, string, string, string, int)"/>; the interpolated message is formatted only when the warning fires.</summary>
+    public static bool On(
+        SimKernel kernel,
+        bool condition,
+        [InterpolatedStringHandlerArgument(nameof(condition))] ref WarnMessageHandler message,
+        [CallerMemberName] string member = "",
+        [CallerFilePath] string file = "",
+        [CallerLineNumber] int line = 0)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        return condition && Fire(KTask.CurrentFor(kernel), once: false, message.ToStringAndClear(), member, file, line);
+    }
 
     /// <summary>WARN_ON for code that has the kernel but may run on a thread that is not yet a task.</summary>
     public static bool On(
@@ -47,6 +104,15 @@ public static class Warn
         [CallerFilePath] string file = "",
         [CallerLineNumber] int line = 0)
         => condition && Fire(KTask.Current, once: true, message, member, file, line);
+
+    /// <summary>As <see cref="OnOnce(bool, string, string, string, int)"/>; the interpolated message is formatted only when the condition holds.</summary>
+    public static bool OnOnce(
+        bool condition,
+        [InterpolatedStringHandlerArgument(nameof(condition))] ref WarnMessageHandler message,
+        [CallerMemberName] string member = "",
+        [CallerFilePath] string file = "",
+        [CallerLineNumber] int line = 0)
+        => condition && Fire(KTask.Current, once: true, message.ToStringAndClear(), member, file, line);
 
     private static bool Fire(KTask t, bool once, string message, string member, string file, int line)
     {
@@ -86,6 +152,20 @@ public static class Bug
         if (condition)
         {
             throw new KernelPanicException($"kernel BUG at {Path.GetFileName(file)}:{line} ({member}): {message}");
+        }
+    }
+
+    /// <summary>As <see cref="On(bool, string, string, string, int)"/>; the interpolated message is formatted only when the condition holds.</summary>
+    public static void On(
+        bool condition,
+        [InterpolatedStringHandlerArgument(nameof(condition))] ref WarnMessageHandler message,
+        [CallerMemberName] string member = "",
+        [CallerFilePath] string file = "",
+        [CallerLineNumber] int line = 0)
+    {
+        if (condition)
+        {
+            On(true, message.ToStringAndClear(), member, file, line);
         }
     }
 }

@@ -1085,7 +1085,7 @@ public sealed partial class MmStruct
             return 0;
         }
 
-        if (pages > LockedVm && Warn.On(Kernel, true, $"locked_vm underflow on mm {Id}: uncharging {pages} of {LockedVm} pages"))
+        if (Warn.On(Kernel, pages > LockedVm, $"locked_vm underflow on mm {Id}: uncharging {pages} of {LockedVm} pages"))
         {
             LockedVm = 0;
             return 0;

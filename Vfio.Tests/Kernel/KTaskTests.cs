@@ -155,6 +155,44 @@ public sealed class KTaskTests(SchedulerMode mode)
     }
 
     [Test]
+    public void WarnOnWithAnInterpolatedMessage_FormatsItOnlyWhenItFires()
+    {
+        long quietBytes = -1;
+        int formatted = 0;
+        RunResult r = Sim.Run(mode, k =>
+        {
+            k.ExpectWarning("pfn_list of 7 pages");
+            var counted = new FormatCounter(() => formatted++);
+            int pages = 7;
+            Warn.On(k, false, $"pfn_list of {pages} pages {counted}");
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 100; i++)
+            {
+                Warn.On(k, false, $"pfn_list of {pages} pages {counted}");
+                Warn.On(false, $"pfn_list of {pages} pages {counted}");
+                Bug.On(false, $"pfn_list of {pages} pages {counted}");
+            }
+
+            quietBytes = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.That(Warn.On(k, true, $"pfn_list of {pages} pages {counted}"), Is.True);
+        });
+
+        Sim.AssertPassed(r);
+        Assert.That(quietBytes, Is.Zero, "a WARN that does not fire allocates nothing");
+        Assert.That(formatted, Is.EqualTo(1), "only the firing WARN formatted its message");
+        Assert.That(r.Warnings.Single().Text, Does.Contain("pfn_list of 7 pages counted"));
+    }
+
+    private sealed class FormatCounter(Action onFormat)
+    {
+        public override string ToString()
+        {
+            onFormat();
+            return "counted";
+        }
+    }
+
+    [Test]
     public void WarnOnOnce_ReportsOnlyTheFirstTimeAtACallSite()
     {
         int fired = 0;
