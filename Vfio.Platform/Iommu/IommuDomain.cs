@@ -185,47 +185,8 @@ public sealed class IommuDomain : IIotlbFlushOps
             return Errno.EINVAL.Negative();
         }
 
-        if (EnforcesCacheCoherency)
-        {
-            prot |= IommuProt.Cache;
-        }
-
-        IoPageTable table = PageTable!;
-        ulong origIova = iova;
-        long remaining = size;
-        int ret = 0;
-        _pgtblLock.Lock();
-        try
-        {
-            ThrowIfFreed();
-            while (remaining > 0)
-            {
-                long pgsize = Pgsize(PgsizeBitmap, iova, (ulong)paddr, (ulong)remaining, out long count);
-                ret = table.MapPages(iova, paddr, pgsize, count, prot, out long mapped);
-                remaining -= mapped;
-                if (ret != 0 || mapped == 0)
-                {
-                    break;
-                }
-
-                iova += (ulong)mapped;
-                paddr += mapped;
-            }
-
-            table.AssertInvariantsLocked();
-        }
-        finally
-        {
-            _pgtblLock.Unlock();
-        }
-
-        if (ret != 0)
-        {
-            Unmap(origIova, size - remaining);
-            return ret;
-        }
-
-        return 0;
+        // One physically contiguous run: the page sizes and the unwind are those of iommu_map_sg.
+        return MapRuns(iova, [new PfnRun(paddr >> PhysMem.PageShift, size >> PhysMem.PageShift)], prot, out _);
     }
 
     /// <summary>
