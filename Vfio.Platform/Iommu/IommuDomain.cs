@@ -222,7 +222,9 @@ public sealed class IommuDomain : IIotlbFlushOps
                 long remaining = runs[r].Count << PhysMem.PageShift;
                 while (remaining > 0)
                 {
-                    long pgsize = Pgsize(PgsizeBitmap, iova, (ulong)paddr, (ulong)remaining, out long count);
+                    // A one-page run (scattered memory) can only be a 4 KiB leaf.
+                    long count = 1;
+                    long pgsize = remaining == PhysMem.PageSize ? PhysMem.PageSize : Pgsize(PgsizeBitmap, iova, (ulong)paddr, (ulong)remaining, out count);
                     ret = table.MapPages(iova, paddr, pgsize, count, prot, out long done);
                     mapped += done;
                     remaining -= done;

@@ -10,6 +10,11 @@ namespace Vfio.Platform.Iommu.Hw;
 
 public sealed partial class IoPageTable
 {
+    // The level-1 table that maps the 2 MiB region _leafCursorKey (iova >> 21), found by
+    // the last descent for a 4 KiB map; ulong.MaxValue when none. Writers only.
+    private ulong _leafCursorKey = ulong.MaxValue;
+    private int _leafCursorTable;
+
     /// <summary>Fault-injection site of page-table allocations.</summary>
     public const string AllocFaultSite = "iommu_alloc_pages:io_pgtable";
 
@@ -112,6 +117,15 @@ public sealed partial class IoPageTable
     /// </summary>
     private int DescendForMapLocked(ulong iova, int level, out int t)
     {
+        // Scattered memory maps one 4 KiB leaf per call: reuse the last leaf table found
+        // instead of walking from the root each time (the cursor is dropped whenever a
+        // table leaves the tree).
+        if (level == 1 && (iova >> 21) == _leafCursorKey)
+        {
+            t = _leafCursorTable;
+            return 0;
+        }
+
         t = _root;
         for (int lv = 4; lv > level; lv--)
         {
@@ -141,6 +155,12 @@ public sealed partial class IoPageTable
             {
                 t = ChildOf(pte);
             }
+        }
+
+        if (level == 1)
+        {
+            _leafCursorKey = iova >> 21;
+            _leafCursorTable = t;
         }
 
         return 0;

@@ -310,6 +310,7 @@ public sealed partial class IoPageTable
 
     private void PoolTableLocked(int t)
     {
+        _leafCursorKey = ulong.MaxValue;
         if (_freeCount == _freeStack.Length)
         {
             Array.Resize(ref _freeStack, _freeStack.Length * 2);
@@ -321,6 +322,7 @@ public sealed partial class IoPageTable
     /// <summary>Puts unlinked table <paramref name="t"/> on the gather's chain (freed when it syncs).</summary>
     private void DeferFreeLocked(int t, ref IotlbGather gather)
     {
+        _leafCursorKey = ulong.MaxValue;
         gather.Table = this;
         _link[t] = gather.FreeHead;
         gather.FreeHead = t + 1;
@@ -399,6 +401,7 @@ public sealed partial class IoPageTable
     /// </summary>
     internal void ReleaseAllLocked()
     {
+        _leafCursorKey = ulong.MaxValue;
         Interlocked.Increment(ref _recycles);
         Array.Clear(_tables[_root]);
         _freeCount = 0;

@@ -27,6 +27,26 @@ public sealed class IoPageTableTests
     }
 
     [Test]
+    public void FourKiBMapAfterItsLeafTableWasFreedAndReused_GetsATableOfItsOwn()
+    {
+        // A 4 KiB map remembers the last leaf table it used. Unmapping A's only leaf frees
+        // that table and its parent; two 2 MiB maps in other GiBs take both from the pool as
+        // level-2 tables. The next 4 KiB map at A must walk again, not write into the
+        // remembered table, which now maps another GiB.
+        IommuDomain d = Paging();
+        Assert.That(d.Map(A, P, K4, RW), Is.Zero);
+        Assert.That(d.Unmap(A, K4), Is.EqualTo(K4));
+        Assert.That(d.Map(A + (ulong)G1, P, M2, RW), Is.Zero);
+        Assert.That(d.Map(A + (2 * (ulong)G1), P + M2, M2, RW), Is.Zero);
+        Assert.That(d.Map(A, P + (4 * M2), K4, RW), Is.Zero);
+        Assert.That(d.IovaToPhys(A), Is.EqualTo(P + (4 * M2)));
+        Assert.That(d.IovaToPhys(A + (ulong)G1), Is.EqualTo(P));
+        Assert.That(d.IovaToPhys(A + (2 * (ulong)G1)), Is.EqualTo(P + M2));
+        Assert.That((d.PageTable!.Leaves4K, d.PageTable.Leaves2M), Is.EqualTo((1L, 2L)));
+        AssertConsistent(d);
+    }
+
+    [Test]
     public void MisalignedPhysicalAddress_MapsAsFourKiBLeaves()
     {
         IommuDomain d = Paging();
