@@ -15,7 +15,7 @@ namespace Vfio.Iommu.Type1;
 
 internal sealed partial class VfioIommu
 {
-    /// <summary>Fault-injection site of the domain allocation of an attach (iommu_paging_domain_alloc).</summary>
+    /// <summary>Fault-injection site of the domain allocation of an attach (iommu_domain_alloc failing is EIO).</summary>
     internal const string DomainAllocFaultSite = "vfio_iommu_type1:domain_alloc";
 
     private const string AttachOp = "VFIO_SET_IOMMU/SET_CONTAINER: type1 attach";
@@ -58,7 +58,7 @@ internal sealed partial class VfioIommu
         IommuCore core = iommuGroup.Core;
         if (Kernel.Faults.ShouldFail(DomainAllocFaultSite))
         {
-            return ErrorReason.Fail(Kernel.Profile.AtLeast(6, 11) ? Errno.ENOMEM : Errno.EIO, $"{AttachOp}: cannot allocate an IOMMU domain for {iommuGroup}");
+            return ErrorReason.Fail(Errno.EIO, $"{AttachOp}: cannot allocate an IOMMU domain for {iommuGroup}");
         }
 
         var domain = new VfioDomain(core.DomainAlloc());
@@ -70,8 +70,7 @@ internal sealed partial class VfioIommu
         }
 
         IommuDomainGeometry geo = domain.Domain.Geometry;
-        List<VfioIova>? iovaCopy = null;
-        ret = AttachChecksLocked(core, iommuGroup, geo, ref iovaCopy, out bool resvMsi);
+        ret = AttachChecksLocked(core, iommuGroup, geo, out List<VfioIova> iovaCopy);
         if (ret == 0 && !Module.AllowUnsafeInterrupts && !core.GroupHasIsolatedMsi(iommuGroup))
         {
             Kernel.Log.Warn("vfio_iommu_type1_attach_group: No interrupt remapping support.  Use the module param \"allow_unsafe_interrupts\" to enable VFIO IOMMU support on this platform");
@@ -98,7 +97,7 @@ internal sealed partial class VfioIommu
                 {
                     d.Groups.Add(group);
                     domain.Domain.Free();
-                    return AttachDoneLocked(iovaCopy!);
+                    return AttachDoneLocked(iovaCopy);
                 }
 
                 ret = core.AttachGroup(domain.Domain, iommuGroup);
@@ -110,7 +109,7 @@ internal sealed partial class VfioIommu
             }
         }
 
-        TestDomainFgsp(domain, iovaCopy!);
+        TestDomainFgsp(domain, iovaCopy);
         ret = ReplayLocked(domain);
         if (ret != 0)
         {
@@ -119,10 +118,11 @@ internal sealed partial class VfioIommu
             return ret;
         }
 
-        _ = resvMsi; // A software MSI window would get an MSI cookie here; x86 has a hardware window.
+        // A group with only a software MSI window (SW_MSI, as on ARM) would get an MSI cookie
+        // here; the simulated machine has the x86 hardware window, so there is none to install.
         _domains.Add(domain);
         UpdatePgsizeBitmapLocked();
-        return AttachDoneLocked(iovaCopy!);
+        return AttachDoneLocked(iovaCopy);
     }
 
     private int AttachDoneLocked(List<VfioIova> iovaCopy)
@@ -134,9 +134,9 @@ internal sealed partial class VfioIommu
     }
 
     /// <summary>The aperture and reserved-region checks of an attach, and the new IOVA list they give.</summary>
-    private int AttachChecksLocked(IommuCore core, IommuGroup iommuGroup, IommuDomainGeometry geo, ref List<VfioIova>? iovaCopy, out bool resvMsi)
+    private int AttachChecksLocked(IommuCore core, IommuGroup iommuGroup, IommuDomainGeometry geo, out List<VfioIova> iovaCopy)
     {
-        resvMsi = false;
+        iovaCopy = [];
         if (AperConflictLocked(geo.ApertureStart, geo.ApertureEnd))
         {
             return ErrorReason.Fail(Errno.EINVAL, $"{AttachOp}: the aperture [0x{geo.ApertureStart:x}, 0x{geo.ApertureEnd:x}] of {iommuGroup}'s domain does not cover the container's IOVA space or its mappings");
@@ -151,22 +151,11 @@ internal sealed partial class VfioIommu
             }
         }
 
-        iovaCopy = [.. _iovaList];
+        iovaCopy.AddRange(_iovaList);
         AperResize(iovaCopy, geo.ApertureStart, geo.ApertureEnd);
-        if (!ResvExclude(iovaCopy, resv))
-        {
-            return ErrorReason.Fail(Errno.EINVAL, $"{AttachOp}: no usable IOVA space is left once {iommuGroup}'s reserved regions are excluded");
-        }
-
-        bool hwMsi = false;
-        foreach (IommuReservedRegion r in resv)
-        {
-            hwMsi |= r.Type == IommuResvType.Msi;
-            resvMsi |= r.Type == IommuResvType.SwMsi;
-        }
-
-        resvMsi &= !hwMsi;
-        return 0;
+        return ResvExclude(iovaCopy, resv)
+            ? 0
+            : ErrorReason.Fail(Errno.EINVAL, $"{AttachOp}: no usable IOVA space is left once {iommuGroup}'s reserved regions are excluded");
     }
 
     private VfioIommuGroup? FindGroupLocked(IommuGroup g)
@@ -355,7 +344,7 @@ internal sealed partial class VfioIommu
             }
             else
             {
-                ret = PinMapRangeLocked(dma, dma.Iova, dma.Vaddr, dma.Size, target, growSize: false, out _);
+                ret = PinMapRangeLocked(dma, dma.Iova, dma.Vaddr, dma.Size, target, growSize: false);
             }
 
             if (ret != 0)

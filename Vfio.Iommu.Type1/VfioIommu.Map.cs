@@ -299,7 +299,7 @@ internal sealed partial class VfioIommu
     /// </summary>
     private int PinMapDmaLocked(VfioDma dma, ulong size)
     {
-        int ret = PinMapRangeLocked(dma, dma.Iova, dma.Vaddr, size, _domains, growSize: true, out _);
+        int ret = PinMapRangeLocked(dma, dma.Iova, dma.Vaddr, size, _domains, growSize: true);
         dma.IommuMapped = true;
         if (ret != 0)
         {
@@ -313,13 +313,14 @@ internal sealed partial class VfioIommu
     /// The pin-and-map loop shared by MAP_DMA and replay (vfio_pin_pages_remote +
     /// vfio_iommu_map): pins from the current task's mm, charges new pages to the dma's
     /// locked_vm (pages already in its pfn_list are not charged twice), and maps the chunks
-    /// into <paramref name="domains"/>. On error, what this call pinned in its last batch is
-    /// unpinned and unaccounted; earlier batches stay (the caller unwinds them) and
-    /// <paramref name="done"/> says how many bytes they cover.
+    /// into <paramref name="domains"/>. The RLIMIT_MEMLOCK check is the caller's (current's)
+    /// limit against current's mm, as vfio_pin_pages_remote does; the charge itself goes to
+    /// the dma's owner, which checks its own limit. On error, what this call pinned in its
+    /// last batch is unpinned and unaccounted; earlier batches stay (the caller unwinds them).
     /// </summary>
-    private int PinMapRangeLocked(VfioDma dma, ulong iova, ulong vaddr, ulong size, List<VfioDomain> domains, bool growSize, out ulong done)
+    private int PinMapRangeLocked(VfioDma dma, ulong iova, ulong vaddr, ulong size, List<VfioDomain> domains, bool growSize)
     {
-        done = 0;
+        ulong done = 0;
         SimProcess? current = SimProcess.Current;
         if (current is null)
         {
@@ -327,7 +328,7 @@ internal sealed partial class VfioIommu
         }
 
         MmStruct mm = current.Mm;
-        long limit = dma.Task?.Limits.MemlockPages ?? current.Limits.MemlockPages;
+        long limit = current.Limits.MemlockPages;
         bool disableHugepages = Module.DisableHugepages;
         GupFlags flags = GupFlags.FOLL_LONGTERM | ((dma.Prot & IommuProt.Write) != 0 ? GupFlags.FOLL_WRITE : 0);
         IommuProt prot = dma.Prot | IommuProt.Cache;
@@ -373,7 +374,7 @@ internal sealed partial class VfioIommu
                 if (aret != 0)
                 {
                     mem.Unpin(batch, dirty: false);
-                    return aret;
+                    return ErrorReason.Fail((Errno)(-aret), $"{MapIoctl}: charging {acct} pages to {dma.Task} exceeds its RLIMIT_MEMLOCK");
                 }
             }
 

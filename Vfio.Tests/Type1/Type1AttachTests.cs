@@ -138,6 +138,30 @@ public sealed class Type1AttachTests : VfioFixture
     }
 
     [Test]
+    public void AttachWhoseDomainCannotBeAllocated_IsEio_AndChangesNothing()
+    {
+        var rig = new Type1Rig();
+        rig.Run(() =>
+        {
+            (int c, _, _) = rig.OpenEdu();
+            ulong va = rig.Buffer(4 * Page);
+            Assert.That(rig.Map(c, va, 0x100000, 4 * Page), Is.Zero, ErrorReason.Current);
+            rig.Core.Dev(VfioRig.PairF0).IommuGroup!.NoSnoopControl = true; // needs a domain of its own
+            rig.Core.Bind(VfioRig.PairF0);
+            rig.Core.Bind(VfioRig.PairF1);
+            int g = rig.Core.OpenGroup(VfioRig.PairF0);
+            Type1Snapshot before = rig.Snapshot(c);
+            rig.Kernel.Faults.FailNth(1, Iommu.Type1.VfioIommu.DomainAllocFaultSite);
+            Assert.That(rig.Core.SetContainer(g, c), Is.EqualTo(Errno.EIO.Negative()), ErrorReason.Current);
+            rig.AssertUnchanged(c, before);
+            Assert.That(rig.Core.Group(VfioRig.PairF0).Container, Is.Null, "the group did not join the container");
+            Assert.That(rig.Core.SetContainer(g, c), Is.Zero, "a second try succeeds: " + ErrorReason.Current);
+            Assert.That(rig.Iommu(c).Domains, Has.Count.EqualTo(2));
+            rig.AssertInvariants(c);
+        });
+    }
+
+    [Test]
     public void CG_17_ReplayThatHitsRlimitMemlock_FailsTheAttach_AndUnwindsOnlyTheNewDomain()
     {
         var rig = new Type1Rig();
