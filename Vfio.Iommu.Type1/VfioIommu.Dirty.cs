@@ -178,9 +178,11 @@ internal sealed partial class VfioIommu
     }
 
     /// <summary>
-    /// update_user_bitmap(): ORs the dma's bits into the user bitmap at the dma's bit offset
-    /// from <paramref name="baseIova"/> (a shared leading word is read and merged), then
-    /// resets the dma's bits to exactly the pages drivers pin. 0 or -EFAULT.
+    /// update_user_bitmap(): copies the dma's bits into the user bitmap at the dma's bit
+    /// offset from <paramref name="baseIova"/>. As the kernel does, the dma's own bitmap is
+    /// shifted in place (its spare word makes room) and the low bits of a shared leading word
+    /// are read from the user and merged. On success the dma's bits are reset to exactly the
+    /// pages drivers pin. 0 or -EFAULT.
     /// </summary>
     private int UpdateUserBitmapLocked(ulong bitmap, VfioDma dma, ulong baseIova, ulong pgsize)
     {
@@ -196,28 +198,24 @@ internal sealed partial class VfioIommu
         }
 
         int words = (int)((nbits + (ulong)shift + 63) / 64);
-        ulong[] outWords = new ulong[words];
-        for (ulong b = 0; b < nbits; b++)
-        {
-            if ((bits[b / 64] & (1UL << (int)(b % 64))) != 0)
-            {
-                ulong o = b + (ulong)shift;
-                outWords[o / 64] |= 1UL << (int)(o % 64);
-            }
-        }
-
         ulong at = bitmap + (copyOffset * 8);
         if (shift != 0)
         {
+            for (int i = words - 1; i > 0; i--)
+            {
+                bits[i] = (bits[i] << shift) | (bits[i - 1] >> (64 - shift));
+            }
+
+            bits[0] <<= shift;
             if (UserMemory.Get(at, out ulong leftover) != 0)
             {
                 return Errno.EFAULT.Negative();
             }
 
-            outWords[0] |= leftover & ((1UL << shift) - 1);
+            bits[0] |= leftover & ((1UL << shift) - 1);
         }
 
-        if (UserMemory.CopyToUser(at, System.Runtime.InteropServices.MemoryMarshal.AsBytes(outWords.AsSpan())) != 0)
+        if (UserMemory.CopyToUser(at, System.Runtime.InteropServices.MemoryMarshal.AsBytes(bits.AsSpan(0, words))) != 0)
         {
             return Errno.EFAULT.Negative();
         }
@@ -226,21 +224,29 @@ internal sealed partial class VfioIommu
         return 0;
     }
 
+    /// <summary>bitmap_set(): sets <paramref name="count"/> bits from <paramref name="start"/>, a word at a time.</summary>
     private static void SetBits(ulong[] bits, ulong start, ulong count)
     {
-        for (ulong b = start; b < start + count; b++)
+        while (count != 0)
         {
-            bits[b / 64] |= 1UL << (int)(b % 64);
+            int offset = (int)(start % 64);
+            int n = (int)Math.Min((ulong)(64 - offset), count);
+            bits[start / 64] |= (n == 64 ? ulong.MaxValue : (1UL << n) - 1) << offset;
+            start += (ulong)n;
+            count -= (ulong)n;
         }
     }
 
-    /// <summary>vfio_dma_bitmap_alloc(): one bit per minimum page plus one spare word; -ENOMEM past DIRTY_BITMAP_PAGES_MAX.</summary>
+    /// <summary>
+    /// vfio_dma_bitmap_alloc(): one bit per minimum page plus one spare word for shifting. A
+    /// mapping of more than DIRTY_BITMAP_PAGES_MAX pages cannot be tracked: -EINVAL (spec §7.3.13).
+    /// </summary>
     private static int BitmapAllocLocked(VfioDma dma, ulong pgsize)
     {
         ulong npages = dma.Size / pgsize;
         if (npages > DirtyBitmapPagesMax)
         {
-            return ErrorReason.Fail(Errno.ENOMEM, $"dirty tracking: a bitmap for {npages} pages of {dma} cannot be allocated");
+            return ErrorReason.Fail(Errno.EINVAL, $"dirty tracking: {dma} has {npages} pages, more than a bitmap can track ({DirtyBitmapPagesMax})");
         }
 
         dma.Bitmap = new ulong[((npages + 63) / 64) + 1];

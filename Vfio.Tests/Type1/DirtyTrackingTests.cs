@@ -22,6 +22,32 @@ public sealed class DirtyTrackingTests : VfioFixture
     private const ulong A = 0x100000;
 
     [Test]
+    public void MappingsTooLargeForABitmap_AreEinval_WhenTrackingStartsOrWhileItRuns()
+    {
+        // An emulated-only container maps without pinning, so a mapping of more than
+        // DIRTY_BITMAP_PAGES_MAX (INT_MAX) pages costs nothing until dirty tracking needs a
+        // bitmap for it (spec §7.3 rule 13, §7.8 rule 2).
+        var rig = new Type1Rig();
+        rig.Run(() =>
+        {
+            (int c, _, _, _) = rig.OpenEmulatedEdu();
+            ulong huge = ((ulong)int.MaxValue + 1) * P;
+            ulong va = rig.Buffer(P);
+            Assert.That(rig.Map(c, va, A, huge), Is.Zero, ErrorReason.Current);
+            Type1State before = rig.State(c);
+            rig.AssertRejected(c, rig.DirtyPages(c, VfioType1Flags.DirtyStart), Errno.EINVAL, before);
+            Assert.That(rig.Iommu(c).DirtyTracking, Is.False);
+
+            Assert.That(rig.Unmap(c, A, huge, out _), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.DirtyPages(c, VfioType1Flags.DirtyStart), Is.Zero, ErrorReason.Current);
+            before = rig.State(c);
+            rig.AssertRejected(c, rig.Map(c, va, A, huge), Errno.EINVAL, before);
+            Assert.That(rig.Map(c, va, A, P), Is.Zero, "a trackable mapping still maps: " + ErrorReason.Current);
+            rig.AssertInvariants(c);
+        });
+    }
+
+    [Test]
     public void DT_01_V1ContainerIsEaccesAndFlagsMustBeExactlyOneKnownFlag()
     {
         var rig = new Type1Rig();
