@@ -26,16 +26,9 @@ public sealed class Type1AttachTests : VfioFixture
     /// </summary>
     internal static (int Container, int Group) OpenEmulated(Type1Rig rig, uint type = VfioExtension.Type1v2)
     {
-        PciDevice nic = rig.Core.Dev(VfioRig.Nic);
-        if (nic.Driver is { } host)
-        {
-            Assert.That(rig.Machine.Sysfs.Write($"/sys/bus/pci/drivers/{host.Name}/unbind", VfioRig.Nic), Is.GreaterThan(0));
-        }
-
-        rig.Machine.Iommu!.GroupRemoveDevice(nic);
-        rig.Core.Driver.Emulated = true;
+        rig.EmulatedNext(withDmaUnmap: false, device: VfioRig.Nic);
         rig.Core.Bind(VfioRig.Nic);
-        rig.Core.Driver.Emulated = false;
+        rig.RealNext();
         int c = rig.Core.OpenContainer();
         int g = rig.User.Open(rig.Core.Group(VfioRig.Nic).DevPath);
         Assert.That(g, Is.GreaterThanOrEqualTo(0));
@@ -150,7 +143,7 @@ public sealed class Type1AttachTests : VfioFixture
             rig.Core.Bind(VfioRig.PairF0);
             rig.Core.Bind(VfioRig.PairF1);
             int g = rig.Core.OpenGroup(VfioRig.PairF0);
-            Type1Snapshot before = rig.Snapshot(c);
+            Type1State before = rig.Snapshot(c);
             rig.Kernel.Faults.FailNth(1, Iommu.Type1.VfioIommu.DomainAllocFaultSite);
             Assert.That(rig.Core.SetContainer(g, c), Is.EqualTo(Errno.EIO.Negative()), ErrorReason.Current);
             rig.AssertUnchanged(c, before);
@@ -174,7 +167,7 @@ public sealed class Type1AttachTests : VfioFixture
             ulong va = rig.Buffer(32 * Page);
             Assert.That(rig.Map(c, va, 0x100000, 4 * Page), Is.Zero, ErrorReason.Current);
             Assert.That(rig.Map(c, va + (4 * Page), 0x200000, 16 * Page), Is.Zero, ErrorReason.Current);
-            Type1Snapshot before = rig.Snapshot(c);
+            Type1State before = rig.Snapshot(c);
             int g = rig.Core.OpenGroup(VfioRig.Edu);
             Assert.That(rig.Core.SetContainer(g, c), Is.EqualTo(Errno.ENOMEM.Negative()), ErrorReason.Current);
             rig.AssertUnchanged(c, before);

@@ -11,36 +11,26 @@ using Vfio.Platform.Mm;
 
 namespace Vfio.Tests.Type1;
 
-/// <summary>What a rejected call must not change.</summary>
-internal sealed record Type1Snapshot(VfioDmaInfo[] Mappings, uint DmaAvail, long LockedVm, long PinnedPages, int Domains);
 
 /// <summary>One capability of the GET_INFO chain: its id, version and offset in the buffer.</summary>
 internal readonly record struct InfoCap(ushort Id, ushort Version, int Offset);
 
 internal static class Type1Checks
 {
-    public static Type1Snapshot Snapshot(this Type1Rig rig, int c)
-    {
-        VfioIommu iommu = rig.Iommu(c);
-        return new Type1Snapshot([.. iommu.Mappings], iommu.DmaAvail, rig.User.Mm.LockedVm, rig.Memory.PinnedPages, iommu.Domains.Count);
-    }
+    /// <summary>What a rejected call must not change (the container's state as <see cref="Type1Kit.State"/> sees it).</summary>
+    public static Type1State Snapshot(this Type1Rig rig, int c) => rig.State(c);
 
     /// <summary>Asserts the container is exactly as <paramref name="before"/> and its invariants hold.</summary>
-    public static void AssertUnchanged(this Type1Rig rig, int c, Type1Snapshot before)
+    public static void AssertUnchanged(this Type1Rig rig, int c, Type1State before)
     {
-        Type1Snapshot now = rig.Snapshot(c);
-        Assert.That(now.Mappings, Is.EqualTo(before.Mappings), "the mapping list is unchanged");
-        Assert.That(now.DmaAvail, Is.EqualTo(before.DmaAvail), "dma_avail is unchanged");
-        Assert.That(now.LockedVm, Is.EqualTo(before.LockedVm), "locked_vm is unchanged");
-        Assert.That(now.PinnedPages, Is.EqualTo(before.PinnedPages), "no page is left pinned");
-        Assert.That(now.Domains, Is.EqualTo(before.Domains), "the domain list is unchanged");
+        Assert.That(rig.State(c), Is.EqualTo(before), "mappings, dma_avail, locked_vm, pinned pages, tracking and domains are unchanged");
         rig.AssertInvariants(c);
     }
 
     /// <summary>Runs <paramref name="call"/>, asserts it failed with <paramref name="errno"/> and changed nothing.</summary>
     public static void AssertRejected(this Type1Rig rig, int c, Errno errno, Func<long> call, string what = "")
     {
-        Type1Snapshot before = rig.Snapshot(c);
+        Type1State before = rig.State(c);
         long r = call();
         Assert.That(r, Is.EqualTo((long)errno.Negative()), () => $"{what} expected {errno}; kernel reason: {ErrorReason.Current}");
         rig.AssertUnchanged(c, before);

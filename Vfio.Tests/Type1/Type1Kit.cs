@@ -27,30 +27,26 @@ internal static class Type1Kit
 
     /// <summary>
     /// Devices probed from now on register as emulated-IOMMU devices with the returned pinning
-    /// ops. An emulated-IOMMU vfio device (an mdev) has no IOMMU group of its own, and
+    /// ops (or, without <paramref name="withDmaUnmap"/>, the default test ops). An
+    /// emulated-IOMMU vfio device (an mdev) has no IOMMU group of its own, and
     /// vfio_register_emulated_iommu_dev() gives it a software group (-EBUSY for a device that
-    /// already has one), so edu is first unbound and taken out of its IOMMU group.
+    /// already has one), so <paramref name="device"/> is first unbound and taken out of its
+    /// IOMMU group. Bind it afterwards.
     /// </summary>
-    public static PinningTestDevice EmulatedNext(this Type1Rig rig, bool withDmaUnmap = true)
+    public static PinningTestDevice EmulatedNext(this Type1Rig rig, bool withDmaUnmap = true, string device = VfioRig.Edu)
     {
-        PciDevice edu = rig.Core.Dev(VfioRig.Edu);
-        if (edu.Driver is { } drv)
+        PciDevice dev = rig.Core.Dev(device);
+        if (dev.Driver is { } drv)
         {
-            Assert.That(rig.Machine.Sysfs.Write($"/sys/bus/pci/drivers/{drv.Name}/unbind", VfioRig.Edu), Is.GreaterThan(0));
+            Assert.That(rig.Machine.Sysfs.Write($"/sys/bus/pci/drivers/{drv.Name}/unbind", device), Is.GreaterThan(0));
         }
 
-        rig.Machine.Iommu!.GroupRemoveDevice(edu);
-        Assert.That(edu.IommuGroup, Is.Null);
-        var dev = new PinningTestDevice();
+        rig.Machine.Iommu!.GroupRemoveDevice(dev);
+        Assert.That(dev.IommuGroup, Is.Null);
+        var ops = new PinningTestDevice();
         rig.Core.Driver.Emulated = true;
-        if (!withDmaUnmap)
-        {
-            rig.Core.Driver.CustomOps = null;
-            return dev;
-        }
-
-        rig.Core.Driver.CustomOps = dev;
-        return dev;
+        rig.Core.Driver.CustomOps = withDmaUnmap ? ops : null;
+        return ops;
     }
 
     /// <summary>

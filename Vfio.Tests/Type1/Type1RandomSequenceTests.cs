@@ -5,6 +5,7 @@
 // container's invariant checker; at the end everything must be back to baseline.
 
 using NUnit.Framework;
+using Vfio.Core;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Tests.Core;
@@ -24,7 +25,6 @@ public sealed class Type1RandomSequenceTests : VfioFixture
     {
         var rig = new Type1Rig(seed: (ulong)seed);
         rig.Type1.DmaEntryLimit = EntryLimit;
-        var device = new PinningTestDevice();
 
         // type1 registers a device for dma_unmap under iommu->lock then device_list_lock, and
         // a dma_unmap notification holds device_list_lock while the driver's vfio_unpin_pages
@@ -37,11 +37,18 @@ public sealed class Type1RandomSequenceTests : VfioFixture
             long locked0 = rig.User.Mm.LockedVm;
 
             // The emulated device, opened (so it is registered for dma_unmap).
-            var vdev = rig.AddEmulatedDevice(device);
+            PinningTestDevice device = rig.EmulatedNext();
+            rig.Core.Bind(VfioRig.Edu);
+            VfioDevice vdev = rig.Edu();
             int c = rig.Core.OpenContainer();
-            (int ge, int de) = rig.OpenEmulated(vdev, c, setIommu: true);
+            int ge = rig.User.Open(vdev.Group!.DevPath);
+            Assert.That(rig.Core.SetContainer(ge, c), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.Core.SetIommu(c), Is.Zero, ErrorReason.Current);
+            int de = (int)rig.Core.GetDeviceFd(ge, VfioRig.Edu);
+            Assert.That(de, Is.GreaterThanOrEqualTo(0), ErrorReason.Current);
 
             // The real pair group, attached and detached at random.
+            rig.RealNext();
             rig.Core.Bind(VfioRig.PairF0);
             rig.Core.Bind(VfioRig.PairF1);
             int gp = rig.Core.OpenGroup(VfioRig.PairF0);
@@ -182,7 +189,6 @@ public sealed class Type1RandomSequenceTests : VfioFixture
             rig.User.Close(gp);
             rig.User.Close(ge);
             rig.User.Close(c);
-            rig.RemoveEmulatedDevice(vdev);
             Assert.That(rig.User.Mm.LockedVm, Is.EqualTo(locked0), "locked_vm back to baseline");
             Assert.That(rig.Memory.PinnedPages, Is.EqualTo(pinned0), "every pin released");
         });

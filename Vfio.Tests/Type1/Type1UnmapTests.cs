@@ -72,7 +72,7 @@ public sealed class Type1UnmapTests : VfioFixture
             Assert.That(rig.Map(c, va, 0x100000, Page), Is.Zero, ErrorReason.Current);
             Assert.That(rig.Unmap(c, 0x100000, Page, out unmapped), Is.Zero, ErrorReason.Current);
             Assert.That(unmapped, Is.EqualTo(Page));
-            Type1Snapshot before = rig.Snapshot(c);
+            Type1State before = rig.Snapshot(c);
             Assert.That(rig.Unmap(c, 0x100000, Page, out unmapped), Is.Zero, "re-unmap: " + ErrorReason.Current);
             Assert.That(unmapped, Is.Zero);
             rig.AssertUnchanged(c, before);
@@ -126,7 +126,7 @@ public sealed class Type1UnmapTests : VfioFixture
             ulong va = rig.Buffer(16 * Page);
             Assert.That(rig.Map(c, va, 0x100000, 8 * Page), Is.Zero, ErrorReason.Current);
             Assert.That(rig.Map(c, va + (8 * Page), 0x108000, 8 * Page), Is.Zero, ErrorReason.Current);
-            Type1Snapshot before = rig.Snapshot(c);
+            Type1State before = rig.Snapshot(c);
             Assert.That(rig.Unmap(c, 0x101000, 16 * Page, out ulong unmapped), Is.Zero, ErrorReason.Current);
             Assert.That(unmapped, Is.Zero, "v1 stops at a mapping that starts before the iova");
             rig.AssertUnchanged(c, before);
