@@ -9,7 +9,6 @@ using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Platform.Iommu;
 using Vfio.Platform.Machine;
-using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
 using Vfio.Tests.Core;
 

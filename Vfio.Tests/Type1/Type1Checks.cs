@@ -5,7 +5,6 @@
 using System.Runtime.InteropServices;
 using NUnit.Framework;
 using Vfio.Core.Uapi;
-using Vfio.Iommu.Type1;
 using Vfio.Kernel;
 using Vfio.Platform.Mm;
 

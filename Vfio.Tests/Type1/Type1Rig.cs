@@ -11,7 +11,6 @@ using Vfio.Core.Uapi;
 using Vfio.Iommu.Type1;
 using Vfio.Kernel;
 using Vfio.Platform;
-using Vfio.Platform.Base;
 using Vfio.Platform.Fs;
 using Vfio.Platform.Machine;
 using Vfio.Platform.Mm;
