@@ -17,14 +17,14 @@ namespace Vfio.Core;
 /// <summary>struct vfio_container.</summary>
 public sealed class VfioContainer
 {
-    private static long s_nextId;
+    private static readonly KernelIdSpace s_ids = new("vfio_container");
     private readonly KRef _kref;
     private readonly List<VfioGroup> _groups = [];
 
     internal VfioContainer(VfioCore core)
     {
         Core = core;
-        Id = Interlocked.Increment(ref s_nextId);
+        Id = core.Kernel.NextId(s_ids);
         _kref = new KRef(core.Kernel, $"vfio_container[{Id}].kref");
         GroupLock = new RwSemaphore(core.Kernel, $"vfio_container[{Id}].group_lock", VfioCore.ContainerLockClass);
     }
@@ -32,7 +32,7 @@ public sealed class VfioContainer
     /// <summary>The vfio core.</summary>
     public VfioCore Core { get; }
 
-    /// <summary>A process-wide id for names.</summary>
+    /// <summary>An id for names, numbered from 1 in each kernel.</summary>
     public long Id { get; }
 
     /// <summary>container-&gt;group_lock: protects the group list and the backend.</summary>

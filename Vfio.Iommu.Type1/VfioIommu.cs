@@ -64,7 +64,7 @@ internal sealed partial class VfioIommu
 
     private static readonly LockClass IommuLockClass = LockClass.Get("vfio_iommu.lock");
     private static readonly LockClass DeviceListLockClass = LockClass.Get("vfio_iommu.device_list_lock");
-    private static long s_ids;
+    private static readonly KernelIdSpace s_ids = new("vfio_iommu");
 
     // Protects every field below and every VfioDma in _dmas (iommu->lock).
     private readonly KMutex _lock;
@@ -92,7 +92,7 @@ internal sealed partial class VfioIommu
         Machine = module.Machine;
         V2 = v2;
         Nesting = nesting;
-        Id = Interlocked.Increment(ref s_ids);
+        Id = Kernel.NextId(s_ids);
         _lock = new KMutex(Kernel, $"vfio_iommu[{Id}].lock", IommuLockClass);
         _deviceListLock = new KMutex(Kernel, $"vfio_iommu[{Id}].device_list_lock", DeviceListLockClass);
         _dmaAvail = EntryLimit = module.DmaEntryLimit;

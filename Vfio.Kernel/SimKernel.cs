@@ -22,6 +22,10 @@ public sealed class SimKernel
     private int _flags;
     private int _nextTaskId;
 
+    // Per-boot id counters, one per KernelIdSpace slot (fixed capacity, so a counter is
+    // never moved while another task increments it).
+    private readonly long[] _ids = new long[KernelIdSpace.MaxSpaces];
+
     // Protects _adopted.
     private readonly Lock _adoptLock = new();
     private readonly Dictionary<int, KTask> _adopted = [];
@@ -118,6 +122,13 @@ public sealed class SimKernel
     public KTask CurrentTask => KTask.CurrentFor(this);
 
     internal int NextTaskId() => Interlocked.Increment(ref _nextTaskId);
+
+    /// <summary>The next id of <paramref name="space"/> in this kernel: 1, 2, 3… from every boot.</summary>
+    public long NextId(KernelIdSpace space)
+    {
+        ArgumentNullException.ThrowIfNull(space);
+        return Interlocked.Increment(ref _ids[space.Slot]);
+    }
 
     /// <summary>
     /// kthread_run(): creates a task that runs <paramref name="body"/>. In controlled mode

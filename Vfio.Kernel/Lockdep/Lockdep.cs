@@ -30,6 +30,13 @@ public sealed class Lockdep
     private readonly List<(int From, int To)> _edgeOrder = [];
     private readonly Dictionary<int, string> _keyNames = [];
 
+    // The graph's node of each lock class, by the class's process-wide id: this kernel
+    // numbers classes densely in the order it first orders them, so that its graph, its
+    // reports and their cost do not depend on what other kernels of the process did.
+    // Copy-on-write under _graphLock; read without locking.
+    private int[] _classSlots = new int[64];
+    private int _nextSlot;
+
     internal Lockdep(SimKernel kernel) => _kernel = kernel;
 
     /// <summary>debug_locks: false once a report has turned validation off (or it was configured off).</summary>
@@ -208,8 +215,8 @@ public sealed class Lockdep
 
     private bool AddDependency(KTask t, in HeldLock prev, in HeldLock next)
     {
-        int from = prev.Key;
-        int to = next.Key;
+        int from = GraphKey(prev);
+        int to = GraphKey(next);
         Node? node = NodeOrNull(from);
         if (node is not null && Contains(node.After, to))
         {
@@ -239,6 +246,42 @@ public sealed class Lockdep
 
         ReportCircular(t, prev, next, path);
         return false;
+    }
+
+    // The node key of a held lock: this kernel's slot of its class, and its subclass.
+    private int GraphKey(in HeldLock h)
+    {
+        int id = h.Class.Id;
+        int[] slots = Volatile.Read(ref _classSlots);
+        int slot = id < slots.Length ? slots[id] : 0;
+        if (slot == 0)
+        {
+            lock (_graphLock)
+            {
+                slots = _classSlots;
+                if (id >= slots.Length)
+                {
+                    var grown = new int[Math.Max(id + 1, slots.Length * 2)];
+                    Array.Copy(slots, grown, slots.Length);
+                    slots = grown;
+                }
+
+                slot = slots[id];
+                if (slot == 0)
+                {
+                    if (ReferenceEquals(slots, _classSlots))
+                    {
+                        slots = (int[])slots.Clone();
+                    }
+
+                    slot = slots[id] = ++_nextSlot;
+                }
+
+                Volatile.Write(ref _classSlots, slots);
+            }
+        }
+
+        return ((slot - 1) * LockClass.MaxSubclasses) + h.Subclass;
     }
 
     private Node? NodeOrNull(int key)

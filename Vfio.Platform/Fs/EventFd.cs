@@ -23,7 +23,7 @@ public sealed class EventFdContext
     /// <summary>EFD_CLOEXEC (= O_CLOEXEC).</summary>
     public const int EFD_CLOEXEC = (int)OpenFlags.O_CLOEXEC;
 
-    private static int s_nextId;
+    private static readonly KernelIdSpace s_ids = new("eventfd");
 
     // Wake-up keys, boxed once: WaitQueue.WakeUp takes an object and a signal must not allocate.
     internal static readonly object KeyIn = PollEvents.POLLIN;
@@ -37,7 +37,7 @@ public sealed class EventFdContext
 
     internal EventFdContext(SimKernel kernel, ulong initial, bool semaphore)
     {
-        Id = Interlocked.Increment(ref s_nextId);
+        Id = (int)kernel.NextId(s_ids);
         _count = initial;
         Semaphore = semaphore;
         _lock = new KSpinLock(kernel, $"eventfd[{Id}].wqh.lock");

@@ -90,7 +90,7 @@ public abstract class FileOperations
 /// <summary>struct file: an open file, shared by every descriptor that refers to it.</summary>
 public sealed class SimFile
 {
-    private static long s_nextId;
+    private static readonly KernelIdSpace s_ids = new("file");
     private readonly RefCount _count;
     private int _released;
 
@@ -101,14 +101,14 @@ public sealed class SimFile
         Flags = flags & ~(OpenFlags.O_CREAT | OpenFlags.O_EXCL | OpenFlags.O_NOCTTY | OpenFlags.O_TRUNC | OpenFlags.O_CLOEXEC);
         Node = node;
         PrivateData = privateData;
-        Id = Interlocked.Increment(ref s_nextId);
+        Id = kernel.NextId(s_ids);
         OpenFlags acc = flags & OpenFlags.O_ACCMODE;
         CanRead = acc is OpenFlags.O_RDONLY or OpenFlags.O_RDWR;
         CanWrite = acc is OpenFlags.O_WRONLY or OpenFlags.O_RDWR;
         _count = new RefCount(kernel, $"file[{Id}].f_count", 1);
     }
 
-    /// <summary>A process-wide id, for names and reports.</summary>
+    /// <summary>An id for names and reports, numbered from 1 in each kernel.</summary>
     public long Id { get; }
 
     /// <summary>The driver's operations.</summary>
