@@ -265,13 +265,14 @@ public class VfioDevice
     /// vfio_unregister_group_dev(): stops new opens, then waits until every fd is closed,
     /// asking the driver to have user space release the device (request(count)) every
     /// 10 s. A signal to the waiting task is logged and the wait becomes uninterruptible.
-    /// The order follows the profile: v6.5+ stops new opens first; earlier kernels drop the
-    /// registration and wait while the device can still be found.
+    /// The order follows the profile (<see cref="VfioCoreFeatures.UnregisterHidesDeviceBeforeWaiting"/>):
+    /// v6.6+ stops new opens first; earlier kernels drop the registration and wait while the
+    /// device can still be found.
     /// </summary>
     public void UnregisterGroupDev()
     {
-        bool modern = Core.Kernel.Profile.AtLeast(6, 5);
-        if (modern)
+        bool hideFirst = Core.Kernel.Profile.Has(VfioCoreFeatures.UnregisterHidesDeviceBeforeWaiting);
+        if (hideFirst)
         {
             Group!.UnregisterDevice(this);
             DeviceDel();
@@ -279,7 +280,7 @@ public class VfioDevice
 
         PutRegistration();
         WaitForUsers();
-        if (!modern)
+        if (!hideFirst)
         {
             Group!.UnregisterDevice(this);
             DeviceDel();

@@ -132,8 +132,9 @@ public sealed partial class VfioGroup
 
     private int SetContainer(ulong arg)
     {
-        // Before iommufd (v6.2) any other file was EINVAL; since, EBADFD.
-        bool legacy = !Core.Kernel.Profile.AtLeast(6, 2);
+        // Since iommufd can stand in for a container (v6.2), a file that is neither is
+        // EBADFD; before, EINVAL.
+        bool ebadfd = Core.Kernel.Profile.Has(VfioCoreFeatures.SetContainerUnknownFileIsEbadfd);
         if (UserMemory.Get(arg, out int fd) != 0)
         {
             return ErrorReason.Fail(Errno.EFAULT, $"{SetContainerName}: cannot read the fd argument at 0x{arg:x}");
@@ -167,9 +168,9 @@ public sealed partial class VfioGroup
                 }
 
                 // No iommufd in this simulator: any other file is not recognised.
-                return legacy
-                    ? ErrorReason.Fail(Errno.EINVAL, $"{SetContainerName}: fd {fd} ({f.Path}) is not a vfio container")
-                    : ErrorReason.Fail(Errno.EBADFD, $"{SetContainerName}: fd {fd} ({f.Path}) is neither a vfio container nor an iommufd");
+                return ebadfd
+                    ? ErrorReason.Fail(Errno.EBADFD, $"{SetContainerName}: fd {fd} ({f.Path}) is neither a vfio container nor an iommufd")
+                    : ErrorReason.Fail(Errno.EINVAL, $"{SetContainerName}: fd {fd} ({f.Path}) is not a vfio container");
             }
             finally
             {

@@ -145,8 +145,8 @@ internal sealed partial class VfioIommu
         }
     }
 
-    /// <summary>The errno of an iova/vaddr wrap: EOVERFLOW since the 2025 overflow sanitising (the 6.12 profile), EINVAL before (6.1).</summary>
-    private Errno OverflowErrno => Kernel.Profile.AtLeast(6, 12) ? Errno.EOVERFLOW : Errno.EINVAL;
+    /// <summary>The errno of an iova/vaddr wrap: EOVERFLOW with <see cref="Type1Features.WrapIsEoverflow"/>, EINVAL before.</summary>
+    private Errno OverflowErrno => Kernel.Profile.Has(Type1Features.WrapIsEoverflow) ? Errno.EOVERFLOW : Errno.EINVAL;
 
     /// <summary>The MAP_DMA VADDR branch: give an invalidated mapping its new vaddr (and owner).</summary>
     private int UpdateVaddrLocked(VfioDma? dma, ulong iova, ulong vaddr, ulong size)

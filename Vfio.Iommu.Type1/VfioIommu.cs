@@ -116,7 +116,7 @@ internal sealed partial class VfioIommu
     /// <summary>v2: TYPE1v2 semantics (unmap may not bisect a mapping; pinning and dirty tracking allowed).</summary>
     public bool V2 { get; }
 
-    /// <summary>nesting: TYPE1_NESTING (until v6.13).</summary>
+    /// <summary>nesting: opened as TYPE1_NESTING (which v6.13 removed; every profile here still has it).</summary>
     public bool Nesting { get; }
 
     private IommuCore IommuCore => Machine.Iommu ?? throw new InvalidOperationException("this machine has no IOMMU subsystem");
@@ -139,16 +139,15 @@ internal sealed partial class VfioIommu
     };
 
     /// <summary>vfio_iommu_type1_check_extension(); <paramref name="iommu"/> is null before SET_IOMMU.</summary>
-    internal static long CheckExtension(VfioIommuType1 module, VfioIommu? iommu, ulong arg)
+    internal static long CheckExtension(VfioIommu? iommu, ulong arg)
     {
         switch (arg)
         {
             case VfioExtension.Type1:
             case VfioExtension.Type1v2:
+            case VfioExtension.Type1Nesting:
             case VfioExtension.UnmapAll:
                 return 1;
-            case VfioExtension.Type1Nesting:
-                return module.Kernel.Profile.AtLeast(6, 13) ? 0 : 1;
             case VfioExtension.UpdateVaddr:
                 return iommu is not null && !iommu.HasEmulated() ? 1 : 0;
             case VfioExtension.DmaCcIommu:

@@ -2,6 +2,10 @@
 // (allow_unsafe_interrupts, disable_hugepages, dma_entry_limit, runtime-writable under
 // /sys/module/vfio_iommu_type1/parameters), its vfio_iommu_driver_ops and the
 // registration with the vfio core. One VfioIommu per container does the work.
+//
+// VFIO_TYPE1_NESTING_IOMMU is offered on every profile, as it is in v6.1 and v6.12: it
+// opens a v2 instance. v6.13 removed it (35890f85573c, "vfio: Remove
+// VFIO_TYPE1_NESTING_IOMMU"); the simulator has no 6.13+ profile, so nothing gates it.
 
 using Vfio.Core;
 using Vfio.Core.Uapi;
@@ -166,9 +170,7 @@ public sealed class VfioIommuType1 : IVfioIommuDriver
                 v2 = false;
                 break;
             case VfioExtension.Type1v2:
-                v2 = true;
-                break;
-            case VfioExtension.Type1Nesting when !Kernel.Profile.AtLeast(6, 13):
+            case VfioExtension.Type1Nesting:
                 v2 = true;
                 break;
             default:
@@ -187,7 +189,7 @@ public sealed class VfioIommuType1 : IVfioIommuDriver
     {
         if (cmd == VfioIoctl.CheckExtension)
         {
-            return VfioIommu.CheckExtension(this, iommuData as VfioIommu, arg);
+            return VfioIommu.CheckExtension(iommuData as VfioIommu, arg);
         }
 
         return ((VfioIommu)iommuData!).Ioctl(cmd, arg);

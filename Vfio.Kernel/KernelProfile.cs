@@ -1,6 +1,6 @@
-// The kernel version a simulation runs as. Later layers key version-dependent behaviour
-// (errnos that changed, features that appeared) off the profile, as the spec's [HIST] and
-// [NEW] notes describe.
+// The kernel version a simulation runs as. Later layers gate version-dependent behaviour
+// (errnos that changed, orders that were fixed) on named features — Has(feature) — never on
+// a bare version number; see KernelFeature.
 
 namespace Vfio.Kernel;
 
@@ -10,10 +10,10 @@ namespace Vfio.Kernel;
 /// </summary>
 public sealed record KernelProfile(string Name, int Major, int Minor)
 {
-    /// <summary>Mainline v6.12: the spec's baseline (split vfio core, device cdev, DMA-ownership viability).</summary>
+    /// <summary>Mainline v6.12, the default: split vfio core (vfio_main.c, group.c, container.c), DMA-ownership viability.</summary>
     public static KernelProfile Linux6_12 { get; } = new("linux-6.12", 6, 12);
 
-    /// <summary>v6.1 (Debian 12): the oracle's kernel; differs in a few errnos (see the spec's [HIST] notes).</summary>
+    /// <summary>v6.1 (Debian 12's kernel, the one the real-kernel oracle boots): the features that arrived after 6.1 are off.</summary>
     public static KernelProfile Linux6_1 { get; } = new("linux-6.1", 6, 1);
 
     /// <summary>All presets, by name.</summary>
@@ -22,8 +22,38 @@ public sealed record KernelProfile(string Name, int Major, int Minor)
     /// <summary>What <c>uname -r</c> would print.</summary>
     public string Release => $"{Major}.{Minor}.0-vfio-sim";
 
-    /// <summary>True when this profile is at least version <paramref name="major"/>.<paramref name="minor"/>.</summary>
-    public bool AtLeast(int major, int minor) => Major > major || (Major == major && Minor >= minor);
+    /// <summary>The mainline release this profile runs as.</summary>
+    public KernelVersion Version => new(Major, Minor);
+
+    /// <summary>
+    /// IS_ENABLED for a profile feature: true when this release has <paramref name="feature"/> —
+    /// it is at least <see cref="KernelFeature.Since"/> (or the feature names this preset in
+    /// <see cref="KernelFeature.CarriedBy"/>) and older than <see cref="KernelFeature.RemovedIn"/>.
+    /// </summary>
+    public bool Has(KernelFeature feature)
+    {
+        ArgumentNullException.ThrowIfNull(feature);
+        KernelVersion version = Version;
+        if (feature.RemovedIn is { } removed && version >= removed)
+        {
+            return false;
+        }
+
+        if (version >= feature.Since)
+        {
+            return true;
+        }
+
+        foreach (KernelProfile carrier in feature.CarriedBy)
+        {
+            if (carrier == this)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>Finds a preset by name (<c>linux-6.1</c>, <c>6.1</c>).</summary>
     public static KernelProfile Parse(string text)

@@ -61,7 +61,7 @@ public sealed partial class MmStruct
         // gup_must_unshare() (v6.2+): a read-only long-term pin must not pin a page the
         // process could later replace on write (COW), so it unshares the zero page into a
         // fresh anonymous page. Before v6.2 the zero page itself was pinned.
-        bool unshareZero = !write && (flags & GupFlags.FOLL_LONGTERM) != 0 && Kernel.Profile.AtLeast(6, 2);
+        bool unshareZero = !write && (flags & GupFlags.FOLL_LONGTERM) != 0 && Kernel.Profile.Has(PlatformFeatures.LongTermGupUnsharesZeroPage);
         long done = 0;
         ulong addr = start;
         Mem.Lock.Lock();

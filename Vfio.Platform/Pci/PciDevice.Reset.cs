@@ -248,7 +248,7 @@ public partial class PciDevice
     }
 
     /// <summary>pci_reset_function(): device_lock (and the bridge's), save and disable, reset by the first method that works, restore. 0 or -ENOTTY.</summary>
-    /// <remarks>From Linux 6.11 the upstream bridge's device_lock is taken first, so the bridge's configuration stays put during the reset.</remarks>
+    /// <remarks>From Linux 6.10 (<see cref="PlatformFeatures.ResetFunctionLocksUpstreamBridge"/>) the upstream bridge's device_lock is taken first, so the bridge's configuration stays put during the reset.</remarks>
     public int ResetFunction()
     {
         if (!ResetSupported)
@@ -256,7 +256,7 @@ public partial class PciDevice
             return Errno.ENOTTY.Negative();
         }
 
-        PciDevice? bridge = Machine.Kernel.Profile.AtLeast(6, 11) ? OnBus?.Self : null;
+        PciDevice? bridge = Machine.Kernel.Profile.Has(PlatformFeatures.ResetFunctionLocksUpstreamBridge) ? OnBus?.Self : null;
         bridge?.Lock();
         Lock();
         try

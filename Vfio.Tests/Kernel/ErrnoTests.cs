@@ -69,8 +69,8 @@ public sealed class KernelProfileTests
         Assert.That(KernelProfile.Parse("6.1"), Is.SameAs(KernelProfile.Linux6_1));
         Assert.That(KernelProfile.Parse("linux-6.12"), Is.SameAs(KernelProfile.Linux6_12));
         Assert.That(KernelProfile.Linux6_12.Release, Is.EqualTo("6.12.0-vfio-sim"));
-        Assert.That(KernelProfile.Linux6_12.AtLeast(6, 5), Is.True);
-        Assert.That(KernelProfile.Linux6_1.AtLeast(6, 5), Is.False);
+        Assert.That(KernelProfile.Linux6_12.Version, Is.GreaterThan(new KernelVersion(6, 5)));
+        Assert.That(KernelProfile.Linux6_1.Version, Is.LessThan(new KernelVersion(6, 5)));
         Assert.That(() => KernelProfile.Parse("5.4"), Throws.ArgumentException.With.Message.Contains("linux-6.12, linux-6.1"));
     }
 }

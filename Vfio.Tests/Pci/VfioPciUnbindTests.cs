@@ -92,7 +92,7 @@ public sealed class VfioPciUnbindTests
             KTask unbinder = rig.M.Kernel.Spawn("unbinder", () => rig.M.Sysfs.Write(Unbind, VfioPciRig.Edu));
             KTask.Msleep(1_000);
 
-            // v6.5+: the device left the group list before the wait.
+            // v6.6+ (VfioCoreFeatures.UnregisterHidesDeviceBeforeWaiting): the device left the group list before the wait.
             Assert.That(rig.GetDeviceFd(fds.Group, VfioPciRig.Edu), Is.EqualTo(Errno.ENODEV.Negative()));
             rig.CloseAll(fds);
             unbinder.Join();

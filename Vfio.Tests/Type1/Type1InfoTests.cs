@@ -55,6 +55,23 @@ public sealed class Type1InfoTests : VfioFixture
     }
 
     [Test]
+    public void Type1Nesting_IsOfferedOnEveryProfile_AndOpensAV2Instance([Values("linux-6.12", "linux-6.1")] string profile)
+    {
+        // v6.13 removed VFIO_TYPE1_NESTING_IOMMU; both profiles predate that.
+        var rig = new Type1Rig(profile: KernelProfile.Parse(profile));
+        rig.Run(() =>
+        {
+            int probe = rig.Core.OpenContainer();
+            Assert.That(rig.CheckExtension(probe, VfioExtension.Type1Nesting), Is.EqualTo(1), "before SET_IOMMU");
+            rig.User.Close(probe);
+            (int c, _, _) = rig.OpenEdu(VfioExtension.Type1Nesting);
+            Assert.That(rig.CheckExtension(c, VfioExtension.Type1Nesting), Is.EqualTo(1));
+            Assert.That(rig.Iommu(c).Nesting, Is.True);
+            Assert.That(rig.Iommu(c).V2, Is.True);
+        });
+    }
+
+    [Test]
     public void CG_13_UpdateVaddrIsNotOfferedWithAnEmulatedGroup_AndDmaCcIommuIsOneWithoutDomains()
     {
         var rig = new Type1Rig();

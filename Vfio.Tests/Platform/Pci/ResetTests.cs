@@ -516,7 +516,7 @@ public sealed class ResetTests
 
     [TestCase("linux-6.12", true)]
     [TestCase("linux-6.1", false)]
-    public void ResetFunction_TakesTheUpstreamBridgesDeviceLockFromLinux6_11(string profile, bool waitsForBridge)
+    public void ResetFunction_TakesTheUpstreamBridgesDeviceLockFromLinux6_10(string profile, bool waitsForBridge)
     {
         var k = new SimKernel(new KernelConfig { Mode = SchedulerMode.Controlled, Seed = 5, Profile = KernelProfile.Parse(profile), StepBudget = 200_000 });
         SimMachine m = MachineBuilder.Build(MachineDescriptionReader.Parse(Json("\"flr\"")), k);

@@ -1,0 +1,42 @@
+// Release-dependent behaviour of drivers/vfio/{vfio_main,group}.c as named profile features
+// (see Vfio.Kernel/KernelFeature.cs). Gate on these with Core.Kernel.Profile.Has(...), never
+// on a version number. What a profile changes here is an errno and an order, not the lock
+// order: both presets use v6.12's (group_lock before the device set's lock).
+
+using Vfio.Kernel;
+
+namespace Vfio.Core;
+
+/// <summary>Profile features of the vfio core.</summary>
+public static class VfioCoreFeatures
+{
+    /// <summary>
+    /// VFIO_GROUP_SET_CONTAINER with a file that is neither a vfio container nor an iommufd
+    /// is EBADFD (v6.2, when iommufd became a container stand-in); before, EINVAL.
+    /// </summary>
+    public static KernelFeature SetContainerUnknownFileIsEbadfd { get; } = new()
+    {
+        Name = nameof(SetContainerUnknownFileIsEbadfd),
+        Description = "VFIO_GROUP_SET_CONTAINER with an fd that is neither a vfio container nor an iommufd fails EBADFD; before, EINVAL.",
+        Since = new(6, 2),
+        Commits = [new("2a3dab19a0a6", "vfio-iommufd: Allow iommufd to be used in place of a container fd")],
+    };
+
+    /// <summary>
+    /// vfio_unregister_group_dev() first takes the device off its group's list and deletes
+    /// its struct device (the vfio-dev/vfioN node), then drops the registration and waits for
+    /// the last user (v6.6); before, it waited first, with the device still findable through
+    /// GET_DEVICE_FD while the wait ran.
+    /// </summary>
+    public static KernelFeature UnregisterHidesDeviceBeforeWaiting { get; } = new()
+    {
+        Name = nameof(UnregisterHidesDeviceBeforeWaiting),
+        Description = "vfio_unregister_group_dev() removes the device from its group and runs device_del() before waiting for the last user, so new opens fail during the wait; before, it waited first with the device still findable.",
+        Since = new(6, 6),
+        Commits =
+        [
+            new("291872a533a2", "vfio: Move vfio_device_group_unregister() to be the first operation in unregister"),
+            new("38c24544e10a", "vfio: Move device_del() before waiting for the last vfio_device registration refcount"),
+        ],
+    };
+}
