@@ -1,20 +1,20 @@
 // `vfio-sim demo`: runs the self-tests of the kernel runtime and of the machine, boots a
 // simulated kernel and machine (the embedded default, or a machine description given with
-// --machine), loads vfio, vfio_iommu_type1 and vfio-pci, shows the machine, and runs the
-// "VFIO Usage Example" of Documentation/driver-api/vfio.rst with an edu DMA through the
-// IOMMU (DemoScript) in a kernel task. Exits 0 when every step did what the kernel does,
-// 1 when one misbehaved, 2 for bad options.
+// --machine) with vfio, vfio_iommu_type1 and vfio-pci, shows the machine, and runs the
+// vfio-rst-demo scenario (the "VFIO Usage Example" of Documentation/driver-api/vfio.rst
+// with an edu DMA through the IOMMU), printing each step as it happens. Exits 0 when every
+// step did what the kernel does, 1 when one misbehaved (saying what it expected and what
+// it found), 2 for bad options or a machine that cannot run the demo (no edu, no IOMMU).
 
 using System.CommandLine;
 using System.Globalization;
 using System.Reflection;
 using Spectre.Console;
-using Vfio.Core;
-using Vfio.Iommu.Type1;
 using Vfio.Kernel;
-using Vfio.Pci;
 using Vfio.Platform;
 using Vfio.Platform.Machine;
+using Vfio.Sim;
+using Vfio.Sim.Scenarios;
 
 namespace Vfio.Cli;
 
@@ -34,32 +34,19 @@ internal static class DemoCommand
 {
     public static Command Create()
     {
-        var profile = new Option<string>("--profile")
-        {
-            Description = "Kernel profile to run as: linux-6.12 (default) or linux-6.1",
-            DefaultValueFactory = _ => KernelProfile.Linux6_12.Name,
-        };
-        var machineFile = new Option<string?>("--machine") { Description = "A machine description (JSON) to run on instead of the embedded default machine" };
+        Option<KernelProfile> profile = CliConsole.ProfileOption();
+        Option<string?> machineFile = CliConsole.MachineOption();
         var trace = new Option<bool>("--trace") { Description = "Print the kernel's trace events (vfio, kvm, ...) after the run" };
         var command = new Command("demo", "Run the vfio.rst usage example on a simulated machine: bind edu to vfio-pci, container, group, type1, MAP_DMA, an edu DMA through the IOMMU, the fault after UNMAP_DMA");
         command.Options.Add(profile);
         command.Options.Add(machineFile);
         command.Options.Add(trace);
-        command.SetAction(result =>
+        command.SetAction(result => Run(CliConsole.Create(), new DemoOptions
         {
-            KernelProfile p;
-            try
-            {
-                p = KernelProfile.Parse(result.GetValue(profile)!);
-            }
-            catch (ArgumentException e)
-            {
-                AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
-                return 2;
-            }
-
-            return Run(AnsiConsole.Console, new DemoOptions { Profile = p, MachineFile = result.GetValue(machineFile), Trace = result.GetValue(trace) });
-        });
+            Profile = result.GetValue(profile)!,
+            MachineFile = result.GetValue(machineFile),
+            Trace = result.GetValue(trace),
+        }));
         return command;
     }
 
@@ -67,10 +54,22 @@ internal static class DemoCommand
     {
         string version = typeof(DemoCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "?";
         KernelProfile profile = options.Profile;
-        MachineDescription description;
+        var demo = new VfioRstDemo();
+        var scenarioOptions = new ScenarioOptions
+        {
+            Profile = profile,
+            Trace = options.Trace,
+            Observer = new ScenarioConsoleObserver(console),
+        };
+        VfioSim sim;
         try
         {
-            description = options.MachineFile is null ? MachineDescriptionReader.Default : MachineDescriptionReader.Load(options.MachineFile);
+            if (options.MachineFile is not null)
+            {
+                scenarioOptions = scenarioOptions with { Machine = MachineDescriptionReader.Load(options.MachineFile) };
+            }
+
+            sim = demo.Boot(scenarioOptions);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or MachineDescriptionException or ArgumentException)
         {
@@ -78,56 +77,41 @@ internal static class DemoCommand
             return 2;
         }
 
-        var kernel = new SimKernel(new KernelConfig { Profile = profile, Mode = SchedulerMode.Controlled, Trace = options.Trace });
-        SimMachine machine;
-        try
+        if (demo.Unmet(sim) is { } unmet)
         {
-            machine = MachineBuilder.Build(description, kernel);
-        }
-        catch (MachineDescriptionException e)
-        {
-            console.MarkupLine($"[red]cannot build the machine:[/] {Markup.Escape(e.Message)}");
+            console.MarkupLine($"[red]this machine cannot run the demo:[/] {Markup.Escape(unmet)}");
             return 2;
         }
 
         console.MarkupLine($"[bold]vfio-sim {Markup.Escape(version)}[/]: simulated Linux [bold]{Markup.Escape(profile.Release)}[/] (profile {Markup.Escape(profile.Name)}, HZ={SimClock.HZ})");
         int selfTestFailures = SelfTests(console, "kernel runtime", SelfTest.RunAll(profile)) + SelfTests(console, "machine", PlatformSelfTest.RunAll(profile));
         console.MarkupLine($"[bold]The machine:[/] {Markup.Escape(options.MachineFile ?? "the embedded default machine")} (`lspci -tv` with drivers and groups)");
-        console.Write(MachineView.PciTree(machine));
+        console.Write(MachineView.PciTree(sim.Machine));
         console.WriteLine();
         console.MarkupLine("[bold]The VFIO usage example[/] (Documentation/driver-api/vfio.rst), then an edu DMA through the IOMMU");
 
-        DemoScript? script = null;
-        RunResult run = kernel.Run("vfio-demo", () =>
-        {
-            VfioCore.Load(machine);
-            VfioIommuType1.Load(machine);
-            VfioPciDriver.Load(machine);
-            script = new DemoScript(console, machine);
-            script.Run();
-        });
-
+        ScenarioResult result = demo.Run(sim, scenarioOptions);
         if (options.Trace)
         {
-            PrintTrace(console, kernel);
+            PrintTrace(console, sim.Kernel);
         }
 
         console.WriteLine();
-        if (!run.Passed)
+        if (result.FailedStep is { } failed)
         {
-            console.MarkupLine($"[red]The simulated kernel failed the run ({run.Outcome}):[/] {Markup.Escape(run.Report ?? run.Exception?.Message ?? "")}");
+            console.MarkupLine($"[red]Step {failed.Number}. {Markup.Escape(failed.Title)} did not do what the kernel does:[/] expected {Markup.Escape(failed.Expected!)}; found {Markup.Escape(failed.Found ?? "")}");
+            return 1;
+        }
+
+        if (!result.Run!.Passed)
+        {
+            console.MarkupLine($"[red]The simulated kernel failed the run ({result.Run.Outcome}):[/] {Markup.Escape(result.Run.Report ?? result.Run.Exception?.Message ?? "")}");
             return 1;
         }
 
         if (selfTestFailures != 0)
         {
             console.MarkupLine($"[red]{selfTestFailures} self-test checks failed.[/]");
-            return 1;
-        }
-
-        if (script?.FailedStep is { } failed)
-        {
-            console.MarkupLine($"[red]Step {Markup.Escape(failed)} did not do what the kernel does.[/]");
             return 1;
         }
 

@@ -1,4 +1,6 @@
-// The vfio-sim command. Subcommands arrive with the layers they drive; today: demo.
+// The vfio-sim command: demo (the vfio.rst flow) and scenario (the scenario catalogue).
+// A command line that does not parse — an unknown subcommand or option, a bad value — is a
+// usage error: one plain line on stderr and exit code 2, never a stack of help text.
 
 using System.CommandLine;
 
@@ -6,10 +8,21 @@ namespace Vfio.Cli;
 
 internal static class Program
 {
-    private static int Main(string[] args)
+    private static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Parses and runs <paramref name="args"/>; parse errors go to <paramref name="error"/> as one line, exit 2.</summary>
+    internal static int Run(string[] args, TextWriter output, TextWriter error)
     {
         var root = new RootCommand("vfio-sim: an in-process simulator of the Linux VFIO subsystem");
         root.Subcommands.Add(DemoCommand.Create());
-        return root.Parse(args).Invoke();
+        root.Subcommands.Add(ScenarioCommand.Create());
+        ParseResult parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            error.WriteLine($"vfio-sim: {parsed.Errors[0].Message} (see vfio-sim --help)");
+            return 2;
+        }
+
+        return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 }

@@ -55,20 +55,29 @@ public sealed record KernelProfile(string Name, int Major, int Minor)
         return false;
     }
 
-    /// <summary>Finds a preset by name (<c>linux-6.1</c>, <c>6.1</c>).</summary>
+    /// <summary>Finds a preset by name (<c>linux-6.1</c>, <c>6.1</c>); throws <see cref="ArgumentException"/> naming the presets.</summary>
     public static KernelProfile Parse(string text)
+        => TryParse(text, out KernelProfile? p) ? p : throw new ArgumentException(UnknownMessage(text), nameof(text));
+
+    /// <summary>Finds a preset by name (<c>linux-6.1</c>, <c>6.1</c>).</summary>
+    public static bool TryParse(string? text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out KernelProfile? profile)
     {
         foreach (KernelProfile p in Presets)
         {
             if (string.Equals(p.Name, text, StringComparison.OrdinalIgnoreCase)
                 || string.Equals($"{p.Major}.{p.Minor}", text, StringComparison.Ordinal))
             {
-                return p;
+                profile = p;
+                return true;
             }
         }
 
-        throw new ArgumentException($"unknown kernel profile '{text}': use one of {string.Join(", ", Presets.Select(p => p.Name))}", nameof(text));
+        profile = null;
+        return false;
     }
+
+    /// <summary>What to tell a user who named a profile that does not exist.</summary>
+    public static string UnknownMessage(string? text) => $"unknown kernel profile '{text}': use one of {string.Join(", ", Presets.Select(p => p.Name))}";
 
     /// <inheritdoc/>
     public override string ToString() => $"{Name} ({Release})";

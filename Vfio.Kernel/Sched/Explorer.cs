@@ -96,13 +96,24 @@ public static class Explorer
     /// <summary>Runs <paramref name="scenario"/> once per seed of the shard, each on a fresh kernel.</summary>
     public static ExplorationResult Explore(ExploreOptions options, Action<SimKernel> scenario)
     {
-        ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(scenario);
+        return Explore(options, (ulong seed) => RunSeed(options, seed, scenario));
+    }
+
+    /// <summary>
+    /// Explores with a runner of one seed's run (which builds its own kernel from
+    /// <see cref="ExploreOptions.ConfigFor(ulong)"/>, for instance a host that boots a
+    /// machine before the run): once per seed of the shard, stopping as the options say.
+    /// </summary>
+    public static ExplorationResult Explore(ExploreOptions options, Func<ulong, RunResult> runSeed)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(runSeed);
         int runs = 0;
         var failures = new List<RunResult>();
         foreach (ulong seed in options.ShardSeeds())
         {
-            RunResult r = RunSeed(options, seed, scenario);
+            RunResult r = runSeed(seed);
             runs++;
             if (!r.Passed)
             {

@@ -1,0 +1,45 @@
+// The console the commands write to, and the options they share. NO_COLOR (https://no-color.org)
+// turns off every ANSI attribute, bold included, not only colour: Spectre.Console alone
+// drops colours but keeps bold, so with NO_COLOR set the console is made without ANSI.
+
+using System.CommandLine;
+using Spectre.Console;
+using Vfio.Kernel;
+
+namespace Vfio.Cli;
+
+internal static class CliConsole
+{
+    /// <summary>The terminal console, honouring NO_COLOR.</summary>
+    public static IAnsiConsole Create(TextWriter? output = null)
+    {
+        bool noColor = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR"));
+        return AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = noColor ? AnsiSupport.No : AnsiSupport.Detect,
+            ColorSystem = noColor ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
+            Out = output is null ? null : new AnsiConsoleOutput(output),
+        });
+    }
+
+    /// <summary><c>--profile</c>: a kernel profile by name; an unknown name is a parse error (exit 2).</summary>
+    public static Option<KernelProfile> ProfileOption() => new("--profile")
+    {
+        Description = $"Kernel profile to run as: {string.Join(" or ", KernelProfile.Presets.Select(p => p.Name))} (default {KernelProfile.Linux6_12.Name})",
+        DefaultValueFactory = _ => KernelProfile.Linux6_12,
+        CustomParser = r =>
+        {
+            string text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
+            if (KernelProfile.TryParse(text, out KernelProfile? p))
+            {
+                return p;
+            }
+
+            r.AddError(KernelProfile.UnknownMessage(text));
+            return null;
+        },
+    };
+
+    /// <summary><c>--machine</c>: a machine description file.</summary>
+    public static Option<string?> MachineOption() => new("--machine") { Description = "A machine description (JSON) to run on instead of the embedded default machine" };
+}

@@ -1,0 +1,51 @@
+// What the lifecycle scenarios share: they run on the default machine's edu function
+// (0000:01:00.0, alone in its IOMMU group) and NIC (0000:05:00.0), bound to vfio-pci
+// before the body starts, so the schedule the seed explores is only the race itself.
+
+using Vfio.Pci;
+
+namespace Vfio.Sim.Scenarios.Lifecycle;
+
+/// <summary>A lifecycle scenario on functions bound to vfio-pci at boot.</summary>
+public abstract class LifecycleScenario : Scenario
+{
+    /// <summary>QEMU's edu on the default machine.</summary>
+    public const string Edu = "0000:01:00.0";
+
+    /// <summary>The NIC on the default machine.</summary>
+    public const string Nic = "0000:05:00.0";
+
+    /// <inheritdoc/>
+    public override ScenarioKind Kind => ScenarioKind.Race;
+
+    /// <summary>The functions the body needs bound to vfio-pci.</summary>
+    protected virtual IReadOnlyList<string> Functions => [Edu];
+
+    /// <inheritdoc/>
+    public override void Configure(VfioSimBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.AddVfioPci().AddModule(sim =>
+        {
+            foreach (string bdf in Functions)
+            {
+                sim.Bind(bdf, VfioPciDriver.DriverName);
+            }
+        });
+    }
+
+    /// <inheritdoc/>
+    public override string? Unmet(VfioSim sim)
+    {
+        ArgumentNullException.ThrowIfNull(sim);
+        foreach (string bdf in Functions)
+        {
+            if (sim.Machine.Pci.Find(bdf) is null)
+            {
+                return $"the machine has no {bdf}: {Name} runs on the default machine's functions ({string.Join(", ", Functions)})";
+            }
+        }
+
+        return null;
+    }
+}
