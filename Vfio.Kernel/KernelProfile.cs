@@ -1,19 +1,19 @@
 // The kernel version a simulation runs as. Later layers key version-dependent behaviour
-// (errnos that changed, features that appeared) off the profile, as the spec's [HIST] and
-// [NEW] notes describe.
+// (errnos that changed, features that appeared) off the profile; docs/kernel-versions.md
+// lists what differs between versions.
 
 namespace Vfio.Kernel;
 
 /// <summary>
 /// Which Linux release the simulator behaves as. <see cref="Linux6_12"/> is the default;
-/// <see cref="Linux6_1"/> matches the kernel the real-kernel oracle boots.
+/// <see cref="Linux6_1"/> is Debian 12's kernel.
 /// </summary>
 public sealed record KernelProfile(string Name, int Major, int Minor)
 {
-    /// <summary>Mainline v6.12: the spec's baseline (split vfio core, device cdev, DMA-ownership viability).</summary>
+    /// <summary>Mainline v6.12, the default: split vfio core, device cdev, DMA-ownership viability.</summary>
     public static KernelProfile Linux6_12 { get; } = new("linux-6.12", 6, 12);
 
-    /// <summary>v6.1 (Debian 12): the oracle's kernel; differs in a few errnos (see the spec's [HIST] notes).</summary>
+    /// <summary>v6.1 (Debian 12): differs from v6.12 in a few errnos and in the unregister order (docs/kernel-versions.md).</summary>
     public static KernelProfile Linux6_1 { get; } = new("linux-6.1", 6, 1);
 
     /// <summary>All presets, by name.</summary>

@@ -1,6 +1,7 @@
-// Lifecycle races of the vfio core (spec §9 items 3 and 4, §2.5.1, and the issue's
-// container races), each under the controlled scheduler with fixed seeds and again with
-// real threads. Unbind waits run on the virtual clock: no test sleeps.
+// Lifecycle races of the vfio core (races 3 and 4 in docs/races.md, a group open racing the
+// removal of the group's last device, and SET/UNSET_CONTAINER racing on one container),
+// each under the controlled scheduler with fixed seeds and again with real threads. Unbind
+// waits run on the virtual clock: no test sleeps.
 
 using NUnit.Framework;
 using Vfio.Core;
@@ -17,7 +18,7 @@ public sealed class VfioLifecycleRaceTests : VfioFixture
     public void GetDeviceFdRacingUnregister_IsEnodevOnceUnregisterStarted_AndUnregisterEndsWithTheLastOldFd(
         [Values] SchedulerMode mode, [ValueSource(nameof(s_seeds))] ulong seed)
     {
-        // Spec §9 item 4 (v6.5+ order): the device leaves the group list before the wait.
+        // Race 4 in docs/races.md, v6.5+ order: the device leaves the group list before the wait.
         var rig = new VfioRig(mode, seed);
         rig.Bind(VfioRig.Edu);
         rig.Run(() =>
@@ -69,7 +70,7 @@ public sealed class VfioLifecycleRaceTests : VfioFixture
     [Test]
     public void OnLinux61_NewOpensDuringTheUnregisterWait_StillSucceed_SoAnEagerUserCanStarveIt()
     {
-        // The pre-v6.5 order (spec §9 item 4, the bug): the device is still on the group list while unregister waits.
+        // The pre-v6.5 order (race 4 in docs/races.md, the bug): the device is still on the group list while unregister waits.
         var rig = new VfioRig(SchedulerMode.Controlled, 1, profile: KernelProfile.Linux6_1);
         rig.Bind(VfioRig.Edu);
         rig.Run(() =>
@@ -121,7 +122,8 @@ public sealed class VfioLifecycleRaceTests : VfioFixture
     public void GroupOpenRacingTheLastDeviceRemoval_IsEnodevOrSucceeds_AndNeverLeaks(
         [Values] SchedulerMode mode, [ValueSource(nameof(s_seeds))] ulong seed)
     {
-        // Spec §2.5.1.
+        // vfio_group_fops_open (drivers/vfio/group.c): a group whose last driver is going
+        // (drivers == 0) refuses the open with ENODEV; once the node is gone, ENOENT or ENXIO.
         var rig = new VfioRig(mode, seed);
         rig.Bind(VfioRig.Edu);
         string path = rig.GroupPath(VfioRig.Edu);
