@@ -1,4 +1,4 @@
-// The vfio module's parameters and the design variants of DESIGN.md §4: each variant
+// The vfio module's parameters and the design variants (docs/design-variants.md): each variant
 // switches the core to a design that was argued for (or shipped) in the past, so a user
 // can watch what it does. The defaults are today's kernel.
 
@@ -53,7 +53,7 @@ public enum VfioExternalUsers
     Unchecked,
 }
 
-/// <summary>The design variants of the vfio core (DESIGN.md §4). Defaults are the current kernel's.</summary>
+/// <summary>The design variants of the vfio core (docs/design-variants.md). Defaults are the current kernel's.</summary>
 public sealed record VfioDesign
 {
     /// <summary>The kernel's current design.</summary>

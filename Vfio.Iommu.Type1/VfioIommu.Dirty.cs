@@ -243,7 +243,9 @@ internal sealed partial class VfioIommu
 
     /// <summary>
     /// vfio_dma_bitmap_alloc(): one bit per minimum page plus one spare word for shifting. A
-    /// mapping of more than DIRTY_BITMAP_PAGES_MAX pages cannot be tracked: -EINVAL (spec §7.3.13).
+    /// mapping of more than DIRTY_BITMAP_PAGES_MAX pages cannot be tracked: -EINVAL, both when
+    /// vfio_dma_do_map allocates the bitmap of a new mapping while tracking runs and when
+    /// DIRTY_PAGES START allocates one for every mapping.
     /// </summary>
     private static int BitmapAllocLocked(VfioDma dma, ulong pgsize)
     {

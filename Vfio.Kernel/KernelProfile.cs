@@ -1,12 +1,12 @@
 // The kernel version a simulation runs as. Later layers gate version-dependent behaviour
 // (errnos that changed, orders that were fixed) on named features — Has(feature) — never on
-// a bare version number; see KernelFeature.
+// a bare version number; see KernelFeature and docs/kernel-versions.md.
 
 namespace Vfio.Kernel;
 
 /// <summary>
 /// Which Linux release the simulator behaves as. <see cref="Linux6_12"/> is the default;
-/// <see cref="Linux6_1"/> matches the kernel the real-kernel oracle boots.
+/// <see cref="Linux6_1"/> is Debian 12's kernel.
 /// </summary>
 public sealed record KernelProfile(string Name, int Major, int Minor)
 {

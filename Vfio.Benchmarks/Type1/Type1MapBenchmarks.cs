@@ -9,8 +9,9 @@
 //    HugeGiB); reported per 1 GiB page.
 // Floor (the baseline): one 8-byte PTE store into a flat ulong[] and one refcount increment
 // in a flat int[] per 4 KiB page over 1 GiB of pages, the least a map can do per page.
-// Targets (DESIGN.md §7): 1 GiB of 4 KiB pages ≤ 7.6 ns/page and within 4x of Floor; unmap
-// ≤ 1.2x map; 16 GiB of 2 MiB pages ≤ 1 ms; 256 GiB of 1 GiB pages ≤ 0.2 ms; 0 B allocated.
+// Targets (as in the Targets table of Vfio.Benchmarks/RESULTS.md): 1 GiB of 4 KiB pages
+// ≤ 7.6 ns/page and within 4x of Floor; unmap ≤ 1.2x map; 16 GiB of 2 MiB pages ≤ 1 ms;
+// 256 GiB of 1 GiB pages ≤ 0.2 ms; 0 B allocated.
 
 using BenchmarkDotNet.Attributes;
 using Vfio.Platform.Mm;

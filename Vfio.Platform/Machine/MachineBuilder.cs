@@ -1,9 +1,13 @@
 // Builds a running SimMachine from a MachineDescription, the way firmware and the kernel
 // bring up a host: memory, the IOMMU (before any device, so every function is grouped as
-// it is added), the drivers built into the kernel (pcieport, pci-stub and the host
-// stand-ins), then the PCI hierarchy depth first — bridges before what is below them, bus
-// numbers assigned in that order, BARs placed naturally aligned in the 32-bit window below
-// the interrupt window or above RAM for 64-bit BARs — and each function probed as it is added.
+// it is added), then the PCI hierarchy in two passes. The first pass creates every function
+// depth first — bridges before what is below them, bus numbers assigned in that order, BARs
+// placed naturally aligned in the 32-bit window below the interrupt window or above RAM for
+// 64-bit BARs — without putting anything on a bus, so that each function's real identity
+// (the description's ids or the model's own) is known. Then the drivers built into the
+// kernel are registered (pcieport, pci-stub and the host stand-ins, whose id tables are
+// taken from those identities), and the second pass adds the functions in the same order,
+// each probed as it is added.
 
 using Vfio.Kernel;
 using Vfio.Platform.Iommu;
@@ -54,60 +58,83 @@ public static class MachineBuilder
             _ = new IommuCore(machine, new IommuHardware(kernel, machine.Memory, io));
         }
 
-        RegisterDrivers(machine, description);
         var state = new BuildState(machine);
-        _ = AddFunctions(state, description.Pci, machine.PciRootBus, conventional: false);
+        List<PlannedFunction> plan = CreateFunctions(state, description.Pci, machine.PciRootBus, conventional: false, out _);
+        RegisterDrivers(machine, description, plan);
+        AddFunctions(machine, plan);
         return machine;
     }
 
-    private static void RegisterDrivers(SimMachine machine, MachineDescription d)
+    /// <summary>
+    /// Registers pcieport, pci-stub and the host stand-in drivers. A driver listed in the
+    /// description's <c>drivers</c> takes exactly the ids listed there. A driver that a
+    /// function names but <c>drivers</c> does not list is created for the functions that
+    /// name it, with the vendor:device id each of them really has: the description's
+    /// <c>vendor</c>/<c>device</c> when given, the model's own otherwise (edu is always
+    /// 1234:11e8). pci-stub takes the ids of the functions that name it the same way (its
+    /// <c>ids=</c> parameter).
+    /// </summary>
+    private static void RegisterDrivers(SimMachine machine, MachineDescription d, List<PlannedFunction> plan)
     {
         machine.Pci.RegisterDriver(new PcieportDriver());
 
-        // pci-stub claims what the description says it claims (its ids= parameter).
-        machine.Pci.RegisterDriver(new PciStubDriver([.. Flatten(d.Pci).Where(f => f.Driver == "pci-stub" && f.Vendor is not null).Select(f => new PciDeviceId(f.Vendor!.Value, f.Device ?? PciDeviceId.Any))]));
+        var stub = new List<PciDeviceId>();
         var ids = new Dictionary<string, List<PciDeviceId>>(StringComparer.Ordinal);
         foreach (HostDriverDescription drv in d.Drivers)
         {
             ids[drv.Name] = [.. drv.Ids.Select(x => new PciDeviceId(x.Vendor, x.Device))];
         }
 
-        // A function naming a driver that the description does not list gets one for its ids.
-        foreach (PciFunctionDescription f in Flatten(d.Pci))
+        foreach (PlannedFunction p in Flatten(plan))
         {
-            if (f.Driver is { } name && !ids.ContainsKey(name))
+            if (p.Description.Driver is not { } name || name == "pcieport")
             {
-                if (name is "pcieport" or "pci-stub")
-                {
-                    continue;
-                }
-
-                ids[name] = [];
+                continue;
             }
 
-            if (f.Driver is { } n && ids.TryGetValue(n, out List<PciDeviceId>? own) && d.Drivers.All(x => x.Name != n) && f.Vendor is { } v)
+            List<PciDeviceId>? own;
+            if (name == "pci-stub")
             {
-                own.Add(new PciDeviceId(v, f.Device ?? PciDeviceId.Any));
+                own = stub;
+            }
+            else if (d.Drivers.Any(x => x.Name == name))
+            {
+                continue; // listed: its ids are the description's, and the build checks that it binds
+            }
+            else if (!ids.TryGetValue(name, out own))
+            {
+                own = [];
+                ids[name] = own;
+            }
+
+            var id = new PciDeviceId(p.Device.Identity.Vendor, p.Device.Identity.Device);
+            if (!own.Contains(id))
+            {
+                own.Add(id);
             }
         }
 
+        machine.Pci.RegisterDriver(new PciStubDriver([.. stub]));
         foreach ((string name, List<PciDeviceId> list) in ids)
         {
             machine.Pci.RegisterDriver(new HostPciDriver(name, [.. list]));
         }
     }
 
-    private static IEnumerable<PciFunctionDescription> Flatten(IEnumerable<PciFunctionDescription> list)
+    private static IEnumerable<PlannedFunction> Flatten(IEnumerable<PlannedFunction> list)
     {
-        foreach (PciFunctionDescription f in list)
+        foreach (PlannedFunction p in list)
         {
-            yield return f;
-            foreach (PciFunctionDescription c in Flatten(f.Children))
+            yield return p;
+            foreach (PlannedFunction c in Flatten(p.Children))
             {
                 yield return c;
             }
         }
     }
+
+    /// <summary>A function created from its description but not yet on its bus, with the functions below it (a bridge's) and the highest bus number below it.</summary>
+    private sealed record PlannedFunction(PciFunctionDescription Description, PciDevice Device, List<PlannedFunction> Children, int Subordinate);
 
     private sealed class BuildState(SimMachine machine)
     {
@@ -122,10 +149,15 @@ public static class MachineBuilder
         public HashSet<int> UsedBuses { get; } = [0];
     }
 
-    /// <summary>Adds <paramref name="functions"/> on <paramref name="bus"/> and everything below them; returns the highest bus number used.</summary>
-    private static int AddFunctions(BuildState st, IReadOnlyList<PciFunctionDescription> functions, PciBusSegment bus, bool conventional)
+    /// <summary>
+    /// First pass: creates <paramref name="functions"/> on <paramref name="bus"/> and
+    /// everything below them, numbering buses and placing BARs, without adding any to the
+    /// bus; <paramref name="highest"/> is the highest bus number used.
+    /// </summary>
+    private static List<PlannedFunction> CreateFunctions(BuildState st, IReadOnlyList<PciFunctionDescription> functions, PciBusSegment bus, bool conventional, out int highest)
     {
-        int highest = bus.Number;
+        highest = bus.Number;
+        var planned = new List<PlannedFunction>(functions.Count);
         // Function 0 of each slot first, as enumeration does.
         foreach (PciFunctionDescription f in functions.OrderBy(x => x.Slot).ThenBy(x => x.Function))
         {
@@ -161,7 +193,29 @@ public static class MachineBuilder
             dev.Irq = dev.InterruptPin == 0 ? 0 : 16 + ((f.Slot + dev.InterruptPin - 1) & 7);
             dev.Config.SetByte(PciRegs.InterruptLine, (byte)dev.Irq);
             AssignBars(st, dev, f.Path);
-            int ret = st.Machine.Pci.Add(dev);
+
+            List<PlannedFunction> children = [];
+            int last = 0;
+            if (dev is PciBridge b)
+            {
+                children = CreateFunctions(st, f.Children, b.Subordinate!, conventional || b.Kind.HasConventionalBus(), out last);
+                highest = Math.Max(highest, last);
+            }
+
+            planned.Add(new PlannedFunction(f, dev, children, last));
+        }
+
+        return planned;
+    }
+
+    /// <summary>Second pass: adds the created functions to their buses in creation order (a bridge before what is below it), each probed as it is added.</summary>
+    private static void AddFunctions(SimMachine machine, List<PlannedFunction> planned)
+    {
+        foreach (PlannedFunction p in planned)
+        {
+            PciFunctionDescription f = p.Description;
+            PciDevice dev = p.Device;
+            int ret = machine.Pci.Add(dev);
             if (ret != 0)
             {
                 throw new MachineDescriptionException(f.Path, $"adding {dev.Name} failed: {((Errno)(-ret)).Describe()}");
@@ -174,13 +228,10 @@ public static class MachineBuilder
 
             if (dev is PciBridge b)
             {
-                int last = AddFunctions(st, f.Children, b.Subordinate!, conventional || b.Kind.HasConventionalBus());
-                b.SetSubordinateNumber(last);
-                highest = Math.Max(highest, last);
+                AddFunctions(machine, p.Children);
+                b.SetSubordinateNumber(p.Subordinate);
             }
         }
-
-        return highest;
     }
 
     private static void AssignBars(BuildState st, PciDevice dev, string path)

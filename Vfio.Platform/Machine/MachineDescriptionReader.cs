@@ -2,7 +2,8 @@
 // of the wrong kind or out of range, a duplicate or missing function is rejected with a
 // MachineDescriptionException whose message starts with the field's path
 // (pci[2].children[0].slot). Sizes are numbers or strings with K/M/G suffixes; ids are
-// numbers or hex strings.
+// numbers or hex strings. Descriptions are written by hand (lab files), so the JSON may
+// carry // and /* */ comments and trailing commas; everything else is strict JSON.
 
 using System.Globalization;
 using System.Text.Json;
@@ -16,6 +17,15 @@ namespace Vfio.Platform.Machine;
 public static class MachineDescriptionReader
 {
     private const string DefaultResource = "Vfio.Platform.Machine.default-machine.json";
+
+    // Deliberately lenient about the two things people write by hand and standard JSON
+    // forbids: comments (// and /* */, skipped) and a comma after the last element of an
+    // object or array. docs/platform.md says so, and MachineDescriptionTests pins both.
+    private static readonly JsonDocumentOptions s_jsonOptions = new()
+    {
+        CommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+    };
 
     /// <summary>The embedded default machine's JSON.</summary>
     public static string DefaultJson
@@ -35,14 +45,17 @@ public static class MachineDescriptionReader
     /// <summary>Reads a description file.</summary>
     public static MachineDescription Load(string path) => Parse(File.ReadAllText(path));
 
-    /// <summary>Parses <paramref name="json"/>; throws <see cref="MachineDescriptionException"/> naming the offending field.</summary>
+    /// <summary>
+    /// Parses <paramref name="json"/>; throws <see cref="MachineDescriptionException"/> naming the
+    /// offending field. Comments and trailing commas are accepted.
+    /// </summary>
     public static MachineDescription Parse(string json)
     {
         ArgumentNullException.ThrowIfNull(json);
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(json, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            doc = JsonDocument.Parse(json, s_jsonOptions);
         }
         catch (JsonException e)
         {

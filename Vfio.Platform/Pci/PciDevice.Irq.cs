@@ -4,7 +4,7 @@
 // MSI-X with its table and PBA inside a BAR, the function mask and per-entry masks. A
 // masked vector sets its pending bit and fires when unmasked. Messages are memory writes
 // by the function: those that hit the interrupt window go to the interrupt controller.
-// Without bus mastering a function sends no MSI/MSI-X, as the spec requires.
+// Without bus mastering a function sends no MSI/MSI-X, as the PCI specification requires.
 
 using System.Buffers.Binary;
 

@@ -1,7 +1,7 @@
-// The rule of DESIGN.md §1, checked on the compiled assemblies: only Vfio.Kernel may use
-// raw threading, wall time or unseeded randomness. BannedApiAnalyzers enforces it at
-// build time; this test reads the IL metadata, so it also catches what the analyzer
-// cannot see (a `lock` statement compiles to System.Threading.Monitor calls).
+// The layering rule of README.md (Layout), checked on the compiled assemblies: only
+// Vfio.Kernel may use raw threading, wall time or unseeded randomness. BannedApiAnalyzers
+// enforces it at build time; this test reads the IL metadata, so it also catches what the
+// analyzer cannot see (a `lock` statement compiles to System.Threading.Monitor calls).
 
 using System.Reflection.Metadata;
 using System.Reflection.PortableExecutable;

@@ -1,7 +1,7 @@
-// Tests Vfio.Core/VfioContainer.cs (spec §3): API version, CHECK_EXTENSION with and
-// without a backend, SET_IOMMU preconditions and backend search, several groups in one
-// container, and closing container, group and device fds in every order.
-// Peer cases CG-01/02/10/11/13/14/16, LR-01, LR-02.
+// Tests Vfio.Core/VfioContainer.cs (drivers/vfio/container.c): API version, CHECK_EXTENSION
+// with and without a backend, SET_IOMMU preconditions and backend search, several groups in
+// one container, and closing container, group and device fds in every order. Peer cases
+// CG-01/02/10/11/13/14/16, LR-01, LR-02.
 
 using Moq;
 using NUnit.Framework;

@@ -1,4 +1,4 @@
-// Tests the design variants of Vfio.Core/VfioOptions.cs (DESIGN.md §4): each variant's
+// Tests the design variants of Vfio.Core/VfioOptions.cs (docs/design-variants.md): each variant's
 // visible behaviour, including the bugs the kernel's fixes removed, reproduced with the
 // fix off and absent with it on.
 
@@ -88,7 +88,7 @@ public sealed class DesignVariantTests : VfioFixture
     [Test]
     public void LegacyNotifier_AKernelDriverBindingIntoALiveGroup_IsAKernelBug_WhereDmaOwnershipSaysEbusy()
     {
-        // Spec §9 item 1, the pre-fix design.
+        // Race 1 in docs/races.md, the pre-fix design.
         var rig = new VfioRig(options: With(VfioDesign.Default with { Viability = VfioViabilityModel.LegacyNotifier }));
         rig.Bind(VfioRig.PairF0);
         rig.Machine.Sysfs.Write("/sys/bus/pci/drivers/igb/unbind", VfioRig.PairF1);
@@ -115,7 +115,7 @@ public sealed class DesignVariantTests : VfioFixture
     [Test]
     public void LegacyNotifier_AStalledUnbind_MakesTheGroupNonViable_UnlessDevicesAreTrackedDuringUnbind([Values] bool track, [Values] SchedulerMode mode)
     {
-        // Spec §9 item 2: the device has left the group's list but is still bound to vfio.
+        // Race 2 in docs/races.md: the device has left the group's list but is still bound to vfio.
         var rig = new VfioRig(mode, options: With(VfioDesign.Default with { Viability = VfioViabilityModel.LegacyNotifier, TrackDevicesDuringUnbind = track }));
         rig.Bind(VfioRig.PairF0);
         rig.Machine.Sysfs.Write("/sys/bus/pci/drivers/igb/unbind", VfioRig.PairF1);

@@ -1,4 +1,4 @@
-// Tests Vfio.Core/VfioGroup.cs (spec §2): group creation and removal with /dev/vfio/N,
+// Tests Vfio.Core/VfioGroup.cs (drivers/vfio/group.c): group creation and removal with /dev/vfio/N,
 // viability, the single-opener rule, and every errno of the group ioctls, checking that a
 // rejected call changes nothing. Peer cases CG-04/05/07/08/19/20/22 and DF-01/02/04.
 
@@ -103,7 +103,7 @@ public sealed class GroupTests : VfioFixture
     [Test]
     public void AKernelDriverBindingIntoAGroupInUse_FailsWithEbusy_AndVfioIsUntouched()
     {
-        // Spec §9 item 1, fixed behaviour: the probe is refused instead of a BUG.
+        // Race 1 in docs/races.md, fixed behaviour: the probe is refused instead of a BUG.
         var rig = new VfioRig();
         rig.Bind(VfioRig.PairF0);
         rig.Machine.Sysfs.Write("/sys/bus/pci/drivers/igb/unbind", VfioRig.PairF1);
@@ -304,7 +304,7 @@ public sealed class GroupTests : VfioFixture
     [Test]
     public void AfterTheLastDeviceIsUnbound_AnOpenGroupFdReportsEnodev_AndANewGroupIsCreatedOnRebind()
     {
-        // Spec §9 item 3: unbind completes at once; the old fd is disassociated.
+        // Race 3 in docs/races.md: unbind completes at once; the old fd is disassociated.
         var rig = new VfioRig();
         rig.Bind(VfioRig.Edu);
         int c = rig.OpenContainer();

@@ -1,4 +1,5 @@
-// Tests the probe rules of Vfio.Pci/VfioPciDriver.cs (spec §5.1): binding only through
+// Tests the probe rules of Vfio.Pci/VfioPciDriver.cs (vfio_pci_probe and
+// vfio_pci_core_register_device, drivers/vfio/pci/): binding only through
 // driver_override or ids=, bridges refused, the QAT denylist and disable_denylist, and the
 // device set a function joins.
 

@@ -1,7 +1,9 @@
-// Tests vfio-pci's side of the unbind wait (Vfio.Pci/VfioPciCoreDevice.cs Request, spec
-// §4.5 and §5.5.7): unbinding an open device from another task blocks; a user that
-// registered a REQ eventfd is asked and, closing its fds, lets the unbind finish in
-// bounded virtual time; without one the kernel says so once and waits for the close.
+// Tests vfio-pci's side of the unbind wait (Vfio.Pci/VfioPciCoreDevice.cs Request: the
+// request(count) loop of vfio_unregister_group_dev and vfio_pci_core_request signalling the
+// REQ eventfd; race 8 in docs/races.md): unbinding an open device from another task blocks;
+// a user that registered a REQ eventfd is asked and, closing its fds, lets the unbind
+// finish in bounded virtual time; without one the kernel says so once and waits for the
+// close.
 
 using NUnit.Framework;
 using Vfio.Core.Uapi;

@@ -1,5 +1,5 @@
-// Races virt/kvm/vfio.c (v6.12) against drivers/vfio/group.c device open and close (spec
-// §9 item 7, the KVM ↔ VFIO lock inversions): one thread releases the KVM-VFIO device
+// Races virt/kvm/vfio.c (v6.12) against drivers/vfio/group.c device open and close (race 7
+// in docs/races.md, the KVM ↔ VFIO lock inversions): one thread releases the KVM-VFIO device
 // and the VM while another opens and closes a device fd of the group registered with that
 // KVM. The last VM reference may go at a device's last close under the vfio group lock;
 // vfio_file_set_kvm runs under kvm->lock. Lockdep must stay silent, nothing may deadlock,

@@ -1,7 +1,8 @@
-// Lifecycle races of the vfio core (group lifetime against unregister, new opens racing
-// the unregister wait, opening a group whose last device is going away, and container
-// races), each under the controlled scheduler with fixed seeds and again with real
-// threads. Unbind waits run on the virtual clock: no test sleeps.
+// Lifecycle races of the vfio core (races 3 and 4 in docs/races.md: group lifetime against
+// unregister, new opens racing the unregister wait; a group open racing the removal of its
+// last device; SET/UNSET_CONTAINER racing on one container), each under the controlled
+// scheduler with fixed seeds and again with real threads. Unbind waits run on the virtual
+// clock: no test sleeps.
 
 using NUnit.Framework;
 using Vfio.Core;
@@ -18,7 +19,7 @@ public sealed class VfioLifecycleRaceTests : VfioFixture
     public void GetDeviceFdRacingUnregister_IsEnodevOnceUnregisterStarted_AndUnregisterEndsWithTheLastOldFd(
         [Values] SchedulerMode mode, [ValueSource(nameof(s_seeds))] ulong seed)
     {
-        // The v6.6+ order (VfioCoreFeatures.UnregisterHidesDeviceBeforeWaiting): the device leaves the group list before the wait.
+        // Race 4 in docs/races.md, the v6.6+ order (VfioCoreFeatures.UnregisterHidesDeviceBeforeWaiting): the device leaves the group list before the wait.
         var rig = new VfioRig(mode, seed);
         rig.Bind(VfioRig.Edu);
         rig.Run(() =>
@@ -70,7 +71,7 @@ public sealed class VfioLifecycleRaceTests : VfioFixture
     [Test]
     public void OnLinux61_NewOpensDuringTheUnregisterWait_StillSucceed_SoAnEagerUserCanStarveIt()
     {
-        // The pre-v6.6 order (the bug 291872a533a2 fixed): the device is still on the group list while unregister waits.
+        // The pre-v6.6 order (race 4 in docs/races.md, the bug 291872a533a2 fixed): the device is still on the group list while unregister waits.
         var rig = new VfioRig(SchedulerMode.Controlled, 1, profile: KernelProfile.Linux6_1);
         rig.Bind(VfioRig.Edu);
         rig.Run(() =>
@@ -122,7 +123,8 @@ public sealed class VfioLifecycleRaceTests : VfioFixture
     public void GroupOpenRacingTheLastDeviceRemoval_IsEnodevOrSucceeds_AndNeverLeaks(
         [Values] SchedulerMode mode, [ValueSource(nameof(s_seeds))] ulong seed)
     {
-        // Spec §2.5.1.
+        // vfio_group_fops_open (drivers/vfio/group.c): a group whose last driver is going
+        // (drivers == 0) refuses the open with ENODEV; once the node is gone, ENOENT or ENXIO.
         var rig = new VfioRig(mode, seed);
         rig.Bind(VfioRig.Edu);
         string path = rig.GroupPath(VfioRig.Edu);

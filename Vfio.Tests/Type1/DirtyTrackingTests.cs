@@ -1,5 +1,7 @@
 // Dirty-page tracking of the type1 backend (VFIO_IOMMU_DIRTY_PAGES and UNMAP_DMA with
-// GET_DIRTY_BITMAP): peer-cases §1.8 (DT-*), spec §7.8 and §7.5 rules 3 and 7.
+// GET_DIRTY_BITMAP): the DT-* peer cases (docs/conformance.md), vfio_iommu_type1_dirty_pages,
+// and the bitmap checks of vfio_iommu_type1_unmap_dma (argsz room for struct vfio_bitmap,
+// verify_bitmap_size, tracking on and bitmap.pgsize equal to the minimum page size).
 //
 // Not ported (no type1 analogue):
 // DT-10 — iommufd HWPT dirty tracking with mock IOPTE dirtying and sub-page bitmaps; type1 has no HWPT and reports only at the minimum IOMMU page size.
@@ -26,7 +28,8 @@ public sealed class DirtyTrackingTests : VfioFixture
     {
         // An emulated-only container maps without pinning, so a mapping of more than
         // DIRTY_BITMAP_PAGES_MAX (INT_MAX) pages costs nothing until dirty tracking needs a
-        // bitmap for it (spec §7.3 rule 13, §7.8 rule 2).
+        // bitmap for it (vfio_dma_bitmap_alloc, called by vfio_dma_do_map while tracking runs
+        // and by DIRTY_PAGES START for every mapping).
         var rig = new Type1Rig();
         rig.Run(() =>
         {

@@ -1,5 +1,7 @@
 // Emulated-IOMMU access through the type1 backend: vfio_pin_pages / vfio_unpin_pages /
-// vfio_dma_rw and the dma_unmap notification (spec §6.5, §7.4.6, §7.5.10; peer-cases T1-31).
+// vfio_dma_rw and the dma_unmap notification (vfio_main.c and vfio_iommu_type1.c: external
+// pins are charged only without an IOMMU domain; an unmap of pinned pages calls every
+// dma_unmap op and rescans; peer case T1-31, see docs/conformance.md).
 
 using NUnit.Framework;
 using Vfio.Core;

@@ -1,8 +1,10 @@
-// Group attach with replay and detach with emulated groups remaining (spec §7.6, §9 item 13):
-// mappings made while only an emulated group existed are pinned and mapped when the first
-// IOMMU-backed group arrives (RLIMIT_MEMLOCK applies, failure undoes everything), a second
-// domain that cannot merge gets a copy of the first one's page tables, and detaching the last
-// IOMMU domain keeps the mappings for the emulated devices.
+// Group attach with replay and detach with emulated groups remaining (race 13 in
+// docs/races.md; vfio_iommu_type1_attach_group, vfio_iommu_replay and
+// vfio_iommu_type1_detach_group): mappings made while only an emulated group existed are
+// pinned and mapped when the first IOMMU-backed group arrives (RLIMIT_MEMLOCK applies,
+// failure undoes everything), a second domain that cannot merge gets a copy of the first
+// one's page tables, and detaching the last IOMMU domain keeps the mappings for the
+// emulated devices.
 
 using NUnit.Framework;
 using Vfio.Core.Uapi;

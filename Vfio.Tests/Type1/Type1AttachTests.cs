@@ -1,4 +1,5 @@
-// Conformance of type1 group attach against peer-cases §1.1 CG-17 and spec §7.6: replay of
+// Conformance of type1 group attach (vfio_iommu_type1_attach_group) against peer case CG-17
+// (docs/conformance.md): replay of
 // existing mappings when the first IOMMU-backed group joins a container whose mappings were
 // made with only an emulated group, and when a group needs a second domain (no snoop
 // control); unwinding of a failed replay; and EPERM without interrupt remapping unless

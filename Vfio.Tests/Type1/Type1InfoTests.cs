@@ -1,5 +1,5 @@
 // Conformance of VFIO_IOMMU_GET_INFO and CHECK_EXTENSION in the type1 backend against
-// peer-cases §1.1 (CG-02, CG-13, CG-25, CG-26), §1.6 T1-28 and §1.11 BI-05: the fixed
+// the peer cases (docs/conformance.md) CG-02, CG-13, CG-25, CG-26, T1-28 and BI-05: the fixed
 // part, the capability chain (MIGRATION, DMA_AVAIL, IOVA_RANGE in that order) and its
 // values, the argsz protocol never writing past argsz, and the extension answers.
 

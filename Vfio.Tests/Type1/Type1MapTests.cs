@@ -1,8 +1,8 @@
-// Conformance of VFIO_IOMMU_MAP_DMA in the type1 backend against peer-cases §1.6 (T1-01,
-// T1-02, T1-05, T1-07, T1-08, T1-10, T1-11, T1-19, T1-20, T1-23, T1-25, T1-26, T1-29) and
-// §1.11 BI-05, the RLIMIT_MEMLOCK rule, PFNMAP (MMIO) backing and disable_hugepages: what
-// is accepted, the errno of what is not in the kernel's order, and that a rejected map
-// leaves mappings, dma_avail, locked_vm and pins exactly as they were.
+// Conformance of VFIO_IOMMU_MAP_DMA in the type1 backend against the peer cases
+// (docs/conformance.md) T1-01, T1-02, T1-05, T1-07, T1-08, T1-10, T1-11, T1-19, T1-20,
+// T1-23, T1-25, T1-26, T1-29 and BI-05, the RLIMIT_MEMLOCK rule, PFNMAP (MMIO) backing and
+// disable_hugepages: what is accepted, the errno of what is not in the kernel's order, and
+// that a rejected map leaves mappings, dma_avail, locked_vm and pins exactly as they were.
 
 using NUnit.Framework;
 using Vfio.Core.Uapi;

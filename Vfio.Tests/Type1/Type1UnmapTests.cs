@@ -1,7 +1,7 @@
-// Conformance of VFIO_IOMMU_UNMAP_DMA in the type1 backend against peer-cases §1.6 (T1-04,
-// T1-13, T1-14, T1-16, T1-17, T1-22) and §1.11 (BI-05, BI-16): UNMAP_ALL, empty ranges, v1
-// whole-mapping removal versus v2 bisect rejection, bad argsz and flag combinations, and
-// strict decoding of the struct layout.
+// Conformance of VFIO_IOMMU_UNMAP_DMA in the type1 backend against the peer cases
+// (docs/conformance.md) T1-04, T1-13, T1-14, T1-16, T1-17, T1-22, BI-05 and BI-16:
+// UNMAP_ALL, empty ranges, v1 whole-mapping removal versus v2 bisect rejection, bad argsz
+// and flag combinations, and strict decoding of the struct layout.
 
 using System.Runtime.InteropServices;
 using NUnit.Framework;

@@ -1,4 +1,5 @@
-// Who may unmap, and who is charged (spec §7.3 rule 6, §7.5 rule 12, §9 item 14): the
+// Who may unmap, and who is charged (MAP_DMA with VADDR moving the charge to the caller's mm,
+// the owner check vfio_dma_do_unmap no longer has, race 14 in docs/races.md): the
 // locked_vm charge follows the mapping to the process that re-supplies its vaddr (live
 // update), the old owner may exit, and no counter goes negative. The design variant
 // VfioDesign.UnmapOnlyByMappingMm restores the 4.10–5.18 owner check.

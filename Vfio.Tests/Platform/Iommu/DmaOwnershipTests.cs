@@ -1,4 +1,5 @@
-// Tests Vfio.Platform/Iommu/IommuCore.Ownership.cs (spec §1.3) and the DMA path of
+// Tests Vfio.Platform/Iommu/IommuCore.Ownership.cs (DMA ownership of drivers/iommu/iommu.c,
+// v5.19+: iommu_device_use_default_domain, iommu_group_claim_dma_owner) and the DMA path of
 // IommuCore: claims and their errnos, a kernel driver refused in a user-owned group,
 // driver_managed_dma exemptions, domain attach/detach, and device DMA through the group's
 // current domain with faults recorded.

@@ -1,6 +1,7 @@
 // Tests the embedded default machine (Vfio.Platform/Machine/default-machine.json) built by
-// MachineBuilder: every shape the issue asks for is there, grouped as the kernel groups it,
-// with the drivers bound at boot, and the edu device's DMA goes through the IOMMU.
+// MachineBuilder: every topology shape docs/platform.md lists is there, grouped as the
+// kernel groups it, with the drivers bound at boot, and the edu device's DMA goes through
+// the IOMMU.
 
 using NUnit.Framework;
 using Vfio.Kernel;

@@ -122,7 +122,46 @@ public sealed class MachineDescriptionTests
 
     [Test]
     public void AFunctionThatDoesNotBindToItsDriver_FailsTheBuild()
-        => AssertNames(BuildFails(Machine("""{"slot":1,"type":"generic","driver":"e1000e"}""")), "pci[0].driver", "0000:00:01.0 did not bind to \"e1000e\" (bound: nothing)");
+        => AssertNames(
+            BuildFails("""{"memory":{"ram":"1G"},"iommu":null,"drivers":[{"name":"e1000e","ids":["8086:10d3"]}],"pci":[{"slot":1,"type":"generic","driver":"e1000e"}]}"""),
+            "pci[0].driver",
+            "0000:00:01.0 did not bind to \"e1000e\" (bound: nothing)");
+
+    [Test]
+    public void ADriverCreatedForAFunctionWithoutIds_TakesTheModelsOwnIds_AndBindsIt()
+    {
+        // Regression: the driver created for an edu naming "edu" (not listed in "drivers")
+        // had no ids, so the build failed with "did not bind to edu".
+        SimMachine m = PciMachines.Build(Machine("""{"slot":1,"type":"edu","driver":"edu"},{"slot":2,"type":"generic","driver":"mydrv"},{"slot":3,"type":"nic","driver":"mydrv"}"""));
+
+        Assert.That(m.Pci.Find("0000:00:01.0")!.Driver?.Name, Is.EqualTo("edu"));
+        Assert.That(m.Pci.Find("0000:00:02.0")!.Driver?.Name, Is.EqualTo("mydrv"));
+        Assert.That(m.Pci.Find("0000:00:03.0")!.Driver?.Name, Is.EqualTo("mydrv"));
+        var edu = (PciDriver)m.Pci.Find("0000:00:01.0")!.Driver!;
+        Assert.That(edu.IdTable, Is.EqualTo(new[] { new PciDeviceId(0x1234, 0x11e8) }), "edu's real vendor:device");
+        var mine = (PciDriver)m.Pci.Find("0000:00:02.0")!.Driver!;
+        Assert.That(mine.IdTable, Is.EqualTo(new[] { new PciDeviceId(0x1b36, 0x0001), new PciDeviceId(0x8086, 0x10d3) }), "the generic model's default and the NIC's");
+    }
+
+    [Test]
+    public void ADriverCreatedForAFunction_TakesItsRealIds_NotAVendorTheModelIgnores()
+    {
+        // edu's ids are edu's whatever the description says; the driver follows the function.
+        SimMachine m = PciMachines.Build(Machine("""{"slot":1,"type":"edu","vendor":"0x8086","driver":"edu"}"""));
+
+        var edu = (PciDriver)m.Pci.Find("0000:00:01.0")!.Driver!;
+        Assert.That(edu.IdTable, Is.EqualTo(new[] { new PciDeviceId(0x1234, 0x11e8) }));
+    }
+
+    [Test]
+    public void PciStub_TakesTheRealIdsOfTheFunctionsThatNameIt()
+    {
+        SimMachine m = PciMachines.Build(Machine("""{"slot":1,"type":"edu","driver":"pci-stub"},{"slot":2,"type":"generic","vendor":"0x8086","driver":"pci-stub"},{"slot":3,"type":"generic","vendor":"0x8086","device":"0x1521"}"""));
+
+        Assert.That(m.Pci.Find("0000:00:01.0")!.Driver?.Name, Is.EqualTo("pci-stub"));
+        Assert.That(m.Pci.Find("0000:00:02.0")!.Driver?.Name, Is.EqualTo("pci-stub"));
+        Assert.That(m.Pci.Find("0000:00:03.0")!.Driver, Is.Null, "a vendor without a device names 8086:0001, not every Intel function");
+    }
 
     [Test]
     public void AFunctionWithItsIds_BindsToTheDriverItNames()
@@ -130,6 +169,33 @@ public sealed class MachineDescriptionTests
         SimMachine m = MachineBuilder.Build(MachineDescriptionReader.Parse(Machine("""{"slot":1,"type":"generic","vendor":"0x8086","device":"0x10d3","driver":"e1000e"}""")), Sim.Kernel(Vfio.Kernel.SchedulerMode.Real));
 
         Assert.That(m.Pci.Find("0000:00:01.0")!.Driver?.Name, Is.EqualTo("e1000e"));
+    }
+
+    [Test]
+    public void TrailingCommas_AreAccepted()
+    {
+        MachineDescription d = MachineDescriptionReader.Parse("""{"memory":{"ram":"1G",},"iommu":null,"pci":[{"slot":1,"type":"edu",},],}""");
+
+        Assert.That(d.Memory.RamBytes, Is.EqualTo(1L << 30));
+        Assert.That(d.Pci, Has.Count.EqualTo(1));
+        Assert.That(MachineBuilder.Build(d, Sim.Kernel(Vfio.Kernel.SchedulerMode.Real)).Pci.Find("0000:00:01.0"), Is.Not.Null);
+    }
+
+    [Test]
+    public void Comments_AreSkipped()
+    {
+        MachineDescription d = MachineDescriptionReader.Parse("""
+            // a lab machine
+            {
+              "memory": { "ram": "1G" }, // one gigabyte
+              /* no IOMMU: DMA goes straight to memory */
+              "iommu": null,
+              "pci": [ { "slot": 1, "type": "edu" } ]
+            }
+            """);
+
+        Assert.That(d.Iommu, Is.Null);
+        Assert.That(d.Pci.Single().Type, Is.EqualTo("edu"));
     }
 
     [Test]
