@@ -10,17 +10,32 @@ namespace Vfio.Cli;
 
 internal static class CliConsole
 {
-    /// <summary>The terminal console, honouring NO_COLOR.</summary>
-    public static IAnsiConsole Create(TextWriter? output = null)
+    /// <summary>
+    /// The terminal console, honouring NO_COLOR. When the output is not a terminal (a pipe,
+    /// a file) lines are not wrapped, so what a script reads is one line per line written.
+    /// </summary>
+    public static IAnsiConsole Create()
+        => Create(null, !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR")), AnsiSupport.Detect);
+
+    /// <summary>A console on <paramref name="output"/> (the terminal when null); <paramref name="noColor"/> removes every ANSI attribute.</summary>
+    internal static IAnsiConsole Create(TextWriter? output, bool noColor, AnsiSupport ansi)
     {
-        bool noColor = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR"));
-        return AnsiConsole.Create(new AnsiConsoleSettings
+        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
         {
-            Ansi = noColor ? AnsiSupport.No : AnsiSupport.Detect,
+            Ansi = noColor ? AnsiSupport.No : ansi,
             ColorSystem = noColor ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
             Out = output is null ? null : new AnsiConsoleOutput(output),
         });
+        if (output is not null || Console.IsOutputRedirected)
+        {
+            console.Profile.Width = UnwrappedWidth;
+        }
+
+        return console;
     }
+
+    // Wide enough that no line the commands print is wrapped.
+    private const int UnwrappedWidth = 4096;
 
     /// <summary><c>--profile</c>: a kernel profile by name; an unknown name is a parse error (exit 2).</summary>
     public static Option<KernelProfile> ProfileOption() => new("--profile")

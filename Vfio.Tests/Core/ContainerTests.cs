@@ -138,7 +138,7 @@ public sealed class ContainerTests : VfioFixture
     public void CG_14_RealAndNoiommuGroups_CannotMix()
     {
         // No IOMMU: one device in a noiommu group, one registered as an emulated-IOMMU device (a real, non-noiommu group).
-        var k = Sim.Kernel(SchedulerMode.Real);
+        var k = Runs.Kernel(SchedulerMode.Real);
         var desc = Vfio.Platform.Machine.MachineDescriptionReader.Parse(
             "{\"memory\":{\"ram\":\"1G\"},\"iommu\":null,\"pci\":[{\"slot\":1,\"type\":\"edu\"},{\"slot\":2,\"type\":\"edu\"}]}");
         var m = Vfio.Platform.Machine.MachineBuilder.Build(desc, k);

@@ -330,7 +330,7 @@ public sealed class GroupTests : VfioFixture
     public void NoIommu_RequiresTheModuleParameter_TaintsTheKernel_AndNeedsRawio()
     {
         // A machine without an IOMMU: devices have no group.
-        var k = Sim.Kernel(SchedulerMode.Real);
+        var k = Runs.Kernel(SchedulerMode.Real);
         var desc = Vfio.Platform.Machine.MachineDescriptionReader.Parse("{\"memory\":{\"ram\":\"1G\"},\"iommu\":null,\"pci\":[{\"slot\":1,\"type\":\"edu\"}]}");
         var m = Vfio.Platform.Machine.MachineBuilder.Build(desc, k);
         VfioCore vfio = VfioCore.Load(m);

@@ -176,7 +176,7 @@ internal sealed class VfioRig
     public SimProcess User { get; }
 
     /// <summary>Runs <paramref name="body"/> as the main task and asserts the run completed (no deadlock, warning or lockdep report).</summary>
-    public void Run(Action body) => Sim.AssertPassed(Kernel.Run("main", body));
+    public void Run(Action body) => Runs.AssertPassed(Kernel.Run("main", body));
 
     public PciDevice Dev(string name) => Machine.Pci.Find(name) ?? throw new AssertionException($"no device {name}");
 

@@ -100,7 +100,7 @@ public sealed class DocJsonExampleTests
         if (description)
         {
             MachineDescription d = MachineDescriptionReader.Parse(block.Text);
-            SimMachine m = MachineBuilder.Build(d, Sim.Kernel(SchedulerMode.Real));
+            SimMachine m = MachineBuilder.Build(d, Runs.Kernel(SchedulerMode.Real));
             Assert.That(m.Pci.Devices, Has.Count.EqualTo(Count(d.Pci)), $"{block}: every described function is on the bus");
         }
         else

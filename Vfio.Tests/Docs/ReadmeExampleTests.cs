@@ -30,7 +30,7 @@ public sealed class ReadmeExampleTests
             unbind.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(r.Describe(), Does.StartWith("outcome=Completed seed=42 strategy=pct(d=3,k=200)"));
         Assert.That(k.Clock.NowNs, Is.EqualTo(10_000_000_000L));
         Assert.That(RunTrace.Parse(r.Trace.ToJson()).StepCount, Is.EqualTo(r.Steps));

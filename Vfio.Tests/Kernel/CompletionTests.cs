@@ -11,7 +11,7 @@ public sealed class CompletionTests(SchedulerMode mode)
     public void CompleteBeforeWait_LetsOneWaitThrough_AndIsConsumed()
     {
         bool doneBefore = false, tryAfter = true, doneAfter = true;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var c = new Completion(k, "c");
             c.Complete();
@@ -21,7 +21,7 @@ public sealed class CompletionTests(SchedulerMode mode)
             tryAfter = c.TryWait();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(doneBefore, Is.True);
         Assert.That(doneAfter, Is.False);
         Assert.That(tryAfter, Is.False);
@@ -32,7 +32,7 @@ public sealed class CompletionTests(SchedulerMode mode)
     {
         int woken = 0;
         long jiffiesLeftForSecond = -1;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var c = new Completion(k, "c");
             var started = new Completion(k, "started");
@@ -42,14 +42,14 @@ public sealed class CompletionTests(SchedulerMode mode)
             started.Wait();
             c.Complete();
             // Exactly one of them gets through; the other still needs one more complete().
-            Sim.SpinUntil(() => Volatile.Read(ref woken) == 1);
+            Runs.SpinUntil(() => Volatile.Read(ref woken) == 1);
             jiffiesLeftForSecond = c.IsDone ? 1 : 0;
             c.Complete();
             a.Join();
             b.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(woken, Is.EqualTo(2));
         Assert.That(jiffiesLeftForSecond, Is.Zero, "the first complete() was consumed by one waiter");
     }
@@ -59,7 +59,7 @@ public sealed class CompletionTests(SchedulerMode mode)
     {
         int passed = 0;
         bool doneAfterReinit = true;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var c = new Completion(k, "c");
             var tasks = Enumerable.Range(0, 3).Select(i => k.Spawn($"w{i}", () => { c.Wait(); Interlocked.Increment(ref passed); })).ToList();
@@ -73,7 +73,7 @@ public sealed class CompletionTests(SchedulerMode mode)
             doneAfterReinit = c.IsDone;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(passed, Is.EqualTo(5));
         Assert.That(doneAfterReinit, Is.False);
     }
@@ -82,7 +82,7 @@ public sealed class CompletionTests(SchedulerMode mode)
     public void WaitTimeout_ReturnsZeroWhenTheTimePasses()
     {
         long ret = -1, start = 0, end = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var c = new Completion(k, "c");
             start = k.Clock.Jiffies;
@@ -90,7 +90,7 @@ public sealed class CompletionTests(SchedulerMode mode)
             end = k.Clock.Jiffies;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(ret, Is.Zero);
         Assert.That(end - start, Is.GreaterThanOrEqualTo(10 * SimClock.HZ));
         if (mode == SchedulerMode.Controlled)
@@ -105,14 +105,14 @@ public sealed class CompletionTests(SchedulerMode mode)
         // An hour of virtual time: in real mode that is 3.6 s of wall time, far more than
         // the completer's 2 s (2 ms) sleep needs even on a loaded machine.
         long ret = -1;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var c = new Completion(k, "c");
             k.Spawn("completer", () => { KTask.Msleep(2000); c.Complete(); });
             ret = c.WaitTimeout(SimClock.SecondsToJiffies(3600));
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         if (mode == SchedulerMode.Controlled)
         {
             Assert.That(ret, Is.EqualTo(3598 * SimClock.HZ));
@@ -129,7 +129,7 @@ public sealed class CompletionTests(SchedulerMode mode)
     public void WaitTimeout_OnACompletionAlreadyDone_ReturnsAtLeastOne()
     {
         long zeroTimeout = -1, full = -1;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var c = new Completion(k, "c");
             c.Complete();
@@ -138,7 +138,7 @@ public sealed class CompletionTests(SchedulerMode mode)
             full = c.WaitTimeout(100);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(zeroTimeout, Is.EqualTo(1));
         Assert.That(full, Is.InRange(1, 100));
         if (mode == SchedulerMode.Controlled)
@@ -152,7 +152,7 @@ public sealed class CompletionTests(SchedulerMode mode)
     {
         int pendingAtCall = 0, whileSleeping = 0;
         bool stillPending = false;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var c = new Completion(k, "c");
             k.CurrentTask.SendSignal(Signals.SIGINT);
@@ -161,12 +161,12 @@ public sealed class CompletionTests(SchedulerMode mode)
             k.CurrentTask.FlushSignals();
 
             KTask sleeper = k.Spawn("sleeper", () => whileSleeping = c.WaitInterruptible());
-            Sim.SpinUntil(() => sleeper.State == TaskState.Blocked);
+            Runs.SpinUntil(() => sleeper.State == TaskState.Blocked);
             sleeper.SendSignal(Signals.SIGUSR1);
             sleeper.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(pendingAtCall, Is.EqualTo(-(int)Errno.ERESTARTSYS));
         Assert.That(stillPending, Is.True, "the signal stays pending for delivery");
         Assert.That(whileSleeping, Is.EqualTo(-(int)Errno.ERESTARTSYS));
@@ -176,7 +176,7 @@ public sealed class CompletionTests(SchedulerMode mode)
     public void ADoneCompletionWinsOverAPendingSignal()
     {
         int ret = -1;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var c = new Completion(k, "c");
             c.Complete();
@@ -184,7 +184,7 @@ public sealed class CompletionTests(SchedulerMode mode)
             ret = c.WaitInterruptible();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(ret, Is.Zero);
     }
 
@@ -192,7 +192,7 @@ public sealed class CompletionTests(SchedulerMode mode)
     public void WaitInterruptibleTimeout_GivesEachOfItsThreeResults()
     {
         long timedOut = -1, completed = -1, signalled = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var c = new Completion(k, "c");
             timedOut = c.WaitInterruptibleTimeout(5);
@@ -203,7 +203,7 @@ public sealed class CompletionTests(SchedulerMode mode)
             k.CurrentTask.FlushSignals();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(timedOut, Is.Zero);
         Assert.That(completed, Is.InRange(1, 50));
         Assert.That(signalled, Is.EqualTo(-(long)Errno.ERESTARTSYS));
@@ -214,7 +214,7 @@ public sealed class CompletionTests(SchedulerMode mode)
     {
         long afterTerm = -1;
         int afterKill = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var c = new Completion(k, "c");
             k.CurrentTask.SendSignal(Signals.SIGTERM);
@@ -223,7 +223,7 @@ public sealed class CompletionTests(SchedulerMode mode)
             afterKill = c.WaitKillable();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(afterTerm, Is.Zero, "SIGTERM does not end a killable sleep; the timeout does");
         Assert.That(afterKill, Is.EqualTo(-(int)Errno.ERESTARTSYS));
     }
@@ -231,9 +231,9 @@ public sealed class CompletionTests(SchedulerMode mode)
     [Test]
     public void AWaitNobodyCompletes_IsADeadlockNamingTheCompletion()
     {
-        RunResult r = Sim.Run(mode, k => new Completion(k, "vfio_device[0].comp").Wait());
+        RunResult r = Runs.Run(mode, k => new Completion(k, "vfio_device[0].comp").Wait());
 
-        Sim.AssertOutcome(r, RunOutcome.Deadlock);
+        Runs.AssertOutcome(r, RunOutcome.Deadlock);
         WaitEdge e = r.Graph!.For("main")!;
         Assert.That(e.Operation, Is.EqualTo("wait_for_completion"));
         Assert.That(e.ObjectName, Is.EqualTo("vfio_device[0].comp"));

@@ -72,9 +72,9 @@ public sealed class ControlledSchedulerTests
         string? first = null;
         for (int run = 0; run < 20; run++)
         {
-            SimKernel k = Sim.Kernel(SchedulerMode.Controlled, seed: 42, strategy: StrategySpec.Parse(strategy), trace: true);
+            SimKernel k = Runs.Kernel(SchedulerMode.Controlled, seed: 42, strategy: StrategySpec.Parse(strategy), trace: true);
             RunResult r = k.Run("main", () => Busy(k));
-            Sim.AssertPassed(r);
+            Runs.AssertPassed(r);
             string json = r.Trace.ToJson();
             if (first is null)
             {
@@ -94,9 +94,9 @@ public sealed class ControlledSchedulerTests
         var schedules = new HashSet<string>();
         for (ulong seed = 1; seed <= 10; seed++)
         {
-            SimKernel k = Sim.Kernel(SchedulerMode.Controlled, seed: seed);
+            SimKernel k = Runs.Kernel(SchedulerMode.Controlled, seed: seed);
             RunResult r = k.Run("main", () => Busy(k));
-            Sim.AssertPassed(r);
+            Runs.AssertPassed(r);
             schedules.Add(string.Join(",", r.Trace.Schedule.Select(s => s.NextTaskId)));
         }
 
@@ -107,7 +107,7 @@ public sealed class ControlledSchedulerTests
     public void ADeadlock_IsReportedWithTheWaitForGraph()
     {
         // Each task takes its first lock and waits until the other has too, so every seed deadlocks.
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled, seed: 5, lockdep: false);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled, seed: 5, lockdep: false);
         RunResult r = k.Run(() =>
         {
             var a = new KMutex(k, "vfio_group[0].group_lock");
@@ -120,7 +120,7 @@ public sealed class ControlledSchedulerTests
             t2.Join();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.Deadlock);
+        Runs.AssertOutcome(r, RunOutcome.Deadlock);
         WaitForGraph g = r.Graph!;
         Assert.That(g.For("open")!.ObjectName, Is.EqualTo("kvm[0].lock"));
         Assert.That(g.For("open")!.Holders, Is.EqualTo(new[] { "kvm_release/3" }));
@@ -150,7 +150,7 @@ public sealed class ControlledSchedulerTests
             });
         });
 
-        Sim.AssertOutcome(r, RunOutcome.Liveness);
+        Runs.AssertOutcome(r, RunOutcome.Liveness);
         Assert.That(r.Report, Does.StartWith("LIVENESS: step budget of 5000 scheduling steps exhausted"));
         WaitEdge unbind = r.Graph!.For("unbind")!;
         Assert.That(unbind.State, Is.EqualTo(TaskState.Blocked));
@@ -165,7 +165,7 @@ public sealed class ControlledSchedulerTests
     public void TimedWaitsAreNotDeadlocks_TimeJumpsInstead()
     {
         long left = -1;
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         RunResult r = k.Run(() =>
         {
             var comp = new Completion(k, "comp");
@@ -176,7 +176,7 @@ public sealed class ControlledSchedulerTests
             }
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(left, Is.Zero);
         Assert.That(k.Clock.NowNs, Is.EqualTo(30_000_000_000L));
         Assert.That(r.Trace.Schedule.Count(s => s.Kind == TraceRecordKind.Clock), Is.EqualTo(3));
@@ -185,23 +185,23 @@ public sealed class ControlledSchedulerTests
     [Test]
     public void Replay_ReproducesTheRun_ByteForByte()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled, seed: 1234, strategy: StrategySpec.Pct(3, 300), trace: true);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled, seed: 1234, strategy: StrategySpec.Pct(3, 300), trace: true);
         RunResult original = k.Run("main", () => Busy(k));
-        Sim.AssertPassed(original);
+        Runs.AssertPassed(original);
 
         RunTrace parsed = RunTrace.Parse(original.Trace.ToJson());
         RunResult replayed = Explorer.Replay(parsed, Busy, c => c with { Trace = true });
 
-        Sim.AssertPassed(replayed);
+        Runs.AssertPassed(replayed);
         Assert.That(replayed.Trace.ToJson(), Is.EqualTo(original.Trace.ToJson()));
     }
 
     [Test]
     public void Replay_FailsLoudlyWhenTheCodeNoLongerFollowsTheTrace()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled, seed: 9);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled, seed: 9);
         RunResult original = k.Run("main", () => Busy(k));
-        Sim.AssertPassed(original);
+        Runs.AssertPassed(original);
 
         RunResult diverged = Explorer.Replay(original.Trace, kk =>
         {
@@ -209,7 +209,7 @@ public sealed class ControlledSchedulerTests
             Busy(kk);
         });
 
-        Sim.AssertOutcome(diverged, RunOutcome.ReplayDivergence);
+        Runs.AssertOutcome(diverged, RunOutcome.ReplayDivergence);
         Assert.That(diverged.Report, Does.StartWith("REPLAY DIVERGED at step 1:"));
         Assert.That(diverged.Report, Does.Contain("the code has main/1 at mutex_lock(an_extra_lock)"));
     }
@@ -217,13 +217,13 @@ public sealed class ControlledSchedulerTests
     [Test]
     public void Replay_NoticesAFaultDecisionThatChanged()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled, seed: 3);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled, seed: 3);
         RunResult original = k.Run("main", () =>
         {
             k.Faults.FailNth(1);
             k.Faults.ShouldFail("kzalloc:a");
         });
-        Sim.AssertPassed(original);
+        Runs.AssertPassed(original);
 
         RunResult diverged = Explorer.Replay(original.Trace, kk =>
         {
@@ -231,7 +231,7 @@ public sealed class ControlledSchedulerTests
             kk.Faults.ShouldFail("kzalloc:b");
         });
 
-        Sim.AssertOutcome(diverged, RunOutcome.ReplayDivergence);
+        Runs.AssertOutcome(diverged, RunOutcome.ReplayDivergence);
         Assert.That(diverged.Report, Does.Contain("fault site 'kzalloc:a'").And.Contain("'kzalloc:b'"));
     }
 
@@ -239,7 +239,7 @@ public sealed class ControlledSchedulerTests
     public void RoundRobin_AlternatesTasksAtEveryPoint()
     {
         var order = new List<string>();
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled, strategy: StrategySpec.RoundRobin());
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled, strategy: StrategySpec.RoundRobin());
         RunResult r = k.Run(() =>
         {
             var go = new Completion(k, "go");
@@ -250,7 +250,7 @@ public sealed class ControlledSchedulerTests
             b.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(string.Concat(order), Is.EqualTo("ababab"));
     }
 

@@ -46,7 +46,7 @@ public sealed class ExplorerTests
     [Test]
     public void Replay_RefusesATraceFromAnUnknownProfile_InsteadOfReplayingItAs6_12()
     {
-        RunResult run = Sim.Run(SchedulerMode.Controlled, _ => { });
+        RunResult run = Runs.Run(SchedulerMode.Controlled, _ => { });
         var trace = new RunTrace(run.Trace.Version, run.Trace.Seed, run.Trace.Strategy, run.Trace.Mode, "linux-5.4", run.Trace.StepBudget, run.Trace.Outcome, []);
 
         Assert.That(() => Explorer.Replay(trace, _ => { }), Throws.ArgumentException.With.Message.Contains("'linux-5.4'").And.Message.Contains("linux-6.12"));

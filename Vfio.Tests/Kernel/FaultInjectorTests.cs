@@ -66,7 +66,7 @@ public sealed class FaultInjectorTests
     [Test]
     public void FailNth_CanBeLimitedToOneTask()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         var failed = new List<string>();
         RunResult r = k.Run(() =>
         {
@@ -95,7 +95,7 @@ public sealed class FaultInjectorTests
             victim.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(failed, Is.EqualTo(new[] { "victim#2" }));
     }
 
@@ -154,7 +154,7 @@ public sealed class FaultInjectorTests
     [Test]
     public void DecisionsAreRecordedInTheTrace_AndANotArmedSiteIsNot()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         RunResult r = k.Run(() =>
         {
             k.Faults.ShouldFail("kzalloc:before");
@@ -164,7 +164,7 @@ public sealed class FaultInjectorTests
             k.Faults.ShouldFail("kzalloc:after");
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         var faults = r.Trace.FaultDecisions.ToList();
         Assert.That(faults.Select(f => (f.Object, f.Detail)), Is.EqualTo(new[]
         {

@@ -12,7 +12,7 @@ public sealed class KMutexTests(SchedulerMode mode)
     {
         KTask? ownerInside = null;
         bool lockedInside = false, lockedAfter = true;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var m = new KMutex(k, "dev[0].lock");
             m.Lock();
@@ -22,7 +22,7 @@ public sealed class KMutexTests(SchedulerMode mode)
             lockedAfter = m.IsLocked;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(ownerInside?.Comm, Is.EqualTo("main"));
         Assert.That(lockedInside, Is.True);
         Assert.That(lockedAfter, Is.False);
@@ -32,7 +32,7 @@ public sealed class KMutexTests(SchedulerMode mode)
     public void TryLock_FailsWhileAnotherTaskHoldsIt_AndSucceedsOnceFree()
     {
         bool whileHeld = true, afterRelease = false;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var m = new KMutex(k, "m");
             var held = new Completion(k, "held");
@@ -55,7 +55,7 @@ public sealed class KMutexTests(SchedulerMode mode)
             }
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(whileHeld, Is.False);
         Assert.That(afterRelease, Is.True);
     }
@@ -65,7 +65,7 @@ public sealed class KMutexTests(SchedulerMode mode)
     {
         const int tasks = 4, rounds = 50;
         int counter = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var m = new KMutex(k, "counter_lock");
             var all = new List<KTask>();
@@ -90,14 +90,14 @@ public sealed class KMutexTests(SchedulerMode mode)
             }
         }, seed: 7);
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(counter, Is.EqualTo(tasks * rounds));
     }
 
     [Test]
     public void UnlockByAnotherTask_Warns_AndTheRunFailsUnlessExpected()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var m = new KMutex(k, "m");
             m.Lock();
@@ -106,14 +106,14 @@ public sealed class KMutexTests(SchedulerMode mode)
 
         // As with lockdep and DEBUG_MUTEXES on: lockdep sees a release by a task that does
         // not hold the lock, and the mutex debug code sees the wrong owner.
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(r.Warnings.Select(w => w.Title), Is.EqualTo(new[]
         {
             "WARNING: bad unlock balance detected!",
             "WARNING: DEBUG_LOCKS_WARN_ON(owner != current): intruder/2 called mutex_unlock on m, owned by main/1",
         }));
 
-        RunResult expected = Sim.Run(mode, k =>
+        RunResult expected = Runs.Run(mode, k =>
         {
             k.ExpectWarning("bad unlock balance");
             k.ExpectWarning("owner != current");
@@ -121,7 +121,7 @@ public sealed class KMutexTests(SchedulerMode mode)
             m.Lock();
             k.Spawn("intruder", m.Unlock).Join();
         });
-        Sim.AssertPassed(expected);
+        Runs.AssertPassed(expected);
         Assert.That(expected.Warnings, Has.Count.EqualTo(2));
         Assert.That(expected.Warnings.All(w => w.Expected), Is.True);
     }
@@ -131,7 +131,7 @@ public sealed class KMutexTests(SchedulerMode mode)
     {
         int ret = 0;
         string? ownerAfter = null;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var m = new KMutex(k, "m");
             m.Lock();
@@ -142,7 +142,7 @@ public sealed class KMutexTests(SchedulerMode mode)
             m.Unlock();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(ret, Is.EqualTo(-(int)Errno.EINTR));
         Assert.That(ownerAfter, Is.EqualTo("main/1"));
     }
@@ -157,7 +157,7 @@ public sealed class KMutexTests(SchedulerMode mode)
         {
             int retB = 1;
             bool cLocked = false;
-            RunResult r = Sim.Run(mode, k =>
+            RunResult r = Runs.Run(mode, k =>
             {
                 var m = new KMutex(k, "m");
                 m.Lock();
@@ -169,21 +169,21 @@ public sealed class KMutexTests(SchedulerMode mode)
                         m.Unlock();
                     }
                 });
-                Sim.SpinUntil(() => b.State == TaskState.Blocked && b.WaitObject is KMutex);
+                Runs.SpinUntil(() => b.State == TaskState.Blocked && b.WaitObject is KMutex);
                 KTask c = k.Spawn("C", () =>
                 {
                     m.Lock();
                     cLocked = true;
                     m.Unlock();
                 });
-                Sim.SpinUntil(() => c.State == TaskState.Blocked && c.WaitObject is KMutex);
+                Runs.SpinUntil(() => c.State == TaskState.Blocked && c.WaitObject is KMutex);
                 b.SendSignal(Signals.SIGINT);
                 m.Unlock();
                 b.Join();
                 c.Join();
             }, seed: seed);
 
-            Sim.AssertPassed(r);
+            Runs.AssertPassed(r);
             Assert.That(cLocked, Is.True, $"seed {seed}");
             Assert.That(retB, Is.EqualTo(0).Or.EqualTo(-(int)Errno.EINTR), $"seed {seed}");
         }
@@ -193,7 +193,7 @@ public sealed class KMutexTests(SchedulerMode mode)
     public void LockKillable_IgnoresOrdinarySignals_ButNotSigkill()
     {
         int ret = 1;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var m = new KMutex(k, "m");
             var released = new Completion(k, "released");
@@ -213,21 +213,21 @@ public sealed class KMutexTests(SchedulerMode mode)
             released.Complete();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(ret, Is.EqualTo(-(int)Errno.EINTR));
     }
 
     [Test]
     public void LockingTwiceFromTheOwner_IsReportedByLockdep_AndDeadlocks()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var m = new KMutex(k, "vfio.group_lock");
             m.Lock();
             m.Lock();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.Deadlock);
+        Runs.AssertOutcome(r, RunOutcome.Deadlock);
         Assert.That(r.Warnings.Single().Title, Is.EqualTo("WARNING: possible recursive locking detected"));
         WaitEdge? e = r.Graph!.For("main");
         Assert.That(e!.ObjectName, Is.EqualTo("vfio.group_lock"));
@@ -238,7 +238,7 @@ public sealed class KMutexTests(SchedulerMode mode)
     public void ScopedGuard_UnlocksOnDispose()
     {
         bool inside = false, after = true;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var m = new KMutex(k, "m");
             using (m.Scoped())
@@ -249,7 +249,7 @@ public sealed class KMutexTests(SchedulerMode mode)
             after = m.IsLocked;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(inside, Is.True);
         Assert.That(after, Is.False);
     }
@@ -257,7 +257,7 @@ public sealed class KMutexTests(SchedulerMode mode)
     [Test]
     public void AssertHeld_WarnsOnlyWhenTheCallerDoesNotHoldIt()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var m = new KMutex(k, "m");
             m.Lock();
@@ -266,7 +266,7 @@ public sealed class KMutexTests(SchedulerMode mode)
             m.AssertHeld();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(r.Warnings.Single().Title, Does.Contain("lockdep_assert_held(m): not held by main/1"));
     }
 

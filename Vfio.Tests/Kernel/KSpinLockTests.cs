@@ -11,7 +11,7 @@ public sealed class KSpinLockTests(SchedulerMode mode)
     public void ProvidesMutualExclusion()
     {
         long counter = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var s = new KSpinLock(k, "kvm_ref_lock");
             var probe = new RefCount(k, "probe", 1);
@@ -29,7 +29,7 @@ public sealed class KSpinLockTests(SchedulerMode mode)
             tasks.ForEach(t => t.Join());
         }, seed: 11);
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(counter, Is.EqualTo(300));
     }
 
@@ -37,7 +37,7 @@ public sealed class KSpinLockTests(SchedulerMode mode)
     public void HoldingItDisablesPreemption_AndCondReschedIsABug()
     {
         var order = new List<string>();
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var s = new KSpinLock(k, "lock");
             var go = new Completion(k, "go");
@@ -70,7 +70,7 @@ public sealed class KSpinLockTests(SchedulerMode mode)
             s.Unlock();
         }, strategy: StrategySpec.RoundRobin());
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         if (mode == SchedulerMode.Controlled)
         {
             Assert.That(order, Is.EqualTo(new[] { "holder", "other" }), "round-robin would switch at every point, but not under the spinlock");
@@ -82,7 +82,7 @@ public sealed class KSpinLockTests(SchedulerMode mode)
     [Test]
     public void TakingAFreeMutexWhileHoldingIt_IsABugReport()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var s = new KSpinLock(k, "kvm_ref_lock");
             var m = new KMutex(k, "free_mutex");
@@ -92,7 +92,7 @@ public sealed class KSpinLockTests(SchedulerMode mode)
             s.Unlock();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         KernelWarning w = r.Warnings.Single();
         Assert.That(w.Kind, Is.EqualTo(WarningKind.SleepInAtomic));
         Assert.That(w.Text, Does.Contain("mutex free_mutex"));
@@ -101,7 +101,7 @@ public sealed class KSpinLockTests(SchedulerMode mode)
     [Test]
     public void TakingAFreeRwsemOrWaitingOnATrueConditionWhileHoldingIt_IsABugReport([Values("down_read", "down_write", "wait_event")] string op)
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var s = new KSpinLock(k, "kvm_ref_lock");
             var sem = new RwSemaphore(k, "free_rwsem");
@@ -125,14 +125,14 @@ public sealed class KSpinLockTests(SchedulerMode mode)
             s.Unlock();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(r.Warnings.Single().Kind, Is.EqualTo(WarningKind.SleepInAtomic));
     }
 
     [Test]
     public void SleepingWhileHoldingIt_IsABugReport()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var s = new KSpinLock(k, "kvm_ref_lock");
             var c = new Completion(k, "c");
@@ -142,7 +142,7 @@ public sealed class KSpinLockTests(SchedulerMode mode)
             s.Unlock();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         KernelWarning w = r.Warnings.Single();
         Assert.That(w.Kind, Is.EqualTo(WarningKind.SleepInAtomic));
         Assert.That(w.Text, Does.Contain("BUG: sleeping function called from invalid context").And.Contain("kvm_ref_lock"));
@@ -153,7 +153,7 @@ public sealed class KSpinLockTests(SchedulerMode mode)
     {
         bool second = true;
         int countInside = 0, countAfter = -1;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var s = new KSpinLock(k, "s");
             Invariant.Check(s.TryLock(), "a free spinlock can be taken");
@@ -163,7 +163,7 @@ public sealed class KSpinLockTests(SchedulerMode mode)
             countAfter = k.CurrentTask.PreemptCount;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(second, Is.False);
         Assert.That(countInside, Is.EqualTo(1));
         Assert.That(countAfter, Is.Zero);

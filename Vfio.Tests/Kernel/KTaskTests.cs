@@ -12,7 +12,7 @@ public sealed class KTaskTests(SchedulerMode mode)
     public void CurrentIsTheRunningTask_AndTasksGetDistinctIds()
     {
         var seen = new List<string>();
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             seen.Add(KTask.Current.DisplayName);
             KTask child = k.Spawn("child", () =>
@@ -26,16 +26,16 @@ public sealed class KTaskTests(SchedulerMode mode)
             seen.Add(child.HasExited ? "exited" : "running");
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(seen, Is.EqualTo(new[] { "main/1", "child/2", "exited" }));
     }
 
     [Test]
     public void JoiningItself_IsAProgrammingError()
     {
-        RunResult r = Sim.Run(mode, k => k.CurrentTask.Join());
+        RunResult r = Runs.Run(mode, k => k.CurrentTask.Join());
 
-        Sim.AssertOutcome(r, RunOutcome.Failed);
+        Runs.AssertOutcome(r, RunOutcome.Failed);
         Assert.That(r.Exception, Is.TypeOf<InvalidOperationException>());
     }
 
@@ -43,7 +43,7 @@ public sealed class KTaskTests(SchedulerMode mode)
     public void Signals_StayPendingUntilFlushed_AndOnlySigkillIsFatal()
     {
         var states = new List<(bool Pending, bool Fatal)>();
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             KTask me = k.CurrentTask;
             states.Add((me.SignalPending, me.FatalSignalPending));
@@ -55,7 +55,7 @@ public sealed class KTaskTests(SchedulerMode mode)
             states.Add((me.SignalPending, me.FatalSignalPending));
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(states, Is.EqualTo(new[] { (false, false), (true, false), (true, true), (false, false) }));
     }
 
@@ -63,14 +63,14 @@ public sealed class KTaskTests(SchedulerMode mode)
     public void Msleep_AdvancesVirtualTime()
     {
         long before = 0, after = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             before = k.Clock.NowNs;
             KTask.Msleep(10_000);
             after = k.Clock.NowNs;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(after - before, Is.GreaterThanOrEqualTo(10_000_000_000L));
         if (mode == SchedulerMode.Controlled)
         {
@@ -82,15 +82,15 @@ public sealed class KTaskTests(SchedulerMode mode)
     public void MsleepInterruptible_ReturnsTheMillisecondsLeftWhenSignalled()
     {
         long left = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             KTask sleeper = k.Spawn("sleeper", () => left = KTask.MsleepInterruptible(3_600_000));
-            Sim.SpinUntil(() => sleeper.State == TaskState.Blocked);
+            Runs.SpinUntil(() => sleeper.State == TaskState.Blocked);
             sleeper.SendSignal(Signals.SIGINT);
             sleeper.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(left, Is.InRange(1, 3_600_000));
         if (mode == SchedulerMode.Controlled)
         {
@@ -102,7 +102,7 @@ public sealed class KTaskTests(SchedulerMode mode)
     public void AnExceptionInATask_FailsTheRun_AndUnwindsTheOtherTasks()
     {
         bool otherUnwound = false;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var never = new Completion(k, "never");
             k.Spawn("sleeper", () =>
@@ -120,7 +120,7 @@ public sealed class KTaskTests(SchedulerMode mode)
             never.Wait();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.Failed);
+        Runs.AssertOutcome(r, RunOutcome.Failed);
         Assert.That(r.FailedTask, Does.StartWith("crasher/"));
         Assert.That(r.Exception, Is.TypeOf<InvalidDataException>());
         Assert.That(otherUnwound, Is.True);
@@ -129,9 +129,9 @@ public sealed class KTaskTests(SchedulerMode mode)
     [Test]
     public void BugOn_IsAKernelPanic()
     {
-        RunResult r = Sim.Run(mode, k => Bug.On(true, "vfio_group_nb_verify() failed"));
+        RunResult r = Runs.Run(mode, k => Bug.On(true, "vfio_group_nb_verify() failed"));
 
-        Sim.AssertOutcome(r, RunOutcome.Panic);
+        Runs.AssertOutcome(r, RunOutcome.Panic);
         Assert.That(r.Exception!.Message, Does.StartWith("kernel BUG at KTaskTests.cs:").And.Contain("vfio_group_nb_verify() failed"));
     }
 
@@ -139,14 +139,14 @@ public sealed class KTaskTests(SchedulerMode mode)
     public void WarnOn_ReturnsItsCondition_AndRecordsWhereItFired()
     {
         bool fired = false, quiet = true;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             k.ExpectWarning("group still in use");
             fired = Warn.On(true, "group still in use");
             quiet = Warn.On(false, "never printed");
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(fired, Is.True);
         Assert.That(quiet, Is.False);
         KernelWarning w = r.Warnings.Single();
@@ -159,7 +159,7 @@ public sealed class KTaskTests(SchedulerMode mode)
     {
         long quietBytes = -1;
         int formatted = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             k.ExpectWarning("pfn_list of 7 pages");
             var counted = new FormatCounter(() => formatted++);
@@ -177,7 +177,7 @@ public sealed class KTaskTests(SchedulerMode mode)
             Assert.That(Warn.On(k, true, $"pfn_list of {pages} pages {counted}"), Is.True);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(quietBytes, Is.Zero, "a WARN that does not fire allocates nothing");
         Assert.That(formatted, Is.EqualTo(1), "only the firing WARN formatted its message");
         Assert.That(r.Warnings.Single().Text, Does.Contain("pfn_list of 7 pages counted"));
@@ -196,7 +196,7 @@ public sealed class KTaskTests(SchedulerMode mode)
     public void WarnOnOnce_ReportsOnlyTheFirstTimeAtACallSite()
     {
         int fired = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             k.ExpectWarning("once");
             for (int i = 0; i < 3; i++)
@@ -208,7 +208,7 @@ public sealed class KTaskTests(SchedulerMode mode)
             }
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(fired, Is.EqualTo(3));
         Assert.That(r.Warnings, Has.Count.EqualTo(1));
     }
@@ -216,9 +216,9 @@ public sealed class KTaskTests(SchedulerMode mode)
     [Test]
     public void ExitingWithALockHeld_IsReported()
     {
-        RunResult r = Sim.Run(mode, k => new KMutex(k, "forgotten").Lock());
+        RunResult r = Runs.Run(mode, k => new KMutex(k, "forgotten").Lock());
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(r.Warnings.Single().Title, Is.EqualTo("WARNING: main/1 still has locks held!"));
         Assert.That(r.Warnings.Single().Text, Does.Contain("#0: forgotten (forgotten)"));
     }
@@ -240,14 +240,14 @@ public sealed class KTaskModeSpecificTests
     [Test]
     public void ControlledMode_RefusesToSpawnOutsideARun()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         Assert.That(() => k.Spawn("x", () => { }), Throws.InvalidOperationException.With.Message.Contains("inside kernel.Run"));
     }
 
     [Test]
     public void ControlledMode_RefusesAForeignThreadDuringARun()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         var m = new KMutex(k, "m");
         Exception? seen = null;
         RunResult r = k.Run(() =>
@@ -268,14 +268,14 @@ public sealed class KTaskModeSpecificTests
             rogue.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(seen?.Message, Does.Contain("is not a task of that run"));
     }
 
     [Test]
     public void ControlledMode_SetupCodeOutsideARun_RunsWithoutScheduling_ButMayNotSleep()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         var m = new KMutex(k, "m");
         m.Lock();
         m.Unlock();
@@ -286,10 +286,10 @@ public sealed class KTaskModeSpecificTests
     [Test]
     public void Run_IsNotReentrant()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         RunResult r = k.Run(() => k.Run(() => { }));
 
-        Sim.AssertOutcome(r, RunOutcome.Failed);
+        Runs.AssertOutcome(r, RunOutcome.Failed);
         Assert.That(r.Exception, Is.TypeOf<InvalidOperationException>());
     }
 }

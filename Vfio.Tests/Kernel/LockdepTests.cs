@@ -10,7 +10,7 @@ public sealed class LockdepTests(SchedulerMode mode)
     [Test]
     public void AbBaAcrossTwoTasks_IsReported_InARunWhereNoDeadlockHappens()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var a = new KMutex(k, "vfio_group[3].group_lock");
             var b = new KMutex(k, "kvm[0].lock");
@@ -19,7 +19,7 @@ public sealed class LockdepTests(SchedulerMode mode)
             k.Spawn("release", () => { b.Lock(); a.Lock(); a.Unlock(); b.Unlock(); }).Join();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         KernelWarning w = r.Warnings.Single();
         Assert.That(w.Kind, Is.EqualTo(WarningKind.Lockdep));
         Assert.That(w.Task, Does.StartWith("release/"));
@@ -37,7 +37,7 @@ public sealed class LockdepTests(SchedulerMode mode)
     [Test]
     public void ExpectedSplats_DoNotFailTheRun()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             k.ExpectWarning("circular locking dependency");
             var a = new KMutex(k, "a");
@@ -46,14 +46,14 @@ public sealed class LockdepTests(SchedulerMode mode)
             b.Lock(); a.Lock(); a.Unlock(); b.Unlock();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(r.Warnings.Single().Expected, Is.True);
     }
 
     [Test]
     public void ALongerCycle_ShowsTheChain()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var a = new KMutex(k, "a");
             var b = new KMutex(k, "b");
@@ -63,14 +63,14 @@ public sealed class LockdepTests(SchedulerMode mode)
             c.Lock(); a.Lock(); a.Unlock(); c.Unlock();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(r.Warnings.Single().Text, Does.Contain("Chain exists of:\n  a --> b --> c"));
     }
 
     [Test]
     public void NestingTwoLocksOfOneClass_NeedsASubclass()
     {
-        RunResult unannotated = Sim.Run(mode, k =>
+        RunResult unannotated = Runs.Run(mode, k =>
         {
             var parent = new KMutex(k, "dev[0].lock");
             var child = new KMutex(k, "dev[1].lock");
@@ -79,10 +79,10 @@ public sealed class LockdepTests(SchedulerMode mode)
             child.Unlock();
             parent.Unlock();
         });
-        Sim.AssertOutcome(unannotated, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(unannotated, RunOutcome.UnexpectedWarning);
         Assert.That(unannotated.Warnings.Single().Text, Does.Contain("possible recursive locking detected").And.Contain("May be due to missing lock nesting notation"));
 
-        RunResult annotated = Sim.Run(mode, k =>
+        RunResult annotated = Runs.Run(mode, k =>
         {
             var parent = new KMutex(k, "dev[0].lock");
             var child = new KMutex(k, "dev[1].lock");
@@ -91,13 +91,13 @@ public sealed class LockdepTests(SchedulerMode mode)
             child.Unlock();
             parent.Unlock();
         });
-        Sim.AssertPassed(annotated);
+        Runs.AssertPassed(annotated);
     }
 
     [Test]
     public void TrylockAddsNoDependency()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var a = new KMutex(k, "a");
             var b = new KMutex(k, "b");
@@ -111,14 +111,14 @@ public sealed class LockdepTests(SchedulerMode mode)
             a.Unlock();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
     }
 
     [Test]
     public void TheFirstReportTurnsTheValidatorOff()
     {
         bool before = false, after = true;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             k.ExpectWarning("circular");
             before = k.Lockdep.Enabled;
@@ -131,7 +131,7 @@ public sealed class LockdepTests(SchedulerMode mode)
             c.Lock(); c.Lock(); // Would be a recursive-locking splat, but validation is off now.
         });
 
-        Sim.AssertOutcome(r, RunOutcome.Deadlock);
+        Runs.AssertOutcome(r, RunOutcome.Deadlock);
         Assert.That(before, Is.True);
         Assert.That(after, Is.False);
         Assert.That(r.Warnings, Has.Count.EqualTo(1));
@@ -142,7 +142,7 @@ public sealed class LockdepTests(SchedulerMode mode)
     {
         IReadOnlyList<(string, string)> deps = [];
         IReadOnlyList<string> held = [];
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var groups = new KMutex(k, "vfio.group_lock");
             var group = new KMutex(k, "vfio_group[0].group_lock");
@@ -157,7 +157,7 @@ public sealed class LockdepTests(SchedulerMode mode)
             deps = k.Lockdep.Dependencies;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(deps, Is.EqualTo(new[]
         {
             ("vfio.group_lock", "vfio_group.group_lock"),
@@ -170,7 +170,7 @@ public sealed class LockdepTests(SchedulerMode mode)
     [Test]
     public void ReadLocksTakePartInCycles()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var sem = new RwSemaphore(k, "memory_lock");
             var m = new KMutex(k, "igate");
@@ -178,14 +178,14 @@ public sealed class LockdepTests(SchedulerMode mode)
             m.Lock(); sem.DownWrite(); sem.UpWrite(); m.Unlock();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(r.Warnings.Single().Title, Is.EqualTo("WARNING: possible circular locking dependency detected"));
     }
 
     [Test]
     public void WithLockdepOff_NothingIsReported()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var a = new KMutex(k, "a");
             var b = new KMutex(k, "b");
@@ -193,7 +193,7 @@ public sealed class LockdepTests(SchedulerMode mode)
             b.Lock(); a.Lock(); a.Unlock(); b.Unlock();
         }, lockdep: false);
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(r.Warnings, Is.Empty);
     }
 }

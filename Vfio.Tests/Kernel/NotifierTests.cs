@@ -11,7 +11,7 @@ public sealed class NotifierTests(SchedulerMode mode)
     public void CallingAnEmptyChain_ReturnsNotifyDone_WithoutTakingTheRwsem()
     {
         int ret = -1;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var chain = new BlockingNotifierChain(k, "empty");
             var s = new KSpinLock(k, "atomic");
@@ -20,7 +20,7 @@ public sealed class NotifierTests(SchedulerMode mode)
             s.Unlock();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(ret, Is.EqualTo(BlockingNotifierChain.NOTIFY_DONE));
     }
 
@@ -29,7 +29,7 @@ public sealed class NotifierTests(SchedulerMode mode)
     {
         var calls = new List<string>();
         int first = 0, second = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var chain = new BlockingNotifierChain(k, "chain");
             var low = new NotifierBlock((_, _, _) => { calls.Add("low"); return BlockingNotifierChain.NOTIFY_OK; }, priority: 0);
@@ -42,7 +42,7 @@ public sealed class NotifierTests(SchedulerMode mode)
             second = chain.CallChain(1, null);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(calls, Is.EqualTo(new[] { "high" }));
         Assert.That(first, Is.EqualTo(BlockingNotifierChain.NOTIFY_BAD));
         Assert.That(second, Is.EqualTo(BlockingNotifierChain.NOTIFY_DONE));

@@ -8,7 +8,7 @@ namespace Vfio.Tests.Kernel;
 public sealed class RefCountTests(SchedulerMode mode)
 {
     private static RunResult RunWith(SchedulerMode mode, Action<SimKernel, RefCount> body, int initial = 1)
-        => Sim.Run(mode, k => body(k, new RefCount(k, "obj.refcount", initial)));
+        => Runs.Run(mode, k => body(k, new RefCount(k, "obj.refcount", initial)));
 
     [Test]
     public void IncAndDecAndTest_CountUpAndDown_AndReportTheLastPut()
@@ -25,7 +25,7 @@ public sealed class RefCountTests(SchedulerMode mode)
             results.Add(rc.DecAndTest());
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(results, Is.EqualTo(new[] { false, false, true }));
         Assert.That(value, Is.EqualTo(1));
     }
@@ -43,7 +43,7 @@ public sealed class RefCountTests(SchedulerMode mode)
             after = rc.Read();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(onOne, Is.True);
         Assert.That(onZero, Is.False);
         Assert.That(after, Is.Zero);
@@ -60,7 +60,7 @@ public sealed class RefCountTests(SchedulerMode mode)
             after = rc.Value;
         });
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(after, Is.EqualTo(RefCount.Saturated));
         Assert.That(r.Warnings.Single().Kind, Is.EqualTo(WarningKind.Refcount));
         Assert.That(r.Warnings.Single().Title, Is.EqualTo("WARNING: refcount_t: addition on 0; use-after-free. (obj.refcount)"));
@@ -80,7 +80,7 @@ public sealed class RefCountTests(SchedulerMode mode)
             after = rc.Value;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(last, Is.False);
         Assert.That(again, Is.False);
         Assert.That(after, Is.EqualTo(RefCount.Saturated));
@@ -99,7 +99,7 @@ public sealed class RefCountTests(SchedulerMode mode)
             after = rc.Value;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(after, Is.EqualTo(RefCount.Saturated));
     }
 
@@ -108,7 +108,7 @@ public sealed class RefCountTests(SchedulerMode mode)
     {
         RunResult r = RunWith(mode, (k, rc) => rc.Dec());
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(r.Warnings.Single().Title, Does.Contain("refcount_t: decrement hit 0; leaking memory."));
     }
 
@@ -129,7 +129,7 @@ public sealed class RefCountTests(SchedulerMode mode)
             values.Add(rc.Value);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(results, Is.EqualTo(new[] { false, true, true }));
         Assert.That(values, Is.EqualTo(new[] { 1, 2, RefCount.Saturated }));
     }
@@ -151,7 +151,7 @@ public sealed class RefCountTests(SchedulerMode mode)
             }
         }, initial: 2);
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(first, Is.False);
         Assert.That(heldAfterFirst, Is.False);
         Assert.That(last, Is.True);
@@ -176,7 +176,7 @@ public sealed class RefCountTests(SchedulerMode mode)
             after = rc.Read();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(after, Is.EqualTo(1));
     }
 }
@@ -190,7 +190,7 @@ public sealed class KRefTests(SchedulerMode mode)
     {
         int releases = 0;
         var puts = new List<bool>();
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var kref = new KRef(k, "group.kref");
             kref.Get();
@@ -198,7 +198,7 @@ public sealed class KRefTests(SchedulerMode mode)
             puts.Add(kref.Put(() => releases++));
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(puts, Is.EqualTo(new[] { false, true }));
         Assert.That(releases, Is.EqualTo(1));
     }
@@ -207,14 +207,14 @@ public sealed class KRefTests(SchedulerMode mode)
     public void GetUnlessZero_FailsOnceReleased()
     {
         bool got = true;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var kref = new KRef(k, "obj");
             kref.Put(() => { });
             got = kref.GetUnlessZero();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(got, Is.False);
     }
 
@@ -222,7 +222,7 @@ public sealed class KRefTests(SchedulerMode mode)
     public void PutMutex_RunsReleaseWithTheMutexHeld()
     {
         bool heldInRelease = false, heldAfter = true;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var m = new KMutex(k, "list_lock");
             var kref = new KRef(k, "obj");
@@ -234,7 +234,7 @@ public sealed class KRefTests(SchedulerMode mode)
             heldAfter = m.IsLocked;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(heldInRelease, Is.True);
         Assert.That(heldAfter, Is.False);
     }

@@ -11,7 +11,7 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
     public void ReadersShareTheSemaphore()
     {
         int maxReaders = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var sem = new RwSemaphore(k, "memory_lock");
             var both = new Completion(k, "both");
@@ -30,7 +30,7 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
             readers.ForEach(t => t.Join());
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(maxReaders, Is.EqualTo(2));
     }
 
@@ -38,7 +38,7 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
     public void AWriterExcludesReaders_AndWaitsForThemToLeave()
     {
         var log = new List<string>();
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var sem = new RwSemaphore(k, "sem");
             var logLock = new KMutex(k, "log");
@@ -56,7 +56,7 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
                 Log("writer in");
                 sem.UpWrite();
             });
-            Sim.SpinUntil(() => sem.IsContended);
+            Runs.SpinUntil(() => sem.IsContended);
             Log("reader out");
             sem.UpRead();
             writer.Join();
@@ -65,7 +65,7 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
             sem.UpWrite();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(log, Is.EqualTo(new[] { "reader out", "writer in" }));
     }
 
@@ -74,7 +74,7 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
     {
         bool trylockWhileWriterQueued = true;
         var order = new List<string>();
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var sem = new RwSemaphore(k, "sem");
             var orderLock = new KMutex(k, "order");
@@ -87,7 +87,7 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
                 orderLock.Unlock();
                 sem.UpWrite();
             });
-            Sim.SpinUntil(() => sem.IsContended);
+            Runs.SpinUntil(() => sem.IsContended);
             KTask reader = k.Spawn("late-reader", () =>
             {
                 trylockWhileWriterQueued = sem.DownReadTrylock();
@@ -107,7 +107,7 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
 
         // main never releases its read hold before joining the late reader, which waits
         // behind the writer, which waits for main: a deadlock, by design of rwsem fairness.
-        Sim.AssertOutcome(r, RunOutcome.Deadlock);
+        Runs.AssertOutcome(r, RunOutcome.Deadlock);
         Assert.That(trylockWhileWriterQueued, Is.False);
         Assert.That(order, Is.Empty);
         Assert.That(r.Graph!.For("writer")!.Holders, Is.EqualTo(new[] { "main/1" }));
@@ -117,16 +117,16 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
     [Test]
     public void ReadingTwiceBehindAWriter_Deadlocks_AndLockdepSaysRecursiveLocking()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var sem = new RwSemaphore(k, "vdev.memory_lock");
             sem.DownRead();
             k.Spawn("writer", () => { sem.DownWrite(); sem.UpWrite(); });
-            Sim.SpinUntil(() => sem.IsContended);
+            Runs.SpinUntil(() => sem.IsContended);
             sem.DownRead(); // The nested read queues behind the writer.
         });
 
-        Sim.AssertOutcome(r, RunOutcome.Deadlock);
+        Runs.AssertOutcome(r, RunOutcome.Deadlock);
         Assert.That(r.Warnings[0].Title, Is.EqualTo("WARNING: possible recursive locking detected"));
         Assert.That(r.Graph!.Cycle, Is.Not.Empty);
     }
@@ -136,12 +136,12 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
     {
         int readersAfterDowngrade = 0;
         bool writeTry = true;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var sem = new RwSemaphore(k, "sem");
             sem.DownWrite();
             var readers = Enumerable.Range(0, 2).Select(i => k.Spawn($"r{i}", () => { sem.DownRead(); sem.UpRead(); })).ToList();
-            Sim.SpinUntil(() => sem.IsContended);
+            Runs.SpinUntil(() => sem.IsContended);
             sem.DowngradeWrite();
             readersAfterDowngrade = sem.ReaderCount;
             writeTry = sem.DownWriteTrylock();
@@ -149,7 +149,7 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
             sem.UpRead();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(readersAfterDowngrade, Is.GreaterThanOrEqualTo(1));
         Assert.That(writeTry, Is.False);
     }
@@ -158,28 +158,28 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
     public void AnInterruptedWriter_LeavesTheQueue_AndLetsReadersBehindItIn()
     {
         int writerRet = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var sem = new RwSemaphore(k, "sem");
             sem.DownRead();
             KTask writer = k.Spawn("writer", () => writerRet = sem.DownWriteKillable());
-            Sim.SpinUntil(() => sem.IsContended);
+            Runs.SpinUntil(() => sem.IsContended);
             KTask reader = k.Spawn("reader", () => { sem.DownRead(); sem.UpRead(); });
-            Sim.SpinUntil(() => reader.State == TaskState.Blocked);
+            Runs.SpinUntil(() => reader.State == TaskState.Blocked);
             writer.SendSignal(Signals.SIGKILL);
             writer.Join();
             reader.Join();
             sem.UpRead();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(writerRet, Is.EqualTo(-(int)Errno.EINTR));
     }
 
     [Test]
     public void UpWriteByANonOwner_Warns()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             k.ExpectWarning("bad unlock balance");
             var sem = new RwSemaphore(k, "sem");
@@ -187,14 +187,14 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
             k.Spawn("other", sem.UpWrite).Join();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(r.Warnings.Last().Title, Does.Contain("up_write(sem) by other/2, owned by main/1"));
     }
 
     [Test]
     public void AssertHeld_AcceptsEitherMode_AssertHeldWrite_OnlyWriters()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var sem = new RwSemaphore(k, "sem");
             sem.DownRead();
@@ -203,7 +203,7 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
             sem.UpRead();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(r.Warnings.Single().Title, Does.Contain("lockdep_assert_held_write(sem)"));
     }
 }

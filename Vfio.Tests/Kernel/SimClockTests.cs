@@ -28,7 +28,7 @@ public sealed class SimClockTests
     public void ControlledTime_StandsStillWhileTasksRun_AndJumpsToTheEarliestDeadline()
     {
         var wakes = new List<(string Who, long Ns)>();
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         RunResult r = k.Run(() =>
         {
             var l = new KMutex(k, "log");
@@ -54,7 +54,7 @@ public sealed class SimClockTests
             c.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(wakes, Is.EqualTo(new[] { ("b", 100_000_000L), ("c", 200_000_000L), ("a", 300_000_000L) }));
     }
 
@@ -62,7 +62,7 @@ public sealed class SimClockTests
     public void ControlledTimers_FireInTimerTasks_AtTheirVirtualTimes()
     {
         var fired = new List<(string Task, long Ns)>();
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         RunResult r = k.Run(() =>
         {
             var done = new Completion(k, "done");
@@ -84,7 +84,7 @@ public sealed class SimClockTests
             done.Wait();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(fired.Select(f => f.Ns), Is.EqualTo(new[] { 1_000_000_000L, 3_000_000_000L, 5_000_000_000L }));
         Assert.That(fired.Select(f => f.Task), Is.All.StartsWith("timer"));
     }
@@ -92,17 +92,17 @@ public sealed class SimClockTests
     [Test]
     public void RealMode_ScalesKernelTimeouts()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Real);
+        SimKernel k = Runs.Kernel(SchedulerMode.Real);
         long before = k.Clock.NowNs;
         RunResult r = k.Run(() => KTask.Msleep(10_000));
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(k.Clock.NowNs - before, Is.GreaterThanOrEqualTo(10_000_000_000L));
     }
 
     [Test]
     public void RealMode_TimersFire()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Real);
+        SimKernel k = Runs.Kernel(SchedulerMode.Real);
         RunResult r = k.Run(() =>
         {
             var fired = new Completion(k, "fired");
@@ -110,24 +110,24 @@ public sealed class SimClockTests
             fired.Wait();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
     }
 
     [Test]
     public void Advance_WakesTimedSleepersWhoseDeadlinePassed()
     {
         long left = -1;
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         RunResult r = k.Run(() =>
         {
             var c = new Completion(k, "c");
             KTask waiter = k.Spawn("waiter", () => left = c.WaitTimeout(SimClock.SecondsToJiffies(3)));
-            Sim.SpinUntil(() => waiter.State == TaskState.Blocked);
+            Runs.SpinUntil(() => waiter.State == TaskState.Blocked);
             k.Clock.Advance(TimeSpan.FromSeconds(5));
             waiter.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(left, Is.Zero);
         Assert.That(k.Clock.NowNs, Is.EqualTo(5_000_000_000L));
     }
@@ -135,7 +135,7 @@ public sealed class SimClockTests
     [Test]
     public void IsATimeProvider_StartingAtTheFixedBootTime()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         TimeProvider tp = k.Clock;
         Assert.That(tp.GetUtcNow(), Is.EqualTo(SimClock.BootTime));
         k.Clock.Advance(TimeSpan.FromMinutes(2));

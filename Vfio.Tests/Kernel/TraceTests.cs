@@ -8,7 +8,7 @@ public sealed class TraceTests
 {
     private static RunResult SmallRun(bool trace)
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Controlled, seed: 2, trace: trace);
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled, seed: 2, trace: trace);
         return k.Run(() =>
         {
             var m = new KMutex(k, "m");
@@ -67,7 +67,7 @@ public sealed class TraceTests
     [Test]
     public void Tracing_CanBeSwitchedOnMidRun()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Real);
+        SimKernel k = Runs.Kernel(SchedulerMode.Real);
         RunResult r = k.Run(() =>
         {
             var m = new KMutex(k, "m");
@@ -101,7 +101,7 @@ public sealed class TraceTests
     [Test]
     public void RealModeEvents_AreRecordedFromEveryThread()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Real, trace: true);
+        SimKernel k = Runs.Kernel(SchedulerMode.Real, trace: true);
         RunResult r = k.Run(() =>
         {
             var rc = new RefCount(k, "rc", 1);
@@ -109,7 +109,7 @@ public sealed class TraceTests
             ts.ForEach(t => t.Join());
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(r.Trace.Records.Count(x => x.Op == "refcount_inc"), Is.EqualTo(200));
         Assert.That(r.Trace.StepCount, Is.Zero, "real mode has no schedule");
     }

@@ -11,14 +11,14 @@ public sealed class WaitQueueTests(SchedulerMode mode)
     public void WaitEvent_ReturnsAtOnceWhenTheConditionHolds()
     {
         bool sleepers = true;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var wq = new WaitQueue(k, "wq");
             wq.WaitEvent(() => true);
             sleepers = wq.HasSleepers;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(sleepers, Is.False);
     }
 
@@ -26,7 +26,7 @@ public sealed class WaitQueueTests(SchedulerMode mode)
     public void WaitEvent_SleepsUntilTheConditionIsSetAndWokenUp()
     {
         int users = 3;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var wq = new WaitQueue(k, "container_q");
             for (int i = 0; i < 3; i++)
@@ -42,24 +42,24 @@ public sealed class WaitQueueTests(SchedulerMode mode)
             wq.WaitEvent(() => Volatile.Read(ref users) == 0);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(users, Is.Zero);
     }
 
     [Test]
     public void SettingTheConditionWithoutWakeUp_LeavesTheSleeperAsleep()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             bool flag = false;
             var wq = new WaitQueue(k, "wq");
             KTask waiter = k.Spawn("waiter", () => wq.WaitEvent(() => Volatile.Read(ref flag)));
-            Sim.SpinUntil(() => waiter.State == TaskState.Blocked);
+            Runs.SpinUntil(() => waiter.State == TaskState.Blocked);
             Volatile.Write(ref flag, true);
             waiter.Join();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.Deadlock);
+        Runs.AssertOutcome(r, RunOutcome.Deadlock);
         WaitEdge e = r.Graph!.For("waiter")!;
         Assert.That(e.Operation, Is.EqualTo("wait_event"));
         Assert.That(e.Hint, Is.EqualTo("wake_up()"));
@@ -69,7 +69,7 @@ public sealed class WaitQueueTests(SchedulerMode mode)
     public void WaitEventTimeout_ReportsTimeoutAsZero_AndSuccessAsJiffiesLeft()
     {
         long timedOut = -1, satisfied = -1, immediate = -1;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var wq = new WaitQueue(k, "wq");
             bool flag = false;
@@ -79,7 +79,7 @@ public sealed class WaitQueueTests(SchedulerMode mode)
             immediate = wq.WaitEventTimeout(() => true, 0);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(timedOut, Is.Zero);
         Assert.That(immediate, Is.EqualTo(1), "a true condition with no time left still reports 1");
         if (mode == SchedulerMode.Controlled)
@@ -96,17 +96,17 @@ public sealed class WaitQueueTests(SchedulerMode mode)
     public void WaitEventInterruptible_ReturnsErestartsysOnASignal_AndZeroOnSuccess()
     {
         int interrupted = 0, ok = -1;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var wq = new WaitQueue(k, "wq");
             KTask sleeper = k.Spawn("sleeper", () => interrupted = wq.WaitEventInterruptible(() => false));
-            Sim.SpinUntil(() => sleeper.State == TaskState.Blocked);
+            Runs.SpinUntil(() => sleeper.State == TaskState.Blocked);
             sleeper.SendSignal(Signals.SIGINT);
             sleeper.Join();
             ok = wq.WaitEventInterruptible(() => true);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(interrupted, Is.EqualTo(-(int)Errno.ERESTARTSYS));
         Assert.That(ok, Is.Zero);
     }
@@ -115,14 +115,14 @@ public sealed class WaitQueueTests(SchedulerMode mode)
     public void WaitEventInterruptibleTimeout_PrefersATrueConditionOverAPendingSignal()
     {
         long ret = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var wq = new WaitQueue(k, "wq");
             k.CurrentTask.SendSignal(Signals.SIGINT);
             ret = wq.WaitEventInterruptibleTimeout(() => true, 10);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(ret, Is.EqualTo(10));
     }
 
@@ -130,11 +130,11 @@ public sealed class WaitQueueTests(SchedulerMode mode)
     public void WaitEventKillable_OnlySigkillInterrupts()
     {
         int ret = 0;
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var wq = new WaitQueue(k, "wq");
             KTask sleeper = k.Spawn("sleeper", () => ret = wq.WaitEventKillable(() => false));
-            Sim.SpinUntil(() => sleeper.State == TaskState.Blocked);
+            Runs.SpinUntil(() => sleeper.State == TaskState.Blocked);
             sleeper.SendSignal(Signals.SIGINT);
             KTask.Msleep(5);
             Invariant.Check(!sleeper.HasExited, "SIGINT must not end a killable sleep");
@@ -142,14 +142,14 @@ public sealed class WaitQueueTests(SchedulerMode mode)
             sleeper.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(ret, Is.EqualTo(-(int)Errno.ERESTARTSYS));
     }
 
     [Test]
     public void AConditionThatSleeps_IsRefused()
     {
-        RunResult r = Sim.Run(mode, k =>
+        RunResult r = Runs.Run(mode, k =>
         {
             var wq = new WaitQueue(k, "wq");
             var m = new KMutex(k, "m");
@@ -162,7 +162,7 @@ public sealed class WaitQueueTests(SchedulerMode mode)
             m.Lock();
         });
 
-        Sim.AssertOutcome(r, RunOutcome.Failed);
+        Runs.AssertOutcome(r, RunOutcome.Failed);
         Assert.That(r.Exception, Is.TypeOf<InvalidOperationException>());
         Assert.That(r.Exception!.Message, Does.StartWith("do not call blocking ops when !TASK_RUNNING"));
     }

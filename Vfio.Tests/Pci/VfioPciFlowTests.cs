@@ -309,9 +309,9 @@ public sealed class VfioPciFlowTests
     [Test]
     public void LoadingTwiceOrWithoutVfio_IsAProgrammingError()
     {
-        SimKernel k = Sim.Kernel(SchedulerMode.Real);
+        SimKernel k = Runs.Kernel(SchedulerMode.Real);
         var m = Vfio.Platform.Machine.MachineBuilder.Default(k);
-        Sim.AssertPassed(k.Run("main", () =>
+        Runs.AssertPassed(k.Run("main", () =>
         {
             Assert.That(() => VfioPciDriver.Load(m), Throws.InvalidOperationException);
         }));

@@ -35,7 +35,7 @@ public sealed class VfioPciProbeTests
     public void TheIdsOption_BindsMatchingUnboundFunctions()
     {
         SimMachine m = VfioPciRig.DefaultMachine(SchedulerMode.Real);
-        Sim.AssertPassed(m.Kernel.Run("main", () =>
+        Runs.AssertPassed(m.Kernel.Run("main", () =>
         {
             VfioCore.Load(m);
             Assert.That(m.Sysfs.Write("/sys/bus/pci/drivers/edu/unbind", VfioPciRig.Edu), Is.GreaterThan(0));
@@ -63,7 +63,7 @@ public sealed class VfioPciProbeTests
     public void ADenylistedQatFunction_IsRefused_UnlessTheDenylistIsDisabled([Values] bool disable)
     {
         SimMachine m = PciMachines.Build(QatJson);
-        Sim.AssertPassed(m.Kernel.Run("main", () =>
+        Runs.AssertPassed(m.Kernel.Run("main", () =>
         {
             VfioCore.Load(m);
             VfioPciDriver.Load(m, new VfioPciOptions { DisableDenylist = disable });

@@ -43,14 +43,14 @@ internal sealed class VfioPciRig
 
     public SimProcess P { get; }
 
-    public static SimMachine DefaultMachine(SchedulerMode mode, ulong seed = 1) => MachineBuilder.Default(Sim.Kernel(mode, seed));
+    public static SimMachine DefaultMachine(SchedulerMode mode, ulong seed = 1) => MachineBuilder.Default(Runs.Kernel(mode, seed));
 
     /// <summary>Runs <paramref name="body"/> in a fresh default machine's main task and asserts it completed.</summary>
     public static void Run(SchedulerMode mode, Action<VfioPciRig> body, ulong seed = 1, VfioPciOptions? options = null)
     {
         SimMachine m = DefaultMachine(mode, seed);
         RunResult r = m.Kernel.Run("main", () => body(new VfioPciRig(m, options)));
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
     }
 
     public PciDevice Dev(string bdf) => M.Pci.Find(bdf) ?? throw new AssertionException($"no {bdf}");

@@ -355,7 +355,7 @@ public sealed class ConcurrentUnbindTests(SchedulerMode mode)
             KTask writerA = k.Spawn("unbind-a", () => a = f.Sys.Write(PciFixture.Drv("vfio-pci", "unbind"), PciFixture.Bdf));
             inRemove.Wait();
             KTask writerB = k.Spawn("unbind-b", () => b = f.Sys.Write(PciFixture.Drv("vfio-pci", "unbind"), PciFixture.Bdf));
-            Sim.SpinUntil(() => writerB.State == TaskState.Blocked && writerB.WaitObject is KMutex);
+            Runs.SpinUntil(() => writerB.State == TaskState.Blocked && writerB.WaitObject is KMutex);
             bWaitedOn = writerB.WaitObject!.Name;
             Invariant.Check(f.Device.Driver is not null, "the device stays bound while remove runs");
             release.Complete();
@@ -363,7 +363,7 @@ public sealed class ConcurrentUnbindTests(SchedulerMode mode)
             writerB.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(bWaitedOn, Is.EqualTo($"device[{PciFixture.Bdf}].mutex"));
         Assert.That(a, Is.EqualTo(13));
         Assert.That(b, Is.EqualTo(13), "both writers saw the driver bound when they checked; the second finds nothing left to do");

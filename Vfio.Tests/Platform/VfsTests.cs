@@ -281,7 +281,7 @@ public sealed class EventFdTests(SchedulerMode mode)
             ctx.Put();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(count, Is.EqualTo(ulong.MaxValue), "eventfd_signal() saturates at ULLONG_MAX, not below it");
         Assert.That(revents, Is.EqualTo(PollEvents.POLLIN | PollEvents.POLLERR));
     }
@@ -303,7 +303,7 @@ public sealed class EventFdTests(SchedulerMode mode)
             ctx.Put();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(keys, Is.EqualTo(new object[] { PollEvents.POLLHUP }));
     }
 
@@ -322,7 +322,7 @@ public sealed class EventFdTests(SchedulerMode mode)
             seen.Add(again);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(seen, Is.EqualTo(new object[] { 8L, 7UL, 8L, Errno.EAGAIN.Negative() }));
     }
 
@@ -339,7 +339,7 @@ public sealed class EventFdTests(SchedulerMode mode)
             values.Add((ulong)(-empty));
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(values, Is.EqualTo(new[] { 1UL, 1UL, (ulong)Errno.EAGAIN }));
     }
 
@@ -359,7 +359,7 @@ public sealed class EventFdTests(SchedulerMode mode)
             rets.Add(WriteCounter(p, full, 1));
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         long einval = Errno.EINVAL.Negative();
         Assert.That(rets, Is.EqualTo(new[] { einval, einval, einval, einval, 8, Errno.EAGAIN.Negative() }));
     }
@@ -372,12 +372,12 @@ public sealed class EventFdTests(SchedulerMode mode)
         {
             int fd = p.Eventfd(0);
             KTask reader = p.SpawnThread("reader", () => got = ReadCounter(p, fd, out _));
-            Sim.SpinUntil(() => reader.State == TaskState.Blocked);
+            Runs.SpinUntil(() => reader.State == TaskState.Blocked);
             WriteCounter(p, fd, 9);
             reader.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(got, Is.EqualTo(9));
     }
 
@@ -389,12 +389,12 @@ public sealed class EventFdTests(SchedulerMode mode)
         {
             int fd = p.Eventfd(0);
             KTask reader = p.SpawnThread("reader", () => ReadCounter(p, fd, out ret));
-            Sim.SpinUntil(() => reader.State == TaskState.Blocked);
+            Runs.SpinUntil(() => reader.State == TaskState.Blocked);
             reader.SendSignal(Signals.SIGINT);
             reader.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(ret, Is.EqualTo(Errno.EINTR.Negative()), "-ERESTARTSYS reaches user space as -EINTR");
     }
 
@@ -417,7 +417,7 @@ public sealed class EventFdTests(SchedulerMode mode)
             results.Add((n, one[0].REvents, PollEvents.None));
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(results[0], Is.EqualTo((2, PollEvents.POLLOUT, PollEvents.POLLNVAL)));
         Assert.That(results[1], Is.EqualTo((0, PollEvents.None, PollEvents.None)));
         Assert.That(elapsed, Is.GreaterThanOrEqualTo(1_500_000_000L));
@@ -438,13 +438,13 @@ public sealed class EventFdTests(SchedulerMode mode)
                 ready = p.Poll(fds, -1);
                 ev = fds[0].REvents;
             });
-            Sim.SpinUntil(() => poller.State == TaskState.Blocked);
+            Runs.SpinUntil(() => poller.State == TaskState.Blocked);
             ctx.Signal();
             poller.Join();
             ctx.Put();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(ready, Is.EqualTo(1));
         Assert.That(ev, Is.EqualTo(PollEvents.POLLIN));
     }
@@ -527,7 +527,7 @@ public sealed class EventFdAllocationTests
             ctx.Put();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(wakes, Is.EqualTo(3001));
         Assert.That(allocated, Is.Zero, "boxed keys are cached and wake_up() iterates the entries without copying them");
     }

@@ -90,7 +90,7 @@ public sealed class KvmVfioRaceTests : VfioFixture
         [Values(1UL, 2UL, 3UL, 4UL, 5UL, 6UL, 7UL, 8UL, 9UL, 10UL)] ulong seed,
         [Values] bool closeGroupFd)
     {
-        Sim.AssertPassed(RunOnce(SchedulerMode.Controlled, seed, null, closeGroupFd, out _));
+        Runs.AssertPassed(RunOnce(SchedulerMode.Controlled, seed, null, closeGroupFd, out _));
     }
 
     [Test]

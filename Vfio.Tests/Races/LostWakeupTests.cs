@@ -68,7 +68,7 @@ public sealed class LostWakeupTests
     {
         for (int i = 0; i < 200; i++)
         {
-            SimKernel k = Sim.Kernel(SchedulerMode.Real);
+            SimKernel k = Runs.Kernel(SchedulerMode.Real);
             RunResult r = k.Run("main", () => Scenario(k, useSleepOn: false));
             Assert.That(r.Outcome, Is.EqualTo(RunOutcome.Completed), $"iteration {i}: {r.Describe()}");
         }

@@ -61,7 +61,7 @@ public sealed class PlantedRefcountRaceTests
     {
         for (int i = 0; i < 200; i++)
         {
-            SimKernel k = Sim.Kernel(SchedulerMode.Real);
+            SimKernel k = Runs.Kernel(SchedulerMode.Real);
             RunResult r = k.Run("main", () => Fixed(k));
             Assert.That(r.Outcome, Is.EqualTo(RunOutcome.Completed), $"iteration {i}: {r.Describe()}");
         }
@@ -75,7 +75,7 @@ public sealed class PlantedRefcountRaceTests
         int deadlocks = 0;
         for (int i = 0; i < 50; i++)
         {
-            SimKernel k = Sim.Kernel(SchedulerMode.Real);
+            SimKernel k = Runs.Kernel(SchedulerMode.Real);
             k.ExpectWarning("refcount_t", count: 10);
             RunResult r = k.Run("main", () => Buggy(k));
             Assert.That(r.Outcome, Is.AnyOf(RunOutcome.Completed, RunOutcome.Deadlock), r.Describe());

@@ -56,8 +56,8 @@ public sealed class VfioLifecycleRaceTests : VfioFixture
             }
 
             Assert.That(newAfterStart, Is.Zero, "no fd handed out once the device left the group list");
-            Sim.SpinUntil(() => Volatile.Read(ref started));
-            Sim.SpinUntil(() => !rig.Group(VfioRig.Edu).Devices.Any());
+            Runs.SpinUntil(() => Volatile.Read(ref started));
+            Runs.SpinUntil(() => !rig.Group(VfioRig.Edu).Devices.Any());
             Assert.That(rig.GetDeviceFd(g, VfioRig.Edu), Is.EqualTo(Errno.ENODEV.Negative()));
             Assert.That(unbinder.HasExited, Is.False, "the pre-existing fd still holds the device");
             rig.User.Close(d);
@@ -78,7 +78,7 @@ public sealed class VfioLifecycleRaceTests : VfioFixture
         {
             (int c, int g, int d) = rig.OpenAll(VfioRig.Edu);
             KTask unbinder = rig.Kernel.Spawn("unbinder", () => rig.Unbind(VfioRig.Edu));
-            Sim.SpinUntil(() => rig.VDev(VfioRig.Edu).RegistrationCount == 1 && rig.Driver.Ops.Requests.Count > 0);
+            Runs.SpinUntil(() => rig.VDev(VfioRig.Edu).RegistrationCount == 1 && rig.Driver.Ops.Requests.Count > 0);
             long again = rig.GetDeviceFd(g, VfioRig.Edu);
             Assert.That(again, Is.GreaterThanOrEqualTo(0), "6.1 hands out a new fd while unregister waits");
             rig.User.Close(d);

@@ -316,7 +316,7 @@ public sealed class EmulatedPinTests : VfioFixture
             rig.Unmap(c, A, 4 * P, out _);
             Assert.Fail("UNMAP returned although the driver kept its pins");
         });
-        Sim.AssertOutcome(r, RunOutcome.Panic);
+        Runs.AssertOutcome(r, RunOutcome.Panic);
         Assert.That(r.Exception, Is.InstanceOf<KernelPanicException>());
         Assert.That(r.Exception!.Message, Does.Contain("kernel BUG").And.Contain("vfio_dma_do_unmap"));
         Assert.That(ops!.UnmapCalls, Has.Count.EqualTo(VfioIommu.DmaUnmapRetryLimit + 1), "the first notification and ten retries");

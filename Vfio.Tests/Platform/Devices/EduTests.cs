@@ -166,7 +166,7 @@ public sealed class EduTests
             big = rig.Read32(EduDevice.RegFactorial);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         if (mode == SchedulerMode.Controlled)
         {
             // Virtual time stands still while main runs: the computation cannot have finished.
@@ -201,7 +201,7 @@ public sealed class EduTests
             result = rig.Read32(EduDevice.RegFactorial);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(status, Is.EqualTo(EduDevice.StatusIrqFactorial), "the computing bit is read-only");
         Assert.That(result, Is.EqualTo(479001600));
         Assert.That(irq.Count, Is.EqualTo(1));
@@ -286,7 +286,7 @@ public sealed class EduTests
             rig.WaitDma();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         byte[] buffer = rig.Dev.CopyBuffer();
         Assert.That(buffer.AsSpan(0, 100).ToArray(), Is.EqualTo(data));
         Assert.That(buffer.AsSpan(4000, 96).ToArray(), Is.EqualTo(data.AsSpan(0, 96).ToArray()));
@@ -322,7 +322,7 @@ public sealed class EduTests
             rig.WaitDma();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(srcWhileRunning, Is.EqualTo(EduRig.Ram));
         Assert.That(rig.Dev.CopyBuffer().AsSpan(0, 64).ToArray(), Is.EqualTo(Cpu.Pattern(64, 2)));
         Assert.That(rig.Dev.DmaTransfers, Is.EqualTo(1));
@@ -344,7 +344,7 @@ public sealed class EduTests
             rig.WaitDma();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(rig.Dev.DmaMask, Is.EqualTo(0x0fff_ffffUL));
         Assert.That(rig.Dev.CopyBuffer().AsSpan(0, 32).ToArray(), Is.EqualTo(data));
         Assert.That(Cpu.ReadBytes(rig.Machine, EduRig.Ram + 0x2000, 32), Is.EqualTo(data));
@@ -389,7 +389,7 @@ public sealed class EduTests
             rig.WaitDma();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(rig.Dev.DmaRangeErrors, Is.EqualTo(2));
         Assert.That(rig.Dev.DmaTransfers, Is.Zero);
         Assert.That(rig.Dev.LastDmaResult, Is.EqualTo(Errno.ERANGE.Negative()));
@@ -419,7 +419,7 @@ public sealed class EduTests
             rig.WaitDma();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(iommu.Faults, Is.EqualTo(2));
         Assert.That(iommu.LastRequesterId, Is.EqualTo(rig.Dev.RequesterId));
         Assert.That(rig.Dev.DmaErrors, Is.EqualTo(2));
@@ -435,7 +435,7 @@ public sealed class EduTests
             rig.StartDma(EduRig.Ram, EduDevice.DmaBufferStart, 64, EduDevice.DmaCmdStart);
             rig.WaitDma();
         });
-        Sim.AssertPassed(again);
+        Runs.AssertPassed(again);
         Assert.That(rig.Dev.CopyBuffer().AsSpan(0, 64).ToArray(), Is.EqualTo(data));
         Assert.That(rig.Dev.LastDmaResult, Is.Zero);
         Assert.That(rig.Dev.LastDmaError, Does.Contain("EFAULT"), "the last error stays until another one");
@@ -454,7 +454,7 @@ public sealed class EduTests
             rig.WaitDma();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(rig.Dev.DmaErrors, Is.EqualTo(1));
         Assert.That(rig.Dev.LastDmaResult, Is.EqualTo(Errno.EIO.Negative()));
         Assert.That(rig.Dev.DmaBlockedByCommand, Is.EqualTo(1));
@@ -498,7 +498,7 @@ public sealed class EduTests
             KTask.Msleep(300); // Past both deadlines: nothing must fire.
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(after.Values, Is.All.Zero);
         Assert.That(rig.Read32(EduDevice.RegIdentification), Is.EqualTo(EduDevice.Identification));
         Assert.That(rig.Dev.CopyBuffer(), Is.All.Zero);
@@ -530,7 +530,7 @@ public sealed class EduTests
             liveness = rig.Read32(EduDevice.RegLiveness);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(rig.Dev.ConfigSize, Is.EqualTo(4096));
         Assert.That(rig.Dev.IsPcie, Is.True);
         Assert.That(rig.Dev.ResetMethods, Is.EqualTo(new[] { PciResetMethod.Flr }));

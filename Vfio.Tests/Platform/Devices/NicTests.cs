@@ -246,10 +246,10 @@ public sealed class NicTests
             rig.Reg(NicDevice.RegCtrl, NicDevice.CtrlEnable | NicDevice.CtrlLoopback);
             rig.Reg(NicDevice.RegRdt, NicRig.RingSize - 1);
             rig.Reg(NicDevice.RegTdt, 3);
-            Sim.SpinUntil(() => rig.Reg(NicDevice.RegTdh) == 3 && rig.Reg(NicDevice.RegRdh) == 3 && Volatile.Read(ref rxIrqs) > 0 && Volatile.Read(ref txIrqs) > 0);
+            Runs.SpinUntil(() => rig.Reg(NicDevice.RegTdh) == 3 && rig.Reg(NicDevice.RegRdh) == 3 && Volatile.Read(ref rxIrqs) > 0 && Volatile.Read(ref txIrqs) > 0);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         for (int i = 0; i < 3; i++)
         {
             Assert.That(rig.Descriptor(NicRig.TxRing, i).Flags, Is.EqualTo(NicDevice.DescDone), $"TX descriptor {i} written back");
@@ -281,10 +281,10 @@ public sealed class NicTests
         {
             rig.Reg(NicDevice.RegCtrl, NicDevice.CtrlEnable);
             rig.Reg(NicDevice.RegTdt, 2);
-            Sim.SpinUntil(() => rig.Dev.TxHead == 2);
+            Runs.SpinUntil(() => rig.Dev.TxHead == 2);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         IReadOnlyList<byte[]> wire = rig.Dev.TakeTransmitted();
         Assert.That(wire, Has.Count.EqualTo(1));
         Assert.That(wire[0], Is.EqualTo(frame));
@@ -317,7 +317,7 @@ public sealed class NicTests
             rig.Reg(NicDevice.RegCtrl, NicDevice.CtrlEnable | NicDevice.CtrlLoopback);
             rig.Reg(NicDevice.RegRdt, NicRig.RingSize - 1);
             rig.Reg(NicDevice.RegTdt, 3);
-            Sim.SpinUntil(() => Volatile.Read(ref errIrqs) > 0);
+            Runs.SpinUntil(() => Volatile.Read(ref errIrqs) > 0);
             statusStopped = rig.Reg(NicDevice.RegStatus);
             headStopped = rig.Reg(NicDevice.RegTdh);
 
@@ -325,10 +325,10 @@ public sealed class NicTests
             rig.WriteDescriptor(NicRig.TxRing, 1, NicRig.TxBuffers + 0x1000, 90);
             rig.Reg(NicDevice.RegCtrl, 0);
             rig.Reg(NicDevice.RegCtrl, NicDevice.CtrlEnable | NicDevice.CtrlLoopback);
-            Sim.SpinUntil(() => rig.Dev.TxHead == 3 && rig.Dev.RxHead == 3);
+            Runs.SpinUntil(() => rig.Dev.TxHead == 3 && rig.Dev.RxHead == 3);
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(statusStopped, Is.EqualTo(NicDevice.StatusLinkUp | NicDevice.StatusTxStopped));
         Assert.That(headStopped, Is.EqualTo(1), "the head stays at the faulting descriptor");
         Assert.That(iommu.Faults, Is.EqualTo(1));

@@ -13,7 +13,7 @@ namespace Vfio.Tests.Platform.Iommu;
 internal static class Topologies
 {
     public static SimMachine Build(string pciJson, SchedulerMode mode = SchedulerMode.Real)
-        => MachineBuilder.Build(MachineDescriptionReader.Parse($"{{\"memory\":{{\"ram\":\"1G\"}},\"pci\":{pciJson}}}"), Sim.Kernel(mode));
+        => MachineBuilder.Build(MachineDescriptionReader.Parse($"{{\"memory\":{{\"ram\":\"1G\"}},\"pci\":{pciJson}}}"), Runs.Kernel(mode));
 
     public static string Endpoint(int slot, int function = 0, bool multifunction = false, string extra = "")
         => $"{{\"slot\":{slot},\"function\":{function},\"type\":\"generic\",\"vendor\":\"0x8086\",\"device\":\"0x1521\",\"class\":\"0x020000\",\"multifunction\":{(multifunction ? "true" : "false")},\"bars\":[{{\"index\":0,\"size\":\"4K\"}}]{extra}}}";

@@ -122,13 +122,13 @@ public sealed class IommuConcurrencyTests
 
     [Test]
     public void TranslationsRacingMapAndUnmap_UnderTheControlledScheduler_NeverSeeAForeignAddress([Values(1UL, 2UL, 3UL, 4UL, 5UL)] ulong seed)
-        => Sim.AssertPassed(Run(SchedulerMode.Controlled, seed, rounds: 24, translations: 400));
+        => Runs.AssertPassed(Run(SchedulerMode.Controlled, seed, rounds: 24, translations: 400));
 
     [Test]
     public void TranslationsRacingMapAndUnmap_WithRealThreads_NeverSeeAForeignAddress([Values(1UL, 2UL)] ulong seed)
-        => Sim.AssertPassed(Run(SchedulerMode.Real, seed, rounds: 300, translations: 200_000));
+        => Runs.AssertPassed(Run(SchedulerMode.Real, seed, rounds: 300, translations: 200_000));
 
     [Test]
     public void TranslationsRacingMapAndUnmap_WithoutAnIotlb_NeverSeeAForeignAddress()
-        => Sim.AssertPassed(Run(SchedulerMode.Real, 7, rounds: 300, translations: 200_000, iotlbEntries: 0));
+        => Runs.AssertPassed(Run(SchedulerMode.Real, 7, rounds: 300, translations: 200_000, iotlbEntries: 0));
 }

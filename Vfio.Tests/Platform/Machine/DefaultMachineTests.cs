@@ -23,7 +23,7 @@ public sealed class DefaultMachineTests
     [Test]
     public void TheDefaultMachine_HasTheIssuesShapes_InTheGroupsTheKernelWouldForm()
     {
-        SimMachine m = MachineBuilder.Default(Sim.Kernel(SchedulerMode.Real));
+        SimMachine m = MachineBuilder.Default(Runs.Kernel(SchedulerMode.Real));
         Assert.That(m.Iommu!.Groups.Select(g => g.Id), Is.EqualTo(Enumerable.Range(0, 11)));
         Assert.That(Members(m, 0), Is.EqualTo(new[] { "0000:00:00.0" }));
         Assert.That(Members(m, 2), Is.EqualTo(new[] { "0000:01:00.0" }), "edu alone behind an ACS root port");
@@ -41,7 +41,7 @@ public sealed class DefaultMachineTests
     [Test]
     public void TheDefaultMachine_BindsItsHostDriversAtBoot_AndThePortsToPcieport()
     {
-        SimMachine m = MachineBuilder.Default(Sim.Kernel(SchedulerMode.Real));
+        SimMachine m = MachineBuilder.Default(Runs.Kernel(SchedulerMode.Real));
         Assert.That(m.Pci.Find("0000:01:00.0")!.Driver?.Name, Is.EqualTo("edu"));
         Assert.That(m.Pci.Find("0000:02:00.0")!.Driver?.Name, Is.EqualTo("igb"));
         Assert.That(m.Pci.Find("0000:05:00.0")!.Driver?.Name, Is.EqualTo("e1000e"));
@@ -58,7 +58,7 @@ public sealed class DefaultMachineTests
     [Test]
     public void TheDefaultMachine_HasTheDevicesItDescribes()
     {
-        SimMachine m = MachineBuilder.Default(Sim.Kernel(SchedulerMode.Real));
+        SimMachine m = MachineBuilder.Default(Runs.Kernel(SchedulerMode.Real));
         Assert.That(m.Pci.Find("0000:01:00.0"), Is.InstanceOf<EduDevice>());
         var nic = (NicDevice)m.Pci.Find("0000:05:00.0")!;
         Assert.That(nic.MsixVectors, Is.GreaterThan(0));
@@ -73,7 +73,7 @@ public sealed class DefaultMachineTests
     [Test]
     public void BarsOfTheDefaultMachine_AreNaturallyAlignedAndDisjoint()
     {
-        SimMachine m = MachineBuilder.Default(Sim.Kernel(SchedulerMode.Real));
+        SimMachine m = MachineBuilder.Default(Runs.Kernel(SchedulerMode.Real));
         var ranges = new List<(long Start, long End, string Who)>();
         foreach (PciDevice d in m.Pci.Devices.Cast<PciDevice>())
         {
@@ -100,7 +100,7 @@ public sealed class DefaultMachineTests
     [TestCase(SchedulerMode.Controlled)]
     public void EduDma_FaultsInTheIommuWithNothingMapped_AndArrivesOnceMapped(SchedulerMode mode)
     {
-        SimKernel k = Sim.Kernel(mode, seed: 3);
+        SimKernel k = Runs.Kernel(mode, seed: 3);
         SimMachine m = MachineBuilder.Default(k);
         var edu = (EduDevice)m.Pci.Find("0000:01:00.0")!;
         IommuCore iommu = m.Iommu!;
@@ -146,6 +146,6 @@ public sealed class DefaultMachineTests
             domain.Free();
             iommu.GroupReleaseDmaOwner(g);
         });
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
     }
 }

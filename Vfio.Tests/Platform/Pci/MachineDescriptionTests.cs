@@ -16,7 +16,7 @@ public sealed class MachineDescriptionTests
     private static MachineDescriptionException BuildFails(string json)
     {
         MachineDescription d = MachineDescriptionReader.Parse(json);
-        return Assert.Throws<MachineDescriptionException>(() => MachineBuilder.Build(d, Sim.Kernel(Vfio.Kernel.SchedulerMode.Real)))!;
+        return Assert.Throws<MachineDescriptionException>(() => MachineBuilder.Build(d, Runs.Kernel(Vfio.Kernel.SchedulerMode.Real)))!;
     }
 
     private static void AssertNames(MachineDescriptionException e, string field, string fragment)
@@ -45,7 +45,7 @@ public sealed class MachineDescriptionTests
     public void AnIommuWithoutAnIotlb_Builds()
     {
         MachineDescription d = MachineDescriptionReader.Parse("""{"memory":{"ram":"1G"},"iommu":{"iotlbEntries":0}}""");
-        SimMachine m = MachineBuilder.Build(d, Sim.Kernel(Vfio.Kernel.SchedulerMode.Real));
+        SimMachine m = MachineBuilder.Build(d, Runs.Kernel(Vfio.Kernel.SchedulerMode.Real));
         Assert.That(m.Iommu!.Hardware.Config.IotlbEntries, Is.Zero);
     }
 
@@ -166,7 +166,7 @@ public sealed class MachineDescriptionTests
     [Test]
     public void AFunctionWithItsIds_BindsToTheDriverItNames()
     {
-        SimMachine m = MachineBuilder.Build(MachineDescriptionReader.Parse(Machine("""{"slot":1,"type":"generic","vendor":"0x8086","device":"0x10d3","driver":"e1000e"}""")), Sim.Kernel(Vfio.Kernel.SchedulerMode.Real));
+        SimMachine m = MachineBuilder.Build(MachineDescriptionReader.Parse(Machine("""{"slot":1,"type":"generic","vendor":"0x8086","device":"0x10d3","driver":"e1000e"}""")), Runs.Kernel(Vfio.Kernel.SchedulerMode.Real));
 
         Assert.That(m.Pci.Find("0000:00:01.0")!.Driver?.Name, Is.EqualTo("e1000e"));
     }
@@ -178,7 +178,7 @@ public sealed class MachineDescriptionTests
 
         Assert.That(d.Memory.RamBytes, Is.EqualTo(1L << 30));
         Assert.That(d.Pci, Has.Count.EqualTo(1));
-        Assert.That(MachineBuilder.Build(d, Sim.Kernel(Vfio.Kernel.SchedulerMode.Real)).Pci.Find("0000:00:01.0"), Is.Not.Null);
+        Assert.That(MachineBuilder.Build(d, Runs.Kernel(Vfio.Kernel.SchedulerMode.Real)).Pci.Find("0000:00:01.0"), Is.Not.Null);
     }
 
     [Test]

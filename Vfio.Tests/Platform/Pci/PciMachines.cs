@@ -33,7 +33,7 @@ internal static class PciMachines
         """;
 
     public static SimMachine Build(string json, SchedulerMode mode = SchedulerMode.Real, ulong seed = 1)
-        => MachineBuilder.Build(MachineDescriptionReader.Parse(json), Sim.Kernel(mode, seed));
+        => MachineBuilder.Build(MachineDescriptionReader.Parse(json), Runs.Kernel(mode, seed));
 
     public static SimMachine OneDevice(SchedulerMode mode = SchedulerMode.Real, ulong seed = 1) => Build(OneDeviceJson, mode, seed);
 

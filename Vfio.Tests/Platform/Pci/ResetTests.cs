@@ -507,7 +507,7 @@ public sealed class ResetTests
             afterRelease = d.TryResetFunction();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(whileHeld, Is.EqualTo(Errno.EAGAIN.Negative()));
         Assert.That(resetsWhileHeld, Is.Zero);
         Assert.That(afterRelease, Is.Zero);
@@ -551,7 +551,7 @@ public sealed class ResetTests
             holder.Join();
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(rc, Is.Zero);
         Assert.That(resetsWhileBridgeHeld, Is.EqualTo(waitsForBridge ? 0 : 1));
         Assert.That(d.ResetCount(PciResetKind.Flr), Is.EqualTo(1));
@@ -594,7 +594,7 @@ public sealed class ResetTests
             end = k.Clock.NowNs;
         });
 
-        Sim.AssertPassed(r);
+        Runs.AssertPassed(r);
         Assert.That(rcs, Is.EqualTo(new long[] { 4, 2, 3, 2, 4, 2 }));
         Assert.That((d.ResetCount(PciResetKind.Flr), d.ResetCount(PciResetKind.Pm), d.ResetCount(PciResetKind.Bus)), Is.EqualTo((1L, 1L, 1L)));
         Assert.That(end - start, Is.GreaterThanOrEqualTo((100L + 20 + 102) * 1_000_000), "flr 100 ms, pm 2 x 10 ms, bus 2 + 100 ms");

@@ -6,7 +6,7 @@ using Vfio.Kernel;
 
 namespace Vfio.Tests;
 
-internal static class Sim
+internal static class Runs
 {
     public static SimKernel Kernel(
         SchedulerMode mode,
@@ -59,7 +59,7 @@ internal static class Machines
         int huge1G = 0,
         Vfio.Platform.Mm.AllocationPolicy policy = Vfio.Platform.Mm.AllocationPolicy.Scattered,
         ulong seed = 1)
-        => new(Sim.Kernel(mode, seed), new Vfio.Platform.MachineConfig
+        => new(Runs.Kernel(mode, seed), new Vfio.Platform.MachineConfig
         {
             Memory = new Vfio.Platform.Mm.MemoryConfig { RamBytes = ramGiB << 30, HugePages2M = huge2M, HugePages1G = huge1G, Policy = policy },
         });
