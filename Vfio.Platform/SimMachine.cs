@@ -100,7 +100,7 @@ public sealed class SimMachine
         => _modules.TryGetValue(typeof(T), out object? m) ? (T)m : null;
 
     /// <summary>Registers a loaded subsystem; false if one of that type is already loaded.</summary>
-    public bool AddModule<T>(T module)
+    internal bool AddModule<T>(T module)
         where T : class
         => _modules.TryAdd(typeof(T), module);
 
@@ -108,7 +108,7 @@ public sealed class SimMachine
     public InterruptController Interrupts { get; }
 
     /// <summary>Where device DMA goes: the IOMMU once one is installed, physical memory otherwise.</summary>
-    public IDmaTranslator DmaTranslator { get; set; }
+    public IDmaTranslator DmaTranslator { get; internal set; }
 
     /// <summary>Live processes, by pid.</summary>
     public IReadOnlyList<SimProcess> Processes

@@ -276,6 +276,31 @@ internal sealed class ControlledScheduler : Scheduler
             return WakeReason.TimedOut;
         }
 
+        if (!t.IsScheduled && !_running && t.WaitDeadlineNs != long.MaxValue)
+        {
+            // Outside a run the calling thread is the only one (boot, or a host call before
+            // Run): nobody else can wake it, but time can. Jump the clock to each timer due
+            // before the deadline (a timer may wake it) and then to the deadline.
+            while (true)
+            {
+                long until = Math.Min(Kernel.Clock.NextTimerDueNs, t.WaitDeadlineNs);
+                Kernel.Clock.AdvanceToIdle(until);
+                lock (t.ParkLock)
+                {
+                    if (t.Permit)
+                    {
+                        t.Permit = false;
+                        return WakeReason.Woken;
+                    }
+                }
+
+                if (until >= t.WaitDeadlineNs)
+                {
+                    return WakeReason.TimedOut;
+                }
+            }
+        }
+
         if (!t.IsScheduled)
         {
             throw new InvalidOperationException(

@@ -13,14 +13,14 @@ namespace Vfio.Platform.Mm;
 public sealed partial class MmStruct
 {
     /// <summary>Adds <paramref name="delta"/> pages to pinned_vm.</summary>
-    public void AddPinnedVm(long delta) => Interlocked.Add(ref _pinnedVm, delta);
+    internal void AddPinnedVm(long delta) => Interlocked.Add(ref _pinnedVm, delta);
 
     /// <summary>
     /// __account_locked_vm(): charges (or uncharges) <paramref name="pages"/> to locked_vm,
     /// refusing with -ENOMEM past <paramref name="task"/>'s RLIMIT_MEMLOCK unless
     /// <paramref name="bypassRlimit"/>. Caller holds mmap_lock for writing.
     /// </summary>
-    public int AccountLockedVmLocked(long pages, bool inc, SimProcess task, bool bypassRlimit)
+    internal int AccountLockedVmLocked(long pages, bool inc, SimProcess task, bool bypassRlimit)
     {
         ArgumentNullException.ThrowIfNull(task);
         MmapLock.AssertHeldWrite();
@@ -46,7 +46,7 @@ public sealed partial class MmStruct
     }
 
     /// <summary>account_locked_vm(): as <see cref="AccountLockedVmLocked"/>, taking mmap_lock and using CAP_IPC_LOCK as the bypass.</summary>
-    public int AccountLockedVm(long pages, bool inc, SimProcess task)
+    internal int AccountLockedVm(long pages, bool inc, SimProcess task)
     {
         ArgumentNullException.ThrowIfNull(task);
         if (pages == 0)

@@ -133,7 +133,7 @@ public sealed partial class MmStruct
     /// VMA, faulting it in through the driver if needed. -EFAULT when nothing can be mapped
     /// or a write needs a read-only entry. Caller holds mmap_lock for reading.
     /// </summary>
-    public int FollowFaultPfnLocked(Vma vma, ulong vaddr, bool write, out long pfn)
+    internal int FollowFaultPfnLocked(Vma vma, ulong vaddr, bool write, out long pfn)
     {
         ArgumentNullException.ThrowIfNull(vma);
         MmapLock.AssertHeld();

@@ -41,7 +41,7 @@ public sealed partial class MmStruct
     /// fails: -EFAULT (hole, VM_IO/VM_PFNMAP, write to read-only), -ENOMEM (out of memory).
     /// Caller holds mmap_lock for reading.
     /// </summary>
-    public long PinUserPagesLocked(ulong start, long nrPages, GupFlags flags, Span<PfnRun> runs, out int runCount)
+    internal long PinUserPagesLocked(ulong start, long nrPages, GupFlags flags, Span<PfnRun> runs, out int runCount)
     {
         MmapLock.AssertHeld();
         runCount = 0;
@@ -107,7 +107,7 @@ public sealed partial class MmStruct
     }
 
     /// <summary>As <see cref="PinUserPagesLocked"/>, taking mmap_lock for reading around the call.</summary>
-    public long PinUserPages(ulong start, long nrPages, GupFlags flags, Span<PfnRun> runs, out int runCount)
+    internal long PinUserPages(ulong start, long nrPages, GupFlags flags, Span<PfnRun> runs, out int runCount)
     {
         MmapLock.DownRead();
         try

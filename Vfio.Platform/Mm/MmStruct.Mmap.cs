@@ -64,7 +64,7 @@ public sealed partial class MmStruct
     // ---- Lookup.
 
     /// <summary>find_vma() restricted to containment: the VMA holding <paramref name="addr"/>, or null. Caller holds mmap_lock.</summary>
-    public Vma? FindVmaLocked(ulong addr)
+    internal Vma? FindVmaLocked(ulong addr)
     {
         int lo = 0, hi = _vmas.Count - 1;
         while (lo <= hi)
@@ -114,7 +114,7 @@ public sealed partial class MmStruct
     /// replaces what was there only after all of these pass; a later failure (no huge pages,
     /// the driver's mmap) leaves the range unmapped, as Linux does.
     /// </summary>
-    public long Mmap(ulong addr, ulong length, Prot prot, MapFlags flags, SimFile? file, ulong offset, SimProcess caller)
+    internal long Mmap(ulong addr, ulong length, Prot prot, MapFlags flags, SimFile? file, ulong offset, SimProcess caller)
     {
         ArgumentNullException.ThrowIfNull(caller);
         if ((offset & (PhysMem.PageSize - 1)) != 0)

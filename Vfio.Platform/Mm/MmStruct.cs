@@ -56,7 +56,7 @@ public sealed partial class MmStruct
     public int Id { get; private set; }
 
     /// <summary>mmap_lock.</summary>
-    public RwSemaphore MmapLock { get; private set; }
+    internal RwSemaphore MmapLock { get; private set; }
 
     /// <summary>locked_vm: pages charged against RLIMIT_MEMLOCK (mlock, vfio). Written under mmap_lock held for writing.</summary>
     public long LockedVm { get; private set; }
@@ -96,10 +96,10 @@ public sealed partial class MmStruct
     // ---- References.
 
     /// <summary>mmget().</summary>
-    public void Get() => Interlocked.Increment(ref _users);
+    internal void Get() => Interlocked.Increment(ref _users);
 
     /// <summary>mmget_not_zero(): a user reference unless the address space is already gone.</summary>
-    public bool GetNotZero()
+    internal bool GetNotZero()
     {
         int u = Volatile.Read(ref _users);
         while (u != 0)
@@ -117,7 +117,7 @@ public sealed partial class MmStruct
     }
 
     /// <summary>mmput(): drops a user reference; the last one tears the address space down.</summary>
-    public void Put()
+    internal void Put()
     {
         int left = Interlocked.Decrement(ref _users);
         if (left < 0)
@@ -133,10 +133,10 @@ public sealed partial class MmStruct
     }
 
     /// <summary>mmgrab(): keeps the mm_struct (not the address space) alive.</summary>
-    public void Grab() => Interlocked.Increment(ref _count);
+    internal void Grab() => Interlocked.Increment(ref _count);
 
     /// <summary>mmdrop().</summary>
-    public void Drop()
+    internal void Drop()
     {
         if (Interlocked.Decrement(ref _count) < 0)
         {

@@ -87,17 +87,17 @@ public sealed partial class SimProcess
     /// file for user space reserves first, so a full table fails before anything is opened,
     /// then either <see cref="FdInstall"/>s the file or <see cref="PutUnusedFd"/>s the number.
     /// </summary>
-    public int GetUnusedFd(bool cloexec) => Files.Reserve(cloexec, Limits.NoFile);
+    internal int GetUnusedFd(bool cloexec) => Files.Reserve(cloexec, Limits.NoFile);
 
     /// <summary>fd_install(): the file's reference passes to the table at the reserved <paramref name="fd"/>.</summary>
-    public void FdInstall(int fd, SimFile file)
+    internal void FdInstall(int fd, SimFile file)
     {
         ArgumentNullException.ThrowIfNull(file);
         Files.InstallReserved(fd, file);
     }
 
     /// <summary>put_unused_fd(): gives back a reserved fd that never got a file.</summary>
-    public void PutUnusedFd(int fd) => Files.Unreserve(fd);
+    internal void PutUnusedFd(int fd) => Files.Unreserve(fd);
 
     /// <summary>close(): 0 or -EBADF. The file's release runs here if this was its last reference.</summary>
     public int Close(int fd)

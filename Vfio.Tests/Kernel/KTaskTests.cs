@@ -273,7 +273,7 @@ public sealed class KTaskModeSpecificTests
     }
 
     [Test]
-    public void ControlledMode_SetupCodeOutsideARun_RunsWithoutScheduling_ButMayNotSleep()
+    public void ControlledMode_SetupCodeOutsideARun_RunsWithoutScheduling_ButMayNotWaitForAnotherTask()
     {
         SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
         var m = new KMutex(k, "m");
@@ -281,6 +281,36 @@ public sealed class KTaskModeSpecificTests
         m.Unlock();
         var c = new Completion(k, "c");
         Assert.That(() => c.Wait(), Throws.InvalidOperationException.With.Message.Contains("outside a controlled run"));
+    }
+
+    [Test]
+    public void ControlledMode_SetupCodeOutsideARun_MaySleepForATime_TheClockJumps_AndTimersDueMeanwhileFire()
+    {
+        SimKernel k = Runs.Kernel(SchedulerMode.Controlled);
+        var c = new Completion(k, "c");
+        long fired = -1;
+        using (ITimer timer = k.Clock.CreateTimer(_ =>
+        {
+            fired = k.Clock.NowNs;
+            c.Complete();
+        }, null, TimeSpan.FromMilliseconds(30), Timeout.InfiniteTimeSpan))
+        {
+            KTask.Msleep(100);
+        }
+
+        Assert.That(k.Clock.NowNs, Is.EqualTo(100_000_000L));
+        Assert.That(fired, Is.EqualTo(30_000_000L));
+        Assert.That(c.IsDone, Is.True);
+
+        var d = new Completion(k, "d");
+        using ITimer completes = k.Clock.CreateTimer(_ => d.Complete(), null, TimeSpan.FromMilliseconds(5), Timeout.InfiniteTimeSpan);
+        Assert.That(d.WaitTimeout(SimClock.SecondsToJiffies(1)), Is.GreaterThan(0), "the timer completes d 5 ms in");
+        Assert.That(k.Clock.NowNs, Is.EqualTo(105_000_000L));
+
+        var never = new Completion(k, "never");
+        long left = never.WaitTimeout(SimClock.SecondsToJiffies(1));
+        Assert.That(left, Is.Zero, "nothing completes it: the wait times out after a second of virtual time");
+        Assert.That(k.Clock.NowNs, Is.EqualTo(1_105_000_000L));
     }
 
     [Test]
