@@ -222,6 +222,7 @@ public sealed partial class MmStruct
     /// <summary>find_vma() restricted to containment: the VMA holding <paramref name="addr"/>, or null. Caller holds mmap_lock.</summary>
     public Vma? FindVmaLocked(ulong addr)
     {
+        MmapLock.AssertHeld();
         int lo = 0, hi = _vmas.Count - 1;
         while (lo <= hi)
         {
@@ -471,6 +472,7 @@ public sealed partial class MmStruct
     // the highest gap; 0 when there is none.
     private ulong PlaceLocked(ulong addr, ulong len, ulong pageSize)
     {
+        MmapLock.AssertHeld();
         ulong hint = addr & ~(ulong)(PhysMem.PageSize - 1);
         if (hint != 0 && hint < MmapMinAddr)
         {
@@ -582,6 +584,7 @@ public sealed partial class MmStruct
 
     private void InsertVmaLocked(Vma vma)
     {
+        MmapLock.AssertHeldWrite();
         int at = 0;
         while (at < _vmas.Count && _vmas[at].Start < vma.Start)
         {
@@ -630,6 +633,7 @@ public sealed partial class MmStruct
 
     private int? CheckHugetlbSplitLocked(ulong start, ulong end, FlagChange? change = null)
     {
+        MmapLock.AssertHeld();
         foreach (Vma v in _vmas)
         {
             if (v.Start < end && start < v.End && (change is not { } c || c.Changes(v)) && SplitsHugePage(v, start, end))
@@ -656,6 +660,7 @@ public sealed partial class MmStruct
     /// <summary>Splits VMAs at <paramref name="start"/> and <paramref name="end"/> and returns those inside.</summary>
     private List<Vma> SplitRangeLocked(ulong start, ulong end)
     {
+        MmapLock.AssertHeldWrite();
         var inside = new List<Vma>();
         for (int i = 0; i < _vmas.Count; i++)
         {
@@ -717,6 +722,7 @@ public sealed partial class MmStruct
 
     private void UnmapRangeLocked(ulong start, ulong end)
     {
+        MmapLock.AssertHeldWrite();
         foreach (Vma v in SplitRangeLocked(start, end))
         {
             _vmas.Remove(v);
@@ -734,6 +740,7 @@ public sealed partial class MmStruct
     /// <summary>Removes every page-table entry of <paramref name="v"/>, dropping the frames' mapping references.</summary>
     private void ZapAllLocked(Vma v)
     {
+        MmapLock.AssertHeldWrite();
         PteTable ptes = v.Ptes;
         Mem.Lock.Lock();
         try
@@ -874,6 +881,7 @@ public sealed partial class MmStruct
 
     private bool CoveredLocked(ulong start, ulong end)
     {
+        MmapLock.AssertHeld();
         ulong cursor = start;
         foreach (Vma v in _vmas)
         {
@@ -1006,6 +1014,7 @@ public sealed partial class MmStruct
     /// <summary>count_mm_mlocked_page_nr(): pages of VM_LOCKED VMAs within [start, start + len).</summary>
     private long CountMlockedPagesLocked(ulong start, ulong len)
     {
+        MmapLock.AssertHeld();
         ulong end = start + len < start ? ulong.MaxValue : start + len;
         long count = 0;
         foreach (Vma v in _vmas)
@@ -1036,6 +1045,7 @@ public sealed partial class MmStruct
     /// </summary>
     private long ChangeFlagsLocked(ulong start, ulong end, FlagChange change)
     {
+        MmapLock.AssertHeldWrite();
         long pages = 0;
         for (int i = 0; i < _vmas.Count; i++)
         {
@@ -1072,8 +1082,8 @@ public sealed partial class MmStruct
     /// </summary>
     public int AccountLockedVmLocked(long pages, bool inc, SimProcess task, bool bypassRlimit)
     {
-        ArgumentNullException.ThrowIfNull(task);
         MmapLock.AssertHeldWrite();
+        ArgumentNullException.ThrowIfNull(task);
         if (inc)
         {
             if (!bypassRlimit && LockedVm + pages > task.Limits.MemlockPages)
