@@ -210,6 +210,7 @@ public sealed class VfioContainer
     /// <summary>__vfio_container_attach_groups(): every group, unwinding in reverse on failure (container group_lock held for write).</summary>
     private int AttachGroupsLocked(IVfioIommuDriver driver, object? data)
     {
+        GroupLock.AssertHeldWrite();
         for (int i = 0; i < _groups.Count; i++)
         {
             VfioGroup g = _groups[i];
@@ -233,8 +234,8 @@ public sealed class VfioContainer
     /// <summary>vfio_container_attach_group().</summary>
     internal int AttachGroupLocked(VfioGroup group)
     {
-        const string Name = "VFIO_GROUP_SET_CONTAINER";
         group.GroupLock.AssertHeld();
+        const string Name = "VFIO_GROUP_SET_CONTAINER";
         if (group.Type == VfioGroupType.NoIommu && !VfioGroup.Capable(Capabilities.CAP_SYS_RAWIO))
         {
             return ErrorReason.Fail(Errno.EPERM, $"{Name}: a noiommu group needs CAP_SYS_RAWIO");

@@ -382,6 +382,7 @@ public class VfioDevice
 
     private int FirstOpenLocked()
     {
+        DevSet!.Lock.AssertHeld();
         // try_module_get(driver->owner): a driver being unloaded (unregistered) cannot open.
         if (Dev.Driver is not { IsRegistered: true })
         {
@@ -439,6 +440,7 @@ public class VfioDevice
 
     internal void GetKvmFromGroupLocked()
     {
+        DevSet!.Lock.AssertHeld();
         VfioGroup group = Group!;
         group.KvmRefLock.Lock();
         try

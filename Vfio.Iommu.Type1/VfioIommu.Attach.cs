@@ -36,6 +36,7 @@ internal sealed partial class VfioIommu
 
     private int AttachGroupLocked(IommuGroup iommuGroup, VfioGroupType type)
     {
+        _lock.AssertHeld();
         if (_vaddrInvalidCount != 0)
         {
             return ErrorReason.Fail(Errno.EBUSY, $"{AttachOp}: {_vaddrInvalidCount} mappings have an invalidated vaddr (attach may need to pin)");
@@ -127,6 +128,7 @@ internal sealed partial class VfioIommu
 
     private int AttachDoneLocked(List<VfioIova> iovaCopy)
     {
+        _lock.AssertHeld();
         _iovaList = iovaCopy;
         // An IOMMU-backed group can dirty any page, until it proves otherwise by pinning.
         _numNonPinnedGroups++;
@@ -136,6 +138,7 @@ internal sealed partial class VfioIommu
     /// <summary>The aperture and reserved-region checks of an attach, and the new IOVA list they give.</summary>
     private int AttachChecksLocked(IommuCore core, IommuGroup iommuGroup, IommuDomainGeometry geo, out List<VfioIova> iovaCopy)
     {
+        _lock.AssertHeld();
         iovaCopy = [];
         if (AperConflictLocked(geo.ApertureStart, geo.ApertureEnd))
         {
@@ -160,6 +163,7 @@ internal sealed partial class VfioIommu
 
     private VfioIommuGroup? FindGroupLocked(IommuGroup g)
     {
+        _lock.AssertHeld();
         foreach (VfioDomain d in _domains)
         {
             foreach (VfioIommuGroup x in d.Groups)
@@ -185,6 +189,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_iommu_aper_conflict(): the new aperture is disjoint from the IOVA list or would leave a mapping outside.</summary>
     private bool AperConflictLocked(ulong start, ulong end)
     {
+        _lock.AssertHeld();
         if (_iovaList.Count == 0)
         {
             return false;
@@ -300,6 +305,7 @@ internal sealed partial class VfioIommu
     /// </summary>
     private int ReplayLocked(VfioDomain domain)
     {
+        _lock.AssertHeld();
         IommuDomain? d = _domains.Count != 0 ? _domains[0].Domain : null;
         List<VfioDomain> target = [domain];
         VfioDma? n = _dmas.First();
@@ -398,6 +404,7 @@ internal sealed partial class VfioIommu
     /// <summary>Uncharges <paramref name="unlocked"/> pages of <paramref name="dma"/> unpinned below <paramref name="end"/>, less those of them still pinned through its pfn_list (they stay charged).</summary>
     private void UnaccountUnpinnedLocked(VfioDma dma, long unlocked, ulong end)
     {
+        _lock.AssertHeld();
         long locked = 0;
         if (dma.PfnList is { } list)
         {
@@ -416,6 +423,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_update_pgsize_bitmap(): the AND of every domain's sizes, with sub-page sizes replaced by PAGE_SIZE.</summary>
     private void UpdatePgsizeBitmapLocked()
     {
+        _lock.AssertHeld();
         ulong bitmap = ulong.MaxValue;
         foreach (VfioDomain d in _domains)
         {
@@ -447,6 +455,7 @@ internal sealed partial class VfioIommu
 
     private void DetachGroupLocked(IommuGroup iommuGroup)
     {
+        _lock.AssertHeld();
         bool updateDirtyScope = false;
         for (int i = 0; i < _emulatedGroups.Count; i++)
         {
@@ -515,6 +524,7 @@ internal sealed partial class VfioIommu
 
     private void DetachDoneLocked(bool updateDirtyScope)
     {
+        _lock.AssertHeld();
         if (!updateDirtyScope)
         {
             return;
@@ -534,6 +544,7 @@ internal sealed partial class VfioIommu
     /// </summary>
     private void UnmapUnpinReaccountLocked()
     {
+        _lock.AssertHeld();
         for (VfioDma? n = _dmas.First(); n is not null; n = VfioDmaTree.Next(n))
         {
             long unlocked = UnmapUnpinLocked(n, doAccounting: false);
@@ -544,6 +555,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_iommu_aper_expand(): the list's ends widen to the intersection of the remaining domains' apertures.</summary>
     private void AperExpandLocked(List<VfioIova> list)
     {
+        _lock.AssertHeld();
         if (list.Count == 0)
         {
             return;
@@ -563,6 +575,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_iommu_resv_refresh(): rebuilds the list from its ends minus the remaining groups' reserved regions; false leaves the old list.</summary>
     private bool ResvRefreshLocked(List<VfioIova> list)
     {
+        _lock.AssertHeld();
         if (list.Count == 0)
         {
             return false;

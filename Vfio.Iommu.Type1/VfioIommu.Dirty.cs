@@ -147,6 +147,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_iova_dirty_bitmap(): reports every mapping inside [iova, +size), which must not bisect one.</summary>
     private int IovaDirtyBitmapLocked(ulong bitmap, ulong iova, ulong size, ulong pgsize)
     {
+        _lock.AssertHeld();
         ulong last = iova + size - 1;
         VfioDma? d = _dmas.Find(iova, iova);
         if (d is not null && d.Iova != iova)
@@ -190,6 +191,7 @@ internal sealed partial class VfioIommu
     /// </summary>
     private int UpdateUserBitmapLocked(ulong bitmap, VfioDma dma, ulong baseIova, ulong pgsize)
     {
+        _lock.AssertHeld();
         int pgshift = System.Numerics.BitOperations.TrailingZeroCount(pgsize);
         ulong nbits = dma.Size >> pgshift;
         ulong bitOffset = (dma.Iova - baseIova) >> pgshift;
@@ -247,8 +249,9 @@ internal sealed partial class VfioIommu
     /// vfio_dma_do_map allocates the bitmap of a new mapping while tracking runs and when
     /// DIRTY_PAGES START allocates one for every mapping.
     /// </summary>
-    private static int BitmapAllocLocked(VfioDma dma, ulong pgsize)
+    private int BitmapAllocLocked(VfioDma dma, ulong pgsize)
     {
+        _lock.AssertHeld();
         ulong npages = dma.Size / pgsize;
         if (npages > DirtyBitmapPagesMax)
         {
@@ -262,6 +265,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_dma_bitmap_alloc_all(): a bitmap for every dma, pre-set with the pages drivers pin; all or none.</summary>
     private int BitmapAllocAllLocked(ulong pgsize)
     {
+        _lock.AssertHeld();
         for (VfioDma? n = _dmas.First(); n is not null; n = VfioDmaTree.Next(n))
         {
             int ret = BitmapAllocLocked(n, pgsize);
@@ -282,8 +286,9 @@ internal sealed partial class VfioIommu
     }
 
     /// <summary>vfio_dma_populate_bitmap(): the bitmap becomes exactly the pages in the dma's pfn_list.</summary>
-    private static void PopulateBitmapLocked(VfioDma dma, ulong pgsize)
+    private void PopulateBitmapLocked(VfioDma dma, ulong pgsize)
     {
+        _lock.AssertHeld();
         ulong[] bits = dma.Bitmap!;
         Array.Clear(bits);
         if (dma.PfnList is null)
@@ -301,6 +306,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_iommu_populate_bitmap_full(): every page of every mapping dirty.</summary>
     private void PopulateBitmapFullLocked()
     {
+        _lock.AssertHeld();
         int pgshift = MinPgshift;
         for (VfioDma? n = _dmas.First(); n is not null; n = VfioDmaTree.Next(n))
         {
@@ -314,6 +320,7 @@ internal sealed partial class VfioIommu
     /// <summary>Marks [<paramref name="offset"/>, +<paramref name="length"/>) bytes of the dma dirty (pins and dma_rw writes while tracking).</summary>
     private void MarkDirtyLocked(VfioDma dma, ulong offset, ulong length)
     {
+        _lock.AssertHeld();
         if (!_dirtyTracking || dma.Bitmap is null || length == 0)
         {
             return;

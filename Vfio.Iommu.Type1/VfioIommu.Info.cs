@@ -53,6 +53,7 @@ internal sealed partial class VfioIommu
     /// <summary>The capability chain of GET_INFO: MIGRATION, DMA_AVAIL, then IOVA_RANGE when the list is not empty.</summary>
     private int BuildInfoCapsLocked(ref VfioInfoCaps caps)
     {
+        _lock.AssertHeld();
         var mig = new VfioIommuType1InfoCapMigration
         {
             Header = new VfioInfoCapHeader { Id = VfioCapId.Type1Migration, Version = 1 },

@@ -105,6 +105,7 @@ internal sealed partial class VfioIommu
 
     private string? CheckInvariantsLocked(uint entryLimit)
     {
+        _lock.AssertHeld();
         string? err = _dmas.Check();
         if (err is not null)
         {

@@ -151,6 +151,7 @@ internal sealed partial class VfioIommu
     /// <summary>The MAP_DMA VADDR branch: give an invalidated mapping its new vaddr (and owner).</summary>
     private int UpdateVaddrLocked(VfioDma? dma, ulong iova, ulong vaddr, ulong size)
     {
+        _lock.AssertHeld();
         if (dma is null)
         {
             return ErrorReason.Fail(Errno.ENOENT, $"{MapIoctl}: VADDR: no mapping at iova 0x{iova:x} +0x{size:x}");
@@ -178,6 +179,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_change_dma_owner(): the caller's mm takes over the dma's locked_vm charge.</summary>
     private int ChangeDmaOwnerLocked(VfioDma dma)
     {
+        _lock.AssertHeld();
         SimProcess? task = SimProcess.Current;
         MmStruct? mm = task?.Mm;
         if (mm is null || mm == dma.Mm)
@@ -261,6 +263,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_iommu_iova_dma_valid(): the range lies inside one usable IOVA range (any range when the list is empty).</summary>
     private bool IovaDmaValidLocked(ulong start, ulong end)
     {
+        _lock.AssertHeld();
         if (_iovaList.Count == 0)
         {
             return true;
@@ -299,6 +302,7 @@ internal sealed partial class VfioIommu
     /// </summary>
     private int PinMapDmaLocked(VfioDma dma, ulong size)
     {
+        _lock.AssertHeld();
         int ret = PinMapRangeLocked(dma, dma.Iova, dma.Vaddr, size, _domains, growSize: true);
         dma.IommuMapped = true;
         if (ret != 0)
@@ -320,6 +324,7 @@ internal sealed partial class VfioIommu
     /// </summary>
     private int PinMapRangeLocked(VfioDma dma, ulong iova, ulong vaddr, ulong size, List<VfioDomain> domains, bool growSize)
     {
+        _lock.AssertHeld();
         ulong done = 0;
         SimProcess? current = SimProcess.Current;
         if (current is null)
@@ -482,8 +487,9 @@ internal sealed partial class VfioIommu
     /// vfio_iommu_map(): maps the chunks of <paramref name="batch"/> at consecutive IOVAs from
     /// <paramref name="iova"/> into every domain; on failure the domains already mapped are unmapped again.
     /// </summary>
-    private static int MapRunsLocked(List<VfioDomain> domains, ulong iova, ReadOnlySpan<PfnRun> batch, IommuProt prot)
+    private int MapRunsLocked(List<VfioDomain> domains, ulong iova, ReadOnlySpan<PfnRun> batch, IommuProt prot)
     {
+        _lock.AssertHeld();
         for (int i = 0; i < domains.Count; i++)
         {
             int ret = domains[i].Domain.MapRuns(iova, batch, prot, out _);

@@ -110,6 +110,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_pin_page_external(): one page from the mapping owner's mm, charged when <paramref name="doAccounting"/>.</summary>
     private int PinPageExternalLocked(VfioDma dma, ulong vaddr, bool doAccounting, out long pfn)
     {
+        _lock.AssertHeld();
         pfn = 0;
         MmStruct mm = dma.Mm!;
         if (!mm.GetNotZero())
@@ -158,6 +159,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_unpin_page_external(): drops one pin count; at zero the page is unpinned (and uncharged).</summary>
     private void UnpinPageExternalLocked(VfioDma dma, ulong iova, bool doAccounting)
     {
+        _lock.AssertHeld();
         if (dma.PfnList is null || !dma.PfnList.TryGetValue(iova, out VfioPfn? vpfn))
         {
             Warn.On(Kernel, true, $"vfio_unpin_page_external: iova 0x{iova:x} is not pinned in {dma}");
@@ -251,6 +253,7 @@ internal sealed partial class VfioIommu
 
     private int DmaRwChunkLocked(ulong iova, Span<byte> data, bool write, out int copied)
     {
+        _lock.AssertHeld();
         copied = 0;
         VfioDma? dma = _dmas.Find(iova, iova);
         if (dma is null)

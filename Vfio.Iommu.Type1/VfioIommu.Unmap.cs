@@ -127,6 +127,7 @@ internal sealed partial class VfioIommu
 
     private int UnmapLocked(ulong iova, ulong size, bool unmapAll, bool invalidateVaddr, bool getBitmap, in VfioBitmap bitmap, ref ulong unmapped)
     {
+        _lock.AssertHeld();
         if (invalidateVaddr && _emulatedGroups.Count != 0)
         {
             return ErrorReason.Fail(Errno.EBUSY, $"{UnmapIoctl}: VADDR is not allowed while an emulated-IOMMU (mdev) group is attached");
@@ -263,6 +264,7 @@ internal sealed partial class VfioIommu
     /// </summary>
     private void NotifyDmaUnmapLocked(ulong iova, ulong length)
     {
+        _lock.AssertHeld();
         _deviceListLock.Lock();
         _lock.Unlock();
         try
@@ -282,6 +284,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_remove_dma(): unmaps, unpins and unaccounts the dma, unlinks and frees it.</summary>
     private void RemoveDmaLocked(VfioDma dma)
     {
+        _lock.AssertHeld();
         Warn.On(Kernel, dma.PfnCount != 0, $"vfio_remove_dma: {dma} still has {dma.PfnCount} pages pinned by a driver (pfn_list not empty)");
 
         UnmapUnpinLocked(dma, doAccounting: true);
@@ -304,6 +307,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_iommu_unmap_unpin_all().</summary>
     private void UnmapUnpinAllLocked()
     {
+        _lock.AssertHeld();
         while (_dmas.First() is { } dma)
         {
             RemoveDmaLocked(dma);
@@ -318,6 +322,7 @@ internal sealed partial class VfioIommu
     /// </summary>
     private long UnmapUnpinLocked(VfioDma dma, bool doAccounting)
     {
+        _lock.AssertHeld();
         if (dma.Size == 0 || _domains.Count == 0 || !dma.IommuMapped)
         {
             dma.IommuMapped = false;

@@ -4,6 +4,7 @@
 // read as it does in the kernel). On release the lock is handed to the waiter(s) at the
 // head of the queue: one writer, or every reader up to the next writer.
 
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 
 namespace Vfio.Kernel;
@@ -180,8 +181,8 @@ public sealed class RwSemaphore : KernelObject
         }
     }
 
-    /// <summary>lockdep_assert_held(): WARNs unless the current task holds it in either mode.</summary>
-    public void AssertHeld()
+    /// <summary>lockdep_assert_held(): WARNs unless the current task holds it in either mode; the warning names the function that asserted.</summary>
+    public void AssertHeld([CallerMemberName] string caller = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         KTask t = KTask.CurrentFor(Kernel);
         bool held;
@@ -192,19 +193,43 @@ public sealed class RwSemaphore : KernelObject
 
         if (!held)
         {
-            Warn.Report(Kernel, t, WarningKind.Lockdep, $"lockdep_assert_held({Name}): not held by {t.DisplayName}", nameof(AssertHeld), "lockdep.h", 0);
+            Warn.Report(Kernel, t, WarningKind.Lockdep, $"lockdep_assert_held({Name}): not held by {t.DisplayName}", caller, file, line);
         }
     }
 
     /// <summary>lockdep_assert_held_write(): WARNs unless the current task holds it for writing.</summary>
-    public void AssertHeldWrite()
+    public void AssertHeldWrite([CallerMemberName] string caller = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         KTask t = KTask.CurrentFor(Kernel);
         if (!ReferenceEquals(Writer, t))
         {
-            Warn.Report(Kernel, t, WarningKind.Lockdep, $"lockdep_assert_held_write({Name}): not held for writing by {t.DisplayName}", nameof(AssertHeldWrite), "lockdep.h", 0);
+            Warn.Report(Kernel, t, WarningKind.Lockdep, $"lockdep_assert_held_write({Name}): not held for writing by {t.DisplayName}", caller, file, line);
         }
     }
+
+    /// <summary>lockdep_assert_held_read(): WARNs unless the current task holds it for reading (a write hold does not count).</summary>
+    public void AssertHeldRead([CallerMemberName] string caller = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+    {
+        KTask t = KTask.CurrentFor(Kernel);
+        bool held;
+        lock (_wl)
+        {
+            held = _readers.Contains(t);
+        }
+
+        if (!held)
+        {
+            Warn.Report(Kernel, t, WarningKind.Lockdep, $"lockdep_assert_held_read({Name}): not held for reading by {t.DisplayName}", caller, file, line);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="AssertHeld"/> in debug builds only (see <see cref="OwnedLock.DebugAssertHeld"/>):
+    /// the call is removed wherever it is compiled without DEBUG.
+    /// </summary>
+    [Conditional("DEBUG")]
+    public void DebugAssertHeld([CallerMemberName] string caller = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+        => AssertHeld(caller, file, line);
 
     private KTask Before(SchedOp op)
     {
@@ -305,10 +330,14 @@ public sealed class RwSemaphore : KernelObject
     }
 
     private bool CanTakeLocked(int mode)
-        => _writer is null && _waiters.IsEmpty && (mode == ModeRead || _readers.Count == 0);
+    {
+        AssertWaitLockHeld();
+        return _writer is null && _waiters.IsEmpty && (mode == ModeRead || _readers.Count == 0);
+    }
 
     private void TakeLocked(KTask t, int mode)
     {
+        AssertWaitLockHeld();
         if (mode == ModeRead)
         {
             _readers.Add(t);
@@ -322,6 +351,7 @@ public sealed class RwSemaphore : KernelObject
     /// <summary>Hands the semaphore to the head of the queue: one writer, or the leading readers.</summary>
     private void GrantLocked()
     {
+        AssertWaitLockHeld();
         if (_writer is not null)
         {
             return;
@@ -346,6 +376,17 @@ public sealed class RwSemaphore : KernelObject
             _readers.Add(w);
             w.Granted = true;
             Kernel.Scheduler.Unpark(w);
+        }
+    }
+
+    // The *Locked helpers run under _wl, a host lock rather than a kernel one, so the check
+    // is the host lock's own owner test (one thread-id comparison); a miss is a bug in this
+    // file, reported as an exception.
+    private void AssertWaitLockHeld()
+    {
+        if (!_wl.IsHeldByCurrentThread)
+        {
+            throw new InvalidOperationException($"rw_semaphore {Name}: its state was touched without the wait-list lock held");
         }
     }
 

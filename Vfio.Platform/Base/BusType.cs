@@ -475,7 +475,7 @@ public abstract class BusType
     /// </summary>
     private int DriverProbeDevice(DeviceDriver drv, SimDevice dev)
     {
-        dev.AssertLocked();
+        dev.AssertLockHeld();
 
         // The kernel needs no driver check here: kernfs drains a bind store before
         // bus_remove_driver() goes on, and the driver is off the bus list before

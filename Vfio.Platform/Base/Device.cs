@@ -6,6 +6,7 @@
 // get/put as get_device/put_device; the release callback runs when the last reference
 // goes, possibly long after the device left the bus.
 
+using System.Runtime.CompilerServices;
 using Vfio.Kernel;
 using Vfio.Platform.Fs;
 
@@ -99,8 +100,9 @@ public class SimDevice
     /// <summary>device_unlock().</summary>
     public void Unlock() => Mutex.Unlock();
 
-    /// <summary>device_lock_assert().</summary>
-    public void AssertLocked() => Mutex.AssertHeld();
+    /// <summary>device_lock_assert(): WARNs (as lockdep_assert_held) unless the current task holds device_lock.</summary>
+    public void AssertLockHeld([CallerMemberName] string caller = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+        => Mutex.AssertHeld(caller, file, line);
 
     /// <inheritdoc/>
     public override string ToString() => Name;

@@ -180,25 +180,25 @@ public sealed class NicDevice : PciDevice
     }
 
     /// <summary>Frames transmitted (to the wire, or looped back).</summary>
-    public long TxPackets => ReadLocked(() => _txPackets);
+    public long TxPackets => ReadUnderLock(() => _txPackets);
 
     /// <summary>Frames delivered into the RX ring.</summary>
-    public long RxPackets => ReadLocked(() => _rxPackets);
+    public long RxPackets => ReadUnderLock(() => _rxPackets);
 
     /// <summary>Frames dropped for want of an RX buffer (or one big enough).</summary>
-    public long RxMissed => ReadLocked(() => _rxMissed);
+    public long RxMissed => ReadUnderLock(() => _rxMissed);
 
     /// <summary>The TX head register.</summary>
-    public int TxHead => ReadLocked(() => _tx.Head);
+    public int TxHead => ReadUnderLock(() => _tx.Head);
 
     /// <summary>The RX head register.</summary>
-    public int RxHead => ReadLocked(() => _rx.Head);
+    public int RxHead => ReadUnderLock(() => _rx.Head);
 
     /// <summary>The status register.</summary>
-    public uint Status => ReadLocked(StatusLocked);
+    public uint Status => ReadUnderLock(StatusLocked);
 
     /// <summary>The interrupt cause register.</summary>
-    public uint InterruptCause => ReadLocked(() => _icr);
+    public uint InterruptCause => ReadUnderLock(() => _icr);
 
     /// <summary>DMA accesses that failed since the device was created (not cleared by reset).</summary>
     public long DmaErrors => Interlocked.Read(ref _dmaErrors);
@@ -408,6 +408,7 @@ public sealed class NicDevice : PciDevice
 
     private void SetHeadLocked(Ring ring, uint val)
     {
+        _lock.AssertHeld();
         if ((_ctrl & CtrlEnable) == 0 && val < (uint)Math.Max(ring.Length, 1))
         {
             ring.Head = (int)val;
@@ -415,7 +416,10 @@ public sealed class NicDevice : PciDevice
     }
 
     private uint StatusLocked()
-        => ((_ctrl & CtrlEnable) != 0 ? StatusLinkUp : 0) | (_tx.Stopped ? StatusTxStopped : 0) | (_rx.Stopped ? StatusRxStopped : 0);
+    {
+        _lock.AssertHeld();
+        return ((_ctrl & CtrlEnable) != 0 ? StatusLinkUp : 0) | (_tx.Stopped ? StatusTxStopped : 0) | (_rx.Stopped ? StatusRxStopped : 0);
+    }
 
     // ---- Interrupts.
 
@@ -486,7 +490,11 @@ public sealed class NicDevice : PciDevice
         }
     }
 
-    private bool TxWorkLocked() => (_ctrl & CtrlEnable) != 0 && !_tx.Stopped && _tx.Length > 0 && _tx.Head != _tx.Tail;
+    private bool TxWorkLocked()
+    {
+        _lock.AssertHeld();
+        return (_ctrl & CtrlEnable) != 0 && !_tx.Stopped && _tx.Length > 0 && _tx.Head != _tx.Tail;
+    }
 
     private void Engine()
     {
@@ -692,7 +700,8 @@ public sealed class NicDevice : PciDevice
         FollowIntx();
     }
 
-    private T ReadLocked<T>(Func<T> read)
+    // One register read under _lock, for the public properties.
+    private T ReadUnderLock<T>(Func<T> read)
     {
         _lock.Lock();
         try

@@ -126,6 +126,7 @@ public sealed class FdTable
 
     private int LowestFreeLocked(int limit)
     {
+        _lock.AssertHeld();
         for (int i = 0; i < limit; i++)
         {
             if (i >= _files.Length)
@@ -144,6 +145,7 @@ public sealed class FdTable
 
     private void GrowLocked(int fd, int limit)
     {
+        _lock.AssertHeld();
         int size = Math.Min(Math.Max(_files.Length * 2, fd + 1), limit);
         Array.Resize(ref _files, size);
         Array.Resize(ref _cloexec, size);

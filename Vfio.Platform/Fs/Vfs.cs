@@ -21,11 +21,11 @@ public sealed class Vfs
     {
         Kernel = kernel;
         TreeLock = new RwSemaphore(kernel, "vfs.tree_lock");
-        Root = new VfsDir("/", root: true);
-        Dev = new VfsDir("dev");
-        Sys = new VfsDir("sys");
-        Root.AddLocked(Dev);
-        Root.AddLocked(Sys);
+        Root = new VfsDir(TreeLock, "/", root: true);
+        Dev = new VfsDir(TreeLock, "dev");
+        Sys = new VfsDir(TreeLock, "sys");
+        Root.AddUnpublished(Dev);
+        Root.AddUnpublished(Sys);
         CharDevices = new CharDevices(kernel, this);
     }
 
@@ -65,6 +65,7 @@ public sealed class Vfs
 
     internal int ResolveLocked(string path, bool followLast, out VfsNode? node)
     {
+        TreeLock.AssertHeld();
         ArgumentNullException.ThrowIfNull(path);
         node = null;
         if (path.Length == 0)
@@ -217,15 +218,16 @@ public sealed class Vfs
         }
     }
 
-    private static VfsDir MkdirPLocked(VfsDir from, string path)
+    private VfsDir MkdirPLocked(VfsDir from, string path)
     {
+        TreeLock.AssertHeldWrite();
         VfsDir cur = from;
         foreach (string part in path.Split('/', StringSplitOptions.RemoveEmptyEntries))
         {
             VfsNode? next = cur.LookupLocked(part);
             if (next is null)
             {
-                var d = new VfsDir(part);
+                var d = new VfsDir(TreeLock, part);
                 cur.AddLocked(d);
                 next = d;
             }

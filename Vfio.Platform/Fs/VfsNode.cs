@@ -101,22 +101,51 @@ public abstract class VfsNode
 /// <summary>A directory. Its entries are protected by the tree lock of <see cref="Vfs"/>.</summary>
 public sealed class VfsDir : VfsNode
 {
+    // The tree lock of the Vfs the directory belongs to (read: lookups; write: changes).
+    private readonly RwSemaphore _treeLock;
     private readonly SortedDictionary<string, VfsNode> _children = new(StringComparer.Ordinal);
 
-    internal VfsDir(string name, int mode = 0x1ed /* 0755 */, bool root = false)
+    internal VfsDir(RwSemaphore treeLock, string name, int mode = 0x1ed /* 0755 */, bool root = false)
         : base(name, mode)
     {
+        _treeLock = treeLock;
         IsRoot = root;
     }
 
     internal bool IsRoot { get; }
 
-    internal IReadOnlyCollection<VfsNode> ChildrenLocked => [.. _children.Values];
+    internal IReadOnlyCollection<VfsNode> ChildrenLocked
+    {
+        get
+        {
+            _treeLock.AssertHeld();
+            return [.. _children.Values];
+        }
+    }
 
-    internal VfsNode? LookupLocked(string name) => _children.GetValueOrDefault(name);
+    internal VfsNode? LookupLocked(string name)
+    {
+        _treeLock.AssertHeld();
+        return _children.GetValueOrDefault(name);
+    }
 
-    /// <summary>Adds <paramref name="node"/>; false when the name is taken.</summary>
+    /// <summary>Adds <paramref name="node"/>; false when the name is taken. Caller holds the tree lock for writing.</summary>
     internal bool AddLocked(VfsNode node)
+    {
+        _treeLock.AssertHeldWrite();
+        return Attach(node);
+    }
+
+    /// <summary>Adds <paramref name="node"/> to a tree that no other task can reach yet (the roots, while <see cref="Vfs"/> is built).</summary>
+    internal void AddUnpublished(VfsNode node)
+    {
+        if (!Attach(node))
+        {
+            throw new InvalidOperationException($"{FullPath}: '{node.Name}' is added twice while the tree is built");
+        }
+    }
+
+    private bool Attach(VfsNode node)
     {
         if (!_children.TryAdd(node.Name, node))
         {
@@ -127,9 +156,10 @@ public sealed class VfsDir : VfsNode
         return true;
     }
 
-    /// <summary>Detaches <paramref name="node"/> (and with it everything below).</summary>
+    /// <summary>Detaches <paramref name="node"/> (and with it everything below). Caller holds the tree lock for writing.</summary>
     internal void RemoveLocked(VfsNode node)
     {
+        _treeLock.AssertHeldWrite();
         if (_children.TryGetValue(node.Name, out VfsNode? n) && ReferenceEquals(n, node))
         {
             _children.Remove(node.Name);

@@ -36,6 +36,7 @@ public sealed class IommuDomain : IIotlbFlushOps
             PageTable = new IoPageTable(PgsizeBitmap, hardware.Config.AddressWidth, hardware.Config.Promote, hardware.Kernel)
             {
                 FlushOps = this,
+                WriterLock = _pgtblLock,
             };
         }
     }
@@ -331,6 +332,7 @@ public sealed class IommuDomain : IIotlbFlushOps
     /// <summary>__iommu_unmap().</summary>
     private long UnmapLocked(ulong iova, long size, ref IotlbGather gather)
     {
+        _pgtblLock.AssertHeld();
         ArgumentOutOfRangeException.ThrowIfNegative(size);
         if (!Type.IsPaging())
         {

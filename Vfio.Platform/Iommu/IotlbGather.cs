@@ -85,6 +85,7 @@ public struct IotlbGather
     /// <summary>As <see cref="AddPage(IommuDomain, ulong, long)"/>, from a page table that holds its domain's lock; the gather then belongs to <paramref name="table"/>.</summary>
     internal void AddPageLocked(IoPageTable table, ulong iova, long size)
     {
+        table.DebugAssertWriterHeld();
         if (NeedsSyncBefore(iova, size))
         {
             table.SyncLocked(ref this);

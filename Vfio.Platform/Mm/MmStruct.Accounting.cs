@@ -22,8 +22,8 @@ public sealed partial class MmStruct
     /// </summary>
     internal int AccountLockedVmLocked(long pages, bool inc, SimProcess task, bool bypassRlimit)
     {
-        ArgumentNullException.ThrowIfNull(task);
         MmapLock.AssertHeldWrite();
+        ArgumentNullException.ThrowIfNull(task);
         if (inc)
         {
             if (!bypassRlimit && LockedVm + pages > task.Limits.MemlockPages)

@@ -17,6 +17,7 @@ public sealed partial class MmStruct
     /// </summary>
     internal int HandleFaultLocked(Vma vma, ulong addr, bool write)
     {
+        MmapLock.AssertHeld();
         if (write ? (vma.Flags & VmFlags.VM_WRITE) == 0 : (vma.Flags & (VmFlags.VM_READ | VmFlags.VM_WRITE)) == 0)
         {
             return Errno.EFAULT.Negative();
@@ -45,6 +46,9 @@ public sealed partial class MmStruct
     /// </summary>
     internal int FaultInLocked(Vma vma, long index, bool write, bool unshare = false)
     {
+        // Runs per page inside GUP's batch: debug builds only; its callers take or assert both locks.
+        Mem.Lock.DebugAssertHeld();
+        MmapLock.DebugAssertHeld();
         long pte = vma.Ptes.Get(index);
         if ((pte & Vma.PtePresent) != 0 && !((write || unshare) && (pte & Vma.PteZero) != 0))
         {
@@ -110,6 +114,7 @@ public sealed partial class MmStruct
     /// </summary>
     private int PopulateLocked(Vma vma, ulong start, ulong end)
     {
+        MmapLock.AssertHeld();
         if ((vma.Flags & (VmFlags.VM_IO | VmFlags.VM_PFNMAP)) != 0)
         {
             return 0;
@@ -135,8 +140,8 @@ public sealed partial class MmStruct
     /// </summary>
     internal int FollowFaultPfnLocked(Vma vma, ulong vaddr, bool write, out long pfn)
     {
-        ArgumentNullException.ThrowIfNull(vma);
         MmapLock.AssertHeld();
+        ArgumentNullException.ThrowIfNull(vma);
         pfn = -1;
         if (write && (vma.Flags & VmFlags.VM_WRITE) == 0)
         {

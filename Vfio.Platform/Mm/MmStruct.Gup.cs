@@ -143,6 +143,7 @@ public sealed partial class MmStruct
 
     private int PinSmallLocked(Vma vma, ref ulong addr, long nrPages, ref long done, bool write, bool unshareZero, Span<PfnRun> runs, ref int runCount)
     {
+        Mem.Lock.AssertHeld();
         long idx = vma.Index(addr);
         long endIdx = Math.Min(vma.Ptes.Entries, idx + (nrPages - done));
         long pinned = 0;
@@ -229,6 +230,7 @@ public sealed partial class MmStruct
 
     private int PinHugeLocked(Vma vma, ref ulong addr, long nrPages, ref long done, bool write, Span<PfnRun> runs, ref int runCount)
     {
+        Mem.Lock.AssertHeld();
         ulong hugeMask = (1UL << vma.PageShift) - 1;
         long perFolio = 1L << (vma.PageShift - PhysMem.PageShift);
         while (addr < vma.End && done < nrPages)

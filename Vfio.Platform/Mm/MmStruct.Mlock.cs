@@ -114,6 +114,7 @@ public sealed partial class MmStruct
 
     private bool CoveredLocked(ulong start, ulong end)
     {
+        MmapLock.AssertHeld();
         ulong cursor = start;
         foreach (Vma v in _vmas)
         {
@@ -140,6 +141,7 @@ public sealed partial class MmStruct
     /// <summary>count_mm_mlocked_page_nr(): pages of VM_LOCKED VMAs within [start, start + len).</summary>
     private long CountMlockedPagesLocked(ulong start, ulong len)
     {
+        MmapLock.AssertHeld();
         ulong end = start + len < start ? ulong.MaxValue : start + len;
         long count = 0;
         foreach (Vma v in _vmas)

@@ -66,6 +66,7 @@ public sealed partial class MmStruct
     /// <summary>find_vma() restricted to containment: the VMA holding <paramref name="addr"/>, or null. Caller holds mmap_lock.</summary>
     internal Vma? FindVmaLocked(ulong addr)
     {
+        MmapLock.AssertHeld();
         int lo = 0, hi = _vmas.Count - 1;
         while (lo <= hi)
         {
@@ -315,6 +316,7 @@ public sealed partial class MmStruct
     // the highest gap; 0 when there is none.
     private ulong PlaceLocked(ulong addr, ulong len, ulong pageSize)
     {
+        MmapLock.AssertHeld();
         ulong hint = addr & ~(ulong)(PhysMem.PageSize - 1);
         if (hint != 0 && hint < MmapMinAddr)
         {
@@ -426,6 +428,7 @@ public sealed partial class MmStruct
 
     private void InsertVmaLocked(Vma vma)
     {
+        MmapLock.AssertHeldWrite();
         int at = 0;
         while (at < _vmas.Count && _vmas[at].Start < vma.Start)
         {
@@ -477,6 +480,7 @@ public sealed partial class MmStruct
 
     private int? CheckHugetlbSplitLocked(ulong start, ulong end, FlagChange? change = null)
     {
+        MmapLock.AssertHeld();
         foreach (Vma v in _vmas)
         {
             if (v.Start < end && start < v.End && (change is not { } c || c.Changes(v)) && SplitsHugePage(v, start, end))
@@ -503,6 +507,7 @@ public sealed partial class MmStruct
     /// <summary>Splits VMAs at <paramref name="start"/> and <paramref name="end"/> and returns those inside.</summary>
     private List<Vma> SplitRangeLocked(ulong start, ulong end)
     {
+        MmapLock.AssertHeldWrite();
         var inside = new List<Vma>();
         for (int i = 0; i < _vmas.Count; i++)
         {
@@ -564,6 +569,7 @@ public sealed partial class MmStruct
 
     private void UnmapRangeLocked(ulong start, ulong end)
     {
+        MmapLock.AssertHeldWrite();
         foreach (Vma v in SplitRangeLocked(start, end))
         {
             _vmas.Remove(v);
@@ -581,6 +587,7 @@ public sealed partial class MmStruct
     /// <summary>Removes every page-table entry of <paramref name="v"/>, dropping the frames' mapping references.</summary>
     private void ZapAllLocked(Vma v)
     {
+        MmapLock.AssertHeldWrite();
         PteTable ptes = v.Ptes;
         Mem.Lock.Lock();
         try

@@ -124,6 +124,7 @@ public sealed partial class MmStruct
     /// </summary>
     private long ChangeFlagsLocked(ulong start, ulong end, FlagChange change)
     {
+        MmapLock.AssertHeldWrite();
         long pages = 0;
         for (int i = 0; i < _vmas.Count; i++)
         {

@@ -185,6 +185,7 @@ public sealed partial class PhysMem
     /// <summary>The device handling <paramref name="addr"/> and the offset into its range, or null for a hole.</summary>
     private IMmioHandler? MmioForLocked(long addr, out long offset)
     {
+        Lock.AssertHeld();
         foreach ((long s, long e, IMmioHandler h) in _mmio)
         {
             if (addr >= s && addr < e)
@@ -200,6 +201,7 @@ public sealed partial class PhysMem
 
     private int DataSlotLocked(long pfn)
     {
+        Lock.DebugAssertHeld();
         if (HugePoolOf(pfn) is { } pool)
         {
             return pool.DataSlot(pfn);
@@ -211,6 +213,7 @@ public sealed partial class PhysMem
 
     private void SetDataSlotLocked(long pfn, int slot)
     {
+        Lock.DebugAssertHeld();
         if (HugePoolOf(pfn) is { } pool)
         {
             pool.SetDataSlot(pfn, slot);
@@ -224,6 +227,7 @@ public sealed partial class PhysMem
     /// <summary>Copies the bytes of <paramref name="from"/> to <paramref name="to"/> (copy-on-write, fork).</summary>
     internal void CopyPageLocked(long from, long to)
     {
+        Lock.DebugAssertHeld();
         int slot = DataSlotLocked(from);
         if (slot == 0)
         {

@@ -202,6 +202,7 @@ internal sealed class HugePool
 
     private void FreeDataLocked(PhysMem mem, long head)
     {
+        mem.Lock.AssertHeld();
         if (_data.Count > 0)
         {
             for (long p = head; p < head + PagesPerFolio; p++)

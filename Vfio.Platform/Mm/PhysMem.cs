@@ -312,6 +312,12 @@ public sealed partial class PhysMem
     internal const int MetaChunkMask = ChunkSize - 1;
 
     // ---- 4 KiB allocation (caller holds Lock).
+    //
+    // The helpers that run once per frame (allocate, get, put, free, pin, unpin a folio,
+    // mark dirty, and the data-slot lookups) assert Lock in debug builds only: faults, GUP
+    // and unpin run them for every 4 KiB page, and long-term pinning is held to a few
+    // nanoseconds per page. The batch-level callers (GUP's per-VMA steps, UnpinRunsLocked)
+    // assert it on every call.
 
     /// <summary>Fault-injection site of every 4 KiB allocation: failing it is out of memory (-1; the fault path's VM_FAULT_OOM).</summary>
     public const string AllocPageFaultSite = "alloc_page";
@@ -319,6 +325,7 @@ public sealed partial class PhysMem
     /// <summary>Allocates a zeroed 4 KiB frame with one reference, or returns -1 when memory is exhausted.</summary>
     internal long AllocPageLocked()
     {
+        Lock.DebugAssertHeld();
         if (_kernel.Faults.ShouldFail(AllocPageFaultSite))
         {
             return -1;
@@ -428,6 +435,7 @@ public sealed partial class PhysMem
     /// <summary>Takes one more reference on the folio containing <paramref name="pfn"/>.</summary>
     internal void GetPageLocked(long pfn)
     {
+        Lock.DebugAssertHeld();
         if (HugePoolOf(pfn) is { } pool)
         {
             pool.Meta(pfn).Ref++;
@@ -440,6 +448,7 @@ public sealed partial class PhysMem
     /// <summary>Drops a reference on the folio containing <paramref name="pfn"/>; frees it at zero.</summary>
     internal void PutPageLocked(long pfn)
     {
+        Lock.DebugAssertHeld();
         if (HugePoolOf(pfn) is { } pool)
         {
             pool.Put(this, pfn, 1);
@@ -455,6 +464,7 @@ public sealed partial class PhysMem
 
     private void FreeFrameLocked(long pfn, ref FrameMeta m)
     {
+        Lock.DebugAssertHeld();
         if (m.Pin != 0 || (m.Flags & FlagReserved) != 0)
         {
             throw new InvalidOperationException($"freeing frame {pfn:x} with pin count {m.Pin} and flags {m.Flags}: page accounting is corrupt");
@@ -481,6 +491,7 @@ public sealed partial class PhysMem
     /// <summary>try_grab_folio(FOLL_PIN): <paramref name="pages"/> pins and references on the folio of <paramref name="pfn"/>.</summary>
     internal void PinLocked(long pfn, long pages)
     {
+        Lock.DebugAssertHeld();
         if (HugePoolOf(pfn) is { } pool)
         {
             ref HugeMeta h = ref pool.Meta(pfn);
@@ -497,7 +508,11 @@ public sealed partial class PhysMem
         _pinAcquired += pages;
     }
 
-    internal void AddPinsAcquiredLocked(long pages) => _pinAcquired += pages;
+    internal void AddPinsAcquiredLocked(long pages)
+    {
+        Lock.AssertHeld();
+        _pinAcquired += pages;
+    }
 
     /// <summary>
     /// Releases <paramref name="pages"/> pins on the folio of <paramref name="pfn"/>,
@@ -506,6 +521,7 @@ public sealed partial class PhysMem
     /// </summary>
     private void UnpinFolioLocked(long pfn, long pages, bool dirty)
     {
+        Lock.DebugAssertHeld();
         if (HugePoolOf(pfn) is { } pool)
         {
             ref HugeMeta h = ref pool.Meta(pfn);
@@ -573,6 +589,7 @@ public sealed partial class PhysMem
     /// </summary>
     internal void UnpinRunsLocked(ReadOnlySpan<PfnRun> runs, bool dirty)
     {
+        Lock.AssertHeld();
         int dirtyFlag = dirty ? FlagDirty : 0;
         bool pools = _pool2M is not null || _pool1G is not null;
         long chunkIndex = -1;
@@ -636,6 +653,7 @@ public sealed partial class PhysMem
     /// <summary>Marks the folio containing <paramref name="pfn"/> dirty (a CPU or device write).</summary>
     internal void MarkDirtyLocked(long pfn)
     {
+        Lock.DebugAssertHeld();
         if (HugePoolOf(pfn) is { } pool)
         {
             pool.Meta(pfn).Flags |= FlagDirty;
@@ -649,6 +667,7 @@ public sealed partial class PhysMem
     /// <summary>Frames of RAM that hold a reference, and the sum of all pin counts (for invariant checks).</summary>
     internal (long UsedFrames, long PinSum) CountLocked()
     {
+        Lock.AssertHeld();
         long used = 0, pins = 0;
         for (int c = 0; c < _chunks.Length; c++)
         {

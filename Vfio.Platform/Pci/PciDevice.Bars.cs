@@ -203,6 +203,7 @@ public partial class PciDevice
 
     private void WriteBarRegisterLocked(PciBar bar, long address)
     {
+        ConfigLock.AssertHeld();
         if (bar.Index == RomBarIndex)
         {
             int rom = IsBridge ? PciRegs.RomAddress1 : PciRegs.RomAddress;
@@ -221,6 +222,7 @@ public partial class PciDevice
     /// <summary>The address BAR <paramref name="bar"/> decodes now, or -1 when it does not decode.</summary>
     private long DecodedAddressLocked(PciBar bar)
     {
+        ConfigLock.AssertHeld();
         ushort cmd = Config.GetWord(PciRegs.Command);
         if (bar.Kind == PciBarKind.Io || (cmd & PciRegs.CommandMemory) == 0 || IsDisconnected || PowerState != 0)
         {
@@ -270,6 +272,7 @@ public partial class PciDevice
     /// <summary>Re-routes every BAR after a write to a BAR or the command register.</summary>
     private protected void UpdateBarRoutingLocked()
     {
+        ConfigLock.AssertHeld();
         foreach (PciBar? bar in _bars)
         {
             if (bar is null)
@@ -298,6 +301,7 @@ public partial class PciDevice
 
     private void UnrouteAllBarsLocked()
     {
+        ConfigLock.AssertHeld();
         foreach (PciBar? bar in _bars)
         {
             if (bar is not null && bar.RoutedAt >= 0)

@@ -281,15 +281,21 @@ public partial class PciDevice
     /// <summary>Multiple Message Enable, as a vector count (a value above Multiple Message Capable acts as the capable count).</summary>
     private int MsiEnabledVectorsLocked()
     {
+        ConfigLock.AssertHeld();
         ushort flags = Config.GetWord(_msiCap + PciRegs.MsiFlags);
         return 1 << Math.Min((flags & PciRegs.MsiFlagsQsize) >> 4, (flags & PciRegs.MsiFlagsQmask) >> 1);
     }
 
-    private bool MsiPerVectorMaskLocked() => (Config.GetWord(_msiCap + PciRegs.MsiFlags) & PciRegs.MsiFlagsMaskBit) != 0;
+    private bool MsiPerVectorMaskLocked()
+    {
+        ConfigLock.AssertHeld();
+        return (Config.GetWord(_msiCap + PciRegs.MsiFlags) & PciRegs.MsiFlagsMaskBit) != 0;
+    }
 
     /// <summary>The MSI message for <paramref name="vector"/>: multiple-message MSI varies the low bits of the data.</summary>
     private (ulong Address, uint Data) MsiMessageLocked(int vector)
     {
+        ConfigLock.AssertHeld();
         ushort flags = Config.GetWord(_msiCap + PciRegs.MsiFlags);
         ulong address = Config.GetDword(_msiCap + PciRegs.MsiAddressLo);
         if ((flags & PciRegs.MsiFlags64Bit) != 0)
@@ -332,11 +338,15 @@ public partial class PciDevice
     }
 
     private bool MsixMaskedLocked(int vector)
-        => (Config.GetWord(_msixCap + PciRegs.MsixFlags) & PciRegs.MsixFlagsMaskAll) != 0
-        || (BinaryPrimitives.ReadUInt32LittleEndian(_msixTable.AsSpan((vector * 16) + 12)) & PciRegs.MsixEntryCtrlMaskBit) != 0;
+    {
+        ConfigLock.AssertHeld();
+        return (Config.GetWord(_msixCap + PciRegs.MsixFlags) & PciRegs.MsixFlagsMaskAll) != 0
+            || (BinaryPrimitives.ReadUInt32LittleEndian(_msixTable.AsSpan((vector * 16) + 12)) & PciRegs.MsixEntryCtrlMaskBit) != 0;
+    }
 
     private (ulong Address, uint Data) MsixEntryLocked(int vector)
     {
+        ConfigLock.AssertHeld();
         ReadOnlySpan<byte> e = _msixTable.AsSpan(vector * 16, 16);
         return (BinaryPrimitives.ReadUInt64LittleEndian(e), BinaryPrimitives.ReadUInt32LittleEndian(e[8..]));
     }
@@ -526,6 +536,7 @@ public partial class PciDevice
 
     private void CommandChangedLocked(ushort oldCommand, ref PendingEffects fx)
     {
+        ConfigLock.AssertHeld();
         ushort cmd = Config.GetWord(PciRegs.Command);
         if (((oldCommand ^ cmd) & (PciRegs.CommandMemory | PciRegs.CommandIo)) != 0)
         {
@@ -549,6 +560,7 @@ public partial class PciDevice
 
     private void InterruptCapabilityWrittenLocked(int offset, int size, bool msiWas, bool msixWas, ref PendingEffects fx)
     {
+        ConfigLock.AssertHeld();
         // A function signalling with MSI or MSI-X does not use its INTx pin (PCI 3.0 §6.8.1.3).
         if ((!msiWas && MsiEnabled) || (!msixWas && MsixEnabled))
         {

@@ -126,6 +126,7 @@ public partial class PciDevice
 
     private void PowerOrResetRegisterWrittenLocked(int offset, int size, ushort oldPmCtrl, ushort oldBridgeCtl, ref PendingEffects fx)
     {
+        ConfigLock.AssertHeld();
         // Initiate Function Level Reset (writable only when the function has FLR) reads as zero.
         if (_expCap != 0 && Overlaps(offset, size, _expCap + PciRegs.ExpDevCtl, 2))
         {
@@ -296,12 +297,13 @@ public partial class PciDevice
     /// <summary>pci_reset_function_locked(): the caller holds device_lock.</summary>
     public int ResetFunctionLocked()
     {
-        AssertLocked();
+        AssertLockHeld();
         return ResetSupported ? ResetWithSaveRestoreLocked() : Errno.ENOTTY.Negative();
     }
 
     private int ResetWithSaveRestoreLocked()
     {
+        AssertLockHeld();
         // pci_dev_save_and_disable(): the function goes to D0 before its state is saved, so
         // that the restore brings it back in D0 and decoding.
         SetFullPowerState();
@@ -352,6 +354,7 @@ public partial class PciDevice
     /// <summary>__pci_reset_function_locked(): tries each enabled method in order; -ENOTTY moves on, another error stops.</summary>
     public int ResetFunctionNoSaveLocked()
     {
+        AssertLockHeld();
         foreach (PciResetMethod m in _resetMethods)
         {
             int rc = DoResetMethod(m);

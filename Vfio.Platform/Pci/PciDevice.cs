@@ -240,7 +240,11 @@ public partial class PciDevice : SimDevice
     }
 
     /// <summary>The hardware's answer to a config read (the lock is held).</summary>
-    private uint ConfigReadLocked(int offset, int size) => Config.Read(offset, size);
+    private uint ConfigReadLocked(int offset, int size)
+    {
+        ConfigLock.AssertHeld();
+        return Config.Read(offset, size);
+    }
 
     /// <summary>
     /// The hardware's handling of a config write (the lock is held): the masks apply, then
@@ -249,6 +253,7 @@ public partial class PciDevice : SimDevice
     /// </summary>
     private PendingEffects ConfigWriteLocked(int offset, uint value, int size)
     {
+        ConfigLock.AssertHeld();
         // The side effects are edges: compare the registers before and after the write.
         ushort oldCommand = Config.GetWord(PciRegs.Command);
         ushort oldPmCtrl = _pmCap != 0 ? Config.GetWord(_pmCap + PciRegs.PmCtrl) : (ushort)0;

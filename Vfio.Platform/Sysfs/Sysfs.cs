@@ -228,7 +228,7 @@ public sealed class SysfsTree
     /// <summary>sysfs_create_dir(): a new directory, or null (with a WARN, as the kernel prints) when the name is taken.</summary>
     public VfsDir? CreateDir(VfsDir parent, string name, int mode = 0x1ed)
     {
-        var dir = new VfsDir(name, mode);
+        var dir = new VfsDir(_vfs.TreeLock, name, mode);
         if (_vfs.Add(parent, dir))
         {
             return dir;

@@ -271,6 +271,44 @@ public sealed class KMutexTests(SchedulerMode mode)
     }
 
     [Test]
+    public void AssertHeld_WarnsWhenAnotherTaskHoldsIt_AndNamesTheFunctionThatAsserted()
+    {
+        RunResult r = Runs.Run(mode, k =>
+        {
+            var m = new KMutex(k, "m");
+            m.Lock();
+            k.Spawn("other", () => m.AssertHeld()).Join();
+            m.Unlock();
+        });
+
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        KernelWarning w = r.Warnings.Single();
+        Assert.That(w.Kind, Is.EqualTo(WarningKind.Lockdep));
+        Assert.That(w.Title, Does.Contain("lockdep_assert_held(m): not held by other/2"));
+        Assert.That(w.Text, Does.Contain("KMutexTests.cs:").And.Contain(nameof(AssertHeld_WarnsWhenAnotherTaskHoldsIt_AndNamesTheFunctionThatAsserted)));
+    }
+
+    [Test]
+    public void DebugAssertHeld_ChecksInDebugBuildsOnly()
+    {
+        RunResult r = Runs.Run(mode, k =>
+        {
+            var m = new KMutex(k, "m");
+            m.Lock();
+            m.DebugAssertHeld();
+            m.Unlock();
+            m.DebugAssertHeld();
+        });
+
+#if DEBUG
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Assert.That(r.Warnings.Single().Title, Does.Contain("lockdep_assert_held(m): not held by main/1"));
+#else
+        Runs.AssertPassed(r);
+#endif
+    }
+
+    [Test]
     public void TheLockClassDropsInstanceIndices()
     {
         var k = new SimKernel();

@@ -149,6 +149,25 @@ public sealed class KSpinLockTests(SchedulerMode mode)
     }
 
     [Test]
+    public void AssertHeld_WarnsOnlyWhenTheCallerDoesNotHoldIt()
+    {
+        RunResult r = Runs.Run(mode, k =>
+        {
+            var s = new KSpinLock(k, "s");
+            s.Lock();
+            s.AssertHeld();
+            s.DebugAssertHeld();
+            s.Unlock();
+            s.AssertHeld();
+        });
+
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        KernelWarning w = r.Warnings.Single();
+        Assert.That(w.Kind, Is.EqualTo(WarningKind.Lockdep));
+        Assert.That(w.Title, Does.Contain("lockdep_assert_held(s): not held by main/1"));
+    }
+
+    [Test]
     public void TryLock_FailsWhenHeld_AndThePreemptCountIsBalanced()
     {
         bool second = true;

@@ -206,4 +206,81 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
         Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
         Assert.That(r.Warnings.Single().Title, Does.Contain("lockdep_assert_held_write(sem)"));
     }
+
+    [Test]
+    public void AssertHeld_WarnsWhenOnlyAnotherTaskHoldsIt([Values] bool write)
+    {
+        RunResult r = Runs.Run(mode, k =>
+        {
+            var sem = new RwSemaphore(k, "sem");
+            if (write)
+            {
+                sem.DownWrite();
+            }
+            else
+            {
+                sem.DownRead();
+            }
+
+            k.Spawn("other", () =>
+            {
+                sem.AssertHeld();
+                sem.AssertHeldWrite();
+            }).Join();
+            if (write)
+            {
+                sem.UpWrite();
+            }
+            else
+            {
+                sem.UpRead();
+            }
+        });
+
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Assert.That(r.Warnings.Select(w => w.Title), Is.EqualTo(new[]
+        {
+            "WARNING: lockdep_assert_held(sem): not held by other/2",
+            "WARNING: lockdep_assert_held_write(sem): not held for writing by other/2",
+        }));
+    }
+
+    [Test]
+    public void AssertHeldRead_AcceptsOnlyReaders()
+    {
+        RunResult r = Runs.Run(mode, k =>
+        {
+            var sem = new RwSemaphore(k, "sem");
+            sem.DownRead();
+            sem.AssertHeldRead();
+            sem.UpRead();
+            sem.DownWrite();
+            sem.AssertHeld();
+            sem.AssertHeldRead();
+            sem.UpWrite();
+        });
+
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Assert.That(r.Warnings.Single().Title, Does.Contain("lockdep_assert_held_read(sem): not held for reading by main/1"));
+    }
+
+    [Test]
+    public void DebugAssertHeld_ChecksInDebugBuildsOnly()
+    {
+        RunResult r = Runs.Run(mode, k =>
+        {
+            var sem = new RwSemaphore(k, "sem");
+            sem.DownRead();
+            sem.DebugAssertHeld();
+            sem.UpRead();
+            sem.DebugAssertHeld();
+        });
+
+#if DEBUG
+        Runs.AssertOutcome(r, RunOutcome.UnexpectedWarning);
+        Assert.That(r.Warnings.Single().Title, Does.Contain("lockdep_assert_held(sem): not held by main/1"));
+#else
+        Runs.AssertPassed(r);
+#endif
+    }
 }

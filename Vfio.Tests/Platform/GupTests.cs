@@ -328,19 +328,29 @@ public sealed class GupTests
         ulong bar = (ulong)p.Mmap(0, 4096, RW, MapFlags.MAP_SHARED, p.Open(dev.NodePath));
         Vma barVma = p.Mm.FindVma(bar)!;
         var runs = new PfnRun[1];
+        string me = m.Kernel.CurrentTask.DisplayName;
 
-        p.Mm.PinUserPagesLocked(a, 1, LongtermWrite, runs, out _);
-        p.Mm.FollowFaultPfnLocked(barVma, bar, write: false, out _);
+        // Each entry point warns first; what it calls without the lock warns after it.
+        KernelWarning pin = FirstWarning(m, () => p.Mm.PinUserPagesLocked(a, 1, LongtermWrite, runs, out _));
+        KernelWarning follow = FirstWarning(m, () => p.Mm.FollowFaultPfnLocked(barVma, bar, write: false, out _));
         p.Mm.MmapLock.DownRead();
-        p.Mm.AccountLockedVmLocked(1, inc: true, p, bypassRlimit: true); // Needs it for writing.
+        KernelWarning account = FirstWarning(m, () => p.Mm.AccountLockedVmLocked(1, inc: true, p, bypassRlimit: true)); // Needs it for writing.
         p.Mm.MmapLock.UpRead();
 
-        Assert.That(m.Kernel.Warnings.Select(w => w.Title.Replace("WARNING: ", string.Empty, StringComparison.Ordinal)), Is.EqualTo(new[]
-        {
-            $"lockdep_assert_held(mm[{p.Mm.Id}].mmap_lock): not held by {m.Kernel.CurrentTask.DisplayName}",
-            $"lockdep_assert_held(mm[{p.Mm.Id}].mmap_lock): not held by {m.Kernel.CurrentTask.DisplayName}",
-            $"lockdep_assert_held_write(mm[{p.Mm.Id}].mmap_lock): not held for writing by {m.Kernel.CurrentTask.DisplayName}",
-        }));
+        Assert.That(pin.Title, Is.EqualTo($"WARNING: lockdep_assert_held(mm[{p.Mm.Id}].mmap_lock): not held by {me}"));
+        Assert.That(pin.Text, Does.Contain(nameof(MmStruct.PinUserPagesLocked)));
+        Assert.That(follow.Title, Is.EqualTo($"WARNING: lockdep_assert_held(mm[{p.Mm.Id}].mmap_lock): not held by {me}"));
+        Assert.That(follow.Text, Does.Contain(nameof(MmStruct.FollowFaultPfnLocked)));
+        Assert.That(account.Title, Is.EqualTo($"WARNING: lockdep_assert_held_write(mm[{p.Mm.Id}].mmap_lock): not held for writing by {me}"));
+        Assert.That(m.Kernel.Warnings.Select(w => w.Kind), Is.All.EqualTo(WarningKind.Lockdep));
         m.Memory.Unpin(runs, dirty: false);
+    }
+
+    private static KernelWarning FirstWarning(SimMachine m, Action call)
+    {
+        int before = m.Kernel.Warnings.Count;
+        call();
+        Assert.That(m.Kernel.Warnings, Has.Count.GreaterThan(before), "the call did not warn");
+        return m.Kernel.Warnings[before];
     }
 }

@@ -33,6 +33,28 @@ public sealed class VfsTests
     }
 
     [Test]
+    public void ALookupWithoutTheTreeLock_WarnsAsLockdepAssertHeld_NamingTheLookup([Values] SchedulerMode mode)
+    {
+        SimMachine m = Machines.Create(mode);
+        VfsNode? outside = null, inside = null;
+        RunResult r = m.Kernel.Run("main", () =>
+        {
+            m.Kernel.ExpectWarning("lockdep_assert_held(vfs.tree_lock): not held by main/");
+            outside = m.Vfs.Root.LookupLocked("dev");
+            m.Vfs.TreeLock.DownRead();
+            inside = m.Vfs.Root.LookupLocked("dev");
+            m.Vfs.TreeLock.UpRead();
+        });
+
+        Runs.AssertPassed(r);
+        KernelWarning w = r.Warnings.Single();
+        Assert.That(w.Kind, Is.EqualTo(WarningKind.Lockdep));
+        Assert.That(w.Text, Does.Contain("VfsNode.cs:").And.Contain(nameof(VfsDir.LookupLocked)), "the splat names the function that asserted");
+        Assert.That(outside, Is.SameAs(m.Vfs.Dev), "as in the kernel, the WARN does not stop the caller");
+        Assert.That(inside, Is.SameAs(m.Vfs.Dev));
+    }
+
+    [Test]
     public void ANodeWithoutADriver_IsEnxio_AndPermissionsApplyToUsers()
     {
         SimMachine m = Machines.Create();

@@ -22,6 +22,7 @@ public sealed partial class IoPageTable
     /// </summary>
     public long UnmapCollectLocked(ulong iova, long size, Span<PfnRun> runs, ref int runCount, ref IotlbGather gather)
     {
+        AssertWriterHeld();
         if (gather.Table is not null && !ReferenceEquals(gather.Table, this))
         {
             throw new InvalidOperationException("unmap: the gather already holds page-table pages of another domain; sync it first");

@@ -117,6 +117,7 @@ public sealed partial class IoPageTable
     /// </summary>
     private int DescendForMapLocked(ulong iova, int level, out int t)
     {
+        DebugAssertWriterHeld();
         // Scattered memory maps one 4 KiB leaf per call: reuse the last leaf table found
         // instead of walking from the root each time (the cursor is dropped whenever a
         // table leaves the tree).
@@ -169,6 +170,7 @@ public sealed partial class IoPageTable
     /// <summary>Unlinks and frees the empty tables on the path to <paramref name="iova"/>, deepest first (they never held a leaf).</summary>
     private void PruneEmptyLocked(ulong iova)
     {
+        DebugAssertWriterHeld();
         Span<int> path = stackalloc int[5];
         path[4] = _root;
         int lv = 4;
@@ -203,6 +205,7 @@ public sealed partial class IoPageTable
     /// </summary>
     private void PromoteLocked(ulong iova, int level)
     {
+        DebugAssertWriterHeld();
         while (level < 3 && ((ulong)LevelSize(level + 1) & _pgsizeBitmap) != 0)
         {
             // Find the table at `level` and its parent.

@@ -126,6 +126,7 @@ public sealed partial class IoPageTable
     /// </summary>
     private int SplitLocked(ulong[] parentTable, int idx, ulong leaf, int level)
     {
+        DebugAssertWriterHeld();
         int child = AllocTableLocked();
         ulong[] table = _tables[child];
         int childLevel = level - 1;
@@ -154,6 +155,7 @@ public sealed partial class IoPageTable
     /// <summary>Unlinks the tables on <paramref name="path"/> that the unmap left empty, deepest first, onto the gather's chain.</summary>
     private void CollapseEmptyLocked(Span<int> path, int level, ulong iova, ref IotlbGather gather)
     {
+        DebugAssertWriterHeld();
         for (int lv = level; lv < 4; lv++)
         {
             int t = path[lv];

@@ -151,6 +151,24 @@ public sealed partial class IoPageTable
     /// <summary>The flush ops a synced gather invalidates through (the owning domain), or none.</summary>
     internal IIotlbFlushOps? FlushOps { get; set; }
 
+    /// <summary>
+    /// The lock that serialises writers (the owning domain's page-table lock); null for a
+    /// table used on its own, whose caller serialises its writers some other way.
+    /// </summary>
+    internal KSpinLock? WriterLock { get; init; }
+
+    // The *Locked entry points a domain calls with its page-table lock held (SyncLocked,
+    // UnmapCollectLocked, ReleaseAllLocked, the invariant checks) assert it on every call.
+    // The helpers below them run per table or per leaf — a scattered 4 KiB map descends
+    // once per page — so an owner check there would be paid for every page mapped or
+    // unmapped; they assert it in debug builds only.
+    private void AssertWriterHeld([CallerMemberName] string caller = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+        => WriterLock?.AssertHeld(caller, file, line);
+
+    [Conditional("DEBUG")]
+    internal void DebugAssertWriterHeld([CallerMemberName] string caller = "", [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+        => WriterLock?.AssertHeld(caller, file, line);
+
     // ---- Geometry helpers.
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -272,6 +290,7 @@ public sealed partial class IoPageTable
     /// <summary>A zeroed table from the pool (or a new one), counted in use.</summary>
     private int AllocTableLocked()
     {
+        DebugAssertWriterHeld();
         int t;
         if (_freeCount > 0)
         {
@@ -300,6 +319,7 @@ public sealed partial class IoPageTable
 
     private void GrowLocked()
     {
+        DebugAssertWriterHeld();
         int n = _tables.Length * 2;
         var tables = new ulong[n][];
         Array.Copy(_tables, tables, _tableCount);
@@ -310,6 +330,7 @@ public sealed partial class IoPageTable
 
     private void PoolTableLocked(int t)
     {
+        DebugAssertWriterHeld();
         _leafCursorKey = ulong.MaxValue;
         if (_freeCount == _freeStack.Length)
         {
@@ -322,6 +343,7 @@ public sealed partial class IoPageTable
     /// <summary>Puts unlinked table <paramref name="t"/> on the gather's chain (freed when it syncs).</summary>
     private void DeferFreeLocked(int t, ref IotlbGather gather)
     {
+        DebugAssertWriterHeld();
         _leafCursorKey = ulong.MaxValue;
         gather.Table = this;
         _link[t] = gather.FreeHead;
@@ -334,6 +356,7 @@ public sealed partial class IoPageTable
     /// <summary>Queues <paramref name="t"/> (a table at <paramref name="level"/>) and every table below it, dropping their leaves from the counters.</summary>
     private void DeferFreeSubtreeLocked(int t, int level, ref IotlbGather gather)
     {
+        DebugAssertWriterHeld();
         if (level == 1)
         {
             AddLeaves(1, -_used[t]);
@@ -369,6 +392,7 @@ public sealed partial class IoPageTable
     /// </summary>
     internal void SyncLocked(ref IotlbGather gather)
     {
+        AssertWriterHeld();
         if (gather.Table is not null && !ReferenceEquals(gather.Table, this))
         {
             throw new InvalidOperationException("iommu_iotlb_sync: the gather holds page-table pages of another domain");
@@ -401,6 +425,7 @@ public sealed partial class IoPageTable
     /// </summary>
     internal void ReleaseAllLocked()
     {
+        AssertWriterHeld();
         _leafCursorKey = ulong.MaxValue;
         Interlocked.Increment(ref _recycles);
         Array.Clear(_tables[_root]);
@@ -429,6 +454,7 @@ public sealed partial class IoPageTable
     /// </summary>
     internal string? CheckInvariantsLocked()
     {
+        AssertWriterHeld();
         Span<long> leaves = stackalloc long[4];
         int tables = 0;
         string? error = CountLocked(_root, 4, leaves, ref tables);
@@ -457,6 +483,7 @@ public sealed partial class IoPageTable
 
     private string? CountLocked(int t, int level, Span<long> leaves, ref int tables)
     {
+        DebugAssertWriterHeld();
         tables++;
         ulong[] table = _tables[t];
         int present = 0;
@@ -505,6 +532,7 @@ public sealed partial class IoPageTable
     [Conditional("DEBUG")]
     internal void AssertInvariantsLocked()
     {
+        AssertWriterHeld();
         if (_inUse + _pending + _freeCount != _tableCount || _inUse < 1 || _leaves4K < 0 || _leaves2M < 0 || _leaves1G < 0)
         {
             throw new InvalidOperationException(

@@ -250,8 +250,12 @@ public sealed class Iotlb
         }
     }
 
-    private static void WriteLocked(ref Entry e, int domainId, ulong tag, long phys, int prot)
+    // WriteLocked and DropLocked run once per entry filled or dropped (a range invalidation
+    // drops thousands), so they use the debug-only twin; the fill and invalidation entry
+    // points around them take _lock themselves.
+    private void WriteLocked(ref Entry e, int domainId, ulong tag, long phys, int prot)
     {
+        _lock.DebugAssertHeld();
         int seq = e.Seq;
         Interlocked.Exchange(ref e.Seq, seq + 1);
         e.Domain = domainId;
@@ -263,6 +267,7 @@ public sealed class Iotlb
 
     private void DropLocked(ref Entry e)
     {
+        _lock.DebugAssertHeld();
         _live[(int)((e.Tag >> 1) & 3)]--;
         _domainLive[e.Domain]--;
         _invalidatedEntries++;
@@ -336,7 +341,11 @@ public sealed class Iotlb
         }
     }
 
-    private bool HasEntriesLocked(int domainId) => (uint)domainId < (uint)_domainLive.Length && _domainLive[domainId] != 0;
+    private bool HasEntriesLocked(int domainId)
+    {
+        _lock.AssertHeld();
+        return (uint)domainId < (uint)_domainLive.Length && _domainLive[domainId] != 0;
+    }
 
     private static bool Overlaps(ulong tag, ulong start, ulong end)
     {
