@@ -306,11 +306,16 @@ public class VfioDevice
 
         uint i = 0;
         bool interrupted = false;
-        long start = Core.Kernel.Clock.NowNs;
         const long slice = 10 * SimClock.HZ; // HZ * 10
+
+        // The revoke deadline counts in jiffies, as the slices do: each timed-out slice ends
+        // on a jiffy boundary, so counting nanoseconds from a start between two jiffies would
+        // find the third 10 s slice a fraction short of 30 s and wait a fourth.
+        long start = Core.Kernel.Clock.Jiffies;
+        long revokeAfter = (long)Math.Ceiling(design.RevokeAfter.TotalNanoseconds / SimClock.NsPerJiffy);
         while (true)
         {
-            if (design.Unbind == VfioUnbindPolicy.RequestThenRevoke && Core.Kernel.Clock.NowNs - start >= (long)design.RevokeAfter.TotalNanoseconds)
+            if (design.Unbind == VfioUnbindPolicy.RequestThenRevoke && Core.Kernel.Clock.Jiffies - start >= revokeAfter)
             {
                 RevokeAll();
                 _comp.Wait();

@@ -28,7 +28,7 @@ public enum ScenarioKind
 /// <summary>
 /// A named, seedable body with its own checks. Derive, give it a <see cref="Name"/> and a
 /// <see cref="Description"/>, say what it loads in <see cref="Configure"/>, and write the
-/// body in <see cref="Run(ScenarioContext)"/>; add it to a <see cref="ScenarioCatalog"/>.
+/// body in <see cref="Execute(ScenarioContext)"/>; add it to a <see cref="ScenarioCatalog"/>.
 /// </summary>
 public abstract class Scenario
 {
@@ -56,12 +56,15 @@ public abstract class Scenario
     public virtual string? Unmet(VfioSim sim) => null;
 
     /// <summary>The body: runs as the kernel's main task; checks with <see cref="ScenarioContext.Check"/>.</summary>
-    public abstract void Run(ScenarioContext context);
+    public abstract void Execute(ScenarioContext context);
 
-    /// <summary>Runs the scenario once with <paramref name="options"/> (defaults: seed 1, controlled scheduler, Linux 6.12, default machine, trace on).</summary>
-    public ScenarioResult Run(ScenarioOptions? options = null)
+    /// <summary>Runs the scenario once with the default options: seed 1, controlled scheduler, Linux 6.12, the default machine, trace on.</summary>
+    public ScenarioResult Run() => Run(new ScenarioOptions());
+
+    /// <summary>Runs the scenario once with <paramref name="options"/>.</summary>
+    public ScenarioResult Run(ScenarioOptions options)
     {
-        options ??= new ScenarioOptions();
+        ArgumentNullException.ThrowIfNull(options);
         return Run(Boot(options), options);
     }
 
@@ -81,7 +84,7 @@ public abstract class Scenario
         var context = new ScenarioContext(this, sim, options.Observer);
         RunResult run = sim.Run(() =>
         {
-            Run(context);
+            Execute(context);
 
             // A failed step fails the run too, so an exploration (which looks at runs) sees it.
             if (context.Steps.FirstOrDefault(s => !s.Passed) is { } failed)

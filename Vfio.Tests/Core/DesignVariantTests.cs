@@ -42,10 +42,16 @@ public sealed class DesignVariantTests : VfioFixture
         {
             (int c, int g, int d) = rig.OpenAll(VfioRig.Edu);
             Assert.That(rig.User.Ioctl(d, VfioIoctl.DeviceReset), Is.Zero);
+            KTask.Msleep(1);                     // start between two jiffies (HZ=250): the deadline must not slip a slice
             long start = rig.Kernel.Clock.NowNs;
             KTask unbinder = rig.Kernel.Spawn("unbinder", () => rig.Unbind(VfioRig.Edu));
             unbinder.Join(); // the user never closes
-            Assert.That(rig.Kernel.Clock.NowNs - start, Is.GreaterThanOrEqualTo(30_000_000_000L), "revoked only after the timeout");
+            Assert.That(rig.Kernel.Clock.NowNs - start, Is.GreaterThanOrEqualTo(30_000_000_000L - SimClock.NsPerJiffy), "revoked only after the timeout (counted in jiffies)");
+            if (mode == SchedulerMode.Controlled)
+            {
+                Assert.That(rig.Kernel.Clock.NowNs - start, Is.LessThan(30_100_000_000L), "revoked at the timeout, not a 10 s slice later");
+            }
+
             Assert.That(rig.Kernel.Log.Contains("Revoked access of task \"user\""), Is.True, rig.Kernel.Log.Dmesg());
             Assert.That(rig.Dev(VfioRig.Edu).Driver, Is.Null);
             Assert.That(rig.Driver.Ops.Closes, Is.EqualTo(1), "close_device ran on the user's behalf");

@@ -54,4 +54,18 @@ public sealed class ScenarioTests
         Assert.That(replayed.Outcome, Is.EqualTo(ScenarioOutcome.Passed), replayed.Describe());
         Assert.That(replayed.Trace!.ToJson(), Is.EqualTo(json));
     }
+
+    [Test]
+    public void EveryRaceScenario_SurvivesAPctExploration([ValueSource(nameof(RaceNames))] string name)
+    {
+        // PCT runs the highest-priority task until it blocks: a scenario that waits for another
+        // task by yielding instead of sleeping would starve it (a liveness failure here).
+        ExplorationResult found = ScenarioCatalog.Default.Get(name).Explore(
+            new ExploreOptions { Strategy = StrategySpec.Pct(3, 1000), SeedCount = 200 },
+            new ScenarioOptions { Trace = false });
+        Assert.That(found.Passed, Is.True, found.Describe());
+        Assert.That(found.Runs, Is.EqualTo(200));
+    }
+
+    private static IEnumerable<string> RaceNames() => ScenarioCatalog.Default.All.Where(s => s.Kind == ScenarioKind.Race).Select(s => s.Name);
 }

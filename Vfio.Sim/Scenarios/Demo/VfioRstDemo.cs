@@ -66,7 +66,7 @@ public sealed class VfioRstDemo : Scenario
     }
 
     /// <inheritdoc/>
-    public override void Run(ScenarioContext context)
+    public override void Execute(ScenarioContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         new VfioRstDemoRun(context).Run();

@@ -23,7 +23,7 @@ public sealed class GroupOpenVsLastRemoval : LifecycleScenario
         "ENODEV/ENOENT/ENXIO, and the group is freed with its last reference, its node gone.";
 
     /// <inheritdoc/>
-    public override void Run(ScenarioContext context)
+    public override void Execute(ScenarioContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         VfioSim sim = context.Sim;

@@ -29,7 +29,7 @@ public sealed class SetContainerVsUnset : LifecycleScenario
     protected override IReadOnlyList<string> Functions => [Edu, Nic];
 
     /// <inheritdoc/>
-    public override void Run(ScenarioContext context)
+    public override void Execute(ScenarioContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         VfioSim sim = context.Sim;

@@ -24,7 +24,7 @@ public sealed class UnbindWithRequest : LifecycleScenario
         "user's REQ eventfd, the user's handler closes its fds, the unbind completes and nothing stays pinned.";
 
     /// <inheritdoc/>
-    public override void Run(ScenarioContext context)
+    public override void Execute(ScenarioContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         VfioSim sim = context.Sim;
