@@ -12,7 +12,7 @@ using Vfio.Platform.Iommu;
 
 namespace Vfio.Tests.Core;
 
-public sealed class ContainerTests : VfioFixture
+public sealed class ContainerTests
 {
     [Test]
     public void CG_01_GetApiVersion_IsZero()

@@ -9,7 +9,7 @@ using Vfio.Kernel;
 
 namespace Vfio.Tests.Core;
 
-public sealed class DesignVariantTests : VfioFixture
+public sealed class DesignVariantTests
 {
     private static VfioOptions With(VfioDesign design) => new() { Design = design };
 

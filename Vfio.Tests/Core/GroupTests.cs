@@ -11,7 +11,7 @@ using Vfio.Platform.Proc;
 
 namespace Vfio.Tests.Core;
 
-public sealed class GroupTests : VfioFixture
+public sealed class GroupTests
 {
     [Test]
     public void BindingTheFirstDevice_CreatesDevVfioN_AndUnbindingTheLast_RemovesIt()

@@ -104,13 +104,6 @@ internal sealed class TestVfioDriver : PciDriver
     }
 }
 
-/// <summary>Fixtures using <see cref="VfioRig"/>: after every test, lockdep and WARN_ON must have stayed silent.</summary>
-public abstract class VfioFixture
-{
-    [TearDown]
-    public void KernelStayedQuiet() => VfioRig.AssertKernelsQuiet();
-}
-
 /// <summary>The default machine with vfio, the test driver and a Moq backend.</summary>
 internal sealed class VfioRig
 {
@@ -145,22 +138,6 @@ internal sealed class VfioRig
         }
 
         User = Machine.CreateProcess("user", Credentials.Root);
-        s_live.TryAdd(Kernel, TestContext.CurrentContext.Test.ID);
-    }
-
-    // The kernels made by each test not yet checked, for the lockdep/WARN check after it
-    // (VfioFixture), which also lets them go: a seed loop makes dozens.
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<SimKernel, string> s_live = new();
-
-    /// <summary>Asserts that no kernel made by the current test reported a warning (WARN, lockdep, refcount, sleep-in-atomic) it did not expect.</summary>
-    public static void AssertKernelsQuiet()
-    {
-        string id = TestContext.CurrentContext.Test.ID;
-        List<SimKernel> mine = [.. s_live.Where(e => e.Value == id && s_live.TryRemove(e.Key, out _)).Select(e => e.Key)];
-        foreach (SimKernel k in mine)
-        {
-            Assert.That(k.UnexpectedWarnings, Is.Empty, () => string.Join("\n", k.UnexpectedWarnings));
-        }
     }
 
     public SimKernel Kernel { get; }

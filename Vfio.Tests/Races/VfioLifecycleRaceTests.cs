@@ -11,7 +11,7 @@ using Vfio.Tests.Core;
 
 namespace Vfio.Tests.Races;
 
-public sealed class VfioLifecycleRaceTests : VfioFixture
+public sealed class VfioLifecycleRaceTests
 {
     private static readonly ulong[] s_seeds = [1, 2, 3, 5, 8, 13, 21, 34];
 
