@@ -61,7 +61,15 @@ public sealed class SimKernel
         Faults = new FaultInjector(this);
         Scheduler = config.Mode == SchedulerMode.Controlled ? new ControlledScheduler(this) : new RealScheduler(this);
         _flags = (config.Mode == SchedulerMode.Controlled ? FlagControlled : 0) | (config.Lockdep ? FlagLockdep : 0) | (config.Trace ? FlagTrace : 0);
+        Created?.Invoke(this);
     }
+
+    /// <summary>
+    /// Called with every kernel at the end of its constructor, on the creating thread. The
+    /// tests set it once, before any kernel exists, to find every kernel a test made and
+    /// check afterwards that none reported an unexpected warning.
+    /// </summary>
+    internal static Action<SimKernel>? Created { get; set; }
 
     /// <summary>The options this kernel was created with.</summary>
     public KernelConfig Config { get; }

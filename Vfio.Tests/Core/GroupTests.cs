@@ -5,13 +5,15 @@
 using Moq;
 using NUnit.Framework;
 using Vfio.Core;
+using Vfio.Core.Client;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
+using Vfio.Platform;
 using Vfio.Platform.Proc;
 
 namespace Vfio.Tests.Core;
 
-public sealed class GroupTests : VfioFixture
+public sealed class GroupTests
 {
     [Test]
     public void BindingTheFirstDevice_CreatesDevVfioN_AndUnbindingTheLast_RemovesIt()
@@ -27,7 +29,7 @@ public sealed class GroupTests : VfioFixture
         Assert.That(rig.Machine.Sysfs.Exists("/sys/bus/pci/devices/0000:01:00.0/vfio-dev/vfio0"), Is.True);
         Assert.That(rig.Vfio.Groups.Select(g => g.Name), Is.EqualTo(new[] { "2" }));
 
-        Assert.That(rig.Unbind(VfioRig.Edu), Is.GreaterThan(0));
+        Assert.That(rig.Unbind(VfioRig.Edu), Is.EqualTo("vfio-test"));
         Assert.That(rig.Machine.Vfs.Exists(path), Is.False);
         Assert.That(rig.Machine.Sysfs.Exists("/sys/class/vfio-dev/vfio0"), Is.False);
         Assert.That(rig.Vfio.Groups, Is.Empty);
@@ -312,7 +314,7 @@ public sealed class GroupTests : VfioFixture
         Assert.That(rig.SetContainer(g, c), Is.Zero);
         VfioGroup old = rig.Group(VfioRig.Edu);
 
-        Assert.That(rig.Unbind(VfioRig.Edu), Is.GreaterThan(0));
+        Assert.That(rig.Unbind(VfioRig.Edu), Is.EqualTo("vfio-test"));
         Assert.That(rig.GetStatus(g, out _), Is.EqualTo(Errno.ENODEV.Negative()));
         Assert.That(rig.SetContainer(g, c), Is.EqualTo(Errno.ENODEV.Negative()));
         Assert.That(rig.Dev(VfioRig.Edu).IommuGroup!.Owner, Is.Null, "the container was detached with the last device");
@@ -330,24 +332,19 @@ public sealed class GroupTests : VfioFixture
     public void NoIommu_RequiresTheModuleParameter_TaintsTheKernel_AndNeedsRawio()
     {
         // A machine without an IOMMU: devices have no group.
-        var k = Runs.Kernel(SchedulerMode.Real);
         var desc = Vfio.Platform.Machine.MachineDescriptionReader.Parse("{\"memory\":{\"ram\":\"1G\"},\"iommu\":null,\"pci\":[{\"slot\":1,\"type\":\"edu\"}]}");
-        var m = Vfio.Platform.Machine.MachineBuilder.Build(desc, k);
-        VfioCore vfio = VfioCore.Load(m);
-        var drv = new TestVfioDriver();
-        m.Pci.RegisterDriver(drv);
+        var rig = new VfioRig(backend: false, machine: desc);
+        SimKernel k = rig.Kernel;
+        SimMachine m = rig.Machine;
+        VfioCore vfio = rig.Vfio;
         string name = m.Pci.Devices[^1].Name;
-        if (m.Pci.Find(name)!.Driver is { } host)
-        {
-            m.Sysfs.Write($"/sys/bus/pci/drivers/{host.Name}/unbind", name);
-        }
-
-        m.Sysfs.Write($"/sys/bus/pci/devices/{name}/driver_override", "vfio-test");
-        Assert.That(m.Sysfs.Write("/sys/bus/pci/drivers_probe", name), Is.GreaterThan(0));
+        VfioException refused = Assert.Throws<VfioException>(() => rig.Bind(name))!;
+        Assert.That(refused.Message, Does.Contain("vfio-test did not take"));
         Assert.That(m.Pci.Find(name)!.Driver, Is.Null, "without noiommu mode registration fails EINVAL and the probe fails");
+        Assert.That(rig.Driver.LastProbeError, Is.EqualTo(Errno.EINVAL.Negative()));
 
         Assert.That(m.Sysfs.Write("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode", "Y"), Is.GreaterThan(0));
-        Assert.That(m.Sysfs.Write("/sys/bus/pci/drivers_probe", name), Is.GreaterThan(0));
+        rig.Bind(name);
         Assert.That(m.Pci.Find(name)!.Driver?.Name, Is.EqualTo("vfio-test"));
         Assert.That(k.Tainted & (1L << SimKernel.TaintUser), Is.Not.Zero);
         Assert.That(k.Log.Contains("Adding kernel taint for vfio-noiommu group on device"), Is.True);

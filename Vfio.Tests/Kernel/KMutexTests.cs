@@ -94,6 +94,8 @@ public sealed class KMutexTests(SchedulerMode mode)
         Assert.That(counter, Is.EqualTo(tasks * rounds));
     }
 
+    // A test of the mutex's owner checks: the bad-unlock WARNs are what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void UnlockByAnotherTask_Warns_AndTheRunFailsUnlessExpected()
     {
@@ -217,6 +219,8 @@ public sealed class KMutexTests(SchedulerMode mode)
         Assert.That(ret, Is.EqualTo(-(int)Errno.EINTR));
     }
 
+    // A test of lockdep: the recursive-locking report is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void LockingTwiceFromTheOwner_IsReportedByLockdep_AndDeadlocks()
     {
@@ -254,6 +258,8 @@ public sealed class KMutexTests(SchedulerMode mode)
         Assert.That(after, Is.False);
     }
 
+    // A test of lockdep_assert_held: the WARN when the lock is not held is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void AssertHeld_WarnsOnlyWhenTheCallerDoesNotHoldIt()
     {

@@ -79,6 +79,8 @@ public sealed class KSpinLockTests(SchedulerMode mode)
         Assert.That(r.Warnings.Single().Kind, Is.EqualTo(WarningKind.SleepInAtomic));
     }
 
+    // A test of might_sleep: the sleeping-in-atomic BUG is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void TakingAFreeMutexWhileHoldingIt_IsABugReport()
     {
@@ -98,6 +100,8 @@ public sealed class KSpinLockTests(SchedulerMode mode)
         Assert.That(w.Text, Does.Contain("mutex free_mutex"));
     }
 
+    // A test of might_sleep: the sleeping-in-atomic BUG is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void TakingAFreeRwsemOrWaitingOnATrueConditionWhileHoldingIt_IsABugReport([Values("down_read", "down_write", "wait_event")] string op)
     {
@@ -129,6 +133,8 @@ public sealed class KSpinLockTests(SchedulerMode mode)
         Assert.That(r.Warnings.Single().Kind, Is.EqualTo(WarningKind.SleepInAtomic));
     }
 
+    // A test of might_sleep: the sleeping-in-atomic BUG is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void SleepingWhileHoldingIt_IsABugReport()
     {

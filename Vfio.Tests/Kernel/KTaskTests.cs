@@ -213,6 +213,8 @@ public sealed class KTaskTests(SchedulerMode mode)
         Assert.That(r.Warnings, Has.Count.EqualTo(1));
     }
 
+    // A test of lockdep: the locks-held-at-exit report is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void ExitingWithALockHeld_IsReported()
     {

@@ -7,6 +7,8 @@ namespace Vfio.Tests.Kernel;
 [TestFixture(SchedulerMode.Controlled)]
 public sealed class LockdepTests(SchedulerMode mode)
 {
+    // A test of lockdep: the AB-BA report is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void AbBaAcrossTwoTasks_IsReported_InARunWhereNoDeadlockHappens()
     {
@@ -50,6 +52,8 @@ public sealed class LockdepTests(SchedulerMode mode)
         Assert.That(r.Warnings.Single().Expected, Is.True);
     }
 
+    // A test of lockdep: the three-lock cycle report is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void ALongerCycle_ShowsTheChain()
     {
@@ -67,6 +71,8 @@ public sealed class LockdepTests(SchedulerMode mode)
         Assert.That(r.Warnings.Single().Text, Does.Contain("Chain exists of:\n  a --> b --> c"));
     }
 
+    // A test of lockdep: the recursive-locking report without a subclass is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void NestingTwoLocksOfOneClass_NeedsASubclass()
     {
@@ -167,6 +173,8 @@ public sealed class LockdepTests(SchedulerMode mode)
         Assert.That(held[2], Does.StartWith("vfio_device_set[0].lock (vfio_device_set.lock) [read], at: "));
     }
 
+    // A test of lockdep: the cycle through a read lock is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void ReadLocksTakePartInCycles()
     {

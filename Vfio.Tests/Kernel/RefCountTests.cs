@@ -49,6 +49,8 @@ public sealed class RefCountTests(SchedulerMode mode)
         Assert.That(after, Is.Zero);
     }
 
+    // A test of refcount_t: the addition-on-0 WARN is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void IncFromZero_WarnsUseAfterFree_AndSaturates()
     {
@@ -103,6 +105,8 @@ public sealed class RefCountTests(SchedulerMode mode)
         Assert.That(after, Is.EqualTo(RefCount.Saturated));
     }
 
+    // A test of refcount_t: the decrement-hit-0 WARN is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void DecToZero_WarnsDecrementHitZero()
     {

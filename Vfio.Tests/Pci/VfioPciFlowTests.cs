@@ -9,6 +9,7 @@ using Vfio.Pci;
 using Vfio.Platform.Devices;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Pci;
+using Vfio.Sim;
 
 namespace Vfio.Tests.Pci;
 
@@ -309,11 +310,10 @@ public sealed class VfioPciFlowTests
     [Test]
     public void LoadingTwiceOrWithoutVfio_IsAProgrammingError()
     {
-        SimKernel k = Runs.Kernel(SchedulerMode.Real);
-        var m = Vfio.Platform.Machine.MachineBuilder.Default(k);
-        Runs.AssertPassed(k.Run("main", () =>
+        VfioSim bare = VfioPciRig.Builder(SchedulerMode.Real).Build();
+        Runs.AssertPassed(bare.Run(() =>
         {
-            Assert.That(() => VfioPciDriver.Load(m), Throws.InvalidOperationException);
+            Assert.That(() => VfioPciDriver.Load(bare.Machine), Throws.InvalidOperationException);
         }));
         VfioPciRig.Run(SchedulerMode.Real, rig => Assert.That(() => VfioPciDriver.Load(rig.M), Throws.InvalidOperationException));
     }

@@ -8,7 +8,8 @@ using Vfio.Core;
 using Vfio.Kernel;
 using Vfio.Pci;
 using Vfio.Platform;
-using Vfio.Tests.Platform.Pci;
+using Vfio.Platform.Machine;
+using Vfio.Sim;
 
 namespace Vfio.Tests.Pci;
 
@@ -34,11 +35,12 @@ public sealed class VfioPciProbeTests
     [Test]
     public void TheIdsOption_BindsMatchingUnboundFunctions()
     {
-        SimMachine m = VfioPciRig.DefaultMachine(SchedulerMode.Real);
-        Runs.AssertPassed(m.Kernel.Run("main", () =>
+        // vfio-pci is loaded by hand here: its load-time binding is what is under test.
+        VfioSim sim = VfioPciRig.Builder(SchedulerMode.Real).AddVfio().Build();
+        SimMachine m = sim.Machine;
+        Runs.AssertPassed(sim.Run(() =>
         {
-            VfioCore.Load(m);
-            Assert.That(m.Sysfs.Write("/sys/bus/pci/drivers/edu/unbind", VfioPciRig.Edu), Is.GreaterThan(0));
+            Assert.That(sim.Unbind(VfioPciRig.Edu), Is.EqualTo("edu"));
             VfioPciDriver drv = VfioPciDriver.Load(m, new VfioPciOptions { Ids = "1234:11e8,zz" });
             Assert.That(m.Pci.Find(VfioPciRig.Edu)!.Driver, Is.SameAs(drv));
             Assert.That(m.Kernel.Log.Contains("vfio_pci: add [1234:11e8[ffff:ffff]] class 000000/00000000"), Is.True, m.Kernel.Log.Dmesg());
@@ -62,11 +64,14 @@ public sealed class VfioPciProbeTests
     [Test]
     public void ADenylistedQatFunction_IsRefused_UnlessTheDenylistIsDisabled([Values] bool disable)
     {
-        SimMachine m = PciMachines.Build(QatJson);
-        Runs.AssertPassed(m.Kernel.Run("main", () =>
+        VfioSim sim = VfioPciRig.Builder(SchedulerMode.Real)
+            .UseMachine(MachineDescriptionReader.Parse(QatJson))
+            .AddVfioPci(new VfioPciOptions { DisableDenylist = disable })
+            .Build();
+        SimMachine m = sim.Machine;
+        Runs.AssertPassed(sim.Run(() =>
         {
-            VfioCore.Load(m);
-            VfioPciDriver.Load(m, new VfioPciOptions { DisableDenylist = disable });
+            // Written by hand, not with sim.Bind: the errno of the bind attribute is what is under test.
             const string bdf = "0000:01:00.0";
             Assert.That(m.Sysfs.Write($"/sys/bus/pci/devices/{bdf}/driver_override", VfioPciDriver.DriverName), Is.GreaterThan(0));
             long rc = m.Sysfs.Write("/sys/bus/pci/drivers/vfio-pci/bind", bdf);

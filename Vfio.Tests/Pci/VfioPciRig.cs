@@ -1,6 +1,7 @@
-// Test rig for Vfio.Pci: the default machine with vfio, the type1 backend, vfio-pci, and a user
-// process that binds a function to vfio-pci through sysfs and opens it through
-// /dev/vfio/vfio, /dev/vfio/N and GET_DEVICE_FD, with struct-typed ioctl helpers.
+// Test rig for Vfio.Pci on the host (Vfio.Sim): the default machine booted with vfio, the
+// type1 backend and vfio-pci, and a user process that binds a function to vfio-pci and
+// opens it the host's way (sysfs, then /dev/vfio/vfio, /dev/vfio/N and GET_DEVICE_FD),
+// with struct-typed ioctl helpers on the raw fds.
 
 using System.Runtime.InteropServices;
 using System.Text;
@@ -12,64 +13,56 @@ using Vfio.Kernel;
 using Vfio.Pci;
 using Vfio.Platform;
 using Vfio.Platform.Fs;
-using Vfio.Platform.Machine;
 using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
+using Vfio.Sim;
 
 namespace Vfio.Tests.Pci;
 
-/// <summary>The default machine with vfio, the type1 backend and vfio-pci loaded (build it inside a running task).</summary>
+/// <summary>A booted host with vfio, type1 and vfio-pci, and a root process <see cref="P"/>.</summary>
 internal sealed class VfioPciRig
 {
     public const string Edu = "0000:01:00.0";
     public const string Nic = "0000:05:00.0";
 
-    public VfioPciRig(SimMachine machine, VfioPciOptions? options = null)
+    public VfioPciRig(VfioSim sim)
     {
-        M = machine;
-        Vfio = VfioCore.Load(M);
-        Type1 = VfioIommuType1.Load(M);
-        Driver = VfioPciDriver.Load(M, options);
-        P = M.CreateProcess("user", Credentials.Root);
+        Sim = sim;
+        P = sim.Spawn("user");
     }
 
-    public SimMachine M { get; }
+    public VfioSim Sim { get; }
 
-    public VfioCore Vfio { get; }
+    public SimMachine M => Sim.Machine;
 
-    public VfioIommuType1 Type1 { get; }
+    public VfioCore Vfio => Sim.Vfio;
 
-    public VfioPciDriver Driver { get; }
+    public VfioIommuType1 Type1 => Sim.Type1!;
+
+    public VfioPciDriver Driver => Sim.VfioPci!;
 
     public SimProcess P { get; }
 
-    public static SimMachine DefaultMachine(SchedulerMode mode, ulong seed = 1) => MachineBuilder.Default(Runs.Kernel(mode, seed));
+    /// <summary>The host's builder with the tests' kernel settings (<see cref="Runs.Kernel"/>'s budget and watchdog); add modules and build.</summary>
+    public static VfioSimBuilder Builder(SchedulerMode mode, ulong seed = 1)
+        => VfioSim.CreateBuilder()
+            .UseScheduler(mode)
+            .UseSeed(seed)
+            .ConfigureKernel(k => k with { StepBudget = 200_000, RealWatchdog = TimeSpan.FromSeconds(30) });
 
-    /// <summary>Runs <paramref name="body"/> in a fresh default machine's main task and asserts it completed.</summary>
+    /// <summary>Boots the default machine with vfio-pci (and <paramref name="options"/>), runs <paramref name="body"/> as its main task and asserts it completed.</summary>
     public static void Run(SchedulerMode mode, Action<VfioPciRig> body, ulong seed = 1, VfioPciOptions? options = null)
     {
-        SimMachine m = DefaultMachine(mode, seed);
-        RunResult r = m.Kernel.Run("main", () => body(new VfioPciRig(m, options)));
-        Runs.AssertPassed(r);
+        var rig = new VfioPciRig(Builder(mode, seed).AddVfioPci(options).Build());
+        Runs.AssertPassed(rig.Sim.Run(() => body(rig)));
     }
 
     public PciDevice Dev(string bdf) => M.Pci.Find(bdf) ?? throw new AssertionException($"no {bdf}");
 
     public VfioPciCoreDevice Vdev(string bdf) => Dev(bdf).DriverData as VfioPciCoreDevice ?? throw new AssertionException($"{bdf} is not bound to vfio-pci");
 
-    /// <summary>Unbinds <paramref name="bdf"/> from its driver, sets driver_override to vfio-pci and reprobes.</summary>
-    public void BindToVfio(string bdf)
-    {
-        PciDevice d = Dev(bdf);
-        if (d.Driver is { } host)
-        {
-            Assert.That(M.Sysfs.Write($"/sys/bus/pci/drivers/{host.Name}/unbind", bdf), Is.GreaterThan(0), "unbind from the host driver");
-        }
-
-        Assert.That(M.Sysfs.Write($"/sys/bus/pci/devices/{bdf}/driver_override", VfioPciDriver.DriverName), Is.GreaterThan(0));
-        Assert.That(M.Sysfs.Write("/sys/bus/pci/drivers_probe", bdf), Is.GreaterThan(0));
-        Assert.That(d.Driver?.Name, Is.EqualTo(VfioPciDriver.DriverName), ErrorReason.Current);
-    }
+    /// <summary>Binds <paramref name="bdf"/> to vfio-pci (from whatever driver it has).</summary>
+    public void BindToVfio(string bdf) => Sim.Bind(bdf, VfioPciDriver.DriverName);
 
     public int GroupId(string bdf) => Dev(bdf).IommuGroup!.Id;
 
@@ -92,14 +85,12 @@ internal sealed class VfioPciRig
         return P.Ioctl(group, VfioIoctl.GroupGetDeviceFd, s);
     }
 
-    /// <summary>Binds <paramref name="bdf"/> and opens it; returns (container, group, device) fds.</summary>
+    /// <summary>Binds <paramref name="bdf"/> and opens it the host's way; returns (container, group, device) fds.</summary>
     public (int Container, int Group, int Device) Open(string bdf)
     {
         BindToVfio(bdf);
-        (int c, int g) = OpenContainerAndGroup(bdf);
-        long d = GetDeviceFd(g, bdf);
-        Assert.That(d, Is.GreaterThanOrEqualTo(0), ErrorReason.Current);
-        return (c, g, (int)d);
+        VfioSession s = Sim.Open(P, bdf);
+        return (s.Container.Fd, s.Group.Fd, s.Device.Fd);
     }
 
     public void CloseAll((int Container, int Group, int Device) fds)

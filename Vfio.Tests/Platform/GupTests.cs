@@ -318,6 +318,8 @@ public sealed class GupTests
         Assert.That(n, Is.LessThan(200), "the sweep ended");
     }
 
+    // A test of the *Locked entry points' lockdep_assert_held: the WARNs when mmap_lock is not held are what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void TheLockedEntryPoints_AssertMmapLock()
     {

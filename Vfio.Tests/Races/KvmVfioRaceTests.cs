@@ -9,12 +9,11 @@
 using NUnit.Framework;
 using Vfio.Core.Kvm;
 using Vfio.Kernel;
-using Vfio.Tests.Core;
 using Vfio.Tests.Core.Kvm;
 
 namespace Vfio.Tests.Races;
 
-public sealed class KvmVfioRaceTests : VfioFixture
+public sealed class KvmVfioRaceTests
 {
     /// <summary>
     /// Runs the race; <paramref name="destroyedBy"/> names the task whose put destroyed the

@@ -13,13 +13,12 @@
 using NUnit.Framework;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
-using Vfio.Tests.Core;
 using static Vfio.Tests.Type1.Type1Kit;
 
 namespace Vfio.Tests.Type1;
 
 [TestFixture]
-public sealed class DirtyTrackingTests : VfioFixture
+public sealed class DirtyTrackingTests
 {
     private const ulong A = 0x100000;
 

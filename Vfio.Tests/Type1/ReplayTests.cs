@@ -13,13 +13,12 @@ using Vfio.Kernel;
 using Vfio.Platform.Iommu;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
-using Vfio.Tests.Core;
 using static Vfio.Tests.Type1.Type1Kit;
 
 namespace Vfio.Tests.Type1;
 
 [TestFixture]
-public sealed class ReplayTests : VfioFixture
+public sealed class ReplayTests
 {
     private const ulong A = 0x100000;
 

@@ -16,7 +16,7 @@ using Vfio.Tests.Core;
 namespace Vfio.Tests.Type1;
 
 [TestFixture]
-public sealed class Type1AttachTests : VfioFixture
+public sealed class Type1AttachTests
 {
     private const ulong Page = Type1Rig.Page;
 

@@ -13,7 +13,7 @@ using Vfio.Tests.Core;
 namespace Vfio.Tests.Type1;
 
 [TestFixture]
-public sealed class Type1InfoTests : VfioFixture
+public sealed class Type1InfoTests
 {
     private const ulong Page = Type1Rig.Page;
 

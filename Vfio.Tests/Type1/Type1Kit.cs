@@ -36,11 +36,7 @@ internal static class Type1Kit
     public static PinningTestDevice EmulatedNext(this Type1Rig rig, bool withDmaUnmap = true, string device = VfioRig.Edu)
     {
         PciDevice dev = rig.Core.Dev(device);
-        if (dev.Driver is { } drv)
-        {
-            Assert.That(rig.Machine.Sysfs.Write($"/sys/bus/pci/drivers/{drv.Name}/unbind", device), Is.GreaterThan(0));
-        }
-
+        rig.Core.Unbind(device);
         rig.Machine.Iommu!.GroupRemoveDevice(dev);
         Assert.That(dev.IommuGroup, Is.Null);
         var ops = new PinningTestDevice();

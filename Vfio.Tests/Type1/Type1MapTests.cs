@@ -11,12 +11,11 @@ using Vfio.Platform.Iommu;
 using Vfio.Platform.Iommu.Hw;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
-using Vfio.Tests.Core;
 
 namespace Vfio.Tests.Type1;
 
 [TestFixture]
-public sealed class Type1MapTests : VfioFixture
+public sealed class Type1MapTests
 {
     private const ulong Page = Type1Rig.Page;
     private const ulong MiB = 1UL << 20;

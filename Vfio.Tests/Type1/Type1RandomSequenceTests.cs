@@ -13,7 +13,7 @@ using Vfio.Tests.Core;
 namespace Vfio.Tests.Type1;
 
 [TestFixture]
-public sealed class Type1RandomSequenceTests : VfioFixture
+public sealed class Type1RandomSequenceTests
 {
     private const int Slots = 256;          // IOVA space of the test, in pages
     private const ulong IovaBase = 0x10_0000;

@@ -1,8 +1,8 @@
-// Test rig for Vfio.Iommu.Type1: the default machine with vfio and the real type1 backend,
-// the vfio-test driver, a user process with helpers for raw MAP/UNMAP/GET_INFO/DIRTY ioctls
-// (returning the kernel's return value and the struct as written back), and a small
-// emulated-IOMMU test device that pins guest pages through vfio_pin_pages and honours (or,
-// on request, ignores) dma_unmap.
+// Test rig for Vfio.Iommu.Type1: the core rig (VfioRig, on the host) with the real type1
+// backend loaded instead of the mock, helpers for raw MAP/UNMAP/GET_INFO/DIRTY ioctls from
+// its user process (returning the kernel's return value and the struct as written back),
+// and a small emulated-IOMMU test device that pins guest pages through vfio_pin_pages and
+// honours (or, on request, ignores) dma_unmap.
 
 using System.Runtime.InteropServices;
 using NUnit.Framework;
@@ -25,8 +25,8 @@ internal sealed class Type1Rig
 
     public Type1Rig(SchedulerMode mode = SchedulerMode.Real, ulong seed = 1, KernelProfile? profile = null, VfioOptions? options = null, VfioIommuType1Options? type1 = null, MachineDescription? machine = null)
     {
-        Core = new VfioRig(mode, seed, options, profile, backend: false, machine: machine);
-        Type1 = VfioIommuType1.Load(Core.Machine, type1);
+        Core = new VfioRig(mode, seed, options, profile, backend: false, machine: machine, modules: b => b.AddType1(type1));
+        Type1 = Core.Sim.Type1!;
     }
 
     public VfioRig Core { get; }
@@ -47,13 +47,7 @@ internal sealed class Type1Rig
     public (int Container, int Group, int Device) OpenEdu(uint type = VfioExtension.Type1v2)
     {
         Core.Bind(VfioRig.Edu);
-        int c = Core.OpenContainer();
-        int g = Core.OpenGroup(VfioRig.Edu);
-        Assert.That(Core.SetContainer(g, c), Is.Zero, ErrorReason.Current);
-        Assert.That(Core.SetIommu(c, type), Is.Zero, ErrorReason.Current);
-        long d = Core.GetDeviceFd(g, VfioRig.Edu);
-        Assert.That(d, Is.GreaterThanOrEqualTo(0), ErrorReason.Current);
-        return (c, g, (int)d);
+        return Core.OpenAll(VfioRig.Edu, type);
     }
 
     /// <summary>The type1 instance behind a container fd of <paramref name="p"/> (the user by default).</summary>

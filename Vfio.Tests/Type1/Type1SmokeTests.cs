@@ -9,7 +9,7 @@ using Vfio.Tests.Core;
 namespace Vfio.Tests.Type1;
 
 [TestFixture]
-public sealed class Type1SmokeTests : VfioFixture
+public sealed class Type1SmokeTests
 {
     [Test]
     public void MapThenUnmap_PinsChargesAndMapsThenGivesEverythingBack()

@@ -7,12 +7,11 @@ using System.Runtime.InteropServices;
 using NUnit.Framework;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
-using Vfio.Tests.Core;
 
 namespace Vfio.Tests.Type1;
 
 [TestFixture]
-public sealed class Type1UnmapTests : VfioFixture
+public sealed class Type1UnmapTests
 {
     private const ulong Page = Type1Rig.Page;
     private const ulong MiB = 1UL << 20;

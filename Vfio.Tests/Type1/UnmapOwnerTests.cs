@@ -10,13 +10,12 @@ using Vfio.Core.Uapi;
 using Vfio.Iommu.Type1;
 using Vfio.Kernel;
 using Vfio.Platform.Proc;
-using Vfio.Tests.Core;
 using static Vfio.Tests.Type1.Type1Kit;
 
 namespace Vfio.Tests.Type1;
 
 [TestFixture]
-public sealed class UnmapOwnerTests : VfioFixture
+public sealed class UnmapOwnerTests
 {
     private const ulong A = 0x100000;
 

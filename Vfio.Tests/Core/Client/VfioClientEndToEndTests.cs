@@ -9,7 +9,7 @@ using Vfio.Kernel;
 
 namespace Vfio.Tests.Core.Client;
 
-public sealed class VfioClientEndToEndTests : VfioFixture
+public sealed class VfioClientEndToEndTests
 {
     [Test]
     public void TheCanonicalSequence_OpensTheDevice_AndDisposingEverythingLeavesNoReference()

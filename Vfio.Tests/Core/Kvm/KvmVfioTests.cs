@@ -13,7 +13,7 @@ using KvmModule = Vfio.Core.Kvm.Kvm;
 namespace Vfio.Tests.Core.Kvm;
 
 [TestFixture]
-public sealed class KvmVfioTests : VfioFixture
+public sealed class KvmVfioTests
 {
     private static void Run(Action<KvmRig> body, VfioExternalUsers users = VfioExternalUsers.FileApi)
     {
