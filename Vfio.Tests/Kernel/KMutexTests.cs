@@ -276,6 +276,8 @@ public sealed class KMutexTests(SchedulerMode mode)
         Assert.That(r.Warnings.Single().Title, Does.Contain("lockdep_assert_held(m): not held by main/1"));
     }
 
+    // A test of lockdep_assert_held: the WARN when the lock is not held is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void AssertHeld_WarnsWhenAnotherTaskHoldsIt_AndNamesTheFunctionThatAsserted()
     {
@@ -294,6 +296,8 @@ public sealed class KMutexTests(SchedulerMode mode)
         Assert.That(w.Text, Does.Contain("KMutexTests.cs:").And.Contain(nameof(AssertHeld_WarnsWhenAnotherTaskHoldsIt_AndNamesTheFunctionThatAsserted)));
     }
 
+    // A test of lockdep_assert_held: the WARN when the lock is not held is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void DebugAssertHeld_ChecksInDebugBuildsOnly()
     {

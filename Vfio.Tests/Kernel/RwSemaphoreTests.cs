@@ -216,6 +216,8 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
         Assert.That(r.Warnings.Single().Title, Does.Contain("lockdep_assert_held_write(sem)"));
     }
 
+    // A test of lockdep_assert_held: the WARN when the lock is not held is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void AssertHeld_WarnsWhenOnlyAnotherTaskHoldsIt([Values] bool write)
     {
@@ -254,6 +256,8 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
         }));
     }
 
+    // A test of lockdep_assert_held: the WARN when the lock is not held is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void AssertHeldRead_AcceptsOnlyReaders()
     {
@@ -273,6 +277,8 @@ public sealed class RwSemaphoreTests(SchedulerMode mode)
         Assert.That(r.Warnings.Single().Title, Does.Contain("lockdep_assert_held_read(sem): not held for reading by main/1"));
     }
 
+    // A test of lockdep_assert_held: the WARN when the lock is not held is what it checks.
+    [LeavesKernelWarnings]
     [Test]
     public void DebugAssertHeld_ChecksInDebugBuildsOnly()
     {
