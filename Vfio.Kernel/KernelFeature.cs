@@ -76,13 +76,6 @@ public sealed class KernelFeature
     /// </summary>
     public string? CommitNotEstablished { get; init; }
 
-    /// <summary>
-    /// Presets that have the behaviour although their version is older than
-    /// <see cref="Since"/>: the simulator models them with it, ahead of mainline. The
-    /// description says why.
-    /// </summary>
-    public IReadOnlyList<KernelProfile> CarriedBy { get; init; } = [];
-
     /// <summary><c>LongTermGupUnsharesZeroPage (6.2, 84209e87c696)</c>.</summary>
     public override string ToString()
     {

@@ -27,8 +27,7 @@ public sealed record KernelProfile(string Name, int Major, int Minor)
 
     /// <summary>
     /// IS_ENABLED for a profile feature: true when this release has <paramref name="feature"/> —
-    /// it is at least <see cref="KernelFeature.Since"/> (or the feature names this preset in
-    /// <see cref="KernelFeature.CarriedBy"/>) and older than <see cref="KernelFeature.RemovedIn"/>.
+    /// it is at least <see cref="KernelFeature.Since"/> and older than <see cref="KernelFeature.RemovedIn"/>.
     /// </summary>
     public bool Has(KernelFeature feature)
     {
@@ -39,20 +38,7 @@ public sealed record KernelProfile(string Name, int Major, int Minor)
             return false;
         }
 
-        if (version >= feature.Since)
-        {
-            return true;
-        }
-
-        foreach (KernelProfile carrier in feature.CarriedBy)
-        {
-            if (carrier == this)
-            {
-                return true;
-            }
-        }
-
-        return false;
+        return version >= feature.Since;
     }
 
     /// <summary>Finds a preset by name (<c>linux-6.1</c>, <c>6.1</c>); throws <see cref="ArgumentException"/> naming the presets.</summary>

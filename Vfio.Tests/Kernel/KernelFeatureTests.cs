@@ -6,7 +6,6 @@
 using System.Reflection;
 using NUnit.Framework;
 using Vfio.Core;
-using Vfio.Iommu.Type1;
 using Vfio.Kernel;
 using Vfio.Platform;
 
@@ -75,8 +74,8 @@ public sealed class KernelFeatureTests
     [Test]
     public void TheCataloguesOfEveryLayerAreFound()
     {
-        Assert.That(AllDeclared.Select(d => d.Catalogue).Distinct(), Is.SupersetOf(new[] { nameof(PlatformFeatures), nameof(VfioCoreFeatures), nameof(Type1Features) }));
-        Assert.That(AllDeclared.Select(d => d.Feature), Does.Contain(Type1Features.WrapIsEoverflow));
+        Assert.That(AllDeclared.Select(d => d.Catalogue).Distinct(), Is.SupersetOf(new[] { nameof(PlatformFeatures), nameof(VfioCoreFeatures) }));
+        Assert.That(AllDeclared.Select(d => d.Feature), Does.Contain(VfioCoreFeatures.UnregisterHidesDeviceBeforeWaiting));
     }
 
     [Test]
@@ -125,21 +124,15 @@ public sealed class KernelFeatureTests
                 Assert.That(f.CommitNotEstablished, Is.Null, "a feature with a commit does not also say it has none");
             }
 
-            foreach (KernelProfile carrier in f.CarriedBy)
-            {
-                Assert.That(KernelProfile.Presets, Does.Contain(carrier), "CarriedBy names presets");
-                Assert.That(carrier.Version, Is.LessThan(f.Since), $"{carrier.Name} has {f.Name} by version already; CarriedBy is for presets older than it");
-            }
         });
     }
 
     [Test]
-    public void Has_IsOnFromSince_OffFromRemovedIn_AndOnForACarryingPresetBeforeSince()
+    public void Has_IsOnFromSince_AndOffFromRemovedIn()
     {
         var from62 = new KernelFeature { Name = "From62", Description = "x", Since = new(6, 2), Commits = [new("84209e87c696", "mm/gup: reliable R/O long-term pinning in COW mappings")] };
         var from66To613 = new KernelFeature { Name = "From66To613", Description = "x", Since = new(6, 6), RemovedIn = new(6, 13), CommitNotEstablished = "test" };
         var until612 = new KernelFeature { Name = "Until612", Description = "x", Since = new(3, 6), RemovedIn = new(6, 12), CommitNotEstablished = "test" };
-        var from618Carried = new KernelFeature { Name = "From618", Description = "x", Since = new(6, 18), CarriedBy = [KernelProfile.Linux6_12], CommitNotEstablished = "test" };
         var custom = new KernelProfile("linux-6.13", 6, 13);
 
         Assert.Multiple(() =>
@@ -150,9 +143,6 @@ public sealed class KernelFeatureTests
             Assert.That(custom.Has(from66To613), Is.False, "gone in the release it was removed in");
             Assert.That(KernelProfile.Linux6_1.Has(until612), Is.True);
             Assert.That(KernelProfile.Linux6_12.Has(until612), Is.False);
-            Assert.That(KernelProfile.Linux6_12.Has(from618Carried), Is.True, "carried by the preset");
-            Assert.That(KernelProfile.Linux6_1.Has(from618Carried), Is.False);
-            Assert.That(new KernelProfile("linux-6.12", 6, 12).Has(from618Carried), Is.True, "a preset is matched by value");
             Assert.That(from62.ToString(), Is.EqualTo("From62 (6.2, 84209e87c696)"));
             Assert.That(from66To613.ToString(), Is.EqualTo("From66To613 (6.6–6.13, commit not established)"));
         });

@@ -133,7 +133,8 @@ public sealed class DirtyTrackingTests
             rig.AssertRejected(c, rig.GetBitmap(c, A + 0x800, 64 * P, P, bm, 16), Errno.EINVAL, before);
             rig.AssertRejected(c, rig.GetBitmap(c, A, (64 * P) + 0x800, P, bm, 16), Errno.EINVAL, before);
             rig.AssertRejected(c, rig.GetBitmap(c, A, 0, P, bm, 16), Errno.EINVAL, before);
-            rig.AssertRejected(c, rig.GetBitmap(c, ulong.MaxValue - P + 1, 2 * P, P, bm, 16), Errno.EOVERFLOW, before);
+            rig.AssertRejected(c, rig.GetBitmap(c, ulong.MaxValue - P + 1, 2 * P, P, bm, 16), Errno.EINVAL, before);
+            rig.AssertRejected(c, rig.GetBitmap(c, ulong.MaxValue - P + 1, P, P, bm, 16), Errno.EINVAL, before);   // ends exactly at 2^64: iova + size wraps to 0
             rig.AssertRejected(c, rig.GetBitmap(c, A, 128 * P, P, bm, 8), Errno.EINVAL, before);
             Assert.That(ErrorReason.Current, Does.Contain("too small"));
             rig.AssertRejected(c, rig.GetBitmap(c, A, 128 * P, P, bm, 0), Errno.EINVAL, before);
