@@ -5,6 +5,7 @@ using Vfio.Kernel;
 using Vfio.Platform;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Pci;
+using Vfio.Sim;
 
 namespace Vfio.Tests.Docs;
 
@@ -55,9 +56,8 @@ public sealed class ReadmeExampleTests
         long buf = qemu.Mmap(0, 1 << 30, Prot.PROT_READ | Prot.PROT_WRITE,
             MapFlags.MAP_PRIVATE | MapFlags.MAP_ANONYMOUS | MapFlags.MAP_HUGETLB);
 
-        var runs = new PfnRun[512];
-        long pinned = qemu.Mm.PinUserPages((ulong)buf, 1 << 18, GupFlags.FOLL_LONGTERM | GupFlags.FOLL_WRITE, runs, out int n);
-        m.Memory.Unpin(runs.AsSpan(0, n), dirty: true);
+        int w = qemu.Mm.WriteUser((ulong)buf + (1 << 21), "hello"u8);               // faults one huge page in: 0, or -errno
+        int free = m.Memory.HugePagesFree(2 << 20);                                   // 511 of the pool's 512
 
         m.Pci.RegisterDriver(new HostPciDriver("e1000e", new PciDeviceId(0x8086, 0x10d3)));
         m.Pci.Add(new PciDevice(m, 0, 1, 0, 0, new PciIdentity(0x8086, 0x10d3, 0, 0, 0x020000)));
@@ -66,9 +66,49 @@ public sealed class ReadmeExampleTests
         MemoryInvariants.Assert(m);
 
         Assert.That(buf, Is.GreaterThan(0));
-        Assert.That(pinned, Is.EqualTo(1 << 18));
-        Assert.That(n, Is.EqualTo(1), "512 adjacent huge pages form one run");
+        Assert.That(w, Is.Zero);
+        Assert.That(free, Is.EqualTo(511));
         Assert.That(r, Is.EqualTo(13));
         Assert.That(drv, Is.Null);
+    }
+
+    [Test]
+    public void TheHostTour_RunsAsWritten()
+    {
+        var output = new StringWriter();
+        VfioSim sim = VfioSim.CreateDefault(seed: 1);      // default machine; vfio, type1, vfio-pci; controlled scheduler; Linux 6.12
+        sim.Bind("0000:01:00.0");                          // edu: unbind from its host driver, driver_override, drivers_probe
+        var qemu = sim.Spawn("qemu");
+        using (VfioSession s = sim.Open(qemu, "0000:01:00.0"))   // container, group, SET_CONTAINER, SET_IOMMU, device fd
+        using (UserBuffer buf = VfioSim.Allocate(qemu, 1 << 20, MapFlags.MAP_POPULATE))
+        {
+            s.Container.MapDma(buf.Address, iova: 0, buf.Size);   // pins 256 pages, charges locked_vm
+            Assert.That(sim.PinnedPages, Is.EqualTo(256));
+            Assert.That(qemu.Mm.LockedVm, Is.EqualTo(256));
+            s.Device.Reset();
+            s.Container.UnmapDma(0, buf.Size);
+        }
+
+        output.WriteLine(sim.PinnedPages);                // 0
+        output.WriteLine(string.Join("\n", sim.CheckInvariants()));   // nothing: every invariant holds
+
+        Assert.That(output.ToString(), Is.EqualTo("0\n\n"));
+        Assert.That(ReadmeBlockContaining("VfioSim.CreateDefault(seed: 1)"), Does.Contain("s.Container.MapDma(buf.Address, iova: 0, buf.Size);"), "the README still shows this tour");
+    }
+
+    private static string ReadmeBlockContaining(string text)
+    {
+        string? dir = AppContext.BaseDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "Vfio.slnx")))
+        {
+            dir = Path.GetDirectoryName(dir);
+        }
+
+        string readme = File.ReadAllText(Path.Combine(dir!, "README.md"));
+        int at = readme.IndexOf(text, StringComparison.Ordinal);
+        Assert.That(at, Is.GreaterThanOrEqualTo(0), $"README.md has no block containing {text}");
+        int start = readme.LastIndexOf("```csharp", at, StringComparison.Ordinal);
+        int end = readme.IndexOf("```", at, StringComparison.Ordinal);
+        return readme[start..end];
     }
 }
