@@ -32,7 +32,7 @@ public sealed partial class LockedMethodTests
     [Test]
     public void EveryLockedMethod_AssertsItsLockFirst()
     {
-        string root = RepositoryRoot();
+        string root = Repository.Root;
         var offenders = new List<string>();
         int declarations = 0;
         foreach (string project in ProductProjects(root))
@@ -112,19 +112,6 @@ public sealed partial class LockedMethodTests
     }
 
     // ---- Locating the sources.
-
-    private static string RepositoryRoot()
-    {
-        for (DirectoryInfo? d = new(TestContext.CurrentContext.TestDirectory); d is not null; d = d.Parent)
-        {
-            if (File.Exists(Path.Combine(d.FullName, "Vfio.slnx")))
-            {
-                return d.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"no directory above {TestContext.CurrentContext.TestDirectory} holds Vfio.slnx: run the tests from a build inside the repository");
-    }
 
     /// <summary>The directories of the solution's projects, but the tests and the benchmarks.</summary>
     private static IEnumerable<string> ProductProjects(string root)

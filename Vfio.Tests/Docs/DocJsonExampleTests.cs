@@ -22,21 +22,6 @@ public sealed class DocJsonExampleTests
 
     private static readonly JsonDocumentOptions s_lenient = new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
 
-    /// <summary>The repository root: the first directory above the test assembly that holds Vfio.slnx.</summary>
-    public static string RepoRoot()
-    {
-        string start = Path.GetDirectoryName(typeof(DocJsonExampleTests).Assembly.Location)!;
-        for (DirectoryInfo? d = new(start); d is not null; d = d.Parent)
-        {
-            if (File.Exists(Path.Combine(d.FullName, "Vfio.slnx")))
-            {
-                return d.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"no Vfio.slnx in {start} or above it");
-    }
-
     /// <summary>The fenced json blocks of <paramref name="markdown"/>, with the 1-based line of each opening fence.</summary>
     public static IEnumerable<(int Line, string Text)> Blocks(string markdown)
     {
@@ -67,7 +52,7 @@ public sealed class DocJsonExampleTests
 
     public static IEnumerable<TestCaseData> AllBlocks()
     {
-        string root = RepoRoot();
+        string root = Repository.Root;
         var files = new List<string> { Path.Combine(root, "README.md") };
         string docs = Path.Combine(root, "docs");
         if (Directory.Exists(docs))

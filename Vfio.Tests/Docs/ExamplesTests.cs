@@ -14,7 +14,7 @@ public sealed class ExamplesTests
     [Test]
     public void TheReadmesCsharpBlock_IsTheSmallestExample_Exactly()
     {
-        string root = DocJsonExampleTests.RepoRoot();
+        string root = Repository.Root;
         string block = FirstCsharpBlockOfExamplesSection(File.ReadAllText(Path.Combine(root, "README.md")));
         string file = File.ReadAllText(Path.Combine(root, ShownInFull)).Replace("\r\n", "\n", StringComparison.Ordinal).TrimEnd('\n');
         Assert.That(block, Is.EqualTo(file), $"README.md's {Section} block must be {ShownInFull} as it is; copy the file into the block");
@@ -23,7 +23,7 @@ public sealed class ExamplesTests
     [Test]
     public void EveryExample_IsListedInTheReadme_AndBuiltAndRunByCi()
     {
-        string root = DocJsonExampleTests.RepoRoot();
+        string root = Repository.Root;
         string readme = File.ReadAllText(Path.Combine(root, "README.md"));
         string section = readme[readme.IndexOf(Section, StringComparison.Ordinal)..];
         string ci = File.ReadAllText(Path.Combine(root, ".ci", "run"));

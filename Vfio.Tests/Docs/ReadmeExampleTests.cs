@@ -98,13 +98,7 @@ public sealed class ReadmeExampleTests
 
     private static string ReadmeBlockContaining(string text)
     {
-        string? dir = AppContext.BaseDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "Vfio.slnx")))
-        {
-            dir = Path.GetDirectoryName(dir);
-        }
-
-        string readme = File.ReadAllText(Path.Combine(dir!, "README.md"));
+        string readme = Repository.ReadAllText("README.md");
         int at = readme.IndexOf(text, StringComparison.Ordinal);
         Assert.That(at, Is.GreaterThanOrEqualTo(0), $"README.md has no block containing {text}");
         int start = readme.LastIndexOf("```csharp", at, StringComparison.Ordinal);

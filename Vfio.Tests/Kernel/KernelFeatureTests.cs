@@ -172,7 +172,7 @@ public sealed class KernelFeatureTests
     [Test]
     public void TheKernelVersionsDoc_ListsEveryFeature_AsItIs()
     {
-        (string[] header, List<string[]> rows) = FeatureTable(File.ReadAllLines(Path.Combine(RepositoryRoot(), DocPath)));
+        (string[] header, List<string[]> rows) = FeatureTable(File.ReadAllLines(Path.Combine(Repository.Root, DocPath)));
         int Column(string name)
         {
             int i = Array.IndexOf(header, name);
@@ -233,18 +233,5 @@ public sealed class KernelFeatureTests
 
         Assert.Fail($"{DocPath} has no table whose first column is 'feature'");
         throw new InvalidOperationException();
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (DirectoryInfo? dir = new(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Vfio.slnx")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"no Vfio.slnx above {TestContext.CurrentContext.TestDirectory}");
     }
 }
