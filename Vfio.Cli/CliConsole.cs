@@ -12,10 +12,11 @@ internal static class CliConsole
 {
     /// <summary>
     /// The terminal console, honouring NO_COLOR. When the output is not a terminal (a pipe,
-    /// a file) lines are not wrapped, so what a script reads is one line per line written.
+    /// a file) it is plain text and lines are not wrapped, so what a script reads is one line
+    /// per line written.
     /// </summary>
     public static IAnsiConsole Create()
-        => Create(null, !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR")), AnsiSupport.Detect);
+        => Create(null, !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR")), Console.IsOutputRedirected ? AnsiSupport.No : AnsiSupport.Detect);
 
     /// <summary>A console on <paramref name="output"/> (the terminal when null); <paramref name="noColor"/> removes every ANSI attribute.</summary>
     internal static IAnsiConsole Create(TextWriter? output, bool noColor, AnsiSupport ansi)
@@ -36,6 +37,17 @@ internal static class CliConsole
 
     // Wide enough that no line the commands print is wrapped.
     private const int UnwrappedWidth = 4096;
+
+    /// <summary>
+    /// A usage error found after parsing (a file that cannot be read, a machine that cannot
+    /// run what was asked): one plain line on <paramref name="error"/>, as a parse error is,
+    /// and exit code 2.
+    /// </summary>
+    public static int Usage(TextWriter error, string message)
+    {
+        error.WriteLine($"vfio-sim: {message}");
+        return 2;
+    }
 
     /// <summary><c>--profile</c>: a kernel profile by name; an unknown name is a parse error (exit 2).</summary>
     public static Option<KernelProfile> ProfileOption() => new("--profile")

@@ -41,7 +41,7 @@ internal static class DemoCommand
         command.Options.Add(profile);
         command.Options.Add(machineFile);
         command.Options.Add(trace);
-        command.SetAction(result => Run(CliConsole.Create(), new DemoOptions
+        command.SetAction(result => Run(CliConsole.Create(), Console.Error, new DemoOptions
         {
             Profile = result.GetValue(profile)!,
             MachineFile = result.GetValue(machineFile),
@@ -50,7 +50,7 @@ internal static class DemoCommand
         return command;
     }
 
-    internal static int Run(IAnsiConsole console, DemoOptions options)
+    internal static int Run(IAnsiConsole console, TextWriter error, DemoOptions options)
     {
         string version = typeof(DemoCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "?";
         KernelProfile profile = options.Profile;
@@ -73,14 +73,12 @@ internal static class DemoCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or MachineDescriptionException or ArgumentException)
         {
-            console.MarkupLine($"[red]cannot load the machine description {Markup.Escape(options.MachineFile ?? "")}:[/] {Markup.Escape(e.Message)}");
-            return 2;
+            return CliConsole.Usage(error, $"cannot load the machine description {options.MachineFile}: {e.Message}");
         }
 
         if (demo.Unmet(sim) is { } unmet)
         {
-            console.MarkupLine($"[red]this machine cannot run the demo:[/] {Markup.Escape(unmet)}");
-            return 2;
+            return CliConsole.Usage(error, $"this machine cannot run the demo: {unmet}");
         }
 
         console.MarkupLine($"[bold]vfio-sim {Markup.Escape(version)}[/]: simulated Linux [bold]{Markup.Escape(profile.Release)}[/] (profile {Markup.Escape(profile.Name)}, HZ={SimClock.HZ})");

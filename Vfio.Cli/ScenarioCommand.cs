@@ -81,7 +81,7 @@ internal static class ScenarioCommand
         Option<string?> machine = CliConsole.MachineOption();
         var trace = new Option<string?>("--trace") { Description = "Write the run's trace (JSON, replayable with `scenario replay`) to this file" };
         var run = new Command("run", "Run one scenario and print its steps and outcome") { name, seed, strategy, real, profile, machine, trace };
-        run.SetAction(r => RunScenario(CliConsole.Create(), r.GetValue(name)!, new ScenarioOptions
+        run.SetAction(r => RunScenario(CliConsole.Create(), Console.Error, r.GetValue(name)!, new ScenarioOptions
         {
             Seed = r.GetValue(seed),
             Strategy = r.GetValue(strategy)!,
@@ -91,9 +91,9 @@ internal static class ScenarioCommand
         return run;
     }
 
-    internal static int RunScenario(IAnsiConsole console, string name, ScenarioOptions options, string? machineFile, string? traceFile)
+    internal static int RunScenario(IAnsiConsole console, TextWriter error, string name, ScenarioOptions options, string? machineFile, string? traceFile)
     {
-        if (!TryFind(console, name, out Scenario? scenario) || !TryLoadMachine(console, machineFile, ref options))
+        if (!TryFind(error, name, out Scenario? scenario) || !TryLoadMachine(error, machineFile, ref options))
         {
             return 2;
         }
@@ -105,14 +105,12 @@ internal static class ScenarioCommand
         }
         catch (MachineDescriptionException e)
         {
-            console.MarkupLine($"[red]cannot build the machine {Markup.Escape(machineFile ?? "")}:[/] {Markup.Escape(e.Message)}");
-            return 2;
+            return CliConsole.Usage(error, $"cannot build the machine {machineFile}: {e.Message}");
         }
 
         if (result.Outcome == ScenarioOutcome.Unmet)
         {
-            console.MarkupLine($"[red]this machine cannot run {Markup.Escape(name)}:[/] {Markup.Escape(result.UnmetReason!)}");
-            return 2;
+            return CliConsole.Usage(error, $"this machine cannot run {name}: {result.UnmetReason}");
         }
 
         if (traceFile is not null)
@@ -132,14 +130,14 @@ internal static class ScenarioCommand
         var file = new Argument<string>("trace") { Description = "A trace file written by `scenario run --trace`" };
         Option<string?> machine = CliConsole.MachineOption();
         var replay = new Command("replay", "Follow a recorded run's schedule and check the new trace is the same, byte for byte") { name, file, machine };
-        replay.SetAction(r => ReplayScenario(CliConsole.Create(), r.GetValue(name)!, r.GetValue(file)!, r.GetValue(machine)));
+        replay.SetAction(r => ReplayScenario(CliConsole.Create(), Console.Error, r.GetValue(name)!, r.GetValue(file)!, r.GetValue(machine)));
         return replay;
     }
 
-    internal static int ReplayScenario(IAnsiConsole console, string name, string traceFile, string? machineFile)
+    internal static int ReplayScenario(IAnsiConsole console, TextWriter error, string name, string traceFile, string? machineFile)
     {
         var options = new ScenarioOptions();
-        if (!TryFind(console, name, out Scenario? scenario) || !TryLoadMachine(console, machineFile, ref options))
+        if (!TryFind(error, name, out Scenario? scenario) || !TryLoadMachine(error, machineFile, ref options))
         {
             return 2;
         }
@@ -153,8 +151,7 @@ internal static class ScenarioCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or JsonException or ArgumentException)
         {
-            console.MarkupLine($"[red]cannot read the trace {Markup.Escape(traceFile)}:[/] {Markup.Escape(e.Message)}");
-            return 2;
+            return CliConsole.Usage(error, $"cannot read the trace {traceFile}: {e.Message}");
         }
 
         ScenarioResult result;
@@ -164,8 +161,7 @@ internal static class ScenarioCommand
         }
         catch (Exception e) when (e is ArgumentException or MachineDescriptionException)
         {
-            console.MarkupLine($"[red]cannot replay {Markup.Escape(traceFile)}:[/] {Markup.Escape(e.Message)}");
-            return 2;
+            return CliConsole.Usage(error, $"cannot replay {traceFile}: {e.Message}");
         }
 
         string again = result.Trace?.ToJson() ?? "";
@@ -176,18 +172,18 @@ internal static class ScenarioCommand
         return same ? 0 : 1;
     }
 
-    private static bool TryFind(IAnsiConsole console, string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Scenario? scenario)
+    private static bool TryFind(TextWriter error, string name, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Scenario? scenario)
     {
         if (ScenarioCatalog.Default.TryFind(name, out scenario))
         {
             return true;
         }
 
-        console.MarkupLine($"[red]no scenario is called {Markup.Escape(name)}:[/] {Markup.Escape(string.Join(", ", ScenarioCatalog.Default.All.Select(s => s.Name)))}");
+        CliConsole.Usage(error, $"no scenario is called {name}: the catalogue has {string.Join(", ", ScenarioCatalog.Default.All.Select(s => s.Name))}");
         return false;
     }
 
-    private static bool TryLoadMachine(IAnsiConsole console, string? file, ref ScenarioOptions options)
+    private static bool TryLoadMachine(TextWriter error, string? file, ref ScenarioOptions options)
     {
         if (file is null)
         {
@@ -201,7 +197,7 @@ internal static class ScenarioCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or MachineDescriptionException)
         {
-            console.MarkupLine($"[red]cannot load the machine description {Markup.Escape(file)}:[/] {Markup.Escape(e.Message)}");
+            CliConsole.Usage(error, $"cannot load the machine description {file}: {e.Message}");
             return false;
         }
     }

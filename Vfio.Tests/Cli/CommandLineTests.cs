@@ -60,17 +60,19 @@ public sealed class CommandLineTests
         Assert.That(Render(noColor: true), Is.EqualTo("step ok\n"));
     }
 
-    private static (int Exit, string Text) WithConsole(Func<IAnsiConsole, int> body)
+    // The console's text followed by what went to stderr.
+    private static (int Exit, string Text) WithConsole(Func<IAnsiConsole, TextWriter, int> body)
     {
         var w = new StringWriter();
-        int exit = body(CliConsole.Create(w, noColor: true, AnsiSupport.No));
-        return (exit, w.ToString());
+        var error = new StringWriter();
+        int exit = body(CliConsole.Create(w, noColor: true, AnsiSupport.No), error);
+        return (exit, w.ToString() + error.ToString());
     }
 
     [Test]
     public void ScenarioList_ShowsEveryScenario_AndAsJson()
     {
-        (int exit, string text) = WithConsole(c => ScenarioCommand.ListScenarios(c, json: false, TextWriter.Null));
+        (int exit, string text) = WithConsole((c, _) => ScenarioCommand.ListScenarios(c, json: false, TextWriter.Null));
         Assert.That(exit, Is.Zero);
         foreach (Scenario s in ScenarioCatalog.Default.All)
         {
@@ -87,14 +89,14 @@ public sealed class CommandLineTests
     [Test]
     public void ScenarioRun_PrintsTheSteps_AndExitsZero_AndAnUnknownScenarioIsAUsageError()
     {
-        (int exit, string text) = WithConsole(c => ScenarioCommand.RunScenario(c, "vfio-rst-demo", new ScenarioOptions { Seed = 2 }, null, null));
+        (int exit, string text) = WithConsole((c, e) => ScenarioCommand.RunScenario(c, e, "vfio-rst-demo", new ScenarioOptions { Seed = 2 }, null, null));
         Assert.That(exit, Is.Zero, text);
         Assert.That(text, Does.Contain(" 1. Find the edu device and its IOMMU group"));
         Assert.That(text, Does.Contain("vfio-rst-demo passed (seed 2, linux-6.12"));
 
-        (exit, text) = WithConsole(c => ScenarioCommand.RunScenario(c, "no-such-thing", new ScenarioOptions(), null, null));
+        (exit, text) = WithConsole((c, e) => ScenarioCommand.RunScenario(c, e, "no-such-thing", new ScenarioOptions(), null, null));
         Assert.That(exit, Is.EqualTo(2));
-        Assert.That(text, Does.Contain("no scenario is called no-such-thing: vfio-rst-demo, unbind-request"));
+        Assert.That(text, Is.EqualTo("vfio-sim: no scenario is called no-such-thing: the catalogue has vfio-rst-demo, unbind-request, getfd-vs-unregister, group-open-vs-removal, set-container-vs-unset\n"));
     }
 
     [Test]
@@ -103,17 +105,17 @@ public sealed class CommandLineTests
         string dir = Path.Combine(TestContext.CurrentContext.WorkDirectory, "replay-mismatch");
         Directory.CreateDirectory(dir);
         string file = Path.Combine(dir, "trace.json");
-        (int exit, string text) = WithConsole(c => ScenarioCommand.RunScenario(c, "group-open-vs-removal", new ScenarioOptions { Seed = 4 }, null, file));
+        (int exit, string text) = WithConsole((c, e) => ScenarioCommand.RunScenario(c, e, "group-open-vs-removal", new ScenarioOptions { Seed = 4 }, null, file));
         Assert.That(exit, Is.Zero, text);
 
-        (exit, text) = WithConsole(c => ScenarioCommand.ReplayScenario(c, "group-open-vs-removal", file, null));
+        (exit, text) = WithConsole((c, e) => ScenarioCommand.ReplayScenario(c, e, "group-open-vs-removal", file, null));
         Assert.That(exit, Is.Zero, text);
 
-        (exit, text) = WithConsole(c => ScenarioCommand.ReplayScenario(c, "set-container-vs-unset", file, null));
+        (exit, text) = WithConsole((c, e) => ScenarioCommand.ReplayScenario(c, e, "set-container-vs-unset", file, null));
         Assert.That(exit, Is.EqualTo(1), text);
         Assert.That(text, Does.Contain("differs from"));
 
-        (exit, text) = WithConsole(c => ScenarioCommand.ReplayScenario(c, "group-open-vs-removal", Path.Combine(dir, "missing.json"), null));
+        (exit, text) = WithConsole((c, e) => ScenarioCommand.ReplayScenario(c, e, "group-open-vs-removal", Path.Combine(dir, "missing.json"), null));
         Assert.That(exit, Is.EqualTo(2), text);
     }
 }

@@ -12,9 +12,11 @@ namespace Vfio.Tests.Cli;
 
 public sealed class DemoTests
 {
+    // The console's text, then what went to stderr (usage errors), one after the other.
     private static (int Exit, string Text) RunDemo(DemoOptions options)
     {
         var output = new StringWriter();
+        var error = new StringWriter();
         IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Ansi = AnsiSupport.No,
@@ -22,8 +24,8 @@ public sealed class DemoTests
             Out = new AnsiConsoleOutput(output),
         });
         console.Profile.Width = 200;
-        int exit = DemoCommand.Run(console, options);
-        return (exit, output.ToString());
+        int exit = DemoCommand.Run(console, error, options);
+        return (exit, output.ToString() + error.ToString());
     }
 
     private static string TempMachine(string json)
@@ -109,7 +111,8 @@ public sealed class DemoTests
         (int exit, string text) = RunDemo(new DemoOptions { MachineFile = "/nonexistent/machine.json" });
 
         Assert.That(exit, Is.EqualTo(2), text);
-        Assert.That(text, Does.Contain("cannot load the machine description /nonexistent/machine.json"));
+        Assert.That(text, Does.StartWith("vfio-sim: cannot load the machine description /nonexistent/machine.json: "), "one plain line on stderr, nothing on stdout");
+        Assert.That(text.TrimEnd('\n').Split('\n'), Has.Length.EqualTo(1));
         Assert.That(text, Does.Not.Contain("Every step"));
     }
 
@@ -128,7 +131,7 @@ public sealed class DemoTests
         {
             (int exit, string text) = RunDemo(new DemoOptions { MachineFile = path });
             Assert.That(exit, Is.EqualTo(2), text);
-            Assert.That(text, Does.Contain("this machine cannot run the demo: the machine has no edu device (PCI id 1234:11e8)"));
+            Assert.That(text, Does.StartWith("vfio-sim: this machine cannot run the demo: the machine has no edu device (PCI id 1234:11e8)"));
             Assert.That(text, Does.Not.Contain("did not do what the kernel does"));
             Assert.That(text, Does.Not.Contain("Self-test"), "nothing runs on a machine that cannot run the demo");
         }
