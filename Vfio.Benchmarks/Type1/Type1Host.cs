@@ -1,6 +1,7 @@
-// Set-up shared by the type1 benchmarks (the NUnit Type1Rig cannot be used here): the
-// default machine with the memory a benchmark needs, vfio and the real type1 backend, a
-// minimal vfio bus driver for the edu device, and a root process (CAP_IPC_LOCK, so
+// Set-up shared by the type1 benchmarks, booted through the public host (VfioSim): the
+// default machine with the memory a benchmark needs, vfio and the real type1 backend
+// (dma_entry_limit as a load-time parameter, read when the container is created), the
+// sample vfio bus driver for the edu device, and a root process (CAP_IPC_LOCK, so
 // RLIMIT_MEMLOCK does not apply) holding container, group and device fds after SET_IOMMU.
 // Everything runs in real mode on the benchmark thread, which the kernel adopts as a task
 // on first use (as the KMutex and GUP benchmarks do).
@@ -10,12 +11,12 @@ using Vfio.Core;
 using Vfio.Core.Uapi;
 using Vfio.Iommu.Type1;
 using Vfio.Kernel;
-using Vfio.Platform;
 using Vfio.Platform.Fs;
 using Vfio.Platform.Machine;
 using Vfio.Platform.Mm;
-using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
+using Vfio.Sim;
+using Vfio.Sim.Drivers;
 
 namespace Vfio.Benchmarks.Type1;
 
@@ -23,70 +24,47 @@ namespace Vfio.Benchmarks.Type1;
 internal sealed class Type1Host
 {
     public const string Edu = "0000:01:00.0";
+    public const string DriverName = "vfio-bench";
     public const long GiB = 1L << 30;
     public const uint RW = VfioType1Flags.MapRead | VfioType1Flags.MapWrite;
 
     /// <param name="memory">The machine's memory.</param>
-    /// <param name="dmaEntryLimit">dma_entry_limit, set before the container is created.</param>
+    /// <param name="dmaEntryLimit">dma_entry_limit, a type1 load-time parameter (read when the container is created).</param>
     /// <param name="emulatedOps">When set, the device registers as an emulated-IOMMU device with these ops (no IOMMU domain: maps do not pin).</param>
     public Type1Host(MemoryConfig memory, uint dmaEntryLimit = VfioIommuType1.DefaultDmaEntryLimit, IVfioDeviceOps? emulatedOps = null)
     {
-        Kernel = new SimKernel(new KernelConfig { Mode = SchedulerMode.Real });
         // An emulated-IOMMU device gets a software group, which a device already in an IOMMU
         // group cannot join: that machine has no IOMMU (as an mdev parent would not need one).
         MachineDescription description = MachineDescriptionReader.Default with { Memory = memory };
-        Machine = MachineBuilder.Build(emulatedOps is null ? description : description with { Iommu = null }, Kernel);
-        VfioCore.Load(Machine);
-        Type1 = VfioIommuType1.Load(Machine);
-        Type1.DmaEntryLimit = dmaEntryLimit;
-        Driver = new BenchVfioDriver(emulatedOps);
-        Check(Machine.Pci.RegisterDriver(Driver), "register the driver");
-        User = Machine.CreateProcess("qemu", Credentials.Root);
+        SampleVfioPciDriver driver = new(DriverName) { Emulated = emulatedOps is not null, CustomOps = emulatedOps };
+        Sim = VfioSim.CreateBuilder()
+            .UseScheduler(SchedulerMode.Real)
+            .UseMachine(emulatedOps is null ? description : description with { Iommu = null })
+            .AddType1(new VfioIommuType1Options { DmaEntryLimit = dmaEntryLimit })
+            .AddPciDriver(_ => driver)
+            .Build();
+        Sim.Bind(Edu, DriverName);
+        Device = driver.DeviceOf(Sim.Device(Edu));
 
-        PciDevice dev = Machine.Pci.Find(Edu) ?? throw new InvalidOperationException("no edu device");
-        if (dev.Driver is { } drv)
-        {
-            Positive(Machine.Sysfs.Write($"/sys/bus/pci/drivers/{drv.Name}/unbind", Edu), "unbind");
-        }
-
-        Positive(Machine.Sysfs.Write($"/sys/bus/pci/devices/{Edu}/driver_override", BenchVfioDriver.DriverName), "driver_override");
-        Positive(Machine.Sysfs.Write("/sys/bus/pci/drivers_probe", Edu), "drivers_probe");
-        Device = Driver.Devices.GetValueOrDefault(dev) ?? throw new InvalidOperationException($"probe failed: {Driver.ProbeError} ({ErrorReason.Current})");
-
-        Container = User.Open("/dev/vfio/vfio");
-        Group = User.Open(Device.Group!.DevPath);
-        Positive(Container, "open the container");
-        Positive(Group, "open the group");
-        int c = Container;
-        Check(User.Ioctl(Group, VfioIoctl.GroupSetContainer, MemoryMarshal.AsBytes(MemoryMarshal.CreateSpan(ref c, 1))), "SET_CONTAINER");
-        Check(User.Ioctl(Container, VfioIoctl.SetIommu, VfioExtension.Type1v2), "SET_IOMMU");
-        byte[] name = new byte[Edu.Length + 1];
-        System.Text.Encoding.ASCII.GetBytes(Edu, name);
-        DeviceFd = (int)User.Ioctl(Group, VfioIoctl.GroupGetDeviceFd, name);
-        Positive(DeviceFd, "GET_DEVICE_FD");
+        User = Sim.Spawn("qemu");
+        Session = Sim.Open(User, Edu);
+        Container = Session.Container.Fd;
 
         SimFile f = User.Files.Get(Container) ?? throw new InvalidOperationException("no container file");
         VfioContainer container = VfioContainer.FromFile(f) ?? throw new InvalidOperationException("not a container");
         Iommu = VfioIommuType1.Instance(container) ?? throw new InvalidOperationException("not type1");
     }
 
-    public SimKernel Kernel { get; }
-
-    public SimMachine Machine { get; }
-
-    public VfioIommuType1 Type1 { get; }
-
-    public BenchVfioDriver Driver { get; }
+    public VfioSim Sim { get; }
 
     public SimProcess User { get; }
+
+    /// <summary>The container, group and device fds of <see cref="User"/>, kept open for the host's lifetime.</summary>
+    public VfioSession Session { get; }
 
     public VfioDevice Device { get; }
 
     public int Container { get; }
-
-    public int Group { get; }
-
-    public int DeviceFd { get; }
 
     public VfioIommu Iommu { get; }
 
@@ -138,63 +116,4 @@ internal sealed class Type1Host
             throw new InvalidOperationException($"{what} failed: {ret} ({ErrorReason.Current})");
         }
     }
-
-    private static void Positive(long ret, string what)
-    {
-        if (ret < 0)
-        {
-            throw new InvalidOperationException($"{what} failed: {ret} ({ErrorReason.Current})");
-        }
-    }
-}
-
-/// <summary>A minimal vfio bus driver: binds only by driver_override and registers one vfio_device per PCI device.</summary>
-internal sealed class BenchVfioDriver(IVfioDeviceOps? emulatedOps) : PciDriver(DriverName)
-{
-    public const string DriverName = "vfio-bench";
-
-    public Dictionary<PciDevice, VfioDevice> Devices { get; } = [];
-
-    public int ProbeError { get; private set; }
-
-    public override bool DriverManagedDma => true;
-
-    public override int Probe(PciDevice dev, PciDeviceId id)
-    {
-        VfioDevice? vdev = VfioDevice.Alloc(dev, emulatedOps ?? new BenchVfioOps(), () => new BenchVfioDevice(), out int err);
-        if (vdev is null)
-        {
-            ProbeError = err;
-            return err;
-        }
-
-        err = emulatedOps is not null ? vdev.RegisterEmulatedIommuDev() : vdev.RegisterGroupDev();
-        if (err != 0)
-        {
-            ProbeError = err;
-            vdev.PutDevice();
-            return err;
-        }
-
-        Devices[dev] = vdev;
-        return 0;
-    }
-
-    public override void Remove(PciDevice dev)
-    {
-        VfioDevice vdev = Devices[dev];
-        vdev.UnregisterGroupDev();
-        Devices.Remove(dev);
-        vdev.PutDevice();
-    }
-
-    private sealed class BenchVfioDevice : VfioDevice
-    {
-    }
-}
-
-/// <summary>Device ops of a plain (IOMMU-backed) bench device.</summary>
-internal class BenchVfioOps : VfioDeviceOps
-{
-    public override string Name => BenchVfioDriver.DriverName;
 }

@@ -152,8 +152,10 @@ public class Type1PathBenchmarks
     }
 
     /// <summary>An emulated-IOMMU device's ops: its dma_unmap has nothing to unpin (the benchmarks unpin at once).</summary>
-    private sealed class UnpinningOps : BenchVfioOps
+    private sealed class UnpinningOps : VfioDeviceOps
     {
+        public override string Name => Type1Host.DriverName;
+
         public override void DmaUnmap(VfioDevice device, ulong iova, ulong length)
         {
         }
