@@ -11,8 +11,6 @@ namespace Vfio.Tests.Docs;
 
 public sealed class ReadmeExampleTests
 {
-    // The README's tour explores the planted refcount race: its kernels' refcount_t WARNs are the bug it finds.
-    [LeavesKernelWarnings]
     [Test]
     public void TheFiveMinuteTour_RunsAsWritten()
     {

@@ -19,8 +19,6 @@ public sealed class PlantedRefcountRaceTests
 
     private static void Fixed(SimKernel k) => SelfTest.PlantedRefcountRace(k, buggy: false);
 
-    // Explores the planted refcount race: its kernels' refcount_t WARNs are the bug being found.
-    [LeavesKernelWarnings]
     [Test]
     public void Pct_FindsTheLostWakeup_WithinTheSeedBudget()
     {
@@ -36,8 +34,6 @@ public sealed class PlantedRefcountRaceTests
         Assert.That(unregister.ObjectName, Is.EqualTo("vfio_device[0].comp"));
     }
 
-    // Explores and replays the planted refcount race: its kernels' refcount_t WARNs are the bug being found.
-    [LeavesKernelWarnings]
     [Test]
     public void TheFailingTrace_ReplaysToTheSameFailure()
     {
@@ -93,8 +89,6 @@ public sealed class PlantedRefcountRaceTests
         TestContext.Out.WriteLine($"real mode hit the lost wake-up in {deadlocks} of 50 runs");
     }
 
-    // Explores the planted refcount race: its kernels' refcount_t WARNs are the bug being found.
-    [LeavesKernelWarnings]
     [Test]
     public void RandomAndRoundRobinStrategies_AlsoReachTheBug()
     {
