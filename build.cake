@@ -4,6 +4,7 @@
 //   dotnet cake --target=Bench                the full BenchmarkDotNet suites (minutes)
 //   dotnet cake --target=Bench --bench-job=dry --bench-filter='*KMutex*'
 //   dotnet cake --target=Demo                 vfio-sim demo on the embedded default machine
+//   dotnet cake --target=Examples             build examples/ warning-free, run the programs, test RaceRegression
 
 using System.Xml.Linq;
 
@@ -92,9 +93,35 @@ Task("Demo")
     DotNetRun("./Vfio.Cli/Vfio.Cli.csproj", new ProcessArgumentBuilder().Append("demo"), new DotNetRunSettings { Configuration = configuration, NoBuild = true });
 });
 
+// The examples build as users' own projects do (their own Directory.Build.props), so each
+// is built on its own, warnings as errors, and run: a program's exit code says whether what
+// it checked held.
+Task("Examples")
+    .IsDependentOn("Build")
+    .Does(() =>
+{
+    foreach (var project in GetFiles("./examples/*/*.csproj"))
+    {
+        DotNetBuild(project.FullPath, new DotNetBuildSettings
+        {
+            Configuration = configuration,
+            MSBuildSettings = new DotNetMSBuildSettings { TreatAllWarningsAs = MSBuildTreatAllWarningsAs.Error },
+        });
+        if (project.GetFilenameWithoutExtension().ToString() == "RaceRegression")
+        {
+            DotNetTest(project.FullPath, new DotNetTestSettings { Configuration = configuration, NoBuild = true });
+        }
+        else
+        {
+            DotNetRun(project.FullPath, new ProcessArgumentBuilder(), new DotNetRunSettings { Configuration = configuration, NoBuild = true });
+        }
+    }
+});
+
 Task("CI")
     .IsDependentOn("Test")
     .IsDependentOn("Bench")
-    .IsDependentOn("Demo");
+    .IsDependentOn("Demo")
+    .IsDependentOn("Examples");
 
 RunTarget(target);
