@@ -11,7 +11,7 @@ using Vfio.Platform.Pci;
 namespace Vfio.Sim.Scenarios;
 
 /// <summary>The vfio.rst usage example with an edu DMA through the IOMMU (<c>vfio-rst-demo</c>).</summary>
-public sealed class VfioRstDemo : Scenario
+internal sealed class VfioRstDemo : Scenario
 {
     /// <summary>The IOVA the user buffer is mapped at (vfio.rst uses 0).</summary>
     public const ulong Iova = 0;

@@ -13,7 +13,7 @@ using static Vfio.Sim.Scenarios.ScenarioContext;
 namespace Vfio.Sim.Scenarios.Lifecycle;
 
 /// <summary><c>getfd-vs-unregister</c>: device fd lookups racing an unbind that waits for the user.</summary>
-public sealed class GetDeviceFdVsUnregister : LifecycleScenario
+internal sealed class GetDeviceFdVsUnregister : LifecycleScenario
 {
     /// <inheritdoc/>
     public override string Name => "getfd-vs-unregister";

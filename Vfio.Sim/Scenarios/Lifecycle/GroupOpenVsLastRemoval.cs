@@ -12,7 +12,7 @@ using static Vfio.Sim.Scenarios.ScenarioContext;
 namespace Vfio.Sim.Scenarios.Lifecycle;
 
 /// <summary><c>group-open-vs-removal</c>: a group open racing the unbind of the group's only device.</summary>
-public sealed class GroupOpenVsLastRemoval : LifecycleScenario
+internal sealed class GroupOpenVsLastRemoval : LifecycleScenario
 {
     /// <inheritdoc/>
     public override string Name => "group-open-vs-removal";

@@ -7,7 +7,7 @@ using Vfio.Pci;
 namespace Vfio.Sim.Scenarios.Lifecycle;
 
 /// <summary>A lifecycle scenario on functions bound to vfio-pci at boot.</summary>
-public abstract class LifecycleScenario : Scenario
+internal abstract class LifecycleScenario : Scenario
 {
     /// <summary>QEMU's edu on the default machine.</summary>
     public const string Edu = "0000:01:00.0";

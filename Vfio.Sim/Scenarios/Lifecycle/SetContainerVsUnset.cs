@@ -15,7 +15,7 @@ using static Vfio.Sim.Scenarios.ScenarioContext;
 namespace Vfio.Sim.Scenarios.Lifecycle;
 
 /// <summary><c>set-container-vs-unset</c>: two groups join and leave one container at once.</summary>
-public sealed class SetContainerVsUnset : LifecycleScenario
+internal sealed class SetContainerVsUnset : LifecycleScenario
 {
     /// <inheritdoc/>
     public override string Name => "set-container-vs-unset";

@@ -13,7 +13,7 @@ using static Vfio.Sim.Scenarios.ScenarioContext;
 namespace Vfio.Sim.Scenarios.Lifecycle;
 
 /// <summary><c>unbind-request</c>: an unbind waits for a user, who releases the device when asked through the REQ eventfd.</summary>
-public sealed class UnbindWithRequest : LifecycleScenario
+internal sealed class UnbindWithRequest : LifecycleScenario
 {
     /// <inheritdoc/>
     public override string Name => "unbind-request";
