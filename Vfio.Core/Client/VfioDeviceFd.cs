@@ -105,7 +105,7 @@ public sealed class VfioDeviceFd : VfioFd
     public byte ReadConfig8(int offset)
     {
         Span<byte> b = stackalloc byte[1];
-        ReadConfigExactly(offset, b);
+        ReadExactly(VfioPciIndex.Config, offset, b);
         return b[0];
     }
 
@@ -113,35 +113,57 @@ public sealed class VfioDeviceFd : VfioFd
     public ushort ReadConfig16(int offset)
     {
         Span<byte> b = stackalloc byte[2];
-        ReadConfigExactly(offset, b);
+        ReadExactly(VfioPciIndex.Config, offset, b);
         return BinaryPrimitives.ReadUInt16LittleEndian(b);
     }
 
     /// <summary>Reads the little-endian config-space dword at <paramref name="offset"/>.</summary>
-    public uint ReadConfig32(int offset)
-    {
-        Span<byte> b = stackalloc byte[4];
-        ReadConfigExactly(offset, b);
-        return BinaryPrimitives.ReadUInt32LittleEndian(b);
-    }
+    public uint ReadConfig32(int offset) => ReadRegion32(VfioPciIndex.Config, offset);
 
     /// <summary>Writes the config-space byte at <paramref name="offset"/>.</summary>
-    public void WriteConfig8(int offset, byte value) => WriteConfigExactly(offset, [value]);
+    public void WriteConfig8(int offset, byte value) => WriteExactly(VfioPciIndex.Config, offset, [value]);
 
     /// <summary>Writes the little-endian config-space word at <paramref name="offset"/>.</summary>
     public void WriteConfig16(int offset, ushort value)
     {
         Span<byte> b = stackalloc byte[2];
         BinaryPrimitives.WriteUInt16LittleEndian(b, value);
-        WriteConfigExactly(offset, b);
+        WriteExactly(VfioPciIndex.Config, offset, b);
     }
 
     /// <summary>Writes the little-endian config-space dword at <paramref name="offset"/>.</summary>
-    public void WriteConfig32(int offset, uint value)
+    public void WriteConfig32(int offset, uint value) => WriteRegion32(VfioPciIndex.Config, offset, value);
+
+    /// <summary>A 4-byte little-endian pread() of region <paramref name="index"/> (a BAR register, say) at <paramref name="offset"/>; a short read throws.</summary>
+    public uint ReadRegion32(int index, long offset)
+    {
+        Span<byte> b = stackalloc byte[4];
+        ReadExactly(index, offset, b);
+        return BinaryPrimitives.ReadUInt32LittleEndian(b);
+    }
+
+    /// <summary>An 8-byte little-endian pread() of region <paramref name="index"/> at <paramref name="offset"/>; a short read throws.</summary>
+    public ulong ReadRegion64(int index, long offset)
+    {
+        Span<byte> b = stackalloc byte[8];
+        ReadExactly(index, offset, b);
+        return BinaryPrimitives.ReadUInt64LittleEndian(b);
+    }
+
+    /// <summary>A 4-byte little-endian pwrite() to region <paramref name="index"/> at <paramref name="offset"/>; a short write throws.</summary>
+    public void WriteRegion32(int index, long offset, uint value)
     {
         Span<byte> b = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(b, value);
-        WriteConfigExactly(offset, b);
+        WriteExactly(index, offset, b);
+    }
+
+    /// <summary>An 8-byte little-endian pwrite() to region <paramref name="index"/> at <paramref name="offset"/>; a short write throws.</summary>
+    public void WriteRegion64(int index, long offset, ulong value)
+    {
+        Span<byte> b = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(b, value);
+        WriteExactly(index, offset, b);
     }
 
     private static long RegionOffset(int index, long offset)
@@ -155,21 +177,23 @@ public sealed class VfioDeviceFd : VfioFd
         return VfioPciIndex.IndexToOffset(index) + offset;
     }
 
-    private void ReadConfigExactly(int offset, Span<byte> buffer)
+    private void ReadExactly(int index, long offset, Span<byte> buffer)
     {
-        long n = Read(VfioPciIndex.Config, offset, buffer);
+        long n = Read(index, offset, buffer);
         if (n != buffer.Length)
         {
-            throw new InvalidOperationException($"config read of {buffer.Length} bytes at 0x{offset:x} returned {n}");
+            throw new InvalidOperationException($"{RegionName(index)} read of {buffer.Length} bytes at 0x{offset:x} returned {n}");
         }
     }
 
-    private void WriteConfigExactly(int offset, ReadOnlySpan<byte> data)
+    private void WriteExactly(int index, long offset, ReadOnlySpan<byte> data)
     {
-        long n = Write(VfioPciIndex.Config, offset, data);
+        long n = Write(index, offset, data);
         if (n != data.Length)
         {
-            throw new InvalidOperationException($"config write of {data.Length} bytes at 0x{offset:x} wrote {n}");
+            throw new InvalidOperationException($"{RegionName(index)} write of {data.Length} bytes at 0x{offset:x} wrote {n}");
         }
     }
+
+    private static string RegionName(int index) => index == VfioPciIndex.Config ? "config" : $"region {index}";
 }

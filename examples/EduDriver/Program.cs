@@ -8,7 +8,6 @@
 // nothing is left: no pinned page, no locked_vm, no broken invariant, no IOMMU fault.
 // The exit code is 0 only when every check held.
 
-using System.Buffers.Binary;
 using System.Text;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
@@ -42,15 +41,15 @@ RunResult run = sim.Run(() =>
         ushort command = edu.Device.ReadConfig16(PciRegs.Command);
         edu.Device.WriteConfig16(PciRegs.Command, (ushort)(command | PciRegs.CommandMemory | PciRegs.CommandMaster));
 
-        uint id = Read32(edu, Reg.Identification);
+        uint id = edu.Device.ReadRegion32(Bar0, Reg.Identification);
         Check(id == 0x010000ed, $"identification register reads 0x{id:x8} (edu 1.0)");
-        Write32(edu, Reg.Liveness, 0x12345678);
-        uint inverted = Read32(edu, Reg.Liveness);
+        edu.Device.WriteRegion32(Bar0, Reg.Liveness, 0x12345678);
+        uint inverted = edu.Device.ReadRegion32(Bar0, Reg.Liveness);
         Check(inverted == ~0x12345678u, $"liveness: wrote 0x12345678, read back 0x{inverted:x8}");
 
-        Write32(edu, Reg.Factorial, 10);
-        WaitWhile(() => (Read32(edu, Reg.Status) & Reg.StatusComputing) != 0);
-        uint factorial = Read32(edu, Reg.Factorial);
+        edu.Device.WriteRegion32(Bar0, Reg.Factorial, 10);
+        WaitWhile(() => (edu.Device.ReadRegion32(Bar0, Reg.Status) & Reg.StatusComputing) != 0);
+        uint factorial = edu.Device.ReadRegion32(Bar0, Reg.Factorial);
         Check(factorial == 3628800, $"factorial: 10! = {factorial}");
 
         UserBuffer buffer = VfioSim.Allocate(driver, BufferSize, MapFlags.MAP_POPULATE);
@@ -94,11 +93,11 @@ void Check(bool ok, string what)
 // device runs on the simulated clock, which moves only while every task sleeps.
 static void Dma(VfioSession edu, ulong source, ulong destination, int count, ulong command)
 {
-    Write64(edu, Reg.DmaSource, source);
-    Write64(edu, Reg.DmaDestination, destination);
-    Write64(edu, Reg.DmaCount, (ulong)count);
-    Write64(edu, Reg.DmaCommand, command);
-    WaitWhile(() => (Read64(edu, Reg.DmaCommand) & Reg.DmaStart) != 0);
+    edu.Device.WriteRegion64(Bar0, Reg.DmaSource, source);
+    edu.Device.WriteRegion64(Bar0, Reg.DmaDestination, destination);
+    edu.Device.WriteRegion64(Bar0, Reg.DmaCount, (ulong)count);
+    edu.Device.WriteRegion64(Bar0, Reg.DmaCommand, command);
+    WaitWhile(() => (edu.Device.ReadRegion64(Bar0, Reg.DmaCommand) & Reg.DmaStart) != 0);
 }
 
 static void WaitWhile(Func<bool> busy)
@@ -112,34 +111,6 @@ static void WaitWhile(Func<bool> busy)
 
         KTask.Msleep(10);
     }
-}
-
-static uint Read32(VfioSession edu, long offset)
-{
-    Span<byte> b = stackalloc byte[4];
-    edu.Device.Read(Bar0, offset, b);
-    return BinaryPrimitives.ReadUInt32LittleEndian(b);
-}
-
-static ulong Read64(VfioSession edu, long offset)
-{
-    Span<byte> b = stackalloc byte[8];
-    edu.Device.Read(Bar0, offset, b);
-    return BinaryPrimitives.ReadUInt64LittleEndian(b);
-}
-
-static void Write32(VfioSession edu, long offset, uint value)
-{
-    Span<byte> b = stackalloc byte[4];
-    BinaryPrimitives.WriteUInt32LittleEndian(b, value);
-    edu.Device.Write(Bar0, offset, b);
-}
-
-static void Write64(VfioSession edu, long offset, ulong value)
-{
-    Span<byte> b = stackalloc byte[8];
-    BinaryPrimitives.WriteUInt64LittleEndian(b, value);
-    edu.Device.Write(Bar0, offset, b);
 }
 
 /// <summary>edu's BAR0 registers and bits, from QEMU's docs/specs/edu.rst.</summary>

@@ -2,7 +2,6 @@
 // (the edu function, its group, the typed-client fds, the user buffer). Each step returns
 // what it showed; a check that fails says what the kernel does and what happened instead.
 
-using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 using Vfio.Core.Client;
@@ -231,7 +230,7 @@ internal sealed class VfioRstDemoRun(ScenarioContext context)
     private string ResetDevice()
     {
         _device!.Reset();
-        uint ident = Read32(EduDevice.RegIdentification);
+        uint ident = _device.ReadRegion32(VfioPciIndex.Bar0, EduDevice.RegIdentification);
         Check(ident == EduDevice.Identification, $"BAR0's identification register reads {Hex(EduDevice.Identification)}", Hex(ident));
         ushort cmd = _device.ReadConfig16(PciRegs.Command);
         _device.WriteConfig16(PciRegs.Command, (ushort)(cmd | PciRegs.CommandMaster | PciRegs.CommandMemory));
@@ -322,41 +321,17 @@ internal sealed class VfioRstDemoRun(ScenarioContext context)
     /// <summary>Programs one edu transfer through BAR0, sleeps until the start bit clears, returns edu's result.</summary>
     private int Dma(ulong src, ulong dst, ulong cmd)
     {
-        Write64(EduDevice.RegDmaSource, src);
-        Write64(EduDevice.RegDmaDestination, dst);
-        Write64(EduDevice.RegDmaCount, DmaBytes);
-        Write64(EduDevice.RegDmaCommand, cmd);
-        for (int waited = 0; (Read64(EduDevice.RegDmaCommand) & EduDevice.DmaCmdStart) != 0; waited += 10)
+        _device!.WriteRegion64(VfioPciIndex.Bar0, EduDevice.RegDmaSource, src);
+        _device!.WriteRegion64(VfioPciIndex.Bar0, EduDevice.RegDmaDestination, dst);
+        _device!.WriteRegion64(VfioPciIndex.Bar0, EduDevice.RegDmaCount, DmaBytes);
+        _device!.WriteRegion64(VfioPciIndex.Bar0, EduDevice.RegDmaCommand, cmd);
+        for (int waited = 0; (_device!.ReadRegion64(VfioPciIndex.Bar0, EduDevice.RegDmaCommand) & EduDevice.DmaCmdStart) != 0; waited += 10)
         {
             Check(waited < 10_000, "the transfer finishes within 10 s of virtual time", "the start bit is still set");
             KTask.Msleep(10);
         }
 
         return ((EduDevice)_edu).LastDmaResult;
-    }
-
-    private uint Read32(long offset)
-    {
-        byte[] b = new byte[4];
-        long n = _device!.Read(0, offset, b);
-        CheckEqual(n, 4L, $"the bytes a 4-byte read of BAR0 at {Hex((ulong)offset)} returns");
-        return BinaryPrimitives.ReadUInt32LittleEndian(b);
-    }
-
-    private ulong Read64(long offset)
-    {
-        byte[] b = new byte[8];
-        long n = _device!.Read(0, offset, b);
-        CheckEqual(n, 8L, $"the bytes an 8-byte read of BAR0 at {Hex((ulong)offset)} returns");
-        return BinaryPrimitives.ReadUInt64LittleEndian(b);
-    }
-
-    private void Write64(long offset, ulong value)
-    {
-        byte[] b = new byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(b, value);
-        long n = _device!.Write(0, offset, b);
-        CheckEqual(n, 8L, $"the bytes an 8-byte write of BAR0 at {Hex((ulong)offset)} returns");
     }
 
     private static byte[] Pattern()
