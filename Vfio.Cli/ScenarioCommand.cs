@@ -79,7 +79,7 @@ internal static class ScenarioCommand
         var real = new Option<bool>("--real-threads") { Description = "Run with real threads instead of the controlled scheduler (no replayable schedule)" };
         Option<KernelProfile> profile = CliConsole.ProfileOption();
         Option<string?> machine = CliConsole.MachineOption();
-        var trace = new Option<string?>("--trace") { Description = "Write the run's trace (JSON, replayable with `scenario replay`) to this file" };
+        var trace = new Option<string?>("--trace") { Description = "Write the run's trace (JSON) to this file; a controlled run's trace replays with `scenario replay`" };
         var run = new Command("run", "Run one scenario and print its steps and outcome") { name, seed, strategy, real, profile, machine, trace };
         run.SetAction(r => RunScenario(CliConsole.Create(), Console.Error, r.GetValue(name)!, new ScenarioOptions
         {

@@ -84,7 +84,8 @@ public sealed class ScenarioResult
               .Append("  found:    ").AppendLine(s.Found);
         }
 
-        if (Run is { Passed: false } r)
+        // A failed step also fails the run (with a check naming the step): say it once.
+        if (Run is { Passed: false } r && !(FailedStep is not null && r.Exception is ScenarioCheckException))
         {
             if (r.Exception is ScenarioCheckException c)
             {

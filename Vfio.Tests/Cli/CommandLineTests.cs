@@ -118,4 +118,14 @@ public sealed class CommandLineTests
         (exit, text) = WithConsole((c, e) => ScenarioCommand.ReplayScenario(c, e, "group-open-vs-removal", Path.Combine(dir, "missing.json"), null));
         Assert.That(exit, Is.EqualTo(2), text);
     }
+
+    [Test]
+    public void ScenarioRun_OnAMachineThatCannotRunIt_IsAUsageError()
+    {
+        string file = Path.Combine(TestContext.CurrentContext.WorkDirectory, "no-iommu-machine.json");
+        File.WriteAllText(file, System.Text.RegularExpressions.Regex.Replace(Vfio.Platform.Machine.MachineDescriptionReader.DefaultJson, "\"iommu\": \\{[^}]*\\}", "\"iommu\": null"));
+        (int exit, string text) = WithConsole((c, e) => ScenarioCommand.RunScenario(c, e, "getfd-vs-unregister", new ScenarioOptions(), file, null));
+        Assert.That(exit, Is.EqualTo(2), text);
+        Assert.That(text, Does.StartWith("vfio-sim: this machine cannot run getfd-vs-unregister: 0000:01:00.0 is in no IOMMU group (the machine has no IOMMU)"));
+    }
 }

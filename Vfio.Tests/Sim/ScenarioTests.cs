@@ -5,6 +5,7 @@
 
 using NUnit.Framework;
 using Vfio.Kernel;
+using Vfio.Platform.Machine;
 using Vfio.Sim.Scenarios;
 
 namespace Vfio.Tests.Sim;
@@ -68,4 +69,51 @@ public sealed class ScenarioTests
     }
 
     private static IEnumerable<string> RaceNames() => ScenarioCatalog.Default.All.Where(s => s.Kind == ScenarioKind.Race).Select(s => s.Name);
+
+    private const string MachineWithoutEdu = """
+        {
+          "name": "no-edu",
+          "memory": { "ram": "1G" },
+          "iommu": { "pgsizes": ["4K"] },
+          "pci": [ { "slot": 0, "type": "generic", "vendor": "0x8086", "device": "0x29c0", "class": "0x060000", "intx": "none", "resets": [] } ]
+        }
+        """;
+
+    [Test]
+    public void EveryScenario_OnAMachineThatLacksWhatItNeeds_IsUnmet_AndRunsNothing(
+        [ValueSource(nameof(Names))] string name, [Values("no edu", "no IOMMU")] string lack)
+    {
+        MachineDescription machine = lack == "no edu"
+            ? MachineDescriptionReader.Parse(MachineWithoutEdu)
+            : MachineDescriptionReader.Default with { Iommu = null };
+        ScenarioResult r = ScenarioCatalog.Default.Get(name).Run(new ScenarioOptions { Machine = machine });
+        Assert.That(r.Outcome, Is.EqualTo(ScenarioOutcome.Unmet), r.Describe());
+        Assert.That(r.UnmetReason, Does.Contain(lack == "no edu" ? "no " : "IOMMU"));
+        Assert.That(r.Run, Is.Null);
+        Assert.That(r.Sim.Machine.Pci.Devices.Any(d => d.Driver?.Name == "vfio-pci"), Is.False, "nothing was bound at boot");
+    }
+
+    [Test]
+    public void AFailedStep_IsDescribedOnce_WithWhatWasExpectedAndWhatWasFound()
+    {
+        ScenarioResult r = ScenarioCatalog.Default.Get("vfio-rst-demo").Run(new ScenarioOptions
+        {
+            Machine = MachineDescriptionReader.Parse("""
+                {
+                  "name": "edu-shares-a-group",
+                  "memory": { "ram": "1G" },
+                  "iommu": { "pgsizes": ["4K"] },
+                  "pci": [ { "slot": 1, "type": "root-port", "acs": true, "children": [
+                    { "slot": 0, "type": "pcie-to-pci-bridge", "children": [
+                      { "slot": 1, "type": "edu", "driver": "edu" },
+                      { "slot": 2, "type": "nic", "driver": "e1000e" } ] } ] } ]
+                }
+                """),
+        });
+        Assert.That(r.Outcome, Is.EqualTo(ScenarioOutcome.Failed));
+        Assert.That(r.FailedStep!.Number, Is.EqualTo(5));
+        string text = r.Describe();
+        Assert.That(text.Split("expected:").Length - 1, Is.EqualTo(1), text);
+        Assert.That(text, Does.Contain("step 5. Open the group and ask VFIO_GROUP_GET_STATUS"));
+    }
 }

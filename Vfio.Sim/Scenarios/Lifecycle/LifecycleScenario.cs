@@ -27,9 +27,13 @@ internal abstract class LifecycleScenario : Scenario
         ArgumentNullException.ThrowIfNull(builder);
         builder.AddVfioPci().AddModule(sim =>
         {
-            foreach (string bdf in Functions)
+            // On a machine that lacks what the body needs, bind nothing: Unmet says why.
+            if (Unmet(sim) is null)
             {
-                sim.Bind(bdf, VfioPciDriver.DriverName);
+                foreach (string bdf in Functions)
+                {
+                    sim.Bind(bdf, VfioPciDriver.DriverName);
+                }
             }
         });
     }
@@ -40,9 +44,14 @@ internal abstract class LifecycleScenario : Scenario
         ArgumentNullException.ThrowIfNull(sim);
         foreach (string bdf in Functions)
         {
-            if (sim.Machine.Pci.Find(bdf) is null)
+            if (sim.Machine.Pci.Find(bdf) is not { } function)
             {
                 return $"the machine has no {bdf}: {Name} runs on the default machine's functions ({string.Join(", ", Functions)})";
+            }
+
+            if (function.IommuGroup is null)
+            {
+                return $"{bdf} is in no IOMMU group (the machine has {(sim.Machine.Iommu is null ? "no IOMMU" : "an IOMMU that does not group it")}): vfio-pci cannot take it";
             }
         }
 
