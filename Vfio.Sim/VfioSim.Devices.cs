@@ -43,7 +43,10 @@ public sealed partial class VfioSim
     /// from its current driver, write <paramref name="driver"/> to <c>driver_override</c>,
     /// and write the function to <c>drivers_probe</c>. Does nothing when it is already bound
     /// there. A write the kernel refuses throws <see cref="VfioException"/> with the errno and
-    /// the reason; a probe that leaves the function elsewhere throws too.
+    /// the reason; a probe that leaves the function elsewhere throws too. The writes made
+    /// before the failure stay made, as they would after a shell script's failed step (the
+    /// function may be left unbound with <c>driver_override</c> set; <see cref="Reprobe"/>
+    /// gives it back to its host driver).
     /// </summary>
     /// <param name="bdf">The function, <c>0000:01:00.0</c>.</param>
     /// <param name="driver">The driver, <c>vfio-pci</c> by default.</param>
