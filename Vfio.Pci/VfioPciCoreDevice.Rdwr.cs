@@ -3,7 +3,7 @@
 // space goes through the virtual config space (Config.cs); a BAR access is clamped to the
 // BAR, split into naturally aligned 8/4/2/1-byte device accesses, refused with -EIO while
 // memory decode is (virtually) off, and reads all-ones / drops writes over the MSI-X table;
-// the ROM reads through a temporarily enabled ROM BAR and cannot be written.
+// an I/O BAR goes to the port space (not gated by memory decode); the ROM reads through a temporarily enabled ROM BAR and cannot be written.
 //
 // Lock rule: each device access holds memory_lock for read. The BAR path allocates nothing.
 
@@ -42,9 +42,8 @@ public sealed partial class VfioPciCoreDevice
     }
 
     /// <summary>
-    /// vfio_pci_bar_rw(): a BAR firmware did not assign (and I/O BARs, which this machine
-    /// does not route) is -EINVAL, as is a start at or past the end; the count is clamped to
-    /// the BAR.
+    /// vfio_pci_bar_rw(): a BAR firmware did not assign is -EINVAL, as is a start at or past
+    /// the end; the count is clamped to the BAR. I/O BARs go through the port space.
     /// </summary>
     private long BarRw(ulong buf, long count, ref long pos, bool write)
     {
@@ -53,7 +52,7 @@ public sealed partial class VfioPciCoreDevice
         long start = Pdev.ResourceStart(bar);
         if (start == 0)
         {
-            return ErrorReason.Fail(Errno.EINVAL, $"{(write ? "write" : "read")}: region {bar} of {Pname} is not an assigned memory BAR");
+            return ErrorReason.Fail(Errno.EINVAL, $"{(write ? "write" : "read")}: region {bar} of {Pname} is not an assigned BAR");
         }
 
         long end = Pdev.ResourceLength(bar);
@@ -90,7 +89,9 @@ public sealed partial class VfioPciCoreDevice
         try
         {
             // The ROM path already holds memory_lock for write and has decode on.
-            done = DoIoRw(testMem: bar != PciDevice.RomBarIndex, start, buf, off, count, xStart, xEnd, write);
+            // I/O BARs are not gated by memory decode (test_mem is for memory BARs only).
+            bool port = Pdev.Bars[bar]?.Kind == PciBarKind.Io;
+            done = DoIoRw(testMem: bar != PciDevice.RomBarIndex && !port, port, start, buf, off, count, xStart, xEnd, write);
         }
         finally
         {
@@ -113,7 +114,7 @@ public sealed partial class VfioPciCoreDevice
     /// vfio_pci_core_do_io_rw(): naturally aligned 8, 4, 2 or 1-byte accesses; the excluded
     /// range [<paramref name="xStart"/>, <paramref name="xEnd"/>) reads all-ones and drops writes.
     /// </summary>
-    private long DoIoRw(bool testMem, long io, ulong buf, long off, long count, long xStart, long xEnd, bool write)
+    private long DoIoRw(bool testMem, bool port, long io, ulong buf, long off, long count, long xStart, long xEnd, bool write)
     {
         long done = 0;
         Span<byte> val = stackalloc byte[8];
@@ -125,7 +126,7 @@ public sealed partial class VfioPciCoreDevice
             if (size > 0)
             {
                 Span<byte> v = val[..size];
-                int ret = write ? IoWrite(testMem, io + off, buf, v) : IoRead(testMem, io + off, buf, v);
+                int ret = write ? IoWrite(testMem, port, io + off, buf, v) : IoRead(testMem, port, io + off, buf, v);
                 if (ret != 0)
                 {
                     return ret;
@@ -160,7 +161,7 @@ public sealed partial class VfioPciCoreDevice
     }
 
     /// <summary>vfio_pci_iowrite{8,16,32,64}: copy from user, then under memory_lock (read) one device write.</summary>
-    private int IoWrite(bool testMem, long addr, ulong buf, Span<byte> v)
+    private int IoWrite(bool testMem, bool port, long addr, ulong buf, Span<byte> v)
     {
         if (UserMemory.CopyFromUser(v, buf) != 0)
         {
@@ -179,7 +180,7 @@ public sealed partial class VfioPciCoreDevice
                 return ErrorReason.Fail(Errno.EIO, $"write: memory decode of {Pname} is disabled in its COMMAND register");
             }
 
-            Core.Machine.Memory.Write(addr, v);
+            DeviceWrite(port, addr, v);
             return 0;
         }
         finally
@@ -192,7 +193,7 @@ public sealed partial class VfioPciCoreDevice
     }
 
     /// <summary>vfio_pci_ioread{8,16,32,64}: under memory_lock (read) one device read, then copy to user.</summary>
-    private int IoRead(bool testMem, long addr, ulong buf, Span<byte> v)
+    private int IoRead(bool testMem, bool port, long addr, ulong buf, Span<byte> v)
     {
         if (testMem)
         {
@@ -206,7 +207,7 @@ public sealed partial class VfioPciCoreDevice
                 return ErrorReason.Fail(Errno.EIO, $"read: memory decode of {Pname} is disabled in its COMMAND register");
             }
 
-            Core.Machine.Memory.Read(addr, v);
+            DeviceRead(port, addr, v);
         }
         finally
         {
@@ -217,6 +218,45 @@ public sealed partial class VfioPciCoreDevice
         }
 
         return UserMemory.CopyToUser(buf, v) != 0 ? ErrorReason.Fail(Errno.EFAULT, $"read: cannot copy to 0x{buf:x}") : 0;
+    }
+
+    /// <summary>
+    /// One device read: a memory BAR through physical memory; an I/O BAR through the port
+    /// space, where an 8-byte access is two 4-byte ones (ioread64 on a port mapping is lo-hi).
+    /// </summary>
+    private void DeviceRead(bool port, long addr, Span<byte> v)
+    {
+        if (!port)
+        {
+            Core.Machine.Memory.Read(addr, v);
+        }
+        else if (v.Length == 8)
+        {
+            Core.Machine.IoPorts.Read((int)addr, v[..4]);
+            Core.Machine.IoPorts.Read((int)addr + 4, v[4..]);
+        }
+        else
+        {
+            Core.Machine.IoPorts.Read((int)addr, v);
+        }
+    }
+
+    /// <summary>One device write; see <see cref="DeviceRead"/>.</summary>
+    private void DeviceWrite(bool port, long addr, ReadOnlySpan<byte> v)
+    {
+        if (!port)
+        {
+            Core.Machine.Memory.Write(addr, v);
+        }
+        else if (v.Length == 8)
+        {
+            Core.Machine.IoPorts.Write((int)addr, v[..4]);
+            Core.Machine.IoPorts.Write((int)addr + 4, v[4..]);
+        }
+        else
+        {
+            Core.Machine.IoPorts.Write((int)addr, v);
+        }
     }
 
     /// <summary>__vfio_pci_memory_enabled(): the virtual COMMAND's memory bit, and not in D3hot.</summary>

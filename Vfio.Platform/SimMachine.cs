@@ -48,6 +48,7 @@ public sealed class SimMachine
         PciRoot.IsRegistered = true;
         Pci = new PciBus(this);
         Interrupts = new InterruptController(kernel);
+        IoPorts = new IoPortSpace(kernel);
         DmaTranslator = new DirectDma(this);
         PciRootBus = new PciBusSegment(this, 0, 0, null, null);
     }
@@ -106,6 +107,9 @@ public sealed class SimMachine
 
     /// <summary>MSI vectors and INTx routing.</summary>
     public InterruptController Interrupts { get; }
+
+    /// <summary>The I/O port space that PCI I/O BARs decode.</summary>
+    public IoPortSpace IoPorts { get; }
 
     /// <summary>Where device DMA goes: the IOMMU once one is installed, physical memory otherwise.</summary>
     public IDmaTranslator DmaTranslator { get; internal set; }

@@ -146,6 +146,8 @@ public static class MachineBuilder
 
         public long Next64 { get; set; } = machine.Memory.Mmio64Base;
 
+        public long NextIo { get; set; } = IoPortSpace.PciStart;
+
         public HashSet<int> UsedBuses { get; } = [0];
     }
 
@@ -239,12 +241,20 @@ public static class MachineBuilder
         // Largest first, so that natural alignment wastes little, as firmware sorts resources.
         foreach (PciBar bar in dev.Bars.Where(b => b is not null).Select(b => b!).OrderByDescending(b => b.Size))
         {
+            long addr;
             if (bar.Kind == PciBarKind.Io)
             {
+                addr = AlignUp(st.NextIo, bar.Size);
+                if (addr + bar.Size > IoPortSpace.Size)
+                {
+                    throw new MachineDescriptionException($"{path}.bars", $"I/O BAR {bar.Index} of {dev.Name} ({bar.Size} bytes) does not fit in the I/O port space");
+                }
+
+                st.NextIo = addr + bar.Size;
+                dev.AssignBar(bar.Index, addr);
                 continue;
             }
 
-            long addr;
             if (bar.Kind == PciBarKind.Memory64 && bar.Size >= 1L << 28)
             {
                 addr = AlignUp(st.Next64, bar.Size);

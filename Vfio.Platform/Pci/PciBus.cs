@@ -209,7 +209,7 @@ public sealed class PciBus : BusType
     /// (BARs, ROM, IOV), 17 for a bridge (plus its windows, not modelled here, so zero). The
     /// flags are decode_bar()'s: the BAR's low bits with IORESOURCE_IO/MEM, PREFETCH, MEM_64
     /// and SIZEALIGN; the ROM is MEM|PREFETCH|READONLY|SIZEALIGN. A BAR firmware did not
-    /// place (I/O here) shows start 0, end size-1 and IORESOURCE_UNSET.
+    /// place shows start 0, end size-1 and IORESOURCE_UNSET.
     /// </summary>
     private static string ResourceShow(PciDevice p)
     {

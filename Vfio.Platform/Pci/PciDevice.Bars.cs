@@ -212,7 +212,8 @@ public partial class PciDevice
         }
 
         int reg = PciRegs.BaseAddress0 + (4 * bar.Index);
-        Config.SetDword(reg, ((uint)address & ~0xfu) | bar.FlagBits);
+        uint low = bar.Kind == PciBarKind.Io ? ~0x3u : ~0xfu;
+        Config.SetDword(reg, ((uint)address & low) | bar.FlagBits);
         if (bar.Kind == PciBarKind.Memory64)
         {
             Config.SetDword(reg + 4, (uint)((ulong)address >> 32));
@@ -224,7 +225,19 @@ public partial class PciDevice
     {
         ConfigLock.AssertHeld();
         ushort cmd = Config.GetWord(PciRegs.Command);
-        if (bar.Kind == PciBarKind.Io || (cmd & PciRegs.CommandMemory) == 0 || IsDisconnected || PowerState != 0)
+        if (bar.Kind == PciBarKind.Io)
+        {
+            // I/O decode: the COMMAND.IO bit and a placement inside the 64 Ki port space.
+            if ((cmd & PciRegs.CommandIo) == 0 || IsDisconnected || PowerState != 0)
+            {
+                return -1;
+            }
+
+            long port = Config.GetDword(PciRegs.BaseAddress0 + (4 * bar.Index)) & 0xfffffffcu;
+            return port == 0 || port + bar.Size > IoPortSpace.Size ? -1 : port;
+        }
+
+        if ((cmd & PciRegs.CommandMemory) == 0 || IsDisconnected || PowerState != 0)
         {
             return -1;
         }
@@ -286,17 +299,36 @@ public partial class PciDevice
                 continue;
             }
 
-            if (bar.RoutedAt >= 0)
-            {
-                Machine.Memory.UnregisterMmio(bar.RoutedAt);
-                bar.RoutedAt = -1;
-            }
-
-            if (want >= 0 && Machine.Memory.TryRegisterMmio(want, bar.Size, bar.Window))
+            UnrouteLocked(bar);
+            bool routed = want >= 0 && (bar.Kind == PciBarKind.Io
+                ? Machine.IoPorts.TryRegister((int)want, (int)bar.Size, bar.Window)
+                : Machine.Memory.TryRegisterMmio(want, bar.Size, bar.Window));
+            if (routed)
             {
                 bar.RoutedAt = want;
             }
         }
+    }
+
+    /// <summary>Takes <paramref name="bar"/> out of the memory or I/O port map it is routed in.</summary>
+    private void UnrouteLocked(PciBar bar)
+    {
+        ConfigLock.AssertHeld();
+        if (bar.RoutedAt < 0)
+        {
+            return;
+        }
+
+        if (bar.Kind == PciBarKind.Io)
+        {
+            Machine.IoPorts.Unregister((int)bar.RoutedAt);
+        }
+        else
+        {
+            Machine.Memory.UnregisterMmio(bar.RoutedAt);
+        }
+
+        bar.RoutedAt = -1;
     }
 
     private void UnrouteAllBarsLocked()
@@ -304,10 +336,9 @@ public partial class PciDevice
         ConfigLock.AssertHeld();
         foreach (PciBar? bar in _bars)
         {
-            if (bar is not null && bar.RoutedAt >= 0)
+            if (bar is not null)
             {
-                Machine.Memory.UnregisterMmio(bar.RoutedAt);
-                bar.RoutedAt = -1;
+                UnrouteLocked(bar);
             }
         }
     }

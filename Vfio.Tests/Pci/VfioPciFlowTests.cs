@@ -101,6 +101,40 @@ public sealed class VfioPciFlowTests
     }
 
     [Test]
+    public void AnIoBar_IsReadAndWrittenThroughThePortSpace_WhateverTheMemoryDecode([Values] SchedulerMode mode)
+    {
+        // 04:01.0 (behind the PCIe-to-PCI bridge) has a 32-byte I/O BAR 0; firmware placed it
+        // in the port space, so GET_REGION_INFO's READ|WRITE is what read and write do.
+        const string bdf = "0000:04:01.0";
+        VfioPciRig.Run(mode, rig =>
+        {
+            var fds = rig.Open(bdf);
+            Assert.That(rig.RegionInfo(fds.Device, 0, out VfioRegionInfo info), Is.Zero, ErrorReason.Current);
+            Assert.That(info.Size, Is.EqualTo(32));
+            Assert.That(info.Flags, Is.EqualTo(VfioRegionFlags.Read | VfioRegionFlags.Write), "an I/O BAR cannot be mmapped");
+            long port = rig.Dev(bdf).ResourceStart(0);
+            Assert.That(port, Is.InRange(IoPortSpace.PciStart, IoPortSpace.Size - 32));
+
+            Assert.That(rig.Write32(fds.Device, 0, 8, 0xcafef00d), Is.EqualTo(4), ErrorReason.Current);
+            Assert.That(rig.Read32(fds.Device, 0, 8), Is.EqualTo(0xcafef00du));
+            Span<byte> seen = stackalloc byte[4];
+            rig.M.IoPorts.Read((int)port + 8, seen);
+            Assert.That(BitConverter.ToUInt32(seen), Is.EqualTo(0xcafef00du), "the write reached the device's ports");
+
+            // Memory decode does not gate an I/O BAR (the EIO rule is for memory BARs).
+            ushort cmd = (ushort)(rig.Read32(fds.Device, VfioPciIndex.Config, PciRegs.Command) & 0xffff);
+            Assert.That(rig.P.Pwrite(fds.Device, BitConverter.GetBytes((ushort)(cmd & ~PciRegs.CommandMemory)), VfioPciIndex.IndexToOffset(VfioPciIndex.Config) + PciRegs.Command), Is.EqualTo(2));
+            Assert.That(rig.Read32(fds.Device, 0, 8), Is.EqualTo(0xcafef00du));
+
+            // Past the BAR: the start is checked, the count clamped.
+            byte[] big = new byte[64];
+            Assert.That(rig.P.Pread(fds.Device, big, VfioPciIndex.IndexToOffset(0) + 16), Is.EqualTo(16));
+            Assert.That(rig.P.Pread(fds.Device, big, VfioPciIndex.IndexToOffset(0) + 32), Is.EqualTo(Errno.EINVAL.Negative()));
+            rig.CloseAll(fds);
+        });
+    }
+
+    [Test]
     public void DF_01_GetDeviceFdWithTheDeviceName_ReturnsAnFd()
     {
         VfioPciRig.Run(SchedulerMode.Real, rig =>
