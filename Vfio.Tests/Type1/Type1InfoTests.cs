@@ -8,6 +8,8 @@ using NUnit.Framework;
 using Vfio.Core.Uapi;
 using Vfio.Iommu.Type1;
 using Vfio.Kernel;
+using Vfio.Platform.Iommu;
+using Vfio.Platform.Machine;
 using Vfio.Tests.Core;
 
 namespace Vfio.Tests.Type1;
@@ -280,6 +282,23 @@ public sealed class Type1InfoTests
                 Assert.That(buf.AsSpan(16, copied - 16).ToArray(), Has.All.Zero, $"cap_offset (and pad) within the {copied} bytes copied back: the chain did not fit");
                 Assert.That(buf.AsSpan(copied).ToArray(), Has.All.EqualTo((byte)0xAA), $"nothing past byte {copied} is written");
             });
+        });
+    }
+
+    [Test]
+    public void CG_13_OnACoherentIommuWithoutSnoopControl_DevicesBindAndMap_ButDmaCcIommuIsZero([Values("linux-6.12", "linux-6.1")] string profile)
+    {
+        // QEMU's intel-iommu: IOMMU_CAP_CACHE_COHERENCY, but no snoop control (the real 6.1 answers 0 there).
+        MachineDescription qemu = MachineDescriptionReader.Default with { Iommu = new IommuHardwareConfig { SnoopControl = false } };
+        var rig = new Type1Rig(profile: KernelProfile.Parse(profile), machine: qemu);
+        rig.Run(() =>
+        {
+            (int c, _, _) = rig.OpenEdu();
+            ulong va = rig.Buffer(2 * Page);
+            Assert.That(rig.Map(c, va, 0x100000, 2 * Page), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.CheckExtension(c, VfioExtension.DmaCcIommu), Is.Zero);
+            Assert.That(rig.Iommu(c).Domains.Single().EnforcesCacheCoherency, Is.False);
+            rig.AssertInvariants(c);
         });
     }
 }
