@@ -5,6 +5,9 @@
 // neither kept pinned nor charged, so locked_vm stays put, RLIMIT_MEMLOCK does not limit the
 // map and unmap has nothing to release. On 6.12 GUP unshares into fresh pages, which are
 // pinned and charged as usual. The invariant checker reports a zero page left pinned.
+// The real kernels agree (QEMU guest, 16 untouched pages mapped READ): 6.1 leaves VmLck at
+// 0 kB with no pin outstanding and maps under an 8 KiB RLIMIT_MEMLOCK; 6.12.118 charges
+// 64 kB and answers ENOMEM under that limit.
 
 using NUnit.Framework;
 using Vfio.Core.Uapi;
