@@ -2,7 +2,9 @@
 // with its checks in the kernel's order, vfio_pin_map_dma / vfio_pin_pages_remote (long-term
 // GUP in batches, physically contiguous chunks, RLIMIT_MEMLOCK accounting per dma,
 // VM_PFNMAP pages by page-table walk), vfio_iommu_map into every domain, the VADDR re-supply
-// with its change of owner, and the rollback of a failed map.
+// with its change of owner, and the rollback of a failed map. Reserved frames (the zero
+// page, device memory) are never charged nor unpinned; where GUP still hands out the zero
+// page (6.1), its pins are dropped at once (Type1Features.UnpinsZeroPages, v6.0–v6.8).
 //
 // Hot path: one GUP call fills up to 512 contiguous runs; the runs are charged to locked_vm
 // in one step and mapped into each domain with one page-table-locked call (iommu_map_sg),

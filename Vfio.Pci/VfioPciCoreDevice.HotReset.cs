@@ -42,11 +42,8 @@ public sealed partial class VfioPciCoreDevice
             return ErrorReason.Fail(Errno.ENODEV, $"{HotResetInfoIoctl}: {Pname} can be reset neither by slot nor by bus ({(Pdev.OnBus is { IsRoot: true } ? "it is on a root bus" : "a function on its bus forbids bus resets")})");
         }
 
-        int count = 0;
-        foreach (PciDevice d in bus.AllDevicesBelow())
-        {
-            count += d is not null ? 1 : 0;
-        }
+        // vfio_pci_count_devs over the bus walk.
+        int count = bus.AllDevicesBelow().Count();
 
         if (Warn.On(Core.Kernel, count == 0, $"{HotResetInfoIoctl}: no function on the bus of {Pname}"))
         {

@@ -5,10 +5,11 @@
 // Order of use in a handler: copy in the fixed struct, fill it, Add() each capability (the
 // chain is built at offset 0 of a private buffer; from v6.6 each entry is rounded up to 8
 // bytes and zero-padded, before it each entry took its own size — the profile feature
-// VfioCoreFeatures.InfoCapsAlignedTo8 decides), then CopyOut(): when the caller's argsz cannot hold the fixed struct plus
-// the chain, argsz is raised to the total and cap_offset is 0 (the call still succeeds);
-// otherwise the chain is shifted so every next is an offset from the start of the user
-// buffer, copied right after the fixed struct, and cap_offset = sizeof(fixed struct).
+// VfioCoreFeatures.InfoCapsAlignedTo8 decides), then CopyOut(): when the caller's argsz
+// cannot hold the fixed struct plus the chain, argsz is raised to the total and cap_offset
+// is 0 (the call still succeeds); otherwise the chain is shifted so every next is an offset
+// from the start of the user buffer, copied right after the fixed struct, and cap_offset =
+// sizeof(fixed struct).
 // Finally the handler sets its *_CAPS flag (when there are caps) and copies the fixed
 // struct back. A handler that adds nothing allocates nothing.
 
