@@ -39,4 +39,32 @@ public static class VfioCoreFeatures
             new("38c24544e10a", "vfio: Move device_del() before waiting for the last vfio_device registration refcount"),
         ],
     };
+
+    /// <summary>
+    /// vfio_info_cap_add() rounds every capability up to 8 bytes (zero padding after it), so
+    /// each capability of an INFO chain starts 8-byte aligned (v6.6); before, capabilities
+    /// were chained back to back at their own sizes (a 12-byte DMA_AVAIL left the next one
+    /// at a 4-byte boundary).
+    /// </summary>
+    public static KernelFeature InfoCapsAlignedTo8 { get; } = new()
+    {
+        Name = nameof(InfoCapsAlignedTo8),
+        Description = "Every capability of an INFO capability chain is rounded up to 8 bytes with zero padding, so the next one starts 8-byte aligned; before, capabilities were chained back to back at their own sizes.",
+        Since = new(6, 6),
+        Commits = [new("a881b496941f", "vfio: align capability structures")],
+    };
+
+    /// <summary>
+    /// VFIO_DEVICE_GET_INFO and VFIO_IOMMU_GET_INFO zero their struct and copy back
+    /// min(argsz, sizeof(struct)) bytes, padding included (v6.6); before, they copied back
+    /// offsetofend(cap_offset) bytes when argsz reached cap_offset, else only up to the
+    /// minimal size.
+    /// </summary>
+    public static KernelFeature InfoCopiesBackUpToArgsz { get; } = new()
+    {
+        Name = nameof(InfoCopiesBackUpToArgsz),
+        Description = "VFIO_DEVICE_GET_INFO and VFIO_IOMMU_GET_INFO copy back min(argsz, sizeof(struct)) bytes of a zeroed struct (its trailing pad included); before, they copied back up to cap_offset when argsz reached it, else only the minimal size.",
+        Since = new(6, 6),
+        Commits = [new("a881b496941f", "vfio: align capability structures")],
+    };
 }

@@ -15,7 +15,11 @@ namespace Vfio.Iommu.Type1;
 
 internal sealed partial class VfioIommu
 {
-    /// <summary>Fault-injection site of the domain allocation of an attach (iommu_domain_alloc failing is EIO).</summary>
+    /// <summary>
+    /// Fault-injection site of the domain allocation of an attach: the driver's allocation
+    /// failing is ENOMEM from iommu_paging_domain_alloc() on v6.11+, EIO (a NULL from
+    /// iommu_domain_alloc()) before (<see cref="Type1Features.DomainAllocFailurePassesErrno"/>).
+    /// </summary>
     internal const string DomainAllocFaultSite = "vfio_iommu_type1:domain_alloc";
 
     private const string AttachOp = "VFIO_SET_IOMMU/SET_CONTAINER: type1 attach";
@@ -59,7 +63,8 @@ internal sealed partial class VfioIommu
         IommuCore core = iommuGroup.Core;
         if (Kernel.Faults.ShouldFail(DomainAllocFaultSite))
         {
-            return ErrorReason.Fail(Errno.EIO, $"{AttachOp}: cannot allocate an IOMMU domain for {iommuGroup}");
+            Errno errno = Kernel.Profile.Has(Type1Features.DomainAllocFailurePassesErrno) ? Errno.ENOMEM : Errno.EIO;
+            return ErrorReason.Fail(errno, $"{AttachOp}: cannot allocate an IOMMU domain for {iommuGroup}");
         }
 
         var domain = new VfioDomain(core.DomainAlloc());

@@ -1,7 +1,11 @@
 // Models VFIO_IOMMU_GET_INFO of drivers/vfio/vfio_iommu_type1.c (v6.12):
 // vfio_iommu_type1_get_info with the MIGRATION, DMA_AVAIL and IOVA_RANGE capabilities, in
-// that order, through the capability-chain protocol.
+// that order, through the capability-chain protocol. Two things follow the profile
+// (VfioCoreFeatures, both v6.6): the chain's layout (8-byte aligned entries, or packed as
+// on v6.1) and how much of the fixed struct is copied back (min(argsz, 24), or up to
+// cap_offset when argsz reaches it and the minimal 16 bytes otherwise, as on v6.1).
 
+using Vfio.Core;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
 
@@ -19,8 +23,8 @@ internal sealed partial class VfioIommu
             return err;
         }
 
-        int outSz = (int)Math.Min(info.Argsz, (uint)VfioArg.SizeOf<VfioIommuType1Info>());
-        var caps = new VfioInfoCaps();
+        int outSz = CopyBackSize(info.Argsz, ref info.CapOffset);
+        var caps = new VfioInfoCaps(Kernel.Profile);
         _lock.Lock();
         try
         {
@@ -48,6 +52,29 @@ internal sealed partial class VfioIommu
         }
 
         return VfioArg.CopyOut(arg, info, outSz) != 0 ? Errno.EFAULT.Negative() : 0;
+    }
+
+    /// <summary>
+    /// The bytes of struct vfio_iommu_type1_info GET_INFO copies back. v6.6+: the struct is
+    /// zeroed first and min(argsz, sizeof) bytes go back, its trailing pad included. Before:
+    /// offsetofend(cap_offset) (20) when argsz reaches it, with cap_offset cleared, else only
+    /// the minimal 16 bytes, so the pad and anything past 20 are never written.
+    /// </summary>
+    private int CopyBackSize(uint argsz, ref uint capOffset)
+    {
+        const int CapSz = 20;
+        if (Kernel.Profile.Has(VfioCoreFeatures.InfoCopiesBackUpToArgsz))
+        {
+            return (int)Math.Min(argsz, (uint)VfioArg.SizeOf<VfioIommuType1Info>());
+        }
+
+        if (argsz < CapSz)
+        {
+            return VfioIommuType1Info.MinSz;
+        }
+
+        capOffset = 0;
+        return CapSz;
     }
 
     /// <summary>The capability chain of GET_INFO: MIGRATION, DMA_AVAIL, then IOVA_RANGE when the list is not empty.</summary>

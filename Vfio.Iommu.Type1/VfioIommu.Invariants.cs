@@ -1,7 +1,9 @@
 // The invariant checker of a type1 container, run by tests after any operation: the dma
 // tree is sound; the entry count matches dma_avail; every domain's page table maps exactly
 // the pages of the mapped dmas, to the same frames in every domain; each dma's locked_vm is
-// what its pages should cost; vaddr_invalid_count and the pfn lists agree.
+// what its pages should cost (reserved frames such as the zero page cost nothing); where
+// the profile unpins zero pages (Type1Features.UnpinsZeroPages, v6.0–v6.8) a mapped zero
+// page holds no pin; vaddr_invalid_count and the pfn lists agree.
 
 using Vfio.Platform.Iommu;
 using Vfio.Platform.Mm;
@@ -120,6 +122,7 @@ internal sealed partial class VfioIommu
         int invalid = 0;
         long mappedBytes = 0;
         PhysMem mem = Machine.Memory;
+        bool zeroUnpinned = Kernel.Profile.Has(Type1Features.UnpinsZeroPages);
         for (VfioDma? n = _dmas.First(); n is not null; n = VfioDmaTree.Next(n))
         {
             if (n.VaddrInvalid)
@@ -153,6 +156,11 @@ internal sealed partial class VfioIommu
                     }
 
                     long pfn = phys >> PhysMem.PageShift;
+                    if (zeroUnpinned && pfn == mem.ZeroPfn && mem.PinCount(pfn) != 0)
+                    {
+                        return $"{n}: the zero page at iova 0x{n.Iova + off:x} holds {mem.PinCount(pfn)} pins, but this kernel drops zero-page pins at once";
+                    }
+
                     if (!mem.IsInvalidOrReserved(pfn))
                     {
                         if (mem.PinCount(pfn) <= 0)
@@ -179,6 +187,11 @@ internal sealed partial class VfioIommu
             {
                 foreach (VfioPfn p in n.PfnList.Values)
                 {
+                    if (zeroUnpinned && p.Pfn == mem.ZeroPfn && mem.PinCount(p.Pfn) != 0)
+                    {
+                        return $"{n}: a driver's pin of the zero page at iova 0x{p.Iova:x} left {mem.PinCount(p.Pfn)} pins, but this kernel drops zero-page pins at once";
+                    }
+
                     if (p.RefCount <= 0 || p.Iova < n.Iova || p.Iova - n.Iova >= n.Size)
                     {
                         return $"{n}: bad pfn_list entry iova 0x{p.Iova:x} refs {p.RefCount}";

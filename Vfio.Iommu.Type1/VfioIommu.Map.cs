@@ -2,7 +2,9 @@
 // with its checks in the kernel's order, vfio_pin_map_dma / vfio_pin_pages_remote (long-term
 // GUP in batches, physically contiguous chunks, RLIMIT_MEMLOCK accounting per dma,
 // VM_PFNMAP pages by page-table walk), vfio_iommu_map into every domain, the VADDR re-supply
-// with its change of owner, and the rollback of a failed map.
+// with its change of owner, and the rollback of a failed map. Reserved frames (the zero
+// page, device memory) are never charged nor unpinned; where GUP still hands out the zero
+// page (6.1), its pins are dropped at once (Type1Features.UnpinsZeroPages, v6.0–v6.8).
 //
 // Hot path: one GUP call fills up to 512 contiguous runs; the runs are charged to locked_vm
 // in one step and mapped into each domain with one page-table-locked call (iommu_map_sg),
@@ -369,12 +371,17 @@ internal sealed partial class VfioIommu
             }
 
             ReadOnlySpan<PfnRun> batch = runs[..count];
+            if (!rsvd)
+            {
+                DropZeroPagePins(batch);
+            }
+
             long acct = rsvd ? 0 : CountUnaccounted(dma, iova + done, batch);
             if (acct != 0)
             {
                 if (!dma.LockCap && mm.LockedVm + acct > limit)
                 {
-                    mem.Unpin(batch, dirty: false);
+                    UnpinRuns(mem, batch, dirty: false);
                     Kernel.Log.Warn($"vfio_pin_pages_remote: RLIMIT_MEMLOCK ({limit << PhysMem.PageShift}) exceeded");
                     return ErrorReason.Fail(Errno.ENOMEM, $"{MapIoctl}: pinning 0x{size:x} bytes exceeds RLIMIT_MEMLOCK ({limit << PhysMem.PageShift} bytes; {mm.LockedVm} pages already locked)");
                 }
@@ -382,7 +389,7 @@ internal sealed partial class VfioIommu
                 int aret = LockAcct(dma, acct, async: false);
                 if (aret != 0)
                 {
-                    mem.Unpin(batch, dirty: false);
+                    UnpinRuns(mem, batch, dirty: false);
                     return ErrorReason.Fail((Errno)(-aret), $"{MapIoctl}: charging {acct} pages to {dma.Task} exceeds its RLIMIT_MEMLOCK");
                 }
             }
@@ -392,7 +399,7 @@ internal sealed partial class VfioIommu
             {
                 if (!rsvd)
                 {
-                    mem.Unpin(batch, dirty: false);
+                    UnpinRuns(mem, batch, dirty: false);
                     LockAcct(dma, -acct, async: true);
                 }
 
@@ -414,28 +421,66 @@ internal sealed partial class VfioIommu
         ? ErrorReason.Fail(Errno.EFAULT, $"{MapIoctl}: vaddr 0x{vaddr:x} cannot be pinned (not mapped, or not writable for a WRITE mapping)")
         : ErrorReason.Fail((Errno)(-err), $"{MapIoctl}: pinning vaddr 0x{vaddr:x} failed");
 
-    /// <summary>Pages of <paramref name="batch"/> (mapped from <paramref name="iova"/>) not already charged through the dma's pfn_list.</summary>
-    private static long CountUnaccounted(VfioDma dma, ulong iova, ReadOnlySpan<PfnRun> batch)
+    /// <summary>
+    /// Pages of <paramref name="batch"/> (mapped from <paramref name="iova"/>) to charge:
+    /// reserved frames (the zero page) never are, and pages already in the dma's pfn_list
+    /// were charged when a driver pinned them.
+    /// </summary>
+    private long CountUnaccounted(VfioDma dma, ulong iova, ReadOnlySpan<PfnRun> batch)
     {
+        PhysMem mem = Machine.Memory;
+        SortedDictionary<ulong, VfioPfn>? list = dma.PfnList is { Count: > 0 } l ? l : null;
         long pages = 0;
+        ulong at = iova;
         foreach (PfnRun r in batch)
         {
-            pages += r.Count;
-        }
-
-        if (dma.PfnList is { Count: > 0 } list)
-        {
-            long total = pages;
-            for (long i = 0; i < total; i++)
+            // A run is physically contiguous, so it is all RAM or all reserved.
+            if (!mem.IsInvalidOrReserved(r.Pfn))
             {
-                if (list.ContainsKey(iova + (ulong)(i << PhysMem.PageShift)))
+                if (list is null)
                 {
-                    pages--;
+                    pages += r.Count;
+                }
+                else
+                {
+                    for (long i = 0; i < r.Count; i++)
+                    {
+                        if (!list.ContainsKey(at + (ulong)(i << PhysMem.PageShift)))
+                        {
+                            pages++;
+                        }
+                    }
                 }
             }
+
+            at += (ulong)(r.Count << PhysMem.PageShift);
         }
 
         return pages;
+    }
+
+    /// <summary>
+    /// The zero-page step of vaddr_get_pfns() on v6.0–v6.8 (<see cref="Type1Features.UnpinsZeroPages"/>):
+    /// a pin GUP took on the shared zero page is dropped at once; the page stays in the
+    /// batch to be mapped, as a reserved frame that is neither charged nor unpinned later.
+    /// Without the feature the pin is kept (and, reserved, never released by unmap).
+    /// </summary>
+    private void DropZeroPagePins(ReadOnlySpan<PfnRun> batch)
+    {
+        if (!Kernel.Profile.Has(Type1Features.UnpinsZeroPages))
+        {
+            return;
+        }
+
+        PhysMem mem = Machine.Memory;
+        long zero = mem.ZeroPfn;
+        foreach (PfnRun r in batch)
+        {
+            if (r.Pfn <= zero && zero < r.End)
+            {
+                mem.Unpin(new PfnRun(zero, 1), dirty: false);
+            }
+        }
     }
 
     /// <summary>

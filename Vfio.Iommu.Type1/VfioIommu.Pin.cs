@@ -135,8 +135,14 @@ internal sealed partial class VfioIommu
                 return ErrorReason.Fail(n < 0 ? (Errno)(-n) : Errno.EFAULT, $"{PinOp}: vaddr 0x{vaddr:x} cannot be pinned");
             }
 
+            if (!rsvd)
+            {
+                DropZeroPagePins(run);
+            }
+
+            // Reserved frames (device memory, the zero page) are never charged.
             pfn = run[0].Pfn;
-            if (doAccounting && !rsvd)
+            if (doAccounting && !Machine.Memory.IsInvalidOrReserved(pfn))
             {
                 int ret = LockAcct(dma, 1, async: false);
                 if (ret != 0)

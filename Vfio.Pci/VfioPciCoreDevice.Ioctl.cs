@@ -1,8 +1,9 @@
 // Models the ioctl handlers of drivers/vfio/pci/vfio_pci_core.c (v6.12):
 // VFIO_DEVICE_GET_INFO, GET_REGION_INFO (with the MSIX_MAPPABLE cap on the MSI-X BAR),
 // GET_IRQ_INFO, SET_IRQS (the shared header checks, then the per-index handler under
-// igate), VFIO_DEVICE_RESET and vfio_pci_core_ioctl_feature. Hot reset, ioeventfds and the
-// low-power features are not part of this first vfio-pci.
+// igate), VFIO_DEVICE_RESET and vfio_pci_core_ioctl_feature. GET_PCI_HOT_RESET_INFO lives in
+// HotReset.cs; the hot reset itself, ioeventfds and the low-power features are not part of
+// this first vfio-pci.
 
 using Vfio.Core;
 using Vfio.Core.Uapi;
@@ -14,8 +15,8 @@ namespace Vfio.Pci;
 
 public sealed partial class VfioPciCoreDevice
 {
-    // offsetofend(struct vfio_iommu_type1_info, cap_offset): GET_INFO's cap_offset is filled
-    // only for callers whose argsz reaches it (the kernel reuses that constant; it is 20).
+    // offsetofend(struct vfio_iommu_type1_info, cap_offset): before v6.6 GET_INFO filled
+    // cap_offset only for callers whose argsz reaches it (the kernel reused that constant; 20).
     private const int DeviceInfoCapSz = 20;
 
     // vfio-pci registers no device-specific regions here, so the totals are the fixed ones.
@@ -29,12 +30,18 @@ public sealed partial class VfioPciCoreDevice
         VfioIoctl.DeviceGetRegionInfo => GetRegionInfo(arg),
         VfioIoctl.DeviceSetIrqs => SetIrqs(arg),
         VfioIoctl.DeviceReset => Reset(),
-        VfioIoctl.DeviceGetPciHotResetInfo or VfioIoctl.DevicePciHotReset or VfioIoctl.DeviceIoeventfd
+        VfioIoctl.DeviceGetPciHotResetInfo => GetPciHotResetInfo(arg),
+        VfioIoctl.DevicePciHotReset or VfioIoctl.DeviceIoeventfd
             => ErrorReason.Fail(Errno.ENOTTY, $"{VfioIoctl.Name(cmd)}: not built in this first vfio-pci"),
         _ => ErrorReason.Fail(Errno.ENOTTY, $"{VfioIoctl.Name(cmd)}: not a vfio-pci device ioctl"),
     };
 
-    /// <summary>vfio_pci_ioctl_get_info(): flags PCI (+RESET), 9 regions, 5 IRQ indexes; cap_offset 0 when argsz reaches it.</summary>
+    /// <summary>
+    /// vfio_pci_ioctl_get_info(): flags PCI (+RESET), 9 regions, 5 IRQ indexes. What is
+    /// copied back follows the profile (<see cref="VfioCoreFeatures.InfoCopiesBackUpToArgsz"/>):
+    /// v6.6+ zeroes the struct and copies min(argsz, 24) bytes; before, 20 bytes with
+    /// cap_offset cleared when argsz reaches cap_offset, else the minimal 16.
+    /// </summary>
     private long GetInfo(ulong arg)
     {
         const string name = "VFIO_DEVICE_GET_INFO";
@@ -45,7 +52,11 @@ public sealed partial class VfioPciCoreDevice
         }
 
         int outSz = VfioDeviceInfo.MinSz;
-        if (info.Argsz >= DeviceInfoCapSz)
+        if (Core.Kernel.Profile.Has(VfioCoreFeatures.InfoCopiesBackUpToArgsz))
+        {
+            outSz = (int)Math.Min(info.Argsz, (uint)VfioArg.SizeOf<VfioDeviceInfo>());
+        }
+        else if (info.Argsz >= DeviceInfoCapSz)
         {
             outSz = DeviceInfoCapSz;
             info.CapOffset = 0;
@@ -69,7 +80,7 @@ public sealed partial class VfioPciCoreDevice
             return err;
         }
 
-        var caps = new VfioInfoCaps();
+        var caps = new VfioInfoCaps(Core.Kernel.Profile);
         switch (info.Index)
         {
             case VfioPciIndex.Config:

@@ -3,11 +3,13 @@
 // step every INFO ioctl (DEVICE_GET_INFO, GET_REGION_INFO, IOMMU_GET_INFO) repeats.
 //
 // Order of use in a handler: copy in the fixed struct, fill it, Add() each capability (the
-// chain is built at offset 0 of a private buffer, each entry rounded up to 8 bytes and
-// zero-padded), then CopyOut(): when the caller's argsz cannot hold the fixed struct plus
-// the chain, argsz is raised to the total and cap_offset is 0 (the call still succeeds);
-// otherwise the chain is shifted so every next is an offset from the start of the user
-// buffer, copied right after the fixed struct, and cap_offset = sizeof(fixed struct).
+// chain is built at offset 0 of a private buffer; from v6.6 each entry is rounded up to 8
+// bytes and zero-padded, before it each entry took its own size — the profile feature
+// VfioCoreFeatures.InfoCapsAlignedTo8 decides), then CopyOut(): when the caller's argsz
+// cannot hold the fixed struct plus the chain, argsz is raised to the total and cap_offset
+// is 0 (the call still succeeds); otherwise the chain is shifted so every next is an offset
+// from the start of the user buffer, copied right after the fixed struct, and cap_offset =
+// sizeof(fixed struct).
 // Finally the handler sets its *_CAPS flag (when there are caps) and copies the fixed
 // struct back. A handler that adds nothing allocates nothing.
 
@@ -19,15 +21,17 @@ namespace Vfio.Core.Uapi;
 
 /// <summary>
 /// struct vfio_info_cap: a capability chain under construction, kernel side. A mutable
-/// stack-only value: declare it as a local (<c>var caps = new VfioInfoCaps();</c>) and pass it
-/// by <c>ref</c> to helpers that add capabilities.
+/// stack-only value: declare it as a local for the running kernel's profile
+/// (<c>var caps = new VfioInfoCaps(kernel.Profile);</c>) and pass it by <c>ref</c> to helpers
+/// that add capabilities. The default value lays the chain out as v6.6+ does, every entry
+/// on an 8-byte boundary.
 /// </summary>
 public ref struct VfioInfoCaps
 {
     /// <summary>The fault-injection site of the chain buffer's (re)allocation.</summary>
     public const string AllocFaultSite = "krealloc:vfio_info_cap";
 
-    /// <summary>Capabilities are laid out on 8-byte boundaries (sizeof(u64)).</summary>
+    /// <summary>Capabilities are laid out on 8-byte boundaries (sizeof(u64)) when the profile aligns them.</summary>
     public const int Alignment = sizeof(ulong);
 
     // sizeof(struct vfio_info_cap_header) and offsetof(next); UapiTests pins both.
@@ -39,7 +43,24 @@ public ref struct VfioInfoCaps
     private int _last;
     private bool _shifted;
 
-    /// <summary>caps-&gt;size: the bytes of the chain so far (every entry rounded up to 8).</summary>
+    // Before v6.6 (no InfoCapsAlignedTo8) entries are chained at their own sizes.
+    private readonly bool _packed;
+
+    /// <summary>
+    /// An empty chain laid out as <paramref name="profile"/>'s kernel lays it out: entries
+    /// rounded up to 8 bytes when it has <see cref="VfioCoreFeatures.InfoCapsAlignedTo8"/>,
+    /// back to back at their own sizes before.
+    /// </summary>
+    public VfioInfoCaps(KernelProfile profile)
+    {
+        ArgumentNullException.ThrowIfNull(profile);
+        _packed = !profile.Has(VfioCoreFeatures.InfoCapsAlignedTo8);
+    }
+
+    /// <summary>True when entries are rounded up to 8 bytes (v6.6+); false when they are chained at their own sizes.</summary>
+    public readonly bool AlignsEntries => !_packed;
+
+    /// <summary>caps-&gt;size: the bytes of the chain so far (every entry rounded up to 8 when <see cref="AlignsEntries"/>).</summary>
     public readonly int Size => _size;
 
     /// <summary>True when no capability was added (the handler leaves *_CAPS clear).</summary>
@@ -50,7 +71,7 @@ public ref struct VfioInfoCaps
 
     /// <summary>
     /// vfio_info_cap_add(): appends a zeroed capability of <paramref name="size"/> bytes
-    /// (header included, rounded up to 8) with <paramref name="id"/> and
+    /// (header included, rounded up to 8 when <see cref="AlignsEntries"/>) with <paramref name="id"/> and
     /// <paramref name="version"/> set, linked after the last one. <paramref name="cap"/> spans
     /// the new entry, header first, for the caller to fill in after the header. Returns 0,
     /// or -ENOMEM, in which case the whole chain is dropped as the kernel does.
@@ -63,7 +84,7 @@ public ref struct VfioInfoCaps
             throw new InvalidOperationException("vfio_info_cap_add after vfio_info_cap_shift: the chain's offsets are already user-relative");
         }
 
-        int aligned = (size + Alignment - 1) & ~(Alignment - 1);
+        int aligned = _packed ? size : (size + Alignment - 1) & ~(Alignment - 1);
         if (KTask.CurrentOrNull is { } t && t.Kernel.Faults.ShouldFail(AllocFaultSite))
         {
             _buf = null;
@@ -145,7 +166,8 @@ public ref struct VfioInfoCaps
             throw new InvalidOperationException("vfio_info_cap_shift called twice on one chain");
         }
 
-        Warn.On(offset % Alignment != 0, $"capability chain placed at unaligned offset {offset}");
+        // v6.6 added the WARN with the padding; before, an unaligned start was normal.
+        Warn.On(!_packed && offset % Alignment != 0, $"capability chain placed at unaligned offset {offset}");
         _shifted = true;
         if (_size == 0)
         {

@@ -20,13 +20,13 @@ namespace Vfio.Platform.Iommu;
 /// <summary>IOMMU capabilities for iommu_capable() (enum iommu_cap).</summary>
 public enum IommuCap
 {
-    /// <summary>IOMMU_CAP_CACHE_COHERENCY: DMA is cache coherent (snoop control can be enforced).</summary>
+    /// <summary>IOMMU_CAP_CACHE_COHERENCY: DMA is cache coherent (vfio requires it to register a device).</summary>
     CacheCoherency,
 
     /// <summary>IOMMU_CAP_NOEXEC (VT-d answers no).</summary>
     NoExec,
 
-    /// <summary>IOMMU_CAP_ENFORCE_CACHE_COHERENCY: a domain can be made to enforce snooping (vfio_file_enforced_coherent).</summary>
+    /// <summary>IOMMU_CAP_ENFORCE_CACHE_COHERENCY: a domain can be made to enforce snooping (snoop control; vfio_file_enforced_coherent).</summary>
     EnforceCacheCoherency,
 }
 
@@ -385,7 +385,8 @@ public sealed partial class IommuCore : IDmaTranslator
         ArgumentNullException.ThrowIfNull(dev);
         return dev.IommuGroup is not null && cap switch
         {
-            IommuCap.CacheCoherency or IommuCap.EnforceCacheCoherency => !dev.IommuGroup.IsSoftware && Hardware.Config.CacheCoherent,
+            IommuCap.CacheCoherency => !dev.IommuGroup.IsSoftware && Hardware.Config.CacheCoherent,
+            IommuCap.EnforceCacheCoherency => !dev.IommuGroup.IsSoftware && Hardware.Config.CanEnforceCacheCoherency && !dev.IommuGroup.NoSnoopControl,
             _ => false,
         };
     }

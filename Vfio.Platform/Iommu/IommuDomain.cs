@@ -67,13 +67,13 @@ public sealed class IommuDomain : IIotlbFlushOps
 
     /// <summary>
     /// ops->enforce_cache_coherency (intel_iommu_enforce_cache_coherency): makes every DMA
-    /// of this domain snooped. False when the IOMMU cannot (no IOMMU_CAP_CACHE_COHERENCY),
+    /// of this domain snooped. False when the IOMMU cannot (not coherent, or no snoop control),
     /// the domain does not translate, or it already has mappings (they were made without
     /// snooping, so the domain could not promise it).
     /// </summary>
     public bool EnforceCacheCoherency()
     {
-        if (!Hardware.Config.CacheCoherent || PageTable is null || Volatile.Read(ref _noSnoopGroups) != 0)
+        if (!Hardware.Config.CanEnforceCacheCoherency || PageTable is null || Volatile.Read(ref _noSnoopGroups) != 0)
         {
             return false;
         }

@@ -29,8 +29,22 @@ public sealed record IommuHardwareConfig
     /// <summary>Faults the fault log keeps. Default 256.</summary>
     public int FaultLogCapacity { get; init; } = 256;
 
-    /// <summary>IOMMU_CAP_CACHE_COHERENCY: domains can enforce snooped DMA (enforce_cache_coherency). Default true.</summary>
+    /// <summary>
+    /// IOMMU_CAP_CACHE_COHERENCY: DMA through this IOMMU is cache coherent (VT-d always says
+    /// so). vfio refuses to register a device whose IOMMU lacks it. Default true.
+    /// </summary>
     public bool CacheCoherent { get; init; } = true;
+
+    /// <summary>
+    /// Snoop control (VT-d's SC extended capability, IOMMU_CAP_ENFORCE_CACHE_COHERENCY): a
+    /// domain can be made to force snooping even for no-snoop TLPs (enforce_cache_coherency),
+    /// which is what VFIO_DMA_CC_IOMMU reports. Only meaningful with <see cref="CacheCoherent"/>.
+    /// Default true, as on server VT-d; QEMU's intel-iommu is coherent without it.
+    /// </summary>
+    public bool SnoopControl { get; init; } = true;
+
+    /// <summary>Whether a domain of this IOMMU can enforce cache coherency: coherent and with snoop control.</summary>
+    public bool CanEnforceCacheCoherency => CacheCoherent && SnoopControl;
 
     /// <summary>Interrupt remapping: MSI from a device cannot name another's vector (iommu_group_has_isolated_msi). Default true.</summary>
     public bool InterruptRemapping { get; init; } = true;

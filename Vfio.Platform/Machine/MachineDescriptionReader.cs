@@ -121,7 +121,7 @@ public static class MachineDescriptionReader
             return null;
         }
 
-        Obj(m, path, "pgsizes", "addressWidth", "iotlbEntries", "cacheCoherent", "interruptRemapping", "faultLog", "comment");
+        Obj(m, path, "pgsizes", "addressWidth", "iotlbEntries", "cacheCoherent", "snoopControl", "interruptRemapping", "faultLog", "comment");
         ulong bitmap = defaults.PgsizeBitmap;
         if (m.TryGetProperty("pgsizes", out JsonElement sizes))
         {
@@ -145,6 +145,7 @@ public static class MachineDescriptionReader
             AddressWidth = Int(m, path, "addressWidth", 0, 64) ?? defaults.AddressWidth,
             IotlbEntries = Int(m, path, "iotlbEntries", 0, int.MaxValue) ?? defaults.IotlbEntries,
             CacheCoherent = Bool(m, path, "cacheCoherent") ?? defaults.CacheCoherent,
+            SnoopControl = Bool(m, path, "snoopControl") ?? defaults.SnoopControl,
             InterruptRemapping = Bool(m, path, "interruptRemapping") ?? defaults.InterruptRemapping,
             FaultLogCapacity = Int(m, path, "faultLog", 0, int.MaxValue) ?? defaults.FaultLogCapacity,
         };

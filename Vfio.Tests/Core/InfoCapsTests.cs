@@ -149,6 +149,46 @@ public sealed class InfoCapsTests
     }
 
     [Test]
+    public void OnLinux61_EntriesAreChainedAtTheirOwnSizes_WithoutPadding()
+    {
+        var caps = new VfioInfoCaps(KernelProfile.Linux6_1);
+        Assert.That(caps.AlignsEntries, Is.False);
+        Assert.That(caps.Add(12, 7, 1, out Span<byte> first), Is.Zero);
+        first[8] = 0x11;
+        Assert.That(caps.Add(20, 8, 2, out Span<byte> second), Is.Zero);
+        second[19] = 0x22;
+        var range = new VfioIommuType1InfoCapIovaRange { Header = new VfioInfoCapHeader { Id = VfioCapId.Type1IovaRange, Version = 1 }, NrIovas = 1 };
+        VfioIovaRange[] ranges = [new() { Start = 0x1000, End = 0xfedf_ffff }];
+        Assert.That(caps.Add(range, (ReadOnlySpan<VfioIovaRange>)ranges), Is.Zero);
+
+        Assert.That(caps.Size, Is.EqualTo(12 + 20 + 32), "no entry is rounded up");
+        byte[] chain = caps.Bytes.ToArray();
+        Assert.Multiple(() =>
+        {
+            Assert.That((Next(chain, 0), Next(chain, 12), Next(chain, 32)), Is.EqualTo((12u, 32u, 0u)), "each entry starts where the last ended");
+            Assert.That(chain[8], Is.EqualTo(0x11));
+            Assert.That(chain[31], Is.EqualTo(0x22));
+            Assert.That(BinaryPrimitives.ReadUInt64LittleEndian(chain.AsSpan(48)), Is.EqualTo(0x1000UL), "the range follows its 16-byte head");
+        });
+
+        caps.Shift(20);   // a v6.1 vfio_device_info is 20 bytes: an unaligned start is normal there
+        chain = caps.Bytes.ToArray();
+        Assert.That((Next(chain, 0), Next(chain, 12)), Is.EqualTo((32u, 52u)));
+    }
+
+    [Test]
+    public void OnLinux612_AndByDefault_EntriesAreRoundedUpToEight()
+    {
+        Assert.That(new VfioInfoCaps(KernelProfile.Linux6_12).AlignsEntries, Is.True);
+        Assert.That(default(VfioInfoCaps).AlignsEntries, Is.True);
+        var caps = new VfioInfoCaps(KernelProfile.Linux6_12);
+        Assert.That(caps.Add(12, 7, 1, out _), Is.Zero);
+        Assert.That(caps.Add(12, 8, 1, out _), Is.Zero);
+        Assert.That(caps.Size, Is.EqualTo(32));
+        Assert.That(Next(caps.Bytes.ToArray(), 0), Is.EqualTo(16u));
+    }
+
+    [Test]
     public void AFailedCapsCopy_IsEfault()
     {
         using var rig = new Rig();

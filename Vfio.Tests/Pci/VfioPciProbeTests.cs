@@ -89,6 +89,37 @@ public sealed class VfioPciProbeTests
     }
 
     [Test]
+    public void Registration_NeedsACoherentIommu_ButNotSnoopControl_OnBothProfiles(
+        [Values("linux-6.12", "linux-6.1")] string profile,
+        [Values("coherent, no snoop control", "not coherent")] string iommu)
+    {
+        bool coherent = iommu == "coherent, no snoop control";
+        MachineDescription machine = MachineDescriptionReader.Default with
+        {
+            Iommu = new Vfio.Platform.Iommu.IommuHardwareConfig { CacheCoherent = coherent, SnoopControl = false },
+        };
+        VfioSim sim = VfioPciRig.Builder(SchedulerMode.Real).UseProfile(KernelProfile.Parse(profile)).UseMachine(machine).AddVfioPci().Build();
+        SimMachine m = sim.Machine;
+        Runs.AssertPassed(sim.Run(() =>
+        {
+            const string bdf = VfioPciRig.Edu;
+            Assert.That(m.Sysfs.Write($"/sys/bus/pci/drivers/edu/unbind", bdf), Is.GreaterThan(0));
+            Assert.That(m.Sysfs.Write($"/sys/bus/pci/devices/{bdf}/driver_override", VfioPciDriver.DriverName), Is.GreaterThan(0));
+            long rc = m.Sysfs.Write("/sys/bus/pci/drivers/vfio-pci/bind", bdf);
+            if (coherent)
+            {
+                Assert.That(rc, Is.GreaterThan(0), "IOMMU_CAP_CACHE_COHERENCY is all vfio asks for: " + ErrorReason.Current);
+                Assert.That(m.Pci.Find(bdf)!.Driver?.Name, Is.EqualTo(VfioPciDriver.DriverName));
+            }
+            else
+            {
+                Assert.That(rc, Is.EqualTo(Errno.EINVAL.Negative()), "vfio_register_group_dev refuses an IOMMU without IOMMU_CAP_CACHE_COHERENCY");
+                Assert.That(m.Pci.Find(bdf)!.Driver, Is.Null);
+            }
+        }));
+    }
+
+    [Test]
     public void TheTwoFunctionsOfOneCard_ShareTheDeviceSetOfTheirBus()
     {
         VfioPciRig.Run(SchedulerMode.Real, rig =>

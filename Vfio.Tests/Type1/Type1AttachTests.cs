@@ -7,6 +7,7 @@
 
 using NUnit.Framework;
 using Vfio.Core.Uapi;
+using Vfio.Iommu.Type1;
 using Vfio.Kernel;
 using Vfio.Platform.Iommu;
 using Vfio.Platform.Machine;
@@ -131,9 +132,12 @@ public sealed class Type1AttachTests
     }
 
     [Test]
-    public void AttachWhoseDomainCannotBeAllocated_IsEio_AndChangesNothing()
+    public void AttachWhoseDomainCannotBeAllocated_IsEnomemOn612_EioOn61_AndChangesNothing([Values("linux-6.12", "linux-6.1")] string profile)
     {
-        var rig = new Type1Rig();
+        KernelProfile kernel = KernelProfile.Parse(profile);
+        Errno expected = kernel.Has(Type1Features.DomainAllocFailurePassesErrno) ? Errno.ENOMEM : Errno.EIO;
+        Assert.That(expected, Is.EqualTo(kernel == KernelProfile.Linux6_1 ? Errno.EIO : Errno.ENOMEM), "iommu_domain_alloc() NULL on 6.1; iommu_paging_domain_alloc()'s -ENOMEM on 6.12");
+        var rig = new Type1Rig(profile: kernel);
         rig.Run(() =>
         {
             (int c, _, _) = rig.OpenEdu();
@@ -145,7 +149,7 @@ public sealed class Type1AttachTests
             int g = rig.Core.OpenGroup(VfioRig.PairF0);
             Type1State before = rig.Snapshot(c);
             rig.Kernel.Faults.FailNth(1, Iommu.Type1.VfioIommu.DomainAllocFaultSite);
-            Assert.That(rig.Core.SetContainer(g, c), Is.EqualTo(Errno.EIO.Negative()), ErrorReason.Current);
+            Assert.That(rig.Core.SetContainer(g, c), Is.EqualTo(expected.Negative()), ErrorReason.Current);
             rig.AssertUnchanged(c, before);
             Assert.That(rig.Core.Group(VfioRig.PairF0).Container, Is.Null, "the group did not join the container");
             Assert.That(rig.Core.SetContainer(g, c), Is.Zero, "a second try succeeds: " + ErrorReason.Current);

@@ -1,13 +1,18 @@
 // Conformance of VFIO_IOMMU_GET_INFO and CHECK_EXTENSION in the type1 backend against
 // the peer cases (docs/conformance.md) CG-02, CG-13, CG-25, CG-26, T1-28 and BI-05: the fixed
 // part, the capability chain (MIGRATION, DMA_AVAIL, IOVA_RANGE in that order) and its
-// values, the argsz protocol never writing past argsz, and the extension answers.
+// values, the argsz protocol never writing past argsz, and the extension answers. The
+// per-profile layout and copy-back size match the real kernels: TYPE1v2 GET_INFO argsz 116
+// with IOVA_RANGE at 68 on 6.1, 120 and 72 on 6.12.118; DMA_CC_IOMMU 0 on both under QEMU's
+// intel-iommu (coherent, no snoop control).
 
 using System.Runtime.InteropServices;
 using NUnit.Framework;
 using Vfio.Core.Uapi;
 using Vfio.Iommu.Type1;
 using Vfio.Kernel;
+using Vfio.Platform.Iommu;
+using Vfio.Platform.Machine;
 using Vfio.Tests.Core;
 
 namespace Vfio.Tests.Type1;
@@ -222,5 +227,81 @@ public sealed class Type1InfoTests
                 }
             }
         }
+    }
+
+    [Test]
+    public void GetInfoOfAType1v2Container_LaysTheChainOutAsTheProfileDoes_Argsz116On61_120On612([Values("linux-6.12", "linux-6.1")] string profile)
+    {
+        KernelProfile kernel = KernelProfile.Parse(profile);
+        bool aligned = kernel.Has(Vfio.Core.VfioCoreFeatures.InfoCapsAlignedTo8);
+        Assert.That(aligned, Is.EqualTo(kernel == KernelProfile.Linux6_12), "v6.6 aligned the chain");
+        var rig = new Type1Rig(profile: kernel);
+        rig.Run(() =>
+        {
+            (int c, _, _) = rig.OpenEdu();
+            byte[] buf = rig.GetFullInfo(c);
+            VfioIommuType1Info info = MemoryMarshal.Read<VfioIommuType1Info>(buf);
+            List<InfoCap> caps = Type1Checks.Caps(buf, info.Argsz);
+            int ranges = rig.Iommu(c).IovaList.Count;
+            Assert.That(ranges, Is.EqualTo(2), "the default machine's IOVA space is split by the MSI window");
+
+            // 24 fixed + MIGRATION 32 + DMA_AVAIL 12 (16 aligned) + IOVA_RANGE 16 + 16 per range.
+            int dmaAvail = aligned ? 16 : 12;
+            Assert.Multiple(() =>
+            {
+                Assert.That(info.Argsz, Is.EqualTo(aligned ? 120u : 116u));
+                Assert.That(caps.Select(x => x.Offset), Is.EqualTo(new[] { 24, 56, 56 + dmaAvail }));
+                Assert.That(Type1Checks.DmaAvailCap(buf), Is.EqualTo(VfioIommuType1.DefaultDmaEntryLimit));
+                Assert.That(Type1Checks.IovaRanges(buf), Is.EqualTo(rig.Iommu(c).IovaList.Select(r => (r.Start, r.End)).ToList()), "the ranges read right at either layout");
+                if (aligned)
+                {
+                    Assert.That(buf.AsSpan(68, 4).ToArray(), Has.All.Zero, "the padding after DMA_AVAIL is zero");
+                }
+            });
+        });
+    }
+
+    [Test]
+    public void GetInfo_CopiesBackWhatTheProfileCopies_AndLeavesTheRestOfTheCallersBytes(
+        [Values("linux-6.12", "linux-6.1")] string profile,
+        [Values(16u, 18u, 20u, 22u, 24u, 32u)] uint argsz)
+    {
+        KernelProfile kernel = KernelProfile.Parse(profile);
+        bool upToArgsz = kernel.Has(Vfio.Core.VfioCoreFeatures.InfoCopiesBackUpToArgsz);
+        Assert.That(upToArgsz, Is.EqualTo(kernel == KernelProfile.Linux6_12));
+
+        // v6.6+: min(argsz, 24) bytes of a zeroed struct; 6.1: 20 bytes from argsz 20 on (cap_offset 0), else 16.
+        int copied = upToArgsz ? (int)Math.Min(argsz, 24u) : argsz >= 20 ? 20 : 16;
+        var rig = new Type1Rig(profile: kernel);
+        rig.Run(() =>
+        {
+            (int c, _, _) = rig.OpenEdu();
+            byte[] buf = new byte[64];
+            Array.Fill(buf, (byte)0xAA);
+            Assert.That(rig.GetInfo(c, buf, argsz), Is.Zero, ErrorReason.Current);
+            Assert.Multiple(() =>
+            {
+                Assert.That(MemoryMarshal.Read<ulong>(buf.AsSpan(8)), Is.EqualTo(rig.Iommu(c).PgsizeBitmap));
+                Assert.That(buf.AsSpan(16, copied - 16).ToArray(), Has.All.Zero, $"cap_offset (and pad) within the {copied} bytes copied back: the chain did not fit");
+                Assert.That(buf.AsSpan(copied).ToArray(), Has.All.EqualTo((byte)0xAA), $"nothing past byte {copied} is written");
+            });
+        });
+    }
+
+    [Test]
+    public void CG_13_OnACoherentIommuWithoutSnoopControl_DevicesBindAndMap_ButDmaCcIommuIsZero([Values("linux-6.12", "linux-6.1")] string profile)
+    {
+        // QEMU's intel-iommu: IOMMU_CAP_CACHE_COHERENCY, but no snoop control (the real 6.1 answers 0 there).
+        MachineDescription qemu = MachineDescriptionReader.Default with { Iommu = new IommuHardwareConfig { SnoopControl = false } };
+        var rig = new Type1Rig(profile: KernelProfile.Parse(profile), machine: qemu);
+        rig.Run(() =>
+        {
+            (int c, _, _) = rig.OpenEdu();
+            ulong va = rig.Buffer(2 * Page);
+            Assert.That(rig.Map(c, va, 0x100000, 2 * Page), Is.Zero, ErrorReason.Current);
+            Assert.That(rig.CheckExtension(c, VfioExtension.DmaCcIommu), Is.Zero);
+            Assert.That(rig.Iommu(c).Domains.Single().EnforcesCacheCoherency, Is.False);
+            rig.AssertInvariants(c);
+        });
     }
 }

@@ -141,6 +141,20 @@ public sealed class IommuHardwareTests
     }
 
     [Test]
+    public void ACoherentIommuWithoutSnoopControl_CannotEnforceCoherency_AndMapsWithoutForcingSnoop()
+    {
+        (_, IommuHardware hw) = Create(new IommuHardwareConfig { CacheCoherent = true, SnoopControl = false });
+        Assert.That((hw.Config.CacheCoherent, hw.Config.CanEnforceCacheCoherency), Is.EqualTo((true, false)));
+        IommuDomain d = hw.AllocDomain(IommuDomainType.Unmanaged);
+        Assert.That(d.EnforceCacheCoherency(), Is.False);
+        Assert.That(d.EnforcesCacheCoherency, Is.False);
+        Assert.That(d.Map(Iova, P1, K4, IommuProt.Read), Is.Zero);
+        Assert.That(d.PageTable!.Walk(Iova, out _, out IommuProt prot, out _), Is.True);
+        Assert.That(prot, Is.EqualTo(IommuProt.Read), "no forced snoop");
+        Assert.That(new IommuHardwareConfig().SnoopControl, Is.True, "server VT-d has snoop control");
+    }
+
+    [Test]
     public void DomainTypes_HaveTheKernelsSysfsNames()
     {
         Assert.That(Enum.GetValues<IommuDomainType>().Select(t => t.SysfsName()),

@@ -1,5 +1,6 @@
 using NUnit.Framework;
 using Vfio.Platform;
+using Vfio.Platform.Iommu;
 using Vfio.Platform.Machine;
 using Vfio.Platform.Pci;
 
@@ -40,6 +41,21 @@ public sealed class MachineDescriptionTests
     [TestCase("\"pgsizes\":[\"4K\",\"64K\"]", "iommu.pgsizes", "is not a set of 4K, 2M and 1G")]
     public void AnIommuTheHardwareCannotBe_IsRejectedNamingTheField(string field, string path, string fragment)
         => AssertNames(ParseFails("{\"memory\":{\"ram\":\"1G\"},\"iommu\":{" + field + "}}"), path, fragment);
+
+    [Test]
+    public void TheIommuSaysCoherenceAndSnoopControlApart_BothDefaultingToTrue()
+    {
+        IommuHardwareConfig qemu = MachineDescriptionReader.Parse("""{"memory":{"ram":"1G"},"iommu":{"cacheCoherent":true,"snoopControl":false}}""").Iommu!;
+        IommuHardwareConfig plain = MachineDescriptionReader.Parse("""{"memory":{"ram":"1G"},"iommu":{}}""").Iommu!;
+        Assert.Multiple(() =>
+        {
+            Assert.That((qemu.CacheCoherent, qemu.SnoopControl, qemu.CanEnforceCacheCoherency), Is.EqualTo((true, false, false)));
+            Assert.That((plain.CacheCoherent, plain.SnoopControl), Is.EqualTo((true, true)));
+            Assert.That(MachineDescriptionReader.Default.Iommu!.CanEnforceCacheCoherency, Is.True, "the default machine is server VT-d");
+            Assert.That(() => MachineDescriptionReader.Parse("""{"memory":{"ram":"1G"},"iommu":{"snoopControl":1}}"""),
+                Throws.TypeOf<MachineDescriptionException>().With.Message.Contains("iommu.snoopControl"));
+        });
+    }
 
     [Test]
     public void AnIommuWithoutAnIotlb_Builds()
