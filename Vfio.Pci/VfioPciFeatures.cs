@@ -2,6 +2,8 @@
 // Vfio.Kernel/KernelFeature.cs). Gate on these with Core.Kernel.Profile.Has(...), never on a
 // version number; docs/kernel-versions.md lists each one with its value per preset.
 
+using Vfio.Kernel;
+
 namespace Vfio.Pci;
 
 /// <summary>Profile features of vfio-pci.</summary>
