@@ -109,6 +109,17 @@ public sealed partial class MmStruct
             return VmFault.SigBus;
         }
 
+        // A leaf another fault is installing holds its first entry (the one pud/pmd slot of
+        // the kernel): this access waits for it rather than mapping under it.
+        for (int order = Vma.PudOrder; order >= Vma.PmdOrder; order -= Vma.PudOrder - Vma.PmdOrder)
+        {
+            ulong leaf = addr & ~(((ulong)PhysMem.PageSize << order) - 1);
+            if (leaf >= vma.Start && (vma.Ptes.Get(vma.Index(leaf)) & (order == Vma.PudOrder ? Vma.PteLeafPud : Vma.PteLeafPmd)) != 0)
+            {
+                return VmFault.NoPage;
+            }
+        }
+
         for (int order = Vma.PudOrder; order >= Vma.PmdOrder; order -= Vma.PudOrder - Vma.PmdOrder)
         {
             ulong size = (ulong)PhysMem.PageSize << order;

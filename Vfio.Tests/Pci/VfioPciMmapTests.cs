@@ -413,6 +413,55 @@ public sealed class VfioPciMmapTests
         });
     }
 
+    [Test]
+    public void LR_08_TwoThreadsTouchTheFirstAndLastPageOfAHugeAlignedMapping_200Times_NoErrorEver(
+        [ValueSource(nameof(Profiles))] KernelProfile profile, [Values] SchedulerMode mode)
+    {
+        Run(profile, rig =>
+        {
+            using VfioSession s = OpenSession(rig, Peer);
+            const ulong at = 0x7e00_0000_0000;
+            const long size = 2L << 20;
+            for (int iteration = 0; iteration < 200; iteration++)
+            {
+                VfioRegionMapping m = s.Device.MmapRegion(PeerBar, 0, size, address: at);
+                int first = -1, last = -1;
+                KTask a = rig.P.SpawnThread("first", () => first = m.TryRead(0, new byte[8]));
+                KTask b = rig.P.SpawnThread("last", () => last = m.TryRead(size - 4096, new byte[8]));
+                a.Join();
+                b.Join();
+                Assert.That((first, last), Is.EqualTo((0, 0)), $"iteration {iteration}: no signal (no VM_FAULT_OOM, no SIGBUS)");
+                Vma vma = rig.P.Mm.FindVma(at)!;
+                Assert.That(vma.LeafSizeAt(at), Is.EqualTo(profile.Has(VfioPciFeatures.HugePfnmapFaults) ? size : 4096));
+                m.Unmap();
+            }
+
+            Assert.That(rig.Vdev(Peer).MappingCount, Is.Zero);
+            Assert.That(rig.Vdev(Peer).VmaListSnapshot(), Is.Empty);
+        }, mode);
+    }
+
+    [Test]
+    public void LR_08_AOneGigMapping_TouchedAtBothEndsAtOnce_IsOnePudLeaf_On612([Values] SchedulerMode mode)
+    {
+        Run(KernelProfile.Linux6_12, rig =>
+        {
+            using VfioSession s = OpenSession(rig, Peer);
+            const ulong at = 0x7e00_0000_0000;
+            for (int iteration = 0; iteration < 5; iteration++)
+            {
+                using VfioRegionMapping m = s.Device.MmapRegion(PeerBar, 0, OneGiB, address: at);
+                int first = -1, last = -1;
+                KTask a = rig.P.SpawnThread("first", () => first = m.TryRead(0, new byte[8]));
+                KTask b = rig.P.SpawnThread("last", () => last = m.TryRead(OneGiB - 4096, new byte[8]));
+                a.Join();
+                b.Join();
+                Assert.That((first, last), Is.EqualTo((0, 0)));
+                Assert.That(rig.P.Mm.FindVma(at)!.LeafSizeAt(at), Is.EqualTo(OneGiB));
+            }
+        }, mode);
+    }
+
     private static void EduDma(VfioRegionMapping regs, ulong src, ulong dst, ulong count, bool toRam)
     {
         regs.Write64(EduDevice.RegDmaSource, src);
