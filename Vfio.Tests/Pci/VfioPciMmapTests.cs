@@ -15,6 +15,7 @@ using Vfio.Platform.Devices;
 using Vfio.Platform.Iommu.Hw;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Pci;
+using Vfio.Platform.Proc;
 using Vfio.Sim;
 
 namespace Vfio.Tests.Pci;
@@ -334,6 +335,32 @@ public sealed class VfioPciMmapTests
             Vma vma = rig.P.Mm.FindVma(m.Address)!;
             Assert.That(vma.LeafSizeAt(m.Address), Is.EqualTo(4096));
             Assert.That(vma.MappedPages, Is.EqualTo(1), "6.12 maps only the faulting page");
+        });
+    }
+
+    [Test]
+    public void AForkedChildsCopyOfABarMapping_IsZappedWithTheParents_WhenMemGoesOff([ValueSource(nameof(Profiles))] KernelProfile profile)
+    {
+        Run(profile, rig =>
+        {
+            using VfioSession s = OpenSession(rig, VfioPciRig.Edu);
+            using VfioRegionMapping m = s.Device.MmapRegion(0, 0, 4096);
+            Assert.That(m.Read32(0), Is.EqualTo(0x010000edu));
+            Assert.That(rig.P.Fork(out SimProcess? forked), Is.GreaterThan(0), ErrorReason.Current);
+            SimProcess child = forked!;
+            byte[] b = new byte[4];
+            Assert.That(child.CpuRead(m.Address, b), Is.Zero);
+            Assert.That(BitConverter.ToUInt32(b), Is.EqualTo(0x010000edu), "the child reaches the BAR through its copy");
+            Assert.That(rig.Vdev(VfioPciRig.Edu).MappingCount, Is.EqualTo(2));
+
+            long ur = rig.M.Memory.UnsupportedRequests;
+            ushort cmd = s.Device.ReadConfig16(PciRegs.Command);
+            s.Device.WriteConfig16(PciRegs.Command, (ushort)(cmd & ~PciRegs.CommandMemory));
+            Assert.That(child.CpuRead(m.Address, b), Is.EqualTo(Signals.SIGBUS), "the child's copy was zapped too");
+            Assert.That(rig.M.Memory.UnsupportedRequests, Is.EqualTo(ur));
+            s.Device.WriteConfig16(PciRegs.Command, cmd);
+            child.Exit(0);
+            Assert.That(rig.Vdev(VfioPciRig.Edu).MappingCount, Is.EqualTo(1), "the child's exit unmapped its copy");
         });
     }
 
