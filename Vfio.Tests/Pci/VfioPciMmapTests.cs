@@ -82,6 +82,10 @@ public sealed class VfioPciMmapTests
                 ? ulong.MaxValue
                 : 0x010000edu | ((ulong)s.Device.ReadRegion32(0, 4) << 32);
             Assert.That(q, Is.EqualTo(expected));
+
+            // Register 0x80 (DMA source, 0 at reset) takes 8-byte reads; 0x84 is no register of its own.
+            Assert.That(s.Device.ReadRegion64(0, 0x80), Is.EqualTo(profile.Has(VfioPciFeatures.BarRdwrQwordAccess) ? 0UL : 0xffffffff00000000UL),
+                "as the real 6.12.118 and 6.1.192 read it");
         });
     }
 
