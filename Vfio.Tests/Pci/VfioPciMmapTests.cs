@@ -281,12 +281,14 @@ public sealed class VfioPciMmapTests
             ushort csr = s.Device.ReadConfig16(pm + PciRegs.PmCtrl);
             s.Device.WriteConfig16(pm + PciRegs.PmCtrl, (ushort)(csr | 3));
             Assert.That(pdev.PowerState, Is.EqualTo(3), "the function went to D3hot");
+            Assert.That(s.Device.ReadConfig16(pm + PciRegs.PmCtrl) & 3, Is.EqualTo(3), "and the config region shows it (as on the real 6.1 and 6.12)");
             Assert.That(a.MappedPages + b.MappedPages, Is.Zero, "D3hot zapped the mappings");
             Assert.That(mem.TryRead(0, new byte[8]), Is.EqualTo(Signals.SIGBUS), "no decode in D3hot: the fault is SIGBUS");
             Assert.That(rig.P.Pread(s.Device.Fd, new byte[4], VfioPciIndex.IndexToOffset(0)), Is.EqualTo(Errno.EIO.Negative()));
 
             s.Device.WriteConfig16(pm + PciRegs.PmCtrl, (ushort)(csr & ~3));
             Assert.That(pdev.PowerState, Is.Zero);
+            Assert.That(s.Device.ReadConfig16(PciRegs.Command) & PciRegs.CommandMemory, Is.EqualTo(PciRegs.CommandMemory), "the state saved at D3hot entry came back");
             mem.Write32(0, 0xabcd);
             Assert.That(mem.Read32(0), Is.EqualTo(0xabcdu), "D0: the mapping faults back in and works");
         });
