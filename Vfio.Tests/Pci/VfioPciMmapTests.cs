@@ -121,7 +121,15 @@ public sealed class VfioPciMmapTests
             Rejected(Map(VfioPciIndex.Vga, 0, 4096), Errno.EINVAL, "VGA");
             Rejected(Map(1, 0, 4096), Errno.EINVAL, "absent BAR1");
             Assert.That(ErrorReason.Current, Does.Contain("cannot be mmapped"));
+            // Each check comes before the next: the reason names the first rule broken.
+            Rejected(Map(VfioPciIndex.Rom, 0, 4096, MapFlags.MAP_PRIVATE), Errno.EINVAL, "private ROM");
+            Assert.That(ErrorReason.Current, Does.Contain("MAP_SHARED"), "the MAP_SHARED check precedes the region type");
+            Rejected(Map(VfioPciIndex.Config, 0, 2 << 20), Errno.EINVAL, "a large config window");
+            Assert.That(ErrorReason.Current, Does.Contain("config space"), "the region type precedes the length");
+            Rejected(Map(1, 0, 2 << 20), Errno.EINVAL, "a large window of the absent BAR1");
+            Assert.That(ErrorReason.Current, Does.Contain("cannot be mmapped"), "mmap capability precedes the length");
             Rejected(Map(0, 0, 2 << 20), Errno.EINVAL, "past the 1 MiB BAR");
+            Assert.That(ErrorReason.Current, Does.Contain("page-aligned length"));
             Rejected(Map(0, (1 << 20) - 4096, 8192), Errno.EINVAL, "a window straddling the end");
 
             // The region reserved by another owner: EBUSY, last.
