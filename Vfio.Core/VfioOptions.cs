@@ -82,6 +82,21 @@ public sealed record VfioDesign
 
     /// <summary>Type1 (mdev era, v4.10–v5.18): only the mapping task, or one sharing its mm, may unmap.</summary>
     public bool UnmapOnlyByMappingMm { get; init; }
+
+    /// <summary>
+    /// vfio-pci blocks MMIO while a device's memory decode is off (v5.8, the CVE-2020-12888
+    /// fix): BAR mappings are zapped when decode goes away, a fault then is SIGBUS and a
+    /// read/write of a BAR is EIO. Off: the earlier driver, whose accesses reach a device that
+    /// does not decode (an Unsupported Request; a machine check on many hosts).
+    /// </summary>
+    public bool BlockMmioWhileMemoryDisabled { get; init; } = true;
+
+    /// <summary>
+    /// vfio-pci's BAR fault handler sees a VMA a racing fault already mapped (v5.13) — or, on
+    /// kernels since v6.10, has no per-VMA list at all. Off: the v5.8–v5.12 handler on the
+    /// vma-list design, whose racing faults list a VMA twice and get a spurious SIGBUS.
+    /// </summary>
+    public bool HandleConcurrentBarFaults { get; init; } = true;
 }
 
 /// <summary>vfio module parameters plus the design variants.</summary>

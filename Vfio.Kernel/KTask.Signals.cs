@@ -9,10 +9,14 @@ public static class Signals
 {
     /// <summary>SIGINT.</summary>
     public const int SIGINT = 2;
+    /// <summary>SIGBUS: a mapping's fault handler could not provide the page (e.g. device memory whose decode is off).</summary>
+    public const int SIGBUS = 7;
     /// <summary>SIGKILL: the only signal a killable sleep honours.</summary>
     public const int SIGKILL = 9;
     /// <summary>SIGUSR1.</summary>
     public const int SIGUSR1 = 10;
+    /// <summary>SIGSEGV: an access to an address with no mapping or without the permission.</summary>
+    public const int SIGSEGV = 11;
     /// <summary>SIGTERM.</summary>
     public const int SIGTERM = 15;
 }

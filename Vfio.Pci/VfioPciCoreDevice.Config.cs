@@ -11,6 +11,8 @@
 //     which is what BAR accesses test (-EIO when off).
 //   * INTERRUPT_LINE virtual and writable; INTERRUPT_PIN virtual, read-only (0 with nointx).
 //   * Cache line size, latency timer and BIST are written through.
+//   * The PM capability's power-state field: D3hot (zapping the BAR mappings first, as
+//     decode stops) and D0 go to the hardware; D1/D2 are not supported and ignored.
 // Everything else reads the hardware. Writes to the other header registers and to the
 // capabilities (0x40 and up) are dropped, as the kernel drops writes to read-only bits —
 // the per-capability permission tables (PM, MSI, PCIe FLR, AER, …) come later.
@@ -33,6 +35,9 @@ public sealed partial class VfioPciCoreDevice
     // Protects _vconfig (the virtual header; null while the device is closed).
     private KMutex _vconfigLock = null!;
     private byte[]? _vconfig;
+
+    // vdev->pm_save: the state saved on entering D3hot (memory_lock held for write).
+    private PciSavedState? _pmSave;
 
     /// <summary>vfio_config_init(): the virtual header starts as a copy of the hardware's.</summary>
     private void ConfigInit()
@@ -186,7 +191,14 @@ public sealed partial class VfioPciCoreDevice
     {
         if (off >= HeaderSize)
         {
-            // Capabilities: read-only in this first vfio-pci (see the file header).
+            // Capabilities: read-only in this vfio-pci (see the file header), except the
+            // power state of the PM capability.
+            int pmctrl = Pdev.PmCap + PciRegs.PmCtrl;
+            if (Pdev.PmCap != 0 && off <= pmctrl && off + size > pmctrl)
+            {
+                PmConfigWrite((int)(value >> (8 * (pmctrl - off))) & PciRegs.PmCtrlStateMask);
+            }
+
             return;
         }
 
@@ -246,12 +258,22 @@ public sealed partial class VfioPciCoreDevice
     /// <summary>
     /// vfio_basic_config_write() for COMMAND: INTX_DISABLE goes to vconfig, the rest to the
     /// hardware (read-modify-write), and MEM/IO are mirrored into vconfig. memory_lock is
-    /// held for write around it when the memory-enable bit may change.
+    /// held for write around it; a write clearing MEM zaps the BAR mappings first.
     /// </summary>
     private void WriteCommand(uint mask, uint bits)
     {
         mask &= 0xffff;
-        MemoryLock.DownWrite();
+
+        // A write that leaves memory decode off first zaps every BAR mapping (CVE-2020-12888).
+        if ((mask & PciRegs.CommandMemory) != 0 && (bits & PciRegs.CommandMemory) == 0)
+        {
+            ZapAndDownWriteMemoryLock();
+        }
+        else
+        {
+            MemoryLock.DownWrite();
+        }
+
         try
         {
             _vconfigLock.Lock();
@@ -279,6 +301,52 @@ public sealed partial class VfioPciCoreDevice
             finally
             {
                 _vconfigLock.Unlock();
+            }
+        }
+        finally
+        {
+            MemoryLock.UpWrite();
+        }
+    }
+
+    /// <summary>
+    /// vfio_pm_config_write() for the power-state field: vfio_lock_and_set_power_state() —
+    /// entering D3hot zaps the BAR mappings first (decode stops in D3hot). A function without
+    /// No_Soft_Reset (needs_pm_restore) has its state saved on the way into D3hot and
+    /// restored on the way back to D0, which reset it.
+    /// </summary>
+    private void PmConfigWrite(int state)
+    {
+        if (state == 3)
+        {
+            ZapAndDownWriteMemoryLock();
+        }
+        else
+        {
+            MemoryLock.DownWrite();
+        }
+
+        try
+        {
+            if (state == 0 && Pdev.PowerState == 3)
+            {
+                SetPowerStateD0();
+                if (_pmSave is { } saved)
+                {
+                    // needs_pm_restore: D3hot → D0 reset the function; put its state back.
+                    _pmSave = null;
+                    Pdev.LoadAndRestoreState(saved);
+                }
+            }
+            else if (state == 3 && Pdev.PowerState != 3)
+            {
+                uint csr = Pdev.ReadConfig(Pdev.PmCap + PciRegs.PmCtrl, 2);
+                if ((csr & PciRegs.PmCtrlNoSoftReset) == 0)
+                {
+                    _pmSave = Pdev.StoreSavedState();
+                }
+
+                Pdev.WriteConfig(Pdev.PmCap + PciRegs.PmCtrl, (csr & ~(uint)PciRegs.PmCtrlStateMask) | 3u, 2);
             }
         }
         finally

@@ -255,7 +255,7 @@ public sealed partial class VfioPciCoreDevice
         }
     }
 
-    /// <summary>vfio_pci_ioctl_reset(): only where the function reset worked at open; under memory_lock, in D0, a try-reset.</summary>
+    /// <summary>vfio_pci_ioctl_reset(): only where the function reset worked at open; BAR mappings zapped and memory_lock held, in D0, a try-reset.</summary>
     private long Reset()
     {
         const string name = "VFIO_DEVICE_RESET";
@@ -264,7 +264,7 @@ public sealed partial class VfioPciCoreDevice
             return ErrorReason.Fail(Errno.EINVAL, $"{name}: {Pname} has no function reset that worked at open (GET_INFO shows no VFIO_DEVICE_FLAGS_RESET)");
         }
 
-        MemoryLock.DownWrite();
+        ZapAndDownWriteMemoryLock();
         try
         {
             SetPowerStateD0();

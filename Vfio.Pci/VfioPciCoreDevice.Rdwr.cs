@@ -1,9 +1,11 @@
 // Models drivers/vfio/pci/vfio_pci_rdwr.c and vfio_pci_rw() of vfio_pci_core.c (v6.12):
 // read/write on the device fd. The file offset carries the region (index << 40); config
 // space goes through the virtual config space (Config.cs); a BAR access is clamped to the
-// BAR, split into naturally aligned 8/4/2/1-byte device accesses, refused with -EIO while
+// BAR, split into naturally aligned 8/4/2/1-byte device accesses (8 only with
+// VfioPciFeatures.BarRdwrQwordAccess, never for the ROM), refused with -EIO while
 // memory decode is (virtually) off, and reads all-ones / drops writes over the MSI-X table;
-// an I/O BAR goes to the port space (not gated by memory decode); the ROM reads through a temporarily enabled ROM BAR and cannot be written.
+// an I/O BAR goes to the port space (not gated by memory decode); the ROM reads through a
+// temporarily enabled ROM BAR and cannot be written.
 //
 // Lock rule: each device access holds memory_lock for read. The BAR path allocates nothing.
 
@@ -79,11 +81,23 @@ public sealed partial class VfioPciCoreDevice
             SetRomEnable(true);
             xEnd = end;
         }
-        else if (bar == MsixBar)
+        else
+        {
+            int ret = SetupBarmap(bar, write ? "write" : "read");
+            if (ret != 0)
+            {
+                return ret;
+            }
+        }
+
+        if (bar == MsixBar)
         {
             xStart = MsixOffset;
             xEnd = MsixOffset + MsixSize;
         }
+
+        // The ROM is read at most 4 bytes at a time (some devices fault on qword ROM reads).
+        int maxWidth = bar != PciDevice.RomBarIndex && Core.Kernel.Profile.Has(VfioPciFeatures.BarRdwrQwordAccess) ? 8 : 4;
 
         long done;
         try
@@ -91,7 +105,7 @@ public sealed partial class VfioPciCoreDevice
             // The ROM path already holds memory_lock for write and has decode on.
             // I/O BARs are not gated by memory decode (test_mem is for memory BARs only).
             bool port = Pdev.Bars[bar]?.Kind == PciBarKind.Io;
-            done = DoIoRw(testMem: bar != PciDevice.RomBarIndex && !port, port, start, buf, off, count, xStart, xEnd, write);
+            done = DoIoRw(testMem: bar != PciDevice.RomBarIndex && !port && BlocksMmio, port, start, buf, off, count, xStart, xEnd, write, maxWidth);
         }
         finally
         {
@@ -111,17 +125,18 @@ public sealed partial class VfioPciCoreDevice
     }
 
     /// <summary>
-    /// vfio_pci_core_do_io_rw(): naturally aligned 8, 4, 2 or 1-byte accesses; the excluded
-    /// range [<paramref name="xStart"/>, <paramref name="xEnd"/>) reads all-ones and drops writes.
+    /// vfio_pci_core_do_io_rw(): naturally aligned accesses of up to <paramref name="maxWidth"/>
+    /// (8 or 4) bytes; the excluded range [<paramref name="xStart"/>, <paramref name="xEnd"/>)
+    /// reads all-ones and drops writes.
     /// </summary>
-    private long DoIoRw(bool testMem, bool port, long io, ulong buf, long off, long count, long xStart, long xEnd, bool write)
+    private long DoIoRw(bool testMem, bool port, long io, ulong buf, long off, long count, long xStart, long xEnd, bool write, int maxWidth)
     {
         long done = 0;
         Span<byte> val = stackalloc byte[8];
         while (count > 0)
         {
             long fillable = off < xStart ? Math.Min(count, xStart - off) : off >= xEnd ? count : 0;
-            int size = fillable >= 8 && off % 8 == 0 ? 8 : fillable >= 4 && off % 4 == 0 ? 4 : fillable >= 2 && off % 2 == 0 ? 2 : fillable > 0 ? 1 : 0;
+            int size = fillable >= 8 && off % 8 == 0 && maxWidth >= 8 ? 8 : fillable >= 4 && off % 4 == 0 ? 4 : fillable >= 2 && off % 2 == 0 ? 2 : fillable > 0 ? 1 : 0;
             long filled;
             if (size > 0)
             {

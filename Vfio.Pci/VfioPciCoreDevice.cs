@@ -7,6 +7,7 @@
 //
 // Lock rules (order left to right):
 //   dev_set->lock (VfioDeviceSet.Lock) → memory_lock → vconfig lock
+//   mmap_lock → vma_lock → memory_lock → i_mmap lock → page-table lock (Mmap.cs)
 //   dev_set->lock → igate
 //   * dev_set->lock: open/close (Enable/Disable), NeedsReset, the dev_set reset.
 //   * igate (vdev->igate): the ERR and REQ eventfds and every SET_IRQS action.
@@ -99,6 +100,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         _igate = new KMutex(k, $"vfio-pci[{Dev.Name}].igate", s_igateClass);
         MemoryLock = new RwSemaphore(k, $"vfio-pci[{Dev.Name}].memory_lock", s_memoryLockClass);
         _vconfigLock = new KMutex(k, $"vfio-pci[{Dev.Name}].vconfig", s_vconfigClass);
+        InitMmap();
     }
 
     /// <summary>vfio_pci_core_release_dev().</summary>
@@ -239,6 +241,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     {
         DevSet!.Lock.AssertHeld();
         SetPowerStateD0();
+        _pmSave = null;
         ClearMaster();
         ConfigFree();
         NeedsReset = true;
@@ -268,6 +271,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
 
         Pdev.LoadAndRestoreState(saved);
 
+        ReleaseBarmaps();
         DisableDevice();
         DevSetTryResetLocked(DevSet);
     }

@@ -1,8 +1,9 @@
 // Models vfio_pci_ops of drivers/vfio/pci/vfio_pci.c (v6.12): the vfio_device_ops table of
-// vfio-pci, each entry forwarding to the vfio_pci_core_* function. mmap, bind_iommufd and
-// the iommufd attach ops are not part of this first vfio-pci (mmap gets the core's -EINVAL).
+// vfio-pci, each entry forwarding to the vfio_pci_core_* function. bind_iommufd and the
+// iommufd attach ops are not part of this vfio-pci.
 
 using Vfio.Core;
+using Vfio.Platform.Mm;
 
 namespace Vfio.Pci;
 
@@ -47,6 +48,9 @@ internal sealed class VfioPciOps(VfioPciDriver driver) : VfioDeviceOps
     /// <summary>vfio_pci_core_write().</summary>
     public override long Write(VfioDevice device, ulong buf, long count, ref long pos)
         => count == 0 ? 0 : ((VfioPciCoreDevice)device).Rw(buf, count, ref pos, write: true);
+
+    /// <summary>vfio_pci_core_mmap().</summary>
+    public override int Mmap(VfioDevice device, Vma vma) => ((VfioPciCoreDevice)device).Mmap(vma);
 
     /// <summary>vfio_pci_core_ioctl().</summary>
     public override long Ioctl(VfioDevice device, uint cmd, ulong arg) => ((VfioPciCoreDevice)device).Ioctl(cmd, arg);

@@ -5,6 +5,7 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Vfio.Core.Uapi;
+using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
 
 namespace Vfio.Core.Client;
@@ -164,6 +165,27 @@ public sealed class VfioDeviceFd : VfioFd
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(b, value);
         WriteExactly(index, offset, b);
+    }
+
+    /// <summary>
+    /// mmap(MAP_SHARED) of [<paramref name="offset"/>, +<paramref name="length"/>) of region
+    /// <paramref name="index"/> (a BAR flagged VFIO_REGION_INFO_FLAG_MMAP); at
+    /// <paramref name="address"/> with MAP_FIXED when it is not 0. Pages are faulted in on
+    /// first access. Load and store through the returned mapping; dispose it to unmap.
+    /// </summary>
+    /// <exception cref="VfioException">mmap failed (EINVAL for a region that cannot be mapped or a window past it, EBUSY for a reserved region).</exception>
+    public VfioRegionMapping MmapRegion(int index, long offset, long length, ulong address = 0, Prot prot = Prot.PROT_READ | Prot.PROT_WRITE)
+    {
+        ThrowIfDisposed();
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
+        MapFlags flags = MapFlags.MAP_SHARED | (address != 0 ? MapFlags.MAP_FIXED : 0);
+        long ret = Process.Mmap(address, (ulong)length, prot, flags, Fd, RegionOffset(index, offset));
+        if (ret < 0)
+        {
+            throw VfioException.FromReturn(ret, "mmap");
+        }
+
+        return new VfioRegionMapping(Process, index, offset, (ulong)ret, (ulong)length);
     }
 
     private static long RegionOffset(int index, long offset)

@@ -1,8 +1,10 @@
 // A PCI function built entirely from its description: identity, BARs (plain register
 // memory), ROM, MSI, MSI-X, PM, PCI Express with FLR, ACS. It stands for any device the
 // machine needs but vfio labs do not program (NIC functions of a two-function card, devices
-// behind a bridge); reads of its BARs return what was last written.
+// behind a bridge, a peer-to-peer target); reads of its BARs return what was last written,
+// kept in 4 KiB pages allocated on first write, so even a 1 GiB BAR is cheap until used.
 
+using System.Collections.Concurrent;
 using Vfio.Platform.Machine;
 using Vfio.Platform.Pci;
 
@@ -12,7 +14,9 @@ namespace Vfio.Platform.Devices;
 [PciDeviceModel("generic")]
 public sealed class GenericPciDevice : PciDevice
 {
-    private readonly byte[]?[] _barMemory = new byte[]?[7];
+    private const int BarPageShift = 12;
+    private const int BarPageSize = 1 << BarPageShift;
+    private readonly ConcurrentDictionary<long, byte[]>?[] _barMemory = new ConcurrentDictionary<long, byte[]>?[7];
 
     /// <summary>Builds the function at <paramref name="address"/> from <paramref name="description"/>.</summary>
     public GenericPciDevice(SimMachine machine, PciAddress address, PciFunctionDescription description)
@@ -58,16 +62,22 @@ public sealed class GenericPciDevice : PciDevice
     /// <inheritdoc/>
     protected override void BarRead(int bar, long offset, Span<byte> data)
     {
-        byte[]? mem = _barMemory[bar];
-        if (mem is null || offset >= mem.Length)
+        ConcurrentDictionary<long, byte[]>? pages = _barMemory[bar];
+        while (!data.IsEmpty)
         {
-            data.Clear();
-            return;
-        }
+            int inPage = (int)Math.Min(data.Length, BarPageSize - (offset & (BarPageSize - 1)));
+            if (pages is not null && pages.TryGetValue(offset >> BarPageShift, out byte[]? page))
+            {
+                page.AsSpan((int)(offset & (BarPageSize - 1)), inPage).CopyTo(data);
+            }
+            else
+            {
+                data[..inPage].Clear();
+            }
 
-        int n = (int)Math.Min(data.Length, mem.Length - offset);
-        mem.AsSpan((int)offset, n).CopyTo(data);
-        data[n..].Clear();
+            offset += inPage;
+            data = data[inPage..];
+        }
     }
 
     /// <inheritdoc/>
@@ -79,17 +89,21 @@ public sealed class GenericPciDevice : PciDevice
             return;
         }
 
-        // Register memory is allocated on the first write, and at most 1 MiB of a BAR keeps data.
-        long keep = Math.Min(b.Size, 1 << 20);
-        if (offset >= keep)
+        // BAR memory is kept in 4 KiB pages allocated on their first write: a 1 GiB BAR costs
+        // nothing until something (a CPU store, a peer's DMA) writes it.
+        ConcurrentDictionary<long, byte[]> pages = _barMemory[bar] ?? Interlocked.CompareExchange(ref _barMemory[bar], new ConcurrentDictionary<long, byte[]>(), null) ?? _barMemory[bar]!;
+        while (!data.IsEmpty && offset < b.Size)
         {
-            return;
+            int inPage = (int)Math.Min(data.Length, BarPageSize - (offset & (BarPageSize - 1)));
+            byte[] page = pages.GetOrAdd(offset >> BarPageShift, static _ => new byte[BarPageSize]);
+            data[..inPage].CopyTo(page.AsSpan((int)(offset & (BarPageSize - 1))));
+            offset += inPage;
+            data = data[inPage..];
         }
-
-        byte[] mem = _barMemory[bar] ??= new byte[keep];
-        int n = (int)Math.Min(data.Length, keep - offset);
-        data[..n].CopyTo(mem.AsSpan((int)offset));
     }
+
+    /// <summary>How many bytes of BAR <paramref name="bar"/> hold data (whole 4 KiB pages written at least once).</summary>
+    public long BarBytesBacked(int bar) => (_barMemory[bar]?.Count ?? 0) * (long)BarPageSize;
 
     /// <inheritdoc/>
     protected override void OnReset(PciResetKind kind) => Array.Clear(_barMemory);

@@ -85,25 +85,58 @@ public sealed partial class MmStruct
         return 0;
     }
 
-    private int PfnMapFault(Vma vma, ulong addr, bool write)
+    private int PfnMapFault(Vma vma, ulong addr, bool write) => PfnMapFaultResult(vma, addr, write) switch
+    {
+        VmFault.NoPage => vma.Ptes.Get(vma.Index(addr)) != 0 ? 0 : Errno.EFAULT.Negative(),
+        VmFault.Oom => Errno.ENOMEM.Negative(),
+        _ => Errno.EFAULT.Negative(),
+    };
+
+    /// <summary>
+    /// The PFNMAP part of __handle_mm_fault(): with the entry empty, offer the driver a 1 GiB
+    /// (PUD) and then a 2 MiB (PMD) leaf where the VMA covers the whole aligned leaf and no
+    /// page of it is mapped yet (pud_none / pmd_none), then the 4 KiB -&gt;fault.
+    /// </summary>
+    private static VmFault PfnMapFaultResult(Vma vma, ulong addr, bool write)
     {
         if (vma.Ptes.Get(vma.Index(addr)) != 0)
         {
-            return 0;
+            return VmFault.NoPage;
         }
 
-        if (vma.Ops is null)
+        if (vma.Ops is not { } ops)
         {
-            return Errno.EFAULT.Negative();
+            return VmFault.SigBus;
         }
 
-        VmFault result = vma.Ops.Fault(vma, addr & ~(ulong)(PhysMem.PageSize - 1), write);
-        return result switch
+        // A leaf another fault is installing holds its first entry (the one pud/pmd slot of
+        // the kernel): this access waits for it rather than mapping under it.
+        for (int order = Vma.PudOrder; order >= Vma.PmdOrder; order -= Vma.PudOrder - Vma.PmdOrder)
         {
-            VmFault.NoPage => vma.Ptes.Get(vma.Index(addr)) != 0 ? 0 : Errno.EFAULT.Negative(),
-            VmFault.Oom => Errno.ENOMEM.Negative(),
-            _ => Errno.EFAULT.Negative(),
-        };
+            ulong leaf = addr & ~(((ulong)PhysMem.PageSize << order) - 1);
+            if (leaf >= vma.Start && (vma.Ptes.Get(vma.Index(leaf)) & (order == Vma.PudOrder ? Vma.PteLeafPud : Vma.PteLeafPmd)) != 0)
+            {
+                return VmFault.NoPage;
+            }
+        }
+
+        for (int order = Vma.PudOrder; order >= Vma.PmdOrder; order -= Vma.PudOrder - Vma.PmdOrder)
+        {
+            ulong size = (ulong)PhysMem.PageSize << order;
+            ulong leaf = addr & ~(size - 1);
+            if (leaf < vma.Start || leaf + size > vma.End || !vma.Ptes.RangeEmpty(vma.Index(leaf), 1L << order))
+            {
+                continue;
+            }
+
+            VmFault r = ops.HugeFault(vma, addr, order, write);
+            if (r != VmFault.Fallback)
+            {
+                return r;
+            }
+        }
+
+        return ops.Fault(vma, addr & ~(ulong)(PhysMem.PageSize - 1), write);
     }
 
     /// <summary>

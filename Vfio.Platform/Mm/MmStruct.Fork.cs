@@ -51,9 +51,13 @@ public sealed partial class MmStruct
                     Pool = v.Pool,
                 };
                 copy.File?.Get();
-                copy.Ops?.Open(copy);
                 child._vmas.Add(copy);
-                if (!CopyPagesInto(v, copy))
+
+                // dup_mmap(): the page tables are copied before the driver's ->open sees
+                // the new VMA (vfio-pci's vma-list design zaps the copy there).
+                bool copied = CopyPagesInto(v, copy);
+                copy.Ops?.Open(copy);
+                if (!copied)
                 {
                     failed = true;
                     break;

@@ -44,6 +44,7 @@ public sealed partial class MmStruct
         Kernel = kernel;
         Id = id;
         MmapLock = new RwSemaphore(kernel, $"mm[{id}].mmap_lock");
+        PageTableLock = new RwSemaphore(kernel, $"mm[{id}].page_table_lock", s_ptlClass);
     }
 
     /// <summary>Physical memory behind this address space.</summary>

@@ -19,6 +19,13 @@ public sealed partial class PhysMem
 {
     // Sorted by start; under Lock.
     private readonly List<(long Start, long End, IMmioHandler Handler)> _mmio = [];
+    private long _unsupportedRequests;
+
+    /// <summary>
+    /// Accesses that no RAM and no device claimed (a master abort / Unsupported Request: a
+    /// read saw all-ones, a write vanished), e.g. a BAR touched while its memory decode is off.
+    /// </summary>
+    public long UnsupportedRequests => Interlocked.Read(ref _unsupportedRequests);
 
     /// <summary>Routes physical addresses [<paramref name="start"/>, +<paramref name="length"/>) to <paramref name="handler"/>.</summary>
     public void RegisterMmio(long start, long length, IMmioHandler handler)
@@ -110,7 +117,13 @@ public sealed partial class PhysMem
         }
     }
 
-    private void ReadPage(long addr, Span<byte> dst)
+    /// <summary>One CPU read inside a page: false when no RAM or device claimed the address (the read saw all-ones).</summary>
+    internal bool ReadClaimed(long addr, Span<byte> dst) => ReadPage(addr, dst);
+
+    /// <summary>One CPU write inside a page: false when no RAM or device claimed the address (the write vanished).</summary>
+    internal bool WriteClaimed(long addr, ReadOnlySpan<byte> src) => WritePage(addr, src);
+
+    private bool ReadPage(long addr, Span<byte> dst)
     {
         IMmioHandler? handler;
         long offset;
@@ -129,7 +142,7 @@ public sealed partial class PhysMem
                     Data.Page(slot).Slice((int)(addr & (PageSize - 1)), dst.Length).CopyTo(dst);
                 }
 
-                return;
+                return true;
             }
 
             handler = MmioForLocked(addr, out offset);
@@ -143,14 +156,15 @@ public sealed partial class PhysMem
         if (handler is null)
         {
             dst.Fill(0xff);
+            Interlocked.Increment(ref _unsupportedRequests);
+            return false;
         }
-        else
-        {
-            handler.Read(offset, dst);
-        }
+
+        handler.Read(offset, dst);
+        return true;
     }
 
-    private void WritePage(long addr, ReadOnlySpan<byte> src)
+    private bool WritePage(long addr, ReadOnlySpan<byte> src)
     {
         IMmioHandler? handler;
         long offset;
@@ -169,7 +183,7 @@ public sealed partial class PhysMem
 
                 src.CopyTo(Data.Page(slot)[(int)(addr & (PageSize - 1))..]);
                 MarkDirtyLocked(pfn);
-                return;
+                return true;
             }
 
             handler = MmioForLocked(addr, out offset);
@@ -179,7 +193,14 @@ public sealed partial class PhysMem
             Lock.Unlock();
         }
 
-        handler?.Write(offset, src);
+        if (handler is null)
+        {
+            Interlocked.Increment(ref _unsupportedRequests);
+            return false;
+        }
+
+        handler.Write(offset, src);
+        return true;
     }
 
     /// <summary>The device handling <paramref name="addr"/> and the offset into its range, or null for a hole.</summary>

@@ -3,7 +3,9 @@
 //
 // Page tables are kept per VMA, one entry per page of the VMA's page size (4 KiB, or the
 // huge page size for hugetlb), in 512-entry chunks allocated on first use, so a large
-// sparse mapping costs nothing until touched. An entry is (pfn << 12) | flags.
+// sparse mapping costs nothing until touched. An entry is (pfn << 12) | flags. A huge
+// PFNMAP leaf (vmf_insert_pfn_pmd/pud) is kept as the run of 4 KiB entries it covers, each
+// marked with the leaf's level, so walks stay per page while the level stays visible.
 
 using Vfio.Kernel;
 using Vfio.Platform.Fs;
@@ -37,6 +39,8 @@ public enum VmFault
     SigBus,
     /// <summary>VM_FAULT_OOM.</summary>
     Oom,
+    /// <summary>VM_FAULT_FALLBACK: a huge fault cannot map this order; the mm retries with a smaller one.</summary>
+    Fallback,
 }
 
 /// <summary>vm_operations_struct: how a driver's mapping behaves.</summary>
@@ -54,6 +58,13 @@ public interface IVmOperations
 
     /// <summary>-&gt;fault(): provide the page at <paramref name="address"/>, typically with <see cref="Vma.InsertPfn"/>.</summary>
     VmFault Fault(Vma vma, ulong address, bool write);
+
+    /// <summary>
+    /// -&gt;huge_fault(): map a leaf of <paramref name="order"/> (9: 2 MiB PMD, 18: 1 GiB PUD)
+    /// around <paramref name="address"/> of a PFNMAP VMA with <see cref="Vma.InsertPfnLeaf"/>,
+    /// or answer <see cref="VmFault.Fallback"/> (the default: no huge_fault op).
+    /// </summary>
+    VmFault HugeFault(Vma vma, ulong address, int order, bool write) => VmFault.Fallback;
 }
 
 /// <summary>vm_area_struct: one mapping of an address space.</summary>
@@ -61,6 +72,14 @@ public sealed class Vma
 {
     internal const long PtePresent = 1;
     internal const long PteZero = 4;
+    internal const long PteLeafPmd = 8;
+    internal const long PteLeafPud = 16;
+
+    /// <summary>PMD_ORDER: a 2 MiB leaf.</summary>
+    public const int PmdOrder = 9;
+
+    /// <summary>PUD_ORDER: a 1 GiB leaf.</summary>
+    public const int PudOrder = 18;
 
     internal Vma(MmStruct mm, ulong start, ulong end, VmFlags flags, int pageShift)
     {
@@ -122,37 +141,72 @@ public sealed class Vma
 
     /// <summary>
     /// vmf_insert_pfn(): maps <paramref name="pfn"/> at <paramref name="address"/> of a PFNMAP
-    /// VMA. Returns 0, or -EBUSY when the entry is already present.
+    /// VMA. Returns 0, or -EBUSY when the entry is already present (the kernel then returns
+    /// VM_FAULT_NOPAGE: a racing fault mapped it first). Safe against concurrent inserts.
     /// </summary>
     public int InsertPfn(ulong address, long pfn)
     {
-        if (!IsPfnMap)
+        CheckPfnMapAddress(address);
+        return Ptes.TrySet(Index(address), (pfn << 12) | PtePresent) ? 0 : Errno.EBUSY.Negative();
+    }
+
+    /// <summary>
+    /// vmf_insert_pfn_pmd() / vmf_insert_pfn_pud(): maps one leaf of <paramref name="order"/>
+    /// (<see cref="PmdOrder"/> or <see cref="PudOrder"/>) from <paramref name="pfn"/> at the
+    /// leaf-aligned <paramref name="address"/>. 0, -EINVAL for a misaligned or overhanging
+    /// leaf, -EBUSY when any page of it is already mapped (nothing changes then).
+    /// </summary>
+    public int InsertPfnLeaf(ulong address, long pfn, int order)
+    {
+        CheckPfnMapAddress(address);
+        if (order is not (PmdOrder or PudOrder))
         {
-            throw new InvalidOperationException("vmf_insert_pfn on a VMA without VM_PFNMAP");
+            throw new ArgumentOutOfRangeException(nameof(order), order, "a huge PFNMAP leaf is a PMD (9) or a PUD (18)");
         }
 
-        if (address < Start || address >= End)
+        ulong bytes = (ulong)PhysMem.PageSize << order;
+        long pages = 1L << order;
+        if ((address & (bytes - 1)) != 0 || address + bytes > End || (pfn & (pages - 1)) != 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(address), $"0x{address:x} is outside the VMA [0x{Start:x}, 0x{End:x})");
+            return Errno.EINVAL.Negative();
         }
 
-        long i = Index(address);
-        if (Ptes.Get(i) != 0)
+        long first = Index(address);
+        long level = order == PmdOrder ? PteLeafPmd : PteLeafPud;
+        // The leaf is one page-table slot in the kernel: claim its pages in order and give
+        // them back if a racing fault got any of them first.
+        for (long i = 0; i < pages; i++)
         {
-            return Errno.EBUSY.Negative();
+            if (!Ptes.TrySet(first + i, ((pfn + i) << 12) | PtePresent | level))
+            {
+                for (long j = 0; j < i; j++)
+                {
+                    Ptes.Set(first + j, 0);
+                }
+
+                return Errno.EBUSY.Negative();
+            }
         }
 
-        Ptes.Set(i, (pfn << 12) | PtePresent);
         return 0;
     }
 
-    /// <summary>remap_pfn_range(): maps [<paramref name="address"/>, +<paramref name="bytes"/>) to frames from <paramref name="pfn"/> at once.</summary>
-    public void RemapPfnRange(ulong address, long pfn, ulong bytes)
+    /// <summary>
+    /// remap_pfn_range(): maps [<paramref name="address"/>, +<paramref name="bytes"/>) to frames
+    /// from <paramref name="pfn"/> at once. 0, or -EBUSY at the first page already mapped
+    /// (the pages before it stay mapped, as the kernel leaves them for the caller to zap).
+    /// </summary>
+    public int RemapPfnRange(ulong address, long pfn, ulong bytes)
     {
         for (ulong off = 0; off < bytes; off += PhysMem.PageSize)
         {
-            Ptes.Set(Index(address + off), ((pfn + (long)(off >> PhysMem.PageShift)) << 12) | PtePresent);
+            if (!Ptes.TrySet(Index(address + off), ((pfn + (long)(off >> PhysMem.PageShift)) << 12) | PtePresent))
+            {
+                return Errno.EBUSY.Negative();
+            }
         }
+
+        return 0;
     }
 
     /// <summary>zap_vma_ptes() for a PFNMAP VMA: removes the entries of [<paramref name="address"/>, +<paramref name="bytes"/>) so the next access faults.</summary>
@@ -163,9 +217,47 @@ public sealed class Vma
             throw new InvalidOperationException("zap of a VMA without VM_PFNMAP: unmap anonymous memory with munmap");
         }
 
-        for (ulong a = address; a < address + bytes && a < End; a += PhysMem.PageSize)
+        // The page-table lock for write: no CPU access is half-way through an entry it removes.
+        Mm.PageTableLock.DownWrite();
+        try
         {
-            Ptes.Set(Index(a), 0);
+            if (address <= Start && address + bytes >= End)
+            {
+                Ptes.Clear();
+                return;
+            }
+
+            for (ulong a = address; a < address + bytes && a < End; a += PhysMem.PageSize)
+            {
+                Ptes.Set(Index(a), 0);
+            }
+        }
+        finally
+        {
+            Mm.PageTableLock.UpWrite();
+        }
+    }
+
+    /// <summary>The number of pages mapped now (present page-table entries).</summary>
+    public int MappedPages => Ptes.CountPresent();
+
+    /// <summary>The size in bytes of the leaf mapping <paramref name="address"/>: 4 KiB, 2 MiB or 1 GiB; 0 when nothing is mapped there.</summary>
+    public long LeafSizeAt(ulong address)
+    {
+        long pte = Ptes.Get(Index(address));
+        return pte == 0 ? 0 : (pte & PteLeafPud) != 0 ? 1L << 30 : (pte & PteLeafPmd) != 0 ? 1L << 21 : 1L << PageShift;
+    }
+
+    private void CheckPfnMapAddress(ulong address)
+    {
+        if (!IsPfnMap)
+        {
+            throw new InvalidOperationException("vmf_insert_pfn on a VMA without VM_PFNMAP");
+        }
+
+        if (address < Start || address >= End)
+        {
+            throw new ArgumentOutOfRangeException(nameof(address), $"0x{address:x} is outside the VMA [0x{Start:x}, 0x{End:x})");
         }
     }
 
@@ -196,13 +288,41 @@ internal sealed class PteTable
         return c is null ? 0 : c[i & (ChunkSize - 1)];
     }
 
-    public void Set(long i, long pte) => ChunkFor(i)[i & (ChunkSize - 1)] = pte;
+    public void Set(long i, long pte) => Volatile.Write(ref ChunkFor(i)[i & (ChunkSize - 1)], pte);
+
+    /// <summary>Sets entry <paramref name="i"/> only if it is empty (the page-table lock's pte_none check); false when it was present.</summary>
+    public bool TrySet(long i, long pte) => Interlocked.CompareExchange(ref ChunkFor(i)[i & (ChunkSize - 1)], pte, 0) == 0;
 
     /// <summary>The chunk holding entry <paramref name="i"/>, allocated if needed (racing allocators agree on one chunk).</summary>
     public long[] ChunkFor(long i)
     {
         long c = i >> ChunkShift;
         return _chunks[c] ?? Interlocked.CompareExchange(ref _chunks[c], new long[ChunkSize], null) ?? _chunks[c]!;
+    }
+
+    /// <summary>True when entries [<paramref name="from"/>, +<paramref name="count"/>) are all empty; never-touched chunks are skipped whole.</summary>
+    public bool RangeEmpty(long from, long count)
+    {
+        long end = from + count;
+        for (long i = from; i < end;)
+        {
+            long[]? c = _chunks[i >> ChunkShift];
+            long chunkEnd = Math.Min(end, ((i >> ChunkShift) + 1) << ChunkShift);
+            if (c is not null)
+            {
+                for (; i < chunkEnd; i++)
+                {
+                    if (Volatile.Read(ref c[i & (ChunkSize - 1)]) != 0)
+                    {
+                        return false;
+                    }
+                }
+            }
+
+            i = chunkEnd;
+        }
+
+        return true;
     }
 
     /// <summary>How many chunks of <see cref="ChunkSize"/> entries the table spans.</summary>

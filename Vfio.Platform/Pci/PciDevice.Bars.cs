@@ -7,6 +7,7 @@
 // is a valid placement (not zero, not the sizing pattern, inside the address space);
 // programming two BARs over each other routes neither of the later ones (a decode conflict).
 
+using Vfio.Kernel;
 using Vfio.Platform.Mm;
 
 namespace Vfio.Platform.Pci;
@@ -83,9 +84,26 @@ public partial class PciDevice
     public const int RomBarIndex = 6;
 
     private readonly PciBar?[] _bars = new PciBar?[7];
+    private readonly string?[] _regionOwners = new string?[7];
 
     /// <summary>The implemented BARs by index (0..5, 6 = ROM); the upper half of a 64-bit BAR is null.</summary>
     public IReadOnlyList<PciBar?> Bars => _bars;
+
+    /// <summary>
+    /// pci_request_region(): reserves BAR <paramref name="index"/>'s resource for
+    /// <paramref name="owner"/>. 0, or -EBUSY when it is already reserved (by anyone).
+    /// </summary>
+    public int RequestRegion(int index, string owner)
+    {
+        ArgumentNullException.ThrowIfNull(owner);
+        return Interlocked.CompareExchange(ref _regionOwners[index], owner, null) is null ? 0 : Errno.EBUSY.Negative();
+    }
+
+    /// <summary>pci_release_region(): drops <paramref name="owner"/>'s reservation of BAR <paramref name="index"/>.</summary>
+    public void ReleaseRegion(int index, string owner) => Interlocked.CompareExchange(ref _regionOwners[index], null, owner);
+
+    /// <summary>Who reserved BAR <paramref name="index"/> (the name in /proc/iomem), or null.</summary>
+    public string? RegionOwner(int index) => Volatile.Read(ref _regionOwners[index]);
 
     /// <summary>pci_resource_len(): the size of BAR <paramref name="index"/>, 0 if not implemented.</summary>
     public long ResourceLength(int index) => index is >= 0 and <= RomBarIndex ? _bars[index]?.Size ?? 0 : 0;

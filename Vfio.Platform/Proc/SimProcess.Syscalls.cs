@@ -246,6 +246,32 @@ public sealed partial class SimProcess
         return Mm.Mmap(addr, length, prot, flags, fdr.File, (ulong)offset, this);
     }
 
+    /// <summary>
+    /// A user-mode load of <paramref name="data"/>.Length bytes (1, 2, 4 or 8, naturally
+    /// aligned) at <paramref name="addr"/>, as one CPU instruction: 0, or the signal it raised
+    /// (<see cref="Signals.SIGSEGV"/>, <see cref="Signals.SIGBUS"/>) instead of an errno. Device
+    /// memory sees one access of that width.
+    /// </summary>
+    public int CpuRead(ulong addr, Span<byte> data)
+    {
+        using SyscallScope scope = Enter();
+        return Mm.UserAccess(addr, data, write: false);
+    }
+
+    /// <summary>A user-mode store, as <see cref="CpuRead"/>: 0 or the signal raised.</summary>
+    public int CpuWrite(ulong addr, ReadOnlySpan<byte> data)
+    {
+        using SyscallScope scope = Enter();
+        Span<byte> copy = stackalloc byte[8];
+        if (data.Length > copy.Length)
+        {
+            throw new ArgumentException($"a CPU store is at most 8 bytes (got {data.Length})", nameof(data));
+        }
+
+        data.CopyTo(copy);
+        return Mm.UserAccess(addr, copy[..data.Length], write: true);
+    }
+
     /// <summary>munmap(): 0 or -EINVAL.</summary>
     public int Munmap(ulong addr, ulong length)
     {

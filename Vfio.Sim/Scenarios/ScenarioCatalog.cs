@@ -35,6 +35,8 @@ public sealed class ScenarioCatalog
         new GetDeviceFdVsUnregister(),
         new GroupOpenVsLastRemoval(),
         new SetContainerVsUnset(),
+        new Pci.BarAccessVsMemoryDisable(),
+        new Pci.ConcurrentBarFaults(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>

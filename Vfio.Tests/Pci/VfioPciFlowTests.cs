@@ -146,7 +146,7 @@ public sealed class VfioPciFlowTests
     }
 
     [Test]
-    public void DF_08_EveryRegionBelowNumRegions_HasInfo_MmapItselfIsNotBuiltYet()
+    public void DF_08_EveryRegionBelowNumRegions_HasInfo_AtItsIndexShiftedOffset()
     {
         VfioPciRig.Run(SchedulerMode.Real, rig =>
         {

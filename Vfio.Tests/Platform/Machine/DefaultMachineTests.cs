@@ -24,14 +24,17 @@ public sealed class DefaultMachineTests
     public void TheDefaultMachine_HasTheIssuesShapes_InTheGroupsTheKernelWouldForm()
     {
         SimMachine m = MachineBuilder.Default(Runs.Kernel(SchedulerMode.Real));
-        Assert.That(m.Iommu!.Groups.Select(g => g.Id), Is.EqualTo(Enumerable.Range(0, 11)));
+        Assert.That(m.Iommu!.Groups.Select(g => g.Id), Is.EqualTo(Enumerable.Range(0, 13)));
         Assert.That(Members(m, 0), Is.EqualTo(new[] { "0000:00:00.0" }));
         Assert.That(Members(m, 2), Is.EqualTo(new[] { "0000:01:00.0" }), "edu alone behind an ACS root port");
         Assert.That(Members(m, 4), Is.EqualTo(new[] { "0000:02:00.0", "0000:02:00.1" }), "two functions without ACS");
         Assert.That(Members(m, 6), Is.EqualTo(new[] { "0000:03:00.0", "0000:04:01.0", "0000:04:02.0" }), "the PCIe-to-PCI bridge and what is behind it");
         Assert.That(Members(m, 8), Is.EqualTo(new[] { "0000:05:00.0" }));
         Assert.That(Members(m, 10), Is.EqualTo(new[] { "0000:06:00.0" }));
-        foreach (int port in new[] { 1, 3, 5, 7, 9 })
+        Assert.That(Members(m, 12), Is.EqualTo(new[] { "0000:07:00.0" }), "the peer-to-peer target, appended last");
+        Assert.That(m.Pci.Find("0000:07:00.0")!.ResourceLength(2), Is.EqualTo(1L << 30), "a 1 GiB BAR");
+        Assert.That(m.Pci.Find("0000:07:00.0")!.Bars[2]!.Prefetchable, Is.True);
+        foreach (int port in new[] { 1, 3, 5, 7, 9, 11 })
         {
             Assert.That(Members(m, port), Has.Length.EqualTo(1));
             Assert.That(m.Pci.Find(Members(m, port)[0]), Is.InstanceOf<PciBridge>());
