@@ -52,6 +52,7 @@ public sealed partial class VfioPciCoreDevice
         _vconfigLock.Lock();
         _vconfig = v;
         _vconfigLock.Unlock();
+        MsiConfigInit();
     }
 
     /// <summary>vfio_config_free().</summary>
@@ -59,6 +60,7 @@ public sealed partial class VfioPciCoreDevice
     {
         _vconfigLock.Lock();
         _vconfig = null;
+        _vmsi = null;
         _vconfigLock.Unlock();
     }
 
@@ -132,6 +134,10 @@ public sealed partial class VfioPciCoreDevice
                 _vconfigLock.Unlock();
             }
         }
+        else
+        {
+            value = MsiVirtualDword(dw, value);
+        }
 
         int shift = 8 * (off & 3);
         return size == 4 ? value : (value >> shift) & ((1u << (8 * size)) - 1);
@@ -186,7 +192,9 @@ public sealed partial class VfioPciCoreDevice
     {
         if (off >= HeaderSize)
         {
-            // Capabilities: read-only in this first vfio-pci (see the file header).
+            // Capabilities: read-only in this first vfio-pci (see the file header), but for
+            // MSI's virtual flags, address and data (MsiConfig.cs).
+            MsiConfigWrite(off, size, value);
             return;
         }
 
@@ -200,6 +208,7 @@ public sealed partial class VfioPciCoreDevice
                 if ((mask & 0xffff) != 0)
                 {
                     WriteCommand(mask, bits);
+                    EmulateIntxDisable();
                 }
 
                 return;

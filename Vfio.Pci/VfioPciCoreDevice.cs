@@ -7,7 +7,7 @@
 //
 // Lock rules (order left to right):
 //   dev_set->lock (VfioDeviceSet.Lock) → memory_lock → vconfig lock
-//   dev_set->lock → igate
+//   dev_set->lock → igate → memory_lock → irqlock (Intrs.cs)
 //   * dev_set->lock: open/close (Enable/Disable), NeedsReset, the dev_set reset.
 //   * igate (vdev->igate): the ERR and REQ eventfds and every SET_IRQS action.
 //   * memory_lock (vdev->memory_lock, a rwsem): whether the device decodes memory. BAR
@@ -99,6 +99,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         _igate = new KMutex(k, $"vfio-pci[{Dev.Name}].igate", s_igateClass);
         MemoryLock = new RwSemaphore(k, $"vfio-pci[{Dev.Name}].memory_lock", s_memoryLockClass);
         _vconfigLock = new KMutex(k, $"vfio-pci[{Dev.Name}].vconfig", s_vconfigClass);
+        InitIntrs(k);
     }
 
     /// <summary>vfio_pci_core_release_dev().</summary>
@@ -214,18 +215,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     internal void CloseDevice()
     {
         Disable();
-        _igate.Lock();
-        try
-        {
-            _errTrigger?.Put();
-            _errTrigger = null;
-            _reqTrigger?.Put();
-            _reqTrigger = null;
-        }
-        finally
-        {
-            _igate.Unlock();
-        }
+        ReleaseErrReqTriggers();
     }
 
     /// <summary>
@@ -240,6 +230,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         DevSet!.Lock.AssertHeld();
         SetPowerStateD0();
         ClearMaster();
+        DisableIrqsForClose();
         ConfigFree();
         NeedsReset = true;
 
