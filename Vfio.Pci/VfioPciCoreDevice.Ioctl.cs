@@ -177,9 +177,9 @@ public sealed partial class VfioPciCoreDevice
         {
             info.Flags |= VfioIrqInfoFlags.Maskable | VfioIrqInfoFlags.Automasked;
         }
-        else if (info.Index != VfioPciIndex.IrqMsix || !Has(VfioPciFeatures.DynamicMsix))
+        else if (info.Index != VfioPciIndex.IrqMsix || !Has(VfioPciFeatures.DynamicMsix) || Pdev.MsixCap == 0)
         {
-            // MSI-X can grow while enabled where dynamic allocation exists (every MSI-X function here).
+            // has_dyn_msix: MSI-X can grow while enabled where the function has MSI-X (the x86 MSI domain allocates on demand).
             info.Flags |= VfioIrqInfoFlags.NoResize;
         }
         return VfioArg.CopyOut(arg, info, VfioIrqInfo.MinSz) != 0
