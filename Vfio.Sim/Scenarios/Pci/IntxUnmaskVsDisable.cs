@@ -1,12 +1,12 @@
 // Race 10 in docs/races.md (CVE-2024-27437 and CVE-2024-26810) on an exclusive INTx line
 // (vfio-pci loaded with nointxmask=1, so masking happens at the interrupt controller):
-//  1. An interrupt already pending when INTx is enabled while the user has it masked
+//  2. An interrupt already pending when INTx is enabled while the user has it masked
 //     (COMMAND.INTX_DISABLE): on linux-6.1 request_irq enables the line, the interrupt fires
 //     and disables it, then vfio disables it again — depth 2, and the user's unmask only
 //     takes one away, so the interrupt never arrives. linux-6.12
 //     (VfioPciFeatures.ExclusiveIntxNoAutoEnable) requests the line disabled and the user's
 //     unmask delivers it once.
-//  2. Unmasking through the config space (clearing COMMAND.INTX_DISABLE) and through the
+//  1. Unmasking through the config space (clearing COMMAND.INTX_DISABLE) and through the
 //     unmask eventfd while another thread enables INTx, registers the unmask eventfd and
 //     disables INTx (SET_IRQS TRIGGER count 0) in a loop. linux-6.12
 //     (LockedIntxMaskingOps, VirqfdFlushBeforeTriggerRelease) serialises the config path on
@@ -50,33 +50,7 @@ internal sealed class IntxUnmaskVsDisable : PciIrqScenario
         int d = session.Device.Fd;
         ushort cmd = ReadCommand(user, d);
 
-        // 1. The interrupt between request_irq and the mask.
-        int trigger = NewEventfd(user);
-        WriteCommand(user, d, (ushort)(cmd | PciRegs.CommandIntxDisable));
-        EduRaise(user, d);
-        session.Device.SetIrqEventfd(VfioPciIndex.IrqIntx, trigger);
-        CheckEqual(Drain(user, trigger), 0UL, "signals while the user has INTx masked");
-        WriteCommand(user, d, cmd);
-
-        // enable_irq replays the line from a task of its own: give it time (virtual) to run.
-        ulong arrived = 0;
-        for (int i = 0; i < 50 && arrived == 0; i++)
-        {
-            KTask.Msleep(1);
-            arrived = Drain(user, trigger);
-        }
-
-        int depth = sim.Machine.Interrupts.IntxDisableDepth(edu);
-        Check(arrived == 1, "the interrupt pending when INTx was enabled reaches the user once it unmasks",
-            depth > 0
-                ? $"it never arrived: the INTx line is still disabled (depth {depth}) — an interrupt between request_irq and the mask disabled it twice"
-                : $"{arrived} signals");
-        EduAck(user, d);
-        session.Device.UnmaskIrq(VfioPciIndex.IrqIntx);
-        session.Device.DisableIrqs(VfioPciIndex.IrqIntx);
-        user.Close(trigger);
-
-        // 2. Unmasks racing setup and teardown.
+        // 1. Unmasks racing setup and teardown.
         bool done = false;
         int unmask = NewEventfd(user);
         KTask config = user.SpawnThread("config", () =>
@@ -106,6 +80,33 @@ internal sealed class IntxUnmaskVsDisable : PciIrqScenario
         Volatile.Write(ref done, true);
         config.Join();
         user.Close(unmask);
+
+        // 2. The interrupt between request_irq and the mask.
+        int trigger = NewEventfd(user);
+        WriteCommand(user, d, (ushort)(cmd | PciRegs.CommandIntxDisable));
+        EduRaise(user, d);
+        session.Device.SetIrqEventfd(VfioPciIndex.IrqIntx, trigger);
+        CheckEqual(Drain(user, trigger), 0UL, "signals while the user has INTx masked");
+        WriteCommand(user, d, cmd);
+
+        // enable_irq replays the line from a task of its own: give it time (virtual) to run.
+        ulong arrived = 0;
+        for (int i = 0; i < 50 && arrived == 0; i++)
+        {
+            KTask.Msleep(1);
+            arrived = Drain(user, trigger);
+        }
+
+        int depth = sim.Machine.Interrupts.IntxDisableDepth(edu);
+        Check(arrived == 1, "the interrupt pending when INTx was enabled reaches the user once it unmasks",
+            depth > 0
+                ? $"it never arrived: the INTx line is still disabled (depth {depth}) — an interrupt between request_irq and the mask disabled it twice"
+                : $"{arrived} signals");
+        EduAck(user, d);
+        session.Device.UnmaskIrq(VfioPciIndex.IrqIntx);
+        session.Device.DisableIrqs(VfioPciIndex.IrqIntx);
+        user.Close(trigger);
+
         session.Dispose();
         Check(!sim.Machine.Interrupts.HasIntxHandler(edu), "no INTx handler is left", "edu's INTx handler is still installed");
     }
