@@ -76,19 +76,19 @@ public sealed partial class VfioPciCoreDevice
     private int _msiQmax;
 
     /// <summary>The active interrupt index (VFIO_PCI_INTX/MSI/MSIX_IRQ_INDEX), or -1 when none.</summary>
-    public int ActiveIrqIndex => Volatile.Read(ref _irqType) == IrqNone ? -1 : Volatile.Read(ref _irqType);
+    internal int ActiveIrqIndex => Volatile.Read(ref _irqType) == IrqNone ? -1 : Volatile.Read(ref _irqType);
 
     /// <summary>True while INTx is masked (auto-masked by an interrupt, or by MASK / virq_disabled).</summary>
-    public bool IntxMasked => _intx is { Freed: false, Masked: true };
+    internal bool IntxMasked => _intx is { Freed: false, Masked: true };
 
     /// <summary>vdev-&gt;virq_disabled: the user set COMMAND.INTX_DISABLE in the virtual config space.</summary>
-    public bool VirqDisabled => Volatile.Read(ref _virqDisabled);
+    internal bool VirqDisabled => Volatile.Read(ref _virqDisabled);
 
     /// <summary>True while an unmask eventfd (virqfd) is registered for INTx.</summary>
-    public bool IntxUnmaskEventfdActive => _intx is { Freed: false } c && c.Unmask.IsActive;
+    internal bool IntxUnmaskEventfdActive => _intx is { Freed: false } c && c.Unmask.IsActive;
 
     /// <summary>The MSI or MSI-X vectors allocated now (0 when neither is enabled).</summary>
-    public int MsiVectorsAllocated
+    internal int MsiVectorsAllocated
     {
         get
         {
