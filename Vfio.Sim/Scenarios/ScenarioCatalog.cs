@@ -39,6 +39,7 @@ public sealed class ScenarioCatalog
         new ErrReqVsRelease(),
         new IntxTriggerSwap(),
         new IntxUnmaskVsDisable(),
+        new IntxExclusiveAutoEnable(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>
