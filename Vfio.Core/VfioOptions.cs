@@ -53,6 +53,19 @@ public enum VfioExternalUsers
     Unchecked,
 }
 
+/// <summary>What vfio-pci does with a device's ERR and REQ eventfds when the device is closed (race 8 in docs/races.md).</summary>
+public enum VfioErrReqRelease
+{
+    /// <summary>Drop and clear them under igate, which request() and the AER callback also hold (the kernel since v5.9).</summary>
+    PutAndClearUnderIgate,
+
+    /// <summary>Drop and clear them without igate (v5.8): a request() signalling at that moment uses a freed eventfd.</summary>
+    PutAndClearUnlocked,
+
+    /// <summary>Drop them but leave the pointers set (the first leak fix): a later signal or close uses a freed eventfd.</summary>
+    PutWithoutClear,
+}
+
 /// <summary>The design variants of the vfio core (docs/design-variants.md). Defaults are the current kernel's.</summary>
 public sealed record VfioDesign
 {
@@ -79,6 +92,9 @@ public sealed record VfioDesign
 
     /// <summary>External users (KVM).</summary>
     public VfioExternalUsers ExternalUsers { get; init; } = VfioExternalUsers.FileApi;
+
+    /// <summary>vfio-pci: how a close releases the ERR and REQ eventfds.</summary>
+    public VfioErrReqRelease ErrReqRelease { get; init; } = VfioErrReqRelease.PutAndClearUnderIgate;
 
     /// <summary>Type1 (mdev era, v4.10–v5.18): only the mapping task, or one sharing its mm, may unmap.</summary>
     public bool UnmapOnlyByMappingMm { get; init; }

@@ -57,6 +57,7 @@ public sealed partial class VfioPciCoreDevice
         _vconfigLock.Lock();
         _vconfig = v;
         _vconfigLock.Unlock();
+        MsiConfigInit();
     }
 
     /// <summary>vfio_config_free().</summary>
@@ -64,6 +65,7 @@ public sealed partial class VfioPciCoreDevice
     {
         _vconfigLock.Lock();
         _vconfig = null;
+        _vmsi = null;
         _vconfigLock.Unlock();
     }
 
@@ -137,6 +139,10 @@ public sealed partial class VfioPciCoreDevice
                 _vconfigLock.Unlock();
             }
         }
+        else
+        {
+            value = MsiVirtualDword(dw, value);
+        }
 
         int shift = 8 * (off & 3);
         return size == 4 ? value : (value >> shift) & ((1u << (8 * size)) - 1);
@@ -192,13 +198,15 @@ public sealed partial class VfioPciCoreDevice
         if (off >= HeaderSize)
         {
             // Capabilities: read-only in this vfio-pci (see the file header), except the
-            // power state of the PM capability.
+            // power state of the PM capability and MSI's virtual flags, address and data
+            // (MsiConfig.cs).
             int pmctrl = Pdev.PmCap + PciRegs.PmCtrl;
             if (Pdev.PmCap != 0 && off <= pmctrl && off + size > pmctrl)
             {
                 PmConfigWrite((int)(value >> (8 * (pmctrl - off))) & PciRegs.PmCtrlStateMask);
             }
 
+            MsiConfigWrite(off, size, value);
             return;
         }
 
@@ -212,6 +220,7 @@ public sealed partial class VfioPciCoreDevice
                 if ((mask & 0xffff) != 0)
                 {
                     WriteCommand(mask, bits);
+                    EmulateIntxDisable();
                 }
 
                 return;

@@ -184,9 +184,15 @@ public sealed partial class VfioPciCoreDevice
 
         info.Flags = VfioIrqInfoFlags.Eventfd;
         info.Count = (uint)IrqCount((int)info.Index);
-        info.Flags |= info.Index == VfioPciIndex.IrqIntx
-            ? VfioIrqInfoFlags.Maskable | VfioIrqInfoFlags.Automasked
-            : VfioIrqInfoFlags.NoResize;
+        if (info.Index == VfioPciIndex.IrqIntx)
+        {
+            info.Flags |= VfioIrqInfoFlags.Maskable | VfioIrqInfoFlags.Automasked;
+        }
+        else if (info.Index != VfioPciIndex.IrqMsix || !Has(VfioPciFeatures.DynamicMsix) || Pdev.MsixCap == 0)
+        {
+            // has_dyn_msix: MSI-X can grow while enabled where the function has MSI-X (the x86 MSI domain allocates on demand).
+            info.Flags |= VfioIrqInfoFlags.NoResize;
+        }
         return VfioArg.CopyOut(arg, info, VfioIrqInfo.MinSz) != 0
             ? ErrorReason.Fail(Errno.EFAULT, $"{name}: cannot write the answer to 0x{arg:x}")
             : 0;

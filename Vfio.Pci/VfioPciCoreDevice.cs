@@ -8,7 +8,7 @@
 // Lock rules (order left to right):
 //   dev_set->lock (VfioDeviceSet.Lock) → memory_lock → vconfig lock
 //   mmap_lock → vma_lock → memory_lock → i_mmap lock → page-table lock (Mmap.cs)
-//   dev_set->lock → igate
+//   dev_set->lock → igate → memory_lock → irqlock (Intrs.cs)
 //   * dev_set->lock: open/close (Enable/Disable), NeedsReset, the dev_set reset.
 //   * igate (vdev->igate): the ERR and REQ eventfds and every SET_IRQS action.
 //   * memory_lock (vdev->memory_lock, a rwsem): whether the device decodes memory. BAR
@@ -101,6 +101,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         MemoryLock = new RwSemaphore(k, $"vfio-pci[{Dev.Name}].memory_lock", s_memoryLockClass);
         _vconfigLock = new KMutex(k, $"vfio-pci[{Dev.Name}].vconfig", s_vconfigClass);
         InitMmap();
+        InitIntrs(k);
     }
 
     /// <summary>vfio_pci_core_release_dev().</summary>
@@ -216,18 +217,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     internal void CloseDevice()
     {
         Disable();
-        _igate.Lock();
-        try
-        {
-            _errTrigger?.Put();
-            _errTrigger = null;
-            _reqTrigger?.Put();
-            _reqTrigger = null;
-        }
-        finally
-        {
-            _igate.Unlock();
-        }
+        ReleaseErrReqTriggers();
     }
 
     /// <summary>
@@ -243,6 +233,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         SetPowerStateD0();
         _pmSave = null;
         ClearMaster();
+        DisableIrqsForClose();
         ConfigFree();
         NeedsReset = true;
 

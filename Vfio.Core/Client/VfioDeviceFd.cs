@@ -85,6 +85,14 @@ public sealed class VfioDeviceFd : VfioFd
     /// <summary>Unmasks subindex <paramref name="subindex"/> of <paramref name="index"/> (DATA_NONE | ACTION_UNMASK).</summary>
     public void UnmaskIrq(int index, uint subindex = 0) => SetIrqs(index, subindex, 1, VfioIrqSetFlags.DataNone | VfioIrqSetFlags.ActionUnmask);
 
+    /// <summary>
+    /// Registers <paramref name="eventfd"/> as the unmask eventfd of subindex
+    /// <paramref name="subindex"/> of <paramref name="index"/> (DATA_EVENTFD | ACTION_UNMASK; INTx
+    /// only): every write to it unmasks, as KVM's irqfd resampler does. -1 unregisters it.
+    /// </summary>
+    public void SetIrqUnmaskEventfd(int index, int eventfd, uint subindex = 0)
+        => SetIrqs(index, subindex, 1, VfioIrqSetFlags.DataEventfd | VfioIrqSetFlags.ActionUnmask, MemoryMarshal.AsBytes(new ReadOnlySpan<int>(in eventfd)));
+
     /// <summary>VFIO_DEVICE_RESET.</summary>
     public void Reset() => Ioctl(VfioIoctl.DeviceReset);
 

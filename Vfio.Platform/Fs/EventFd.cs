@@ -86,12 +86,34 @@ public sealed class EventFdContext
     public void Signal(ulong n = 1)
     {
         _lock.Lock();
+
+        // A kernel user that signals a context after its last reference went (a released
+        // trigger still reachable from an interrupt handler) is a use-after-free: say so.
+        if (Warn.On(_kref.RefCount.Value <= 0, $"use-after-free: eventfd_signal() on eventfd[{Id}], whose last reference was dropped (refcount {_kref.RefCount.Value})"))
+        {
+            _lock.Unlock();
+            return;
+        }
+
         _count += Math.Min(n, ulong.MaxValue - _count);
         _lock.Unlock();
         if (Wqh.HasSleepers)
         {
             Wqh.WakeUp(KeyIn);
         }
+    }
+
+    /// <summary>
+    /// eventfd_ctx_do_read(): takes the counter (or 1 in semaphore mode) without blocking,
+    /// as a kernel waiter does from its wake function; returns what it took.
+    /// </summary>
+    public ulong DoRead()
+    {
+        _lock.Lock();
+        ulong value = Semaphore ? Math.Min(_count, 1) : _count;
+        _count -= value;
+        _lock.Unlock();
+        return value;
     }
 
     /// <summary>eventfd_release(): tells pollers (irqfd, virqfd) the file is gone with POLLHUP, then drops the file's reference.</summary>

@@ -180,6 +180,73 @@ public partial class PciDevice
         return deliver;
     }
 
+    /// <summary>
+    /// True while the function drives INTx# to the interrupt controller: asserted, DisINTx
+    /// clear, and neither MSI nor MSI-X enabled.
+    /// </summary>
+    public bool IntxLineActive
+    {
+        get
+        {
+            ConfigLock.Lock();
+            try
+            {
+                return _intxAsserted && (Config.GetWord(PciRegs.Command) & PciRegs.CommandIntxDisable) == 0 && !MsiEnabled && !MsixEnabled;
+            }
+            finally
+            {
+                ConfigLock.Unlock();
+            }
+        }
+    }
+
+    /// <summary>
+    /// pci_check_and_mask_intx(): when the status register shows an interrupt, sets DisINTx
+    /// and returns true; otherwise changes nothing. Atomic against the device raising.
+    /// </summary>
+    public bool CheckAndMaskIntx()
+    {
+        ConfigLock.Lock();
+        try
+        {
+            if ((Config.GetWord(PciRegs.Status) & PciRegs.StatusInterrupt) == 0)
+            {
+                return false;
+            }
+
+            Config.SetWord(PciRegs.Command, (ushort)(Config.GetWord(PciRegs.Command) | PciRegs.CommandIntxDisable));
+            return true;
+        }
+        finally
+        {
+            ConfigLock.Unlock();
+        }
+    }
+
+    /// <summary>
+    /// pci_check_and_unmask_intx(): when the status register shows no interrupt, clears
+    /// DisINTx and returns true; while the device still asserts, leaves it masked and returns
+    /// false. Atomic against the device raising.
+    /// </summary>
+    public bool CheckAndUnmaskIntx()
+    {
+        ConfigLock.Lock();
+        try
+        {
+            if ((Config.GetWord(PciRegs.Status) & PciRegs.StatusInterrupt) != 0)
+            {
+                return false;
+            }
+
+            Config.SetWord(PciRegs.Command, (ushort)(Config.GetWord(PciRegs.Command) & ~PciRegs.CommandIntxDisable));
+            return true;
+        }
+        finally
+        {
+            ConfigLock.Unlock();
+        }
+    }
+
     /// <summary>The device releases INTx#.</summary>
     protected void DeassertIntx()
     {

@@ -3,6 +3,7 @@
 
 using System.Diagnostics.CodeAnalysis;
 using Vfio.Sim.Scenarios.Lifecycle;
+using Vfio.Sim.Scenarios.Pci;
 
 namespace Vfio.Sim.Scenarios;
 
@@ -35,6 +36,10 @@ public sealed class ScenarioCatalog
         new GetDeviceFdVsUnregister(),
         new GroupOpenVsLastRemoval(),
         new SetContainerVsUnset(),
+        new ErrReqVsRelease(),
+        new IntxTriggerSwap(),
+        new IntxUnmaskVsDisable(),
+        new IntxExclusiveAutoEnable(),
         new Pci.BarAccessVsMemoryDisable(),
         new Pci.ConcurrentBarFaults(),
     ]);

@@ -14,11 +14,20 @@ public sealed class ScenarioTests
 {
     private static readonly ulong[] s_seeds = [1, 2, 3, 5, 8, 13];
 
+    // Scenarios of races whose fix linux-6.1 lacks: they fail there on purpose (VfioPciIrqRaceTests).
+    private static readonly HashSet<string> s_reproducedOn61 = ["intx-trigger-swap", "intx-unmask-vs-disable", "intx-exclusive-autoenable"];
+
     private static IEnumerable<string> Names() => ScenarioCatalog.Default.All.Select(s => s.Name);
 
-    [Test]
-    public void EveryScenario_Passes_UnderTheControlledScheduler(
-        [ValueSource(nameof(Names))] string name, [Values("linux-6.12", "linux-6.1")] string profile, [ValueSource(nameof(s_seeds))] ulong seed)
+    private static IEnumerable<TestCaseData> NamesProfilesSeeds()
+        => from name in Names()
+           from profile in new[] { "linux-6.12", "linux-6.1" }
+           where !(profile == "linux-6.1" && s_reproducedOn61.Contains(name))
+           from seed in s_seeds
+           select new TestCaseData(name, profile, seed);
+
+    [TestCaseSource(nameof(NamesProfilesSeeds))]
+    public void EveryScenario_Passes_UnderTheControlledScheduler(string name, string profile, ulong seed)
     {
         ScenarioResult r = ScenarioCatalog.Default.Get(name).Run(new ScenarioOptions { Seed = seed, Profile = KernelProfile.Parse(profile), Trace = false });
         Assert.That(r.Outcome, Is.EqualTo(ScenarioOutcome.Passed), r.Describe());
