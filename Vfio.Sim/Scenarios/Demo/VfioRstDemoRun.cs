@@ -9,6 +9,7 @@ using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Pci;
 using Vfio.Platform.Devices;
+using Vfio.Platform.Fs;
 using Vfio.Platform.Iommu;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Pci;
@@ -34,6 +35,8 @@ internal sealed class VfioRstDemoRun(ScenarioContext context)
     private VfioGroupFd? _group;
     private VfioDeviceFd? _device;
     private ulong _va;
+    private VfioRegionMapping? _bar0;
+    private int _msi = -1;
 
     public void Run()
     {
@@ -50,7 +53,9 @@ internal sealed class VfioRstDemoRun(ScenarioContext context)
             && context.Step("VFIO_DEVICE_GET_REGION_INFO for every region", Regions)
             && context.Step("VFIO_DEVICE_GET_IRQ_INFO for every IRQ index", Irqs)
             && context.Step("VFIO_DEVICE_RESET, then enable bus mastering", ResetDevice)
-            && context.Step("edu DMA, RAM -> device: the user buffer into edu's buffer at 0x40000", DmaIn)
+            && context.Step("mmap BAR0 and use edu's registers through the mapping", MapBar0)
+            && context.Step("VFIO_DEVICE_SET_IRQS: an eventfd for edu's MSI", EnableMsi)
+            && context.Step("edu DMA, RAM -> device: the user buffer into edu's buffer at 0x40000; wait for the MSI", DmaIn)
             && context.Step("edu DMA, device -> RAM: edu's buffer back to the user buffer", DmaOut)
             && context.Step($"VFIO_IOMMU_UNMAP_DMA of IOVA 0x{Iova:x}", Unmap)
             && context.Step("The same DMA again, now that the IOVA is unmapped", DmaFaults)
@@ -58,6 +63,7 @@ internal sealed class VfioRstDemoRun(ScenarioContext context)
             && context.Step("Unbind edu from vfio-pci and give it back to its host driver", Unbind);
         if (!ok)
         {
+            _bar0?.Dispose();
             _device?.Dispose();
             _group?.Dispose();
             _container?.Dispose();
@@ -240,6 +246,34 @@ internal sealed class VfioRstDemoRun(ScenarioContext context)
             $"PCI_COMMAND (config region at 0x4): 0x{cmd:x4} -> 0x{now:x4} (memory space and bus master enabled, so edu may DMA)";
     }
 
+    private string MapBar0()
+    {
+        _bar0 = _device!.MmapRegion(VfioPciIndex.Bar0, 0, EduDevice.MmioSize);
+        uint ident = _bar0.Read32(EduDevice.RegIdentification);
+        Check(ident == EduDevice.Identification, $"a load of BAR0+0x0 through the mapping reads {Hex(EduDevice.Identification)}", Hex(ident));
+        const uint probe = 0x12345678;
+        _bar0.Write32(EduDevice.RegLiveness, probe);
+        uint inverse = _bar0.Read32(EduDevice.RegLiveness);
+        CheckEqual(inverse, ~probe, "edu's liveness register after a store of 0x12345678 (its bitwise inverse)");
+        return $"mmap(region 0, {Size((ulong)EduDevice.MmioSize)}, MAP_SHARED) = {Hex(_bar0.Address)}; the first access faulted the page in\n" +
+            $"load  BAR0+0x0 (identification) = 0x{ident:x8}\n" +
+            $"store BAR0+0x4 (liveness) = {Hex(probe)}; load = {Hex(inverse)} (the inverse, so edu is alive)";
+    }
+
+    private string EnableMsi()
+    {
+        _msi = _p.Eventfd(0, EventFdContext.EFD_NONBLOCK);
+        Check(_msi >= 0, "eventfd() gives an fd", Describe(_msi));
+        _device!.SetIrqEventfd(VfioPciIndex.IrqMsi, _msi);
+        Check(_edu.MsiEnabled, "edu's MSI capability is enabled by vfio-pci", "MSI is off");
+        Span<byte> count = stackalloc byte[8];
+        long r = _p.Read(_msi, count);
+        CheckEqual(r, (long)Errno.EAGAIN.Negative(), "a read of the eventfd before any interrupt (EAGAIN: nothing signalled)");
+        return $"eventfd(0, EFD_NONBLOCK) = fd {_msi}\n" +
+            $"VFIO_DEVICE_SET_IRQS(MSI, ACTION_TRIGGER | DATA_EVENTFD, start 0, count 1, [{_msi}])\n" +
+            $"edu's MSI is on: vfio-pci took vector {MsiVector()} of the interrupt controller (\"{_sim.Machine.Interrupts.VectorName(MsiVector())}\"); the eventfd is quiet (EAGAIN)";
+    }
+
     // ---- The DMA: edu's engine programmed through BAR0, the bus address is the IOVA.
 
     private string DmaIn()
@@ -247,24 +281,26 @@ internal sealed class VfioRstDemoRun(ScenarioContext context)
         byte[] pattern = Pattern();
         int w = _p.Mm.WriteUser(_va, pattern);
         Check(w == 0, "the user buffer is writable", Describe(w));
-        int rc = Dma(Iova, EduDevice.DmaBufferStart, EduDevice.DmaCmdStart);
+        int rc = Dma(Iova, EduDevice.DmaBufferStart, EduDevice.DmaCmdStart | EduDevice.DmaCmdIrq, out string irq);
         Check(rc == 0, "the transfer completes without error", Describe(rc));
         byte[] inEdu = ((EduDevice)_edu).CopyBuffer();
         Check(inEdu.AsSpan().SequenceEqual(pattern), "edu's buffer holds the user's bytes", $"\"{Ascii(inEdu)}\"");
         return $"wrote {DmaBytes} bytes of \"{Greeting.Trim()}…\" at user va {Hex(_va)}\n" +
-            $"BAR0: src {Hex(Iova)} (IOVA), dst {Hex(EduDevice.DmaBufferStart)}, count {Hex(DmaBytes)}, cmd {Hex(EduDevice.DmaCmdStart)}; msleep until the start bit clears\n" +
+            $"BAR0 (stores through the mapping): src {Hex(Iova)} (IOVA), dst {Hex(EduDevice.DmaBufferStart)}, count {Hex(DmaBytes)}, cmd {Hex(EduDevice.DmaCmdStart | EduDevice.DmaCmdIrq)} (start, interrupt when done)\n" +
+            irq + "\n" +
             $"edu's buffer now starts with \"{Ascii(inEdu)}\"";
     }
 
     private string DmaOut()
     {
-        int rc = Dma(EduDevice.DmaBufferStart, Iova + BackOffset, EduDevice.DmaCmdStart | EduDevice.DmaCmdToRam);
+        int rc = Dma(EduDevice.DmaBufferStart, Iova + BackOffset, EduDevice.DmaCmdStart | EduDevice.DmaCmdToRam | EduDevice.DmaCmdIrq, out string irq);
         Check(rc == 0, "the transfer completes without error", Describe(rc));
         byte[] got = new byte[DmaBytes];
         int r = _p.Mm.ReadUser(_va + BackOffset, got);
         Check(r == 0, "the user buffer is readable", Describe(r));
         Check(got.AsSpan().SequenceEqual(Pattern()), "the bytes at the user buffer are the ones edu sent", $"\"{Ascii(got)}\"");
-        return $"BAR0: src {Hex(EduDevice.DmaBufferStart)}, dst {Hex(Iova + BackOffset)} (IOVA), count {Hex(DmaBytes)}, cmd {Hex(EduDevice.DmaCmdStart | EduDevice.DmaCmdToRam)}\n" +
+        return $"BAR0: src {Hex(EduDevice.DmaBufferStart)}, dst {Hex(Iova + BackOffset)} (IOVA), count {Hex(DmaBytes)}, cmd {Hex(EduDevice.DmaCmdStart | EduDevice.DmaCmdToRam | EduDevice.DmaCmdIrq)}\n" +
+            irq + "\n" +
             $"bytes arrived: {DmaBytes} bytes at user va {Hex(_va + BackOffset)}: \"{Ascii(got)}\"";
     }
 
@@ -282,7 +318,7 @@ internal sealed class VfioRstDemoRun(ScenarioContext context)
     {
         IommuFaultLog log = _sim.Machine.Iommu!.Hardware.Faults;
         long before = log.Total;
-        int rc = Dma(EduDevice.DmaBufferStart, Iova + BackOffset, EduDevice.DmaCmdStart | EduDevice.DmaCmdToRam);
+        int rc = Dma(EduDevice.DmaBufferStart, Iova + BackOffset, EduDevice.DmaCmdStart | EduDevice.DmaCmdToRam | EduDevice.DmaCmdIrq, out _);
         Check(rc == Errno.EFAULT.Negative(), "the transfer fails with EFAULT", Describe(rc));
         Check(log.Total > before, "the IOMMU records a fault", "no new entry in the fault log");
         IommuFault f = log.Snapshot()[^1];
@@ -294,13 +330,19 @@ internal sealed class VfioRstDemoRun(ScenarioContext context)
 
     private string CloseFds()
     {
+        _device!.DisableIrqs(VfioPciIndex.IrqMsi);
+        Check(!_edu.MsiEnabled, "SET_IRQS(MSI, DATA_NONE, count 0) turns edu's MSI off", "MSI is still on");
+        _bar0!.Dispose();
+        _bar0 = null;
+        Check(_p.Close(_msi) == 0, "the eventfd closes", "close failed");
         _device!.Dispose();
         _group!.Dispose();
         _container!.Dispose();
         (_device, _group, _container) = (null, null, null);
         IommuDomainType? type = _edu.IommuGroup!.Domain?.Type;
         Check(type != IommuDomainType.Unmanaged, "the group leaves vfio's domain", "still in the unmanaged domain");
-        return $"closed; group {_groupId} is back in its default domain ({type?.SysfsName() ?? "none"})";
+        return $"VFIO_DEVICE_SET_IRQS(MSI, ACTION_TRIGGER | DATA_NONE, count 0): MSI off; munmap of BAR0; eventfd closed\n" +
+            $"closed the device, group and container fds; group {_groupId} is back in its default domain ({type?.SysfsName() ?? "none"})";
     }
 
     private string Unbind()
@@ -318,20 +360,48 @@ internal sealed class VfioRstDemoRun(ScenarioContext context)
             $"cleared driver_override and reprobed: {bdf} is bound to {now} again";
     }
 
-    /// <summary>Programs one edu transfer through BAR0, sleeps until the start bit clears, returns edu's result.</summary>
-    private int Dma(ulong src, ulong dst, ulong cmd)
+    /// <summary>
+    /// Programs one edu transfer through the BAR0 mapping and waits for its completion
+    /// interrupt: poll the MSI eventfd (virtual time passes while the engine runs), read the
+    /// count, read and acknowledge edu's interrupt status. Returns edu's result.
+    /// </summary>
+    private int Dma(ulong src, ulong dst, ulong cmd, out string irq)
     {
-        _device!.WriteRegion64(VfioPciIndex.Bar0, EduDevice.RegDmaSource, src);
-        _device!.WriteRegion64(VfioPciIndex.Bar0, EduDevice.RegDmaDestination, dst);
-        _device!.WriteRegion64(VfioPciIndex.Bar0, EduDevice.RegDmaCount, DmaBytes);
-        _device!.WriteRegion64(VfioPciIndex.Bar0, EduDevice.RegDmaCommand, cmd);
-        for (int waited = 0; (_device!.ReadRegion64(VfioPciIndex.Bar0, EduDevice.RegDmaCommand) & EduDevice.DmaCmdStart) != 0; waited += 10)
+        VfioRegionMapping bar = _bar0!;
+        bar.Write64(EduDevice.RegDmaSource, src);
+        bar.Write64(EduDevice.RegDmaDestination, dst);
+        bar.Write64(EduDevice.RegDmaCount, DmaBytes);
+        bar.Write64(EduDevice.RegDmaCommand, cmd);
+        Span<PollFd> fds = [new PollFd(_msi, PollEvents.POLLIN)];
+        long t0 = _sim.Kernel.Clock.NowNs;
+        int ready = _p.Poll(fds, 10_000);
+        long waited = (_sim.Kernel.Clock.NowNs - t0) / 1_000_000;
+        Check(ready == 1 && (fds[0].REvents & PollEvents.POLLIN) != 0, "the MSI eventfd becomes readable within 10 s of virtual time", ready == 0 ? "poll timed out" : Describe(ready));
+        Span<byte> count = stackalloc byte[8];
+        long r = _p.Read(_msi, count);
+        CheckEqual(r, 8L, "the eventfd read's length");
+        ulong n = BitConverter.ToUInt64(count);
+        CheckEqual(n, 1UL, "the eventfd count (one MSI per transfer)");
+        uint status = bar.Read32(EduDevice.RegIrqStatus);
+        Check((status & EduDevice.IrqDma) != 0, $"edu's interrupt status has the DMA bit {Hex(EduDevice.IrqDma)}", Hex(status));
+        bar.Write32(EduDevice.RegIrqAck, status);
+        irq = $"poll(eventfd) ready after {waited} ms of virtual time; read = {n} (one MSI); interrupt status {Hex(status)} acknowledged";
+        return ((EduDevice)_edu).LastDmaResult;
+    }
+
+    /// <summary>The controller vector vfio-pci allocated for edu's MSI (-1 if none).</summary>
+    private int MsiVector()
+    {
+        string name = $"vfio-msi({_edu.Name})";
+        for (int v = InterruptController.FirstVector; v < InterruptController.VectorCount; v++)
         {
-            Check(waited < 10_000, "the transfer finishes within 10 s of virtual time", "the start bit is still set");
-            KTask.Msleep(10);
+            if (_sim.Machine.Interrupts.VectorName(v) == name)
+            {
+                return v;
+            }
         }
 
-        return ((EduDevice)_edu).LastDmaResult;
+        return -1;
     }
 
     private static byte[] Pattern()
