@@ -57,11 +57,13 @@ public sealed class VfioDeviceFd : VfioFd
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
         ThrowIfDisposed();
+        // Small requests (every INTx and ERR/REQ call, MSI with up to 59 eventfds) stay on the stack.
         int header = VfioArg.SizeOf<VfioIrqSet>();
-        byte[] arg = new byte[header + data.Length];
-        var set = new VfioIrqSet { Argsz = (uint)arg.Length, Flags = flags, Index = (uint)index, Start = start, Count = count };
+        int total = header + data.Length;
+        Span<byte> arg = total <= 256 ? stackalloc byte[total] : new byte[total];
+        var set = new VfioIrqSet { Argsz = (uint)total, Flags = flags, Index = (uint)index, Start = start, Count = count };
         VfioSyscalls.Bytes(in set).CopyTo(arg);
-        data.CopyTo(arg.AsSpan(header));
+        data.CopyTo(arg[header..]);
         VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceSetIrqs, Kind, arg);
     }
 
