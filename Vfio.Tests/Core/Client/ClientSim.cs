@@ -3,12 +3,11 @@
 // look-ups from the client's fds to the kernel objects behind them.
 //
 // Two small stand-ins remain, both below the real core rather than in its place:
-// VariantDeviceOps, a bus driver's device ops that answer what this build's vfio-pci does
-// not (a device-info capability, a sparse-mmap BAR, SET_IRQS on MSI-X and INTx, a config
-// region that reads short at its end), and CountingIommuDriver, which passes every call to
+// VariantDeviceOps, a bus driver's device ops that answer what vfio-pci never does on this
+// machine (a device-info capability, a sparse-mmap BAR, a config region that reads short at
+// its end), and CountingIommuDriver, which passes every call to
 // the real type1 backend and counts the ioctls, so a test can see how often the client asked.
 
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using Vfio.Core;
 using Vfio.Core.Client;
@@ -142,10 +141,9 @@ internal sealed class CountingIommuDriver(IVfioIommuDriver inner) : IVfioIommuDr
 }
 
 /// <summary>
-/// Device ops of a vfio bus driver that answers what this build's vfio-pci does not: a
+/// Device ops of a vfio bus driver that answers what vfio-pci never does on this machine: a
 /// device-info capability (PCI atomic completion), BAR0 with sparse-mmap and MSIX_MAPPABLE
-/// capabilities, SET_IRQS on every index (recorded whole, header and data, as the driver
-/// copied it in), and a 256-byte config region that reads and writes short at its end.
+/// capabilities, and a 256-byte config region that reads and writes short at its end.
 /// </summary>
 internal sealed class VariantDeviceOps : VfioDeviceOps
 {
@@ -153,15 +151,11 @@ internal sealed class VariantDeviceOps : VfioDeviceOps
 
     public byte[] Config { get; } = new byte[256];
 
-    public ConcurrentQueue<byte[]> IrqSets { get; } = new();
-
     public override long Ioctl(VfioDevice device, uint cmd, ulong arg)
         => cmd switch
         {
             VfioIoctl.DeviceGetInfo => GetInfo(arg),
             VfioIoctl.DeviceGetRegionInfo => GetRegionInfo(arg),
-            VfioIoctl.DeviceGetIrqInfo => GetIrqInfo(arg),
-            VfioIoctl.DeviceSetIrqs => SetIrqs(arg),
             VfioIoctl.DeviceReset => 0,
             _ => Errno.ENOTTY.Negative(),
         };
@@ -200,19 +194,6 @@ internal sealed class VariantDeviceOps : VfioDeviceOps
 
         pos += n;
         return n;
-    }
-
-    /// <summary>The s32 data items of a recorded SET_IRQS request.</summary>
-    public static int[] Eventfds(byte[] request)
-    {
-        int n = (request.Length - VfioIrqSet.MinSz) / sizeof(int);
-        int[] fds = new int[n];
-        for (int i = 0; i < n; i++)
-        {
-            fds[i] = BinaryPrimitives.ReadInt32LittleEndian(request.AsSpan(VfioIrqSet.MinSz + (i * sizeof(int))));
-        }
-
-        return fds;
     }
 
     private static int GetInfo(ulong arg)
@@ -288,35 +269,5 @@ internal sealed class VariantDeviceOps : VfioDeviceOps
         return ret != 0 ? ret : VfioArg.CopyOut(arg, info, VfioRegionInfo.MinSz);
     }
 
-    private static int GetIrqInfo(ulong arg)
-    {
-        int ret = VfioArg.CopyIn(arg, VfioIrqInfo.MinSz, out VfioIrqInfo info, "VFIO_DEVICE_GET_IRQ_INFO");
-        if (ret != 0)
-        {
-            return ret;
-        }
-
-        info.Flags = VfioIrqInfoFlags.Eventfd | (info.Index == VfioPciIndex.IrqIntx ? VfioIrqInfoFlags.Maskable | VfioIrqInfoFlags.Automasked : VfioIrqInfoFlags.NoResize);
-        info.Count = info.Index == VfioPciIndex.IrqMsix ? 8u : 1u;
-        return VfioArg.CopyOut(arg, info, VfioIrqInfo.MinSz);
-    }
-
     // Records the whole request (header and data) as the driver copied it in.
-    private int SetIrqs(ulong arg)
-    {
-        int ret = VfioArg.CopyIn(arg, VfioIrqSet.MinSz, out VfioIrqSet set, "VFIO_DEVICE_SET_IRQS");
-        if (ret != 0)
-        {
-            return ret;
-        }
-
-        byte[] all = new byte[set.Argsz];
-        if (UserMemory.CopyFromUser(all, arg) != 0)
-        {
-            return Errno.EFAULT.Negative();
-        }
-
-        IrqSets.Enqueue(all);
-        return 0;
-    }
 }
