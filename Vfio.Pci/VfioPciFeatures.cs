@@ -61,7 +61,7 @@ public static class VfioPciFeatures
         Name = nameof(BarRdwrQwordAccess),
         Description = "pread/pwrite of a BAR through the device fd does an aligned 8-byte piece as one 8-byte device access; before, as two 4-byte accesses.",
         Since = new(6, 12),
-        CommitNotEstablished = "the upstream commit (\"vfio/pci: Support 8-byte PCI loads and stores\", 2024) could not be looked up here; the behaviour was checked on the real kernels: an 8-byte pread of edu's register 0 returns all-ones (one 8-byte read) on 6.12.118 and the two 4-byte registers on 6.1.192",
+        CommitNotEstablished = "the commit ids could not be looked up here. Mainline added 8-byte accesses in 2024 (\"vfio/pci: Support 8-byte PCI loads and stores\") behind #ifdef ioread64/iowrite64, which x86 did not satisfy there; a December 2024 series (Ramesh Thomas) removed those #ifdefs. The linux-6.12 profile follows the 6.12.y stable kernel, which does the 8-byte access: an 8-byte pread of edu's register 0 returns all-ones (one 8-byte read) on the real 6.12.118 and the two 4-byte registers on 6.1.192",
     };
 
     /// <summary>
