@@ -632,14 +632,25 @@ public sealed partial class VfioPciCoreDevice
             int fd = BitConverter.ToInt32(data);
             if (fd >= 0)
             {
-                IrqCtx? data2 = Has(VfioPciFeatures.PersistentIntxHandler) ? ctx : null;
-                return _virqfds.Enable(() => IntxUnmaskHandler(data2) > 0, () => SendIntxEventfd(data2), ctx.Unmask, fd, SetIrqsName);
+                return EnableIntxUnmaskEventfdLocked(ctx, fd);
             }
 
             _virqfds.Disable(ctx.Unmask);
         }
 
         return 0;
+    }
+
+    /// <summary>
+    /// The unmask eventfd (vfio_virqfd_enable with the unmask handler and the trigger): a
+    /// method of its own so that the closures it makes are allocated only here, not on every
+    /// UNMASK (the compiler hoists a closure's environment to the enclosing method's scope).
+    /// </summary>
+    private int EnableIntxUnmaskEventfdLocked(IrqCtx ctx, int fd)
+    {
+        _igate.AssertHeld();
+        IrqCtx? data = Has(VfioPciFeatures.PersistentIntxHandler) ? ctx : null;
+        return _virqfds.Enable(() => IntxUnmaskHandler(data) > 0, () => SendIntxEventfd(data), ctx.Unmask, fd, SetIrqsName);
     }
 
     /// <summary>vfio_pci_set_intx_mask(): INTx enabled, start 0, count 1; NONE / BOOL(1) mask; EVENTFD is -ENOTTY.</summary>

@@ -33,6 +33,19 @@ internal static class Runs
         return k.Run("main", () => body(k));
     }
 
+    /// <summary>
+    /// Sleeps a millisecond of virtual time at a time until <paramref name="done"/> holds (at
+    /// most <paramref name="maxMs"/> times) — for work another task does (an inject work item,
+    /// a replay task): under real threads one short sleep does not guarantee it has run.
+    /// </summary>
+    public static void SleepUntil(Func<bool> done, int maxMs = 1000)
+    {
+        for (int i = 0; i < maxMs && !done(); i++)
+        {
+            KTask.Msleep(1);
+        }
+    }
+
     public static void AssertPassed(RunResult r)
         => Assert.That(r.Outcome, Is.EqualTo(RunOutcome.Completed), r.Describe());
 

@@ -85,12 +85,32 @@ public sealed partial class MmStruct
         return 0;
     }
 
-    private int PfnMapFault(Vma vma, ulong addr, bool write) => PfnMapFaultResult(vma, addr, write) switch
+    private int PfnMapFault(Vma vma, ulong addr, bool write)
     {
-        VmFault.NoPage => vma.Ptes.Get(vma.Index(addr)) != 0 ? 0 : Errno.EFAULT.Negative(),
-        VmFault.Oom => Errno.ENOMEM.Negative(),
-        _ => Errno.EFAULT.Negative(),
-    };
+        // NOPAGE with the entry still empty: a racing fault is installing the leaf that holds
+        // it (or a zap emptied it again). GUP retries the lookup and faults again; so does
+        // this, a bounded number of times.
+        for (int attempt = 0; ; attempt++)
+        {
+            VmFault r = PfnMapFaultResult(vma, addr, write);
+            if (r != VmFault.NoPage)
+            {
+                return r == VmFault.Oom ? Errno.ENOMEM.Negative() : Errno.EFAULT.Negative();
+            }
+
+            if (vma.Ptes.Get(vma.Index(addr)) != 0)
+            {
+                return 0;
+            }
+
+            if (attempt == 1000)
+            {
+                return Errno.EFAULT.Negative();
+            }
+
+            KTask.Schedule();
+        }
+    }
 
     /// <summary>
     /// The PFNMAP part of __handle_mm_fault(): with the entry empty, offer the driver a 1 GiB

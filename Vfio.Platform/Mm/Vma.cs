@@ -173,22 +173,33 @@ public sealed class Vma
 
         long first = Index(address);
         long level = order == PmdOrder ? PteLeafPmd : PteLeafPud;
-        // The leaf is one page-table slot in the kernel: claim its pages in order and give
-        // them back if a racing fault got any of them first.
-        for (long i = 0; i < pages; i++)
+
+        // The leaf is one page-table slot in the kernel, set under the page-table lock
+        // (pud_lock/pmd_lock): claim its pages under that lock, so two faults installing
+        // overlapping leaves see each other's whole leaf, and give them back if a racing
+        // 4 KiB fault got any of them first.
+        Mm.PageTableLock.DownWrite();
+        try
         {
-            if (!Ptes.TrySet(first + i, ((pfn + i) << 12) | PtePresent | level))
+            for (long i = 0; i < pages; i++)
             {
-                for (long j = 0; j < i; j++)
+                if (!Ptes.TrySet(first + i, ((pfn + i) << 12) | PtePresent | level))
                 {
-                    Ptes.Set(first + j, 0);
+                    for (long j = 0; j < i; j++)
+                    {
+                        Ptes.Set(first + j, 0);
+                    }
+
+                    return Errno.EBUSY.Negative();
                 }
-
-                return Errno.EBUSY.Negative();
             }
-        }
 
-        return 0;
+            return 0;
+        }
+        finally
+        {
+            Mm.PageTableLock.UpWrite();
+        }
     }
 
     /// <summary>

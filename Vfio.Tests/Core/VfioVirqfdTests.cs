@@ -59,10 +59,11 @@ public sealed class VfioVirqfdTests
             int e = p.Eventfd(0);
             Assert.That(set.Enable(() => ++handled % 2 == 1, () => Interlocked.Increment(ref injected), slot, e, "test"), Is.Zero);
             p.Write(e, BitConverter.GetBytes(1UL));
-            KTask.Msleep(1);
+            Runs.SleepUntil(() => Volatile.Read(ref injected) == 1);
             p.Write(e, BitConverter.GetBytes(1UL));
+            Runs.SleepUntil(() => Volatile.Read(ref handled) == 2);
             KTask.Msleep(1);
-            Assert.That((handled, Volatile.Read(ref injected)), Is.EqualTo((2, 1)), "the thread runs only when the handler asks");
+            Assert.That((Volatile.Read(ref handled), Volatile.Read(ref injected)), Is.EqualTo((2, 1)), "the thread runs only when the handler asks");
             set.Disable(slot);
         });
     }
@@ -76,7 +77,7 @@ public sealed class VfioVirqfdTests
             int e = p.Eventfd(0);
             Assert.That(set.Enable(null, () => { }, slot, e, "test"), Is.Zero);
             p.Close(e);
-            KTask.Msleep(1);
+            Runs.SleepUntil(() => !slot.IsActive);
             Assert.That(slot.IsActive, Is.False);
             set.Disable(slot);
         });

@@ -4,7 +4,6 @@
 // request of a line already driven, and free_irq waiting for nothing when idle.
 
 using NUnit.Framework;
-using Vfio.Kernel;
 using Vfio.Platform;
 using Vfio.Platform.Devices;
 
@@ -32,11 +31,7 @@ public sealed class InterruptControllerLineTests
             Assert.That(calls, Is.Zero, "held while disabled");
             m.Interrupts.EnableIntx(d);
 
-            // The replay runs in a task of its own: sleep (virtual time) until it has run.
-            for (int i = 0; i < 1000 && Volatile.Read(ref calls) == 0; i++)
-            {
-                KTask.Msleep(1);
-            }
+            Runs.SleepUntil(() => Volatile.Read(ref calls) != 0); // the replay runs in a task of its own
 
             Assert.That((Volatile.Read(ref calls), m.Interrupts.IntxDisableDepth(d)), Is.EqualTo((1, 0)));
         });
