@@ -868,7 +868,7 @@ public sealed partial class VfioPciCoreDevice
             int first = Errno.ENOSPC.Negative();
             for (; block >= 1; block >>= 1)
             {
-                first = Irqs.AllocVectorBlock(name, block, v => MsiHandler(s, v));
+                first = Irqs.AllocVectorBlock(name, block, v => MsiHandler(s, v - s.BlockFirst));
                 if (first > 0)
                 {
                     break;
@@ -880,8 +880,10 @@ public sealed partial class VfioPciCoreDevice
                 return first;
             }
 
+            // Only the vectors asked for are the function's (nvec_used): the rest of the
+            // power-of-two block has no Linux IRQ, so pci_irq_vector() refuses them.
             got = Math.Min(block, nvec);
-            for (int i = 0; i < block; i++)
+            for (int i = 0; i < got; i++)
             {
                 s.Irq[i] = first + i;
             }
@@ -895,7 +897,8 @@ public sealed partial class VfioPciCoreDevice
         {
             for (int i = 0; i < nvec; i++)
             {
-                int v = Irqs.AllocVector(name, x => MsiHandler(s, x));
+                int entry = i;
+                int v = Irqs.AllocVector(name, _ => MsiHandler(s, entry));
                 if (v < 0)
                 {
                     break;
@@ -928,7 +931,7 @@ public sealed partial class VfioPciCoreDevice
     /// <summary>pci_msix_alloc_irq_at() (dynamic MSI-X): one more vector for entry <paramref name="index"/>, written masked. The vector or -ENOSPC.</summary>
     private int AllocIrqAt(MsiState s, int index)
     {
-        int v = Irqs.AllocVector($"vfio-msix({Pname})", x => MsiHandler(s, x));
+        int v = Irqs.AllocVector($"vfio-msix({Pname})", _ => MsiHandler(s, index));
         if (v < 0)
         {
             return v;
@@ -1018,11 +1021,13 @@ public sealed partial class VfioPciCoreDevice
         Pdev.BarAccess(bar, offset + (index * (long)PciRegs.MsixEntrySize) + 12, (ReadOnlySpan<byte>)ctrl);
     }
 
-    /// <summary>vfio_msihandler(): the vector's requested trigger is signalled; a vector without one is unhandled.</summary>
-    private static void MsiHandler(MsiState s, int vector)
+    /// <summary>
+    /// vfio_msihandler(): the requested trigger of entry <paramref name="index"/> (bound when
+    /// its vector was allocated) is signalled; an entry without one is unhandled.
+    /// </summary>
+    private static void MsiHandler(MsiState s, int index)
     {
-        int index = Array.IndexOf(s.Irq, vector);
-        if (index >= 0 && Volatile.Read(ref s.Action[index]) is { } trigger)
+        if ((uint)index < (uint)s.Action.Length && Volatile.Read(ref s.Action[index]) is { } trigger)
         {
             trigger.Signal();
         }

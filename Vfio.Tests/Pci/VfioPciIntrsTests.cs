@@ -14,6 +14,7 @@ using Vfio.Kernel;
 using Vfio.Pci;
 using Vfio.Platform.Devices;
 using Vfio.Platform.Fs;
+using Vfio.Platform.Machine;
 using Vfio.Platform.Pci;
 
 namespace Vfio.Tests.Pci;
@@ -701,6 +702,42 @@ public sealed class VfioPciIntrsTests
             Assert.That((rig.EventFdRefs(e), rig.EventFdRefs(u)), Is.EqualTo((1, 1)));
             Assert.That(rig.IrqInfo(d, 0, out _), Is.Zero, "still usable");
             Assert.That(rig.P.Close(d), Is.Zero);
+        }));
+    }
+
+    // ---- MSI with a block larger than the vectors asked for.
+
+    private const string FourMsiJson = """
+        {"memory":{"ram":"1G"},"iommu":{"pgsizes":["4K"],"addressWidth":48},"pci":[{"slot":1,"type":"root-port","acs":true,"children":[
+          {"slot":0,"type":"generic","vendor":"0x1b36","device":"0x0001","class":"0xff0000","bars":[{"index":0,"size":"4K"}],"msi":4}]}]}
+        """;
+
+    [Test]
+    public void MsiEnabledWithThreeOfFour_RefusesAnEventfdForTheFourthVector_ButNotItsRemoval([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    {
+        // pci_alloc_irq_vectors(3) takes a block of 4, but only 3 vectors are the function's
+        // (nvec_used): pci_irq_vector(3) fails, so an eventfd for vector 3 is EINVAL on both
+        // profiles; fd -1 for it is 0 on linux-6.12 (nothing to tear down) and EINVAL on
+        // linux-6.1 (the range check against the enabled count comes first).
+        const string bdf = "0000:01:00.0";
+        var rig = new VfioPciRig(VfioPciRig.Builder(SchedulerMode.Controlled).UseProfile(profile).UseMachine(MachineDescriptionReader.Parse(FourMsiJson)).AddVfioPci().Build());
+        Runs.AssertPassed(rig.Sim.Run(() =>
+        {
+            (_, _, int d) = rig.Open(bdf);
+            int e0 = Efd(rig), e1 = Efd(rig), e2 = Efd(rig), e3 = Efd(rig);
+            Assert.That(SetFds(rig, d, VfioPciIndex.IrqMsi, 0, e0, e1, e2), Is.Zero, ErrorReason.Current);
+            var before = State(rig, bdf);
+
+            Assert.That(SetFds(rig, d, VfioPciIndex.IrqMsi, 3, e3), Is.EqualTo(Errno.EINVAL.Negative()));
+            Assert.That(rig.EventFdRefs(e3), Is.EqualTo(1), "the refused eventfd is not held");
+            Assert.That(State(rig, bdf), Is.EqualTo(before));
+            bool modern = profile.Has(VfioPciFeatures.DynamicMsix);
+            Assert.That(SetFds(rig, d, VfioPciIndex.IrqMsi, 3, -1), Is.EqualTo(modern ? 0L : Errno.EINVAL.Negative()));
+            Assert.That(State(rig, bdf), Is.EqualTo(before));
+
+            // The three vectors deliver, each to its own eventfd.
+            Assert.That(Loopback(rig, d, VfioPciIndex.IrqMsi, 0, 3), Is.Zero);
+            Assert.That((Take(rig, e0), Take(rig, e1), Take(rig, e2), Take(rig, e3)), Is.EqualTo((1UL, 1UL, 1UL, 0UL)));
         }));
     }
 }
