@@ -48,14 +48,6 @@ public sealed class VfioVirqfd
     private int _injectsOutstanding;
     private bool _injectPending;
 
-    // Wake-function calls running now, and whether the shutdown has begun (set once). The
-    // kernel calls wake functions under the eventfd's wait-queue lock, which
-    // remove_wait_queue() takes too, so once the shutdown has unhooked the virqfd no call of
-    // it is still running; this queue calls them after dropping its lock, so the shutdown
-    // waits for the calls in flight instead (and a call that starts after it began does nothing).
-    private int _wakeupsInFlight;
-    private int _shuttingDown;
-
     internal VfioVirqfd(VfioVirqfdSet set, EventFdContext eventfd, Func<bool>? handler, Action? thread, VfioVirqfdSlot slot)
     {
         _set = set;
@@ -76,30 +68,16 @@ public sealed class VfioVirqfd
     /// <summary>virqfd_wakeup(): POLLIN takes the count and runs the handler (and maybe the inject); POLLHUP deactivates.</summary>
     private void Wakeup(object? key)
     {
-        Interlocked.Increment(ref _wakeupsInFlight);
-        try
+        PollEvents flags = key is PollEvents ev ? ev : PollEvents.POLLIN;
+        if ((flags & PollEvents.POLLIN) != 0)
         {
-            if (Volatile.Read(ref _shuttingDown) != 0)
-            {
-                return;
-            }
-
-            PollEvents flags = key is PollEvents ev ? ev : PollEvents.POLLIN;
-            if ((flags & PollEvents.POLLIN) != 0)
-            {
-                Eventfd.DoRead();
-                Fire();
-            }
-
-            if ((flags & PollEvents.POLLHUP) != 0)
-            {
-                _set.DeactivateIfCurrent(this);
-            }
+            Eventfd.DoRead();
+            Fire();
         }
-        finally
+
+        if ((flags & PollEvents.POLLHUP) != 0)
         {
-            Interlocked.Decrement(ref _wakeupsInFlight);
-            _set.Done.WakeUp();
+            _set.DeactivateIfCurrent(this);
         }
     }
 
@@ -147,12 +125,10 @@ public sealed class VfioVirqfd
     /// <summary>flush_work(&amp;virqfd-&gt;inject): waits until no inject work is pending or running.</summary>
     internal void FlushInject() => _set.Done.WaitEvent(() => Volatile.Read(ref _injectsOutstanding) == 0);
 
-    /// <summary>virqfd_shutdown(): unhook from the eventfd (and wait for wake-function calls in flight), flush the inject work, drop the eventfd.</summary>
+    /// <summary>virqfd_shutdown(): unhook from the eventfd (remove_wait_queue waits for a wake-up in flight), flush the inject work, drop the eventfd.</summary>
     internal void Shutdown()
     {
-        Interlocked.Exchange(ref _shuttingDown, 1);
         Eventfd.Wqh.RemoveEntry(_wait);
-        _set.Done.WaitEvent(() => Volatile.Read(ref _wakeupsInFlight) == 0);
         Eventfd.DoRead();
         FlushInject();
         Eventfd.Put();

@@ -74,6 +74,9 @@ public sealed partial class KTask : KernelObject
     /// </summary>
     public object? Context { get; set; }
 
+    /// <summary>The wait-queue entry whose wake function this task is running, or null (remove_wait_queue from inside it does not wait for itself).</summary>
+    internal WaitQueueEntry? RunningWake { get; set; }
+
     /// <summary>Why this task's last failing call failed (see <see cref="ErrorReason"/>), or null.</summary>
     public string? LastErrorReason { get; internal set; }
 

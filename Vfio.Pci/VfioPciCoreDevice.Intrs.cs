@@ -185,6 +185,9 @@ public sealed partial class VfioPciCoreDevice
             return;
         }
 
+        // The older design checks is_intx() and then dereferences the context with no lock
+        // held: a preemption point here is where a racing disable can free it (race 10).
+        KTask.Schedule();
         IrqCtx? ctx = _intx;
         if (ctx is null || !CtxLive(ctx))
         {

@@ -6,8 +6,11 @@
 //
 // Entries with a wake function (add_wait_queue with a custom func, as poll and irqfd use)
 // are called by wake_up() after the queue's lock is dropped, so a function may reach
-// scheduling points; like the kernel's they must not sleep, and an entry removed while a
-// wake-up is in flight may see that one last call.
+// scheduling points; like the kernel's they must not sleep. The kernel calls them under the
+// queue's lock, which remove_wait_queue() takes too, so once an entry is removed no call of
+// it is running; here wake_up() counts the calls of each entry it is about to make (under
+// the lock) and remove_wait_queue() waits for that entry's calls still running (not its
+// own, when a wake function removes its entry).
 //
 // sleep_on() is kept for what it teaches: it sleeps without a condition, so a wake-up
 // that comes between the caller's check and the sleep is lost. The kernel removed it in
@@ -23,6 +26,11 @@ public sealed class WaitQueue : KernelObject
     private readonly Lock _wl = new();
     private WaitList _waiters;
     private WaitQueueEntry[] _entries = [];
+
+    // Where remove_wait_queue() waits for an entry's calls in flight (made on first need),
+    // and how many removers wait there.
+    private WaitQueue? _idle;
+    private int _removers;
 
     /// <summary>init_waitqueue_head().</summary>
     public WaitQueue(SimKernel kernel, string name)
@@ -91,11 +99,43 @@ public sealed class WaitQueue : KernelObject
             }
 
             entries = _entries;
+            foreach (WaitQueueEntry e in entries)
+            {
+                Interlocked.Increment(ref e.InFlight);
+            }
         }
 
-        foreach (WaitQueueEntry e in entries)
+        int called = 0;
+        try
         {
-            e.Wake(e, key);
+            for (; called < entries.Length; called++)
+            {
+                WaitQueueEntry e = entries[called];
+                WaitQueueEntry? outer = t.RunningWake;
+                t.RunningWake = e;
+                try
+                {
+                    e.Wake(e, key);
+                }
+                finally
+                {
+                    t.RunningWake = outer;
+                    Interlocked.Decrement(ref e.InFlight);
+                }
+            }
+        }
+        finally
+        {
+            // A wake function that threw leaves the rest uncalled: they are not in flight.
+            for (int i = called + 1; i < entries.Length; i++)
+            {
+                Interlocked.Decrement(ref entries[i].InFlight);
+            }
+
+            if (entries.Length != 0 && Volatile.Read(ref _removers) != 0)
+            {
+                _idle!.WakeUp();
+            }
         }
 
         Kernel.Trace.Event(t, "wake_up", this);
@@ -117,7 +157,11 @@ public sealed class WaitQueue : KernelObject
         }
     }
 
-    /// <summary>remove_wait_queue(): stops calling <paramref name="entry"/>. Returns false if it was not on this queue.</summary>
+    /// <summary>
+    /// remove_wait_queue(): stops calling <paramref name="entry"/>, and returns once no call
+    /// of it is running (except the caller's own, from inside the wake function). Returns
+    /// false if it was not on this queue.
+    /// </summary>
     public bool RemoveEntry(WaitQueueEntry entry)
     {
         ArgumentNullException.ThrowIfNull(entry);
@@ -139,7 +183,34 @@ public sealed class WaitQueue : KernelObject
             Array.Copy(_entries, next, at);
             Array.Copy(_entries, at + 1, next, at, next.Length - at);
             _entries = next;
-            return true;
+        }
+
+        // No wake-up can start a call of the entry now; wait for the ones already running.
+        int own = ReferenceEquals(KTask.CurrentFor(Kernel).RunningWake, entry) ? 1 : 0;
+        if (Volatile.Read(ref entry.InFlight) > own)
+        {
+            WaitForCalls(entry, own);
+        }
+
+        return true;
+    }
+
+    /// <summary>Sleeps until <paramref name="entry"/>'s wake function runs only <paramref name="own"/> times (the caller's own call).</summary>
+    private void WaitForCalls(WaitQueueEntry entry, int own)
+    {
+        lock (_wl)
+        {
+            _idle ??= new WaitQueue(Kernel, Name + ".remove");
+        }
+
+        Interlocked.Increment(ref _removers);
+        try
+        {
+            _idle.WaitEvent(() => Volatile.Read(ref entry.InFlight) <= own);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _removers);
         }
     }
 
@@ -259,4 +330,8 @@ public sealed class WaitQueueEntry
 
     /// <summary>The queue the entry is on, or null.</summary>
     public WaitQueue? Queue { get; internal set; }
+
+    // Calls of Wake that a wake-up has committed to and not finished (incremented under the
+    // queue's lock, decremented after each call).
+    internal int InFlight;
 }
