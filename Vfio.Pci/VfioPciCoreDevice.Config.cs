@@ -340,12 +340,6 @@ public sealed partial class VfioPciCoreDevice
             if (state == 0 && Pdev.PowerState == 3)
             {
                 SetPowerStateD0();
-                if (_pmSave is { } saved)
-                {
-                    // needs_pm_restore: D3hot → D0 reset the function; put its state back.
-                    _pmSave = null;
-                    Pdev.LoadAndRestoreState(saved);
-                }
             }
             else if (state == 3 && Pdev.PowerState != 3)
             {

@@ -457,7 +457,19 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     }
 
     /// <summary>vfio_pci_set_power_state(vdev, PCI_D0): the PCI core's D0 transition, which reprograms the BARs when it reset the function.</summary>
-    private void SetPowerStateD0() => Pdev.SetFullPowerState();
+    private void SetPowerStateD0()
+    {
+        // needs_pm_restore: a function without No_Soft_Reset was reset by D3hot → D0; every
+        // path back to D0 (config write, VFIO_DEVICE_RESET, enable, disable) puts back the
+        // state saved when it entered D3hot.
+        bool restore = Pdev.PowerState == 3;
+        Pdev.SetFullPowerState();
+        if (restore && _pmSave is { } saved)
+        {
+            _pmSave = null;
+            Pdev.LoadAndRestoreState(saved);
+        }
+    }
 
     /// <summary>pci_intx(pdev, !disable).</summary>
     private void SetIntxDisable(bool disable)

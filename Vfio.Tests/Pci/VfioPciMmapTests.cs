@@ -303,6 +303,30 @@ public sealed class VfioPciMmapTests
     }
 
     [Test]
+    public void VfioDeviceReset_FromD3hot_RestoresTheStateSavedAtD3Entry_AsAConfigWriteToD0Does([ValueSource(nameof(Profiles))] KernelProfile profile)
+    {
+        // vfio_pci_set_power_state() restores pm_save on every way back to D0, not only the
+        // PMCSR write: after D3hot a reset first brings the function to D0 with its state.
+        Run(profile, rig =>
+        {
+            using VfioSession s = OpenSession(rig, Peer);
+            PciDevice pdev = rig.Dev(Peer);
+            long bar0 = pdev.ResourceStart(0);
+            int pm = pdev.PmCap;
+            ushort csr = s.Device.ReadConfig16(pm + PciRegs.PmCtrl);
+            Assert.That(csr & PciRegs.PmCtrlNoSoftReset, Is.Zero, "D3hot → D0 resets this function");
+            s.Device.WriteConfig16(pm + PciRegs.PmCtrl, (ushort)(csr | 3));
+            Assert.That(pdev.PowerState, Is.EqualTo(3));
+
+            s.Device.Reset();
+            Assert.That(pdev.PowerState, Is.Zero);
+            Assert.That(pdev.ReadConfig(PciRegs.Command, 2) & PciRegs.CommandMemory, Is.EqualTo((uint)PciRegs.CommandMemory), "memory decode came back with the saved state");
+            Assert.That((long)(pdev.ReadConfig(PciRegs.BaseAddress0, 4) & ~0xfu), Is.EqualTo(bar0 & 0xffffffffL), "BAR0 came back with the saved state");
+            Assert.DoesNotThrow(() => s.Device.ReadRegion32(0, 0), "and BAR0 decodes again (no EIO)");
+        });
+    }
+
+    [Test]
     public void OnLinux612_AFaultMapsOneHugeLeafWhereAligned_On61_TheWholeVmaIn4KPages()
     {
         foreach (KernelProfile profile in Profiles)
