@@ -235,42 +235,29 @@ public sealed partial class VfioPciCoreDevice
         return UserMemory.CopyToUser(buf, v) != 0 ? ErrorReason.Fail(Errno.EFAULT, $"read: cannot copy to 0x{buf:x}") : 0;
     }
 
-    /// <summary>
-    /// One device read: a memory BAR through physical memory; an I/O BAR through the port
-    /// space, where an 8-byte access is two 4-byte ones (ioread64 on a port mapping is lo-hi).
-    /// </summary>
+    /// <summary>One device read: a memory BAR through physical memory, an I/O BAR through the port space.</summary>
     private void DeviceRead(bool port, long addr, Span<byte> v)
     {
-        if (!port)
+        if (port)
         {
-            Core.Machine.Memory.Read(addr, v);
-        }
-        else if (v.Length == 8)
-        {
-            Core.Machine.IoPorts.Read((int)addr, v[..4]);
-            Core.Machine.IoPorts.Read((int)addr + 4, v[4..]);
+            Core.Machine.IoPorts.Read((int)addr, v);
         }
         else
         {
-            Core.Machine.IoPorts.Read((int)addr, v);
+            Core.Machine.Memory.Read(addr, v);
         }
     }
 
     /// <summary>One device write; see <see cref="DeviceRead"/>.</summary>
     private void DeviceWrite(bool port, long addr, ReadOnlySpan<byte> v)
     {
-        if (!port)
+        if (port)
         {
-            Core.Machine.Memory.Write(addr, v);
-        }
-        else if (v.Length == 8)
-        {
-            Core.Machine.IoPorts.Write((int)addr, v[..4]);
-            Core.Machine.IoPorts.Write((int)addr + 4, v[4..]);
+            Core.Machine.IoPorts.Write((int)addr, v);
         }
         else
         {
-            Core.Machine.IoPorts.Write((int)addr, v);
+            Core.Machine.Memory.Write(addr, v);
         }
     }
 

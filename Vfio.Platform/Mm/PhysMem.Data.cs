@@ -18,7 +18,7 @@ public interface IMmioHandler
 public sealed partial class PhysMem
 {
     // Sorted by start; under Lock.
-    private readonly List<(long Start, long End, IMmioHandler Handler)> _mmio = [];
+    private readonly AddressRangeMap _mmio = new();
     private long _unsupportedRequests;
 
     /// <summary>
@@ -58,19 +58,7 @@ public sealed partial class PhysMem
         Lock.Lock();
         try
         {
-            int at = 0;
-            while (at < _mmio.Count && _mmio[at].Start < start)
-            {
-                at++;
-            }
-
-            if ((at > 0 && _mmio[at - 1].End > start) || (at < _mmio.Count && _mmio[at].Start < end))
-            {
-                return false;
-            }
-
-            _mmio.Insert(at, (start, end, handler));
-            return true;
+            return _mmio.TryAdd(start, end, handler);
         }
         finally
         {
@@ -84,7 +72,7 @@ public sealed partial class PhysMem
         Lock.Lock();
         try
         {
-            _mmio.RemoveAll(r => r.Start == start);
+            _mmio.Remove(start);
         }
         finally
         {
@@ -207,17 +195,7 @@ public sealed partial class PhysMem
     private IMmioHandler? MmioForLocked(long addr, out long offset)
     {
         Lock.AssertHeld();
-        foreach ((long s, long e, IMmioHandler h) in _mmio)
-        {
-            if (addr >= s && addr < e)
-            {
-                offset = addr - s;
-                return h;
-            }
-        }
-
-        offset = 0;
-        return null;
+        return _mmio.Find(addr, 1, out offset);
     }
 
     private int DataSlotLocked(long pfn)

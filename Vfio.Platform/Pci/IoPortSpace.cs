@@ -19,8 +19,8 @@ public sealed class IoPortSpace
     /// <summary>Where firmware starts placing PCI I/O BARs (below are the legacy ISA ports).</summary>
     public const int PciStart = 0x1000;
 
-    // Sorted by start; under _lock.
-    private readonly List<(int Start, int End, IMmioHandler Handler)> _ranges = [];
+    // Under _lock.
+    private readonly AddressRangeMap _ranges = new();
     private readonly KSpinLock _lock;
 
     internal IoPortSpace(SimKernel kernel)
@@ -44,19 +44,7 @@ public sealed class IoPortSpace
         _lock.Lock();
         try
         {
-            int at = 0;
-            while (at < _ranges.Count && _ranges[at].Start < start)
-            {
-                at++;
-            }
-
-            if ((at > 0 && _ranges[at - 1].End > start) || (at < _ranges.Count && _ranges[at].Start < end))
-            {
-                return false;
-            }
-
-            _ranges.Insert(at, (start, end, handler));
-            return true;
+            return _ranges.TryAdd(start, end, handler);
         }
         finally
         {
@@ -70,14 +58,7 @@ public sealed class IoPortSpace
         _lock.Lock();
         try
         {
-            for (int i = 0; i < _ranges.Count; i++)
-            {
-                if (_ranges[i].Start == start)
-                {
-                    _ranges.RemoveAt(i);
-                    break;
-                }
-            }
+            _ranges.Remove(start);
         }
         finally
         {
@@ -85,10 +66,21 @@ public sealed class IoPortSpace
         }
     }
 
-    /// <summary>inb/inw/inl: one access of <paramref name="data"/>.Length bytes; all-ones where no device decodes.</summary>
+    /// <summary>
+    /// inb/inw/inl: one access of <paramref name="data"/>.Length bytes; all-ones where no
+    /// device decodes. Ports have no 8-byte access: 8 bytes are two inl, low then high (what
+    /// ioread64_lo_hi does on a port mapping).
+    /// </summary>
     public void Read(int port, Span<byte> data)
     {
-        IMmioHandler? h = Find(port, data.Length, out int offset);
+        if (data.Length == 8)
+        {
+            Read(port, data[..4]);
+            Read(port + 4, data[4..]);
+            return;
+        }
+
+        IMmioHandler? h = Find(port, data.Length, out long offset);
         if (h is null)
         {
             data.Fill(0xff);
@@ -99,25 +91,25 @@ public sealed class IoPortSpace
         }
     }
 
-    /// <summary>outb/outw/outl: one access; dropped where no device decodes.</summary>
-    public void Write(int port, ReadOnlySpan<byte> data) => Find(port, data.Length, out int offset)?.Write(offset, data);
-
-    private IMmioHandler? Find(int port, int length, out int offset)
+    /// <summary>outb/outw/outl: one access; dropped where no device decodes. 8 bytes are two outl, low then high.</summary>
+    public void Write(int port, ReadOnlySpan<byte> data)
     {
-        offset = 0;
+        if (data.Length == 8)
+        {
+            Write(port, data[..4]);
+            Write(port + 4, data[4..]);
+            return;
+        }
+
+        Find(port, data.Length, out long offset)?.Write(offset, data);
+    }
+
+    private IMmioHandler? Find(int port, int length, out long offset)
+    {
         _lock.Lock();
         try
         {
-            foreach ((int s, int e, IMmioHandler h) in _ranges)
-            {
-                if (port >= s && port + length <= e)
-                {
-                    offset = port - s;
-                    return h;
-                }
-            }
-
-            return null;
+            return _ranges.Find(port, length, out offset);
         }
         finally
         {

@@ -121,6 +121,14 @@ public sealed class VfioPciFlowTests
             rig.M.IoPorts.Read((int)port + 8, seen);
             Assert.That(BitConverter.ToUInt32(seen), Is.EqualTo(0xcafef00du), "the write reached the device's ports");
 
+            // Ports have no 8-byte access: an 8-byte piece is two 4-byte ones, low then high.
+            Assert.That(rig.P.Pwrite(fds.Device, BitConverter.GetBytes(0x1122334455667788UL), VfioPciIndex.IndexToOffset(0) + 16), Is.EqualTo(8));
+            rig.M.IoPorts.Read((int)port + 20, seen);
+            Assert.That(BitConverter.ToUInt32(seen), Is.EqualTo(0x11223344u), "the high dword went to the next port dword");
+            byte[] eight = new byte[8];
+            Assert.That(rig.P.Pread(fds.Device, eight, VfioPciIndex.IndexToOffset(0) + 16), Is.EqualTo(8));
+            Assert.That(BitConverter.ToUInt64(eight), Is.EqualTo(0x1122334455667788UL));
+
             // Memory decode does not gate an I/O BAR (the EIO rule is for memory BARs).
             ushort cmd = (ushort)(rig.Read32(fds.Device, VfioPciIndex.Config, PciRegs.Command) & 0xffff);
             Assert.That(rig.P.Pwrite(fds.Device, BitConverter.GetBytes((ushort)(cmd & ~PciRegs.CommandMemory)), VfioPciIndex.IndexToOffset(VfioPciIndex.Config) + PciRegs.Command), Is.EqualTo(2));
