@@ -17,7 +17,6 @@
 
 using Vfio.Kernel;
 using Vfio.Platform.Fs;
-using Vfio.Platform.Proc;
 
 namespace Vfio.Core;
 
@@ -164,27 +163,13 @@ public sealed class VfioVirqfdSet
     public int Enable(Func<bool>? handler, Action? thread, VfioVirqfdSlot slot, int fd, string who)
     {
         ArgumentNullException.ThrowIfNull(slot);
-        SimFile? file = SimProcess.Current?.Files.Get(fd);
-        if (file is null)
+        int err = EventFdContext.Fdget(fd, who, out EventFdContext? found);
+        if (err != 0)
         {
-            return ErrorReason.Fail(Errno.EBADF, $"{who}: fd {fd} is not open");
+            return err;
         }
 
-        EventFdContext? ctx;
-        try
-        {
-            ctx = EventFdContext.FromFile(file);
-        }
-        finally
-        {
-            file.Put();
-        }
-
-        if (ctx is null)
-        {
-            return ErrorReason.Fail(Errno.EINVAL, $"{who}: fd {fd} is not an eventfd");
-        }
-
+        EventFdContext ctx = found!;
         var virqfd = new VfioVirqfd(this, ctx, handler, thread, slot);
         Lock.Lock();
         if (slot.Current is not null)

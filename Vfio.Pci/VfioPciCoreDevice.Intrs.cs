@@ -39,7 +39,6 @@ using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Platform.Fs;
 using Vfio.Platform.Pci;
-using Vfio.Platform.Proc;
 
 namespace Vfio.Pci;
 
@@ -1338,26 +1337,8 @@ public sealed partial class VfioPciCoreDevice
         return ErrorReason.Fail(Errno.EINVAL, $"{SetIrqsName}: no data type");
     }
 
-    /// <summary>eventfd_ctx_fdget(): -EBADF for a closed fd, -EINVAL for a file that is not an eventfd.</summary>
-    private static int EventFdCtxFdget(int fd, out EventFdContext? ctx)
-    {
-        ctx = null;
-        SimFile? file = SimProcess.Current?.Files.Get(fd);
-        if (file is null)
-        {
-            return ErrorReason.Fail(Errno.EBADF, $"{SetIrqsName}: fd {fd} is not open");
-        }
-
-        try
-        {
-            ctx = EventFdContext.FromFile(file);
-            return ctx is null ? ErrorReason.Fail(Errno.EINVAL, $"{SetIrqsName}: fd {fd} ({file.Path}) is not an eventfd") : 0;
-        }
-        finally
-        {
-            file.Put();
-        }
-    }
+    /// <summary>eventfd_ctx_fdget() for SET_IRQS.</summary>
+    private static int EventFdCtxFdget(int fd, out EventFdContext? ctx) => EventFdContext.Fdget(fd, SetIrqsName, out ctx);
 
     /// <summary>
     /// vfio_pci_core_close_device()'s release of the ERR and REQ eventfds: put and cleared

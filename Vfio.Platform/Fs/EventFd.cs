@@ -70,6 +70,31 @@ public sealed class EventFdContext
         return ctx;
     }
 
+    /// <summary>
+    /// eventfd_ctx_fdget(): the context behind fd <paramref name="fd"/> of the calling process,
+    /// with a reference taken. 0, -EBADF for a closed fd, -EINVAL for a file that is not an
+    /// eventfd; the reason names <paramref name="who"/>.
+    /// </summary>
+    public static int Fdget(int fd, string who, out EventFdContext? ctx)
+    {
+        ctx = null;
+        SimFile? file = Proc.SimProcess.Current?.Files.Get(fd);
+        if (file is null)
+        {
+            return ErrorReason.Fail(Errno.EBADF, $"{who}: fd {fd} is not open");
+        }
+
+        try
+        {
+            ctx = FromFile(file);
+            return ctx is null ? ErrorReason.Fail(Errno.EINVAL, $"{who}: fd {fd} ({file.Path}) is not an eventfd") : 0;
+        }
+        finally
+        {
+            file.Put();
+        }
+    }
+
     /// <summary>The context's reference count (for tests that check a driver dropped what it took).</summary>
     internal int ReferenceCount => _kref.Read();
 
