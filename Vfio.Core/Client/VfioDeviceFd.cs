@@ -5,6 +5,7 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Vfio.Core.Uapi;
+using Vfio.Kernel;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
 
@@ -97,6 +98,143 @@ public sealed class VfioDeviceFd : VfioFd
 
     /// <summary>VFIO_DEVICE_RESET.</summary>
     public void Reset() => Ioctl(VfioIoctl.DeviceReset);
+
+    /// <summary>
+    /// VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: the functions a hot reset of this device would
+    /// also reset, with their groups (asks once for the count, then for the entries).
+    /// </summary>
+    /// <exception cref="VfioException">ENODEV when neither a slot nor a bus reset is possible; EPERM when an affected function has no IOMMU group.</exception>
+    public IReadOnlyList<VfioPciDependentDevice> GetPciHotResetInfo()
+    {
+        ThrowIfDisposed();
+        int header = VfioPciHotResetInfo.MinSz;
+        int entry = VfioArg.SizeOf<VfioPciDependentDevice>();
+        for (uint count = 1; ; )
+        {
+            byte[] arg = new byte[header + (count * entry)];
+            BinaryPrimitives.WriteUInt32LittleEndian(arg, (uint)arg.Length);
+            long ret = Process.Ioctl(Fd, VfioIoctl.DeviceGetPciHotResetInfo, arg);
+            uint needed = BinaryPrimitives.ReadUInt32LittleEndian(arg.AsSpan(8));
+            if (ret == Errno.ENOSPC.Negative() && needed > count)
+            {
+                count = needed;
+                continue;
+            }
+
+            VfioSyscalls.Check(ret, $"{Kind} ioctl {VfioIoctl.Name(VfioIoctl.DeviceGetPciHotResetInfo)}");
+            return MemoryMarshal.Cast<byte, VfioPciDependentDevice>(arg.AsSpan(header, (int)needed * entry)).ToArray();
+        }
+    }
+
+    /// <summary>
+    /// VFIO_DEVICE_PCI_HOT_RESET: resets every function <see cref="GetPciHotResetInfo"/> lists.
+    /// The caller proves it owns them by passing the group fd of every affected group.
+    /// </summary>
+    /// <exception cref="VfioException">EINVAL when a group is missing or a function is not a vfio-pci device of the set; EBUSY when a device's memory is in use; EBADF for a bad fd.</exception>
+    public void PciHotReset(params ReadOnlySpan<VfioGroupFd> groups)
+    {
+        Span<int> fds = groups.Length <= 16 ? stackalloc int[groups.Length] : new int[groups.Length];
+        for (int i = 0; i < groups.Length; i++)
+        {
+            fds[i] = groups[i].Fd;
+        }
+
+        PciHotReset(fds);
+    }
+
+    /// <summary>VFIO_DEVICE_PCI_HOT_RESET with raw group fds.</summary>
+    public void PciHotReset(ReadOnlySpan<int> groupFds)
+    {
+        ThrowIfDisposed();
+        int header = VfioPciHotReset.MinSz;
+        byte[] arg = new byte[header + (groupFds.Length * sizeof(int))];
+        var hdr = new VfioPciHotReset { Argsz = (uint)arg.Length, Count = (uint)groupFds.Length };
+        VfioSyscalls.Bytes(in hdr).CopyTo(arg);
+        MemoryMarshal.AsBytes(groupFds).CopyTo(arg.AsSpan(header));
+        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DevicePciHotReset, Kind, arg);
+    }
+
+    /// <summary>
+    /// VFIO_DEVICE_IOEVENTFD: from now on, each write to <paramref name="eventfd"/> makes the
+    /// kernel write <paramref name="data"/> (<paramref name="size"/> = 1, 2, 4 or 8 bytes) at
+    /// <paramref name="offset"/> of BAR <paramref name="index"/>, without a trip through user space.
+    /// </summary>
+    public void AddIoeventfd(int index, long offset, int size, ulong data, int eventfd)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(eventfd);
+        Ioeventfd(index, offset, size, data, eventfd);
+    }
+
+    /// <summary>VFIO_DEVICE_IOEVENTFD with fd -1: removes the ioeventfd registered for exactly this offset, size and data.</summary>
+    public void RemoveIoeventfd(int index, long offset, int size, ulong data) => Ioeventfd(index, offset, size, data, -1);
+
+    /// <summary>VFIO_DEVICE_FEATURE with PROBE: whether the device supports <paramref name="feature"/> with <paramref name="access"/> (<see cref="VfioFeature.Get"/>, <see cref="VfioFeature.Set"/> or both).</summary>
+    public bool ProbeFeature(uint feature, uint access)
+    {
+        ThrowIfDisposed();
+        Span<byte> arg = stackalloc byte[VfioDeviceFeature.MinSz];
+        var hdr = new VfioDeviceFeature { Argsz = (uint)arg.Length, Flags = feature | access | VfioFeature.Probe };
+        VfioSyscalls.Bytes(in hdr).CopyTo(arg);
+        long ret = Process.Ioctl(Fd, VfioIoctl.DeviceFeature, arg);
+
+        // ENOTTY: an unknown feature; EINVAL: a known one without that access.
+        return ret != Errno.ENOTTY.Negative() && ret != Errno.EINVAL.Negative() && VfioSyscalls.Check(ret, $"{Kind} ioctl VFIO_DEVICE_FEATURE") >= 0;
+        return ret != Errno.ENOTTY.Negative() && VfioSyscalls.Check(ret, $"{Kind} ioctl VFIO_DEVICE_FEATURE") >= 0;
+    }
+
+    /// <summary>VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: lets the idle device drop to D3hot; any later ioctl or access wakes it.</summary>
+    public void LowPowerEntry() => SetFeature(VfioFeature.LowPowerEntry, []);
+
+    /// <summary>VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: as <see cref="LowPowerEntry()"/>, and <paramref name="wakeupEventfd"/> is signalled when the device wakes.</summary>
+    public void LowPowerEntry(int wakeupEventfd)
+    {
+        var payload = new VfioDeviceLowPowerEntryWithWakeup { WakeupEventfd = wakeupEventfd };
+        SetFeature(VfioFeature.LowPowerEntryWithWakeup, VfioSyscalls.Bytes(in payload));
+    }
+
+    /// <summary>VFIO_DEVICE_FEATURE_LOW_POWER_EXIT.</summary>
+    public void LowPowerExit() => SetFeature(VfioFeature.LowPowerExit, []);
+
+    /// <summary>VFIO_DEVICE_FEATURE_PCI_VF_TOKEN (a physical function): sets the token the VFs' users must present (<c>vf_token=</c> in the device name).</summary>
+    public void SetVfToken(Guid token)
+    {
+        Span<byte> uuid = stackalloc byte[16];
+        token.TryWriteBytes(uuid, bigEndian: true, out _);
+        SetFeature(VfioFeature.PciVfToken, uuid);
+    }
+
+    private void SetFeature(uint feature, ReadOnlySpan<byte> payload)
+    {
+        ThrowIfDisposed();
+        int header = VfioDeviceFeature.MinSz;
+        Span<byte> arg = stackalloc byte[header + payload.Length];
+        var hdr = new VfioDeviceFeature { Argsz = (uint)arg.Length, Flags = feature | VfioFeature.Set };
+        VfioSyscalls.Bytes(in hdr).CopyTo(arg);
+        payload.CopyTo(arg[header..]);
+        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceFeature, Kind, arg);
+    }
+
+    private void Ioeventfd(int index, long offset, int size, ulong data, int eventfd)
+    {
+        ThrowIfDisposed();
+        uint flags = size switch
+        {
+            1 => VfioPciFlags.Ioeventfd8,
+            2 => VfioPciFlags.Ioeventfd16,
+            4 => VfioPciFlags.Ioeventfd32,
+            8 => VfioPciFlags.Ioeventfd64,
+            _ => throw new ArgumentOutOfRangeException(nameof(size), size, "an ioeventfd writes 1, 2, 4 or 8 bytes"),
+        };
+        var arg = new VfioDeviceIoeventfd
+        {
+            Argsz = (uint)VfioArg.SizeOf<VfioDeviceIoeventfd>(),
+            Flags = flags,
+            Offset = (ulong)RegionOffset(index, offset),
+            Data = data,
+            Fd = eventfd,
+        };
+        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceIoeventfd, Kind, ref arg);
+    }
 
     /// <summary>pread() of region <paramref name="index"/> at <paramref name="offset"/> into <paramref name="buffer"/>; the bytes read.</summary>
     public long Read(int index, long offset, Span<byte> buffer)
