@@ -179,7 +179,6 @@ public sealed class VfioDeviceFd : VfioFd
 
         // ENOTTY: an unknown feature; EINVAL: a known one without that access.
         return ret != Errno.ENOTTY.Negative() && ret != Errno.EINVAL.Negative() && VfioSyscalls.Check(ret, $"{Kind} ioctl VFIO_DEVICE_FEATURE") >= 0;
-        return ret != Errno.ENOTTY.Negative() && VfioSyscalls.Check(ret, $"{Kind} ioctl VFIO_DEVICE_FEATURE") >= 0;
     }
 
     /// <summary>VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: lets the idle device drop to D3hot; any later ioctl or access wakes it.</summary>
