@@ -7,6 +7,12 @@
 // stay, BAR mmaps are zapped and fault back, MSI/MSI-X keep delivering); and races of the
 // reset against BAR accesses and a close of the other function, under the controlled
 // scheduler with fixed seeds and with real threads.
+//
+// Peer cases: RS-01, RS-02, RS-07 (its group-path part: count 0 from a group-opened device),
+// BI-05 for HOT_RESET and HOT_RESET_INFO; RS-04/RS-05 are in VfioPciHotResetInfoTests.
+// Not ported: RS-07's cdev parts (DEV_ID flags, devids, the zero-length array as a
+// cdev-opened device's form) — there is no device cdev or iommufd here; RS-10 (a selftest
+// driver's init/remove cycles) — there is no in-kernel DMA-engine test driver to cycle.
 
 using System.Buffers.Binary;
 using NUnit.Framework;
@@ -105,7 +111,9 @@ public sealed class VfioPciHotResetTests
             t.AssertNothingHappened();
         });
 
-        // A function no reset can reach tells the orders apart: 6.12 refuses count 0 first, 6.1 probes first.
+        // A function no reset can reach tells the orders apart: 6.12 refuses count 0 first, 6.1
+        // probes first. The real kernels agree (a root-bus edu in the oracle guest: 6.1.192
+        // answers ENODEV, 6.12.118 EINVAL; a bad fd is ENODEV on both, the probe comes first).
         VfioSim sim = VfioPciRig.Builder(SchedulerMode.Real).UseProfile(profile).AddVfioPci().Build();
         var rig = new VfioPciRig(sim);
         Runs.AssertPassed(sim.Run(() =>
@@ -118,6 +126,8 @@ public sealed class VfioPciHotResetTests
             Assert.That(early, Is.EqualTo(profile == KernelProfile.Linux6_12));
             Assert.That(ret, Is.EqualTo(early ? Errno.EINVAL.Negative() : Errno.ENODEV.Negative()), ErrorReason.Current);
             Assert.That(rig.P.Ioctl(s.Device.Fd, VfioIoctl.DevicePciHotReset, Header(16, 0, 1, s.Group.Fd)), Is.EqualTo(Errno.ENODEV.Negative()), "a root-bus function: no slot, no bus reset");
+            Assert.That(rig.P.Ioctl(s.Device.Fd, VfioIoctl.DevicePciHotReset, Header(16, 0, 1, 999)), Is.EqualTo(Errno.ENODEV.Negative()), "the probe comes before the fds");
+            Assert.That(rig.P.Ioctl(s.Device.Fd, VfioIoctl.DevicePciHotReset, Header(16, 1, 1, s.Group.Fd)), Is.EqualTo(Errno.EINVAL.Negative()), "flags before the probe");
         }));
     }
 
@@ -337,6 +347,26 @@ public sealed class VfioPciHotResetTests
         });
     }
 
+    [Test]
+    public void TheDocsExample_ListsBothPorts_AndResetsThemWithBothGroupFds()
+    {
+        Run(KernelProfile.Linux6_12, SchedulerMode.Real, 1, t =>
+        {
+            // docs/vfio-pci.md, "Hot reset".
+            t.Rig.BindToVfio("0000:08:00.0");
+            t.Rig.BindToVfio("0000:08:00.1");
+            using VfioSession port0 = t.Rig.Sim.Open(t.Rig.P, "0000:08:00.0");
+            using VfioSession port1 = t.Rig.Sim.Open(t.Rig.P, "0000:08:00.1");
+            IReadOnlyList<VfioPciDependentDevice> affected = port0.Device.GetPciHotResetInfo();
+            port0.Device.PciHotReset([port0.Group.Fd, port1.Group.Fd]);
+
+            Assert.That(affected.Select(a => (int)a.GroupIdOrDevid), Is.EqualTo(new[] { port0.GroupId, port1.GroupId }));
+            Assert.That(t.Rig.Dev("0000:08:00.1").ResetCount(PciResetKind.Bus), Is.EqualTo(1));
+            var e = Assert.Throws<VfioException>(() => port1.Device.PciHotReset([port1.Group.Fd]))!;
+            Assert.That(e.Errno, Is.EqualTo(Errno.EINVAL), "port 0's group is missing");
+        });
+    }
+
     [TestCaseSource(nameof(s_profiles))]
     public void DevicesOfTheSetNeedNotBeOpen_ItsGroupFdIsEnough(KernelProfile profile)
     {
@@ -371,6 +401,28 @@ public sealed class VfioPciHotResetTests
             Assert.That(t.Maps[0].Read32(0), Is.Zero, "port 0 decodes and was reset");
             t.S1.Device.WriteConfig16(PciRegs.Command, cmd);
             Assert.That(t.Maps[1].Read32(0), Is.Zero, "decode on: the access faults in and reads the reset value");
+        });
+    }
+
+    [TestCaseSource(nameof(s_profiles))]
+    public void AHotReset_LeavesNeedsResetAlone_TheLastCloseOfTheSetResetsTheBusAndClearsIt(KernelProfile profile)
+    {
+        Run(profile, SchedulerMode.Real, 1, t =>
+        {
+            t.OpenBoth();
+            t.S1!.Dispose();
+            Assert.That(t.V1.NeedsReset, Is.True, "no function reset at close, and port 0 is still open: no bus reset yet");
+            Assert.That(t.Rig.Dev(t.F1).ResetCount(PciResetKind.Bus), Is.Zero);
+
+            int g1 = t.Rig.P.Open($"/dev/vfio/{t.Rig.GroupId(t.F1)}");
+            Assert.That(t.HotReset(argsz: 20, flags: 0, t.G0, g1), Is.Zero, ErrorReason.Current);
+            Assert.That(t.Rig.Dev(t.F1).ResetCount(PciResetKind.Bus), Is.EqualTo(1));
+            Assert.That(t.V1.NeedsReset, Is.True, "only the device set's reset at the last close clears needs_reset");
+            Assert.That(t.Rig.P.Close(g1), Is.Zero);
+
+            t.S0.Dispose();
+            Assert.That((t.Rig.Dev(t.F0).ResetCount(PciResetKind.Bus), t.Rig.Dev(t.F1).ResetCount(PciResetKind.Bus)), Is.EqualTo((2L, 2L)), "the last close of the set reset the bus");
+            Assert.That((t.V0.NeedsReset, t.V1.NeedsReset), Is.EqualTo((false, false)));
         });
     }
 
