@@ -304,6 +304,7 @@ public sealed partial class VfioPciCoreDevice
     /// </summary>
     private static int HotResetLocked(VfioPciCoreDevice[] vdevs, SimFile[] groups, PciDevice pdev)
     {
+        vdevs[0].DevSet!.Lock.AssertHeld();
         int locked = 0;
         int ret = 0;
         for (; locked < vdevs.Length; locked++)
@@ -348,6 +349,7 @@ public sealed partial class VfioPciCoreDevice
     /// </summary>
     private static int HotResetVmaListLocked(VfioPciCoreDevice[] vdevs, SimFile[] groups, PciDevice pdev)
     {
+        vdevs[0].DevSet!.Lock.AssertHeld();
         int vmaLocked = 0;
         int memLocked = 0;
         int ret = 0;
@@ -405,9 +407,10 @@ public sealed partial class VfioPciCoreDevice
     /// <summary>Every device of the set to D0 (vfio_pci_set_power_state), then pci_reset_bus. The caller holds every memory_lock for write.</summary>
     private static int ResetBusLocked(VfioPciCoreDevice[] vdevs, PciDevice pdev)
     {
+        vdevs[0].DevSet!.Lock.AssertHeld();
         foreach (VfioPciCoreDevice v in vdevs)
         {
-            v.MemoryLock.AssertHeld();
+            v.MemoryLock.AssertHeldWrite();
             v.SetPowerStateD0();
         }
 
