@@ -7,6 +7,8 @@
 //
 // Lock rules (order left to right):
 //   dev_set->lock (VfioDeviceSet.Lock) → memory_lock → vconfig lock
+//   dev_set->lock → memory_lock of every device of the set (try) → PCI device locks (try,
+//   bridge above the bus first from v6.11) — the hot reset and pci_reset_bus (HotReset.cs)
 //   mmap_lock → vma_lock → memory_lock → i_mmap lock → page-table lock (Mmap.cs)
 //   dev_set->lock → igate → memory_lock → irqlock (Intrs.cs)
 //   * dev_set->lock: open/close (Enable/Disable), NeedsReset, the dev_set reset.
