@@ -1,8 +1,8 @@
 // Models the ioctl handlers of drivers/vfio/pci/vfio_pci_core.c (v6.12):
 // VFIO_DEVICE_GET_INFO, GET_REGION_INFO (with the MSIX_MAPPABLE cap on the MSI-X BAR),
 // GET_IRQ_INFO, SET_IRQS (the shared header checks, then the per-index handler under
-// igate), VFIO_DEVICE_RESET and vfio_pci_core_ioctl_feature. GET_PCI_HOT_RESET_INFO lives in
-// HotReset.cs; the hot reset itself, ioeventfds and the low-power features are not part of
+// igate), VFIO_DEVICE_RESET and vfio_pci_core_ioctl_feature. GET_PCI_HOT_RESET_INFO and
+// PCI_HOT_RESET live in HotReset.cs; ioeventfds and the low-power features are not part of
 // this first vfio-pci.
 
 using Vfio.Core;
@@ -31,7 +31,8 @@ public sealed partial class VfioPciCoreDevice
         VfioIoctl.DeviceSetIrqs => SetIrqs(arg),
         VfioIoctl.DeviceReset => Reset(),
         VfioIoctl.DeviceGetPciHotResetInfo => GetPciHotResetInfo(arg),
-        VfioIoctl.DevicePciHotReset or VfioIoctl.DeviceIoeventfd
+        VfioIoctl.DevicePciHotReset => PciHotReset(arg),
+        VfioIoctl.DeviceIoeventfd
             => ErrorReason.Fail(Errno.ENOTTY, $"{VfioIoctl.Name(cmd)}: not built in this first vfio-pci"),
         _ => ErrorReason.Fail(Errno.ENOTTY, $"{VfioIoctl.Name(cmd)}: not a vfio-pci device ioctl"),
     };

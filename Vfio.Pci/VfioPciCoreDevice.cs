@@ -7,6 +7,8 @@
 //
 // Lock rules (order left to right):
 //   dev_set->lock (VfioDeviceSet.Lock) → memory_lock → vconfig lock
+//   dev_set->lock → memory_lock of every device of the set (try) → PCI device locks (try,
+//   bridge above the bus first from v6.11) — the hot reset and pci_reset_bus (HotReset.cs)
 //   mmap_lock → vma_lock → memory_lock → i_mmap lock → page-table lock (Mmap.cs)
 //   dev_set->lock → igate → memory_lock → irqlock (Intrs.cs)
 //   * dev_set->lock: open/close (Enable/Disable), NeedsReset, the dev_set reset.
@@ -20,6 +22,7 @@
 using System.Globalization;
 using Vfio.Core;
 using Vfio.Kernel;
+using Vfio.Platform;
 using Vfio.Platform.Fs;
 using Vfio.Platform.Pci;
 
@@ -333,10 +336,14 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         return pdev;
     }
 
-    /// <summary>pci_probe_reset_bus(): a bus with a bridge above it and no function that forbids bus resets. 0 or -ENOTTY.</summary>
+    /// <summary>
+    /// pci_probe_reset_bus() (pci_bus_reset with PCI_RESET_PROBE): a bus with a bridge above
+    /// it, that bridge and no function on the bus or below flagged against bus resets. 0 or
+    /// -ENOTTY.
+    /// </summary>
     internal static int ProbeResetBus(PciBusSegment bus)
     {
-        if (bus.Self is null)
+        if (bus.Self is not { } bridge || bridge.NoBusReset)
         {
             return Errno.ENOTTY.Negative();
         }
@@ -353,9 +360,11 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     }
 
     /// <summary>
-    /// pci_reset_bus() without slots (__pci_reset_bus): try-lock every function below the
-    /// bridge (-EAGAIN on contention, nothing done), save and quiesce them, pulse Secondary
-    /// Bus Reset, restore them.
+    /// pci_reset_bus() without hotplug slots (__pci_reset_bus): probe; pci_bus_trylock, which
+    /// fails -EAGAIN with nothing done when any device lock is held; save and disable every
+    /// function on the bus and below (D0, the state saved, COMMAND = INTX_DISABLE, as
+    /// pci_dev_save_and_disable does); pulse Secondary Bus Reset on the bridge; restore every
+    /// function; unlock bottom up.
     /// </summary>
     internal static int PciResetBus(PciDevice pdev)
     {
@@ -367,44 +376,89 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         }
 
         var locked = new List<PciDevice>();
-        foreach (PciDevice d in bus.AllDevicesBelow())
+        if (!BusTrylock(bus, pdev.Machine.Kernel.Profile.Has(PlatformFeatures.BusResetLocksBridge), locked))
         {
-            if (!d.Mutex.TryLock())
-            {
-                for (int i = locked.Count - 1; i >= 0; i--)
-                {
-                    locked[i].Unlock();
-                }
-
-                return Errno.EAGAIN.Negative();
-            }
-
-            locked.Add(d);
+            UnlockDevices(locked);
+            return Errno.EAGAIN.Negative();
         }
 
         try
         {
-            var states = new PciSavedState[locked.Count];
-            for (int i = 0; i < locked.Count; i++)
+            var functions = new List<PciDevice>(bus.AllDevicesBelow());
+            var states = new PciSavedState[functions.Count];
+            for (int i = 0; i < functions.Count; i++)
             {
-                states[i] = locked[i].StoreSavedState();
-                locked[i].WriteConfig(PciRegs.Command, PciRegs.CommandIntxDisable, 2);
+                functions[i].SetFullPowerState();
+                states[i] = functions[i].StoreSavedState();
+                functions[i].WriteConfig(PciRegs.Command, PciRegs.CommandIntxDisable, 2);
             }
 
             rc = bus.Self!.SecondaryBusReset();
-            for (int i = 0; i < locked.Count; i++)
+            for (int i = 0; i < functions.Count; i++)
             {
-                locked[i].LoadAndRestoreState(states[i]);
+                functions[i].LoadAndRestoreState(states[i]);
             }
 
             return rc;
         }
         finally
         {
-            for (int i = locked.Count - 1; i >= 0; i--)
+            UnlockDevices(locked);
+        }
+    }
+
+    /// <summary>
+    /// pci_bus_trylock(): top of the tree down. From v6.11
+    /// (<see cref="PlatformFeatures.BusResetLocksBridge"/>) the bridge above the bus first,
+    /// then each function on it, a bridge among them locked as the top of its own bus; before,
+    /// each function, then the bus below it if it is a bridge. Every lock taken is appended to
+    /// <paramref name="locked"/>; false on the first contended one (the caller unlocks).
+    /// </summary>
+    private static bool BusTrylock(PciBusSegment bus, bool lockBridge, List<PciDevice> locked)
+    {
+        if (lockBridge)
+        {
+            if (!bus.Self!.Mutex.TryLock())
             {
-                locked[i].Unlock();
+                return false;
             }
+
+            locked.Add(bus.Self);
+        }
+
+        foreach (PciDevice d in bus.Devices)
+        {
+            if (lockBridge && d.Subordinate is { } sub)
+            {
+                if (!BusTrylock(sub, lockBridge, locked))
+                {
+                    return false;
+                }
+
+                continue;
+            }
+
+            if (!d.Mutex.TryLock())
+            {
+                return false;
+            }
+
+            locked.Add(d);
+            if (d.Subordinate is { } below && !BusTrylock(below, lockBridge, locked))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>pci_bus_unlock(): the device locks <see cref="BusTrylock"/> took, bottom up.</summary>
+    private static void UnlockDevices(List<PciDevice> locked)
+    {
+        for (int i = locked.Count - 1; i >= 0; i--)
+        {
+            locked[i].Unlock();
         }
     }
 

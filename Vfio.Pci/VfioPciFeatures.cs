@@ -25,7 +25,9 @@ public static class VfioPciFeatures
     /// <summary>
     /// BAR mmaps are zapped with unmap_mapping_range() on the address space of a per-device
     /// inode and every fault inserts under memory_lock alone (v6.10); before, vfio-pci kept a
-    /// list of the VMAs it had faulted in (vma_lock, vma_list) and zapped by walking it.
+    /// list of the VMAs it had faulted in (vma_lock, vma_list) and zapped by walking it. The
+    /// hot reset follows: one loop (in the groups, memory_lock try-locked, zap) instead of a
+    /// zap-under-vma_lock loop over every device followed by a memory_lock loop.
     /// </summary>
     public static KernelFeature ZapBarsByMappingRange { get; } = new()
     {
@@ -150,5 +152,19 @@ public static class VfioPciFeatures
         Description = "SET_IRQS on ERR or REQ with DATA_EVENTFD and a negative fd other than -1 fails EINVAL; before, it succeeded and changed nothing. Upstream in November 2025; the linux-6.12 profile follows the 6.12.y stable series that carries it.",
         Since = new(6, 12),
         Commits = [new("98693e0897f7", "vfio/pci: Use RCU for error/request triggers to avoid circular locking")],
+    };
+
+    /// <summary>
+    /// VFIO_DEVICE_PCI_HOT_RESET accepts a zero-length group-fd array from cdev-opened devices
+    /// only: from a group-opened device, count 0 is EINVAL right after the flags check, before
+    /// the reset is probed (v6.6); before, count 0 was EINVAL only after the slot/bus probe
+    /// (ENODEV first), together with a count above the number of affected functions.
+    /// </summary>
+    public static KernelFeature HotResetZeroLengthFdArray { get; } = new()
+    {
+        Name = nameof(HotResetZeroLengthFdArray),
+        Description = "VFIO_DEVICE_PCI_HOT_RESET with count 0 from a group-opened device is EINVAL before the reset is probed (the zero-length array is the cdev form); before, count 0 was EINVAL after the probe, so a device no reset can reach answered ENODEV.",
+        Since = new(6, 6),
+        Commits = [new("71791b9246c7", "vfio/pci: Allow passing zero-length fd array in VFIO_DEVICE_PCI_HOT_RESET")],
     };
 }

@@ -34,4 +34,20 @@ public static class PlatformFeatures
         Since = new(6, 10),
         Commits = [new("7e89efc6e9e4", "PCI: Lock upstream bridge for pci_reset_function()")],
     };
+
+    /// <summary>
+    /// A secondary bus reset (pci_reset_bus → pci_bus_trylock) try-locks the bridge above the
+    /// bus before the functions below it, and a function that is itself a bridge is locked as
+    /// the top of its own bus (v6.11); before, only the functions on the bus and below were
+    /// locked, so the bridge whose Bridge Control register pulses the reset could change under
+    /// it. The fix also went to the stable series (4.19.322 has it); the linux-6.1 profile
+    /// models the v6.1 release, without it.
+    /// </summary>
+    public static KernelFeature BusResetLocksBridge { get; } = new()
+    {
+        Name = nameof(BusResetLocksBridge),
+        Description = "A bus reset try-locks the bridge above the bus first, then each function below it (a bridge below as the top of its own bus), and fails EAGAIN when any of them is held; before, the bridge above was not locked.",
+        Since = new(6, 11),
+        Commits = [new("a4e772898f8b", "PCI: Add missing bridge lock to pci_bus_lock()")],
+    };
 }

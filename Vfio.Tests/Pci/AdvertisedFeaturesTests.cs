@@ -20,7 +20,7 @@ public sealed class AdvertisedFeaturesTests
 {
     // Every endpoint of the default machine vfio-pci binds (the host bridge and the bridges are not endpoints it takes).
     private static readonly string[] s_functions =
-        ["0000:01:00.0", "0000:02:00.0", "0000:04:01.0", "0000:04:02.0", "0000:05:00.0", "0000:06:00.0", "0000:07:00.0"];
+        ["0000:01:00.0", "0000:02:00.0", "0000:04:01.0", "0000:04:02.0", "0000:05:00.0", "0000:06:00.0", "0000:07:00.0", "0000:08:00.0", "0000:08:00.1"];
 
     private static readonly string[] s_profiles = ["linux-6.12", "linux-6.1"];
 

@@ -24,7 +24,9 @@ public sealed class DefaultMachineTests
     public void TheDefaultMachine_HasTheIssuesShapes_InTheGroupsTheKernelWouldForm()
     {
         SimMachine m = MachineBuilder.Default(Runs.Kernel(SchedulerMode.Real));
-        Assert.That(m.Iommu!.Groups.Select(g => g.Id), Is.EqualTo(Enumerable.Range(0, 13)));
+        int[] ids = [.. m.Iommu!.Groups.Select(g => g.Id)];
+        Assert.That(ids, Is.EqualTo(Enumerable.Range(0, ids.Length)), "numbered in probe order");
+        Assert.That(ids, Has.Length.GreaterThanOrEqualTo(16), "0–12, then the ports appended after slot 6 (root port 00:07.0 and its two NIC ports first)");
         Assert.That(Members(m, 0), Is.EqualTo(new[] { "0000:00:00.0" }));
         Assert.That(Members(m, 2), Is.EqualTo(new[] { "0000:01:00.0" }), "edu alone behind an ACS root port");
         Assert.That(Members(m, 4), Is.EqualTo(new[] { "0000:02:00.0", "0000:02:00.1" }), "two functions without ACS");
@@ -34,6 +36,11 @@ public sealed class DefaultMachineTests
         Assert.That(Members(m, 12), Is.EqualTo(new[] { "0000:07:00.0" }), "the peer-to-peer target, appended last");
         Assert.That(m.Pci.Find("0000:07:00.0")!.ResourceLength(2), Is.EqualTo(1L << 30), "a 1 GiB BAR");
         Assert.That(m.Pci.Find("0000:07:00.0")!.Bars[2]!.Prefetchable, Is.True);
+        Assert.That(Members(m, m.Pci.Find("0000:08:00.0")!.IommuGroup!.Id), Is.EqualTo(new[] { "0000:08:00.0" }), "ACS on a multifunction port: a group of its own");
+        Assert.That(Members(m, m.Pci.Find("0000:08:00.1")!.IommuGroup!.Id), Is.EqualTo(new[] { "0000:08:00.1" }));
+        Assert.That(m.Pci.Find("0000:08:00.0")!.IommuGroup!.Id, Is.GreaterThan(12), "appended: the earlier group numbers are unchanged");
+        Assert.That(m.Pci.Find("0000:08:00.0")!.OnBus, Is.SameAs(m.Pci.Find("0000:08:00.1")!.OnBus), "one bus, so one bus reset");
+        Assert.That(m.Pci.Find("0000:08:00.0")!.OnBus!.Self!.Name, Is.EqualTo("0000:00:07.0"));
         foreach (int port in new[] { 1, 3, 5, 7, 9, 11 })
         {
             Assert.That(Members(m, port), Has.Length.EqualTo(1));
