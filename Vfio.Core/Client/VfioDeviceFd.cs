@@ -76,49 +76,6 @@ public sealed class VfioDeviceFd : VfioFd
     public void SetIrqEventfd(int index, int eventfd, uint subindex = 0)
         => SetIrqEventfds(index, subindex, [eventfd]);
 
-    /// <summary>
-    /// VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: every function a hot reset of this device would
-    /// reset, each with its IOMMU group id (asks for the count first, then the entries).
-    /// </summary>
-    /// <exception cref="VfioException">ENODEV when neither a slot nor a bus reset can reach the device; EPERM when an affected function has no IOMMU group.</exception>
-    public IReadOnlyList<VfioPciDependentDevice> GetPciHotResetInfo()
-    {
-        ThrowIfDisposed();
-        int header = VfioPciHotResetInfo.MinSz;
-        int entry = VfioArg.SizeOf<VfioPciDependentDevice>();
-        byte[] probe = new byte[header];
-        BinaryPrimitives.WriteUInt32LittleEndian(probe, (uint)header);
-        long ret = Process.Ioctl(Fd, VfioIoctl.DeviceGetPciHotResetInfo, probe);
-        if (ret != Errno.ENOSPC.Negative())
-        {
-            VfioSyscalls.Check(ret, VfioIoctl.Name(VfioIoctl.DeviceGetPciHotResetInfo));
-        }
-
-        int count = (int)BinaryPrimitives.ReadUInt32LittleEndian(probe.AsSpan(8));
-        byte[] buf = new byte[header + (count * entry)];
-        BinaryPrimitives.WriteUInt32LittleEndian(buf, (uint)buf.Length);
-        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceGetPciHotResetInfo, Kind, buf);
-        int filled = (int)BinaryPrimitives.ReadUInt32LittleEndian(buf.AsSpan(8));
-        return MemoryMarshal.Cast<byte, VfioPciDependentDevice>(buf.AsSpan(header, filled * entry)).ToArray();
-    }
-
-    /// <summary>
-    /// VFIO_DEVICE_PCI_HOT_RESET: resets the slot or bus this device is on, with every
-    /// function on it, proving ownership with <paramref name="groupFds"/> — the group fds of
-    /// every vfio-pci device the reset touches (see <see cref="GetPciHotResetInfo"/>).
-    /// </summary>
-    /// <exception cref="VfioException">EINVAL when a group is missing or a function is not a vfio-pci device, EBUSY/EAGAIN on contention, ENODEV when no reset can reach the device.</exception>
-    public void PciHotReset(ReadOnlySpan<int> groupFds)
-    {
-        ThrowIfDisposed();
-        int header = VfioPciHotReset.MinSz;
-        byte[] buf = new byte[header + (4 * groupFds.Length)];
-        BinaryPrimitives.WriteUInt32LittleEndian(buf, (uint)buf.Length);
-        BinaryPrimitives.WriteUInt32LittleEndian(buf.AsSpan(8), (uint)groupFds.Length);
-        MemoryMarshal.AsBytes(groupFds).CopyTo(buf.AsSpan(header));
-        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DevicePciHotReset, Kind, buf);
-    }
-
     /// <summary>Disables every interrupt of <paramref name="index"/> (DATA_NONE | ACTION_TRIGGER with count 0).</summary>
     public void DisableIrqs(int index) => SetIrqs(index, 0, 0, VfioIrqSetFlags.DataNone | VfioIrqSetFlags.ActionTrigger);
 
