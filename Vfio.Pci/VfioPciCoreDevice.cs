@@ -117,8 +117,8 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     /// Device sets: a function on a root bus is a set of its own; otherwise the key would be
     /// the hotplug slot when a slot reset is possible — this machine has no hotplug slots,
     /// so the key is the <see cref="PciBusSegment"/> the function sits on (every function a
-    /// secondary bus reset touches shares one dev_set lock). A PF with VFs enabled is refused
-    /// in the kernel (-EBUSY); the machine has no SR-IOV, so that check has nothing to see.
+    /// secondary bus reset touches shares one dev_set lock; a PF and its VFs share one). A PF
+    /// with VFs enabled is refused (-EBUSY): its VFs may be in use and cannot be captured.
     /// </remarks>
     internal int RegisterDevice(VfioPciDriver driver)
     {
@@ -133,6 +133,12 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             return ErrorReason.Fail(Errno.EINVAL, $"vfio-pci probe: {Pname} has header type {hdr} (vfio-pci takes only normal type-0 functions, not bridges)");
         }
 
+        if (Pdev.NumVfs != 0)
+        {
+            Core.Kernel.Log.Warn($"{VfioPciDriver.DriverName} {Pname}: Cannot bind to PF with SR-IOV enabled");
+            return ErrorReason.Fail(Errno.EBUSY, $"vfio-pci probe: {Pname} has {Pdev.NumVfs} VFs enabled; write 0 to its sriov_numvfs first");
+        }
+
         PciBusSegment? bus = Pdev.OnBus;
         int ret = bus is null || bus.IsRoot ? AssignDeviceSet(this) : AssignDeviceSet(bus);
         if (ret != 0)
@@ -140,12 +146,33 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             return ret;
         }
 
+        ret = VfInit();
+        if (ret != 0)
+        {
+            return ret;
+        }
+
         SetPowerStateD0();
-        return RegisterGroupDev();
+        ret = RegisterGroupDev();
+        if (ret != 0)
+        {
+            VfUninit();
+        }
+
+        return ret;
     }
 
-    /// <summary>vfio_pci_core_unregister_device(): blocks until every fd of the device is closed.</summary>
-    internal void UnregisterDevice() => UnregisterGroupDev();
+    /// <summary>
+    /// vfio_pci_core_unregister_device(): SR-IOV off first (removing the VFs, each of which
+    /// may wait for its own user), then the wait until every fd of the device is closed, then
+    /// the VF token and bus notifier go.
+    /// </summary>
+    internal void UnregisterDevice()
+    {
+        SriovConfigure(0);
+        UnregisterGroupDev();
+        VfUninit();
+    }
 
     // ---- Enable / disable (first open / last close).
 
@@ -211,11 +238,16 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     }
 
     /// <summary>vfio_pci_core_finish_enable(): which BARs user space could mmap.</summary>
-    internal void FinishEnable() => ProbeMmaps();
+    internal void FinishEnable()
+    {
+        ProbeMmaps();
+        VfTokenGetUser();
+    }
 
     /// <summary>vfio_pci_core_close_device(): disable, then drop the ERR and REQ eventfds.</summary>
     internal void CloseDevice()
     {
+        VfTokenPutUser();
         Disable();
         ReleaseErrReqTriggers();
     }
@@ -544,8 +576,8 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     /// <summary>
     /// vfio_pci_core_match(): the device name, optionally followed by spaces and one
     /// <c>vf_token=&lt;uuid&gt;</c>. A name followed by anything but a space does not match;
-    /// an unknown or repeated option, or a short token, is -EINVAL; a token given to a
-    /// function that is neither a PF nor a VF (all of them here) is -EINVAL.
+    /// an unknown or repeated option, or a short or malformed token, is -EINVAL; then the
+    /// token is checked (<see cref="ValidateVfToken"/>, Sriov.cs).
     /// </summary>
     internal int Match(string buf)
     {
@@ -556,6 +588,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         }
 
         bool vfToken = false;
+        UInt128 uuid = 0;
         if (buf.Length > name.Length)
         {
             if (buf[name.Length] != ' ')
@@ -582,7 +615,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
                         return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: vf_token of \"{buf}\" is shorter than a UUID");
                     }
 
-                    if (!Guid.TryParseExact(buf.AsSpan(i, uuidLen), "D", out _))
+                    if (!UuidParse(buf.AsSpan(i, uuidLen), out uuid))
                     {
                         return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: vf_token of \"{buf}\" is not a UUID");
                     }
@@ -597,12 +630,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             }
         }
 
-        if (vfToken)
-        {
-            Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: VF token incorrectly provided, not a PF or VF");
-            return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: {Pname} is neither an SR-IOV PF nor a VF, so it takes no vf_token");
-        }
-
-        return 1;
+        int ret = ValidateVfToken(vfToken, uuid);
+        return ret != 0 ? ret : 1;
     }
 }
