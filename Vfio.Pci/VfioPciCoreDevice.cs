@@ -3,12 +3,15 @@
 // enable on first open (reset, saved state, INTx masking support, the virtual config
 // space, MSI-X location, per-BAR mmap capability), disable on last close (restore, reset
 // if the device lock can be taken, then a bus reset of the whole set when nobody uses it),
-// the REQ channel the unregister wait uses, and name matching for GET_DEVICE_FD.
+// the REQ channel the unregister wait uses, and name matching for GET_DEVICE_FD (with the
+// vf_token option; the SR-IOV side is in Sriov.cs).
 //
 // Lock rules (order left to right):
 //   dev_set->lock (VfioDeviceSet.Lock) → memory_lock → vconfig lock
 //   mmap_lock → vma_lock → memory_lock → i_mmap lock → page-table lock (Mmap.cs)
 //   dev_set->lock → igate → memory_lock → irqlock (Intrs.cs)
+//   PF device_lock → memory_lock → VF device_lock → VF probe (sriov_configure, Sriov.cs)
+//   dev_set->lock → vf_token->lock (a VF's open and close, Sriov.cs)
 //   * dev_set->lock: open/close (Enable/Disable), NeedsReset, the dev_set reset.
 //   * igate (vdev->igate): the ERR and REQ eventfds and every SET_IRQS action.
 //   * memory_lock (vdev->memory_lock, a rwsem): whether the device decodes memory. BAR

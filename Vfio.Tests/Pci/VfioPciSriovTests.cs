@@ -339,6 +339,34 @@ public sealed class VfioPciSriovTests
     }
 
     [Test]
+    public void VfsEnabledWhileThePfIsOpen_SurviveAPfReset_AndEveryoneCloses([Values] SchedulerMode mode, [Values(1UL, 3UL)] ulong seed)
+    {
+        Run(mode, rig =>
+        {
+            PciDevice pf = SriovTests.Pf(rig.M);
+            rig.BindToVfio(pf.Name);
+            VfioSession pfs = rig.Sim.Open(rig.P, $"{pf.Name} vf_token={U1}");
+            Assert.That(rig.M.Sysfs.Write(NumVfs(pf), "2"), Is.GreaterThan(0), "enabled while the PF is open");
+            VfioSession vfs = rig.Sim.Open(rig.P, $"{pf.VirtualFunctions[1].Name} vf_token={U1}");
+            vfs.Device.WriteRegion32(0, 0, 0xabcd);
+
+            // VFIO_DEVICE_RESET of the PF: its FLR clears VF Enable; pci_try_reset_function's
+            // restore brings the VFs back, reset.
+            pfs.Device.Reset();
+            Assert.That(pf.ReadConfig(pf.SriovCap + SriovRegs.Ctrl, 2) & SriovRegs.CtrlVfe, Is.EqualTo(SriovRegs.CtrlVfe));
+            Assert.That(vfs.Device.ReadRegion32(0, 0), Is.Zero, "the VF went through the PF's reset");
+            vfs.Device.WriteRegion32(0, 0, 0x1234);
+            Assert.That(vfs.Device.ReadRegion32(0, 0), Is.EqualTo(0x1234u));
+
+            pfs.Dispose();
+            Assert.That(rig.Vdev(pf.Name).VfTokenUsers, Is.EqualTo(1));
+            vfs.Dispose();
+            Assert.That(rig.Vdev(pf.Name).VfTokenUsers, Is.Zero);
+            Assert.That(rig.M.Sysfs.Write(NumVfs(pf), "0"), Is.GreaterThan(0));
+        }, seed);
+    }
+
+    [Test]
     public void AVfBoundToAnotherDriver_IsWorthAWarning()
     {
         Run(SchedulerMode.Controlled, rig =>
