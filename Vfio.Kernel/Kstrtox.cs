@@ -9,7 +9,29 @@ public static class Kstrtox
     /// kstrtoul(s, 0, &amp;res): an optional '+', then 0x (hex), 0 (octal) or decimal digits,
     /// then at most one newline. False on anything else or overflow (-EINVAL / -ERANGE).
     /// </summary>
-    public static bool Kstrtoul(string buf, out ulong value)
+    public static bool Kstrtoul(string buf, out ulong value) => Kstrtoull(buf, out value) == 0;
+
+    /// <summary>kstrtou16(s, 0, &amp;res): as <see cref="Kstrtoul"/>; 0, -EINVAL for text that is not a number, -ERANGE above 65535.</summary>
+    public static int Kstrtou16(string buf, out ushort value)
+    {
+        value = 0;
+        int rc = Kstrtoull(buf, out ulong v);
+        if (rc != 0)
+        {
+            return rc;
+        }
+
+        if (v > ushort.MaxValue)
+        {
+            return Errno.ERANGE.Negative();
+        }
+
+        value = (ushort)v;
+        return 0;
+    }
+
+    /// <summary>kstrtoull(s, 0, &amp;res): 0, -EINVAL (not a number) or -ERANGE (overflow).</summary>
+    private static int Kstrtoull(string buf, out ulong value)
     {
         value = 0;
         ReadOnlySpan<char> s = buf;
@@ -41,12 +63,12 @@ public static class Kstrtox
 
             if (value > (ulong.MaxValue - d) / radix)
             {
-                return false; // -ERANGE
+                return Errno.ERANGE.Negative();
             }
 
             value = (value * radix) + d;
         }
 
-        return i > 0 && (i == s.Length || (i == s.Length - 1 && s[i] == '\n'));
+        return i > 0 && (i == s.Length || (i == s.Length - 1 && s[i] == '\n')) ? 0 : Errno.EINVAL.Negative();
     }
 }

@@ -48,6 +48,13 @@ public sealed partial class VfioPciCoreDevice
             BinaryPrimitives.WriteUInt32LittleEndian(v.AsSpan(off), Pdev.ReadConfig(off, 4));
         }
 
+        // SR-IOV (sriov branch): a VF's vendor and device read 0xffff in hardware; vfio shows the PCI core's ids.
+        if (Pdev.IsVirtfn)
+        {
+            BinaryPrimitives.WriteUInt16LittleEndian(v.AsSpan(PciRegs.VendorId), (ushort)Pdev.Identity.Vendor);
+            BinaryPrimitives.WriteUInt16LittleEndian(v.AsSpan(PciRegs.DeviceId), (ushort)Pdev.Identity.Device);
+        }
+
         if (NoIntx)
         {
             v[PciRegs.InterruptPin] = 0;
@@ -161,7 +168,11 @@ public sealed partial class VfioPciCoreDevice
         switch (dw)
         {
             case PciRegs.Command:
-                return (hw & ~(uint)PciRegs.CommandIntxDisable) | (stored & PciRegs.CommandIntxDisable);
+                // SR-IOV (sriov branch): no_command_memory — a VF's MEM bit is the one in vconfig.
+                return (hw & ~(uint)PciRegs.CommandIntxDisable) | (stored & PciRegs.CommandIntxDisable)
+                    | (Pdev.NoCommandMemory ? stored & PciRegs.CommandMemory : 0);
+            case PciRegs.VendorId when Pdev.IsVirtfn:
+                return stored; // SR-IOV (sriov branch): vendor and device synthesised for a VF
             case >= PciRegs.BaseAddress0 and < PciRegs.BaseAddress0 + 24:
                 return VirtualBar((dw - PciRegs.BaseAddress0) / 4, stored);
             case PciRegs.RomAddress:
@@ -341,7 +352,7 @@ public sealed partial class VfioPciCoreDevice
             {
                 SetPowerStateD0();
             }
-            else if (state == 3 && Pdev.PowerState != 3)
+            else if (state == 3 && Pdev.PowerState != 3 && Pdev.NumVfs == 0) // SR-IOV (sriov branch): a PF with VFs stays in D0 (-EBUSY, dropped)
             {
                 uint csr = Pdev.ReadConfig(Pdev.PmCap + PciRegs.PmCtrl, 2);
                 if ((csr & PciRegs.PmCtrlNoSoftReset) == 0)

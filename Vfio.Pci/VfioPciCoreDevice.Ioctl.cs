@@ -200,7 +200,7 @@ public sealed partial class VfioPciCoreDevice
     }
 
     /// <summary>
-    /// vfio_pci_get_irq_count(): INTx 1 when the pin is set (0 with nointx), MSI from the
+    /// vfio_pci_get_irq_count(): INTx 1 when the pin is set (0 with nointx and for VFs), MSI from the
     /// capability's multiple-message field, MSI-X from the table size, ERR 1 on PCI Express,
     /// REQ 1; any other index 0.
     /// </summary>
@@ -209,7 +209,7 @@ public sealed partial class VfioPciCoreDevice
         switch (index)
         {
             case VfioPciIndex.IrqIntx:
-                return NoIntx ? 0 : Pdev.ReadConfig(PciRegs.InterruptPin, 1) != 0 ? 1 : 0;
+                return NoIntx || Pdev.IsVirtfn ? 0 : Pdev.ReadConfig(PciRegs.InterruptPin, 1) != 0 ? 1 : 0;
             case VfioPciIndex.IrqMsi:
                 return Pdev.MsiCap == 0 ? 0 : 1 << (int)((Pdev.ReadConfig(Pdev.MsiCap + PciRegs.MsiFlags, 2) & PciRegs.MsiFlagsQmask) >> 1);
             case VfioPciIndex.IrqMsix:
@@ -287,7 +287,7 @@ public sealed partial class VfioPciCoreDevice
     }
 
     /// <summary>
-    /// vfio_pci_core_ioctl_feature(): PCI_VF_TOKEN needs an SR-IOV PF (none here: -ENOTTY);
+    /// vfio_pci_core_ioctl_feature(): PCI_VF_TOKEN for a vfio-pci PF (Sriov.cs);
     /// the low-power features are not part of this first vfio-pci; unknown ids -ENOTTY.
     /// </summary>
     internal int IoctlFeature(uint flags, ulong arg, ulong argsz)
@@ -295,7 +295,7 @@ public sealed partial class VfioPciCoreDevice
         uint feature = flags & VfioFeature.Mask;
         return feature switch
         {
-            VfioFeature.PciVfToken => ErrorReason.Fail(Errno.ENOTTY, $"VFIO_DEVICE_FEATURE: {Pname} is not an SR-IOV PF, so it has no VF token"),
+            VfioFeature.PciVfToken => FeatureToken(flags, arg, argsz),
             VfioFeature.LowPowerEntry or VfioFeature.LowPowerEntryWithWakeup or VfioFeature.LowPowerExit
                 => ErrorReason.Fail(Errno.ENOTTY, $"VFIO_DEVICE_FEATURE: low-power feature {feature} is not built in this first vfio-pci"),
             _ => ErrorReason.Fail(Errno.ENOTTY, $"VFIO_DEVICE_FEATURE: vfio-pci has no feature {feature}"),

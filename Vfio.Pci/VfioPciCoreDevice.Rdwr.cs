@@ -261,8 +261,11 @@ public sealed partial class VfioPciCoreDevice
         }
     }
 
-    /// <summary>__vfio_pci_memory_enabled(): the virtual COMMAND's memory bit, and not in D3hot.</summary>
-    private bool MemoryEnabled() => Pdev.PowerState < 3 && (VirtualCommand() & PciRegs.CommandMemory) != 0;
+    /// <summary>
+    /// __vfio_pci_memory_enabled(): not in D3hot, and the virtual COMMAND's memory bit — or
+    /// a VF (no_command_memory), whose decode its PF's VF MSE controls.
+    /// </summary>
+    private bool MemoryEnabled() => Pdev.PowerState < 3 && (Pdev.NoCommandMemory || (VirtualCommand() & PciRegs.CommandMemory) != 0);
 
     // ---- The expansion ROM (drivers/pci/rom.c as vfio-pci uses it).
 

@@ -3,7 +3,8 @@
 // enable on first open (reset, saved state, INTx masking support, the virtual config
 // space, MSI-X location, per-BAR mmap capability), disable on last close (restore, reset
 // if the device lock can be taken, then a bus reset of the whole set when nobody uses it),
-// the REQ channel the unregister wait uses, and name matching for GET_DEVICE_FD.
+// the REQ channel the unregister wait uses, and name matching for GET_DEVICE_FD (with the
+// vf_token option; the SR-IOV side is in Sriov.cs).
 //
 // Lock rules (order left to right):
 //   dev_set->lock (VfioDeviceSet.Lock) → memory_lock → vconfig lock
@@ -11,6 +12,8 @@
 //   bridge above the bus first from v6.11) — the hot reset and pci_reset_bus (HotReset.cs)
 //   mmap_lock → vma_lock → memory_lock → i_mmap lock → page-table lock (Mmap.cs)
 //   dev_set->lock → igate → memory_lock → irqlock (Intrs.cs)
+//   PF device_lock → memory_lock → VF device_lock → VF probe (sriov_configure, Sriov.cs)
+//   dev_set->lock → vf_token->lock (a VF's open and close, Sriov.cs)
 //   * dev_set->lock: open/close (Enable/Disable), NeedsReset, the dev_set reset.
 //   * igate (vdev->igate): the ERR and REQ eventfds and every SET_IRQS action.
 //   * memory_lock (vdev->memory_lock, a rwsem): whether the device decodes memory. BAR
@@ -120,8 +123,8 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     /// Device sets: a function on a root bus is a set of its own; otherwise the key would be
     /// the hotplug slot when a slot reset is possible — this machine has no hotplug slots,
     /// so the key is the <see cref="PciBusSegment"/> the function sits on (every function a
-    /// secondary bus reset touches shares one dev_set lock). A PF with VFs enabled is refused
-    /// in the kernel (-EBUSY); the machine has no SR-IOV, so that check has nothing to see.
+    /// secondary bus reset touches shares one dev_set lock; a PF and its VFs share one). A PF
+    /// with VFs enabled is refused (-EBUSY): its VFs may be in use and cannot be captured.
     /// </remarks>
     internal int RegisterDevice(VfioPciDriver driver)
     {
@@ -136,6 +139,12 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             return ErrorReason.Fail(Errno.EINVAL, $"vfio-pci probe: {Pname} has header type {hdr} (vfio-pci takes only normal type-0 functions, not bridges)");
         }
 
+        if (Pdev.NumVfs != 0)
+        {
+            Core.Kernel.Log.Warn($"{VfioPciDriver.DriverName} {Pname}: Cannot bind to PF with SR-IOV enabled");
+            return ErrorReason.Fail(Errno.EBUSY, $"vfio-pci probe: {Pname} has {Pdev.NumVfs} VFs enabled; write 0 to its sriov_numvfs first");
+        }
+
         PciBusSegment? bus = Pdev.OnBus;
         int ret = bus is null || bus.IsRoot ? AssignDeviceSet(this) : AssignDeviceSet(bus);
         if (ret != 0)
@@ -143,12 +152,33 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             return ret;
         }
 
+        ret = VfInit();
+        if (ret != 0)
+        {
+            return ret;
+        }
+
         SetPowerStateD0();
-        return RegisterGroupDev();
+        ret = RegisterGroupDev();
+        if (ret != 0)
+        {
+            VfUninit();
+        }
+
+        return ret;
     }
 
-    /// <summary>vfio_pci_core_unregister_device(): blocks until every fd of the device is closed.</summary>
-    internal void UnregisterDevice() => UnregisterGroupDev();
+    /// <summary>
+    /// vfio_pci_core_unregister_device(): SR-IOV off first (removing the VFs, each of which
+    /// may wait for its own user), then the wait until every fd of the device is closed, then
+    /// the VF token and bus notifier go.
+    /// </summary>
+    internal void UnregisterDevice()
+    {
+        SriovConfigure(0);
+        UnregisterGroupDev();
+        VfUninit();
+    }
 
     // ---- Enable / disable (first open / last close).
 
@@ -214,11 +244,16 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     }
 
     /// <summary>vfio_pci_core_finish_enable(): which BARs user space could mmap.</summary>
-    internal void FinishEnable() => ProbeMmaps();
+    internal void FinishEnable()
+    {
+        ProbeMmaps();
+        VfTokenGetUser();
+    }
 
     /// <summary>vfio_pci_core_close_device(): disable, then drop the ERR and REQ eventfds.</summary>
     internal void CloseDevice()
     {
+        VfTokenPutUser();
         Disable();
         ReleaseErrReqTriggers();
     }
@@ -598,8 +633,8 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     /// <summary>
     /// vfio_pci_core_match(): the device name, optionally followed by spaces and one
     /// <c>vf_token=&lt;uuid&gt;</c>. A name followed by anything but a space does not match;
-    /// an unknown or repeated option, or a short token, is -EINVAL; a token given to a
-    /// function that is neither a PF nor a VF (all of them here) is -EINVAL.
+    /// an unknown or repeated option, or a short or malformed token, is -EINVAL; then the
+    /// token is checked (<see cref="ValidateVfToken"/>, Sriov.cs).
     /// </summary>
     internal int Match(string buf)
     {
@@ -610,6 +645,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         }
 
         bool vfToken = false;
+        UInt128 uuid = 0;
         if (buf.Length > name.Length)
         {
             if (buf[name.Length] != ' ')
@@ -636,7 +672,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
                         return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: vf_token of \"{buf}\" is shorter than a UUID");
                     }
 
-                    if (!Guid.TryParseExact(buf.AsSpan(i, uuidLen), "D", out _))
+                    if (!UuidParse(buf.AsSpan(i, uuidLen), out uuid))
                     {
                         return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: vf_token of \"{buf}\" is not a UUID");
                     }
@@ -651,12 +687,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             }
         }
 
-        if (vfToken)
-        {
-            Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: VF token incorrectly provided, not a PF or VF");
-            return ErrorReason.Fail(Errno.EINVAL, $"VFIO_GROUP_GET_DEVICE_FD: {Pname} is neither an SR-IOV PF nor a VF, so it takes no vf_token");
-        }
-
-        return 1;
+        int ret = ValidateVfToken(vfToken, uuid);
+        return ret != 0 ? ret : 1;
     }
 }

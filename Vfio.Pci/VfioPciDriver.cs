@@ -1,7 +1,7 @@
 // Models drivers/vfio/pci/vfio_pci.c (v6.12): the "vfio-pci" PCI driver — an id table that
 // matches only through driver_override, the ids= dynamic ids, the built-in denylist, probe
-// (denylist, then vfio_pci_core_register_device) and remove (the unregister wait, then the
-// last put), and module load.
+// (denylist, then vfio_pci_core_register_device), remove (SR-IOV off, the unregister wait,
+// then the last put), sriov_configure behind enable_sriov, and module load.
 //
 // Lock rules: probe and remove run under the PCI device's device_lock (the driver core
 // holds it); remove blocks in VfioDevice.UnregisterGroupDev until every fd is closed.
@@ -32,6 +32,7 @@ public sealed class VfioPciDriver : PciDriver
         Options = options;
         Core = VfioCore.Of(machine);
         Ops = new VfioPciOps(this);
+        SriovPfs = new VfioPciSriovPfs(machine.Kernel);
     }
 
     /// <summary>The machine the driver is loaded on.</summary>
@@ -44,6 +45,9 @@ public sealed class VfioPciDriver : PciDriver
     public VfioCore Core { get; }
 
     internal VfioPciOps Ops { get; }
+
+    // vfio_pci_sriov_pfs (VfioPciCoreDevice.Sriov.cs).
+    internal VfioPciSriovPfs SriovPfs { get; }
 
     /// <inheritdoc/>
     public override bool DriverManagedDma => true;
@@ -189,6 +193,21 @@ public sealed class VfioPciDriver : PciDriver
         }
 
         return 0;
+    }
+
+    /// <inheritdoc/>
+    public override bool HasSriovConfigure => true;
+
+    /// <summary>vfio_pci_sriov_configure(): -ENOENT unless loaded with enable_sriov, else vfio_pci_core_sriov_configure.</summary>
+    public override int SriovConfigure(PciDevice dev, int numVfs)
+    {
+        ArgumentNullException.ThrowIfNull(dev);
+        if (!Options.EnableSriov)
+        {
+            return ErrorReason.Fail(Errno.ENOENT, $"sriov_numvfs: vfio-pci was loaded without enable_sriov, so it does not enable VFs of {dev.Name}");
+        }
+
+        return ((VfioPciCoreDevice)dev.DriverData!).SriovConfigure(numVfs);
     }
 
     /// <summary>vfio_pci_remove(): waits until user space released the device (the kernel's unbind wait), then drops it.</summary>

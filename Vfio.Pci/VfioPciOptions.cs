@@ -1,6 +1,6 @@
-// Models the module parameters of drivers/vfio/pci/vfio_pci.c (v6.12): ids=, nointxmask and
-// disable_denylist. disable_vga, disable_idle_d3 and enable_sriov have nothing to act on
-// in this first vfio-pci (no VGA devices, no runtime PM, no SR-IOV on the machine).
+// Models the module parameters of drivers/vfio/pci/vfio_pci.c (v6.12): ids=, nointxmask,
+// disable_denylist and enable_sriov. disable_vga and disable_idle_d3 have nothing to act on
+// in this vfio-pci (no VGA devices, no runtime PM).
 
 namespace Vfio.Pci;
 
@@ -18,4 +18,11 @@ public sealed record VfioPciOptions
 
     /// <summary><c>nointxmask</c>: do not use DisINTx masking (pci_2_3) even where the device supports it.</summary>
     public bool NoIntxMask { get; init; }
+
+    /// <summary>
+    /// <c>enable_sriov</c>: let user space enable the VFs of a PF bound to vfio-pci through its
+    /// <c>sriov_numvfs</c> (off: -ENOENT). The VFs bind to vfio-pci and open only with the PF's
+    /// VF token. Off by default, as in the kernel.
+    /// </summary>
+    public bool EnableSriov { get; init; }
 }

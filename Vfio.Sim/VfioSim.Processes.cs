@@ -27,12 +27,17 @@ public sealed partial class VfioSim
     /// <c>/dev/vfio/vfio</c>, the function's group <c>/dev/vfio/N</c>, VFIO_GROUP_SET_CONTAINER,
     /// VFIO_SET_IOMMU(<paramref name="iommuType"/>) and VFIO_GROUP_GET_DEVICE_FD. The device
     /// must be bound to a vfio driver (see <see cref="Bind"/>). Any step the kernel refuses
-    /// throws <see cref="VfioException"/>, after closing what was opened.
+    /// throws <see cref="VfioException"/>, after closing what was opened. <paramref name="bdf"/>
+    /// may carry vfio-pci's option, as GET_DEVICE_FD takes it: <c>"0000:08:00.1 vf_token=&lt;uuid&gt;"</c>
+    /// opens a VF of a PF bound to vfio-pci.
     /// </summary>
     public VfioSession Open(SimProcess process, string bdf, uint iommuType = VfioExtension.Type1v2)
     {
         ArgumentNullException.ThrowIfNull(process);
-        int group = GroupOf(bdf);
+        ArgumentException.ThrowIfNullOrEmpty(bdf);
+        int space = bdf.IndexOf(' ', StringComparison.Ordinal);
+        string name = space < 0 ? bdf : bdf[..space];
+        int group = GroupOf(name);
         VfioContainerFd? container = null;
         VfioGroupFd? groupFd = null;
         try
@@ -42,7 +47,7 @@ public sealed partial class VfioSim
             groupFd.SetContainer(container);
             container.SetIommu(iommuType);
             VfioDeviceFd device = groupFd.GetDeviceFd(bdf);
-            return new VfioSession(bdf, group, container, groupFd, device);
+            return new VfioSession(name, group, container, groupFd, device);
         }
         catch (VfioException)
         {

@@ -3,6 +3,7 @@
 // machine needs but vfio labs do not program (NIC functions of a two-function card, devices
 // behind a bridge, a peer-to-peer target); reads of its BARs return what was last written,
 // kept in 4 KiB pages allocated on first write, so even a 1 GiB BAR is cheap until used.
+// With an "sriov" entry it is an SR-IOV PF whose VFs are GenericVirtualFunctions.
 
 using System.Collections.Concurrent;
 using Vfio.Platform.Machine;
@@ -42,7 +43,15 @@ public sealed class GenericPciDevice : PciDevice
         {
             AddMsixCapability(x.Vectors, x.TableBar, x.TableOffset, x.PbaBar, x.PbaOffset);
         }
+
+        if (description.Sriov is { } sriov)
+        {
+            AddSriovCapability(sriov);
+        }
     }
+
+    /// <inheritdoc/>
+    protected internal override PciVirtualFunction CreateVirtualFunction(PciAddress address, int vfId) => new GenericVirtualFunction(this, vfId, address);
 
     private static PciIdentity IdentityOf(PciFunctionDescription d)
         => new(d.Vendor ?? 0x1b36, d.Device ?? 0x0001, d.SubsystemVendor ?? d.Vendor ?? 0x1b36, d.SubsystemDevice ?? 0x1100, d.Class ?? 0xff0000, d.Revision ?? 0);

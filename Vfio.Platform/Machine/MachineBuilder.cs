@@ -281,6 +281,42 @@ public static class MachineBuilder
 
             dev.AssignBar(bar.Index, addr);
         }
+
+        AssignIovBars(st, dev, path);
+    }
+
+    /// <summary>
+    /// An SR-IOV PF's IOV windows (each VF BAR × TotalVFs, aligned to the VF BAR's size),
+    /// placed after the function's own BARs: in the 32-bit window, or above RAM for a 64-bit
+    /// VF BAR that does not fit there.
+    /// </summary>
+    private static void AssignIovBars(BuildState st, PciDevice dev, string path)
+    {
+        foreach (SriovBar? w in dev.SriovBars)
+        {
+            if (w is null)
+            {
+                continue;
+            }
+
+            long addr = AlignUp(st.Next32, w.VfSize);
+            if (addr + w.WindowSize > Mmio32End)
+            {
+                if (w.Kind != PciBarKind.Memory64)
+                {
+                    throw new MachineDescriptionException($"{path}.sriov.bars", $"the IOV window of VF BAR {w.Index} of {dev.Name} ({w.WindowSize} bytes) does not fit in the 32-bit MMIO window");
+                }
+
+                addr = AlignUp(st.Next64, w.VfSize);
+                st.Next64 = addr + w.WindowSize;
+            }
+            else
+            {
+                st.Next32 = addr + w.WindowSize;
+            }
+
+            dev.AssignIovBar(w.Index, addr);
+        }
     }
 
     private static long AlignUp(long v, long a) => (v + a - 1) & ~(a - 1);

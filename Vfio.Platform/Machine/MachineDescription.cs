@@ -110,6 +110,9 @@ public sealed record PciFunctionDescription
     /// <summary>MSI-X capability (generic model).</summary>
     public MsixDescription? Msix { get; init; }
 
+    /// <summary>An SR-IOV capability and the VFs it enables (generic model); null for none.</summary>
+    public SriovDescription? Sriov { get; init; }
+
     /// <summary>Interrupt pin, 0 none, 1 = INTA#.</summary>
     public int InterruptPin { get; init; } = 1;
 

@@ -225,7 +225,7 @@ public static class MachineDescriptionReader
     [
         "slot", "function", "type", "vendor", "device", "subsystemVendor", "subsystemDevice", "class", "revision", "pcie",
         "multifunction", "acs", "acsQuirk", "resets", "bars", "rom", "msi", "msix", "intx", "dmaAliases", "secondaryBus",
-        "children", "driver", "options", "comment",
+        "children", "driver", "options", "comment", "sriov",
     ];
 
     private static List<PciFunctionDescription> ReadFunctions(JsonElement arr, string path, bool conventionalBus)
@@ -347,6 +347,7 @@ public static class MachineDescriptionReader
             SecondaryBus = Int(e, path, "secondaryBus", 1, 255),
             Driver = driver,
             Options = ReadOptions(e, path),
+            Sriov = ReadSriov(e, path, type),
         };
 
         if (d.MsiVectors != 0 && (d.MsiVectors & (d.MsiVectors - 1)) != 0)
@@ -380,6 +381,61 @@ public static class MachineDescriptionReader
         }
 
         return d;
+    }
+
+    /// <summary>
+    /// "sriov": { "totalVfs", "vfDevice", "offset" (default 1), "stride" (default 1), "bars"
+    /// (each VF's BARs: memory, at least 4K), "msix" (in the VF's BARs) } — generic PCI
+    /// Express endpoints only; every VF must stay on the PF's bus (devfn + offset +
+    /// stride × (totalVfs − 1) ≤ 255), since the machine gives each root port's bus one number.
+    /// </summary>
+    private static SriovDescription? ReadSriov(JsonElement e, string path, string type)
+    {
+        if (!e.TryGetProperty("sriov", out JsonElement o) || o.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        string p = $"{path}.sriov";
+        if (type != "generic")
+        {
+            throw new MachineDescriptionException(p, $"only the generic model has an SR-IOV capability (this is a {type})");
+        }
+
+        if (Bool(e, path, "pcie") == false || (Bool(e, path, "multifunction") ?? false))
+        {
+            throw new MachineDescriptionException(p, "an SR-IOV PF here is a single-function PCI Express endpoint");
+        }
+
+        Obj(o, p, "totalVfs", "vfDevice", "offset", "stride", "bars", "msix", "comment");
+        int total = Int(o, p, "totalVfs", 1, 255) ?? throw new MachineDescriptionException($"{p}.totalVfs", "an SR-IOV capability needs totalVfs (1..255)");
+        uint vfDevice = Id(o, p, "vfDevice", 0xffff) ?? throw new MachineDescriptionException($"{p}.vfDevice", "an SR-IOV capability needs the VF device id");
+        int offset = Int(o, p, "offset", 1, 255) ?? 1;
+        int stride = Int(o, p, "stride", 1, 255) ?? 1;
+        int slot = Int(e, path, "slot", 0, 31) ?? 0;
+        int function = Int(e, path, "function", 0, 7) ?? 0;
+        int last = (slot << 3) + function + offset + (stride * (total - 1));
+        if (last > 255)
+        {
+            throw new MachineDescriptionException($"{p}.totalVfs", string.Create(CultureInfo.InvariantCulture, $"VF {total - 1} would take devfn 0x{last:x}, beyond the PF's bus (devfn + offset + stride x (totalVfs - 1) must stay <= 255)"));
+        }
+
+        List<BarDescription> bars = ReadBars(o, p);
+        foreach (BarDescription b in bars)
+        {
+            if (b.Kind == PciBarKind.Io || b.Size < 4096)
+            {
+                throw new MachineDescriptionException($"{p}.bars", $"VF BAR {b.Index} must be memory of at least 4K (sriov_init refuses smaller VF BARs)");
+            }
+        }
+
+        MsixDescription? msix = ReadMsix(o, p);
+        if (msix is not null)
+        {
+            CheckMsixPlacement(msix, bars, $"{p}.msix");
+        }
+
+        return new SriovDescription(total, vfDevice, offset, stride, bars, msix);
     }
 
     private static List<PciResetMethod> ReadResets(JsonElement e, string path)

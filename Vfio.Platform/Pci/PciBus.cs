@@ -100,6 +100,12 @@ public abstract class PciDriver : DeviceDriver
     {
     }
 
+    /// <summary>Whether the driver has -&gt;sriov_configure() (sriov_numvfs is -ENOENT without it).</summary>
+    public virtual bool HasSriovConfigure => false;
+
+    /// <summary>-&gt;sriov_configure(): enable <paramref name="numVfs"/> VFs (the count enabled, or -errno) or disable them (0). Runs under the PF's device_lock.</summary>
+    public virtual int SriovConfigure(PciDevice dev, int numVfs) => Errno.ENOENT.Negative();
+
     /// <inheritdoc/>
     public sealed override int Probe(SimDevice dev) => throw new InvalidOperationException("PCI drivers are probed through the PCI bus with their matching id");
 
@@ -170,6 +176,11 @@ public sealed class PciBus : BusType
     {
         var pdev = (PciDevice)dev;
         var pdrv = (PciDriver)drv;
+        if (!pdev.CanProbe)
+        {
+            return Errno.ENODEV.Negative(); // a VF whose PF has sriov_drivers_autoprobe off
+        }
+
         PciDeviceId? id = MatchDevice(pdrv, pdev.Identity, pdev.DriverOverride);
         return id is null ? Errno.ENODEV.Negative() : pdrv.Probe(pdev, id);
     }
@@ -194,6 +205,7 @@ public sealed class PciBus : BusType
         fs.CreateFile(dir, "driver_override", 0x1a4 /* 0644 */, () => (p.DriverOverride ?? "(null)") + "\n", s => DriverOverrideStore(p, s));
         fs.CreateFile(dir, "irq", ro, () => string.Create(CultureInfo.InvariantCulture, $"{p.Irq}\n"));
         fs.CreateFile(dir, "resource", ro, () => ResourceShow(p));
+        p.AddSriovAttributes(dir);
         fs.CreateBinFile(dir, "config", 0x1a4 /* 0644 */, p.ConfigSize, (pos, buf) => ConfigRead(p, pos, buf), (pos, buf) => ConfigWrite(p, pos, buf));
 
         // The reset attributes exist only for functions with a reset method (pci_reset_supported).
@@ -462,6 +474,7 @@ public sealed class PciBus : BusType
     {
         ArgumentNullException.ThrowIfNull(dev);
         dev.Seal();
+        dev.IovInit();
         dev.InitResetMethods();
         PciBusSegment? given = dev.OnBus;
         PciBusSegment bus = given ?? Machine.PciRootBus;

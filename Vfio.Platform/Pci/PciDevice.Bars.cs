@@ -242,6 +242,11 @@ public partial class PciDevice
     private long DecodedAddressLocked(PciBar bar)
     {
         ConfigLock.AssertHeld();
+        if (IsVirtfn)
+        {
+            return VfDecodedAddressLocked(bar); // a VF's BARs follow its PF's VF MSE (PciDevice.Sriov.cs)
+        }
+
         ushort cmd = Config.GetWord(PciRegs.Command);
         if (bar.Kind == PciBarKind.Io)
         {

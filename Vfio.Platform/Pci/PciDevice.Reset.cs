@@ -190,6 +190,7 @@ public partial class PciDevice
         }
 
         Interlocked.Increment(ref _resets[(int)kind]);
+        SriovHardwareChanged(); // a PF's reset clears VF Enable: its VFs vanish
         OnReset(kind);
 
         // The device's own INTx level after its reset (a completion racing the reset may have raised it).
@@ -468,7 +469,7 @@ public partial class PciDevice
         WriteConfig(PciRegs.CacheLineSize, BitConverter.ToUInt32(s.Config, PciRegs.CacheLineSize), 4);
         for (int off = 0x40; off < ConfigSize; off += 4)
         {
-            if (Config.WritableDword(off) != 0)
+            if (Config.WritableDword(off) != 0 && !IsSriovCapDword(off))
             {
                 WriteConfig(off, BitConverter.ToUInt32(s.Config, off), 4);
             }
@@ -478,6 +479,7 @@ public partial class PciDevice
         s.MsixTable.CopyTo(_msixTable, 0);
         ConfigLock.Unlock();
         WriteConfig(PciRegs.Command, BitConverter.ToUInt16(s.Config, PciRegs.Command), 2);
+        RestoreIovState(); // pci_restore_iov_state(): from the PCI core's state, last
     }
 
     // ---- sysfs: reset and reset_method.

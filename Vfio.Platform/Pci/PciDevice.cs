@@ -197,7 +197,7 @@ public partial class PciDevice : SimDevice
     public uint ReadConfig(int offset, int size)
     {
         uint ones = size == 4 ? 0xffffffff : (1u << (8 * size)) - 1;
-        if (IsDisconnected || offset < 0 || offset + size > ConfigSize || (offset & (size - 1)) != 0)
+        if (IsDisconnected || VfAbsent || offset < 0 || offset + size > ConfigSize || (offset & (size - 1)) != 0)
         {
             return ones;
         }
@@ -220,7 +220,7 @@ public partial class PciDevice : SimDevice
     /// </summary>
     public void WriteConfig(int offset, uint value, int size)
     {
-        if (IsDisconnected || offset < 0 || offset + size > ConfigSize || (offset & (size - 1)) != 0)
+        if (IsDisconnected || VfAbsent || offset < 0 || offset + size > ConfigSize || (offset & (size - 1)) != 0)
         {
             return;
         }
@@ -273,6 +273,7 @@ public partial class PciDevice : SimDevice
 
         InterruptCapabilityWrittenLocked(offset, size, msiWas, msixWas, ref fx);
         PowerOrResetRegisterWrittenLocked(offset, size, oldPmCtrl, oldBridgeCtl, ref fx);
+        SriovRegisterWrittenLocked(offset, size, ref fx);
         return fx;
     }
 
@@ -295,6 +296,7 @@ public partial class PciDevice : SimDevice
         public bool MsixRescan;
         public PciResetKind? Reset;
         public bool SecondaryBusReset;
+        public bool SriovChanged; // the VFs follow the PF's SR-IOV capability (PciDevice.Sriov.cs)
     }
 
     private void RunEffects(in PendingEffects fx)
@@ -302,6 +304,11 @@ public partial class PciDevice : SimDevice
         if (fx.Reset is { } kind)
         {
             HardwareReset(kind);
+        }
+
+        if (fx.SriovChanged)
+        {
+            SriovHardwareChanged();
         }
 
         if (fx.SecondaryBusReset && Subordinate is { } bus)

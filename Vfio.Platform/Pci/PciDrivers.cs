@@ -23,6 +23,18 @@ public sealed class HostPciDriver : PciDriver
     /// <summary>Optional remove behaviour for tests (it runs under device_lock and may block).</summary>
     public Action<PciDevice>? OnRemove { get; set; }
 
+    /// <summary>
+    /// Optional -&gt;sriov_configure for tests (null: the driver has none, so sriov_numvfs is
+    /// -ENOENT); <see cref="PciDevice.SriovConfigureSimple"/> is what simple PF drivers do.
+    /// </summary>
+    public Func<PciDevice, int, int>? OnSriovConfigure { get; set; }
+
+    /// <inheritdoc/>
+    public override bool HasSriovConfigure => OnSriovConfigure is not null;
+
+    /// <inheritdoc/>
+    public override int SriovConfigure(PciDevice dev, int numVfs) => OnSriovConfigure?.Invoke(dev, numVfs) ?? Errno.ENOENT.Negative();
+
     /// <summary>Probes so far.</summary>
     public int ProbeCount { get; private set; }
 

@@ -41,6 +41,10 @@ public sealed class DefaultMachineTests
         Assert.That(m.Pci.Find("0000:08:00.0")!.IommuGroup!.Id, Is.GreaterThan(12), "appended: the earlier group numbers are unchanged");
         Assert.That(m.Pci.Find("0000:08:00.0")!.OnBus, Is.SameAs(m.Pci.Find("0000:08:00.1")!.OnBus), "one bus, so one bus reset");
         Assert.That(m.Pci.Find("0000:08:00.0")!.OnBus!.Self!.Name, Is.EqualTo("0000:00:07.0"));
+        PciDevice sriovPf = m.Pci.Devices.OfType<PciDevice>().Single(d => d.Identity is { Vendor: 0x8086, Device: 0x10c9 });
+        Assert.That(sriovPf.IommuGroup!.Devices, Has.Count.EqualTo(1), "the SR-IOV PF alone behind its ACS root port 00:08.0");
+        Assert.That(sriovPf.OnBus!.Self!.Name, Is.EqualTo("0000:00:08.0"));
+        Assert.That(sriovPf.IsPhysfn, Is.True);
         foreach (int port in new[] { 1, 3, 5, 7, 9, 11 })
         {
             Assert.That(Members(m, port), Has.Length.EqualTo(1));
