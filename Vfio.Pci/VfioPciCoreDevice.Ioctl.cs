@@ -2,8 +2,8 @@
 // VFIO_DEVICE_GET_INFO, GET_REGION_INFO (with the MSIX_MAPPABLE cap on the MSI-X BAR),
 // GET_IRQ_INFO, SET_IRQS (the shared header checks, then the per-index handler under
 // igate), VFIO_DEVICE_RESET and vfio_pci_core_ioctl_feature. GET_PCI_HOT_RESET_INFO lives in
-// HotReset.cs; the hot reset itself, ioeventfds and the low-power features are not part of
-// this first vfio-pci.
+// HotReset.cs, VFIO_DEVICE_IOEVENTFD in Ioeventfd.cs; the hot reset itself and the low-power
+// features are not part of this first vfio-pci.
 
 using Vfio.Core;
 using Vfio.Core.Uapi;
@@ -31,7 +31,8 @@ public sealed partial class VfioPciCoreDevice
         VfioIoctl.DeviceSetIrqs => SetIrqs(arg),
         VfioIoctl.DeviceReset => Reset(),
         VfioIoctl.DeviceGetPciHotResetInfo => GetPciHotResetInfo(arg),
-        VfioIoctl.DevicePciHotReset or VfioIoctl.DeviceIoeventfd
+        VfioIoctl.DeviceIoeventfd => IoeventfdIoctl(arg),
+        VfioIoctl.DevicePciHotReset
             => ErrorReason.Fail(Errno.ENOTTY, $"{VfioIoctl.Name(cmd)}: not built in this first vfio-pci"),
         _ => ErrorReason.Fail(Errno.ENOTTY, $"{VfioIoctl.Name(cmd)}: not a vfio-pci device ioctl"),
     };

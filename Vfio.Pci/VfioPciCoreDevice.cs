@@ -102,6 +102,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         _vconfigLock = new KMutex(k, $"vfio-pci[{Dev.Name}].vconfig", s_vconfigClass);
         InitMmap();
         InitIntrs(k);
+        InitIoeventfds(k);
     }
 
     /// <summary>vfio_pci_core_release_dev().</summary>
@@ -234,6 +235,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         _pmSave = null;
         ClearMaster();
         DisableIrqsForClose();
+        ReleaseIoeventfds();
         ConfigFree();
         NeedsReset = true;
 

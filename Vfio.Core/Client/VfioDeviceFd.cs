@@ -95,6 +95,27 @@ public sealed class VfioDeviceFd : VfioFd
     public void SetIrqUnmaskEventfd(int index, int eventfd, uint subindex = 0)
         => SetIrqs(index, subindex, 1, VfioIrqSetFlags.DataEventfd | VfioIrqSetFlags.ActionUnmask, MemoryMarshal.AsBytes(new ReadOnlySpan<int>(in eventfd)));
 
+    /// <summary>
+    /// VFIO_DEVICE_IOEVENTFD: every signal of <paramref name="eventfd"/> writes the low
+    /// <paramref name="size"/> bytes (1, 2, 4 or 8) of <paramref name="data"/> at
+    /// <paramref name="offset"/> of BAR <paramref name="index"/>; eventfd -1 removes the entry
+    /// with the same BAR, offset, size and data.
+    /// </summary>
+    public void SetIoeventfd(int index, long offset, int size, ulong data, int eventfd)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ThrowIfDisposed();
+        var req = new VfioDeviceIoeventfd
+        {
+            Argsz = (uint)VfioArg.SizeOf<VfioDeviceIoeventfd>(),
+            Flags = (uint)size,
+            Offset = (ulong)VfioPciIndex.IndexToOffset(index) + (ulong)offset,
+            Data = data,
+            Fd = eventfd,
+        };
+        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceIoeventfd, Kind, ref req);
+    }
+
     /// <summary>VFIO_DEVICE_RESET.</summary>
     public void Reset() => Ioctl(VfioIoctl.DeviceReset);
 
