@@ -144,7 +144,15 @@ public sealed partial class VfioPciCoreDevice
 
                 break;
             case VfioPciIndex.Vga:
-                return ErrorReason.Fail(Errno.EINVAL, $"{name}: {Pname} has no VGA region (not a VGA device)");
+                if (!HasVga)
+                {
+                    return ErrorReason.Fail(Errno.EINVAL, $"{name}: {Pname} has no VGA region ({(Pdev.IsVga ? "vfio-pci's disable_vga is set" : "not a VGA device")})");
+                }
+
+                info.Offset = (ulong)VfioPciIndex.IndexToOffset(VfioPciIndex.Vga);
+                info.Size = VgaRegionSize;
+                info.Flags = VfioRegionFlags.Read | VfioRegionFlags.Write;
+                break;
             default:
                 return ErrorReason.Fail(Errno.EINVAL, $"{name}: index {info.Index} is not below the {NumRegions} regions of {Pname}");
         }

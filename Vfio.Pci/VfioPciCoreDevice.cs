@@ -1,7 +1,7 @@
 // Models struct vfio_pci_core_device and the device life cycle of
 // drivers/vfio/pci/vfio_pci_core.c (v6.12): registration with its device-set choice,
 // enable on first open (reset, saved state, INTx masking support, the virtual config
-// space, MSI-X location, per-BAR mmap capability), disable on last close (restore, reset
+// space, MSI-X location, the VGA region, per-BAR mmap capability), disable on last close (restore, reset
 // if the device lock can be taken, then a bus reset of the whole set when nobody uses it),
 // the REQ channel the unregister wait uses, and name matching for GET_DEVICE_FD.
 //
@@ -141,12 +141,23 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             return ret;
         }
 
+        VgaInit();
         SetPowerStateD0();
-        return RegisterGroupDev();
+        ret = RegisterGroupDev();
+        if (ret != 0)
+        {
+            VgaUninit();
+        }
+
+        return ret;
     }
 
-    /// <summary>vfio_pci_core_unregister_device(): blocks until every fd of the device is closed.</summary>
-    internal void UnregisterDevice() => UnregisterGroupDev();
+    /// <summary>vfio_pci_core_unregister_device(): blocks until every fd of the device is closed, then leaves the VGA arbiter.</summary>
+    internal void UnregisterDevice()
+    {
+        UnregisterGroupDev();
+        VgaUninit();
+    }
 
     // ---- Enable / disable (first open / last close).
 
@@ -193,6 +204,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         }
 
         ConfigInit();
+        EnableVga();
 
         int msix = Pdev.MsixCap;
         if (msix != 0)

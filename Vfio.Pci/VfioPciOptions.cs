@@ -1,6 +1,6 @@
-// Models the module parameters of drivers/vfio/pci/vfio_pci.c (v6.12): ids=, nointxmask and
-// disable_denylist. disable_vga, disable_idle_d3 and enable_sriov have nothing to act on
-// in this first vfio-pci (no VGA devices, no runtime PM, no SR-IOV on the machine).
+// Models the module parameters of drivers/vfio/pci/vfio_pci.c (v6.12): ids=, nointxmask,
+// disable_denylist and disable_vga. disable_idle_d3 and enable_sriov have nothing to act on
+// in this first vfio-pci (no runtime PM, no SR-IOV on the machine).
 
 namespace Vfio.Pci;
 
@@ -18,4 +18,7 @@ public sealed record VfioPciOptions
 
     /// <summary><c>nointxmask</c>: do not use DisINTx masking (pci_2_3) even where the device supports it.</summary>
     public bool NoIntxMask { get; init; }
+
+    /// <summary><c>disable_vga</c>: give VGA-class devices no VGA region (index 8 is then EINVAL, as for any other device).</summary>
+    public bool DisableVga { get; init; }
 }

@@ -49,6 +49,7 @@ public sealed class SimMachine
         Pci = new PciBus(this);
         Interrupts = new InterruptController(kernel);
         IoPorts = new IoPortSpace(kernel);
+        Vgaarb = new VgaArbiter(this);
         DmaTranslator = new DirectDma(this);
         PciRootBus = new PciBusSegment(this, 0, 0, null, null);
     }
@@ -110,6 +111,9 @@ public sealed class SimMachine
 
     /// <summary>The I/O port space that PCI I/O BARs decode.</summary>
     public IoPortSpace IoPorts { get; }
+
+    /// <summary>The VGA arbiter (drivers/pci/vgaarb.c): who decodes the legacy VGA ranges.</summary>
+    public VgaArbiter Vgaarb { get; }
 
     /// <summary>Where device DMA goes: the IOMMU once one is installed, physical memory otherwise.</summary>
     public IDmaTranslator DmaTranslator { get; internal set; }

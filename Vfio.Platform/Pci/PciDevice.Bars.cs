@@ -175,7 +175,7 @@ public partial class PciDevice
     /// <summary>A CPU read or write of BAR <paramref name="bar"/> at <paramref name="offset"/> (MSI-X structures first).</summary>
     internal void BarAccess(int bar, long offset, Span<byte> data)
     {
-        if (MsixClaimsRead(bar, offset, data))
+        if ((bar == RomBarIndex && RomContentRead(offset, data)) || MsixClaimsRead(bar, offset, data))
         {
             return;
         }
@@ -185,7 +185,7 @@ public partial class PciDevice
 
     internal void BarAccess(int bar, long offset, ReadOnlySpan<byte> data)
     {
-        if (MsixClaimsWrite(bar, offset, data))
+        if ((bar == RomBarIndex && _romContent is not null) || MsixClaimsWrite(bar, offset, data))
         {
             return;
         }
@@ -300,10 +300,11 @@ public partial class PciDevice
         return addr == 0 || addr >= sizingPattern || addr + bar.Size > limit ? -1 : addr;
     }
 
-    /// <summary>Re-routes every BAR after a write to a BAR or the command register.</summary>
+    /// <summary>Re-routes every BAR (and the legacy VGA ranges, PciDevice.Vga.cs) after a write to a BAR or the command register.</summary>
     private protected void UpdateBarRoutingLocked()
     {
         ConfigLock.AssertHeld();
+        UpdateLegacyVgaRoutingLocked();
         foreach (PciBar? bar in _bars)
         {
             if (bar is null)
@@ -352,6 +353,7 @@ public partial class PciDevice
     private void UnrouteAllBarsLocked()
     {
         ConfigLock.AssertHeld();
+        UpdateLegacyVgaRoutingLocked();
         foreach (PciBar? bar in _bars)
         {
             if (bar is not null)
