@@ -95,7 +95,9 @@ public sealed partial class VfioPciCoreDevice
         long off = pos & VfioPciIndex.OffsetMask;
         if (!HasVga)
         {
-            return ErrorReason.Fail(Errno.EINVAL, $"{op}: {Pname} has no VGA region ({(Pdev.IsVga ? "vfio-pci's disable_vga is set" : "not a VGA device")})");
+            return Pdev.IsVga
+                ? ErrorReason.Fail(Errno.EINVAL, $"{op}: {Pname} has no VGA region (vfio-pci's disable_vga is set)")
+                : ErrorReason.Fail(Errno.EINVAL, $"{op}: {Pname} has no VGA region");
         }
 
         if (off > 0xbffff)

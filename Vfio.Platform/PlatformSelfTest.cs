@@ -119,7 +119,7 @@ public static class PlatformSelfTest
         SimMachine m = DefaultMachine(profile);
         string Members(string dev) => string.Join(",", m.Pci.Find(dev)!.IommuGroup!.Devices.Select(d => d.Name[5..]).Order(StringComparer.Ordinal));
         string edu = Members("0000:01:00.0"), pair = Members("0000:02:00.1"), bridged = Members("0000:04:02.0");
-        bool ok = edu == "01:00.0" && pair == "02:00.0,02:00.1" && bridged == "03:00.0,04:01.0,04:02.0" && m.Iommu!.Groups.Count == 13;
+        bool ok = edu == "01:00.0" && pair == "02:00.0,02:00.1" && bridged == "03:00.0,04:01.0,04:02.0" && m.Iommu!.Groups.Count >= 13;
         return (ok, $"{m.Iommu!.Groups.Count} groups; edu: [{edu}]; two functions without ACS: [{pair}]; behind the PCIe-to-PCI bridge: [{bridged}]");
     }
 

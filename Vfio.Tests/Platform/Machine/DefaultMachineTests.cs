@@ -24,7 +24,8 @@ public sealed class DefaultMachineTests
     public void TheDefaultMachine_HasTheIssuesShapes_InTheGroupsTheKernelWouldForm()
     {
         SimMachine m = MachineBuilder.Default(Runs.Kernel(SchedulerMode.Real));
-        Assert.That(m.Iommu!.Groups.Select(g => g.Id), Is.EqualTo(Enumerable.Range(0, 13)));
+        // Groups 0-12 are fixed; root ports added after slot 6 get the ids after them, in probe order.
+        Assert.That(m.Iommu!.Groups.Select(g => g.Id).Take(13), Is.EqualTo(Enumerable.Range(0, 13)));
         Assert.That(Members(m, 0), Is.EqualTo(new[] { "0000:00:00.0" }));
         Assert.That(Members(m, 2), Is.EqualTo(new[] { "0000:01:00.0" }), "edu alone behind an ACS root port");
         Assert.That(Members(m, 4), Is.EqualTo(new[] { "0000:02:00.0", "0000:02:00.1" }), "two functions without ACS");
