@@ -1,5 +1,6 @@
 // The simulated machine: the kernel runtime, physical memory, the file tree (/dev, /sys),
-// the PCI bus and the processes. Later layers (PCI topology, IOMMU, vfio) hang off it.
+// the PCI bus, the I/O port space, the VGA arbiter and the processes. Later layers (PCI
+// topology, IOMMU, vfio) hang off it.
 
 using Vfio.Kernel;
 using Vfio.Platform.Base;

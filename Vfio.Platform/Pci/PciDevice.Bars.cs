@@ -6,6 +6,7 @@
 // A BAR is routed into the physical address map while memory decode is on and its address
 // is a valid placement (not zero, not the sizing pattern, inside the address space);
 // programming two BARs over each other routes neither of the later ones (a decode conflict).
+// The ROM's fixed contents live in PciDevice.Rom.cs, the legacy VGA ranges in PciDevice.Vga.cs.
 
 using Vfio.Kernel;
 using Vfio.Platform.Mm;
