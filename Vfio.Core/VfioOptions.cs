@@ -113,6 +113,14 @@ public sealed record VfioDesign
     /// vma-list design, whose racing faults list a VMA twice and get a spurious SIGBUS.
     /// </summary>
     public bool HandleConcurrentBarFaults { get; init; } = true;
+
+    /// <summary>
+    /// vfio-pci's ioeventfd handler, which runs in the eventfd's wake-up (atomic context), only
+    /// tries memory_lock and hands a contended write to a thread that takes it blocking
+    /// (v5.10, 38565c93c8a1). Off: the v5.8–v5.10-rc2 handler, which took memory_lock with a
+    /// blocking down_read inside the wake-up — sleeping in atomic context.
+    /// </summary>
+    public bool DeferContendedIoeventfdWrites { get; init; } = true;
 }
 
 /// <summary>vfio module parameters plus the design variants.</summary>

@@ -2,8 +2,7 @@
 // VFIO_DEVICE_GET_INFO, GET_REGION_INFO (with the MSIX_MAPPABLE cap on the MSI-X BAR),
 // GET_IRQ_INFO, SET_IRQS (the shared header checks, then the per-index handler under
 // igate), VFIO_DEVICE_RESET and vfio_pci_core_ioctl_feature. GET_PCI_HOT_RESET_INFO and
-// PCI_HOT_RESET live in HotReset.cs; ioeventfds and the low-power features are not part of
-// this first vfio-pci.
+// PCI_HOT_RESET live in HotReset.cs, VFIO_DEVICE_IOEVENTFD in Ioeventfd.cs.
 
 using Vfio.Core;
 using Vfio.Core.Uapi;
@@ -32,8 +31,7 @@ public sealed partial class VfioPciCoreDevice
         VfioIoctl.DeviceReset => Reset(),
         VfioIoctl.DeviceGetPciHotResetInfo => GetPciHotResetInfo(arg),
         VfioIoctl.DevicePciHotReset => PciHotReset(arg),
-        VfioIoctl.DeviceIoeventfd
-            => ErrorReason.Fail(Errno.ENOTTY, $"{VfioIoctl.Name(cmd)}: not built in this first vfio-pci"),
+        VfioIoctl.DeviceIoeventfd => IoeventfdIoctl(arg),
         _ => ErrorReason.Fail(Errno.ENOTTY, $"{VfioIoctl.Name(cmd)}: not a vfio-pci device ioctl"),
     };
 
@@ -144,7 +142,15 @@ public sealed partial class VfioPciCoreDevice
 
                 break;
             case VfioPciIndex.Vga:
-                return ErrorReason.Fail(Errno.EINVAL, $"{name}: {Pname} has no VGA region (not a VGA device)");
+                if (!HasVga)
+                {
+                    return ErrorReason.Fail(Errno.EINVAL, $"{name}: {Pname} has no VGA region ({(Pdev.IsVga ? "vfio-pci's disable_vga is set" : "not a VGA device")})");
+                }
+
+                info.Offset = (ulong)VfioPciIndex.IndexToOffset(VfioPciIndex.Vga);
+                info.Size = VgaRegionSize;
+                info.Flags = VfioRegionFlags.Read | VfioRegionFlags.Write;
+                break;
             default:
                 return ErrorReason.Fail(Errno.EINVAL, $"{name}: index {info.Index} is not below the {NumRegions} regions of {Pname}");
         }

@@ -5,7 +5,8 @@
 // VfioPciFeatures.BarRdwrQwordAccess, never for the ROM), refused with -EIO while
 // memory decode is (virtually) off, and reads all-ones / drops writes over the MSI-X table;
 // an I/O BAR goes to the port space (not gated by memory decode); the ROM reads through a
-// temporarily enabled ROM BAR and cannot be written.
+// temporarily enabled ROM BAR (pci_map_rom, drivers/pci/rom.c) up to the end of its images,
+// all-ones past them, and cannot be written; the VGA region is in Vga.cs.
 //
 // Lock rule: each device access holds memory_lock for read. The BAR path allocates nothing.
 
@@ -37,7 +38,7 @@ public sealed partial class VfioPciCoreDevice
                     ? ErrorReason.Fail(Errno.EINVAL, $"write: the ROM region of {Pname} is read-only")
                     : BarRw(buf, count, ref pos, write: false);
             case VfioPciIndex.Vga:
-                return ErrorReason.Fail(Errno.EINVAL, $"{(write ? "write" : "read")}: {Pname} has no VGA region");
+                return VgaRw(buf, count, ref pos, write);
             default:
                 return BarRw(buf, count, ref pos, write);
         }
@@ -65,17 +66,16 @@ public sealed partial class VfioPciCoreDevice
 
         count = Math.Min(count, end - off);
         long xStart = 0, xEnd = 0;
-        ushort romCmd = 0;
         if (bar == PciDevice.RomBarIndex)
         {
             // pci_map_rom(): the ROM decodes only while its enable bit is set; past the
-            // image the BAR reads as all-ones.
-            romCmd = MemoryLockAndEnable();
+            // image the BAR reads as all-ones. Nothing turns memory decode on here: with it
+            // off the header reads all-ones, no image is found and the read is -ENOMEM (as the
+            // real 6.1 and 6.12 answer), before the per-access decode check could say -EIO.
             xStart = MapRomImageSize();
             if (xStart == 0)
             {
-                MemoryUnlockAndRestore(romCmd);
-                return ErrorReason.Fail(Errno.ENOMEM, $"read: {Pname}'s ROM holds no valid image (pci_map_rom failed)");
+                return ErrorReason.Fail(Errno.ENOMEM, $"read: {Pname}'s ROM shows no valid image (pci_map_rom failed: no 0xaa55 signature, or memory decode is off)");
             }
 
             SetRomEnable(true);
@@ -102,17 +102,16 @@ public sealed partial class VfioPciCoreDevice
         long done;
         try
         {
-            // The ROM path already holds memory_lock for write and has decode on.
-            // I/O BARs are not gated by memory decode (test_mem is for memory BARs only).
+            // I/O BARs are not gated by memory decode (test_mem is for memory resources,
+            // which the ROM is).
             bool port = Pdev.Bars[bar]?.Kind == PciBarKind.Io;
-            done = DoIoRw(testMem: bar != PciDevice.RomBarIndex && !port && BlocksMmio, port, start, buf, off, count, xStart, xEnd, write, maxWidth);
+            done = DoIoRw(testMem: !port && BlocksMmio, port, start, buf, off, count, xStart, xEnd, write, maxWidth);
         }
         finally
         {
             if (bar == PciDevice.RomBarIndex)
             {
                 SetRomEnable(false);
-                MemoryUnlockAndRestore(romCmd);
             }
         }
 
@@ -281,9 +280,10 @@ public sealed partial class VfioPciCoreDevice
 
     /// <summary>
     /// pci_map_rom() + pci_get_rom_size(): with the ROM decoding, walk the images (0xAA55
-    /// signature, "PCIR" data structure, length in 512-byte units, last-image flag) and
-    /// return the bytes they cover, at most the BAR; 0 when the ROM holds no valid image.
-    /// Needs memory decode on (the caller holds memory_lock for write).
+    /// signature, "PCIR" data structure, length in 512-byte units, last-image flag; a
+    /// non-last image must be followed by another signature) and return the bytes they
+    /// cover, at most the BAR; 0 when no valid image shows — also when memory decode is off,
+    /// since the header then reads all-ones (GET_REGION_INFO turns decode on around it).
     /// </summary>
     private long MapRomImageSize()
     {
@@ -325,6 +325,13 @@ public sealed partial class VfioPciCoreDevice
                 image += length * 512L;
                 if (image >= size || length == 0 || last)
                 {
+                    break;
+                }
+
+                Core.Machine.Memory.Read(start + image, b[..2]);
+                if (BinaryPrimitives.ReadUInt16LittleEndian(b) != 0xaa55)
+                {
+                    Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: No more image in the PCI ROM");
                     break;
                 }
             }

@@ -1,7 +1,7 @@
 // Models struct vfio_pci_core_device and the device life cycle of
 // drivers/vfio/pci/vfio_pci_core.c (v6.12): registration with its device-set choice,
 // enable on first open (reset, saved state, INTx masking support, the virtual config
-// space, MSI-X location, per-BAR mmap capability), disable on last close (restore, reset
+// space, MSI-X location, the VGA region, per-BAR mmap capability), disable on last close (restore, reset
 // if the device lock can be taken, then a bus reset of the whole set when nobody uses it),
 // the REQ channel the unregister wait uses, and name matching for GET_DEVICE_FD (with the
 // vf_token option; the SR-IOV side is in Sriov.cs).
@@ -108,6 +108,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         _vconfigLock = new KMutex(k, $"vfio-pci[{Dev.Name}].vconfig", s_vconfigClass);
         InitMmap();
         InitIntrs(k);
+        InitIoeventfds(k);
     }
 
     /// <summary>vfio_pci_core_release_dev().</summary>
@@ -158,10 +159,12 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             return ret;
         }
 
+        VgaInit();
         SetPowerStateD0();
         ret = RegisterGroupDev();
         if (ret != 0)
         {
+            VgaUninit();
             VfUninit();
         }
 
@@ -171,13 +174,14 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     /// <summary>
     /// vfio_pci_core_unregister_device(): SR-IOV off first (removing the VFs, each of which
     /// may wait for its own user), then the wait until every fd of the device is closed, then
-    /// the VF token and bus notifier go.
+    /// the VF token and bus notifier go, and the device leaves the VGA arbiter.
     /// </summary>
     internal void UnregisterDevice()
     {
         SriovConfigure(0);
         UnregisterGroupDev();
         VfUninit();
+        VgaUninit();
     }
 
     // ---- Enable / disable (first open / last close).
@@ -225,6 +229,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         }
 
         ConfigInit();
+        EnableVga();
 
         int msix = Pdev.MsixCap;
         if (msix != 0)
@@ -272,6 +277,7 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         _pmSave = null;
         ClearMaster();
         DisableIrqsForClose();
+        ReleaseIoeventfds();
         ConfigFree();
         NeedsReset = true;
 

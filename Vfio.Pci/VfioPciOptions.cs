@@ -1,6 +1,6 @@
 // Models the module parameters of drivers/vfio/pci/vfio_pci.c (v6.12): ids=, nointxmask,
-// disable_denylist and enable_sriov. disable_vga and disable_idle_d3 have nothing to act on
-// in this vfio-pci (no VGA devices, no runtime PM).
+// disable_denylist, enable_sriov and disable_vga. disable_idle_d3 has nothing to act on
+// in this vfio-pci (no runtime PM).
 
 namespace Vfio.Pci;
 
@@ -25,4 +25,7 @@ public sealed record VfioPciOptions
     /// VF token. Off by default, as in the kernel.
     /// </summary>
     public bool EnableSriov { get; init; }
+
+    /// <summary><c>disable_vga</c>: give VGA-class devices no VGA region (index 8 is then EINVAL, as for any other device).</summary>
+    public bool DisableVga { get; init; }
 }

@@ -1,5 +1,6 @@
 // The simulated machine: the kernel runtime, physical memory, the file tree (/dev, /sys),
-// the PCI bus and the processes. Later layers (PCI topology, IOMMU, vfio) hang off it.
+// the PCI bus, the I/O port space, the VGA arbiter and the processes. Later layers (PCI
+// topology, IOMMU, vfio) hang off it.
 
 using Vfio.Kernel;
 using Vfio.Platform.Base;
@@ -49,6 +50,7 @@ public sealed class SimMachine
         Pci = new PciBus(this);
         Interrupts = new InterruptController(kernel);
         IoPorts = new IoPortSpace(kernel);
+        Vgaarb = new VgaArbiter(this);
         DmaTranslator = new DirectDma(this);
         PciRootBus = new PciBusSegment(this, 0, 0, null, null);
     }
@@ -110,6 +112,9 @@ public sealed class SimMachine
 
     /// <summary>The I/O port space that PCI I/O BARs decode.</summary>
     public IoPortSpace IoPorts { get; }
+
+    /// <summary>The VGA arbiter (drivers/pci/vgaarb.c): who decodes the legacy VGA ranges.</summary>
+    public VgaArbiter Vgaarb { get; }
 
     /// <summary>Where device DMA goes: the IOMMU once one is installed, physical memory otherwise.</summary>
     public IDmaTranslator DmaTranslator { get; internal set; }

@@ -96,6 +96,27 @@ public sealed class VfioDeviceFd : VfioFd
     public void SetIrqUnmaskEventfd(int index, int eventfd, uint subindex = 0)
         => SetIrqs(index, subindex, 1, VfioIrqSetFlags.DataEventfd | VfioIrqSetFlags.ActionUnmask, MemoryMarshal.AsBytes(new ReadOnlySpan<int>(in eventfd)));
 
+    /// <summary>
+    /// VFIO_DEVICE_IOEVENTFD: every signal of <paramref name="eventfd"/> writes the low
+    /// <paramref name="size"/> bytes (1, 2, 4 or 8) of <paramref name="data"/> at
+    /// <paramref name="offset"/> of BAR <paramref name="index"/>; eventfd -1 removes the entry
+    /// with the same BAR, offset, size and data.
+    /// </summary>
+    public void SetIoeventfd(int index, long offset, int size, ulong data, int eventfd)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ThrowIfDisposed();
+        var req = new VfioDeviceIoeventfd
+        {
+            Argsz = (uint)VfioArg.SizeOf<VfioDeviceIoeventfd>(),
+            Flags = (uint)size,
+            Offset = (ulong)VfioPciIndex.IndexToOffset(index) + (ulong)offset,
+            Data = data,
+            Fd = eventfd,
+        };
+        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceIoeventfd, Kind, ref req);
+    }
+
     /// <summary>VFIO_DEVICE_RESET.</summary>
     public void Reset() => Ioctl(VfioIoctl.DeviceReset);
 
@@ -154,20 +175,6 @@ public sealed class VfioDeviceFd : VfioFd
         VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DevicePciHotReset, Kind, arg);
     }
 
-    /// <summary>
-    /// VFIO_DEVICE_IOEVENTFD: from now on, each write to <paramref name="eventfd"/> makes the
-    /// kernel write <paramref name="data"/> (<paramref name="size"/> = 1, 2, 4 or 8 bytes) at
-    /// <paramref name="offset"/> of BAR <paramref name="index"/>, without a trip through user space.
-    /// </summary>
-    public void AddIoeventfd(int index, long offset, int size, ulong data, int eventfd)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(eventfd);
-        Ioeventfd(index, offset, size, data, eventfd);
-    }
-
-    /// <summary>VFIO_DEVICE_IOEVENTFD with fd -1: removes the ioeventfd registered for exactly this offset, size and data.</summary>
-    public void RemoveIoeventfd(int index, long offset, int size, ulong data) => Ioeventfd(index, offset, size, data, -1);
-
     /// <summary>VFIO_DEVICE_FEATURE with PROBE: whether the device supports <paramref name="feature"/> with <paramref name="access"/> (<see cref="VfioFeature.Get"/>, <see cref="VfioFeature.Set"/> or both).</summary>
     public bool ProbeFeature(uint feature, uint access)
     {
@@ -211,28 +218,6 @@ public sealed class VfioDeviceFd : VfioFd
         VfioSyscalls.Bytes(in hdr).CopyTo(arg);
         payload.CopyTo(arg[header..]);
         VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceFeature, Kind, arg);
-    }
-
-    private void Ioeventfd(int index, long offset, int size, ulong data, int eventfd)
-    {
-        ThrowIfDisposed();
-        uint flags = size switch
-        {
-            1 => VfioPciFlags.Ioeventfd8,
-            2 => VfioPciFlags.Ioeventfd16,
-            4 => VfioPciFlags.Ioeventfd32,
-            8 => VfioPciFlags.Ioeventfd64,
-            _ => throw new ArgumentOutOfRangeException(nameof(size), size, "an ioeventfd writes 1, 2, 4 or 8 bytes"),
-        };
-        var arg = new VfioDeviceIoeventfd
-        {
-            Argsz = (uint)VfioArg.SizeOf<VfioDeviceIoeventfd>(),
-            Flags = flags,
-            Offset = (ulong)RegionOffset(index, offset),
-            Data = data,
-            Fd = eventfd,
-        };
-        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceIoeventfd, Kind, ref arg);
     }
 
     /// <summary>pread() of region <paramref name="index"/> at <paramref name="offset"/> into <paramref name="buffer"/>; the bytes read.</summary>

@@ -1,5 +1,5 @@
 // A PCI function built entirely from its description: identity, BARs (plain register
-// memory), ROM, MSI, MSI-X, PM, PCI Express with FLR, ACS. It stands for any device the
+// memory), ROM (an option-ROM image, Pci/OptionRom.cs), MSI, MSI-X, PM, PCI Express with FLR, ACS. It stands for any device the
 // machine needs but vfio labs do not program (NIC functions of a two-function card, devices
 // behind a bridge, a peer-to-peer target); reads of its BARs return what was last written,
 // kept in 4 KiB pages allocated on first write, so even a 1 GiB BAR is cheap until used.
@@ -31,6 +31,7 @@ public sealed class GenericPciDevice : PciDevice
         if (description.RomSize > 0)
         {
             AddRom(description.RomSize);
+            SetRomContent(OptionRom.Build(Identity, description.RomSize, description.RomImages));
         }
 
         AddStandardCapabilities(description);

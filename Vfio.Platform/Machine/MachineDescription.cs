@@ -104,6 +104,9 @@ public sealed record PciFunctionDescription
     /// <summary>Expansion ROM size, 0 for none (generic model).</summary>
     public long RomSize { get; init; }
 
+    /// <summary>How many chained option-ROM images the ROM holds (<c>romImages</c>, default 1; 0 is a blank ROM of all-ones).</summary>
+    public int RomImages { get; init; } = 1;
+
     /// <summary>MSI vectors, 0 for no MSI capability (generic model).</summary>
     public int MsiVectors { get; init; }
 

@@ -224,7 +224,7 @@ public static class MachineDescriptionReader
     private static readonly string[] s_functionFields =
     [
         "slot", "function", "type", "vendor", "device", "subsystemVendor", "subsystemDevice", "class", "revision", "pcie",
-        "multifunction", "acs", "acsQuirk", "resets", "bars", "rom", "msi", "msix", "intx", "dmaAliases", "secondaryBus",
+        "multifunction", "acs", "acsQuirk", "resets", "bars", "rom", "romImages", "msi", "msix", "intx", "dmaAliases", "secondaryBus",
         "children", "driver", "options", "comment", "sriov",
     ];
 
@@ -340,6 +340,7 @@ public static class MachineDescriptionReader
             Resets = ReadResets(e, path),
             Bars = ReadBars(e, path),
             RomSize = Size(e, path, "rom") ?? 0,
+            RomImages = Int(e, path, "romImages", 0, 8) ?? 1,
             MsiVectors = Int(e, path, "msi", 0, 32) ?? 0,
             Msix = ReadMsix(e, path),
             InterruptPin = ReadIntx(e, path),
@@ -358,6 +359,11 @@ public static class MachineDescriptionReader
         if (d.RomSize != 0 && (d.RomSize < 2048 || (d.RomSize & (d.RomSize - 1)) != 0))
         {
             throw new MachineDescriptionException($"{path}.rom", $"{d.RomSize} is not a power of two of at least 2K");
+        }
+
+        if (e.TryGetProperty("romImages", out _) && (d.RomSize == 0 || d.RomImages * 1024L > d.RomSize))
+        {
+            throw new MachineDescriptionException($"{path}.romImages", d.RomSize == 0 ? "needs a \"rom\" size" : $"{d.RomImages} images do not fit half of a {d.RomSize}-byte ROM in 512-byte blocks");
         }
 
         if (d.Msix is { } msix && type == "generic")

@@ -1,7 +1,8 @@
 // Models mm/page_alloc.c and mm/hugetlb.c (boot-time pools) with the counts of
 // include/linux/mm_types.h (v6.12): the machine's physical memory as frames.
 //
-// Layout, as on x86: low RAM [0, min(RAM, 3 GiB)), the PCI hole [3 GiB, 4 GiB) for 32-bit
+// Layout, as on x86: low RAM [0, min(RAM, 3 GiB)) but for the legacy VGA window
+// [0xa0000, 0xc0000), the PCI hole [3 GiB, 4 GiB) for 32-bit
 // MMIO, high RAM from 4 GiB, 64-bit MMIO above it. The first 1 MiB is reserved (the zero
 // page lives there). Hugetlb pools are carved from the top of RAM at boot, 1 GiB pages
 // above 2 MiB pages, each page physically contiguous and aligned.
@@ -74,6 +75,12 @@ public sealed partial class PhysMem
     /// <summary>Frames per 1 GiB page (order 18).</summary>
     public const long PagesPer1G = 1L << 18;
 
+    /// <summary>Start of the legacy VGA memory window (A000:0), which is not RAM.</summary>
+    public const long LegacyVgaStart = 0xa0000;
+
+    /// <summary>End of the legacy VGA memory window (C000:0).</summary>
+    public const long LegacyVgaEnd = 0xc0000;
+
     /// <summary>Start of the PCI hole (3 GiB).</summary>
     public const long PciHoleStart = 3L << 30;
 
@@ -127,8 +134,11 @@ public sealed partial class PhysMem
             throw new ArgumentException($"the hugetlb pools ({hugeBytes >> 20} MiB) do not fit in {config.RamBytes >> 20} MiB of RAM with 32 MiB to spare", nameof(config));
         }
 
+        // Low RAM skips the legacy VGA window [0xa0000, 0xc0000), where a VGA function
+        // decodes the framebuffer (the PC's 640 KiB line); the pages stay counted as installed.
         long lowPages = Math.Min(ramPages, PciHoleStart >> PageShift);
-        _ram.Add((0, lowPages));
+        _ram.Add((0, LegacyVgaStart >> PageShift));
+        _ram.Add((LegacyVgaEnd >> PageShift, lowPages));
         if (ramPages > lowPages)
         {
             _ram.Add((PciHoleEnd >> PageShift, (PciHoleEnd >> PageShift) + (ramPages - lowPages)));

@@ -6,6 +6,7 @@
 // A BAR is routed into the physical address map while memory decode is on and its address
 // is a valid placement (not zero, not the sizing pattern, inside the address space);
 // programming two BARs over each other routes neither of the later ones (a decode conflict).
+// The ROM's fixed contents live in PciDevice.Rom.cs, the legacy VGA ranges in PciDevice.Vga.cs.
 
 using Vfio.Kernel;
 using Vfio.Platform.Mm;
@@ -175,7 +176,7 @@ public partial class PciDevice
     /// <summary>A CPU read or write of BAR <paramref name="bar"/> at <paramref name="offset"/> (MSI-X structures first).</summary>
     internal void BarAccess(int bar, long offset, Span<byte> data)
     {
-        if (MsixClaimsRead(bar, offset, data))
+        if ((bar == RomBarIndex && RomContentRead(offset, data)) || MsixClaimsRead(bar, offset, data))
         {
             return;
         }
@@ -185,7 +186,7 @@ public partial class PciDevice
 
     internal void BarAccess(int bar, long offset, ReadOnlySpan<byte> data)
     {
-        if (MsixClaimsWrite(bar, offset, data))
+        if ((bar == RomBarIndex && _romContent is not null) || MsixClaimsWrite(bar, offset, data))
         {
             return;
         }
@@ -305,10 +306,11 @@ public partial class PciDevice
         return addr == 0 || addr >= sizingPattern || addr + bar.Size > limit ? -1 : addr;
     }
 
-    /// <summary>Re-routes every BAR after a write to a BAR or the command register.</summary>
+    /// <summary>Re-routes every BAR (and the legacy VGA ranges, PciDevice.Vga.cs) after a write to a BAR or the command register.</summary>
     private protected void UpdateBarRoutingLocked()
     {
         ConfigLock.AssertHeld();
+        UpdateLegacyVgaRoutingLocked();
         foreach (PciBar? bar in _bars)
         {
             if (bar is null)
@@ -357,6 +359,7 @@ public partial class PciDevice
     private void UnrouteAllBarsLocked()
     {
         ConfigLock.AssertHeld();
+        UpdateLegacyVgaRoutingLocked();
         foreach (PciBar? bar in _bars)
         {
             if (bar is not null)

@@ -271,6 +271,11 @@ public partial class PciDevice : SimDevice
             UpdateBarRoutingLocked();
         }
 
+        if (IsBridge && ((oldBridgeCtl ^ Config.GetWord(PciRegs.BridgeControl)) & BridgeCtlVga) != 0)
+        {
+            fx.VgaForwardingChanged = true;
+        }
+
         InterruptCapabilityWrittenLocked(offset, size, msiWas, msixWas, ref fx);
         PowerOrResetRegisterWrittenLocked(offset, size, oldPmCtrl, oldBridgeCtl, ref fx);
         SriovRegisterWrittenLocked(offset, size, ref fx);
@@ -297,6 +302,7 @@ public partial class PciDevice : SimDevice
         public PciResetKind? Reset;
         public bool SecondaryBusReset;
         public bool SriovChanged; // the VFs follow the PF's SR-IOV capability (PciDevice.Sriov.cs)
+        public bool VgaForwardingChanged;
     }
 
     private void RunEffects(in PendingEffects fx)
@@ -314,6 +320,14 @@ public partial class PciDevice : SimDevice
         if (fx.SecondaryBusReset && Subordinate is { } bus)
         {
             bus.ResetBelow();
+        }
+
+        if (fx.VgaForwardingChanged && Subordinate is { } below)
+        {
+            foreach (PciDevice d in below.AllDevicesBelow())
+            {
+                d.UpdateLegacyVgaRouting();
+            }
         }
 
         if (fx.IntxEdge)

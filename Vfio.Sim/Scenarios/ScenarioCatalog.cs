@@ -42,6 +42,7 @@ public sealed class ScenarioCatalog
         new IntxExclusiveAutoEnable(),
         new Pci.BarAccessVsMemoryDisable(),
         new Pci.ConcurrentBarFaults(),
+        new Pci.IoeventfdVsReset(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>

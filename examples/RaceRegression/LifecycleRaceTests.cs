@@ -24,6 +24,7 @@ public sealed class LifecycleRaceTests
     [TestCase("intx-exclusive-autoenable")]
     [TestCase("bar-access-vs-memory-disable")]
     [TestCase("bar-faults-after-zap")]
+    [TestCase("ioeventfd-vs-reset")]
     public void TheRace_NeverFails_Over200PctSchedules(string name)
     {
         Scenario race = ScenarioCatalog.Default.Get(name);
