@@ -273,6 +273,7 @@ public partial class PciDevice : SimDevice
 
         InterruptCapabilityWrittenLocked(offset, size, msiWas, msixWas, ref fx);
         PowerOrResetRegisterWrittenLocked(offset, size, oldPmCtrl, oldBridgeCtl, ref fx);
+        CapabilityRegisterWrittenLocked(offset, size, ref fx);
         return fx;
     }
 
