@@ -503,7 +503,8 @@ public sealed class VfioPciConfigChainTests
         // the low byte is virtual and writable (QMASK included: the user reads what it wrote,
         // since the kernel's msi_qmax update lands on the capability's id word), Enable is
         // cleared unless MSI is active, QSIZE is clamped to msi_qmax, and the flags go to the
-        // hardware too.
+        // hardware too. The real 6.1.192 and 6.12.118 agree: edu's flags read 0x8e after a
+        // byte write of 0xff, 0 after a write of 0.
         using var r = new CfgRig(SixteenMsiJson);
         r.Run(() =>
         {
