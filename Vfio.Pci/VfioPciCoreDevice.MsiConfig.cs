@@ -1,117 +1,102 @@
-// Models the MSI capability's permissions of drivers/vfio/pci/vfio_pci_config.c (v6.12),
-// as far as the user's view of MSI needs them: the low byte of Message Control, the message
-// address and the message data are virtual — copied from the hardware at open, written by
-// the user into the copy, never to the hardware vfio-pci programs through SET_IRQS. Reads of
-// Message Control report QMASK from msi_qmax (the vectors SET_IRQS enabled; the capable
-// count until then), and a written QSIZE is clamped to it. So after SET_IRQS enabled MSI the
-// user still reads the enable bit it wrote (0x80 on edu, as the real 6.1 and 6.12 show), not
-// the host's.
+// Models the MSI capability of drivers/vfio/pci/vfio_pci_config.c (v6.12): its length and
+// per-device permission table (vfio_msi_cap_len, init_pci_cap_msi_perm) and its handlers.
+// The low byte of Message Control, the address and the data are virtual: the user reads
+// what it wrote (or what the hardware held at open), never what SET_IRQS programmed. A
+// write that reaches Message Control writes the resulting flags back to vconfig and to the
+// hardware, with Enable cleared unless MSI is the active index and the Multiple Message
+// Enable clamped to msi_qmax (log2 of the vectors SET_IRQS last enabled; 0 before).
 //
-// Not modelled: writing the virtual enable and QSIZE back to the hardware (the kernel does),
-// and the per-vector mask and pending registers (no function here has them).
+// The kernel's read handler means to report msi_qmax in QMASK but updates the word at the
+// capability's start (the id and next bytes, which the MSI table does not virtualise for
+// id) rather than Message Control: the QMASK the user reads stays the one copied at open.
+// The simulator does the same.
 //
-// Lock rule: the vconfig lock protects _vmsi, as it protects _vconfig.
+// Lock rule: the vconfig lock protects the virtual bytes; _msiQmax is written under igate.
 
+using Vfio.Core.Uapi;
 using Vfio.Platform.Pci;
 
 namespace Vfio.Pci;
 
 public sealed partial class VfioPciCoreDevice
 {
-    // The virtual MSI capability bytes [cap, end) (null while closed or without MSI).
-    private byte[]? _vmsi;
-    private int _vmsiCap;
-
-    /// <summary>The virtual MSI bytes start as the hardware's; msi_qmax starts at the capable count.</summary>
-    private void MsiConfigInit()
+    /// <summary>vfio_msi_cap_len(): 10 bytes, +4 for 64-bit addresses, +10 for per-vector masking; the permission table is built on first use.</summary>
+    private int MsiCapLen(int pos)
     {
-        int cap = Pdev.MsiCap;
-        if (cap == 0)
+        ushort flags = (ushort)Pdev.ReadConfig(pos + PciRegs.MsiFlags, 2);
+        int len = 10;
+        if ((flags & PciRegs.MsiFlags64Bit) != 0)
+        {
+            len += 4;
+        }
+
+        if ((flags & PciRegs.MsiFlagsMaskBit) != 0)
+        {
+            len += 10;
+        }
+
+        _msiPerm ??= VfioPciPermTables.MsiPerm(len, flags);
+        return len;
+    }
+
+    /// <summary>vfio_msi_config_read(): the kernel's msi_qmax update (to the capability's first word, see the file header), then the default read.</summary>
+    private uint MsiConfigRead(PermBits perm, int pos, int count, int offset)
+    {
+        if (offset <= PciRegs.MsiFlags && offset + count >= PciRegs.MsiFlags)
+        {
+            int start = pos - offset;
+            _vconfigLock.Lock();
+            try
+            {
+                uint word = VconfigReadLocked(start, 2);
+                VconfigWriteLocked(start, 2, (word & ~(uint)PciRegs.MsiFlagsQmask) | ((uint)Volatile.Read(ref _msiQmax) << 1));
+            }
+            finally
+            {
+                _vconfigLock.Unlock();
+            }
+        }
+
+        return DefaultConfigRead(perm, pos, count, offset);
+    }
+
+    /// <summary>
+    /// vfio_msi_config_write(): the default write, then — when the piece reaches Message
+    /// Control — Enable cleared unless MSI is active, QSIZE clamped to msi_qmax, and the flags
+    /// stored in vconfig and written to the hardware.
+    /// </summary>
+    private void MsiConfigWrite(PermBits perm, int pos, int count, int offset, uint val)
+    {
+        DefaultConfigWrite(perm, pos, count, offset, val);
+        if (offset > PciRegs.MsiFlags || offset + count < PciRegs.MsiFlags)
         {
             return;
         }
 
-        uint flags = Pdev.ReadConfig(cap + PciRegs.MsiFlags, 2);
-        int end = cap + ((flags & PciRegs.MsiFlags64Bit) != 0 ? 14 : 10);
-        byte[] v = new byte[end - cap];
-        for (int i = 0; i < v.Length; i++)
-        {
-            v[i] = (byte)Pdev.ReadConfig(cap + i, 1);
-        }
-
-        _vconfigLock.Lock();
-        _vmsi = v;
-        _vmsiCap = cap;
-        _msiQmax = (int)((flags & PciRegs.MsiFlagsQmask) >> 1);
-        _vconfigLock.Unlock();
-    }
-
-    /// <summary>The dword at <paramref name="dw"/> as the user sees it: virtual MSI bytes laid over the hardware's <paramref name="hw"/>.</summary>
-    private uint MsiVirtualDword(int dw, uint hw)
-    {
+        int at = pos - offset + PciRegs.MsiFlags;
+        ushort flags;
         _vconfigLock.Lock();
         try
         {
-            if (_vmsi is not { } v || dw + 4 <= _vmsiCap + PciRegs.MsiFlags || dw >= _vmsiCap + v.Length)
+            flags = (ushort)VconfigReadLocked(at, 2);
+            if (Volatile.Read(ref _irqType) != VfioPciIndex.IrqMsi)
             {
-                return hw;
+                flags &= unchecked((ushort)~PciRegs.MsiFlagsEnable);
             }
 
-            uint value = hw;
-            for (int i = 0; i < 4; i++)
+            int qmax = Volatile.Read(ref _msiQmax);
+            if ((flags & PciRegs.MsiFlagsQsize) >> 4 > qmax)
             {
-                int at = dw + i - _vmsiCap;
-                if (at < PciRegs.MsiFlags || at == PciRegs.MsiFlags + 1 || at >= v.Length)
-                {
-                    continue;
-                }
-
-                uint b = v[at];
-                if (at == PciRegs.MsiFlags)
-                {
-                    b = (b & ~(uint)PciRegs.MsiFlagsQmask) | ((uint)_msiQmax << 1);
-                }
-
-                value = (value & ~(0xffu << (8 * i))) | (b << (8 * i));
+                flags = (ushort)((flags & ~PciRegs.MsiFlagsQsize) | (qmax << 4));
             }
 
-            return value;
+            VconfigWriteLocked(at, 2, flags);
         }
         finally
         {
             _vconfigLock.Unlock();
         }
-    }
 
-    /// <summary>A user write into the MSI capability: the flags' low byte (QSIZE clamped), address and data go to the virtual copy; the rest is dropped.</summary>
-    private void MsiConfigWrite(int off, int size, uint value)
-    {
-        _vconfigLock.Lock();
-        try
-        {
-            if (_vmsi is not { } v)
-            {
-                return;
-            }
-
-            for (int i = 0; i < size; i++)
-            {
-                int at = off + i - _vmsiCap;
-                byte b = (byte)(value >> (8 * i));
-                if (at == PciRegs.MsiFlags)
-                {
-                    int qsize = Math.Min((b & PciRegs.MsiFlagsQsize) >> 4, _msiQmax);
-                    v[at] = (byte)((v[at] & ~(PciRegs.MsiFlagsEnable | PciRegs.MsiFlagsQsize)) | (b & PciRegs.MsiFlagsEnable) | (qsize << 4));
-                }
-                else if (at >= PciRegs.MsiAddressLo && at < v.Length)
-                {
-                    v[at] = b;
-                }
-            }
-        }
-        finally
-        {
-            _vconfigLock.Unlock();
-        }
+        Pdev.WriteConfig(at, flags, 2);
     }
 }

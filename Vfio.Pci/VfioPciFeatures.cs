@@ -167,4 +167,33 @@ public static class VfioPciFeatures
         Since = new(6, 6),
         Commits = [new("71791b9246c7", "vfio/pci: Allow passing zero-length fd array in VFIO_DEVICE_PCI_HOT_RESET")],
     };
+
+    /// <summary>
+    /// The designated vendor-specific extended capability (DVSEC, id 0x23) is shown to the user
+    /// with its length from DVSEC header 1 and raw writes, as the vendor-specific one is (v6.4);
+    /// before, it was hidden like every extended capability the length table did not name.
+    /// </summary>
+    public static KernelFeature DvsecVisible { get; } = new()
+    {
+        Name = nameof(DvsecVisible),
+        Description = "The DVSEC extended capability (0x23) is in the user's chain, sized by DVSEC header 1, written raw; before, vfio-pci hid it.",
+        Since = new(6, 4),
+        Commits = [new("6467d0740a2b", "vfio/pci: Add DVSEC PCI Extended Config Capability to user visible list.")],
+    };
+
+    /// <summary>
+    /// "hiding cap"/"hiding ecap" at open are debug messages (v6.5); before, every hidden
+    /// capability printed an info line.
+    /// </summary>
+    public static KernelFeature HidingCapMessagesAtDebug { get; } = new()
+    {
+        Name = nameof(HidingCapMessagesAtDebug),
+        Description = "vfio_cap_init/vfio_ecap_init log the capabilities they hide at debug level; before, at info level.",
+        Since = new(6, 5),
+        Commits =
+        [
+            new("912b625b4dcf", "vfio/pci: demote hiding ecap messages to debug level"),
+            new("d9824f70e52c", "vfio/pci: Also demote hiding standard cap messages"),
+        ],
+    };
 }

@@ -1,5 +1,6 @@
 // A PCI function built entirely from its description: identity, BARs (plain register
-// memory), ROM (an option-ROM image, Pci/OptionRom.cs), MSI, MSI-X, PM, PCI Express with FLR, ACS. It stands for any device the
+// memory), ROM (an option-ROM image, Pci/OptionRom.cs), MSI, MSI-X, PM, PCI Express with FLR, ACS, and the described capabilities
+// (VPD, vendor-specific, AER, … see PciDevice.Caps.cs). It stands for any device the
 // machine needs but vfio labs do not program (NIC functions of a two-function card, devices
 // behind a bridge, a peer-to-peer target); reads of its BARs return what was last written,
 // kept in 4 KiB pages allocated on first write, so even a 1 GiB BAR is cheap until used.
@@ -35,6 +36,7 @@ public sealed class GenericPciDevice : PciDevice
         }
 
         AddStandardCapabilities(description);
+        AddDescribedCapabilities(description);
         if (description.MsiVectors > 0)
         {
             AddMsiCapability(description.MsiVectors, is64Bit: true, perVectorMask: true);

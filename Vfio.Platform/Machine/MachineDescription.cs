@@ -40,6 +40,35 @@ public sealed record HostDriverDescription(string Name, IReadOnlyList<(uint Vend
 /// <param name="PbaOffset">Offset of the PBA.</param>
 public sealed record MsixDescription(int Vectors, int TableBar, long TableOffset, int PbaBar, long PbaOffset);
 
+/// <summary>
+/// A capability beyond PM, PCI Express, ACS, MSI and MSI-X: <c>vpd</c>, <c>vendor</c>,
+/// <c>pcix</c>, <c>af</c>, <c>aer</c>, <c>power-budget</c>, <c>vendor-ext</c>, <c>dvsec</c>,
+/// or <c>raw</c> / <c>raw-ext</c> (any id with a plain payload).
+/// </summary>
+public sealed record CapabilityDescription
+{
+    /// <summary>What kind of capability.</summary>
+    public string Type { get; init; } = "raw";
+
+    /// <summary>The capability id (raw, raw-ext), the VSEC id (vendor-ext) or the DVSEC id (dvsec).</summary>
+    public int? Id { get; init; }
+
+    /// <summary>The DVSEC vendor (default: the function's vendor).</summary>
+    public int? Vendor { get; init; }
+
+    /// <summary>Payload bytes after the header (vendor, vendor-ext, dvsec, raw, raw-ext), or the VPD image (vpd).</summary>
+    public byte[] Payload { get; init; } = [];
+
+    /// <summary>Whether the payload is writable in hardware.</summary>
+    public bool? Writable { get; init; }
+
+    /// <summary>Total size of a raw capability without payload, or of the VPD store.</summary>
+    public int? Size { get; init; }
+
+    /// <summary>Advanced Features: advertise function level reset (default true).</summary>
+    public bool? Flr { get; init; }
+}
+
 /// <summary>One BAR.</summary>
 /// <param name="Index">0..5.</param>
 /// <param name="Size">Bytes, a power of two.</param>
@@ -115,6 +144,9 @@ public sealed record PciFunctionDescription
 
     /// <summary>An SR-IOV capability and the VFs it enables (generic model); null for none.</summary>
     public SriovDescription? Sriov { get; init; }
+
+    /// <summary>Further capabilities, in chain order after PM, PCI Express and ACS (generic model).</summary>
+    public IReadOnlyList<CapabilityDescription> Capabilities { get; init; } = [];
 
     /// <summary>Interrupt pin, 0 none, 1 = INTA#.</summary>
     public int InterruptPin { get; init; } = 1;

@@ -224,7 +224,7 @@ public static class MachineDescriptionReader
     private static readonly string[] s_functionFields =
     [
         "slot", "function", "type", "vendor", "device", "subsystemVendor", "subsystemDevice", "class", "revision", "pcie",
-        "multifunction", "acs", "acsQuirk", "resets", "bars", "rom", "romImages", "msi", "msix", "intx", "dmaAliases", "secondaryBus",
+        "multifunction", "acs", "acsQuirk", "resets", "bars", "rom", "romImages", "msi", "msix", "capabilities", "intx", "dmaAliases", "secondaryBus",
         "children", "driver", "options", "comment", "sriov",
     ];
 
@@ -343,6 +343,7 @@ public static class MachineDescriptionReader
             RomImages = Int(e, path, "romImages", 0, 8) ?? 1,
             MsiVectors = Int(e, path, "msi", 0, 32) ?? 0,
             Msix = ReadMsix(e, path),
+            Capabilities = ReadCapabilities(e, path),
             InterruptPin = ReadIntx(e, path),
             DmaAliases = ReadIntList(e, path, "dmaAliases", 0, 255),
             SecondaryBus = Int(e, path, "secondaryBus", 1, 255),
@@ -530,6 +531,85 @@ public static class MachineDescriptionReader
         }
 
         return list;
+    }
+
+    private static readonly string[] s_capabilityTypes = ["vpd", "vendor", "pcix", "af", "aer", "power-budget", "vendor-ext", "dvsec", "raw", "raw-ext"];
+
+    private static List<CapabilityDescription> ReadCapabilities(JsonElement e, string path)
+    {
+        if (!e.TryGetProperty("capabilities", out JsonElement arr))
+        {
+            return [];
+        }
+
+        if (arr.ValueKind != JsonValueKind.Array)
+        {
+            throw new MachineDescriptionException($"{path}.capabilities", "expected an array of capabilities");
+        }
+
+        var list = new List<CapabilityDescription>();
+        int i = 0;
+        foreach (JsonElement c in arr.EnumerateArray())
+        {
+            string p = $"{path}.capabilities[{i}]";
+            Obj(c, p, "type", "id", "vendor", "payload", "text", "writable", "size", "flr", "comment");
+            string type = Str(c, p, "type") ?? throw new MachineDescriptionException($"{p}.type", $"a capability needs a type ({string.Join(", ", s_capabilityTypes)})");
+            if (Array.IndexOf(s_capabilityTypes, type) < 0)
+            {
+                throw new MachineDescriptionException($"{p}.type", $"\"{type}\" is not one of {string.Join(", ", s_capabilityTypes)}");
+            }
+
+            byte[] payload = ReadPayload(c, p);
+            int? id = type switch
+            {
+                "raw" => Int(c, p, "id", 0, 0xff) ?? throw new MachineDescriptionException($"{p}.id", "a raw capability needs its id (0..0xff)"),
+                "raw-ext" => Int(c, p, "id", 0, 0xffff) ?? throw new MachineDescriptionException($"{p}.id", "a raw-ext capability needs its id (0..0xffff)"),
+                _ => Int(c, p, "id", 0, 0xffff),
+            };
+            int? size = Int(c, p, "size", 4, PciDevice.VpdMaxSize);
+            if (type is "raw" or "raw-ext" && payload.Length == 0 && size is null)
+            {
+                throw new MachineDescriptionException($"{p}.size", "a raw capability needs a payload or a size");
+            }
+
+            list.Add(new CapabilityDescription
+            {
+                Type = type,
+                Id = id,
+                Vendor = Int(c, p, "vendor", 0, 0xffff),
+                Payload = payload,
+                Writable = Bool(c, p, "writable"),
+                Size = size,
+                Flr = Bool(c, p, "flr"),
+            });
+            i++;
+        }
+
+        return list;
+    }
+
+    /// <summary>"payload": hex bytes ("61 62 63" or "616263"), or "text": ASCII.</summary>
+    private static byte[] ReadPayload(JsonElement c, string path)
+    {
+        if (Str(c, path, "text") is { } text)
+        {
+            return System.Text.Encoding.ASCII.GetBytes(text);
+        }
+
+        if (Str(c, path, "payload") is not { } hex)
+        {
+            return [];
+        }
+
+        string digits = hex.Replace(" ", string.Empty, StringComparison.Ordinal);
+        try
+        {
+            return Convert.FromHexString(digits);
+        }
+        catch (FormatException)
+        {
+            throw new MachineDescriptionException($"{path}.payload", $"\"{hex}\" is not hex bytes");
+        }
     }
 
     private static MsixDescription? ReadMsix(JsonElement e, string path)

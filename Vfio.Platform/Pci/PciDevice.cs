@@ -279,6 +279,7 @@ public partial class PciDevice : SimDevice
         InterruptCapabilityWrittenLocked(offset, size, msiWas, msixWas, ref fx);
         PowerOrResetRegisterWrittenLocked(offset, size, oldPmCtrl, oldBridgeCtl, ref fx);
         SriovRegisterWrittenLocked(offset, size, ref fx);
+        CapabilityRegisterWrittenLocked(offset, size, ref fx);
         return fx;
     }
 

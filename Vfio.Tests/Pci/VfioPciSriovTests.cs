@@ -304,8 +304,12 @@ public sealed class VfioPciSriovTests
             Assert.That(dev.GetIrqInfo(VfioPciIndex.IrqIntx).Count, Is.Zero, "no INTx for a VF");
             Assert.That(dev.GetIrqInfo(VfioPciIndex.IrqMsix).Count, Is.EqualTo(3));
 
-            // COMMAND.MEM: hardwired 0 in the VF; the user's value lives in vconfig.
-            Assert.That(dev.ReadConfig16(PciRegs.Command) & PciRegs.CommandMemory, Is.Zero);
+            // COMMAND.MEM: hardwired 0 in the VF; the user's value lives in vconfig, which
+            // vfio_config_init starts with MEM set, as a physical function's would be after enable.
+            Assert.That(vf.ReadConfig(PciRegs.Command, 2) & PciRegs.CommandMemory, Is.Zero, "0 in hardware");
+            Assert.That(dev.ReadConfig16(PciRegs.Command) & PciRegs.CommandMemory, Is.EqualTo(PciRegs.CommandMemory), "set in vconfig at open");
+            dev.WriteConfig16(PciRegs.Command, 0);
+            Assert.That(dev.ReadConfig16(PciRegs.Command) & PciRegs.CommandMemory, Is.Zero, "the user cleared it");
             dev.WriteRegion32(0, 0x40, 0xcafe0001);
             Assert.That(dev.ReadRegion32(0, 0x40), Is.EqualTo(0xcafe0001u), "decoded by the PF's VF MSE though MEM reads 0");
             dev.WriteConfig16(PciRegs.Command, PciRegs.CommandMemory | PciRegs.CommandMaster);
