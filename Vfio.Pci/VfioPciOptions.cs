@@ -1,6 +1,6 @@
-// Models the module parameters of drivers/vfio/pci/vfio_pci.c (v6.12): ids=, nointxmask and
-// disable_denylist. disable_vga, disable_idle_d3 and enable_sriov have nothing to act on
-// in this first vfio-pci (no VGA devices, no runtime PM, no SR-IOV on the machine).
+// Models the module parameters of drivers/vfio/pci/vfio_pci.c (v6.12): ids=, nointxmask,
+// disable_denylist and disable_idle_d3. disable_vga and enable_sriov have nothing to act on
+// in this vfio-pci (no VGA devices, no SR-IOV on the machine).
 
 namespace Vfio.Pci;
 
@@ -18,4 +18,11 @@ public sealed record VfioPciOptions
 
     /// <summary><c>nointxmask</c>: do not use DisINTx masking (pci_2_3) even where the device supports it.</summary>
     public bool NoIntxMask { get; init; }
+
+    /// <summary>
+    /// <c>disable_idle_d3</c>: do not runtime-suspend (D3hot) functions bound to vfio-pci while
+    /// nobody uses them; they stay in D0. User space can still engage low power through
+    /// VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY.
+    /// </summary>
+    public bool DisableIdleD3 { get; init; }
 }
