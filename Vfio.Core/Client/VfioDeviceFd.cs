@@ -98,6 +98,52 @@ public sealed class VfioDeviceFd : VfioFd
     /// <summary>VFIO_DEVICE_RESET.</summary>
     public void Reset() => Ioctl(VfioIoctl.DeviceReset);
 
+    /// <summary>
+    /// VFIO_DEVICE_FEATURE: feature <paramref name="feature"/> with <paramref name="flags"/>
+    /// (VfioFeature.Get, Set, Probe) and <paramref name="data"/> after the 8-byte header; the
+    /// ioctl's result.
+    /// </summary>
+    public long Feature(uint feature, uint flags, ReadOnlySpan<byte> data = default)
+    {
+        ThrowIfDisposed();
+        int header = VfioArg.SizeOf<VfioDeviceFeature>();
+        Span<byte> arg = new byte[header + data.Length];
+
+        var hdr = new VfioDeviceFeature { Argsz = (uint)arg.Length, Flags = feature | flags };
+        VfioSyscalls.Bytes(in hdr).CopyTo(arg);
+        data.CopyTo(arg[header..]);
+        return VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceFeature, Kind, arg);
+    }
+
+    /// <summary>VFIO_DEVICE_FEATURE with PROBE | <paramref name="flags"/>: whether the device supports <paramref name="feature"/> that way.</summary>
+    public bool ProbeFeature(uint feature, uint flags = VfioFeature.Set)
+    {
+        ThrowIfDisposed();
+        var hdr = new VfioDeviceFeature { Argsz = (uint)VfioArg.SizeOf<VfioDeviceFeature>(), Flags = feature | flags | VfioFeature.Probe };
+        return Process.Ioctl(Fd, VfioIoctl.DeviceFeature, MemoryMarshal.AsBytes(new Span<VfioDeviceFeature>(ref hdr))) == 0;
+    }
+
+    /// <summary>
+    /// VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: put the device in runtime low power (D3hot where it
+    /// can); BAR mappings fault SIGBUS until <see cref="LowPowerExit"/>, while ioctls and
+    /// read/write wake it for their duration.
+    /// </summary>
+    public void LowPowerEntry() => Feature(VfioFeature.LowPowerEntry, VfioFeature.Set);
+
+    /// <summary>
+    /// VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: as <see cref="LowPowerEntry"/>, but the
+    /// first thing that wakes the device signals <paramref name="wakeupEventfd"/> once and
+    /// ends low power.
+    /// </summary>
+    public void LowPowerEntryWithWakeup(int wakeupEventfd)
+    {
+        var entry = new VfioDeviceLowPowerEntryWithWakeup { WakeupEventfd = wakeupEventfd };
+        Feature(VfioFeature.LowPowerEntryWithWakeup, VfioFeature.Set, VfioSyscalls.Bytes(in entry));
+    }
+
+    /// <summary>VFIO_DEVICE_FEATURE_LOW_POWER_EXIT: leave low power (a no-op when not in it).</summary>
+    public void LowPowerExit() => Feature(VfioFeature.LowPowerExit, VfioFeature.Set);
+
     /// <summary>pread() of region <paramref name="index"/> at <paramref name="offset"/> into <paramref name="buffer"/>; the bytes read.</summary>
     public long Read(int index, long offset, Span<byte> buffer)
     {
