@@ -80,6 +80,7 @@ public sealed class RuntimePm
     private int _disableDepth = 1;
     private bool _runtimeAuto = true;
     private int _runtimeError;
+    private bool _idleNotification;
     private volatile RpmStatus _status = RpmStatus.Suspended;
     private long _suspends;
     private long _resumes;
@@ -392,7 +393,11 @@ public sealed class RuntimePm
         return _status == RpmStatus.Suspended ? 1 : 0;
     }
 
-    /// <summary>rpm_idle(): an active, idle device runs its idle callback, then (if that says 0) suspends.</summary>
+    /// <summary>
+    /// rpm_idle(): an active, idle device runs its idle callback (-EINPROGRESS while another
+    /// runs; the callback may overlap a suspend or resume, as in the kernel), then, if that
+    /// says 0, suspends.
+    /// </summary>
     private int RpmIdleLocked()
     {
         _lock.AssertHeld();
@@ -407,8 +412,15 @@ public sealed class RuntimePm
             return Errno.EAGAIN.Negative();
         }
 
+        // One idle notification at a time (the kernel acts as though RPM_NOWAIT were set).
+        if (_idleNotification)
+        {
+            return Errno.EINPROGRESS.Negative();
+        }
+
         if (PickCallback(static ops => ops.RuntimeIdle) is { } idle)
         {
+            _idleNotification = true;
             _lock.Unlock();
             try
             {
@@ -417,6 +429,8 @@ public sealed class RuntimePm
             finally
             {
                 _lock.Lock();
+                _idleNotification = false;
+                _wait.WakeUp();
             }
 
             if (ret != 0)
