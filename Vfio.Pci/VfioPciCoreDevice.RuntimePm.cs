@@ -23,10 +23,11 @@
 //
 // Lock rule: memory_lock (held for write) protects _pmRuntimeEngaged and _pmWakeEventfdCtx;
 // faults read them under memory_lock for read. The runtime PM core runs the callbacks with
-// no lock of its own held, never both at once: memory_lock, then (masking) igate on
-// linux-6.12 (LockedIntxMaskingOps) — never the other way round, so no path may call into
-// runtime PM with memory_lock or igate held, except pm_runtime_get_noresume and
-// pm_runtime_put_noidle, which only count.
+// no lock of its own held, never two at once; each takes memory_lock, drops it, and then
+// takes igate to mask or unmask INTx (on linux-6.12, LockedIntxMaskingOps). So no path may
+// call into runtime PM — resume, get, put — with memory_lock or igate held, except
+// pm_runtime_get_noresume and pm_runtime_put_noidle, which only count; dev_set->lock may be
+// held (open, close, the set-wide reset), as it is above both.
 
 using Vfio.Core;
 using Vfio.Core.Uapi;

@@ -18,6 +18,8 @@
 //   * the vconfig lock: the virtual header bytes (Config.cs).
 //   * the PCI device_lock is only ever try-locked here (the kernel's reset paths), since
 //     unbind holds it while it waits for the user to close the device.
+//   * runtime PM calls that may resume or suspend (and so run the callbacks, which take
+//     memory_lock and igate) are made with neither held (RuntimePm.cs).
 
 using System.Globalization;
 using Vfio.Core;
