@@ -359,6 +359,32 @@ public sealed class VfioPciLowPowerTests
         });
     }
 
+    [Test]
+    public void UnbindingWhileEngagedWithWakeup_SignalsTheEventfd_AsThePciCoreResumesTheFunctionForRemove([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    {
+        Run(profile, rig =>
+        {
+            rig.BindToVfio(Nic);
+            VfioSession s = rig.Sim.Open(rig.P, Nic);
+            int e = rig.P.Eventfd(0);
+            s.Device.LowPowerEntryWithWakeup(e);
+
+            // pci_device_remove() resumes the function before vfio-pci's remove, which then
+            // waits for the user: the resume is the wake-up.
+            string? unbound = null;
+            KTask unbinder = rig.Sim.Kernel.Spawn("unbinder", () => unbound = rig.Sim.Unbind(Nic));
+            Runs.SleepUntil(() => rig.EventFdCount(e) == 1);
+            Assert.That(rig.EventFdCount(e), Is.EqualTo(1UL));
+            Assert.That(rig.Vdev(Nic).PmRuntimeEngaged, Is.False);
+            Assert.That(unbinder.HasExited, Is.False, "the unbind waits for the open device");
+
+            s.Dispose();
+            unbinder.Join();
+            Assert.That(unbound, Is.EqualTo(VfioPciDriver.DriverName));
+            AssertPower(rig, Nic, "D0", "active", 1, "unbound");
+        });
+    }
+
     // ---- INTx.
 
     [Test]
