@@ -262,6 +262,37 @@ public class VfioDevice
     }
 
     /// <summary>
+    /// vfio_device_pm_runtime_get(): when the bound driver does runtime PM (dev-&gt;driver-&gt;pm),
+    /// the device is resumed and counted for the ioctl; 0, or -EIO when it cannot be resumed.
+    /// Drivers without PM ops (mdev vendor drivers) are not touched.
+    /// </summary>
+    internal int PmRuntimeGet()
+    {
+        if (Dev.Driver?.Pm is null)
+        {
+            return 0;
+        }
+
+        int ret = Dev.Power.ResumeAndGet();
+        if (ret != 0)
+        {
+            DevInfo($"vfio: runtime resume failed {ret}");
+            return ErrorReason.Fail(Errno.EIO, $"{Dev.Name} cannot be runtime-resumed for the ioctl ({ErrnoExtensions.FromReturn(ret).Describe()})");
+        }
+
+        return 0;
+    }
+
+    /// <summary>vfio_device_pm_runtime_put(): drops the ioctl's count; the idle device may suspend.</summary>
+    internal void PmRuntimePut()
+    {
+        if (Dev.Driver?.Pm is not null)
+        {
+            Dev.Power.Put();
+        }
+    }
+
+    /// <summary>
     /// vfio_unregister_group_dev(): stops new opens, then waits until every fd is closed,
     /// asking the driver to have user space release the device (request(count)) every
     /// 10 s. A signal to the waiting task is logged and the wait becomes uninterruptible.

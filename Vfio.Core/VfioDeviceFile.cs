@@ -2,7 +2,8 @@
 // group.c, v6.12): the fd GET_DEVICE_FD returns. Opening runs the device's first open
 // under group_lock then dev_set->lock; access is granted only once that succeeded;
 // release closes the device and drops the fd's registration reference, which may be the
-// one the unregister path is waiting for. Also VFIO_DEVICE_FEATURE, handled by the core.
+// one the unregister path is waiting for. Every ioctl runs with the device runtime-resumed
+// when its driver does runtime PM. Also VFIO_DEVICE_FEATURE, handled by the core.
 
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
@@ -199,15 +200,30 @@ internal sealed class VfioDeviceFops : FileOperations
             return df.Deny(VfioIoctl.Name(cmd));
         }
 
+        // vfio_device_pm_runtime_get/put around every command: a device in runtime suspend
+        // (or user-requested low power) is up for the ioctl's duration.
         VfioDevice device = df.Device;
-        if (cmd == VfioIoctl.DeviceFeature)
+        int ret = device.PmRuntimeGet();
+        if (ret != 0)
         {
-            return VfioDeviceFeatures.Ioctl(device, arg);
+            return ret;
         }
 
-        return (device.Ops.Provides & VfioOps.Ioctl) != 0
-            ? device.Ops.Ioctl(device, cmd, arg)
-            : ErrorReason.Fail(Errno.EINVAL, $"{VfioIoctl.Name(cmd)}: {device.Ops.Name} has no ioctls");
+        try
+        {
+            if (cmd == VfioIoctl.DeviceFeature)
+            {
+                return VfioDeviceFeatures.Ioctl(device, arg);
+            }
+
+            return (device.Ops.Provides & VfioOps.Ioctl) != 0
+                ? device.Ops.Ioctl(device, cmd, arg)
+                : ErrorReason.Fail(Errno.EINVAL, $"{VfioIoctl.Name(cmd)}: {device.Ops.Name} has no ioctls");
+        }
+        finally
+        {
+            device.PmRuntimePut();
+        }
     }
 
     public override long Read(SimFile file, ulong buf, long count, ref long pos)

@@ -272,7 +272,6 @@ public sealed partial class VfioPciCoreDevice
                 return ErrorReason.Fail(Errno.EINVAL, $"{HotResetIoctl}: {NotResettableReasonLocked(set)}");
             }
 
-            // vfio_pci_dev_set_pm_runtime_get(): runtime PM is not modelled on this branch
             IReadOnlyList<VfioDevice> devices = set.DevicesLocked;
             var vdevs = new VfioPciCoreDevice[devices.Count];
             for (int i = 0; i < vdevs.Length; i++)
@@ -286,9 +285,16 @@ public sealed partial class VfioPciCoreDevice
                 vdevs[i] = v;
             }
 
-            int ret = vdevs[0].UsesVmaList ? HotResetVmaListLocked(vdevs, groups, pdev) : HotResetLocked(vdevs, groups, pdev);
+            // Functions of the set may be runtime-suspended (D3hot): resume and count every one
+            // of them for the reset (its errno when one cannot be resumed, nothing left held).
+            int ret = DevSetPmRuntimeGetLocked(set);
+            if (ret != 0)
+            {
+                return ret;
+            }
 
-            // pm_runtime_put() of every device: runtime PM is not modelled on this branch
+            ret = vdevs[0].UsesVmaList ? HotResetVmaListLocked(vdevs, groups, pdev) : HotResetLocked(vdevs, groups, pdev);
+            DevSetPmRuntimePutLocked(set);
             return ret;
         }
         finally

@@ -1,8 +1,9 @@
 // Models the ioctl handlers of drivers/vfio/pci/vfio_pci_core.c (v6.12):
 // VFIO_DEVICE_GET_INFO, GET_REGION_INFO (with the MSIX_MAPPABLE cap on the MSI-X BAR),
 // GET_IRQ_INFO, SET_IRQS (the shared header checks, then the per-index handler under
-// igate), VFIO_DEVICE_RESET and vfio_pci_core_ioctl_feature. GET_PCI_HOT_RESET_INFO and
-// PCI_HOT_RESET live in HotReset.cs, VFIO_DEVICE_IOEVENTFD in Ioeventfd.cs.
+// igate), VFIO_DEVICE_RESET and vfio_pci_core_ioctl_feature (the low-power features are in
+// RuntimePm.cs, the VF token in Sriov.cs). GET_PCI_HOT_RESET_INFO and PCI_HOT_RESET live in
+// HotReset.cs, VFIO_DEVICE_IOEVENTFD in Ioeventfd.cs.
 
 using Vfio.Core;
 using Vfio.Core.Uapi;
@@ -293,17 +294,18 @@ public sealed partial class VfioPciCoreDevice
     }
 
     /// <summary>
-    /// vfio_pci_core_ioctl_feature(): PCI_VF_TOKEN for a vfio-pci PF (Sriov.cs);
-    /// the low-power features are not part of this first vfio-pci; unknown ids -ENOTTY.
+    /// vfio_pci_core_ioctl_feature(): the three low-power features (SET and PROBE only) and
+    /// PCI_VF_TOKEN for a vfio-pci PF (Sriov.cs); unknown ids -ENOTTY.
     /// </summary>
     internal int IoctlFeature(uint flags, ulong arg, ulong argsz)
     {
         uint feature = flags & VfioFeature.Mask;
         return feature switch
         {
+            VfioFeature.LowPowerEntry => PmEntry(flags, argsz),
+            VfioFeature.LowPowerEntryWithWakeup => PmEntryWithWakeup(flags, arg, argsz),
+            VfioFeature.LowPowerExit => PmExit(flags, argsz),
             VfioFeature.PciVfToken => FeatureToken(flags, arg, argsz),
-            VfioFeature.LowPowerEntry or VfioFeature.LowPowerEntryWithWakeup or VfioFeature.LowPowerExit
-                => ErrorReason.Fail(Errno.ENOTTY, $"VFIO_DEVICE_FEATURE: low-power feature {feature} is not built in this first vfio-pci"),
             _ => ErrorReason.Fail(Errno.ENOTTY, $"VFIO_DEVICE_FEATURE: vfio-pci has no feature {feature}"),
         };
     }

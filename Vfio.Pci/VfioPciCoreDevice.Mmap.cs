@@ -1,8 +1,9 @@
 // Models the BAR mmap of drivers/vfio/pci/vfio_pci_core.c (v6.12, with the v6.1 design
 // behind profile features): vfio_pci_core_mmap's checks, the fault handlers that map BAR
 // pages lazily, and the zapping of every BAR mapping whenever memory decode goes away
-// (COMMAND.MEM cleared, VFIO_DEVICE_RESET, D3hot) — the CVE-2020-12888 fix: a fault while
-// decode is off is VM_FAULT_SIGBUS, so no user access reaches a device that does not decode.
+// (COMMAND.MEM cleared, VFIO_DEVICE_RESET, D3hot, low-power entry) — the CVE-2020-12888
+// fix: a fault while decode is off (or low power is engaged) is VM_FAULT_SIGBUS, so no
+// user access reaches a device that does not decode.
 //
 // Two designs, chosen per profile (VfioPciFeatures.ZapBarsByMappingRange):
 //   * v6.10+: every VMA mapping the device is on the device inode's address space (here
@@ -215,8 +216,11 @@ public sealed partial class VfioPciCoreDevice
         return (Pdev.ResourceStart(bar) >> 12) + (long)(vma.PgOff & ((1UL << PgoffIndexShift) - 1));
     }
 
-    /// <summary>__vfio_pci_memory_enabled() as a fault sees it (always, in the pre-5.8 design).</summary>
-    private bool FaultMayMap() => !BlocksMmio || MemoryEnabled();
+    /// <summary>
+    /// What a fault checks under memory_lock: not in low power (pm_runtime_engaged) and
+    /// __vfio_pci_memory_enabled() — always true in the pre-5.8 design.
+    /// </summary>
+    private bool FaultMayMap() => !BlocksMmio || (!_pmRuntimeEngaged && MemoryEnabled());
 
     // ---- Zapping.
 

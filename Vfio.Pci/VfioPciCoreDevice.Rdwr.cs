@@ -6,7 +6,9 @@
 // memory decode is (virtually) off, and reads all-ones / drops writes over the MSI-X table;
 // an I/O BAR goes to the port space (not gated by memory decode); the ROM reads through a
 // temporarily enabled ROM BAR (pci_map_rom, drivers/pci/rom.c) up to the end of its images,
-// all-ones past them, and cannot be written; the VGA region is in Vga.cs.
+// all-ones past them, and cannot be written; the VGA region is in Vga.cs. Every access runs
+// with the function runtime-resumed and counted (-EIO when it cannot be resumed): on a device
+// in low power that wakes it for the access, and a wake-up eventfd then ends low power.
 //
 // Lock rule: each device access holds memory_lock for read. The BAR path allocates nothing.
 
@@ -20,7 +22,7 @@ namespace Vfio.Pci;
 
 public sealed partial class VfioPciCoreDevice
 {
-    /// <summary>vfio_pci_rw(): dispatch on the region index of <paramref name="pos"/>.</summary>
+    /// <summary>vfio_pci_rw(): the region index checked, the function resumed for the access, then dispatch on the region.</summary>
     internal long Rw(ulong buf, long count, ref long pos, bool write)
     {
         ulong index = (ulong)pos >> VfioPciIndex.OffsetShift;
@@ -29,7 +31,26 @@ public sealed partial class VfioPciCoreDevice
             return ErrorReason.Fail(Errno.EINVAL, $"{(write ? "write" : "read")}: offset 0x{pos:x} is in region {index}, {Pname} has {NumRegions}");
         }
 
-        switch ((int)index)
+        int ret = Pdev.Power.ResumeAndGet();
+        if (ret != 0)
+        {
+            Core.Kernel.Log.Info($"{VfioPciDriver.DriverName} {Pname}: runtime resume failed {ret}");
+            return ErrorReason.Fail(Errno.EIO, $"{(write ? "write" : "read")}: {Pname} cannot be runtime-resumed ({ErrnoExtensions.FromReturn(ret).Describe()})");
+        }
+
+        try
+        {
+            return RwRegion((int)index, buf, count, ref pos, write);
+        }
+        finally
+        {
+            Pdev.Power.Put();
+        }
+    }
+
+    private long RwRegion(int index, ulong buf, long count, ref long pos, bool write)
+    {
+        switch (index)
         {
             case VfioPciIndex.Config:
                 return ConfigRw(buf, count, ref pos, write);

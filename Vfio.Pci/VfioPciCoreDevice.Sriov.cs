@@ -247,6 +247,9 @@ public sealed partial class VfioPciCoreDevice
 
     // ---- sriov_configure.
 
+    /// <summary>True while sriov_configure enables VFs under memory_lock (the VFs probe then).</summary>
+    internal bool SriovEnabling { get; private set; }
+
     /// <summary>
     /// vfio_pci_core_sriov_configure() (called with the PF's device_lock held): enabling puts
     /// the PF on vfio-pci's list of SR-IOV PFs (a second enable without a disable: -EINVAL),
@@ -269,16 +272,38 @@ public sealed partial class VfioPciCoreDevice
             SriovPfs.List.Add(this);
             SriovPfs.Mutex.Unlock();
 
-            // pm_runtime_resume_and_get(): runtime PM is not modelled on this branch
+            // The PF must be at least as awake as its VFs: resume it (it may be idle in D3hot)
+            // and hold it up while VFs exist.
+            ret = Pdev.Power.ResumeAndGet();
+            if (ret < 0)
+            {
+                SriovPfs.Mutex.Lock();
+                SriovPfs.List.Remove(this);
+                SriovPfs.Mutex.Unlock();
+                return ret;
+            }
+
             MemoryLock.DownWrite();
             try
             {
                 SetPowerStateD0();
+                SriovEnabling = true;
                 ret = Pdev.EnableSriov(numVfs);
             }
             finally
             {
+                SriovEnabling = false;
                 MemoryLock.UpWrite();
+            }
+
+            // The idle checks the new VFs' registrations queued (pm_wq) run now, outside the
+            // PF's memory_lock: idle VFs on vfio-pci suspend.
+            foreach (PciDevice vf in Pdev.VirtualFunctions)
+            {
+                if (vf.DriverData is VfioPciCoreDevice)
+                {
+                    vf.Power.Idle();
+                }
             }
 
             if (ret == 0)
@@ -286,13 +311,12 @@ public sealed partial class VfioPciCoreDevice
                 return numVfs;
             }
 
-            // pm_runtime_put(): runtime PM is not modelled on this branch
+            Pdev.Power.Put();
         }
         else if (Pdev.NumVfs != 0)
         {
             Pdev.DisableSriov();
-
-            // pm_runtime_put(): runtime PM is not modelled on this branch
+            Pdev.Power.Put();
         }
 
         SriovPfs.Mutex.Lock();

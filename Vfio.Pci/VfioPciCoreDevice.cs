@@ -1,10 +1,12 @@
 // Models struct vfio_pci_core_device and the device life cycle of
-// drivers/vfio/pci/vfio_pci_core.c (v6.12): registration with its device-set choice,
-// enable on first open (reset, saved state, INTx masking support, the virtual config
-// space, MSI-X location, the VGA region, per-BAR mmap capability), disable on last close (restore, reset
-// if the device lock can be taken, then a bus reset of the whole set when nobody uses it),
-// the REQ channel the unregister wait uses, and name matching for GET_DEVICE_FD (with the
-// vf_token option; the SR-IOV side is in Sriov.cs).
+// drivers/vfio/pci/vfio_pci_core.c (v6.12): registration with its device-set choice and
+// runtime PM allowed (the idle function suspends), enable on first open (runtime resume,
+// reset, saved state, INTx masking support, the virtual config space, MSI-X location, the
+// VGA region, per-BAR mmap capability), disable on last close (low power left, restore,
+// reset if the device lock can be taken, then a bus reset of the whole set when nobody uses
+// it, then the runtime PM count dropped), the REQ channel the unregister wait uses, and name
+// matching for GET_DEVICE_FD (with the vf_token option; the SR-IOV side is in Sriov.cs).
+// Runtime PM itself is in RuntimePm.cs.
 //
 // Lock rules (order left to right):
 //   dev_set->lock (VfioDeviceSet.Lock) → memory_lock → vconfig lock
@@ -21,6 +23,8 @@
 //   * the vconfig lock: the virtual header bytes (Config.cs).
 //   * the PCI device_lock is only ever try-locked here (the kernel's reset paths), since
 //     unbind holds it while it waits for the user to close the device.
+//   * runtime PM calls that may resume or suspend (and so run the callbacks, which take
+//     memory_lock and igate) are made with neither held (RuntimePm.cs).
 
 using System.Globalization;
 using Vfio.Core;
@@ -160,10 +164,15 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         }
 
         VgaInit();
+
+        // The PCI core leaves the power state unknown after boot or another driver; only D0
+        // leads anywhere from there, so go to D0 before runtime PM may take it to D3hot.
         SetPowerStateD0();
+        RegisterRuntimePm();
         ret = RegisterGroupDev();
         if (ret != 0)
         {
+            UnregisterRuntimePm();
             VgaUninit();
             VfUninit();
         }
@@ -174,7 +183,8 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     /// <summary>
     /// vfio_pci_core_unregister_device(): SR-IOV off first (removing the VFs, each of which
     /// may wait for its own user), then the wait until every fd of the device is closed, then
-    /// the VF token and bus notifier go, and the device leaves the VGA arbiter.
+    /// the VF token and bus notifier go, the device leaves the VGA arbiter, and runtime PM is
+    /// forbidden (the function resumes).
     /// </summary>
     internal void UnregisterDevice()
     {
@@ -182,25 +192,43 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         UnregisterGroupDev();
         VfUninit();
         VgaUninit();
+        UnregisterRuntimePm();
     }
 
     // ---- Enable / disable (first open / last close).
 
     /// <summary>
-    /// vfio_pci_core_enable(): clear bus master, enable, try a function reset (-EAGAIN when
-    /// the device lock is taken fails the open), save the state, decide INTx masking, build
-    /// the virtual config space and note the MSI-X table. The caller holds dev_set-&gt;lock.
+    /// vfio_pci_core_enable(): resume the function and count the open (unless
+    /// disable_idle_d3; a failed resume fails the open with its errno), clear bus master,
+    /// enable, try a function reset (-EAGAIN when the device lock is taken fails the open),
+    /// save the state, decide INTx masking, build the virtual config space and note the MSI-X
+    /// table. The caller holds dev_set-&gt;lock.
     /// </summary>
     internal int Enable()
     {
         DevSet!.Lock.AssertHeld();
+        int ret;
+        if (!DisableIdleD3)
+        {
+            ret = Pdev.Power.ResumeAndGet();
+            if (ret < 0)
+            {
+                return ErrorReason.Fail(ErrnoExtensions.FromReturn(ret), $"VFIO_GROUP_GET_DEVICE_FD: {Pname} cannot be runtime-resumed ({ErrnoExtensions.FromReturn(ret).Describe()})");
+            }
+        }
+
         ClearMaster();
         EnableDevice();
 
-        int ret = Pdev.TryResetFunction();
+        ret = Pdev.TryResetFunction();
         if (ret == Errno.EAGAIN.Negative())
         {
             DisableDevice();
+            if (!DisableIdleD3)
+            {
+                Pdev.Power.Put();
+            }
+
             return ErrorReason.Fail(Errno.EAGAIN, $"VFIO_GROUP_GET_DEVICE_FD: the device lock of {Pname} is held (an unbind or reset is in progress); try again");
         }
 
@@ -264,15 +292,22 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
     }
 
     /// <summary>
-    /// vfio_pci_core_disable(): D0, no bus mastering, the virtual config space freed,
+    /// vfio_pci_core_disable(): low power left (the wake-up eventfd released, not signalled)
+    /// and the function resumed, D0, no bus mastering, the virtual config space freed,
     /// needs_reset set; the saved state is reloaded, COMMAND set to INTX_DISABLE, the
     /// function reset if that worked at open and the device lock can be try-locked (then
     /// needs_reset clears), the state restored, the device disabled; then the set-wide
-    /// bus reset is tried. The caller holds dev_set-&gt;lock.
+    /// bus reset is tried, and the open's runtime PM count dropped (the idle function
+    /// suspends). The caller holds dev_set-&gt;lock.
     /// </summary>
     private void Disable()
     {
         DevSet!.Lock.AssertHeld();
+
+        // Low power may be engaged (the count dropped, maybe suspended): take the count back
+        // first, then make sure the function is up before touching it.
+        RuntimePmExit();
+        Pdev.Power.Resume();
         SetPowerStateD0();
         _pmSave = null;
         ClearMaster();
@@ -308,15 +343,20 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
 
         ReleaseBarmaps();
         DisableDevice();
-        DevSetTryResetLocked(DevSet);
+        DevSetTryResetLocked(DevSet, DisableIdleD3);
+        if (!DisableIdleD3)
+        {
+            Pdev.Power.Put();
+        }
     }
 
     /// <summary>
     /// vfio_pci_dev_set_try_reset(): when no other device of the set is open, one of them
-    /// needs a reset, and every function the bus reset touches is in the set, reset the bus
-    /// and clear needs_reset on all of them.
+    /// needs a reset, and every function the bus reset touches is in the set, resume and
+    /// count every function (unless disable_idle_d3; a failed resume skips the reset), reset
+    /// the bus, clear needs_reset on all of them if it worked, and drop the counts again.
     /// </summary>
-    private static void DevSetTryResetLocked(VfioDeviceSet set)
+    private static void DevSetTryResetLocked(VfioDeviceSet set, bool disableIdleD3)
     {
         set.Lock.AssertHeld();
 
@@ -337,17 +377,26 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
             return;
         }
 
-        if (PciResetBus(pdev) != 0)
+        // Some functions of the set may be runtime-suspended in D3hot.
+        if (!disableIdleD3 && DevSetPmRuntimeGetLocked(set) != 0)
         {
             return;
         }
 
-        foreach (VfioDevice d in set.DevicesLocked)
+        if (PciResetBus(pdev) == 0)
         {
-            if (d is VfioPciCoreDevice cur)
+            foreach (VfioDevice d in set.DevicesLocked)
             {
-                cur.NeedsReset = false;
+                if (d is VfioPciCoreDevice cur)
+                {
+                    cur.NeedsReset = false;
+                }
             }
+        }
+
+        if (!disableIdleD3)
+        {
+            DevSetPmRuntimePutLocked(set);
         }
     }
 

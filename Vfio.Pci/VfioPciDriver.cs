@@ -10,6 +10,7 @@ using System.Globalization;
 using Vfio.Core;
 using Vfio.Kernel;
 using Vfio.Platform;
+using Vfio.Platform.Base;
 using Vfio.Platform.Pci;
 
 namespace Vfio.Pci;
@@ -48,6 +49,9 @@ public sealed class VfioPciDriver : PciDriver
 
     // vfio_pci_sriov_pfs (VfioPciCoreDevice.Sriov.cs).
     internal VfioPciSriovPfs SriovPfs { get; }
+
+    /// <summary>dev-&gt;driver-&gt;pm = &amp;vfio_pci_core_pm_ops, as each registration sets it.</summary>
+    internal void UsePmOps(DevPmOps ops) => Pm = ops;
 
     /// <inheritdoc/>
     public override bool DriverManagedDma => true;

@@ -1,6 +1,5 @@
 // Models the module parameters of drivers/vfio/pci/vfio_pci.c (v6.12): ids=, nointxmask,
-// disable_denylist, enable_sriov and disable_vga. disable_idle_d3 has nothing to act on
-// in this vfio-pci (no runtime PM).
+// disable_denylist, enable_sriov, disable_vga and disable_idle_d3.
 
 namespace Vfio.Pci;
 
@@ -28,4 +27,11 @@ public sealed record VfioPciOptions
 
     /// <summary><c>disable_vga</c>: give VGA-class devices no VGA region (index 8 is then EINVAL, as for any other device).</summary>
     public bool DisableVga { get; init; }
+
+    /// <summary>
+    /// <c>disable_idle_d3</c>: do not runtime-suspend (D3hot) functions bound to vfio-pci while
+    /// nobody uses them; they stay in D0. User space can still engage low power through
+    /// VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY.
+    /// </summary>
+    public bool DisableIdleD3 { get; init; }
 }

@@ -175,49 +175,58 @@ public sealed class VfioDeviceFd : VfioFd
         VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DevicePciHotReset, Kind, arg);
     }
 
-    /// <summary>VFIO_DEVICE_FEATURE with PROBE: whether the device supports <paramref name="feature"/> with <paramref name="access"/> (<see cref="VfioFeature.Get"/>, <see cref="VfioFeature.Set"/> or both).</summary>
-    public bool ProbeFeature(uint feature, uint access)
+    /// <summary>
+    /// VFIO_DEVICE_FEATURE: feature <paramref name="feature"/> with <paramref name="flags"/>
+    /// (VfioFeature.Get, Set, Probe) and <paramref name="data"/> after the 8-byte header; the
+    /// ioctl's result.
+    /// </summary>
+    public long Feature(uint feature, uint flags, ReadOnlySpan<byte> data = default)
     {
         ThrowIfDisposed();
-        Span<byte> arg = stackalloc byte[VfioDeviceFeature.MinSz];
-        var hdr = new VfioDeviceFeature { Argsz = (uint)arg.Length, Flags = feature | access | VfioFeature.Probe };
+        int header = VfioArg.SizeOf<VfioDeviceFeature>();
+        Span<byte> arg = new byte[header + data.Length];
+
+        var hdr = new VfioDeviceFeature { Argsz = (uint)arg.Length, Flags = feature | flags };
         VfioSyscalls.Bytes(in hdr).CopyTo(arg);
-        long ret = Process.Ioctl(Fd, VfioIoctl.DeviceFeature, arg);
-
-        // ENOTTY: an unknown feature; EINVAL: a known one without that access.
-        return ret != Errno.ENOTTY.Negative() && ret != Errno.EINVAL.Negative() && VfioSyscalls.Check(ret, $"{Kind} ioctl VFIO_DEVICE_FEATURE") >= 0;
+        data.CopyTo(arg[header..]);
+        return VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceFeature, Kind, arg);
     }
 
-    /// <summary>VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: lets the idle device drop to D3hot; any later ioctl or access wakes it.</summary>
-    public void LowPowerEntry() => SetFeature(VfioFeature.LowPowerEntry, []);
-
-    /// <summary>VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: as <see cref="LowPowerEntry()"/>, and <paramref name="wakeupEventfd"/> is signalled when the device wakes.</summary>
-    public void LowPowerEntry(int wakeupEventfd)
+    /// <summary>VFIO_DEVICE_FEATURE with PROBE | <paramref name="flags"/>: whether the device supports <paramref name="feature"/> that way.</summary>
+    public bool ProbeFeature(uint feature, uint flags = VfioFeature.Set)
     {
-        var payload = new VfioDeviceLowPowerEntryWithWakeup { WakeupEventfd = wakeupEventfd };
-        SetFeature(VfioFeature.LowPowerEntryWithWakeup, VfioSyscalls.Bytes(in payload));
+        ThrowIfDisposed();
+        var hdr = new VfioDeviceFeature { Argsz = (uint)VfioArg.SizeOf<VfioDeviceFeature>(), Flags = feature | flags | VfioFeature.Probe };
+        return Process.Ioctl(Fd, VfioIoctl.DeviceFeature, MemoryMarshal.AsBytes(new Span<VfioDeviceFeature>(ref hdr))) == 0;
     }
 
-    /// <summary>VFIO_DEVICE_FEATURE_LOW_POWER_EXIT.</summary>
-    public void LowPowerExit() => SetFeature(VfioFeature.LowPowerExit, []);
+    /// <summary>
+    /// VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: put the device in runtime low power (D3hot where it
+    /// can); BAR mappings fault SIGBUS until <see cref="LowPowerExit"/>, while ioctls and
+    /// read/write wake it for their duration.
+    /// </summary>
+    public void LowPowerEntry() => Feature(VfioFeature.LowPowerEntry, VfioFeature.Set);
+
+    /// <summary>
+    /// VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: as <see cref="LowPowerEntry"/>, but the
+    /// first thing that wakes the device signals <paramref name="wakeupEventfd"/> once and
+    /// ends low power.
+    /// </summary>
+    public void LowPowerEntryWithWakeup(int wakeupEventfd)
+    {
+        var entry = new VfioDeviceLowPowerEntryWithWakeup { WakeupEventfd = wakeupEventfd };
+        Feature(VfioFeature.LowPowerEntryWithWakeup, VfioFeature.Set, VfioSyscalls.Bytes(in entry));
+    }
+
+    /// <summary>VFIO_DEVICE_FEATURE_LOW_POWER_EXIT: leave low power (a no-op when not in it).</summary>
+    public void LowPowerExit() => Feature(VfioFeature.LowPowerExit, VfioFeature.Set);
 
     /// <summary>VFIO_DEVICE_FEATURE_PCI_VF_TOKEN (a physical function): sets the token the VFs' users must present (<c>vf_token=</c> in the device name).</summary>
     public void SetVfToken(Guid token)
     {
         Span<byte> uuid = stackalloc byte[16];
         token.TryWriteBytes(uuid, bigEndian: true, out _);
-        SetFeature(VfioFeature.PciVfToken, uuid);
-    }
-
-    private void SetFeature(uint feature, ReadOnlySpan<byte> payload)
-    {
-        ThrowIfDisposed();
-        int header = VfioDeviceFeature.MinSz;
-        Span<byte> arg = stackalloc byte[header + payload.Length];
-        var hdr = new VfioDeviceFeature { Argsz = (uint)arg.Length, Flags = feature | VfioFeature.Set };
-        VfioSyscalls.Bytes(in hdr).CopyTo(arg);
-        payload.CopyTo(arg[header..]);
-        VfioSyscalls.Ioctl(Process, Fd, VfioIoctl.DeviceFeature, Kind, arg);
+        Feature(VfioFeature.PciVfToken, VfioFeature.Set, uuid);
     }
 
     /// <summary>pread() of region <paramref name="index"/> at <paramref name="offset"/> into <paramref name="buffer"/>; the bytes read.</summary>

@@ -130,6 +130,9 @@ public abstract class BusType
     /// <summary>-&gt;remove(): by default the driver's remove.</summary>
     protected virtual void BusRemove(SimDevice dev, DeviceDriver drv) => drv.Remove(dev);
 
+    /// <summary>bus-&gt;pm: the bus's runtime PM callbacks, which run instead of the driver's (and call them); null: the driver's run directly.</summary>
+    public virtual DevPmOps? Pm => null;
+
     /// <summary>-&gt;dma_configure(): runs before probe with dev-&gt;driver set; a failure fails the bind.</summary>
     protected virtual int DmaConfigure(SimDevice dev) => 0;
 
@@ -182,6 +185,7 @@ public abstract class BusType
         dev.Bus = this;
         fs.CreateLink(dir, "subsystem", SysfsDir);
         dev.UeventFile = fs.CreateFile(dir, "uevent", 0x1a4, () => dev.Driver is { } d ? $"DRIVER={d.Name}\n" : string.Empty, s => s.Length);
+        dev.PowerDir = AddPowerAttributes(dev, dir);
         dev.BusAttributes = fs.Track(dir, () => AddDeviceAttributes(dev, dir));
         ListLock.Lock();
         _devices.Add(dev);
@@ -215,6 +219,8 @@ public abstract class BusType
         dev.Unlock();
         Notifier.CallChain((ulong)BusNotification.DelDevice, dev);
         Sysfs.SysfsTree fs = Machine.Sysfs;
+        fs.RemoveAll([dev.PowerDir]);
+        dev.PowerDir = null;
         fs.RemoveAll([dev.UeventFile]);
         dev.UeventFile = null;
         if (dev.SysfsDir is { } devDir)
@@ -238,6 +244,27 @@ public abstract class BusType
 
         dev.Bus = null;
         dev.Put();
+    }
+
+    /// <summary>
+    /// dpm_sysfs_add(): the device's power/ directory with control (auto/on), runtime_status
+    /// and runtime_usage (the last one is CONFIG_PM_ADVANCED_DEBUG's, which distribution
+    /// kernels enable).
+    /// </summary>
+    private VfsDir? AddPowerAttributes(SimDevice dev, VfsDir dir)
+    {
+        Sysfs.SysfsTree fs = Machine.Sysfs;
+        VfsDir? power = fs.CreateDir(dir, "power");
+        if (power is null)
+        {
+            return null;
+        }
+
+        RuntimePm pm = dev.Power;
+        fs.CreateFile(power, "control", 0x1a4 /* 0644 */, pm.ControlShow, pm.ControlStore);
+        fs.CreateFile(power, "runtime_status", 0x124 /* 0444 */, pm.RuntimeStatusShow);
+        fs.CreateFile(power, "runtime_usage", 0x124, () => string.Create(CultureInfo.InvariantCulture, $"{pm.UsageCount}\n"));
+        return power;
     }
 
     /// <summary>bus_find_device_by_name(): the device whose name equals <paramref name="name"/> (sysfs_streq: a trailing newline is ignored), with a reference taken.</summary>

@@ -30,6 +30,7 @@ public class SimDevice
         _release = release;
         Mutex = new KMutex(machine.Kernel, $"device[{name}].mutex", s_deviceMutexClass);
         _kref = new KRef(machine.Kernel, $"device[{name}].kobj.kref");
+        Power = new RuntimePm(this);
     }
 
     /// <summary>The machine.</summary>
@@ -50,6 +51,9 @@ public class SimDevice
     /// <summary>device_lock.</summary>
     public KMutex Mutex { get; }
 
+    /// <summary>dev-&gt;power: the device's runtime PM state and the pm_runtime_* calls.</summary>
+    public RuntimePm Power { get; }
+
     /// <summary>dev_get_drvdata() / dev_set_drvdata().</summary>
     public object? DriverData { get; set; }
 
@@ -66,6 +70,9 @@ public class SimDevice
     internal VfsNode[] BusAttributes { get; set; } = [];
 
     internal VfsNode? UeventFile { get; set; }
+
+    // The power/ directory dpm_sysfs_add() created, removed by device_del() right after DEL_DEVICE.
+    internal VfsDir? PowerDir { get; set; }
 
     /// <summary>True between device_add and device_del.</summary>
     public bool IsRegistered { get; internal set; }
@@ -131,6 +138,9 @@ public abstract class DeviceDriver
     /// pcieport), so binding it does not claim the IOMMU group for kernel DMA.
     /// </summary>
     public virtual bool DriverManagedDma => false;
+
+    /// <summary>driver-&gt;pm: the driver's runtime PM callbacks, or null (the driver does no runtime PM).</summary>
+    public DevPmOps? Pm { get; protected set; }
 
     /// <summary>suppress_bind_attrs: no bind/unbind files.</summary>
     public virtual bool SuppressBindAttrs => false;

@@ -171,7 +171,13 @@ public sealed class PciBus : BusType
     public override int Match(SimDevice dev, DeviceDriver drv)
         => dev is PciDevice p && drv is PciDriver d && MatchDevice(d, p.Identity, p.DriverOverride) is not null ? 1 : 0;
 
-    /// <inheritdoc/>
+    /// <summary>pci_dev_pm_ops: the PCI core's runtime PM callbacks, which run the driver's.</summary>
+    public override DevPmOps? Pm => PciDevice.BusRuntimePmOps;
+
+    /// <summary>
+    /// pci_device_probe() → local_pci_probe(): the function is resumed and counted for the
+    /// probe (a driver doing runtime PM drops that count itself); a failed probe drops it.
+    /// </summary>
     protected override int BusProbe(SimDevice dev, DeviceDriver drv)
     {
         var pdev = (PciDevice)dev;
@@ -182,11 +188,33 @@ public sealed class PciBus : BusType
         }
 
         PciDeviceId? id = MatchDevice(pdrv, pdev.Identity, pdev.DriverOverride);
-        return id is null ? Errno.ENODEV.Negative() : pdrv.Probe(pdev, id);
+        if (id is null)
+        {
+            return Errno.ENODEV.Negative();
+        }
+
+        pdev.Power.GetSync();
+        int rc = pdrv.Probe(pdev, id);
+        if (rc < 0)
+        {
+            pdev.Power.PutSync();
+        }
+
+        return rc;
     }
 
-    /// <inheritdoc/>
-    protected override void BusRemove(SimDevice dev, DeviceDriver drv) => ((PciDriver)drv).Remove((PciDevice)dev);
+    /// <summary>
+    /// pci_device_remove(): the function is resumed and counted around -&gt;remove, then the
+    /// count local_pci_probe() took is dropped.
+    /// </summary>
+    protected override void BusRemove(SimDevice dev, DeviceDriver drv)
+    {
+        var pdev = (PciDevice)dev;
+        pdev.Power.GetSync();
+        ((PciDriver)drv).Remove(pdev);
+        pdev.Power.PutNoidle();
+        pdev.Power.PutSync();
+    }
 
     // ---- sysfs.
 
@@ -203,6 +231,7 @@ public sealed class PciBus : BusType
         fs.CreateFile(dir, "class", ro, () => Hex(p.Identity.Class, 6));
         fs.CreateFile(dir, "revision", ro, () => Hex(p.Identity.Revision, 2));
         fs.CreateFile(dir, "driver_override", 0x1a4 /* 0644 */, () => (p.DriverOverride ?? "(null)") + "\n", s => DriverOverrideStore(p, s));
+        fs.CreateFile(dir, "power_state", ro, () => p.PowerStateName + "\n");
         fs.CreateFile(dir, "irq", ro, () => string.Create(CultureInfo.InvariantCulture, $"{p.Irq}\n"));
         fs.CreateFile(dir, "resource", ro, () => ResourceShow(p));
         p.AddSriovAttributes(dir);

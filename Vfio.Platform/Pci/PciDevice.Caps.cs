@@ -295,6 +295,9 @@ public partial class PciDevice
         return [.. b];
     }
 
+    /// <summary>Whether the config dword at <paramref name="off"/> holds VPD registers (address, data).</summary>
+    private bool IsVpdCapDword(int off) => _vpdCap != 0 && off >= (_vpdCap & ~3) && off < _vpdCap + 8;
+
     // ---- Hardware.
 
     /// <summary>

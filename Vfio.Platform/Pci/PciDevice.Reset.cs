@@ -469,7 +469,9 @@ public partial class PciDevice
         WriteConfig(PciRegs.CacheLineSize, BitConverter.ToUInt32(s.Config, PciRegs.CacheLineSize), 4);
         for (int off = 0x40; off < ConfigSize; off += 4)
         {
-            if (Config.WritableDword(off) != 0 && !IsSriovCapDword(off))
+            // Not VPD: pci_restore_state has no VPD step, and rewriting its address register
+            // would start a transfer with whatever the data register holds.
+            if (Config.WritableDword(off) != 0 && !IsSriovCapDword(off) && !IsVpdCapDword(off))
             {
                 WriteConfig(off, BitConverter.ToUInt32(s.Config, off), 4);
             }

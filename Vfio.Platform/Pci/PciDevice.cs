@@ -43,6 +43,9 @@ public partial class PciDevice : SimDevice
         Config = new PciConfigSpace(pcie ? PciRegs.ConfigSpaceSize : PciRegs.StdConfigSpaceSize);
         InitHeader(identity);
         _powerOnConfig = Config.Snapshot();
+
+        // pci_pm_init(): runtime PM forbidden (until a driver allows it), active, enabled.
+        Power.InitActiveForbidden();
     }
 
     /// <summary>The PCI domain (segment).</summary>

@@ -83,7 +83,7 @@ public sealed partial class VfioPciConfigTests
 
         // init_pci_cap_vpd_perm: the address write runs a VPD transfer (own tests).
         new("VPD id/next", PciCapRegs.IdVpd, false, 0, 2, 0xff00, 0),
-        new("VPD ADDR", PciCapRegs.IdVpd, false, 2, 2, 0xffff, 0xffff, UserIgnore: 0x8000),
+        new("VPD ADDR", PciCapRegs.IdVpd, false, 2, 2, 0xffff, 0xffff, UserIgnore: 0x8000, HwIgnore: 0xffff), // vfio's pci_read_vpd/pci_write_vpd drive the hardware's address register
         new("VPD DATA", PciCapRegs.IdVpd, false, 4, 4, All, All),
 
         // init_pci_cap_pcix_perm.
