@@ -98,8 +98,8 @@ public sealed class VfioSimTests
         var e = Assert.Throws<VfioException>(() => sim.Bind(Edu, "no-such-driver"))!;
         Assert.That(e.Errno, Is.EqualTo(Errno.ENODEV));
         Assert.That(e.Message, Does.Contain("no-such-driver did not take 0000:01:00.0"));
-        Assert.That(() => sim.Bind("0000:09:00.0"), Throws.ArgumentException.With.Message.Contains("has no PCI function 0000:09:00.0"));
-        Assert.That(() => sim.SysfsWrite("/sys/bus/pci/drivers/vfio-pci/bind", "0000:09:00.0"), Throws.InstanceOf<VfioException>().With.Property(nameof(VfioException.Errno)).EqualTo(Errno.ENODEV));
+        Assert.That(() => sim.Bind("0000:1f:00.0"), Throws.ArgumentException.With.Message.Contains("has no PCI function 0000:1f:00.0"));
+        Assert.That(() => sim.SysfsWrite("/sys/bus/pci/drivers/vfio-pci/bind", "0000:1f:00.0"), Throws.InstanceOf<VfioException>().With.Property(nameof(VfioException.Errno)).EqualTo(Errno.ENODEV));
     }
 
     [Test]
