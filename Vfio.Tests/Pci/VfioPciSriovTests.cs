@@ -288,6 +288,20 @@ public sealed class VfioPciSriovTests
     }
 
     [Test]
+    public void TheTypedClientsSetVfToken_WritesTheUuidInItsTextOrder([Values] SchedulerMode mode)
+    {
+        Run(mode, rig =>
+        {
+            (PciDevice pf, IReadOnlyList<PciDevice> vfs) = EnableVfs(rig, 1);
+            using VfioSession pfs = rig.Sim.Open(rig.P, pf.Name);
+            pfs.Device.SetVfToken(Guid.Parse(U2));
+            Assert.That(rig.Vdev(pf.Name).VfTokenForTest, Is.EqualTo(Uuid(U2)));
+            Assert.That(() => rig.Sim.Open(rig.P, $"{vfs[0].Name} vf_token={U1}"), Throws.InstanceOf<VfioException>().With.Property(nameof(VfioException.Errno)).EqualTo(Errno.EACCES));
+            rig.Sim.Open(rig.P, $"{vfs[0].Name} vf_token={U2}").Dispose();
+        });
+    }
+
+    [Test]
     public void AVf_ShowsItsSynthesisedIds_HasNoIntx_AndItsBarsWorkThoughCommandMemIsHardwiredZero([Values] SchedulerMode mode)
     {
         Run(mode, rig =>
