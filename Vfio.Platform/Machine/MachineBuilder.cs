@@ -262,21 +262,7 @@ public static class MachineBuilder
             }
             else
             {
-                addr = AlignUp(st.Next32, bar.Size);
-                if (addr + bar.Size > Mmio32End)
-                {
-                    if (bar.Kind != PciBarKind.Memory64)
-                    {
-                        throw new MachineDescriptionException($"{path}.bars", $"BAR {bar.Index} of {dev.Name} ({bar.Size} bytes) does not fit in the 32-bit MMIO window");
-                    }
-
-                    addr = AlignUp(st.Next64, bar.Size);
-                    st.Next64 = addr + bar.Size;
-                }
-                else
-                {
-                    st.Next32 = addr + bar.Size;
-                }
+                addr = PlaceMmio(st, bar.Size, bar.Size, bar.Kind == PciBarKind.Memory64, $"{path}.bars", $"BAR {bar.Index} of {dev.Name} ({bar.Size} bytes)");
             }
 
             dev.AssignBar(bar.Index, addr);
@@ -299,24 +285,32 @@ public static class MachineBuilder
                 continue;
             }
 
-            long addr = AlignUp(st.Next32, w.VfSize);
-            if (addr + w.WindowSize > Mmio32End)
-            {
-                if (w.Kind != PciBarKind.Memory64)
-                {
-                    throw new MachineDescriptionException($"{path}.sriov.bars", $"the IOV window of VF BAR {w.Index} of {dev.Name} ({w.WindowSize} bytes) does not fit in the 32-bit MMIO window");
-                }
-
-                addr = AlignUp(st.Next64, w.VfSize);
-                st.Next64 = addr + w.WindowSize;
-            }
-            else
-            {
-                st.Next32 = addr + w.WindowSize;
-            }
-
+            long addr = PlaceMmio(st, w.WindowSize, w.VfSize, w.Kind == PciBarKind.Memory64, $"{path}.sriov.bars", $"the IOV window of VF BAR {w.Index} of {dev.Name} ({w.WindowSize} bytes)");
             dev.AssignIovBar(w.Index, addr);
         }
+    }
+
+    /// <summary>
+    /// Places <paramref name="size"/> bytes aligned to <paramref name="align"/> in the 32-bit
+    /// MMIO window, or above RAM when it does not fit there and <paramref name="is64"/>.
+    /// </summary>
+    private static long PlaceMmio(BuildState st, long size, long align, bool is64, string path, string what)
+    {
+        long addr = AlignUp(st.Next32, align);
+        if (addr + size <= Mmio32End)
+        {
+            st.Next32 = addr + size;
+            return addr;
+        }
+
+        if (!is64)
+        {
+            throw new MachineDescriptionException(path, $"{what} does not fit in the 32-bit MMIO window");
+        }
+
+        addr = AlignUp(st.Next64, align);
+        st.Next64 = addr + size;
+        return addr;
     }
 
     private static long AlignUp(long v, long a) => (v + a - 1) & ~(a - 1);
