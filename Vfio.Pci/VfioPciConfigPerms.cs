@@ -331,7 +331,7 @@ internal static class VfioPciPermTables
     /// </summary>
     private static PermBits ExpPerm()
     {
-        PermBits p = PermBits.Alloc(PciRegs.ExpCapSizeofV2);
+        PermBits p = PermBits.Alloc(PciCapRegs.ExpEndpointSizeofV2);
         p.WriteFn = ConfigWriteFn.Exp;
         p.SetB(PciCapRegs.CapListNext, 0xff, 0);
         p.SetW(PciRegs.ExpDevCtl, PciRegs.ExpDevCtlBcrFlr | PciCapRegs.ExpDevCtlPayload | PciCapRegs.ExpDevCtlReadrq, unchecked((ushort)~PciCapRegs.ExpDevCtlPhantom));

@@ -311,7 +311,7 @@ public sealed partial class VfioPciCoreDevice
                 bool rcEnd = ((flags >> 4) & 0xf) == PciRegs.ExpTypeRcEndpoint;
                 return (flags & PciCapRegs.ExpFlagsVers) == 1
                     ? rcEnd ? 0xc : PciCapRegs.ExpEndpointSizeofV1
-                    : rcEnd ? 0x2c : PciRegs.ExpCapSizeofV2;
+                    : rcEnd ? 0x2c : PciCapRegs.ExpEndpointSizeofV2;
             }
 
             case PciCapRegs.IdHt:

@@ -29,8 +29,11 @@ public static class PciCapRegs
     public const byte IdSata = 0x12;
     public const byte IdAf = 0x13;
 
-    /// <summary>PCI_CAP_ID_MAX.</summary>
-    public const byte IdMax = IdAf;
+    /// <summary>PCI_CAP_ID_EA: Enhanced Allocation (vfio-pci's length table gives it 0: hidden).</summary>
+    public const byte IdEa = 0x14;
+
+    /// <summary>PCI_CAP_ID_MAX (EA since v4.2).</summary>
+    public const byte IdMax = IdEa;
 
     // ---- Extended capability ids (PCI_EXT_CAP_ID_*).
     public const ushort ExtIdErr = 0x01;
@@ -90,6 +93,9 @@ public static class PciCapRegs
     public const ushort ExpDevCtl2Ari = 0x0020;
     public const int ExpLnkCtl2 = 0x30;
     public const int ExpEndpointSizeofV1 = 20;
+
+    /// <summary>PCI_CAP_EXP_ENDPOINT_SIZEOF_V2: a v2 endpoint's PCIe capability through Device Control 2 / Link Status 2 (52; Slot Cap/Control/Status 2 after it are outside).</summary>
+    public const int ExpEndpointSizeofV2 = 0x34;
 
     // ---- Vital Product Data.
     public const int VpdAddr = 2;

@@ -196,6 +196,24 @@ public sealed class VfioPciConfigChainTests
     }
 
     [Test]
+    public void ThePcieSlotRegisters2_PastTheEndpointLength_AreRawReadAndWrite()
+    {
+        // vfio sizes a v2 endpoint's PCIe capability PCI_CAP_EXP_ENDPOINT_SIZEOF_V2 (0x34):
+        // Slot Capabilities/Control/Status 2 (0x34..0x3b) of the 60-byte structure are outside it.
+        using var r = new CfgRig(VfioPciConfigTests.AllCapsJson);
+        r.Run(() =>
+        {
+            int exp = r.Pdev.ExpCap;
+            r.Pdev.Config.SetWritableDword(exp + 0x38, 0xffffffff);
+            Assert.That(r.Write(exp + 0x38, 4, 0x5a5a0001), Is.EqualTo(4));
+            Assert.That(r.Pdev.ReadConfig(exp + 0x38, 4), Is.EqualTo(0x5a5a0001u), "straight to the hardware");
+            Assert.That(r.Read(exp + 0x38, 4), Is.EqualTo(0x5a5a0001u));
+            Assert.That(r.Write(exp + 0x30, 2, 0xffff), Is.EqualTo(2));
+            Assert.That(r.Read(exp + 0x30, 2), Is.EqualTo(r.Pdev.ReadConfig(exp + 0x30, 2)), "Link Control 2 is inside: the PCIe table (read-only for the user) applies");
+        });
+    }
+
+    [Test]
     public void AReadAcrossACapabilityBoundary_IsCutThere_AndEachSideFollowsItsOwnTable()
     {
         using var r = new CfgRig(VfioPciConfigTests.AllCapsJson);
