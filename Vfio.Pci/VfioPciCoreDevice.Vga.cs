@@ -59,20 +59,33 @@ public sealed partial class VfioPciCoreDevice
     /// <summary>
     /// vfio_pci_set_decode(): everything when it is the only VGA function, when vfio-pci's VGA
     /// support is on, or on a root bus; otherwise the normal resources, plus the legacy ones
-    /// when a bridge above already forwards VGA to it.
+    /// when another VGA function of the domain (not on a root bus) sits on this function's bus
+    /// or below it — the bridges that would route VGA to it route it there too.
     /// </summary>
     private VgaResource SetDecode(PciDevice pdev, bool singleVga)
     {
         const VgaResource all = VgaResource.LegacyIo | VgaResource.LegacyMem | VgaResource.NormalIo | VgaResource.NormalMem;
-        if (singleVga || !VgaDisabled || pdev.OnBus is null || pdev.OnBus.IsRoot)
+        if (singleVga || !VgaDisabled || pdev.OnBus is not { IsRoot: false } bus)
         {
             return all;
         }
 
-        VgaResource decodes = VgaResource.NormalIo | VgaResource.NormalMem;
-        for (PciBusSegment? bus = pdev.OnBus; bus is not null; bus = bus.Parent)
+        // pci_bus_max_busnr(): the highest bus number on or below this bus.
+        int maxBus = bus.Number;
+        foreach (PciDevice d in bus.AllDevicesBelow())
         {
-            if (bus.Self is { } bridge && (bridge.ReadConfig(PciRegs.BridgeControl, 2) & PciDevice.BridgeCtlVga) != 0)
+            maxBus = Math.Max(maxBus, d.BusNumber);
+        }
+
+        VgaResource decodes = VgaResource.NormalIo | VgaResource.NormalMem;
+        foreach (PciDevice other in Pdev.Machine.Pci.Devices.OfType<PciDevice>())
+        {
+            if (ReferenceEquals(other, pdev) || !other.IsVga || other.Domain != pdev.Domain || other.OnBus is not { IsRoot: false })
+            {
+                continue;
+            }
+
+            if (other.BusNumber >= bus.Number && other.BusNumber <= maxBus)
             {
                 return decodes | VgaResource.LegacyMask;
             }
