@@ -182,11 +182,12 @@ public sealed class VfioVirqfdSet
         slot.Publish(virqfd);
         Lock.Unlock();
 
-        // vfs_poll(): hook the wake function first, then look, so no signal is lost.
+        // vfs_poll(): hook the wake function first, then look, so no signal is lost. A signal
+        // that came before is acted on as if it had not been missed, but its count stays on the
+        // eventfd (vfio_virqfd_enable reads nothing; the next wake-up takes it).
         virqfd.Hook();
         if (ctx.Count > 0)
         {
-            ctx.DoRead();
             virqfd.Fire();
         }
 

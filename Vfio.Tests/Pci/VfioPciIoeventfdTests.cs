@@ -179,7 +179,7 @@ public sealed class VfioPciIoeventfdTests
     }
 
     [Test]
-    public void AnEventfdSignalledBeforeRegistration_WritesAtOnce()
+    public void AnEventfdSignalledBeforeRegistration_WritesAtOnce_AndKeepsItsCount()
     {
         WithOpen(VfioPciRig.Edu, (rig, d) =>
         {
@@ -188,6 +188,11 @@ public sealed class VfioPciIoeventfdTests
             Assert.That(rig.Write32(d, 0, EduDevice.RegLiveness, 0), Is.EqualTo(4));
             Assert.That(Ioev(rig, d, 4, Bar(0, EduDevice.RegLiveness), 0x11111111, e), Is.Zero);
             Assert.That(rig.Read32(d, 0, EduDevice.RegLiveness), Is.EqualTo(0xeeeeeeeeu));
+
+            // vfio_virqfd_enable acts on the pending signal but reads nothing: the count stays.
+            byte[] count = new byte[8];
+            Assert.That(rig.P.Read(e, count), Is.EqualTo(8));
+            Assert.That(BitConverter.ToUInt64(count), Is.EqualTo(1UL));
         });
     }
 
