@@ -120,8 +120,21 @@ public sealed class RuntimePm
     /// <summary>pm_runtime_get_noresume(): count a user without resuming the device.</summary>
     public void GetNoresume() => Interlocked.Increment(ref _usageCount);
 
-    /// <summary>pm_runtime_put_noidle(): drop a user without the idle check (the count never goes below 0).</summary>
-    public void PutNoidle() => DropUsageCount();
+    /// <summary>pm_runtime_put_noidle(): drop a user without the idle check; at 0 it does nothing (atomic_add_unless), silently.</summary>
+    public void PutNoidle()
+    {
+        int seen = Volatile.Read(ref _usageCount);
+        while (seen != 0)
+        {
+            int was = Interlocked.CompareExchange(ref _usageCount, seen - 1, seen);
+            if (was == seen)
+            {
+                return;
+            }
+
+            seen = was;
+        }
+    }
 
     /// <summary>
     /// pm_runtime_get_sync(): count a user and resume the device. 1 when it was already active,

@@ -732,17 +732,18 @@ public partial class PciDevice
     }
 
     /// <summary>
-    /// sriov_numvfs_store(), in the kernel's order: kstrtou16 (-EINVAL, -ERANGE), above
+    /// sriov_numvfs_store(), in the kernel's order: not a u16 -EINVAL, above
     /// TotalVFs -ERANGE; under device_lock: the current count is a no-op; no driver, or a
     /// driver without -&gt;sriov_configure, -ENOENT; 0 disables through the driver; VFs
     /// enabled already -EBUSY; else the driver enables (a short count is logged).
     /// </summary>
     private long SriovNumvfsStore(string buf)
     {
-        int err = Kstrtox.Kstrtou16(buf, out ushort numVfs);
-        if (err != 0)
+        // Any parse failure, overflow included, is -EINVAL (the store functions return -EINVAL
+        // consistently since v5.15); -ERANGE is only for a count above sriov_totalvfs.
+        if (Kstrtox.Kstrtou16(buf, out ushort numVfs) != 0)
         {
-            return err;
+            return ErrorReason.Fail(Errno.EINVAL, $"sriov_numvfs: \"{buf.Trim()}\" is not a number of VFs (0-65535)");
         }
 
         if (numVfs > TotalVfs)
