@@ -311,6 +311,35 @@ public sealed class VfioPciRomVgaTests
     }
 
     [Test]
+    public void WithDisableVgaAndSeveralVgaFunctions_TheLegacyRangesAreDecodedOnlyWhereAnotherVgaSharesTheBusOrIsBelowIt([Values] bool disableVga)
+    {
+        // vfio_pci_set_decode(): two VGA functions on bus 01, one alone on bus 02.
+        const string json = """
+            {"memory":{"ram":"1G"},"iommu":{"pgsizes":["4K"],"addressWidth":48},"pci":[
+              {"slot":1,"type":"root-port","acs":true,"children":[{"slot":0,"type":"vga"},{"slot":1,"type":"vga"}]},
+              {"slot":2,"type":"root-port","acs":true,"children":[{"slot":0,"type":"vga"}]}]}
+            """;
+        var rig = new VfioPciRig(VfioPciRig.Builder(SchedulerMode.Controlled).UseMachine(MachineDescriptionReader.Parse(json))
+            .AddVfioPci(new VfioPciOptions { DisableVga = disableVga }).Build());
+        Runs.AssertPassed(rig.Sim.Run(() =>
+        {
+            string[] vgas = ["0000:01:00.0", "0000:01:01.0", "0000:02:00.0"];
+            foreach (string bdf in vgas)
+            {
+                rig.BindToVfio(bdf);
+            }
+
+            foreach (string bdf in vgas)
+            {
+                VgaResource decodes = rig.M.Vgaarb.State(rig.Dev(bdf))!.Value.Decodes;
+                bool legacy = !disableVga || bdf.StartsWith("0000:01:", StringComparison.Ordinal);
+                Assert.That(decodes & VgaResource.LegacyMask, Is.EqualTo(legacy ? VgaResource.LegacyMask : 0), bdf);
+                Assert.That(decodes & (VgaResource.NormalIo | VgaResource.NormalMem), Is.EqualTo(VgaResource.NormalIo | VgaResource.NormalMem), bdf);
+            }
+        }));
+    }
+
+    [Test]
     public void ADeviceThatIsNotVga_HasNoVgaRegion()
     {
         VfioPciRig.Run(SchedulerMode.Real, rig =>
