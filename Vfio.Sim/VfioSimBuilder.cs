@@ -5,13 +5,14 @@
 // Build() boots it all in one call.
 //
 // Boot order is the kernel's module dependency order: the machine (firmware, IOMMU, PCI
-// enumeration, host drivers), then vfio, type1, vfio-pci, kvm, then the extra PCI drivers
+// enumeration, host drivers), then vfio, type1, vfio-pci, kvm, mdev, then the extra PCI drivers
 // and modules in the order they were added. Boot runs on the calling thread before any
 // scheduled run, so a scenario's schedule starts where its body starts.
 
 using Vfio.Core;
 using Vfio.Iommu.Type1;
 using Vfio.Kernel;
+using Vfio.Mdev;
 using Vfio.Pci;
 using Vfio.Platform;
 using Vfio.Platform.Machine;
@@ -33,7 +34,7 @@ namespace Vfio.Sim;
 ///     .Build();
 /// </code>
 /// </example>
-public sealed class VfioSimBuilder
+public sealed partial class VfioSimBuilder
 {
     private readonly List<Action<VfioSim>> _extras = [];
     private KernelConfig _kernel = new() { Mode = SchedulerMode.Controlled };
@@ -282,6 +283,11 @@ public sealed class VfioSimBuilder
         if (_kvm)
         {
             sim.Kvm = Vfio.Core.Kvm.Kvm.Load(machine);
+        }
+
+        if (_mdev is not null)
+        {
+            sim.Mdev = MdevCore.Load(machine, _mdev);
         }
 
         foreach (Action<VfioSim> extra in _extras)

@@ -1,0 +1,19 @@
+// The builder's mediated-device modules: the mdev core, then the sample vendor drivers
+// (each in its own file) that register parents on it.
+
+using Vfio.Mdev;
+
+namespace Vfio.Sim;
+
+public sealed partial class VfioSimBuilder
+{
+    private MdevOptions? _mdev;
+
+    /// <summary>Loads the mdev core (and vfio and type1) with <paramref name="options"/> (its design variants): /sys/bus/mdev, ready for parents.</summary>
+    public VfioSimBuilder AddMdev(MdevOptions? options = null)
+    {
+        AddType1();
+        _mdev = options ?? _mdev ?? new MdevOptions();
+        return this;
+    }
+}
