@@ -1,8 +1,7 @@
-// A rig for the display samples: the default machine with vfio, type1 and the mdev core,
-// mdpy and mbochs loaded without their parent registration (the core's registration is
-// not available on this branch yet), mdevs created as the core's create does it (device_add
-// on the mdev bus, then the parent's driver attached), and the raw open sequence
-// (container, group, SET_CONTAINER, SET_IOMMU, device fd).
+// A rig for the display samples: the default machine with vfio, type1, the mdev core, mdpy
+// and mbochs loaded by the builder; mdevs created and removed by writing the sysfs create
+// and remove files as a user would, and the raw open sequence (container, group,
+// SET_CONTAINER, SET_IOMMU, device fd).
 
 using System.Runtime.InteropServices;
 using NUnit.Framework;
@@ -12,6 +11,7 @@ using Vfio.Kernel;
 using Vfio.Mdev;
 using Vfio.Mdev.Samples.Mbochs;
 using Vfio.Mdev.Samples.Mdpy;
+using Vfio.Platform.Fs;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
 using Vfio.Sim;
@@ -24,19 +24,13 @@ internal sealed class DisplayRig
 
     public DisplayRig(KernelProfile? profile = null, int mdpyCount = Mdpy.DefaultCount, int mbochsMiB = Mbochs.DefaultMBytes)
     {
-        Mdpy? mdpy = null;
-        Mbochs? mbochs = null;
         Sim = VfioSim.CreateBuilder()
             .UseProfile(profile ?? KernelProfile.Linux6_12)
-            .AddMdev()
-            .AddModule(sim =>
-            {
-                mdpy = Mdpy.LoadUnregistered(sim.Machine, mdpyCount);
-                mbochs = Mbochs.LoadUnregistered(sim.Machine, mbochsMiB);
-            })
+            .AddMdpy(mdpyCount)
+            .AddMbochs(mbochsMiB)
             .Build();
-        Mdpy = mdpy!;
-        Mbochs = mbochs!;
+        Mdpy = Sim.Mdpy!;
+        Mbochs = Sim.Mbochs!;
         User = Sim.Spawn("user");
     }
 
@@ -54,19 +48,51 @@ internal sealed class DisplayRig
 
     public void Run(Action body) => Runs.AssertPassed(Sim.Run(body));
 
-    /// <summary>What creating an mdev of <paramref name="type"/> does after the core's checks: device_add on the mdev bus, then the parent's driver attached. The probe's errno (the device is deleted again on failure).</summary>
+    /// <summary><c>echo &lt;uuid&gt; &gt; /sys/class/mdev_bus/&lt;parent&gt;/mdev_supported_types/&lt;type&gt;/create</c>: 0 or the write's -errno.</summary>
     public int Create(MdevType type, out MdevDevice mdev)
     {
         var uuid = new Guid(++_uuids, 0, 0, [0, 0, 0, 0, 0, 0, 0, 1]);
-        mdev = new MdevDevice(Sim.Machine, uuid, type, static _ => { });
-        Assert.That(Core.Bus.AddDevice(mdev), Is.Zero);
-        int err = Core.Bus.DeviceDriverAttach(type.Parent!.Driver, mdev);
-        if (err != 0)
+        long r = SysfsWrite($"/sys/class/mdev_bus/{type.Parent!.Dev.Name}/mdev_supported_types/{type.DirName}/create", uuid.ToString("D"));
+        mdev = null!;
+        if (r < 0)
         {
-            Core.Bus.RemoveDevice(mdev);
+            return (int)r;
         }
 
-        return err;
+        foreach (MdevDevice d in Core.Devices)
+        {
+            if (d.Uuid == uuid)
+            {
+                mdev = d;
+            }
+        }
+
+        Assert.That(mdev, Is.Not.Null);
+        return 0;
+    }
+
+    /// <summary>The type's <c>available_instances</c> attribute.</summary>
+    public int AvailableInstances(MdevType type)
+    {
+        int fd = User.Open($"/sys/class/mdev_bus/{type.Parent!.Dev.Name}/mdev_supported_types/{type.DirName}/available_instances", OpenFlags.O_RDONLY);
+        Assert.That(fd, Is.GreaterThanOrEqualTo(0));
+        byte[] b = new byte[32];
+        long n = User.Read(fd, b);
+        User.Close(fd);
+        return int.Parse(System.Text.Encoding.ASCII.GetString(b, 0, (int)n).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private long SysfsWrite(string path, string value)
+    {
+        int fd = User.Open(path, OpenFlags.O_WRONLY);
+        if (fd < 0)
+        {
+            return fd;
+        }
+
+        long r = User.Write(fd, System.Text.Encoding.ASCII.GetBytes(value));
+        User.Close(fd);
+        return r;
     }
 
     public MdevDevice CreateOk(MdevType type)
@@ -75,8 +101,8 @@ internal sealed class DisplayRig
         return mdev;
     }
 
-    /// <summary>The core's remove: device_del (the driver's remove waits for every fd).</summary>
-    public void Remove(MdevDevice mdev) => Core.Bus.RemoveDevice(mdev);
+    /// <summary><c>echo 1 &gt; /sys/bus/mdev/devices/&lt;uuid&gt;/remove</c> (the driver's remove waits for every fd).</summary>
+    public void Remove(MdevDevice mdev) => Assert.That(SysfsWrite($"/sys/bus/mdev/devices/{mdev.Name}/remove", "1"), Is.EqualTo(1), ErrorReason.Current);
 
     public (int Container, int Group, int Device) Open(VfioDevice vdev)
     {

@@ -33,7 +33,7 @@ public sealed class MbochsTests
             Assert.That(rig.Mbochs.AvailableMBytes, Is.EqualTo(36), "a refused create reserves nothing");
             MdevDevice m1 = rig.CreateOk(medium);
             MdevDevice m2 = rig.CreateOk(medium);
-            Assert.That((rig.Mbochs.GetAvailable(small), rig.Mbochs.GetAvailable(medium)), Is.EqualTo((1, 0)));
+            Assert.That((rig.AvailableInstances(small), rig.AvailableInstances(medium), rig.AvailableInstances(large)), Is.EqualTo((1, 0, 0)), "available_instances: pool MiB / type MiB");
             Assert.That(rig.Create(medium, out _), Is.EqualTo(Errno.ENOSPC.Negative()));
             rig.Remove(l);
             Assert.That(rig.Mbochs.AvailableMBytes, Is.EqualTo(68));

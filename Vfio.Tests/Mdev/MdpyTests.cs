@@ -39,12 +39,13 @@ public sealed class MdpyTests
             Assert.That(rig.Mdpy.GetAvailable(vga), Is.EqualTo(1));
             MdevDevice b = rig.CreateOk(rig.Mdpy.Types[1]);
             Assert.That(rig.Mdpy.GetAvailable(vga), Is.Zero);
+            Assert.That((rig.AvailableInstances(vga), rig.AvailableInstances(rig.Mdpy.Types[2])), Is.EqualTo((0, 0)), "the count is shared by every type");
             long used = rig.Memory.UsedPages;
             Assert.That(rig.Create(vga, out _), Is.EqualTo(Errno.ENOMEM.Negative()));
             Assert.That(rig.Mdpy.LiveDevices, Is.EqualTo(2));
             Assert.That(rig.Memory.UsedPages, Is.EqualTo(used), "a refused init allocates nothing");
             rig.Remove(a);
-            Assert.That(rig.Mdpy.GetAvailable(vga), Is.EqualTo(1));
+            Assert.That(rig.AvailableInstances(vga), Is.EqualTo(1));
             rig.CreateOk(vga);
             rig.Remove(b);
         });
@@ -56,14 +57,15 @@ public sealed class MdpyTests
         var rig = new DisplayRig();
         rig.Run(() =>
         {
-            long before = rig.Memory.UsedPages;
             MdevDevice mdev = rig.CreateOk(rig.Mdpy.Types[0]);
             MdpyDevice dev = Mdpy.DeviceOf(mdev)!;
             Assert.That(dev.MemSize, Is.EqualTo(2u << 20), "640x480x4 rounds up to 2 MiB");
-            Assert.That(rig.Memory.UsedPages - before, Is.EqualTo(512));
+            long[] pages = [.. dev.FramebufferPages];
+            Assert.That(pages, Has.Length.EqualTo(512));
+            Assert.That(pages.Select(rig.Memory.RefCount), Is.All.EqualTo(1));
             Assert.That(rig.Sim.Machine.Vfs.Exists($"/sys/bus/mdev/devices/{mdev.Name}/vendor/resolution"), Is.True);
             rig.Remove(mdev);
-            Assert.That(rig.Memory.UsedPages, Is.EqualTo(before));
+            Assert.That(pages.Select(rig.Memory.RefCount), Is.All.Zero, "vfree at release");
         });
     }
 

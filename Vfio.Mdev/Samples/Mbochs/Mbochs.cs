@@ -96,17 +96,10 @@ public sealed class Mbochs : MdevDriver
     {
         ArgumentNullException.ThrowIfNull(machine);
         var m = new Mbochs(MdevCore.Of(machine), mbytes);
-        int err = m.Init(registerParent: true);
+        int err = m.Init();
         return err == 0 ? m : throw new InvalidOperationException($"mbochs: module init failed: {ErrnoExtensions.FromReturn(err).Describe()}");
     }
 
-    /// <summary>The module without its parent registration (device-model tests).</summary>
-    internal static Mbochs LoadUnregistered(SimMachine machine, int mbytes = DefaultMBytes)
-    {
-        var m = new Mbochs(MdevCore.Of(machine), mbytes);
-        int err = m.Init(registerParent: false);
-        return err == 0 ? m : throw new InvalidOperationException($"mbochs: {err}");
-    }
 
     /// <summary>mbochs_dev_exit().</summary>
     public void Unload()
@@ -197,7 +190,7 @@ public sealed class Mbochs : MdevDriver
 
     internal void Unreserve(int mbytes) => Interlocked.Add(ref _availMBytes, mbytes);
 
-    private int Init(bool registerParent)
+    private int Init()
     {
         int err = Core.RegisterDriver(this);
         if (err != 0)
@@ -215,19 +208,6 @@ public sealed class Mbochs : MdevDriver
             return err;
         }
 
-        if (!registerParent)
-        {
-            Parent.Dev = ParentDevice;
-            Parent.Driver = this;
-            Parent.Types = _types;
-            foreach (MbochsType t in _types)
-            {
-                t.Parent = Parent;
-                t.DirName = DriverName + "-" + t.SysfsName;
-            }
-
-            return 0;
-        }
 
         err = Core.RegisterParent(Parent, ParentDevice, this, _types);
         if (err != 0)

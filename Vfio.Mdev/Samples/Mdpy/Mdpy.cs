@@ -107,7 +107,7 @@ public sealed class Mdpy : MdevDriver
         ArgumentNullException.ThrowIfNull(machine);
         MdevCore core = MdevCore.Of(machine);
         var mdpy = new Mdpy(core, count);
-        int err = mdpy.Init(registerParent: true);
+        int err = mdpy.Init();
         if (err != 0)
         {
             throw new InvalidOperationException($"mdpy: module init failed: {ErrnoExtensions.FromReturn(err).Describe()}");
@@ -116,13 +116,6 @@ public sealed class Mdpy : MdevDriver
         return mdpy;
     }
 
-    /// <summary>The module without its parent registration (for device-model tests while the core cannot register parents).</summary>
-    internal static Mdpy LoadUnregistered(SimMachine machine, int count = DefaultCount)
-    {
-        var mdpy = new Mdpy(MdevCore.Of(machine), count);
-        int err = mdpy.Init(registerParent: false);
-        return err == 0 ? mdpy : throw new InvalidOperationException($"mdpy: {err}");
-    }
 
     /// <summary>mdpy_dev_exit(): unregisters the parent (removing every mdpy device), the class device, the driver and the class.</summary>
     public void Unload()
@@ -192,7 +185,7 @@ public sealed class Mdpy : MdevDriver
 
     internal void CountDown() => Interlocked.Decrement(ref _count);
 
-    private int Init(bool registerParent)
+    private int Init()
     {
         int err = Core.RegisterDriver(this);
         if (err != 0)
@@ -210,19 +203,6 @@ public sealed class Mdpy : MdevDriver
             return err;
         }
 
-        if (!registerParent)
-        {
-            Parent.Dev = ParentDevice;
-            Parent.Driver = this;
-            Parent.Types = _types;
-            foreach (MdpyType t in _types)
-            {
-                t.Parent = Parent;
-                t.DirName = DriverName + "-" + t.SysfsName;
-            }
-
-            return 0;
-        }
 
         err = Core.RegisterParent(Parent, ParentDevice, this, _types);
         if (err != 0)
