@@ -738,6 +738,7 @@ public sealed class MbochsDevice : VfioDevice
 
     private void MmioWriteLocked(int offset, ReadOnlySpan<byte> buf)
     {
+        OpsLock.AssertHeld();
         if (offset is >= 0x500 and <= 0x515 && buf.Length == 2)
         {
             int index = (offset - 0x500) / 2;
@@ -750,6 +751,7 @@ public sealed class MbochsDevice : VfioDevice
 
     private void MmioReadLocked(int offset, Span<byte> buf)
     {
+        OpsLock.AssertHeld();
         buf.Clear();
         if (offset <= 0x3ff)
         {
@@ -768,6 +770,7 @@ public sealed class MbochsDevice : VfioDevice
 
     private void EdidRegsLocked(int offset, Span<byte> buf, bool write)
     {
+        OpsLock.AssertHeld();
         int size = VfioArg.SizeOf<VfioRegionGfxEdid>();
         if (!write)
         {
@@ -793,6 +796,7 @@ public sealed class MbochsDevice : VfioDevice
 
     private void EdidBlobLocked(int offset, Span<byte> buf, bool write)
     {
+        OpsLock.AssertHeld();
         if (!write)
         {
             buf.Clear();
