@@ -1,4 +1,4 @@
-// Models the migration of samples/vfio-mdev/mtty.c (v6.12, MttyFeatures.Migration): the
+// Models the migration of samples/vfio-mdev/mtty.c (v6.12, MttyFeatures.MigrationSupport): the
 // state machine driven through vfio_mig_get_next_state(), the saving file (PRE_COPY gives
 // the 24-byte header, STOP_COPY appends the ports), the resuming file (header checked once
 // it is complete: EFAULT; a write past the expected size: ENOMEM; a short stream at

@@ -86,7 +86,7 @@ internal sealed partial class MttyDevice
     public bool Overhauled => Kernel.Profile.Has(MttyFeatures.IrqOverhaul);
 
     /// <summary>The sample with migration.</summary>
-    public bool Migrates => Kernel.Profile.Has(MttyFeatures.Migration);
+    public bool Migrates => Kernel.Profile.Has(MttyFeatures.MigrationSupport);
 
     /// <summary>mtty_init_dev(): reserve the ports (ENOSPC), fill the config space.</summary>
     public int Init()

@@ -31,9 +31,9 @@ public static class MttyFeatures
     /// 36 bytes per port, no-op DMA logging ops, and VFIO_DEVICE_RESET that returns the
     /// migration state to RUNNING. Before, the migration features were ENOTTY.
     /// </summary>
-    public static KernelFeature Migration { get; } = new()
+    public static KernelFeature MigrationSupport { get; } = new()
     {
-        Name = nameof(Migration),
+        Name = nameof(MigrationSupport),
         Description = "mtty migrates (STOP_COPY|P2P|PRE_COPY, header + 36 bytes a port, no-op DMA logging, RESET back to RUNNING); before, every migration and DMA-logging feature was ENOTTY.",
         Since = new(6, 7),
         CommitNotEstablished = "\"vfio/mtty: Enable migration support\" (Alex Williamson, merged for v6.7); its mainline id could not be looked up here. Behaviour checked on the real 6.1.192 and 6.12.118.",
