@@ -132,6 +132,7 @@ public sealed class MttyCable : IDisposable
     /// <summary>A THR write: to the far end, or dropped while the line is busy.</summary>
     internal void TransmitLocked(byte data)
     {
+        _dev.AssertOpsLockHeld();
         if (LineBusy())
         {
             Interlocked.Increment(ref _txDropped);
@@ -147,6 +148,7 @@ public sealed class MttyCable : IDisposable
     /// <summary>LSR with a cable: THRE and TEMT follow the line, not the loopback FIFO.</summary>
     internal byte AdjustLsrLocked(byte lsr)
     {
+        _dev.AssertOpsLockHeld();
         lsr = (byte)(lsr & ~(MttyPort.LsrThre | MttyPort.LsrTemt));
         if (!LineBusy())
         {
@@ -164,6 +166,7 @@ public sealed class MttyCable : IDisposable
     /// <summary>Moves far-end bytes into the FIFO while it has room short of its 16th slot.</summary>
     internal void ReceiveLocked(MttyPort s)
     {
+        _dev.AssertOpsLockHeld();
         int room = Math.Min((int)s.MaxFifo, MttyPort.MaxFifoSize - 1) - s.Count;
         if (room <= 0 || !_rx.Reader.TryRead(out ReadResult r))
         {

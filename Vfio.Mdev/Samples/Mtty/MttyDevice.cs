@@ -527,6 +527,9 @@ internal sealed partial class MttyDevice
         _rxtxLock.Unlock();
     }
 
+    /// <summary>lockdep_assert_held(&amp;ops_lock), for the cable's kernel side.</summary>
+    public void AssertOpsLockHeld() => _opsLock.AssertHeld();
+
     /// <summary>For tests: the port's register state.</summary>
     internal MttyPort Port(int i) => _ports[i];
 }
