@@ -289,21 +289,15 @@ public static class VfioDeviceFeatures
 
         ulong data = arg + VfioDeviceFeature.MinSz;
         ulong dataSz = feature.Argsz - (ulong)VfioDeviceFeature.MinSz;
-        switch (feature.Flags & VfioFeature.Mask)
+        if (VfioMigration.Handles(feature.Flags & VfioFeature.Mask))
         {
-            case VfioFeature.Migration:
-            case VfioFeature.MigDeviceState:
-            case VfioFeature.MigDataSize:
-                return ErrorReason.Fail(Errno.ENOTTY, $"{IoctlName}: {device.Dev.Name} does not support migration");
-            case VfioFeature.DmaLoggingStart:
-            case VfioFeature.DmaLoggingStop:
-            case VfioFeature.DmaLoggingReport:
-                return ErrorReason.Fail(Errno.ENOTTY, $"{IoctlName}: {device.Dev.Name} does not support DMA logging");
-            default:
-                return (device.Ops.Provides & VfioOps.DeviceFeature) != 0
-                    ? device.Ops.DeviceFeature(device, feature.Flags, data, dataSz)
-                    : ErrorReason.Fail(Errno.EINVAL, $"{IoctlName}: {device.Ops.Name} has no device features");
+            // mig_ops / log_ops: ENOTTY for a driver without them (VfioMigration.cs).
+            return VfioMigration.Feature(device, feature.Flags, data, dataSz);
         }
+
+        return (device.Ops.Provides & VfioOps.DeviceFeature) != 0
+            ? device.Ops.DeviceFeature(device, feature.Flags, data, dataSz)
+            : ErrorReason.Fail(Errno.EINVAL, $"{IoctlName}: {device.Ops.Name} has no device features");
     }
 
     /// <summary>
