@@ -32,6 +32,7 @@ public sealed class ScenarioCatalog
     public static ScenarioCatalog Default { get; } = new(
     [
         new VfioRstDemo(),
+        new MttyDemo(),
         new UnbindWithRequest(),
         new GetDeviceFdVsUnregister(),
         new GroupOpenVsLastRemoval(),
