@@ -140,7 +140,8 @@ public static class Vfio2016
         container = null;
         driver = null;
         VfioGroup? group = device.Group;
-        if (group is null || group.ContainerUsersSnapshot == 0 || group.Container is not { } c)
+        // container_users was an atomic in v4.10: read without the group lock, which device open holds.
+        if (group is null || group.ContainerUsers == 0 || group.Container is not { } c)
         {
             return ErrorReason.Fail(Errno.EINVAL, $"{op}: {device.Name}'s group is not in a container");
         }
