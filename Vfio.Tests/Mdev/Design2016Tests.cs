@@ -262,6 +262,88 @@ public sealed class Design2016Tests
         c.Dispose();
     }
 
+    [Test]
+    public void Matrix2016_MdevOnly_ChargesExactlyThePagesTheVendorPins()
+    {
+        VfioSim sim = Build(MdevDesignUnderTest.Series2016, legacyPin: true);
+        SimProcess qemu = sim.Spawn("qemu");
+        (VfioContainerFd c, VfioGroupFd g, VfioDeviceFd d, LegacyPinState st) = OpenMdev(sim, qemu, null);
+        using UserBuffer buf = VfioSim.Allocate(qemu, 16 * P, MapFlags.MAP_POPULATE);
+        c.MapDma(buf.Address, A, buf.Size);
+        Assert.That((sim.PinnedPages, qemu.Mm.LockedVm), Is.EqualTo((0L, 0L)), "no IOMMU domain: MAP_DMA pins nothing");
+        Assert.That(st.Pin(A, 4, RW), Is.EqualTo(4), ErrorReason.Current);
+        Assert.That((sim.PinnedPages, qemu.Mm.LockedVm), Is.EqualTo((4L, 4L)));
+        Assert.That(sim.CheckInvariants(), Is.Empty);
+        d.Dispose();
+        Assert.That((sim.PinnedPages, qemu.Mm.LockedVm), Is.EqualTo((0L, 0L)), "release unpins everything");
+        Assert.That(st.NotifierRegistered, Is.False);
+        g.Dispose();
+        c.Dispose();
+    }
+
+    [Test]
+    public void Matrix2016_PassThroughAndMdevInOneContainer_HotUnplugOfEither_KeepsPinsAndLockedVmRight([Values] bool unplugPassThrough)
+    {
+        VfioSim sim = Build(MdevDesignUnderTest.Series2016, legacyPin: true);
+        SimProcess qemu = sim.Spawn("qemu");
+        sim.Bind(Edu);
+        var c = new VfioContainerFd(qemu);
+        var pg = new VfioGroupFd(qemu, sim.GroupOf(Edu));
+        pg.SetContainer(c);
+        c.SetIommu(VfioExtension.Type1v2);
+        VfioDeviceFd pd = pg.GetDeviceFd(Edu);
+        using UserBuffer buf = VfioSim.Allocate(qemu, 16 * P, MapFlags.MAP_POPULATE);
+        c.MapDma(buf.Address, A, buf.Size);
+        Assert.That((sim.PinnedPages, qemu.Mm.LockedVm), Is.EqualTo((16L, 16L)), "pass-through only");
+
+        (_, VfioGroupFd mg, VfioDeviceFd md, LegacyPinState st) = OpenMdev(sim, qemu, c);
+        Assert.That(st.Pin(A, 4, RW), Is.EqualTo(4), ErrorReason.Current);
+        Assert.That((sim.PinnedPages, qemu.Mm.LockedVm), Is.EqualTo((20L, 16L)), "both: the external pins add pins but no charge");
+        Assert.That(sim.CheckInvariants(), Is.Empty);
+
+        if (unplugPassThrough)
+        {
+            pd.Dispose();
+            pg.Dispose();
+            Assert.That((sim.PinnedPages, qemu.Mm.LockedVm), Is.EqualTo((4L, 4L)), "re-accounted: only the vendor's pins stay, charged");
+            Assert.That(sim.CheckInvariants(), Is.Empty);
+            Assert.That(st.Unpin(A, 4), Is.EqualTo(4));
+            Assert.That((sim.PinnedPages, qemu.Mm.LockedVm), Is.EqualTo((0L, 0L)));
+            md.Dispose();
+            mg.Dispose();
+        }
+        else
+        {
+            md.Dispose();
+            mg.Dispose();
+            Assert.That((sim.PinnedPages, qemu.Mm.LockedVm), Is.EqualTo((16L, 16L)), "the mdev's release unpinned; the domain keeps its pins");
+            Assert.That(sim.CheckInvariants(), Is.Empty);
+            pd.Dispose();
+            pg.Dispose();
+        }
+
+        Assert.That((sim.PinnedPages, qemu.Mm.LockedVm), Is.EqualTo((0L, 0L)));
+        c.Dispose();
+    }
+
+    private static (VfioContainerFd Container, VfioGroupFd Group, VfioDeviceFd Device, LegacyPinState State) OpenMdev(VfioSim sim, SimProcess p, VfioContainerFd? container)
+    {
+        LegacyPinSample pin = sim.LegacyPin!;
+        Mdev2016Core core = Mdev2016Core.Of(sim.Machine);
+        Assert.That(core.CreateDevice(pin.Type, new Guid("83b8f4f2-509f-382f-3c1e-e6bfe0fa1002")), Is.Zero, ErrorReason.Current);
+        MdevDevice mdev = core.Devices.Single();
+        VfioContainerFd c = container ?? new VfioContainerFd(p);
+        var g = new VfioGroupFd(p, mdev.IommuGroup!.Id);
+        g.SetContainer(c);
+        if (container is null)
+        {
+            c.SetIommu(VfioExtension.Type1v2);
+        }
+
+        VfioDeviceFd d = g.GetDeviceFd(mdev.Name);
+        return (c, g, d, pin.StateOf(mdev));
+    }
+
     private static VfioOptions Options(MdevDesignUnderTest design)
         => new() { Design = design == MdevDesignUnderTest.Series2016 ? Design2016 : VfioDesign.Default };
 
