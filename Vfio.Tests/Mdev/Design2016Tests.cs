@@ -344,6 +344,21 @@ public sealed class Design2016Tests
         return (c, g, d, pin.StateOf(mdev));
     }
 
+    [Test]
+    public void TheMdevGuideExample_RunsAsWritten()
+    {
+        VfioSim sim = VfioSim.CreateBuilder()
+            .AddVfioPci()
+            .AddLegacyPinSample()          // implies UseMdevDesign2016()
+            .Build();
+        Mdev2016Core core = Mdev2016Core.Of(sim.Machine);
+        int r = core.CreateDevice(sim.LegacyPin!.Type, Guid.NewGuid());   // 0 or -errno
+
+        Assert.That(r, Is.Zero, ErrorReason.Current);
+        Assert.That(core.Devices, Has.Count.EqualTo(1));
+        Assert.That(Repository.ReadAllText("docs/mdev.md"), Does.Contain("core.CreateDevice(sim.LegacyPin!.Type, Guid.NewGuid());"));
+    }
+
     private static VfioOptions Options(MdevDesignUnderTest design)
         => new() { Design = design == MdevDesignUnderTest.Series2016 ? Design2016 : VfioDesign.Default };
 
