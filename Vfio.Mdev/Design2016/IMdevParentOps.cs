@@ -14,6 +14,9 @@ public interface IMdevParentOps
     /// <summary>-&gt;supported_type_groups: the types the parent offers (mandatory).</summary>
     IReadOnlyList<MdevType> SupportedTypes { get; }
 
+    /// <summary>The type's <c>available_instances</c> attribute (each v4.10 vendor provided its own).</summary>
+    int AvailableInstances(MdevType type);
+
     /// <summary>-&gt;create(kobj, mdev): set up <paramref name="mdev"/> of <paramref name="type"/>; 0 or -errno (the create fails with it).</summary>
     int Create(MdevType type, MdevDevice mdev);
 
@@ -44,6 +47,9 @@ public abstract class MdevParentOps : IMdevParentOps
 {
     /// <inheritdoc/>
     public abstract IReadOnlyList<MdevType> SupportedTypes { get; }
+
+    /// <inheritdoc/>
+    public abstract int AvailableInstances(MdevType type);
 
     /// <inheritdoc/>
     public abstract int Create(MdevType type, MdevDevice mdev);

@@ -235,13 +235,41 @@ public sealed class LegacyPinSample : MdevParentOps
         }
     }
 
+    /// <summary>Instances the parent offers (the type's available_instances is what is left).</summary>
+    public int MaxInstances { get; set; } = 4;
+
+    /// <inheritdoc/>
+    public override int AvailableInstances(MdevType type)
+    {
+        Lock.Lock();
+        try
+        {
+            return Math.Max(MaxInstances - _states.Count, 0);
+        }
+        finally
+        {
+            Lock.Unlock();
+        }
+    }
+
     /// <inheritdoc/>
     public override int Create(MdevType type, MdevDevice mdev)
     {
         Lock.Lock();
-        _states[mdev] = new LegacyPinState(this, mdev);
-        Lock.Unlock();
-        return 0;
+        try
+        {
+            if (_states.Count >= MaxInstances)
+            {
+                return ErrorReason.Fail(Errno.ENOSPC, $"legacy_pin: all {MaxInstances} instances are in use");
+            }
+
+            _states[mdev] = new LegacyPinState(this, mdev);
+            return 0;
+        }
+        finally
+        {
+            Lock.Unlock();
+        }
     }
 
     /// <inheritdoc/>

@@ -1,23 +1,16 @@
-// Models drivers/vfio/mdev/mdev_core.c of v4.10 (the 2016 series "Add Mediated device
-// support"): mdev_register_device / mdev_unregister_device with parent_ops, and
-// mdev_device_create / mdev_device_remove. Loaded on top of the mdev core (its bus) when
-// MdevDesign.Api is Series2016; registers the vfio_mdev bridge driver on the mdev bus.
+// Models the parent_ops side of drivers/vfio/mdev/mdev_core.c of v4.10 (the 2016 series
+// "Add Mediated device support"): mdev_register_device / mdev_unregister_device with
+// parent_ops, on top of the mdev core's sysfs (the types' create files, the devices' remove
+// files), which branches on MdevDesign.Api where v4.10 differed (MdevCore.Design2016.cs).
 //
-// Differences from today's core, in the kernel's order:
-// * registration: ops without create, remove or types → EINVAL; a parent already
-//   registered for the device → EEXIST;
-// * create: unknown parent → EINVAL; a UUID in use → EEXIST; the device is registered and
-//   bound to vfio_mdev (which registers the vfio device) BEFORE the vendor's create runs; a
-//   create error unregisters it again;
-// * remove: not on the list → ENODEV; the vendor's remove runs first and may refuse: the
-//   write then fails with EBUSY and the mdev stays (back on the list); otherwise the device
-//   is unregistered, which blocks in vfio until user space has closed it;
-// * parent unregistration forces every child's removal (vendor errors are ignored).
+// In v4.10 order: registration without create, remove or types → EINVAL, a second
+// registration of the device → EEXIST; create adds the device and binds vfio_mdev (which
+// registers the vfio device), then runs the vendor's create (its error undoes the device);
+// the remove write runs the vendor's remove first, and a refusal is EBUSY with the mdev
+// left in place; parent unregistration removes every child by force.
 //
-// Lock order: _parentLock (parent_list_lock) → _listLock (mdev_list_lock, a leaf) →
-// the mdev's device_lock → vfio locks. Removal runs with neither list lock held across
-// device_unregister, as v4.10 did for the remove write; unregistration holds
-// parent_list_lock across the children's removal, as v4.10 did.
+// Lock order: _lock (parent_list_lock) → the mdev core's locks → the mdev's device_lock →
+// vfio locks. _lock is not held across create or remove.
 
 using System.Collections.Concurrent;
 using Vfio.Core;
@@ -30,39 +23,38 @@ namespace Vfio.Mdev.Design2016;
 /// <summary>The 2016 mdev core (mdev_core.c of v4.10) with its vfio_mdev bridge.</summary>
 public sealed class Mdev2016Core
 {
-    private readonly KMutex _parentLock;
-    private readonly KMutex _listLock;
+    private readonly KMutex _lock;
     private readonly Dictionary<SimDevice, (MdevParent Parent, IMdevParentOps Ops)> _parents = [];
-    private readonly List<MdevDevice> _mdevs = [];
+    private readonly ConcurrentDictionary<MdevDevice, bool> _vendorRemoved = new();
 
     private Mdev2016Core(MdevCore core)
     {
         Core = core;
-        _parentLock = new KMutex(core.Kernel, "parent_list_lock");
-        _listLock = new KMutex(core.Kernel, "mdev_list_lock(2016)");
+        _lock = new KMutex(core.Kernel, "parent_list_lock");
         Driver = new VfioMdevDriver(this);
     }
 
-    /// <summary>The mdev core (its bus).</summary>
+    /// <summary>The mdev core (its bus and sysfs).</summary>
     public MdevCore Core { get; }
 
     /// <summary>The vfio_mdev bridge driver.</summary>
     public VfioMdevDriver Driver { get; }
 
-    /// <summary>The mediated devices that exist now, a snapshot.</summary>
+    /// <summary>The mediated devices of 2016-API parents that exist now, a snapshot.</summary>
     public IReadOnlyList<MdevDevice> Devices
     {
         get
         {
-            _listLock.Lock();
-            try
+            var list = new List<MdevDevice>();
+            foreach (MdevDevice m in Core.Devices)
             {
-                return [.. _mdevs];
+                if (OpsOf(m.MdevParent) is not null)
+                {
+                    list.Add(m);
+                }
             }
-            finally
-            {
-                _listLock.Unlock();
-            }
+
+            return list;
         }
     }
 
@@ -99,7 +91,7 @@ public sealed class Mdev2016Core
         return machine.GetModule<Mdev2016Core>() ?? throw new InvalidOperationException("the 2016 mdev core is not loaded: use UseMdevDesign2016() on the builder");
     }
 
-    /// <summary>mdev_register_device(dev, ops): 0 or -errno.</summary>
+    /// <summary>mdev_register_device(dev, ops): the types appear under <c>&lt;dev&gt;/mdev_supported_types</c>; 0 or -errno.</summary>
     public int RegisterDevice(SimDevice dev, IMdevParentOps ops)
     {
         ArgumentNullException.ThrowIfNull(dev);
@@ -108,7 +100,8 @@ public sealed class Mdev2016Core
             return ErrorReason.Fail(Errno.EINVAL, "mdev_register_device: no parent_ops or no supported_type_groups");
         }
 
-        _parentLock.Lock();
+        var parent = new MdevParent();
+        _lock.Lock();
         try
         {
             if (_parents.ContainsKey(dev))
@@ -116,153 +109,91 @@ public sealed class Mdev2016Core
                 return ErrorReason.Fail(Errno.EEXIST, $"mdev_register_device: {dev.Name} is already a parent");
             }
 
-            var parent = new MdevParent { Dev = dev, Driver = Driver, Types = types, IsRegistered = true };
-            foreach (MdevType t in types)
-            {
-                t.Parent = parent;
-                t.DirName = dev.Driver is { } drv ? $"{drv.Name}-{t.SysfsName}" : t.SysfsName;
-            }
-
             _parents.Add(dev, (parent, ops));
-            Core.Kernel.Log.Info($"{dev.Name}: MDEV: Registered");
-            return 0;
         }
         finally
         {
-            _parentLock.Unlock();
+            _lock.Unlock();
         }
+
+        int ret = Core.RegisterParent(parent, dev, Driver, types);
+        if (ret != 0)
+        {
+            _lock.Lock();
+            _parents.Remove(dev);
+            _lock.Unlock();
+        }
+
+        return ret;
     }
 
     /// <summary>mdev_unregister_device(dev): every child is removed by force (the vendor cannot refuse; each removal waits for its vfio device to be closed).</summary>
     public void UnregisterDevice(SimDevice dev)
     {
         ArgumentNullException.ThrowIfNull(dev);
-        _parentLock.Lock();
-        try
+        MdevParent? parent;
+        _lock.Lock();
+        parent = _parents.TryGetValue(dev, out (MdevParent Parent, IMdevParentOps Ops) p) ? p.Parent : null;
+        _lock.Unlock();
+        if (parent is null)
         {
-            if (!_parents.Remove(dev, out (MdevParent Parent, IMdevParentOps Ops) p))
-            {
-                return;
-            }
-
-            Core.Kernel.Log.Info($"{dev.Name}: MDEV: Unregistering");
-            foreach (MdevDevice m in Devices)
-            {
-                if (m.MdevParent == p.Parent)
-                {
-                    RemoveCore(m, p.Ops, force: true);
-                }
-            }
-
-            p.Parent.IsRegistered = false;
+            return;
         }
-        finally
-        {
-            _parentLock.Unlock();
-        }
+
+        Core.UnregisterParent(parent);
+        _lock.Lock();
+        _parents.Remove(dev);
+        _lock.Unlock();
     }
 
-    /// <summary>mdev_device_create(kobj, dev, uuid): 0 or -errno.</summary>
+    /// <summary>Writes <paramref name="uuid"/> to the type's <c>create</c> file: 0 or -errno.</summary>
     public int CreateDevice(MdevType type, Guid uuid)
     {
         ArgumentNullException.ThrowIfNull(type);
-        IMdevParentOps? ops = type.Parent is { } parent ? OpsOf(parent) : null;
-        if (ops is null)
-        {
-            return ErrorReason.Fail(Errno.EINVAL, $"mdev_device_create: type {type} has no registered parent");
-        }
-
-        _listLock.Lock();
-        try
-        {
-            foreach (MdevDevice m in _mdevs)
-            {
-                if (m.Uuid == uuid)
-                {
-                    return ErrorReason.Fail(Errno.EEXIST, $"mdev_device_create: {uuid:D} is in use");
-                }
-            }
-        }
-        finally
-        {
-            _listLock.Unlock();
-        }
-
-        var mdev = new MdevDevice(Core.Machine, uuid, type, _ => { });
-        int ret = Core.Bus.AddDevice(mdev);
-        if (ret == 0)
-        {
-            ret = Core.Bus.DeviceDriverAttach(Driver, mdev);
-            if (ret != 0)
-            {
-                Core.Bus.RemoveDevice(mdev);
-            }
-        }
-
-        if (ret != 0)
-        {
-            mdev.Put();
-            return ret;
-        }
-
-        ret = ops.Create(type, mdev);
-        if (ret != 0)
-        {
-            Core.Bus.RemoveDevice(mdev);
-            mdev.Put();
-            return ret;
-        }
-
-        _listLock.Lock();
-        mdev.Active = true;
-        _mdevs.Add(mdev);
-        _listLock.Unlock();
-        return 0;
+        long r = Core.CreateStore(type, uuid.ToString("D"));
+        return r < 0 ? (int)r : 0;
     }
 
-    /// <summary>The remove write: mdev_device_remove(dev, false); 0 or -errno (EBUSY when the vendor refuses, and the mdev stays).</summary>
+    /// <summary>Writes 1 to the device's <c>remove</c> file: 0 or -errno (EBUSY when the vendor refuses, and the mdev stays).</summary>
     public int RemoveDevice(MdevDevice mdev)
     {
         ArgumentNullException.ThrowIfNull(mdev);
-        IMdevParentOps? ops = OpsOf(mdev.MdevParent);
-        return ops is null ? ErrorReason.Fail(Errno.ENODEV, $"mdev_device_remove: {mdev.Name}'s parent is gone") : RemoveCore(mdev, ops, force: false);
+        long r = Core.RemoveStore(mdev, "1\n");
+        return r < 0 ? (int)r : 0;
     }
 
     internal IMdevParentOps? OpsOf(MdevParent parent)
     {
-        _parentLock.Lock();
+        _lock.Lock();
         try
         {
-            return _parents.TryGetValue(parent.Dev, out (MdevParent Parent, IMdevParentOps Ops) p) && p.Parent == parent ? p.Ops : null;
+            return parent.Dev is { } dev && _parents.TryGetValue(dev, out (MdevParent Parent, IMdevParentOps Ops) p) && p.Parent == parent ? p.Ops : null;
         }
         finally
         {
-            _parentLock.Unlock();
+            _lock.Unlock();
         }
     }
 
-    private int RemoveCore(MdevDevice mdev, IMdevParentOps ops, bool force)
+    /// <summary>mdev_device_remove_ops(): the vendor's remove; with <paramref name="force"/> its refusal is ignored. 0 or the vendor's -errno.</summary>
+    internal int VendorRemove(MdevDevice mdev, bool force)
     {
-        _listLock.Lock();
-        bool found = _mdevs.Remove(mdev);
-        _listLock.Unlock();
-        if (!found)
+        if (_vendorRemoved.ContainsKey(mdev))
         {
-            return ErrorReason.Fail(Errno.ENODEV, $"mdev_device_remove: {mdev.Name} is not on the mdev list");
+            return 0;
         }
 
-        int ret = ops.Remove(mdev);
+        IMdevParentOps? ops = OpsOf(mdev.MdevParent);
+        int ret = ops?.Remove(mdev) ?? 0;
         if (ret != 0 && !force)
         {
-            _listLock.Lock();
-            _mdevs.Add(mdev);
-            _listLock.Unlock();
-            return ErrorReason.Fail(Errno.EBUSY, $"mdev_device_remove: the vendor refused to remove {mdev.Name} ({ErrnoExtensions.FromReturn(ret).Describe()})");
+            return ret;
         }
 
-        mdev.Active = false;
-        Core.Bus.RemoveDevice(mdev);
-        mdev.Put();
+        _vendorRemoved[mdev] = true;
         return 0;
     }
+
+    /// <summary>The device is gone: forget that its vendor remove ran.</summary>
+    internal void Forget(MdevDevice mdev) => _vendorRemoved.TryRemove(mdev, out _);
 }

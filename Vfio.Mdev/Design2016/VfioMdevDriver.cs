@@ -58,12 +58,33 @@ public sealed class VfioMdevDriver : MdevDriver
         }
 
         _core.VfioDevices[mdev] = vdev;
+
+        // v4.10 ran parent_ops->create right after the device was registered and bound.
+        err = ops.Create(mdev.Type, mdev);
+        if (err != 0)
+        {
+            _core.VfioDevices.TryRemove(mdev, out _);
+            vdev.UnregisterGroupDev();
+            vdev.PutDevice();
+            return err;
+        }
+
         return 0;
+    }
+
+    /// <summary>The parent's per-type available_instances (a vendor attribute in v4.10).</summary>
+    public override int GetAvailable(MdevType type)
+    {
+        ArgumentNullException.ThrowIfNull(type);
+        return type.Parent is { } p && _core.OpsOf(p) is { } ops ? ops.AvailableInstances(type) : 0;
     }
 
     /// <summary>vfio_mdev_remove(): vfio_del_group_dev, which blocks until the device is closed.</summary>
     public override void Remove(MdevDevice mdev)
     {
+        // The remove write ran the vendor's remove already; parent unregistration runs it here, by force.
+        _core.VendorRemove(mdev, force: true);
+        _core.Forget(mdev);
         if (!_core.VfioDevices.TryRemove(mdev, out VfioDevice? vdev))
         {
             return;

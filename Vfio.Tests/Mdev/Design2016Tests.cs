@@ -240,6 +240,8 @@ public sealed class Design2016Tests
         {
             Assert.That(core.RemoveDevice(mdev), Is.EqualTo(Errno.EBUSY.Negative()));
             Assert.That(core.Devices, Does.Contain(mdev), "the mdev stays");
+            Assert.That(sim.Machine.Sysfs.Exists($"/sys/bus/mdev/devices/{mdev.Name}/remove"), Is.True, "the remove attribute is back");
+            Assert.That(() => sim.SysfsWrite($"/sys/bus/mdev/devices/{mdev.Name}/remove", "1"), Throws.Exception.With.Message.Contains("EBUSY"));
             Assert.That(VfioMdevDriver.DeviceOf(mdev), Is.Not.Null);
             d.Dispose();
             Assert.That(core.RemoveDevice(mdev), Is.Zero, ErrorReason.Current);
@@ -260,6 +262,26 @@ public sealed class Design2016Tests
         Assert.That(core.Devices, Is.Empty);
         g.Dispose();
         c.Dispose();
+    }
+
+    [Test]
+    public void RemovingAnOpenMdev_Today_BlocksUntilTheClose_WithNoWayForTheVendorToRefuse()
+    {
+        var rig = new MdevRig();
+        var uuid = new Guid("83b8f4f2-509f-382f-3c1e-e6bfe0fa1003");
+        Runs.AssertPassed(rig.Sim.Run(() =>
+        {
+            rig.Sim.CreateMdev("mtest", "mtest-1", uuid);
+            VfioSession s = rig.Sim.OpenMdev(rig.Sim.Spawn("qemu"), uuid);
+            long rc = 0;
+            KTask remover = rig.Kernel.Spawn("remover", () => rc = rig.WriteRemove(uuid));
+            KTask.Msleep(30_000);
+            Assert.That(remover.HasExited, Is.False, "today the remove write waits for the user");
+            s.Dispose();
+            remover.Join();
+            Assert.That(rc, Is.EqualTo(2));
+            Assert.That(rig.Core.Devices, Is.Empty);
+        }));
     }
 
     [Test]
