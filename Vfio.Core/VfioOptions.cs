@@ -121,6 +121,21 @@ public sealed record VfioDesign
     /// blocking down_read inside the wake-up — sleeping in atomic context.
     /// </summary>
     public bool DeferContendedIoeventfdWrites { get; init; } = true;
+
+    /// <summary>
+    /// Type1 (the 2016 mdev design, v4.10–v5.19): emulated-IOMMU drivers hear of unmaps
+    /// through a VFIO_IOMMU_NOTIFY notifier they register (<see cref="Vfio2016.RegisterNotifier"/>),
+    /// not through ops-&gt;dma_unmap; pinning fails with EINVAL while no notifier is registered
+    /// in the container, and pins are made by arrays of user PFNs (<see cref="Vfio2016.PinPages"/>).
+    /// </summary>
+    public bool DmaUnmapNotifierChain { get; init; }
+
+    /// <summary>
+    /// Type1 (the pre-merge revisions of the 2016 series): pages pinned through
+    /// vfio_pin_pages are tracked per address space (mm) and user page, not per mapping, so
+    /// two mappings of the same user page share one pin and one locked_vm charge.
+    /// </summary>
+    public bool ExternalPinsPerAddressSpace { get; init; }
 }
 
 /// <summary>vfio module parameters plus the design variants.</summary>

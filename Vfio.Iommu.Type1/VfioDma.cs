@@ -68,6 +68,9 @@ internal sealed class VfioDma
     /// <summary>bitmap: one dirty bit per minimum page while dirty tracking is on; null otherwise.</summary>
     public ulong[]? Bitmap;
 
+    /// <summary>Pins taken through this dma and tracked per address space (<c>VfioDesign.ExternalPinsPerAddressSpace</c>); 0 otherwise.</summary>
+    public int ExternalRefs;
+
     /// <summary>Consecutive dma_unmap notifications that left pages pinned (the kernel BUGs past 10).</summary>
     public int UnmapRetries;
 
@@ -77,8 +80,8 @@ internal sealed class VfioDma
     /// <summary>Last byte of the range.</summary>
     public ulong Last => Iova + Size - 1;
 
-    /// <summary>Pages pinned through vfio_pin_pages.</summary>
-    public int PfnCount => PfnList?.Count ?? 0;
+    /// <summary>Pages pinned through vfio_pin_pages (per-address-space pins count once per pin taken through this dma).</summary>
+    public int PfnCount => (PfnList?.Count ?? 0) + ExternalRefs;
 
     /// <summary>Clears every field for reuse from the pool.</summary>
     public void Reset()
@@ -94,6 +97,7 @@ internal sealed class VfioDma
         PfnList = null;
         Bitmap = null;
         UnmapRetries = 0;
+        ExternalRefs = 0;
     }
 
     /// <inheritdoc/>

@@ -127,6 +127,11 @@ internal sealed partial class VfioIommu
         // A group with only a software MSI window (SW_MSI, as on ARM) would get an MSI cookie
         // here; the simulated machine has the x86 hardware window, so there is none to install.
         _domains.Add(domain);
+        if (_asPins is not null && _domains.Count == 1)
+        {
+            UnchargeAsPinsLocked();
+        }
+
         UpdatePgsizeBitmapLocked();
         return AttachDoneLocked(iovaCopy);
     }
@@ -554,6 +559,11 @@ internal sealed partial class VfioIommu
         {
             long unlocked = UnmapUnpinLocked(n, doAccounting: false);
             UnaccountUnpinnedLocked(n, unlocked, n.Iova + n.Size);
+        }
+
+        if (_asPins is not null)
+        {
+            ChargeAsPinsLocked();
         }
     }
 

@@ -269,6 +269,12 @@ internal sealed partial class VfioIommu
         _lock.Unlock();
         try
         {
+            if (_notifiers is not null)
+            {
+                CallNotifierChainLocked(iova, length);
+                return;
+            }
+
             foreach (VfioDevice device in _devices)
             {
                 device.Ops.DmaUnmap(device, iova, length);

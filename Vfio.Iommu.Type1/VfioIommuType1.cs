@@ -29,7 +29,7 @@ public sealed record VfioIommuType1Options
 }
 
 /// <summary>The type1 IOMMU backend (vfio_iommu_type1.ko): registered with the vfio core as "vfio-iommu-type1".</summary>
-public sealed class VfioIommuType1 : IVfioIommuDriver
+public sealed partial class VfioIommuType1 : IVfioIommuDriver
 {
     /// <summary>The default of dma_entry_limit (U16_MAX).</summary>
     public const uint DefaultDmaEntryLimit = ushort.MaxValue;

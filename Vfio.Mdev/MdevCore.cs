@@ -22,7 +22,7 @@ using Vfio.Platform.Fs;
 namespace Vfio.Mdev;
 
 /// <summary>The mdev core module: load it once per machine with <see cref="Load"/>.</summary>
-public sealed class MdevCore
+public sealed partial class MdevCore
 {
     /// <summary>UUID_STRING_LEN.</summary>
     public const int UuidStringLength = 36;
@@ -713,6 +713,12 @@ public sealed class MdevCore
 
         try
         {
+            // The 2016 design (MdevCore.Design2016.cs): the vendor's remove runs first and may refuse.
+            if (Design.Api == MdevApi.Series2016 && RemoveOps2016Locked(mdev) is var refused && refused != 0)
+            {
+                return refused;
+            }
+
             DeviceRemoveCommonLocked(mdev);
         }
         finally

@@ -16,6 +16,14 @@ public sealed record MdevDesign
     /// <c>mdev_unregister_device</c> uses a parent that is going away (race 15).
     /// </summary>
     public bool SynchronizeWithParentRemoval { get; init; } = true;
+
+    /// <summary>
+    /// The vendor API (docs/mdev.md, "The 2016 design"): <see cref="MdevApi.Current"/>, or
+    /// <see cref="MdevApi.Series2016"/> — parent_ops, the vfio_mdev bridge and a vendor remove
+    /// that may refuse (EBUSY). Set it with <c>UseMdevDesign2016()</c> on the builder, which
+    /// also switches type1 to the 2016 notifier chain.
+    /// </summary>
+    public MdevApi Api { get; init; } = MdevApi.Current;
 }
 
 /// <summary>Options of the mdev module.</summary>

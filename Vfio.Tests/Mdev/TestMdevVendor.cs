@@ -88,6 +88,9 @@ internal class TestMdevDriver : MdevDriver
 
     public int Probes => Volatile.Read(ref _probes);
 
+    /// <summary>Runs at the start of each probe (for instance to hold a creation half-done).</summary>
+    public Action<MdevDevice>? OnProbe { get; set; }
+
     public int Removes => Volatile.Read(ref _removes);
 
     public IReadOnlyDictionary<MdevDevice, VfioDevice> VfioDevices => _devices;
@@ -97,6 +100,7 @@ internal class TestMdevDriver : MdevDriver
     public override int Probe(MdevDevice mdev)
     {
         Interlocked.Increment(ref _probes);
+        OnProbe?.Invoke(mdev);
         VfioDevice? vdev = VfioDevice.Alloc(mdev, Ops, static () => new TestMdevOps.Device(), out int err);
         if (vdev is null)
         {
