@@ -1,8 +1,10 @@
-// `vfio-sim demo`: runs the self-tests of the kernel runtime and of the machine, boots a
-// simulated kernel and machine (the embedded default, or a machine description given with
-// --machine) with vfio, vfio_iommu_type1 and vfio-pci, shows the machine, and runs the
-// vfio-rst-demo scenario (the "VFIO Usage Example" of Documentation/driver-api/vfio.rst
-// with an edu DMA through the IOMMU), printing each step as it happens. Exits 0 when every
+// `vfio-sim demo [vfio-rst|mtty]`: runs the self-tests of the kernel runtime and of the
+// machine, boots a simulated kernel and machine (the embedded default, or a machine
+// description given with --machine) with vfio, vfio_iommu_type1 and vfio-pci, shows the
+// machine, and runs a demo scenario, printing each step as it happens: vfio-rst (the
+// default) is the "VFIO Usage Example" of Documentation/driver-api/vfio.rst with an edu DMA
+// through the IOMMU; mtty creates an instance of the kernel's mtty mediated device through
+// sysfs, uses its UART through vfio, talks to it over a cable and removes it. Exits 0 when every
 // step did what the kernel does, 1 when one misbehaved (saying what it expected and what
 // it found), 2 for bad options or a machine that cannot run the demo (no edu, no IOMMU).
 
@@ -28,21 +30,36 @@ internal sealed record DemoOptions
 
     /// <summary>Print the kernel's trace events after the run.</summary>
     public bool Trace { get; init; }
+
+    /// <summary>Which demo: <c>vfio-rst</c> (default) or <c>mtty</c>.</summary>
+    public string Demo { get; init; } = DemoCommand.VfioRst;
 }
 
 internal static class DemoCommand
 {
+    public const string VfioRst = "vfio-rst";
+    public const string Mtty = "mtty";
+
     public static Command Create()
     {
+        var which = new Argument<string>("demo")
+        {
+            Description = "vfio-rst (default): the vfio.rst usage example on edu; mtty: the mtty mediated device, created through sysfs and used through vfio",
+            Arity = ArgumentArity.ZeroOrOne,
+            DefaultValueFactory = _ => VfioRst,
+        };
+        which.AcceptOnlyFromAmong(VfioRst, Mtty);
         Option<KernelProfile> profile = CliConsole.ProfileOption();
         Option<string?> machineFile = CliConsole.MachineOption();
         var trace = new Option<bool>("--trace") { Description = "Print the kernel's trace events (vfio, kvm, ...) after the run" };
-        var command = new Command("demo", "Run the vfio.rst usage example on a simulated machine: bind edu to vfio-pci, container, group, type1, MAP_DMA, an edu DMA through the IOMMU, the fault after UNMAP_DMA");
+        var command = new Command("demo", "Run a demo on a simulated machine: the vfio.rst usage example (bind edu to vfio-pci, container, group, type1, MAP_DMA, an edu DMA through the IOMMU, the fault after UNMAP_DMA), or `demo mtty` (a mediated serial card through sysfs and vfio)");
+        command.Arguments.Add(which);
         command.Options.Add(profile);
         command.Options.Add(machineFile);
         command.Options.Add(trace);
         command.SetAction(result => Run(CliConsole.Create(), Console.Error, new DemoOptions
         {
+            Demo = result.GetValue(which) ?? VfioRst,
             Profile = result.GetValue(profile)!,
             MachineFile = result.GetValue(machineFile),
             Trace = result.GetValue(trace),
@@ -54,7 +71,8 @@ internal static class DemoCommand
     {
         string version = typeof(DemoCommand).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "?";
         KernelProfile profile = options.Profile;
-        var demo = new VfioRstDemo();
+        bool mtty = options.Demo == Mtty;
+        Scenario demo = mtty ? new MttyDemo() : new VfioRstDemo();
         var scenarioOptions = new ScenarioOptions
         {
             Profile = profile,
@@ -86,7 +104,9 @@ internal static class DemoCommand
         console.MarkupLine($"[bold]The machine:[/] {Markup.Escape(options.MachineFile ?? "the embedded default machine")} (`lspci -tv` with drivers and groups)");
         console.Write(MachineView.PciTree(sim.Machine));
         console.WriteLine();
-        console.MarkupLine("[bold]The VFIO usage example[/] (Documentation/driver-api/vfio.rst), then an edu DMA through the IOMMU");
+        console.MarkupLine(mtty
+            ? "[bold]The mtty mediated device[/] (samples/vfio-mdev/mtty.c on the mdev core), used as Documentation/driver-api/vfio-mediated-device.rst shows, then over a cable"
+            : "[bold]The VFIO usage example[/] (Documentation/driver-api/vfio.rst), then an edu DMA through the IOMMU");
 
         ScenarioResult result = demo.Run(sim, scenarioOptions);
         if (options.Trace)
