@@ -4,6 +4,7 @@
 
 using Vfio.Platform;
 using Vfio.Platform.Base;
+using Vfio.Platform.Fs;
 
 namespace Vfio.Mdev;
 
@@ -15,6 +16,18 @@ public sealed class MdevBus : BusType
     {
     }
 
+    /// <summary>The core the bus belongs to (its remove store).</summary>
+    internal MdevCore? Core { get; set; }
+
     /// <summary>mdev_match(): always 0; creation binds the parent's driver with device_driver_attach.</summary>
     public override int Match(SimDevice dev, DeviceDriver drv) => 0;
+
+    /// <summary>mdev_device_groups: the <c>remove</c> attribute (0200).</summary>
+    protected override void AddDeviceAttributes(SimDevice dev, VfsDir dir)
+    {
+        if (dev is MdevDevice mdev && Core is { } core)
+        {
+            mdev.RemoveFile = Machine.Sysfs.CreateFile(dir, "remove", 0x80 /* 0200 */, null, s => core.RemoveStore(mdev, s));
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 using Vfio.Platform;
 using Vfio.Platform.Base;
+using Vfio.Platform.Fs;
 
 namespace Vfio.Mdev;
 
@@ -28,4 +29,21 @@ public sealed class MdevDevice : SimDevice
 
     /// <summary>-&gt;active: creation finished and no removal started (protected by the core's mdev_list_lock).</summary>
     internal bool Active { get; set; }
+
+    /// <summary>The device's <c>remove</c> attribute (null once it removed itself or the device left the bus).</summary>
+    internal VfsNode? RemoveFile { get; set; }
+
+    // 1 once device_remove_file_self() ran: only the first writer goes on.
+    private int _removeFileGone;
+
+    /// <summary>device_remove_file_self(): true for the one caller that removes the file.</summary>
+    internal bool TakeRemoveFile() => Interlocked.Exchange(ref _removeFileGone, 1) == 0;
+
+    /// <summary>Lets <see cref="TakeRemoveFile"/> succeed again (the file was made anew).</summary>
+    internal void RestoreRemoveFile() => Volatile.Write(ref _removeFileGone, 0);
+
+    // 1 once device_del ran on it (the design variant without the active flag can try twice).
+    private int _deleted;
+
+    internal bool TakeDelete() => Interlocked.Exchange(ref _deleted, 1) == 0;
 }

@@ -35,5 +35,25 @@ public sealed class MdevParent
     internal VfsDir? TypesDir { get; set; }
 
     /// <summary>True between registration and unregistration.</summary>
-    public bool IsRegistered { get; internal set; }
+    public bool IsRegistered
+    {
+        get => Volatile.Read(ref _isRegistered);
+        internal set => Volatile.Write(ref _isRegistered, value);
+    }
+
+    private bool _isRegistered;
+
+    /// <summary>The number of types whose directory was made (the 6.1 core can register with fewer than it was given).</summary>
+    internal int TypesAdded { get; set; }
+
+    /// <summary>/sys/class/mdev_bus/&lt;parent&gt; was made.</summary>
+    internal bool HasCompatLink { get; set; }
+
+    /// <summary>
+    /// Design variant without <see cref="MdevDesign.SynchronizeWithParentRemoval"/> (the v5.1
+    /// core): the reference on the parent that registration holds and create/remove take
+    /// for their duration; unregistration drops the registration's, after which the parent
+    /// is freed and any further get is a use-after-free.
+    /// </summary>
+    internal KRef? Ref { get; set; }
 }

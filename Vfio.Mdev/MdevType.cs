@@ -3,6 +3,7 @@
 // <parent>/mdev_supported_types/<driver>-<sysfs_name>/ (create, name, device_api,
 // available_instances, optional description, devices/).
 
+using Vfio.Kernel;
 using Vfio.Platform.Fs;
 
 namespace Vfio.Mdev;
@@ -35,6 +36,25 @@ public class MdevType
 
     /// <summary>The type's <c>devices/</c> directory (null unless registered).</summary>
     public VfsDir? DevicesDir { get; internal set; }
+
+    /// <summary>The type kobject's kref (set by registration): the type holds a reference on the parent's device until its last put; each mdev holds one on the type.</summary>
+    internal KRef? Kref { get; set; }
+
+    /// <summary>
+    /// The kernfs active protection of the type's attributes (kn-&gt;active): a create write
+    /// holds it for read; removing the type deactivates it and drains it (takes it for
+    /// write once), so no create runs on a type that is gone.
+    /// </summary>
+    internal RwSemaphore? Active { get; set; }
+
+    /// <summary>Set when removal starts: new attribute writes fail (kernfs_get_active() fails, -ENODEV).</summary>
+    internal bool Deactivated
+    {
+        get => Volatile.Read(ref _deactivated);
+        set => Volatile.Write(ref _deactivated, value);
+    }
+
+    private bool _deactivated;
 
     /// <inheritdoc/>
     public override string ToString() => DirName ?? SysfsName;

@@ -52,11 +52,15 @@ public sealed class SimMachine
         IoPorts = new IoPortSpace(kernel);
         Vgaarb = new VgaArbiter(this);
         DmaTranslator = new DirectDma(this);
+        Uevents = new UeventLog(kernel);
         PciRootBus = new PciBusSegment(this, 0, 0, null, null);
     }
 
     /// <summary>The kernel runtime.</summary>
     public SimKernel Kernel { get; }
+
+    /// <summary>The uevents the kernel sent (kobject_uevent), in order.</summary>
+    public UeventLog Uevents { get; }
 
     /// <summary>The description the machine was built from (null for a machine assembled in code).</summary>
     public Machine.MachineDescription? Description { get; init; }

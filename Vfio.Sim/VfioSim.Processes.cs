@@ -37,7 +37,15 @@ public sealed partial class VfioSim
         ArgumentException.ThrowIfNullOrEmpty(bdf);
         int space = bdf.IndexOf(' ', StringComparison.Ordinal);
         string name = space < 0 ? bdf : bdf[..space];
-        int group = GroupOf(name);
+        return OpenInGroup(process, bdf, GroupOf(name), iommuType);
+    }
+
+    // The vfio.rst sequence on group /dev/vfio/<group>, GET_DEVICE_FD with <deviceName>.
+    private static VfioSession OpenInGroup(SimProcess process, string deviceName, int group, uint iommuType)
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        int space = deviceName.IndexOf(' ', StringComparison.Ordinal);
+        string name = space < 0 ? deviceName : deviceName[..space];
         VfioContainerFd? container = null;
         VfioGroupFd? groupFd = null;
         try
@@ -46,7 +54,7 @@ public sealed partial class VfioSim
             groupFd = new VfioGroupFd(process, group);
             groupFd.SetContainer(container);
             container.SetIommu(iommuType);
-            VfioDeviceFd device = groupFd.GetDeviceFd(bdf);
+            VfioDeviceFd device = groupFd.GetDeviceFd(deviceName);
             return new VfioSession(name, group, container, groupFd, device);
         }
         catch (VfioException)

@@ -45,6 +45,12 @@ public class SimDevice
     /// <summary>The bus the device sits on, if any.</summary>
     public BusType? Bus { get; internal set; }
 
+    /// <summary>The device's class (dev-&gt;class), for a class device registered with <see cref="DeviceClass.DeviceRegister"/>; else null.</summary>
+    public DeviceClass? Class { get; internal set; }
+
+    /// <summary>dev_driver_string(): the bound driver's name, else the bus's name, else the class's name, else empty.</summary>
+    public string DriverString => Driver?.Name ?? Bus?.Name ?? Class?.Name ?? string.Empty;
+
     /// <summary>The bound driver, or null.</summary>
     public DeviceDriver? Driver { get; internal set; }
 

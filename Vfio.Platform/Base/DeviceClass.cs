@@ -92,6 +92,7 @@ public sealed class DeviceClass
 
         dev.Get();
         dev.SysfsDir = dir;
+        dev.Class = this;
         fs.CreateLink(dir, "subsystem", SysfsDir);
         dev.UeventFile = fs.CreateFile(dir, "uevent", 0x1a4, () => string.Empty, s => s.Length);
         dev.IsRegistered = true;
