@@ -39,7 +39,8 @@ internal sealed class MdmaRig
             .AddVfioPci()
             .AddMdma(options)
             .Build();
-        Qemu = Sim.Spawn("qemu", Credentials.User, limits);
+        // Root for the device nodes, but without CAP_IPC_LOCK, so RLIMIT_MEMLOCK applies.
+        Qemu = Sim.Spawn("qemu", Credentials.Root.Without(Capabilities.CAP_IPC_LOCK), limits);
     }
 
     public VfioSim Sim { get; }

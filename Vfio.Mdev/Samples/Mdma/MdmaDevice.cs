@@ -42,6 +42,7 @@ public sealed class MdmaDevice : VfioDevice
     private uint _completions;
     private EventFdContext? _msi;
     private int _dmaUnmapCalls;
+    private int _pinCalls;
 
     internal MdmaDevice(MdmaType type, MdmaOptions options)
     {
@@ -73,6 +74,9 @@ public sealed class MdmaDevice : VfioDevice
 
     /// <summary>How many times type1 called the device's dma_unmap.</summary>
     public int DmaUnmapCalls => Volatile.Read(ref _dmaUnmapCalls);
+
+    /// <summary>How many times the device called vfio_pin_pages.</summary>
+    public int PinCalls => Volatile.Read(ref _pinCalls);
 
     /// <summary>The last status register value.</summary>
     public uint Status
@@ -439,6 +443,7 @@ public sealed class MdmaDevice : VfioDevice
                 if ((e.Prot & prot) != prot)
                 {
                     Span<ulong> one = _scratchPfns.AsSpan(0, 1);
+                    Interlocked.Increment(ref _pinCalls);
                     int r = PinPages(page, prot, one);
                     if (r < 0)
                     {
@@ -479,6 +484,7 @@ public sealed class MdmaDevice : VfioDevice
         }
 
         Span<ulong> pfns = _scratchPfns.AsSpan(0, run);
+        Interlocked.Increment(ref _pinCalls);
         int r = PinPages(runStart, prot, pfns);
         int n = run;
         run = 0;
