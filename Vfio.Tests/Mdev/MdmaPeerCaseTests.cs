@@ -70,6 +70,45 @@ public sealed class MdmaPeerCaseTests
     }
 
     [Test]
+    public void MD_11_ADeviceWithoutDmaUnmap_BesideOneWithIt_IsRefusedSince66_ButPinnedBy61([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    {
+        var rig = new MdmaRig(profile);
+        var mtest = new TestMdevDriver();
+        TestMdevParent parent = TestMdevParent.Create(rig.Sim.Machine, mtest);
+        Guid bare = rig.Sim.CreateMdev(parent.Dev.Name, "mtest-1");
+        Guid u = rig.Create();
+        MdmaDevice dev = rig.Dev(u);
+        using VfioContainerFd c = rig.Container();
+        (VfioGroupFd g, VfioDeviceFd d) = rig.OpenMdev(c, u);
+        (VfioGroupFd g2, VfioDeviceFd d2) = rig.OpenMdev(c, bare, first: false);
+        Assert.That(rig.Iommu(c).RegisteredDevices, Is.EqualTo(1), "only mdma has dma_unmap");
+        using UserBuffer buf = rig.Buffer(4 * P);
+        c.MapDma(buf.Address, A, 4 * P);
+        VfioDevice other = mtest.VfioDeviceOf(bare);
+        MdmaState before = rig.State(c, dev);
+        if (profile.Has(VfioCoreFeatures.PinPagesNeedDmaUnmapOp))
+        {
+            AssertRejected(rig, c, dev, other.PinPages(A, RW, new ulong[1]), Errno.EINVAL, before);
+            Assert.That(ErrorReason.Current, Does.Contain("no dma_unmap op"));
+            rig.Kernel.ExpectWarning("has no dma_unmap op");
+            other.UnpinPages(A, 1);
+            Assert.That(rig.State(c, dev), Is.EqualTo(before));
+        }
+        else
+        {
+            Assert.That(other.PinPages(A, RW, new ulong[1]), Is.EqualTo(1), "6.1: type1 only asks that some device of the container has dma_unmap");
+            Assert.That(rig.Qemu.Mm.LockedVm, Is.EqualTo(before.LockedVm + 1));
+            other.UnpinPages(A, 1);
+            Assert.That(rig.State(c, dev), Is.EqualTo(before));
+        }
+
+        foreach (IDisposable x in new IDisposable[] { d2, g2, d, g })
+        {
+            x.Dispose();
+        }
+    }
+
+    [Test]
     public void MD_11_AContainerWhoseOnlyEmulatedDeviceWasNeverOpened_HasNoDmaUnmapDevice_SoPinsAreEinval()
     {
         var rig = new MdmaRig();
