@@ -55,7 +55,7 @@ public sealed class MdmaDevice : VfioDevice
 
     internal MdmaOptions Options { get; }
 
-    /// <summary>Pages the device holds pinned now (its pin cache), read without the lock.</summary>
+    /// <summary>Pages the device holds pinned now (its pin cache).</summary>
     public int PinnedPages
     {
         get
@@ -312,22 +312,6 @@ public sealed class MdmaDevice : VfioDevice
         }
 
         old?.Put();
-    }
-
-    internal bool HasMsiTrigger
-    {
-        get
-        {
-            _lock.Lock();
-            try
-            {
-                return _msi is not null;
-            }
-            finally
-            {
-                _lock.Unlock();
-            }
-        }
     }
 
     /// <summary>The MSI fires through its eventfd, if one is set (loopback trigger or completion).</summary>
