@@ -23,6 +23,19 @@ public static class VfioCoreFeatures
     };
 
     /// <summary>
+    /// vfio_pin_pages() refuses (EINVAL) and vfio_unpin_pages() ignores (WARN) a device whose
+    /// driver has no dma_unmap op (v6.6); before, the call went on to the IOMMU backend, where
+    /// type1 refused it only if no device with dma_unmap was open in the container.
+    /// </summary>
+    public static KernelFeature PinPagesNeedDmaUnmapOp { get; } = new()
+    {
+        Name = nameof(PinPagesNeedDmaUnmapOp),
+        Description = "vfio_pin_pages() fails EINVAL and vfio_unpin_pages() WARNs and does nothing for a device whose driver has no dma_unmap op; before, both went on to the IOMMU backend (type1 pins for it when another device of the container has dma_unmap).",
+        Since = new(6, 6),
+        Commits = [new("89e07fd46809", "vfio: Do not allow !ops->dma_unmap in vfio_pin/unpin_pages()")],
+    };
+
+    /// <summary>
     /// vfio_unregister_group_dev() first takes the device off its group's list and deletes
     /// its struct device (the vfio-dev/vfioN node), then drops the registration and waits for
     /// the last user (v6.6); before, it waited first, with the device still findable through

@@ -548,8 +548,9 @@ public class VfioDevice
             return Errno.EINVAL.Negative();
         }
 
-        // A driver that pins must be able to hear about unmaps, or it would hold pages forever.
-        if ((Ops.Provides & VfioOps.DmaUnmap) == 0)
+        // A driver that pins must be able to hear about unmaps, or it would hold pages forever
+        // (v6.6; before, only type1's "no device with dma_unmap in the container" caught it).
+        if ((Ops.Provides & VfioOps.DmaUnmap) == 0 && Core.Kernel.Profile.Has(VfioCoreFeatures.PinPagesNeedDmaUnmapOp))
         {
             return ErrorReason.Fail(Errno.EINVAL, $"vfio_pin_pages: {Name} ({Ops.Name}) has no dma_unmap op");
         }
@@ -567,7 +568,7 @@ public class VfioDevice
     public void UnpinPages(ulong iova, int npage)
     {
         if (Warn.On(Core.Kernel, npage <= 0 || npage > PinPagesMaxEntries, $"vfio_unpin_pages: npage {npage}") || !AssertDeviceOpen()
-            || Warn.On(Core.Kernel, (Ops.Provides & VfioOps.DmaUnmap) == 0, $"vfio_unpin_pages: {Name} has no dma_unmap op"))
+            || Warn.On(Core.Kernel, (Ops.Provides & VfioOps.DmaUnmap) == 0 && Core.Kernel.Profile.Has(VfioCoreFeatures.PinPagesNeedDmaUnmapOp), $"vfio_unpin_pages: {Name} has no dma_unmap op"))
         {
             return;
         }
