@@ -64,4 +64,24 @@ public sealed class MdevRaceTests
         TestContext.Out.WriteLine($"{failed} of {VariantSeeds} seeds failed; first: {example}");
         Assert.That(failed, Is.GreaterThan(0), "no schedule reproduced the v5.1 race");
     }
+
+    [Test]
+    [LeavesKernelWarnings] // the schedule reproduces the residual double removal on purpose
+    public void Race15_TheV52Design_StillHasAWindow_ARemovePreemptedBetweenItsListCheckAndItsTrylock()
+    {
+        // mdev_device_remove() clears `active` under mdev_list_lock, drops it, then try-locks
+        // unreg_sem. A whole unregistration in between (its sweep ignores `active`) removes and
+        // frees the mdev; the trylock then succeeds and the remove runs on the freed device.
+        // remove_store() no longer pins anything (device_remove_file_self broke kernfs's active
+        // protection). PCT finds it for this seed; the random schedules above never do.
+        ScenarioResult r = ScenarioCatalog.Default.Get(Name).Run(new ScenarioOptions
+        {
+            Seed = 15,
+            Strategy = StrategySpec.Pct(3, 1000),
+            Mode = SchedulerMode.Controlled,
+            Trace = false,
+        });
+        Assert.That(r.Outcome, Is.Not.EqualTo(ScenarioOutcome.Passed), r.Describe());
+        Assert.That(r.Describe(), Does.Contain("refcount_t: underflow; use-after-free"), r.Describe());
+    }
 }
