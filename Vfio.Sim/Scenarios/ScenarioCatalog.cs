@@ -44,6 +44,7 @@ public sealed class ScenarioCatalog
         new Pci.BarAccessVsMemoryDisable(),
         new Pci.ConcurrentBarFaults(),
         new Pci.IoeventfdVsReset(),
+        new Mdev.MdevCreateRemoveVsUnregister(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>

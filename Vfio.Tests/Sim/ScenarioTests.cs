@@ -19,6 +19,9 @@ public sealed class ScenarioTests
 
     private static IEnumerable<string> Names() => ScenarioCatalog.Default.All.Select(s => s.Name);
 
+    // The scenarios that need a PCI function or an IOMMU (the mdev ones run on any machine).
+    private static IEnumerable<string> HardwareNames() => Names().Where(n => !n.StartsWith("mdev-", StringComparison.Ordinal));
+
     private static IEnumerable<TestCaseData> NamesProfilesSeeds()
         => from name in Names()
            from profile in new[] { "linux-6.12", "linux-6.1" }
@@ -77,7 +80,10 @@ public sealed class ScenarioTests
         Assert.That(found.Runs, Is.EqualTo(200));
     }
 
-    private static IEnumerable<string> RaceNames() => ScenarioCatalog.Default.All.Where(s => s.Kind == ScenarioKind.Race).Select(s => s.Name);
+    // mdev-create-remove-vs-unregister is held to the kernel's own design, which PCT shows has
+    // a residual window (a remove preempted between its mdev_list check and its unreg_sem
+    // trylock while the whole unregistration runs): MdevRaceTests pins that schedule down.
+    private static IEnumerable<string> RaceNames() => ScenarioCatalog.Default.All.Where(s => s.Kind == ScenarioKind.Race && s.Name != "mdev-create-remove-vs-unregister").Select(s => s.Name);
 
     private const string MachineWithoutEdu = """
         {
@@ -90,7 +96,7 @@ public sealed class ScenarioTests
 
     [Test]
     public void EveryScenario_OnAMachineThatLacksWhatItNeeds_IsUnmet_AndRunsNothing(
-        [ValueSource(nameof(Names))] string name, [Values("no edu", "no IOMMU")] string lack)
+        [ValueSource(nameof(HardwareNames))] string name, [Values("no edu", "no IOMMU")] string lack)
     {
         MachineDescription machine = lack == "no edu"
             ? MachineDescriptionReader.Parse(MachineWithoutEdu)
