@@ -48,7 +48,16 @@ internal static class DemoCommand
             Arity = ArgumentArity.ZeroOrOne,
             DefaultValueFactory = _ => VfioRst,
         };
-        which.AcceptOnlyFromAmong(VfioRst, Mtty);
+        which.Validators.Add(r =>
+        {
+            string? value = r.GetValueOrDefault<string>();
+            if (value is not (VfioRst or Mtty))
+            {
+                r.AddError(value?.StartsWith('-') == true
+                    ? $"unknown option {value} for demo"
+                    : $"there is no demo called '{value}': choose {VfioRst} or {Mtty}");
+            }
+        });
         Option<KernelProfile> profile = CliConsole.ProfileOption();
         Option<string?> machineFile = CliConsole.MachineOption();
         var trace = new Option<bool>("--trace") { Description = "Print the kernel's trace events (vfio, kvm, ...) after the run" };
