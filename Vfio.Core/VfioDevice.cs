@@ -567,8 +567,11 @@ public class VfioDevice
     /// <summary>vfio_unpin_pages().</summary>
     public void UnpinPages(ulong iova, int npage)
     {
-        if (Warn.On(Core.Kernel, npage <= 0 || npage > PinPagesMaxEntries, $"vfio_unpin_pages: npage {npage}") || !AssertDeviceOpen()
-            || Warn.On(Core.Kernel, (Ops.Provides & VfioOps.DmaUnmap) == 0 && Core.Kernel.Profile.Has(VfioCoreFeatures.PinPagesNeedDmaUnmapOp), $"vfio_unpin_pages: {Name} has no dma_unmap op"))
+        // The kernel's order: the device must be open, then (v6.6+) have dma_unmap, then the
+        // container path checks npage. Each is a WARN and a no-op.
+        if (!AssertDeviceOpen()
+            || Warn.On(Core.Kernel, (Ops.Provides & VfioOps.DmaUnmap) == 0 && Core.Kernel.Profile.Has(VfioCoreFeatures.PinPagesNeedDmaUnmapOp), $"vfio_unpin_pages: {Name} has no dma_unmap op")
+            || Warn.On(Core.Kernel, npage <= 0 || npage > PinPagesMaxEntries, $"vfio_unpin_pages: npage {npage}"))
         {
             return;
         }

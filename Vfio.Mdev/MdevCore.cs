@@ -201,9 +201,9 @@ public sealed partial class MdevCore
     }
 
     /// <summary>
-    /// mdev_unregister_parent(): waits for create/remove in flight, removes every child mdev
-    /// (which may block while user space holds one open), the types, the class link, then a
-    /// <c>MDEV_STATE=unregistered</c> uevent.
+    /// mdev_unregister_parent(): waits for create/remove in flight, removes the class link,
+    /// every child mdev (which may block while user space holds one open) and the types, then
+    /// sends a <c>MDEV_STATE=unregistered</c> uevent.
     /// </summary>
     public void UnregisterParent(MdevParent parent)
     {
@@ -416,18 +416,8 @@ public sealed partial class MdevCore
     /// </summary>
     internal long CreateStore(MdevType type, string buf)
     {
-        int count = Encoding.UTF8.GetByteCount(buf);
-        if (count < UuidStringLength || count > UuidStringLength + 1)
-        {
-            return ErrorReason.Fail(Errno.EINVAL, $"mdev create: {count} bytes written; a UUID is {UuidStringLength} (or {UuidStringLength + 1} with a newline)");
-        }
-
-        if (!GuidParse(buf, out Guid uuid))
-        {
-            return ErrorReason.Fail(Errno.EINVAL, $"mdev create: '{buf.TrimEnd('\n')}' is not a UUID (guid_parse: 8-4-4-4-12 hex digits)");
-        }
-
-        // kernfs active protection: a type being removed takes no more writes.
+        // kernfs active protection comes first (kernfs_fop_write_iter takes it before the
+        // store runs): a type being removed takes no more writes, whatever they hold.
         RwSemaphore active = type.Active!;
         if (!active.DownReadTrylock())
         {
@@ -439,6 +429,17 @@ public sealed partial class MdevCore
             if (type.Deactivated)
             {
                 return ErrorReason.Fail(Errno.ENODEV, $"mdev create: {type.DirName} is being removed");
+            }
+
+            int count = Encoding.UTF8.GetByteCount(buf);
+            if (count < UuidStringLength || count > UuidStringLength + 1)
+            {
+                return ErrorReason.Fail(Errno.EINVAL, $"mdev create: {count} bytes written; a UUID is {UuidStringLength} (or {UuidStringLength + 1} with a newline)");
+            }
+
+            if (!GuidParse(buf, out Guid uuid))
+            {
+                return ErrorReason.Fail(Errno.EINVAL, $"mdev create: '{buf.TrimEnd('\n')}' is not a UUID (guid_parse: 8-4-4-4-12 hex digits)");
             }
 
             int ret = Design.SynchronizeWithParentRemoval ? DeviceCreate(type, uuid) : DeviceCreateUnsynchronized(type, uuid);

@@ -3,7 +3,9 @@
 // (the simulator's extension): transmit to the far end, far-end bytes into the FIFO with
 // the MSI eventfd, backpressure bounds, detach, determinism.
 
+using System.Buffers;
 using System.Buffers.Binary;
+using System.IO.Pipelines;
 using NUnit.Framework;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
@@ -164,6 +166,47 @@ public sealed class MttyMigrationAndCableTests
             Assert.That(cable.TxDropped, Is.EqualTo(1));
             Assert.That(cable.ReadAvailable(), Has.Length.EqualTo(MttyCable.PipeCapacity));
             Assert.That(rig.Rd(0, 5) & 0x60, Is.EqualTo(0x60), "drained: THRE|TEMT");
+        });
+    }
+
+    [Test]
+    public void Cable_UsedThroughTheRawPipeEnds_KeepsTheLineStateAndTheBounds()
+    {
+        var rig = new MttyRig();
+        rig.Run(() =>
+        {
+            rig.Open();
+            rig.Wr(0, 2, 0x07);
+            using MttyCable cable = MttyModule.AttachTo(rig.Device, Guid.Empty, 0);
+
+            // Transmit until the line is busy, then drain through FarEnd.Input, not ReadAvailable.
+            for (int i = 0; i < MttyCable.PipeCapacity; i++)
+            {
+                rig.Wr(0, 0, (byte)i);
+            }
+
+            Assert.That(rig.Rd(0, 5) & 0x60, Is.Zero, "busy: no THRE/TEMT");
+            PipeReader input = cable.FarEnd.Input;
+            Assert.That(input.TryRead(out ReadResult r), Is.True);
+            Assert.That(r.Buffer.Length, Is.EqualTo(MttyCable.PipeCapacity));
+            input.AdvanceTo(r.Buffer.GetPosition(40));
+            Assert.That(rig.Rd(0, 5) & 0x60, Is.EqualTo(0x20), "24 bytes still unread: THRE (room) but not TEMT");
+            Assert.That(input.TryRead(out r), Is.True);
+            input.AdvanceTo(r.Buffer.End);
+            Assert.That(rig.Rd(0, 5) & 0x60, Is.EqualTo(0x60), "all read: THRE|TEMT");
+            rig.Wr(0, 0, 0x55);
+            Assert.That(cable.TxDropped, Is.Zero, "the line took every byte");
+            Assert.That(cable.ReadAvailable(), Is.EqualTo(new byte[] { 0x55 }));
+
+            // Receive through FarEnd.Output: Pending counts it, and Send respects the bound.
+            PipeWriter output = cable.FarEnd.Output;
+            output.Write(new byte[20].AsSpan());
+            Assert.That(cable.Pending, Is.EqualTo(20));
+            Assert.That(output.FlushAsync().IsCompleted, Is.True);
+            cable.Deliver();
+            Assert.That(cable.Pending, Is.EqualTo(5), "the FIFO took 15, five wait in the pipe");
+            Assert.That(cable.Send(new byte[100]), Is.EqualTo(MttyCable.PipeCapacity - 5), "Send fills the pipe up to its bound, no further");
+            Assert.That(cable.Pending, Is.EqualTo(MttyCable.PipeCapacity));
         });
     }
 

@@ -100,19 +100,8 @@ public sealed class Mbochs : MdevDriver
         return err == 0 ? m : throw new InvalidOperationException($"mbochs: module init failed: {ErrnoExtensions.FromReturn(err).Describe()}");
     }
 
-
     /// <summary>mbochs_dev_exit().</summary>
-    public void Unload()
-    {
-        if (Parent.IsRegistered)
-        {
-            Core.UnregisterParent(Parent);
-        }
-
-        Class.DeviceUnregister(ParentDevice);
-        Core.UnregisterDriver(this);
-        Class.Destroy();
-    }
+    public void Unload() => SampleModule.Exit(Core, this, Parent, Class, ParentDevice);
 
     /// <summary>mbochs_get_available(): the pool left divided by the type's MiB.</summary>
     public override int GetAvailable(MdevType type) => AvailableMBytes / ((MbochsType)type).MBytes;
@@ -192,29 +181,10 @@ public sealed class Mbochs : MdevDriver
 
     private int Init()
     {
-        int err = Core.RegisterDriver(this);
-        if (err != 0)
+        int err = SampleModule.Init(Core, this, ClassName, DriverName, Parent, _types, out DeviceClass cls, out SimDevice device);
+        if (err == 0)
         {
-            return err;
-        }
-
-        Class = DeviceClass.Create(Core.Machine, ClassName);
-        ParentDevice = new SimDevice(Core.Machine, DriverName);
-        err = Class.DeviceRegister(ParentDevice);
-        if (err != 0)
-        {
-            Class.Destroy();
-            Core.UnregisterDriver(this);
-            return err;
-        }
-
-
-        err = Core.RegisterParent(Parent, ParentDevice, this, _types);
-        if (err != 0)
-        {
-            Class.DeviceUnregister(ParentDevice);
-            Class.Destroy();
-            Core.UnregisterDriver(this);
+            (Class, ParentDevice) = (cls, device);
         }
 
         return err;

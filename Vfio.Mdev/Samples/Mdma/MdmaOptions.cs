@@ -21,7 +21,10 @@ public sealed record MdmaOptions
 
     /// <summary>
     /// The driver leaves <c>dma_unmap</c> out of its vfio_device_ops: it is never registered
-    /// with the container, and every pin it tries fails (EINVAL).
+    /// with the container. Since v6.6 (linux-6.12) every pin it tries fails (EINVAL); on
+    /// linux-6.1 type1 refuses it (EINVAL) only while no other device in the container has
+    /// <c>dma_unmap</c> — with one, its pins succeed and are never unpinned on an unmap, so
+    /// type1 ends in its BUG after 10 retries.
     /// </summary>
     public bool WithoutDmaUnmapOp { get; init; }
 }

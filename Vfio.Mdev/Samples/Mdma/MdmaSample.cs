@@ -13,14 +13,12 @@ namespace Vfio.Mdev.Samples.Mdma;
 /// <summary>The loaded mdma sample: its parent device, types and driver.</summary>
 public sealed class MdmaSample
 {
-    private readonly DeviceClass _class;
+    private DeviceClass _class = null!;
 
-    private MdmaSample(MdevCore core, MdmaOptions options, DeviceClass cls, SimDevice parentDev, MdmaDriver driver)
+    private MdmaSample(MdevCore core, MdmaOptions options, MdmaDriver driver)
     {
         Core = core;
         Options = options;
-        _class = cls;
-        ParentDevice = parentDev;
         Driver = driver;
         Types = [new MdmaType("1", "DMA engine, 64 pages a command", 64), new MdmaType("2", "DMA engine, 1024 pages a command", 1024)];
     }
@@ -32,7 +30,7 @@ public sealed class MdmaSample
     public MdmaOptions Options { get; }
 
     /// <summary>The parent device, /sys/devices/virtual/mdma/mdma.</summary>
-    public SimDevice ParentDevice { get; }
+    public SimDevice ParentDevice { get; private set; } = null!;
 
     /// <summary>The mdev parent.</summary>
     public MdevParent Parent { get; } = new();
@@ -57,34 +55,15 @@ public sealed class MdmaSample
         }
 
         MdevCore core = MdevCore.Of(machine);
-        DeviceClass cls = DeviceClass.Create(machine, "mdma");
         var driver = new MdmaDriver(options);
-        int err = core.RegisterDriver(driver);
+        var sample = new MdmaSample(core, options, driver);
+        int err = SampleModule.Init(core, driver, "mdma", "mdma", sample.Parent, sample.Types, out DeviceClass cls, out SimDevice parentDev);
         if (err != 0)
         {
-            cls.Destroy();
-            throw new InvalidOperationException($"mdma: cannot register the mdev driver: {ErrnoExtensions.FromReturn(err).Describe()}");
+            throw new InvalidOperationException($"mdma: module init failed: {ErrnoExtensions.FromReturn(err).Describe()}");
         }
 
-        var parentDev = new SimDevice(machine, "mdma");
-        err = cls.DeviceRegister(parentDev);
-        if (err != 0)
-        {
-            core.UnregisterDriver(driver);
-            cls.Destroy();
-            throw new InvalidOperationException($"mdma: cannot register the parent device: {ErrnoExtensions.FromReturn(err).Describe()}");
-        }
-
-        var sample = new MdmaSample(core, options, cls, parentDev, driver);
-        err = core.RegisterParent(sample.Parent, parentDev, driver, sample.Types);
-        if (err != 0)
-        {
-            cls.DeviceUnregister(parentDev);
-            core.UnregisterDriver(driver);
-            cls.Destroy();
-            throw new InvalidOperationException($"mdma: cannot register the mdev parent: {ErrnoExtensions.FromReturn(err).Describe()}");
-        }
-
+        (sample._class, sample.ParentDevice) = (cls, parentDev);
         return sample;
     }
 
@@ -103,11 +82,5 @@ public sealed class MdmaSample
     }
 
     /// <summary>mdma_dev_exit(): unregisters the parent (removing every instance), the parent device, the driver and the class.</summary>
-    public void Unload()
-    {
-        Core.UnregisterParent(Parent);
-        _class.DeviceUnregister(ParentDevice);
-        Core.UnregisterDriver(Driver);
-        _class.Destroy();
-    }
+    public void Unload() => SampleModule.Exit(Core, Driver, Parent, _class, ParentDevice);
 }

@@ -116,19 +116,8 @@ public sealed class Mdpy : MdevDriver
         return mdpy;
     }
 
-
     /// <summary>mdpy_dev_exit(): unregisters the parent (removing every mdpy device), the class device, the driver and the class.</summary>
-    public void Unload()
-    {
-        if (Parent.IsRegistered)
-        {
-            Core.UnregisterParent(Parent);
-        }
-
-        Class.DeviceUnregister(ParentDevice);
-        Core.UnregisterDriver(this);
-        Class.Destroy();
-    }
+    public void Unload() => SampleModule.Exit(Core, this, Parent, Class, ParentDevice);
 
     /// <summary>mdpy_get_available(): count minus the live devices.</summary>
     public override int GetAvailable(MdevType type) => MaxDevices - LiveDevices;
@@ -187,29 +176,10 @@ public sealed class Mdpy : MdevDriver
 
     private int Init()
     {
-        int err = Core.RegisterDriver(this);
-        if (err != 0)
+        int err = SampleModule.Init(Core, this, ClassName, DriverName, Parent, _types, out DeviceClass cls, out SimDevice device);
+        if (err == 0)
         {
-            return err;
-        }
-
-        Class = DeviceClass.Create(Core.Machine, ClassName);
-        ParentDevice = new SimDevice(Core.Machine, DriverName);
-        err = Class.DeviceRegister(ParentDevice);
-        if (err != 0)
-        {
-            Class.Destroy();
-            Core.UnregisterDriver(this);
-            return err;
-        }
-
-
-        err = Core.RegisterParent(Parent, ParentDevice, this, _types);
-        if (err != 0)
-        {
-            Class.DeviceUnregister(ParentDevice);
-            Class.Destroy();
-            Core.UnregisterDriver(this);
+            (Class, ParentDevice) = (cls, device);
         }
 
         return err;

@@ -42,8 +42,12 @@ public sealed class MttyCable : IDisposable
     private readonly Pipe _tx = new(s_options);
     private readonly Pipe _rx = new(s_options);
     private readonly MttyDevice _dev;
+    private readonly FarEndReader _farIn;
+    private readonly FarEndWriter _farOut;
     private ValueTask<FlushResult> _txFlush;
-    private ValueTask<FlushResult> _rxFlush;
+
+    // The far end's last flush that the pipe paused (null when none is pending).
+    private Task<FlushResult>? _rxPaused;
     private int _txQueued;
     private int _rxQueued;
     private long _txDropped;
@@ -54,7 +58,9 @@ public sealed class MttyCable : IDisposable
         _dev = dev;
         Uuid = uuid;
         Port = port;
-        FarEnd = new Duplex(_tx.Reader, _rx.Writer);
+        _farIn = new FarEndReader(this, _tx.Reader);
+        _farOut = new FarEndWriter(this, _rx.Writer);
+        FarEnd = new Duplex(_farIn, _farOut);
     }
 
     /// <summary>The mdev the cable is plugged into.</summary>
@@ -63,13 +69,18 @@ public sealed class MttyCable : IDisposable
     /// <summary>The port (0 for BAR0, 1 for BAR1).</summary>
     public int Port { get; }
 
-    /// <summary>The far end: <c>Input</c> yields what the guest transmitted, <c>Output</c> carries bytes to the guest (call <see cref="Deliver"/> after writing to it directly).</summary>
+    /// <summary>
+    /// The far end: <c>Input</c> yields what the guest transmitted, <c>Output</c> carries bytes
+    /// to the guest (call <see cref="Deliver"/> after flushing it, or the bytes move in when the
+    /// guest next touches the port). Both count what passes, so the line's state (LSR, the
+    /// bounds) stays right however the far end uses them; one reader and one writer at a time.
+    /// </summary>
     public IDuplexPipe FarEnd { get; }
 
     /// <summary>THR writes lost because the far end did not drain the line.</summary>
     public long TxDropped => Interlocked.Read(ref _txDropped);
 
-    /// <summary>Bytes the far end sent that wait in the pipe (not yet in the FIFO), as counted through <see cref="Send"/>.</summary>
+    /// <summary>Bytes the far end sent that wait in the pipe (not yet in the FIFO).</summary>
     public int Pending => Volatile.Read(ref _rxQueued);
 
     /// <summary>
@@ -82,17 +93,15 @@ public sealed class MttyCable : IDisposable
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _detached) != 0, this);
         int room = PipeCapacity - Volatile.Read(ref _rxQueued);
         int n = Math.Min(room, bytes.Length);
+        if (n > 0 && _rxPaused is { IsCompleted: false })
+        {
+            n = 0;
+        }
+
         if (n > 0)
         {
-            if (!_rxFlush.IsCompleted)
-            {
-                return 0;
-            }
-
-            _ = _rxFlush.Result;
-            _rx.Writer.Write(bytes[..n]);
-            Interlocked.Add(ref _rxQueued, n);
-            _rxFlush = _rx.Writer.FlushAsync();
+            _farOut.Write(bytes[..n]);
+            _ = _farOut.FlushAsync();
         }
 
         Deliver();
@@ -105,14 +114,13 @@ public sealed class MttyCable : IDisposable
     /// <summary>Everything the guest transmitted that the far end has not read yet.</summary>
     public byte[] ReadAvailable()
     {
-        if (!_tx.Reader.TryRead(out ReadResult r))
+        if (!_farIn.TryRead(out ReadResult r))
         {
             return [];
         }
 
         byte[] bytes = r.Buffer.ToArray();
-        _tx.Reader.AdvanceTo(r.Buffer.End);
-        Interlocked.Add(ref _txQueued, -bytes.Length);
+        _farIn.AdvanceTo(r.Buffer.End);
         return bytes;
     }
 
@@ -200,6 +208,86 @@ public sealed class MttyCable : IDisposable
         _ = _txFlush.Result;
         _txFlush = default;
         return false;
+    }
+
+    // The far end's reader: what it consumes leaves the line (TEMT, the busy bound).
+    private sealed class FarEndReader(MttyCable cable, PipeReader inner) : PipeReader
+    {
+        private ReadOnlySequence<byte> _last;
+
+        public override bool TryRead(out ReadResult result)
+        {
+            bool ok = inner.TryRead(out result);
+            _last = ok ? result.Buffer : default;
+            return ok;
+        }
+
+        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+        {
+            ValueTask<ReadResult> read = inner.ReadAsync(cancellationToken);
+            if (read.IsCompletedSuccessfully)
+            {
+                ReadResult r = read.Result;
+                _last = r.Buffer;
+                return new ValueTask<ReadResult>(r);
+            }
+
+            return Remember(read);
+        }
+
+        public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+        {
+            long n = _last.Slice(_last.Start, consumed).Length;
+            inner.AdvanceTo(consumed, examined);
+            _last = default;
+            Interlocked.Add(ref cable._txQueued, -(int)n);
+        }
+
+        public override void CancelPendingRead() => inner.CancelPendingRead();
+
+        public override void Complete(Exception? exception = null) => inner.Complete(exception);
+
+        private async ValueTask<ReadResult> Remember(ValueTask<ReadResult> read)
+        {
+            ReadResult r = await read.ConfigureAwait(false);
+            _last = r.Buffer;
+            return r;
+        }
+    }
+
+    // The far end's writer: what it commits waits for the FIFO (Pending, the bound); a flush
+    // the pipe pauses is remembered so Send does not write under it.
+    private sealed class FarEndWriter(MttyCable cable, PipeWriter inner) : PipeWriter
+    {
+        public override void Advance(int bytes)
+        {
+            inner.Advance(bytes);
+            Interlocked.Add(ref cable._rxQueued, bytes);
+        }
+
+        public override Memory<byte> GetMemory(int sizeHint = 0) => inner.GetMemory(sizeHint);
+
+        public override Span<byte> GetSpan(int sizeHint = 0) => inner.GetSpan(sizeHint);
+
+        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
+        {
+            ValueTask<FlushResult> flush = inner.FlushAsync(cancellationToken);
+            if (flush.IsCompleted)
+            {
+                cable._rxPaused = null;
+                return flush;
+            }
+
+            Task<FlushResult> paused = flush.AsTask();
+            cable._rxPaused = paused;
+            return new ValueTask<FlushResult>(paused);
+        }
+
+        public override void CancelPendingFlush() => inner.CancelPendingFlush();
+
+        public override void Complete(Exception? exception = null) => inner.Complete(exception);
     }
 
     private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe

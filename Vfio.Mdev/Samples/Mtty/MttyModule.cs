@@ -15,10 +15,11 @@ namespace Vfio.Mdev.Samples.Mtty;
 public sealed class MttyModule
 {
     private readonly MttyDriver _driver;
-    private readonly MdevParent _parent = new();
+    private readonly MdevParent _parent;
 
-    private MttyModule(MdevCore core, DeviceClass cls, SimDevice dev, MttyDriver driver, IReadOnlyList<MdevType> types)
+    private MttyModule(MdevCore core, DeviceClass cls, SimDevice dev, MttyDriver driver, IReadOnlyList<MdevType> types, MdevParent parent)
     {
+        _parent = parent;
         Core = core;
         Class = cls;
         ParentDevice = dev;
@@ -47,33 +48,15 @@ public sealed class MttyModule
         MdevCore core = MdevCore.Of(machine);
         var pool = new MttyPortPool();
         var driver = new MttyDriver(machine.Kernel, pool);
-        int err = core.RegisterDriver(driver);
-        if (err != 0)
-        {
-            throw new InvalidOperationException($"mtty: mdev_register_driver failed ({(Errno)(-err)})");
-        }
-
-        DeviceClass cls = DeviceClass.Create(machine, "mtty");
-        var dev = new SimDevice(machine, "mtty", null, static _ => { });
-        err = cls.DeviceRegister(dev);
-        if (err != 0)
-        {
-            cls.Destroy();
-            core.UnregisterDriver(driver);
-            throw new InvalidOperationException($"mtty: device_register failed ({(Errno)(-err)})");
-        }
-
         MdevType[] types = [new MttyType(1, "Single port serial"), new MttyType(2, "Dual port serial")];
-        var module = new MttyModule(core, cls, dev, driver, types);
-        err = core.RegisterParent(module._parent, dev, driver, types);
+        var parent = new MdevParent();
+        int err = SampleModule.Init(core, driver, "mtty", "mtty", parent, types, out DeviceClass cls, out SimDevice dev);
         if (err != 0)
         {
-            cls.DeviceUnregister(dev);
-            cls.Destroy();
-            core.UnregisterDriver(driver);
-            throw new InvalidOperationException($"mtty: mdev_register_parent failed ({(Errno)(-err)})");
+            throw new InvalidOperationException($"mtty: module init failed ({(Errno)(-err)})");
         }
 
+        var module = new MttyModule(core, cls, dev, driver, types, parent);
         if (!machine.AddModule(module))
         {
             throw new InvalidOperationException("mtty is already loaded on this machine");
@@ -83,13 +66,7 @@ public sealed class MttyModule
     }
 
     /// <summary>mtty_dev_exit(): removes every instance (blocking while one is open), then the parent, driver and class.</summary>
-    public void Unload()
-    {
-        Core.UnregisterParent(_parent);
-        Class.DeviceUnregister(ParentDevice);
-        Core.UnregisterDriver(_driver);
-        Class.Destroy();
-    }
+    public void Unload() => SampleModule.Exit(Core, _driver, _parent, Class, ParentDevice);
 
     /// <summary>
     /// Plugs a cable into <paramref name="port"/> of the mtty instance <paramref name="uuid"/>:
