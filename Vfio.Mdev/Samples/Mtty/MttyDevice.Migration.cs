@@ -230,10 +230,19 @@ internal sealed partial class MttyDevice
     {
         _stateMutex.AssertHeld();
         var b = new byte[NrPorts * MttyPort.StreamSize];
+
+        // The kernel copies the ports under the migration lock alone: only the user's own
+        // accesses change them, and a VMM makes none while stopped. A cable's far end can,
+        // so the copy also holds ops_lock and rxtx_lock (state_mutex → ops_lock → rxtx_lock).
+        _opsLock.Lock();
+        _rxtxLock.Lock();
         for (int i = 0; i < NrPorts; i++)
         {
             _ports[i].Save(b.AsSpan(i * MttyPort.StreamSize));
         }
+
+        _rxtxLock.Unlock();
+        _opsLock.Unlock();
 
         _saving!.Fill(b);
     }
@@ -249,10 +258,15 @@ internal sealed partial class MttyDevice
             return ErrorReason.Fail(Errno.EINVAL, $"mtty: resume stream has {migf.FilledSize} bytes, {DataSize} expected");
         }
 
+        _opsLock.Lock();
+        _rxtxLock.Lock();
         for (int i = 0; i < NrPorts; i++)
         {
             _ports[i].Load(data.AsSpan(HeaderSize + (i * MttyPort.StreamSize)));
         }
+
+        _rxtxLock.Unlock();
+        _opsLock.Unlock();
 
         return 0;
     }
