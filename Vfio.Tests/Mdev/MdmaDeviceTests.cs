@@ -83,6 +83,13 @@ public sealed class MdmaDeviceTests
             Assert.That(() => d.Read(VfioPciIndex.Bar0, 2, new byte[4]), Throws.InstanceOf<VfioException>().With.Property(nameof(VfioException.Errno)).EqualTo(Errno.EINVAL), "unaligned");
             Assert.That(() => d.Read(VfioPciIndex.Bar0, MdmaRegs.Bar0Size, new byte[4]), Throws.InstanceOf<VfioException>().With.Property(nameof(VfioException.Errno)).EqualTo(Errno.EINVAL), "past BAR0");
             Assert.That(() => d.Read(VfioPciIndex.Bar2, 0, new byte[4]), Throws.InstanceOf<VfioException>().With.Property(nameof(VfioException.Errno)).EqualTo(Errno.EINVAL));
+
+            // 8-byte accesses only at the 64-bit SRC and DST registers, read and written whole.
+            d.WriteRegion64(VfioPciIndex.Bar0, MdmaRegs.Src, 0x1234_5678_9abc_d000);
+            Assert.That(d.ReadRegion64(VfioPciIndex.Bar0, MdmaRegs.Src), Is.EqualTo(0x1234_5678_9abc_d000UL));
+            Assert.That(d.ReadRegion32(VfioPciIndex.Bar0, MdmaRegs.Src + 4), Is.EqualTo(0x1234_5678u));
+            Assert.That(() => d.Write(VfioPciIndex.Bar0, MdmaRegs.Len, new byte[8]), Throws.InstanceOf<VfioException>().With.Property(nameof(VfioException.Errno)).EqualTo(Errno.EINVAL), "LEN and CMD are two registers, not one");
+            Assert.That(d.ReadRegion32(VfioPciIndex.Bar0, MdmaRegs.Completions), Is.Zero, "the refused write ran nothing");
         }
     }
 

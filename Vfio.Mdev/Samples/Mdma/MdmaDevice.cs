@@ -493,6 +493,10 @@ public sealed class MdmaDevice : VfioDevice
         victims.Clear();
         ulong first = iova & ~(PageSize - 1);
         ulong last = len == 0 ? first : iova + len - 1;
+        if (len != 0 && last < iova)
+        {
+            last = ulong.MaxValue; // a range that wraps past 2^64 covers the rest of the space, as the pins did
+        }
         foreach (ulong a in _pins.Keys)
         {
             if (a >= first && a <= last)

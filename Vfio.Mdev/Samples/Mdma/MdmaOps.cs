@@ -109,9 +109,10 @@ internal sealed class MdmaOps : VfioDeviceOps
 
                 return 0;
             case VfioPciIndex.Bar0:
-                if (count is not (4 or 8) || (off & (count - 1)) != 0 || off + count > MdmaRegs.Bar0Size)
+                if (count is not (4 or 8) || (off & (count - 1)) != 0 || off + count > MdmaRegs.Bar0Size
+                    || (count == 8 && off is not (MdmaRegs.Src or MdmaRegs.Dst)))
                 {
-                    return ErrorReason.Fail(Errno.EINVAL, $"mdma {op}: BAR0 access of {count} bytes at 0x{off:x} (4 or 8 bytes, aligned, below 0x{MdmaRegs.Bar0Size:x})");
+                    return ErrorReason.Fail(Errno.EINVAL, $"mdma {op}: BAR0 access of {count} bytes at 0x{off:x} (4 bytes aligned below 0x{MdmaRegs.Bar0Size:x}, or 8 at the 64-bit SRC and DST registers)");
                 }
 
                 if (write)
@@ -121,10 +122,11 @@ internal sealed class MdmaOps : VfioDeviceOps
                 }
                 else
                 {
+                    // SRC and DST read whole (one lock hold); every other register is 32 bits.
                     ulong v = m.BarRead((int)off);
                     if (count == 8)
                     {
-                        BinaryPrimitives.WriteUInt64LittleEndian(data, v | (m.BarRead((int)off + 4) << 32));
+                        BinaryPrimitives.WriteUInt64LittleEndian(data, v);
                     }
                     else
                     {
