@@ -249,6 +249,9 @@ public sealed partial class MmStruct
                 int ret = file.Ops.Mmap(file, vma);
                 if (ret != 0)
                 {
+                    // mmap_region's unmap_and_free_vma: whatever the driver mapped before it
+                    // failed (vm_insert_page, remap_vmalloc_range) is zapped, then the file put.
+                    ZapAllLocked(vma);
                     file.Put();
                     return ret;
                 }

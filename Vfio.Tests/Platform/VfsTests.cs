@@ -151,6 +151,47 @@ public sealed class VfsTests
     }
 
     [Test]
+    public void AnMmapThatFailsAfterInsertingPages_LeavesNoPageReferenceBehind()
+    {
+        SimMachine m = Machines.Create();
+        SimProcess p = m.CreateProcess("t");
+        var ops = new InsertsThenFails(m.Memory);
+        Assert.That(m.CharDevices.RegisterMisc(202, "halfmap", ops), Is.Zero);
+        int fd = p.Open("/dev/halfmap");
+        long used = m.Memory.UsedPages;
+
+        long ret = p.Mmap(0, 2 * 4096, Prot.PROT_READ | Prot.PROT_WRITE, MapFlags.MAP_SHARED, fd);
+
+        Assert.That(ret, Is.EqualTo(Errno.EINVAL.Negative()));
+        Assert.That(ops.Inserted, Is.EqualTo(2), "the driver mapped two pages before failing");
+        Assert.That(m.Memory.UsedPages, Is.EqualTo(used), "the mapping's references were dropped, so the frames are free again");
+        Assert.That(p.Mm.Vmas, Is.Empty);
+        p.Close(fd);
+    }
+
+    // A driver mmap that inserts its own pages (vm_insert_page), then fails: mbochs's shape when
+    // a page allocation fails part-way.
+    private sealed class InsertsThenFails(PhysMem mem) : FileOperations
+    {
+        public int Inserted { get; private set; }
+
+        public override bool CanMmap => true;
+
+        public override int Mmap(SimFile file, Vma vma)
+        {
+            for (ulong a = vma.Start; a < vma.End; a += 4096)
+            {
+                long pfn = KernelPages.AllocPage(mem);
+                Assert.That(KernelPages.InsertPage(vma, a, pfn), Is.Zero);
+                KernelPages.PutPage(mem, pfn); // the driver's own reference; the PTE keeps one
+                Inserted++;
+            }
+
+            return Errno.EINVAL.Negative();
+        }
+    }
+
+    [Test]
     public void AZeroLengthSysfsWrite_ReturnsZero_WithoutCallingStore()
     {
         SimMachine m = Machines.Create();
