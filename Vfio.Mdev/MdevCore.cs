@@ -38,6 +38,9 @@ public sealed partial class MdevCore
     // mdev_bus_compat_class: /sys/class/mdev_bus (null until registered).
     private VfsDir? _compatClass;
 
+    // v6.1: a racing first registration stored NULL over the class (set once, never cleared).
+    private bool _compatClassLost;
+
     private MdevCore(SimMachine machine, MdevOptions options)
     {
         Machine = machine;
@@ -170,13 +173,16 @@ public sealed partial class MdevCore
         if (!Kernel.Profile.Has(MdevFeatures.CompatClassAtInit) && Volatile.Read(ref _compatClass) is null)
         {
             // Unserialised, as in v6.1: two first registrations at once both get here.
+            // The loser stores class_compat_register()'s NULL into the shared pointer, so the
+            // winner's link (or a later unlink) dereferences NULL, and every later first
+            // registration fails ENOMEM on the directory that is still there.
             VfsDir? cls = Machine.Sysfs.CreateDir(Machine.Sysfs.Class, "mdev_bus");
+            Volatile.Write(ref _compatClass, cls);
+            _compatClassLost |= cls is null;
             if (cls is null)
             {
-                return ErrorReason.Fail(Errno.ENOMEM, $"mdev_register_parent: {dev.Name}: class_compat_register(\"mdev_bus\") failed (the class is being created by another registration)");
+                return ErrorReason.Fail(Errno.ENOMEM, $"mdev_register_parent: {dev.Name}: class_compat_register(\"mdev_bus\") failed (the class was created by another registration)");
             }
-
-            Volatile.Write(ref _compatClass, cls);
         }
 
         int ret = CreateParentSysfs(parent);
@@ -185,6 +191,7 @@ public sealed partial class MdevCore
             return ret;
         }
 
+        Bug.On(_compatClassLost && Volatile.Read(ref _compatClass) is null, $"BUG: kernel NULL pointer dereference in class_compat_create_link() from mdev_register_parent({dev.Name}): a racing first registration left mdev_bus_compat_class NULL (v6.1)");
         if (Volatile.Read(ref _compatClass) is { } compat && dev.SysfsDir is { } devDir && Machine.Sysfs.CreateLink(compat, dev.Name, devDir) == 0)
         {
             parent.HasCompatLink = true;
@@ -218,6 +225,7 @@ public sealed partial class MdevCore
 
         try
         {
+            Bug.On(parent.HasCompatLink && _compatClassLost && Volatile.Read(ref _compatClass) is null, $"BUG: kernel NULL pointer dereference in class_compat_remove_link() from mdev_unregister_parent({dev.Name}): mdev_bus_compat_class was left NULL by a racing registration (v6.1)");
             if (parent.HasCompatLink && Volatile.Read(ref _compatClass) is { } compat)
             {
                 Machine.Sysfs.RemoveLink(compat, dev.Name);

@@ -207,6 +207,51 @@ public sealed class MdevSysfsTests
     }
 
     [Test]
+    public void OnLinux61_TwoFirstRegistrationsAtOnce_CanLoseTheCompatClass_EnomemThenANullDereference()
+    {
+        // v6.1 registers the class at the first parent, unserialised: a loser stores NULL over
+        // it and fails ENOMEM; the winner's link (or unlink) then dereferences NULL. Some
+        // schedules avoid the window, some hit it; none may end in any other way.
+        int clean = 0, lost = 0, oops = 0;
+        for (ulong seed = 1; seed <= 40; seed++)
+        {
+            var rig = new MdevRig(KernelProfile.Linux6_1, register: false, seed: seed);
+            rig.Kernel.ExpectWarning("cannot create duplicate filename"); // the loser's class_compat_register, as on Linux
+            var second = new TestMdevDriver("mtest2");
+            int ra = 1, rb = 1;
+            RunResult run = rig.Sim.Run(() =>
+            {
+                KTask a = rig.Kernel.Spawn("register-a", () => TestMdevParent.Create(rig.Sim.Machine, rig.Driver, out ra, className: "ca", name: "pa"));
+                KTask b = rig.Kernel.Spawn("register-b", () => TestMdevParent.Create(rig.Sim.Machine, second, out rb, className: "cb", name: "pb"));
+                a.Join();
+                b.Join();
+            });
+
+            if (run.Outcome == RunOutcome.Panic)
+            {
+                Assert.That(run.Describe(), Does.Contain("class_compat_").And.Contain("NULL"), $"seed {seed}");
+                oops++;
+            }
+            else
+            {
+                Assert.That(run.Passed, Is.True, $"seed {seed}: {run.Describe()}");
+                Assert.That(new[] { ra, rb }, Is.EquivalentTo(new[] { 0, 0 }).Or.EquivalentTo(new[] { 0, Errno.ENOMEM.Negative() }), $"seed {seed}");
+                if (ra != 0 || rb != 0)
+                {
+                    lost++;
+                }
+                else
+                {
+                    clean++;
+                }
+            }
+        }
+
+        Assert.That(clean, Is.Positive, "most schedules miss the window");
+        Assert.That(oops, Is.Positive, $"some schedule hits it: the winner links through the NULL the loser stored ({lost} runs lost the class without an oops)");
+    }
+
+    [Test]
     public void OnLinux612_ATypeThatCannotBeMade_FailsRegistration_AndUndoesEverything()
     {
         var rig = new MdevRig(KernelProfile.Linux6_12, register: false);
