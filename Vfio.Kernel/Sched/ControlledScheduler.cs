@@ -228,11 +228,14 @@ internal sealed class ControlledScheduler : Scheduler
 
     public override void Point(KTask t, SchedOp op, KernelObject? obj)
     {
-        ThrowIfAborted();
         if (!t.IsScheduled)
         {
-            return; // Setup code outside a run: single-threaded, nothing to schedule.
+            // Setup code outside a run, or the host looking at what a finished (even an
+            // aborted) run left: single-threaded, nothing to schedule, nothing to abort.
+            return;
         }
+
+        ThrowIfAborted();
 
         if (t.PreemptCount > 0)
         {

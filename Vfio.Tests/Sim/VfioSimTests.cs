@@ -38,6 +38,22 @@ public sealed class VfioSimTests
     }
 
     [Test]
+    public void AfterARunThatFailed_TheHostCanStillLookAtTheMachine()
+    {
+        VfioSim sim = VfioSim.CreateDefault();
+        RunResult run = sim.Run(() =>
+        {
+            sim.Spawn("user");
+            KTask other = sim.Kernel.Spawn("other", () => KTask.Msleep(1000));
+            throw new InvalidOperationException("the body fails while another task still sleeps");
+        });
+
+        Assert.That(run.Outcome, Is.EqualTo(RunOutcome.Failed), run.Describe());
+        Assert.That(sim.CheckInvariants(), Is.Empty, "the checkers take kernel locks from the host thread");
+        Assert.That(sim.SysfsRead("/sys/bus/pci/devices/0000:01:00.0/vendor"), Is.EqualTo("0x1234"));
+    }
+
+    [Test]
     public void TheBuilder_LoadsOnlyWhatItWasTold_AndItsDependencies()
     {
         VfioSim bare = VfioSim.CreateBuilder().Build();
