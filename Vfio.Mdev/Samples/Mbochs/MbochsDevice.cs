@@ -345,49 +345,16 @@ public sealed class MbochsDevice : VfioDevice
         switch (cmd)
         {
             case VfioIoctl.DeviceGetInfo:
-                {
-                    int err = VfioArg.CopyIn(arg, VfioDeviceInfo.MinSz, out VfioDeviceInfo info, "VFIO_DEVICE_GET_INFO");
-                    if (err != 0)
-                    {
-                        return err;
-                    }
-
-                    info.Flags = VfioDeviceFlags.Pci;
-                    info.NumRegions = NumRegions;
-                    info.NumIrqs = VfioPciIndex.NumIrqs;
-                    return VfioArg.CopyOut(arg, in info, VfioDeviceInfo.MinSz);
-                }
+                return SampleIoctl.GetPciInfo(arg, NumRegions, VfioPciIndex.NumIrqs, out _);
 
             case VfioIoctl.DeviceGetRegionInfo:
                 return GetRegionInfo(arg);
 
             case VfioIoctl.DeviceGetIrqInfo:
-                {
-                    if (UserMemory.Get(arg, out VfioIrqInfo info) != 0)
-                    {
-                        return ErrorReason.Fail(Errno.EFAULT, $"VFIO_DEVICE_GET_IRQ_INFO: cannot read the argument at 0x{arg:x}");
-                    }
-
-                    if (info.Argsz < VfioIrqInfo.MinSz || info.Index >= VfioPciIndex.NumIrqs)
-                    {
-                        return ErrorReason.Fail(Errno.EINVAL, $"VFIO_DEVICE_GET_IRQ_INFO: argsz {info.Argsz} (min {VfioIrqInfo.MinSz}), index {info.Index} of {VfioPciIndex.NumIrqs}");
-                    }
-
-                    info.Count = 0;
-                    return VfioArg.CopyOut(arg, in info, VfioIrqInfo.MinSz);
-                }
+                return SampleIoctl.GetIrqInfoWithoutIrqs(arg, VfioPciIndex.NumIrqs);
 
             case VfioIoctl.DeviceQueryGfxPlane:
-                {
-                    int err = VfioArg.CopyIn(arg, VfioDeviceGfxPlaneInfo.MinSz, out VfioDeviceGfxPlaneInfo plane, "VFIO_DEVICE_QUERY_GFX_PLANE");
-                    if (err != 0)
-                    {
-                        return err;
-                    }
-
-                    err = QueryGfxPlane(ref plane);
-                    return err != 0 ? err : VfioArg.CopyOut(arg, in plane, VfioDeviceGfxPlaneInfo.MinSz);
-                }
+                return SampleIoctl.QueryGfxPlane(arg, QueryGfxPlane);
 
             case VfioIoctl.DeviceGetGfxDmabuf:
                 {

@@ -228,17 +228,13 @@ public sealed class MdpyDevice : VfioDevice
         {
             case VfioIoctl.DeviceGetInfo:
                 {
-                    int err = VfioArg.CopyIn(arg, VfioDeviceInfo.MinSz, out VfioDeviceInfo info, "VFIO_DEVICE_GET_INFO");
-                    if (err != 0)
+                    long ret = SampleIoctl.GetPciInfo(arg, VfioPciIndex.NumRegions, VfioPciIndex.NumIrqs, out VfioDeviceInfo info);
+                    if (ret == 0)
                     {
-                        return err;
+                        _devInfo = info; // mdpy_ioctl caches it: GET_IRQ_INFO checks against it
                     }
 
-                    info.Flags = VfioDeviceFlags.Pci;
-                    info.NumRegions = VfioPciIndex.NumRegions;
-                    info.NumIrqs = VfioPciIndex.NumIrqs;
-                    _devInfo = info;
-                    return VfioArg.CopyOut(arg, in info, VfioDeviceInfo.MinSz);
+                    return ret;
                 }
 
             case VfioIoctl.DeviceGetRegionInfo:
@@ -278,33 +274,10 @@ public sealed class MdpyDevice : VfioDevice
                 }
 
             case VfioIoctl.DeviceGetIrqInfo:
-                {
-                    int err = UserMemory.Get(arg, out VfioIrqInfo info);
-                    if (err != 0)
-                    {
-                        return ErrorReason.Fail(Errno.EFAULT, $"VFIO_DEVICE_GET_IRQ_INFO: cannot read the argument at 0x{arg:x}");
-                    }
-
-                    if (info.Argsz < VfioIrqInfo.MinSz || info.Index >= _devInfo.NumIrqs)
-                    {
-                        return ErrorReason.Fail(Errno.EINVAL, $"VFIO_DEVICE_GET_IRQ_INFO: argsz {info.Argsz} (min {VfioIrqInfo.MinSz}), index {info.Index} against the {_devInfo.NumIrqs} interrupts VFIO_DEVICE_GET_INFO reported");
-                    }
-
-                    info.Count = 0;
-                    return VfioArg.CopyOut(arg, in info, VfioIrqInfo.MinSz);
-                }
+                return SampleIoctl.GetIrqInfoWithoutIrqs(arg, _devInfo.NumIrqs);
 
             case VfioIoctl.DeviceQueryGfxPlane:
-                {
-                    int err = VfioArg.CopyIn(arg, VfioDeviceGfxPlaneInfo.MinSz, out VfioDeviceGfxPlaneInfo plane, "VFIO_DEVICE_QUERY_GFX_PLANE");
-                    if (err != 0)
-                    {
-                        return err;
-                    }
-
-                    err = QueryGfxPlane(ref plane);
-                    return err != 0 ? err : VfioArg.CopyOut(arg, in plane, VfioDeviceGfxPlaneInfo.MinSz);
-                }
+                return SampleIoctl.QueryGfxPlane(arg, QueryGfxPlane);
 
             case VfioIoctl.DeviceSetIrqs:
                 return ErrorReason.Fail(Errno.EINVAL, "VFIO_DEVICE_SET_IRQS: mdpy has no interrupts");
