@@ -13,7 +13,7 @@ namespace Vfio.Tests.Cli;
 public sealed class DemoTests
 {
     // The console's text, then what went to stderr (usage errors), one after the other.
-    private static (int Exit, string Text) RunDemo(DemoOptions options)
+    internal static (int Exit, string Text) RunDemo(DemoOptions options)
     {
         var output = new StringWriter();
         var error = new StringWriter();

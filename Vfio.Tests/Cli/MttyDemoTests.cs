@@ -4,7 +4,6 @@
 // trace replays byte for byte: Vfio.Tests/Sim/ScenarioTests.cs.)
 
 using NUnit.Framework;
-using Spectre.Console;
 using Vfio.Cli;
 using Vfio.Kernel;
 using Vfio.Sim;
@@ -14,19 +13,10 @@ namespace Vfio.Tests.Cli;
 
 public sealed class MttyDemoTests
 {
-    private static (int Exit, string Text) RunDemo(DemoOptions options)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        IAnsiConsole console = CliConsole.Create(output, noColor: true, AnsiSupport.No);
-        int exit = DemoCommand.Run(console, error, options);
-        return (exit, output.ToString() + error.ToString());
-    }
-
     [Test]
     public void DemoMtty_CreatesUsesTalksOverTheCableAndRemoves([Values("linux-6.12", "linux-6.1")] string profile)
     {
-        (int exit, string text) = RunDemo(new DemoOptions { Profile = KernelProfile.Parse(profile), Demo = DemoCommand.Mtty });
+        (int exit, string text) = DemoTests.RunDemo(new DemoOptions { Profile = KernelProfile.Parse(profile), Demo = DemoCommand.Mtty });
 
         Assert.That(exit, Is.Zero, text);
         Assert.That(text, Does.Contain("mtty-1: name \"Single port serial\", device_api vfio-pci, available_instances 24"));
