@@ -21,9 +21,7 @@ namespace Vfio.Tests.Mdev;
 public sealed class MdmaContainerMatrixTests
 {
     // Below edu's 28-bit DMA mask.
-    private const ulong A = 0x100000;
     private const int Pages = 16;
-    private static readonly KernelProfile[] s_profiles = [KernelProfile.Linux6_12, KernelProfile.Linux6_1];
     private static readonly ulong[] s_seeds = [1, 2, 3];
 
     /// <summary>edu DMAs <paramref name="count"/> bytes from <paramref name="iova"/> into its buffer (through the IOMMU); its result (0 or -errno).</summary>
@@ -41,7 +39,7 @@ public sealed class MdmaContainerMatrixTests
     private static void Run(MdmaRig rig, Action body) => Runs.AssertPassed(rig.Sim.Run(body));
 
     [Test]
-    public void PassThroughOnly_MapPinsAndChargesEveryPage_UnmapGivesThemBack([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void PassThroughOnly_MapPinsAndChargesEveryPage_UnmapGivesThemBack([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         Run(rig, () =>
@@ -65,7 +63,7 @@ public sealed class MdmaContainerMatrixTests
     }
 
     [Test]
-    public void MdevOnly_MapPinsNothing_TheDevicePinsAndIsChargedPageByPage([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void MdevOnly_MapPinsNothing_TheDevicePinsAndIsChargedPageByPage([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         rig.ExpectDmaUnmapLockInversion();
@@ -115,7 +113,7 @@ public sealed class MdmaContainerMatrixTests
     }
 
     [Test]
-    public void OneOfEach_ShareOneMapping_AndUnmapReleasesBothKindsOfPins([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void OneOfEach_ShareOneMapping_AndUnmapReleasesBothKindsOfPins([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         rig.ExpectDmaUnmapLockInversion();
@@ -134,7 +132,7 @@ public sealed class MdmaContainerMatrixTests
     }
 
     [Test]
-    public void UnplugThePassThroughDevice_TheMdevKeepsTheMappings_OnlyItsPinsStayCharged([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void UnplugThePassThroughDevice_TheMdevKeepsTheMappings_OnlyItsPinsStayCharged([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         rig.ExpectDmaUnmapLockInversion();
@@ -167,7 +165,7 @@ public sealed class MdmaContainerMatrixTests
     }
 
     [Test]
-    public void RemoveTheMdev_ItsPinsGo_ThePassThroughMappingStaysPinnedAndCharged([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void RemoveTheMdev_ItsPinsGo_ThePassThroughMappingStaysPinnedAndCharged([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         Run(rig, () =>
@@ -197,7 +195,7 @@ public sealed class MdmaContainerMatrixTests
 
     [Test]
     public void Race13_AttachingAPassThroughGroupOverRlimit_IsEnomem_AndTheMdevStillDmas(
-        [Values] SchedulerMode mode, [ValueSource(nameof(s_seeds))] ulong seed, [ValueSource(nameof(s_profiles))] KernelProfile profile)
+        [Values] SchedulerMode mode, [ValueSource(nameof(s_seeds))] ulong seed, [ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile, limits: new ResourceLimits { MemlockBytes = 8 * (long)P }, mode: mode, seed: seed);
         rig.ExpectDmaUnmapLockInversion();

@@ -21,11 +21,9 @@ namespace Vfio.Tests.Mdev;
 [TestFixture]
 public sealed class MdmaDeviceTests
 {
-    private const ulong A = 0x100000;
-    private static readonly KernelProfile[] s_profiles = [KernelProfile.Linux6_12, KernelProfile.Linux6_1];
 
     [Test]
-    public void TheParentOffersTwoTypes_AndTheCoreCountsInstancesAcrossThem([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void TheParentOffersTwoTypes_AndTheCoreCountsInstancesAcrossThem([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile, new MdmaOptions { MaxInstances = 2 });
         Assert.That(rig.Sim.SysfsRead($"{rig.TypeDir(Type1Name)}/device_api"), Is.EqualTo("vfio-pci"));
@@ -94,7 +92,7 @@ public sealed class MdmaDeviceTests
     }
 
     [Test]
-    public void Copy_PinsSourceAndDestination_CachesThePins_AndCloseUnpinsThem([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void Copy_PinsSourceAndDestination_CachesThePins_AndCloseUnpinsThem([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         Guid u = rig.Create();
@@ -204,7 +202,7 @@ public sealed class MdmaDeviceTests
     }
 
     [Test]
-    public void DmaUnmap_UnpinsWhatTheDevicePinnedInTheRange_AndTheUnmapReportsTheFullSize([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void DmaUnmap_UnpinsWhatTheDevicePinnedInTheRange_AndTheUnmapReportsTheFullSize([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         rig.ExpectDmaUnmapLockInversion();

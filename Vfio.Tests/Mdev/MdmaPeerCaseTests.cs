@@ -21,9 +21,7 @@ namespace Vfio.Tests.Mdev;
 [TestFixture]
 public sealed class MdmaPeerCaseTests
 {
-    private const ulong A = 0x100000;
     private const int RW = (int)(IommuProt.Read | IommuProt.Write);
-    private static readonly KernelProfile[] s_profiles = [KernelProfile.Linux6_12, KernelProfile.Linux6_1];
 
     private static void AssertRejected(MdmaRig rig, VfioContainerFd c, MdmaDevice dev, long ret, Errno errno, MdmaState before)
     {
@@ -33,7 +31,7 @@ public sealed class MdmaPeerCaseTests
     }
 
     [Test]
-    public void MD_10_PinInATypeOneV1Container_IsEacces_DmaRwStillWorks([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void MD_10_PinInATypeOneV1Container_IsEacces_DmaRwStillWorks([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         Guid u = rig.Create();
@@ -51,7 +49,7 @@ public sealed class MdmaPeerCaseTests
     }
 
     [Test]
-    public void MD_11_ADriverWithoutDmaUnmap_IsNeverRegistered_AndItsPinsAreEinval([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void MD_11_ADriverWithoutDmaUnmap_IsNeverRegistered_AndItsPinsAreEinval([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile, new MdmaOptions { WithoutDmaUnmapOp = true });
         Guid u = rig.Create();
@@ -70,7 +68,7 @@ public sealed class MdmaPeerCaseTests
     }
 
     [Test]
-    public void MD_11_ADeviceWithoutDmaUnmap_BesideOneWithIt_IsRefusedSince66_ButPinnedBy61([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void MD_11_ADeviceWithoutDmaUnmap_BesideOneWithIt_IsRefusedSince66_ButPinnedBy61([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         var mtest = new TestMdevDriver();
@@ -140,7 +138,7 @@ public sealed class MdmaPeerCaseTests
     }
 
     [Test]
-    public void MD_13_NpageZeroIsEinval_Over512IsE2big_AndAnIovaThatWrapsIsEinvalOnTheType1Path([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void MD_13_NpageZeroIsEinval_Over512IsE2big_AndAnIovaThatWrapsIsEinvalOnTheType1Path([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         Guid u = rig.Create(Type2Name);
@@ -167,7 +165,7 @@ public sealed class MdmaPeerCaseTests
     }
 
     [Test]
-    public void MD_14_PinningTheSameIovaTwice_SharesOnePage_AndTakesTwoUnpins([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void MD_14_PinningTheSameIovaTwice_SharesOnePage_AndTakesTwoUnpins([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         Guid u = rig.Create();
@@ -192,7 +190,7 @@ public sealed class MdmaPeerCaseTests
     }
 
     [Test]
-    public void MD_16_WithTheMappingOwnerGone_PinIsEnodev_AndDmaRwIsEperm([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void MD_16_WithTheMappingOwnerGone_PinIsEnodev_AndDmaRwIsEperm([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         Guid u = rig.Create();
@@ -216,7 +214,7 @@ public sealed class MdmaPeerCaseTests
     }
 
     [Test]
-    public void MD_17_UnpinWithNpageOutOfRange_WarnsAndChangesNothing([ValueSource(nameof(s_profiles))] KernelProfile profile, [Values(0, -1, VfioDevice.PinPagesMaxEntries + 1)] int npage)
+    public void MD_17_UnpinWithNpageOutOfRange_WarnsAndChangesNothing([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile, [Values(0, -1, VfioDevice.PinPagesMaxEntries + 1)] int npage)
     {
         var rig = new MdmaRig(profile);
         Guid u = rig.Create();
@@ -238,7 +236,7 @@ public sealed class MdmaPeerCaseTests
     }
 
     [Test]
-    public void T1_31_OnARealMdev_UnmapNotifiesEachPinnedMappingWhole_RestartsAndReportsTheFullSize([ValueSource(nameof(s_profiles))] KernelProfile profile)
+    public void T1_31_OnARealMdev_UnmapNotifiesEachPinnedMappingWhole_RestartsAndReportsTheFullSize([ValueSource(typeof(MdmaRig), nameof(Profiles))] KernelProfile profile)
     {
         var rig = new MdmaRig(profile);
         rig.ExpectDmaUnmapLockInversion();

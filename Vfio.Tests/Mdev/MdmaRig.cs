@@ -25,6 +25,12 @@ internal sealed class MdmaRig
 {
     public const string Edu = "0000:01:00.0";
     public const ulong P = 4096;
+
+    /// <summary>The IOVA the tests map their buffers at.</summary>
+    public const ulong A = 0x100000;
+
+    /// <summary>Both kernel profiles, for [ValueSource].</summary>
+    public static readonly KernelProfile[] Profiles = [KernelProfile.Linux6_12, KernelProfile.Linux6_1];
     public const string Type1Name = "mdma-1";
     public const string Type2Name = "mdma-2";
 
