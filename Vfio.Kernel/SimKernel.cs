@@ -59,6 +59,7 @@ public sealed class SimKernel
         Log = new KernelLog(this);
         Lockdep = new Lockdep(this);
         Faults = new FaultInjector(this);
+        Kasan = new Kasan(this);
         Scheduler = config.Mode == SchedulerMode.Controlled ? new ControlledScheduler(this) : new RealScheduler(this);
         _flags = (config.Mode == SchedulerMode.Controlled ? FlagControlled : 0) | (config.Lockdep ? FlagLockdep : 0) | (config.Trace ? FlagTrace : 0);
         Created?.Invoke(this);
@@ -97,6 +98,9 @@ public sealed class SimKernel
 
     /// <summary>Structured trace events (off unless enabled) and, in controlled mode, the schedule.</summary>
     public TraceLog Trace { get; }
+
+    /// <summary>Use-after-free detection: freed objects are poisoned and a later dereference is a kernel BUG.</summary>
+    public Kasan Kasan { get; }
 
     /// <summary>The kernel's message buffer (printk / dmesg).</summary>
     public KernelLog Log { get; }

@@ -16,4 +16,13 @@ public sealed partial class VfioSimBuilder
         _mdev = options ?? _mdev ?? new MdevOptions();
         return this;
     }
+
+    /// <summary>Loads the mdev core with the design variants <paramref name="design"/> applies to its current ones.</summary>
+    public VfioSimBuilder UseMdevDesign(Func<MdevDesign, MdevDesign> design)
+    {
+        ArgumentNullException.ThrowIfNull(design);
+        MdevOptions options = _mdev ?? new MdevOptions();
+        AddMdev(options with { Design = design(options.Design) });
+        return this;
+    }
 }

@@ -13,6 +13,7 @@ internal abstract class Strategy
         StrategyKind.Pct => new PctStrategy(seed, spec.Depth, spec.MaxSteps),
         StrategyKind.RoundRobin => new RoundRobinStrategy(spec.Quantum),
         StrategyKind.Replay => new ReplayStrategy(spec.ReplayTrace!),
+        StrategyKind.Guided => throw new NotImplementedException("the guided strategy is being written"),
         _ => throw new ArgumentOutOfRangeException(nameof(spec), spec.Kind, "unknown strategy"),
     };
 

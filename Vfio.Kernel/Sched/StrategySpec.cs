@@ -16,6 +16,8 @@ public enum StrategyKind
     RoundRobin,
     /// <summary>Follow a recorded trace step by step; fail on divergence.</summary>
     Replay,
+    /// <summary>Run without preemption except at the given deviations (bounded search and shrinking).</summary>
+    Guided,
 }
 
 /// <summary>An immutable description of a strategy: <c>random</c>, <c>pct(d=3,k=200)</c>, <c>round-robin(q=1)</c>, <c>replay</c>.</summary>
@@ -70,6 +72,19 @@ public sealed record StrategySpec
         return new(StrategyKind.Replay, trace: trace);
     }
 
+    /// <summary>
+    /// A guided schedule: the running task goes on while it can (when it blocks or exits, the
+    /// lowest-id runnable task runs), except at <paramref name="deviations"/>.
+    /// </summary>
+    public static StrategySpec Guided(IReadOnlyList<ScheduleDeviation> deviations)
+    {
+        ArgumentNullException.ThrowIfNull(deviations);
+        return new(StrategyKind.Guided) { Deviations = deviations };
+    }
+
+    /// <summary>Guided: the forced switches.</summary>
+    public IReadOnlyList<ScheduleDeviation> Deviations { get; private init; } = [];
+
     /// <summary>Parses <c>random</c>, <c>pct</c>, <c>pct:3</c>, <c>pct:3:200</c>, <c>pct(d=3,k=200)</c>, <c>round-robin</c>, <c>rr:2</c>.</summary>
     public static StrategySpec Parse(string text)
     {
@@ -108,6 +123,7 @@ public sealed record StrategySpec
         StrategyKind.Random => "random",
         StrategyKind.Pct => string.Create(CultureInfo.InvariantCulture, $"pct(d={Depth},k={MaxSteps})"),
         StrategyKind.RoundRobin => string.Create(CultureInfo.InvariantCulture, $"round-robin(q={Quantum})"),
+        StrategyKind.Guided => string.Create(CultureInfo.InvariantCulture, $"guided({Deviations.Count})"),
         _ => "replay",
     };
 }

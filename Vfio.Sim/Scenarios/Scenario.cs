@@ -41,6 +41,17 @@ public abstract class Scenario
     /// <summary>What kind of scenario this is.</summary>
     public abstract ScenarioKind Kind { get; }
 
+    /// <summary>The race catalogue's entry (history, fix, fix switch, detectors), or null for a scenario that is not a race.</summary>
+    public virtual Races.RaceInfo? Race => null;
+
+    /// <summary>
+    /// Switches the fix on (today's kernel) or off (the design or profile that had the bug),
+    /// after <see cref="Configure"/>. Only scenarios whose <see cref="Race"/> names a
+    /// <see cref="Races.RaceInfo.FixSwitch"/> have one; the others throw.
+    /// </summary>
+    public virtual void ApplyFix(VfioSimBuilder builder, bool on)
+        => throw new InvalidOperationException($"{Name} has no fix switch: run it without --fix");
+
     /// <summary>Loads what the body needs (modules, drivers). Default: vfio, type1 and vfio-pci.</summary>
     public virtual void Configure(VfioSimBuilder builder)
     {
@@ -145,6 +156,12 @@ public abstract class Scenario
         }
 
         Configure(b);
+        if (options.Fix is { } fix)
+        {
+            ApplyFix(b, fix);
+        }
+
+        Races.DesignSettings.Apply(b, options.Designs);
         options.Configure?.Invoke(b);
         if (options.Replay is { } trace)
         {

@@ -76,6 +76,19 @@ public sealed class ScenarioContext
         }
     }
 
+    /// <summary>
+    /// A race detector's check: as <see cref="Check"/>, but the failure names
+    /// <paramref name="detector"/> (a leak at the end, a wrong errno, a broken invariant), which
+    /// is how <c>vfio-sim race</c> reports what it found.
+    /// </summary>
+    public static void Detect(Races.RaceDetector detector, bool condition, string expected, string found)
+    {
+        if (!condition)
+        {
+            throw new ScenarioCheckException(detector, expected, found);
+        }
+    }
+
     /// <summary>Checks that <paramref name="actual"/> equals <paramref name="expected"/>, naming <paramref name="what"/> in the failure.</summary>
     public static void CheckEqual<T>(T actual, T expected, string what)
     {

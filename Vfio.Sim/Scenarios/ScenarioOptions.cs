@@ -31,6 +31,19 @@ public sealed record ScenarioOptions
     /// <summary>A recorded controlled run to follow step for step (its seed and profile win).</summary>
     public RunTrace? Replay { get; init; }
 
+    /// <summary>
+    /// For a race scenario with a fix switch: true runs today's fixed kernel, false the design
+    /// or profile that had the bug; null leaves the scenario's configuration as it is.
+    /// </summary>
+    public bool? Fix { get; init; }
+
+    /// <summary>
+    /// Design variants as <c>KEY=VALUE</c> (<c>Unbind=SilentBlock</c>,
+    /// <c>TrackDevicesDuringUnbind=false</c>, <c>Mdev.SynchronizeWithParentRemoval=false</c>),
+    /// applied after the fix switch; see <see cref="Races.DesignSettings"/>.
+    /// </summary>
+    public IReadOnlyList<string> Designs { get; init; } = [];
+
     /// <summary>Adjusts the boot after the scenario's own configuration: design variants, kernel settings, extra drivers.</summary>
     public Action<VfioSimBuilder>? Configure { get; init; }
 

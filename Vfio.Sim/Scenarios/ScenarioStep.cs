@@ -32,6 +32,16 @@ public sealed class ScenarioCheckException : Exception
     /// <summary>What the kernel does.</summary>
     public string Expected { get; }
 
+    /// <summary>A failed check that a race detector makes (a leak, a wrong errno, a broken invariant).</summary>
+    public ScenarioCheckException(Races.RaceDetector detector, string expected, string found)
+        : this(expected, found)
+    {
+        Detector = detector;
+    }
+
     /// <summary>What happened instead.</summary>
     public string Found { get; }
+
+    /// <summary>Which race detector the check is (null: a plain check, counted as a broken invariant).</summary>
+    public Races.RaceDetector? Detector { get; }
 }
