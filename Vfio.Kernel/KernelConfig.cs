@@ -33,6 +33,12 @@ public sealed record KernelConfig
     /// <summary>Record structured trace events from the start. Default: off (and free when off).</summary>
     public bool Trace { get; init; }
 
+    /// <summary>
+    /// Record the timeline too (lock holds, blocked waits, wake-ups, counters) for a Perfetto
+    /// view of the run; implies <see cref="Trace"/>. Default: off (and free when off).
+    /// </summary>
+    public bool Timeline { get; init; }
+
     /// <summary>Real mode: virtual nanoseconds per wall nanosecond, so a 10 s kernel wait takes 10 ms by default.</summary>
     public long RealTimeScale { get; init; } = 1000;
 

@@ -128,6 +128,13 @@ public sealed partial class VfioSimBuilder
         return this;
     }
 
+    /// <summary>Records the run's timeline as well as its trace (lock holds, waits, wake-ups, counters) for <see cref="RunTrace.ToPerfetto"/>. Off by default.</summary>
+    public VfioSimBuilder EnableTimeline(bool enabled = true)
+    {
+        _kernel = _kernel with { Timeline = enabled, Trace = enabled || _kernel.Trace };
+        return this;
+    }
+
     /// <summary>Adjusts the kernel configuration last (step budget, watchdogs, time scale, whether WARNs fail runs).</summary>
     public VfioSimBuilder ConfigureKernel(Func<KernelConfig, KernelConfig> configure)
     {

@@ -321,6 +321,13 @@ public sealed class RunTrace
         return Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
+    /// <summary>
+    /// The run as a Perfetto timeline (Chrome trace-event JSON that ui.perfetto.dev opens).
+    /// <paramref name="finding"/>, when given, is marked as the detector's report.
+    /// SKELETON: the richer timeline (lock holds, waits, wake-up flows, counters) is being written.
+    /// </summary>
+    public string ToPerfetto(string? finding = null) => ToChromeTrace();
+
     private static void WriteSlice(Utf8JsonWriter w, int task, long start, long end, string name)
     {
         if (task == 0)

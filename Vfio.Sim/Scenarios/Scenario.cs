@@ -149,7 +149,8 @@ public abstract class Scenario
             .UseScheduler(options.Mode)
             .UseSeed(options.Seed)
             .UseStrategy(options.Strategy)
-            .EnableTrace(options.Trace);
+            .EnableTrace(options.Trace)
+            .EnableTimeline(options.Timeline);
         if (options.Machine is { } m)
         {
             b.UseMachine(m);

@@ -28,6 +28,9 @@ public sealed record ScenarioOptions
     /// <summary>Record the kernel's trace events. Default: on (scenarios are for looking at).</summary>
     public bool Trace { get; init; } = true;
 
+    /// <summary>Record the timeline too (lock holds, waits, wake-ups, counters), for <see cref="RunTrace.ToPerfetto"/>. Default: off.</summary>
+    public bool Timeline { get; init; }
+
     /// <summary>A recorded controlled run to follow step for step (its seed and profile win).</summary>
     public RunTrace? Replay { get; init; }
 
