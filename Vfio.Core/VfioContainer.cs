@@ -241,7 +241,7 @@ public sealed class VfioContainer
             return ErrorReason.Fail(Errno.EPERM, $"{Name}: a noiommu group needs CAP_SYS_RAWIO");
         }
 
-        IommuGroup ig = group.IommuGroupLocked!;
+        IommuGroup ig = group.IommuGroupLocked("vfio_container_attach_group")!;
         GroupLock.DownWrite();
         try
         {

@@ -5,8 +5,11 @@
 // vfio_unregister_group_dev, which blocks until the last user is gone.
 //
 // Two counts: the struct device reference (alloc = 1, vfio_put_device drops it, the last
-// put runs ops->release), and the registration refcount (1 from registration, +1 per
-// open fd; 0 fires the completion the unregister path waits on).
+// put runs ops->release and frees the device), and the registration refcount (1 from
+// registration, +1 per open fd; 0 fires the completion the unregister path waits on). An
+// open fd holds only the registration count, so the unregister wait is what keeps the
+// device's memory alive under it: the NoWait design variant skips the wait, the driver's
+// put frees the device (poisoned for KASAN), and the fd's next use is a use-after-free.
 
 using Vfio.Kernel;
 using Vfio.Platform.Base;
@@ -77,6 +80,15 @@ public class VfioDevice
 
     /// <summary>True after the last <see cref="PutDevice"/>.</summary>
     public bool IsReleased => Volatile.Read(ref _released);
+
+    /// <summary>The kernel's name for the driver's device structure, as a KASAN report names the freed object (<c>vfio_pci_core_device</c>).</summary>
+    protected virtual string KernelTypeName => "vfio_device";
+
+    /// <summary>
+    /// KASAN at a dereference of this device through a pointer that does not hold it (a
+    /// device fd, a VMA's private data): a kernel BUG when the device was already freed.
+    /// </summary>
+    public void KasanCheck(string function) => Core.Kernel.Kasan.Check(this, function);
 
     internal int OpenFileCount
     {
@@ -169,6 +181,9 @@ public class VfioDevice
         }
 
         Volatile.Write(ref _released, true);
+
+        // kvfree(device): the driver's structure embeds the vfio_device, so this is its free too.
+        Core.Kernel.Kasan.Free(this, $"{KernelTypeName} {Name} ({Dev.Name})", "vfio_device_release");
     }
 
     /// <summary>vfio_assign_device_set(): joins (or creates) the set keyed by <paramref name="setId"/>.</summary>
@@ -298,11 +313,12 @@ public class VfioDevice
     /// 10 s. A signal to the waiting task is logged and the wait becomes uninterruptible.
     /// The order follows the profile (<see cref="VfioCoreFeatures.UnregisterHidesDeviceBeforeWaiting"/>):
     /// v6.6+ stops new opens first; earlier kernels drop the registration and wait while the
-    /// device can still be found.
+    /// device can still be found. The <see cref="VfioUnbindPolicy.NoWait"/> design hides the
+    /// device, drops the registration and goes on without waiting.
     /// </summary>
     public void UnregisterGroupDev()
     {
-        bool hideFirst = Core.Kernel.Profile.Has(VfioCoreFeatures.UnregisterHidesDeviceBeforeWaiting);
+        bool hideFirst = Core.Design.Unbind == VfioUnbindPolicy.NoWait || Core.Kernel.Profile.Has(VfioCoreFeatures.UnregisterHidesDeviceBeforeWaiting);
         if (hideFirst)
         {
             Group!.UnregisterDevice(this);
@@ -326,6 +342,14 @@ public class VfioDevice
         VfioDesign design = Core.Design;
         if (_comp.TryWait())
         {
+            return;
+        }
+
+        if (design.Unbind == VfioUnbindPolicy.NoWait)
+        {
+            // The proposal: the user's fds keep only their registration counts, which nothing
+            // waits for; the device's memory goes with the driver's vfio_put_device.
+            Core.Kernel.Trace.Event(KTask.CurrentOrNull, "vfio_unregister_nowait", Name, $"{RegistrationCount} fd(s) still open");
             return;
         }
 

@@ -4,6 +4,11 @@
 // release closes the device and drops the fd's registration reference, which may be the
 // one the unregister path is waiting for. Every ioctl runs with the device runtime-resumed
 // when its driver does runtime PM. Also VFIO_DEVICE_FEATURE, handled by the core.
+//
+// df->device is a plain pointer: the fd holds the registration count, not the struct
+// device, so the device stays allocated only because unregister waits for the fd. Where
+// the kernel first dereferences it (the access checks done, in ioctl, read, write, mmap and
+// release) KASAN checks it: with the NoWait unbind design it may already be freed.
 
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
@@ -145,7 +150,11 @@ internal sealed class VfioDeviceFile
         groupFile?.Put();
     }
 
-    /// <summary>The revoke design: close on the user's behalf now; later accesses fail. False if the fd was already released or revoked.</summary>
+    /// <summary>
+    /// The revoke design: close on the user's behalf now; later accesses fail, and the fd no
+    /// longer refers to the device (which may be freed once the unbind completes). False if
+    /// the fd was already released or revoked.
+    /// </summary>
     public bool Revoke()
     {
         if (Interlocked.Exchange(ref _revoked, 1) != 0)
@@ -153,6 +162,7 @@ internal sealed class VfioDeviceFile
             return false;
         }
 
+        Device.RemoveFile(this);
         GroupClose();
         Device.PutRegistration();
         return true;
@@ -161,12 +171,14 @@ internal sealed class VfioDeviceFile
     /// <summary>vfio_device_fops_release().</summary>
     public void Release()
     {
-        Device.RemoveFile(this);
         if (Interlocked.Exchange(ref _revoked, 1) != 0)
         {
             return;
         }
 
+        // vfio_df_group_close() reads device->group first.
+        Device.KasanCheck("vfio_df_group_close");
+        Device.RemoveFile(this);
         GroupClose();
         Device.PutRegistration();
     }
@@ -203,6 +215,7 @@ internal sealed class VfioDeviceFops : FileOperations
         // vfio_device_pm_runtime_get/put around every command: a device in runtime suspend
         // (or user-requested low power) is up for the ioctl's duration.
         VfioDevice device = df.Device;
+        device.KasanCheck("vfio_device_fops_unl_ioctl");
         int ret = device.PmRuntimeGet();
         if (ret != 0)
         {
@@ -235,6 +248,7 @@ internal sealed class VfioDeviceFops : FileOperations
         }
 
         VfioDevice d = df.Device;
+        d.KasanCheck("vfio_device_fops_read");
         return (d.Ops.Provides & VfioOps.Read) != 0 ? d.Ops.Read(d, buf, count, ref pos) : Errno.EINVAL.Negative();
     }
 
@@ -247,6 +261,7 @@ internal sealed class VfioDeviceFops : FileOperations
         }
 
         VfioDevice d = df.Device;
+        d.KasanCheck("vfio_device_fops_write");
         return (d.Ops.Provides & VfioOps.Write) != 0 ? d.Ops.Write(d, buf, count, ref pos) : Errno.EINVAL.Negative();
     }
 
@@ -259,6 +274,7 @@ internal sealed class VfioDeviceFops : FileOperations
         }
 
         VfioDevice d = df.Device;
+        d.KasanCheck("vfio_device_fops_mmap");
         return (d.Ops.Provides & VfioOps.Mmap) != 0 ? d.Ops.Mmap(d, vma) : Errno.EINVAL.Negative();
     }
 }

@@ -36,8 +36,13 @@ public static class VfioFile
             return true;
         }
 
-        return file.PrivateData is not VfioDeviceFile df
-               || df.Device.Dev.IommuGroup is { } dg && dg.Core.Capable(df.Device.Dev, IommuCap.EnforceCacheCoherency);
+        if (file.PrivateData is not VfioDeviceFile df)
+        {
+            return true;
+        }
+
+        df.Device.KasanCheck("vfio_file_enforced_coherent");
+        return df.Device.Dev.IommuGroup is { } dg && dg.Core.Capable(df.Device.Dev, IommuCap.EnforceCacheCoherency);
     }
 
     /// <summary>vfio_file_set_kvm(): associates <paramref name="kvm"/> (or null) with a group file; devices take a reference at their first open.</summary>

@@ -107,7 +107,7 @@ public sealed partial class VfioGroup
         GroupLock.Lock();
         try
         {
-            if (IommuGroupLocked is null)
+            if (IommuGroupLocked("vfio_group_ioctl_get_status") is null)
             {
                 return ErrorReason.Fail(Errno.ENODEV, $"{GetStatusName}: group {Name}'s last device was unregistered");
             }
@@ -157,7 +157,7 @@ public sealed partial class VfioGroup
                     return ErrorReason.Fail(Errno.EINVAL, $"{SetContainerName}: group {Name} already has a container");
                 }
 
-                if (IommuGroupLocked is null)
+                if (IommuGroupLocked("vfio_group_ioctl_set_container") is null)
                 {
                     return ErrorReason.Fail(Errno.ENODEV, $"{SetContainerName}: group {Name}'s last device was unregistered");
                 }

@@ -54,7 +54,7 @@ public sealed partial class VfioGroup
     {
         GroupLock.AssertHeld();
         blocker = null;
-        IommuGroup? ig = IommuGroupLocked;
+        IommuGroup? ig = IommuGroupLocked("iommu_group_dma_owner_claimed");
         if (ig is null)
         {
             return false;

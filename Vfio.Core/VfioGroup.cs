@@ -93,23 +93,20 @@ public sealed partial class VfioGroup
     internal IommuGroup? IommuGroupUnchecked => _iommuGroup;
 
     /// <summary>
-    /// group-&gt;iommu_group for a dereference. When the group does not hold its own
-    /// reference (design variant) the iommu_group may already be freed: that is reported
-    /// as the kernel would have crashed.
+    /// group-&gt;iommu_group for a dereference in <paramref name="function"/>. When the group
+    /// does not hold its own reference (design variant) the iommu_group may already be freed
+    /// (its release poisons it): KASAN reports the use-after-free as the kernel BUG.
     /// </summary>
-    internal IommuGroup? IommuGroupLocked
+    internal IommuGroup? IommuGroupLocked(string function)
     {
-        get
+        GroupLock.AssertHeld();
+        IommuGroup? g = _iommuGroup;
+        if (g is not null)
         {
-            GroupLock.AssertHeld();
-            IommuGroup? g = _iommuGroup;
-            if (g is not null && g.IsReleased)
-            {
-                Bug.On(true, $"use-after-free: vfio group {Name} dereferences iommu_group {g.Id}, freed when its last device was removed (the vfio group holds no reference of its own)");
-            }
-
-            return g;
+            Core.Kernel.Kasan.Check(g, function);
         }
+
+        return g;
     }
 
     /// <summary>refcount_read(&amp;group-&gt;drivers) (stable under vfio.group_lock).</summary>

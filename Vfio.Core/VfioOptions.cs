@@ -15,6 +15,14 @@ public enum VfioUnbindPolicy
 
     /// <summary>Request, and after <see cref="VfioDesign.RevokeAfter"/> revoke the user's access: its fds stop working and the unbind completes.</summary>
     RequestThenRevoke,
+
+    /// <summary>
+    /// Do not wait (proposed, never merged): unregister hides the device, drops the
+    /// registration reference and returns at once; the driver's last put then frees the
+    /// device while the user's fds still point at it, and their next use is a
+    /// use-after-free (a KASAN report).
+    /// </summary>
+    NoWait,
 }
 
 /// <summary>When the /dev/vfio/N node of a group exists, and whether opening it needs viability (the 2011 group-model debate).</summary>

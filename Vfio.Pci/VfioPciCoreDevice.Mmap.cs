@@ -479,6 +479,7 @@ public sealed partial class VfioPciCoreDevice
         {
             if (vdev.UsesVmaList)
             {
+                vdev.KasanCheck("vfio_pci_mmap_close");
                 vdev._vmaLock.Lock();
                 vdev._vmaList.Remove(vma);
                 vdev._vmaLock.Unlock();
@@ -487,9 +488,17 @@ public sealed partial class VfioPciCoreDevice
             vdev.RemoveInodeMapping(vma);
         }
 
+        // vma->vm_private_data is the vfio_pci_core_device, held by nothing but the unbind wait.
         public VmFault Fault(Vma vma, ulong address, bool write)
-            => vdev.UsesVmaList ? vdev.FaultVmaList(vma) : vdev.FaultPage(vma, address);
+        {
+            vdev.KasanCheck(vdev.UsesVmaList ? "vfio_pci_mmap_fault" : "vfio_pci_mmap_huge_fault");
+            return vdev.UsesVmaList ? vdev.FaultVmaList(vma) : vdev.FaultPage(vma, address);
+        }
 
-        public VmFault HugeFault(Vma vma, ulong address, int order, bool write) => vdev.HugeFault(vma, address, order);
+        public VmFault HugeFault(Vma vma, ulong address, int order, bool write)
+        {
+            vdev.KasanCheck("vfio_pci_mmap_huge_fault");
+            return vdev.HugeFault(vma, address, order);
+        }
     }
 }

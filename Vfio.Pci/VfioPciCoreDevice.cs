@@ -101,6 +101,9 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
 
     private string Pname => Pdev.Name;
 
+    /// <inheritdoc/>
+    protected override string KernelTypeName => "vfio_pci_core_device";
+
     /// <summary>vfio_pci_core_init_dev(): the locks; called by the core inside vfio_alloc_device.</summary>
     internal void InitDev(VfioPciDriver driver)
     {

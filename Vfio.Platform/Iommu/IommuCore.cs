@@ -354,6 +354,9 @@ public sealed partial class IommuCore : IDmaTranslator
 
         _groupIds.Free(group.Id);
         Machine.Kernel.Trace.Event(KTask.CurrentOrNull, "iommu_group_release", group.ToString());
+
+        // kfree(group): a pointer that still reaches it is a use-after-free (KASAN).
+        Machine.Kernel.Kasan.Free(group, $"iommu_group {group.Id}", "iommu_group_release");
     }
 
     /// <summary>Drops a group reference; the last one releases the group under _lock.</summary>

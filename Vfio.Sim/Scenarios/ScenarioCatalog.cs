@@ -45,6 +45,7 @@ public sealed class ScenarioCatalog
         new Pci.ConcurrentBarFaults(),
         new Pci.IoeventfdVsReset(),
         new Mdev.MdevCreateRemoveVsUnregister(),
+        new UnbindNoWait(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>
