@@ -78,6 +78,7 @@ internal sealed class UnbindNoWait : LifecycleScenario
                 CheckEqual(session.Device.ReadConfig16(0), (ushort)0x1234, "edu's vendor id through the config region");
                 CheckEqual(bar.Read32(0), id, "edu's identification register through the BAR mapping");
                 accesses++;
+                KTask.Msleep(1); // the guest runs a while before its next exit
             }
 
             if (!Volatile.Read(ref stop))
