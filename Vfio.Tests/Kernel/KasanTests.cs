@@ -44,7 +44,7 @@ public sealed class KasanTests
     [Test]
     public void AnAccessAfterTheFree_IsAKernelBug_NamingTheObjectTheFreeingTaskAndTimeAndTheAccessor()
     {
-        var k = new SimKernel();
+        var k = new SimKernel(new KernelConfig { Mode = SchedulerMode.Controlled });
         var o = new Obj();
         long freedAt = 0, accessedAt = 0;
         RunResult r = k.Run(() =>

@@ -112,6 +112,8 @@ public sealed class UnbindNoWaitTests
         Assert.That(kasan, Does.Contain("Freed by task main/").And.Contain(" vfio_device_release\n"));
         Assert.That(kasan, Does.Contain("Accessed by task main/").And.Contain(" vfio_device_fops_unl_ioctl\n"));
         Assert.That(sim.Dmesg(), Does.Contain("BUG: KASAN: slab-use-after-free in vfio_device_fops_unl_ioctl"));
+        Assert.That(sim.Warnings.Select(w => w.Title), Has.Some.Contains("vfio_group_detach_container: group 2 has container_users 2"),
+            "the group's teardown found the open device still using the container");
     }
 
     [Test]
