@@ -45,6 +45,10 @@ public sealed class ScenarioCatalog
         new Pci.ConcurrentBarFaults(),
         new Pci.IoeventfdVsReset(),
         new Mdev.MdevCreateRemoveVsUnregister(),
+        new DriverBindIntoLiveGroup(),
+        new UnbindVsViability(),
+        new UnbindGroupLifetime(),
+        new KvmGroupVsContainerChange(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>
