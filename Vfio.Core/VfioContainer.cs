@@ -125,29 +125,37 @@ public sealed class VfioContainer
 
             if (IommuDriver is { } driver)
             {
-                return driver.Ioctl(IommuData, VfioIoctl.CheckExtension, arg);
+                ret = driver.Ioctl(IommuData, VfioIoctl.CheckExtension, arg);
             }
-
-            Core.DriversLock.Lock();
-            try
+            else
             {
-                foreach (IVfioIommuDriver d in Core.DriversLocked)
+                Core.DriversLock.Lock();
+                try
                 {
-                    if (_groups.Count > 0 && !DriverAllowed(d))
+                    foreach (IVfioIommuDriver d in Core.DriversLocked)
                     {
-                        continue;
-                    }
+                        if (_groups.Count > 0 && !DriverAllowed(d))
+                        {
+                            continue;
+                        }
 
-                    ret = d.Ioctl(null, VfioIoctl.CheckExtension, arg);
-                    if (ret > 0)
-                    {
-                        break;
+                        ret = d.Ioctl(null, VfioIoctl.CheckExtension, arg);
+                        if (ret > 0)
+                        {
+                            break;
+                        }
                     }
                 }
+                finally
+                {
+                    Core.DriversLock.Unlock();
+                }
             }
-            finally
+
+            // up_read() touches the rwsem inside the container: freed meanwhile, a use-after-free too.
+            if (caller is not null)
             {
-                Core.DriversLock.Unlock();
+                Core.Kernel.Kasan.Check(this, caller);
             }
 
             return ret;

@@ -77,6 +77,13 @@ public static class VfioFile
         }
 
         VfioGroup g = group;
+        if (g.Core.Design.ExternalUsers == VfioExternalUsers.Unchecked)
+        {
+            // The first posting only took a reference: no lock, no check, no container use.
+            g.Get();
+            return 0;
+        }
+
         g.GroupLock.Lock();
         try
         {
@@ -101,9 +108,7 @@ public static class VfioFile
                 }
             }
 
-            // The first posting counted nothing: the group could leave its container (and the
-            // container be freed) while the external user still held the group.
-            if (g.Core.Design.ExternalUsers == VfioExternalUsers.Checked && g.ContainerUsers > 0)
+            if (g.ContainerUsers > 0)
             {
                 g.ContainerUsers++;
             }

@@ -39,12 +39,12 @@ public sealed class CatalogueLifecycleTests
         });
 
     /// <summary>Runs the scenario with the fix off over the search seeds and returns what each failing seed found.</summary>
-    private static List<(ulong Seed, RaceFinding Finding)> FindingsWithTheFixOff(string name, StrategySpec? strategy = null)
+    private static List<(ulong Seed, RaceFinding Finding)> FindingsWithTheFixOff(string name, StrategySpec? strategy = null, IReadOnlyList<string>? designs = null, ulong[]? seeds = null)
     {
         var found = new List<(ulong, RaceFinding)>();
-        foreach (ulong seed in s_searchSeeds)
+        foreach (ulong seed in seeds ?? s_searchSeeds)
         {
-            ScenarioResult r = Run(name, seed, fix: false, strategy: strategy);
+            ScenarioResult r = Run(name, seed, fix: false, strategy: strategy, designs: designs);
             Assert.That(r.Outcome, Is.Not.EqualTo(ScenarioOutcome.Unmet), r.Describe());
             if (RaceFinding.Of(r) is { } f)
             {
@@ -102,7 +102,23 @@ public sealed class CatalogueLifecycleTests
         Assert.That(found, Is.Not.Empty, Describe(found));
         Assert.That(found.Select(x => x.Finding.Detector), Is.All.EqualTo(RaceDetector.WarnOrBug), Describe(found));
         Assert.That(found[0].Finding.Summary, Does.Contain("vfio_group_nb_verify").And.Contain("0000:02:00.1 bound to igb"));
-        Assert.That(found, Has.Count.LessThan(s_searchSeeds.Length), "a bind that wins the race leaves nothing to crash: " + Describe(found));
+    }
+
+    [Test]
+    public void Race1_WithTheFixOn_BothOfTheKernelsOutcomesHappen_TheProbeRefusedOrTheGroupRefused()
+    {
+        var outcomes = new HashSet<string>();
+        foreach (StrategySpec strategy in new[] { StrategySpec.Random, StrategySpec.Pct(3, 2000) })
+        {
+            foreach (ulong seed in s_searchSeeds)
+            {
+                ScenarioResult r = Run("driver-bind-into-live-group", seed, fix: true, strategy: strategy);
+                Assert.That(r.Outcome, Is.EqualTo(ScenarioOutcome.Passed), r.Describe());
+                outcomes.Add(r.Steps.Single(x => x.Title == "the race's outcome").Output);
+            }
+        }
+
+        Assert.That(outcomes, Has.Some.StartsWith("bind EBUSY").And.Some.Contain("SET_CONTAINER EPERM"), string.Join("\n", outcomes));
     }
 
     [Test]
@@ -121,7 +137,10 @@ public sealed class CatalogueLifecycleTests
         Assert.That(found, Is.Not.Empty, Describe(found));
         Assert.That(found.Select(x => x.Finding.Detector), Is.All.EqualTo(RaceDetector.UseAfterFree), Describe(found));
         Assert.That(found[0].Finding.Summary, Does.Contain("use-after-free").And.Contain("iommu_group"));
-        Assert.That(found, Has.Count.LessThan(s_searchSeeds.Length), "an open that loses the race holds no fd to misuse: " + Describe(found));
+
+        // PCT lets the removal finish first on some seeds: an open that loses holds nothing to misuse.
+        List<(ulong Seed, RaceFinding Finding)> pct = FindingsWithTheFixOff("group-open-vs-removal", StrategySpec.Pct(3, 2000));
+        Assert.That(pct, Has.Count.LessThan(s_searchSeeds.Length), Describe(pct));
     }
 
     [Test]
@@ -142,12 +161,14 @@ public sealed class CatalogueLifecycleTests
     }
 
     [Test]
-    public void Seed000_WithTheEarlyCore_BothDetectorsFire_OnSomeSchedule()
+    public void Seed000_WithTheEarlyCore_ButDevicesTrackedDuringUnbind_TheKeptGroupFdUsesTheFreedIommuGroup()
     {
-        // The poll that sees the stalled unbind fails first; with the poller kept away from the
-        // wait (PCT can starve it), the kept fd's ioctl is the use-after-free.
-        List<(ulong Seed, RaceFinding Finding)> found = [.. FindingsWithTheFixOff("unbind-group-lifetime"), .. FindingsWithTheFixOff("unbind-group-lifetime", StrategySpec.Pct(3, 2000))];
-        Assert.That(found.Select(x => x.Finding.Detector), Does.Contain(RaceDetector.Invariant).And.Contain(RaceDetector.UseAfterFree), Describe(found));
+        // The poller catches the stalled unbind first; with the unbound_list back, what is left
+        // is the group fd kept across the device's removal.
+        List<(ulong Seed, RaceFinding Finding)> found = FindingsWithTheFixOff("unbind-group-lifetime", designs: ["TrackDevicesDuringUnbind=true"], seeds: s_seeds);
+        Assert.That(found.Select(x => x.Seed), Is.EqualTo(s_seeds), Describe(found));
+        Assert.That(found.Select(x => x.Finding.Detector), Is.All.EqualTo(RaceDetector.UseAfterFree), Describe(found));
+        Assert.That(found[0].Finding.Summary, Does.Contain("iommu_group"));
     }
 
     [Test]
@@ -157,6 +178,18 @@ public sealed class CatalogueLifecycleTests
         Assert.That(found, Is.Not.Empty, Describe(found));
         Assert.That(found.All(x => x.Finding.Detector is RaceDetector.UseAfterFree or RaceDetector.WarnOrBug), Is.True, Describe(found));
         Assert.That(found.All(x => x.Finding.Summary.Contains("check_extension", StringComparison.Ordinal)), Is.True, Describe(found));
+    }
+
+    [Test]
+    public void Seed004_WithTheUncheckedExternalUser_PctFindsKvmTakingTheLockOfTheFreedContainer()
+    {
+        // The coherency check read container A, then waited for its lock while the move
+        // detached the group and dropped A's last reference (PCT seed 26 of 1–40).
+        ulong[] seeds = [.. Enumerable.Range(1, 40).Select(i => (ulong)i)];
+        List<(ulong Seed, RaceFinding Finding)> found = FindingsWithTheFixOff("kvm-group-vs-container-change", StrategySpec.Pct(3, 2000), seeds: seeds);
+        Assert.That(found.Select(x => x.Finding.Detector), Does.Contain(RaceDetector.UseAfterFree), Describe(found));
+        Assert.That(found.First(x => x.Finding.Detector == RaceDetector.UseAfterFree).Finding.Summary,
+            Does.Contain("KASAN: use-after-free in vfio_external_check_extension: vfio_container").And.Contain("freed by task move"));
     }
 
     [Test]

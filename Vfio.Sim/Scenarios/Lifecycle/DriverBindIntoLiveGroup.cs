@@ -100,11 +100,10 @@ internal sealed class DriverBindIntoLiveGroup : LifecycleScenario
         SimProcess user = sim.Spawn("qemu");
         SimProcess admin = sim.Spawn("admin");
         VfioGroup group = ((VfioDevice)sim.Device(Function0).DriverData!).Group!;
-        using var container = new VfioContainerFd(user);
-        using var groupFd = new VfioGroupFd(user, sim.GroupOf(Function0));
-
         long bind = 1;
         KTask binder = admin.SpawnThread("bind", () => bind = sim.Machine.Sysfs.Write($"/sys/bus/pci/drivers/{HostDriver}/bind", Function1, admin));
+        using var container = new VfioContainerFd(user);
+        using var groupFd = new VfioGroupFd(user, sim.GroupOf(Function0));
 
         Errno setContainer = ErrnoOf(() => groupFd.SetContainer(container));
         Errno? getDeviceFd = null;
@@ -128,6 +127,8 @@ internal sealed class DriverBindIntoLiveGroup : LifecycleScenario
         string outcome = $"bind {(bind < 0 ? ErrnoExtensions.FromReturn(bind).Describe() : "succeeded")}, SET_CONTAINER " +
                          $"{(setContainer == 0 ? "succeeded" : setContainer.ToString())}, GET_DEVICE_FD {(getDeviceFd is null ? "not tried" : getDeviceFd == 0 ? "succeeded" : getDeviceFd.ToString())}, " +
                          $"02:00.1 on {f1Driver ?? "no driver"}";
+
+        context.Step("the race's outcome", () => outcome);
 
         // The kernel's outcomes: the claim first (bind EBUSY, vfio untouched), or the bind first
         // (ownership: SET_CONTAINER EPERM; the legacy notifier: the device fd refused, EINVAL).

@@ -1,7 +1,8 @@
 // Seed 004 in docs/races.md: an external user (KVM) holding a vfio group while the group's
 // container changes (virt/kvm/vfio.c and drivers/vfio/group.c, v6.12; the ≤v5.18 external-user
 // API as design variants). User space has edu's group in container A (type1 set) and a VM with
-// its kvm-vfio device. One thread adds the group to KVM and deletes it again, twice; another
+// its kvm-vfio device, to which the group was added at set-up. One thread deletes the group
+// from KVM and adds it again, four times; another
 // closes its fd of A, moves the group to container B (UNSET_CONTAINER, SET_CONTAINER,
 // SET_IOMMU) and maps and unmaps a buffer there. A is freed when the group leaves it.
 //
@@ -30,7 +31,7 @@ namespace Vfio.Sim.Scenarios.Lifecycle;
 /// <summary><c>kvm-group-vs-container-change</c>: KVM adds and deletes a group while the group moves to another container.</summary>
 internal sealed class KvmGroupVsContainerChange : LifecycleScenario
 {
-    private const int KvmRounds = 2;
+    private const int KvmRounds = 4;
     private const ulong BufferSize = 1 << 16;
 
     /// <inheritdoc/>
@@ -90,21 +91,27 @@ internal sealed class KvmGroupVsContainerChange : LifecycleScenario
         UserBuffer buffer = VfioSim.Allocate(user, BufferSize, MapFlags.MAP_POPULATE);
         long pinnedBefore = sim.PinnedPages;
 
+        // QEMU hands the group to KVM when it sets the VM up, while the group is in A.
+        long first = Attr(user, kvmVfio, KvmDevVfio.FileAdd, fdArg);
+        Check(first == 0, "KVM_DEV_VFIO_FILE_ADD of a group in a container with an IOMMU succeeds", Describe(first));
+        bool kvmHolds = true;
         int unsetBusy = 0;
         var kvmAnswers = new List<string>();
         KTask kvm = user.SpawnThread("kvm-vfio", () =>
         {
             for (int i = 0; i < KvmRounds; i++)
             {
-                long add = Attr(user, kvmVfio, KvmDevVfio.FileAdd, fdArg);
                 long del = Attr(user, kvmVfio, KvmDevVfio.FileDel, fdArg);
-                kvmAnswers.Add($"ADD {Describe(add)}, DEL {Describe(del)}");
+                long add = Attr(user, kvmVfio, KvmDevVfio.FileAdd, fdArg);
+                kvmAnswers.Add($"DEL {Describe(del)}, ADD {Describe(add)}");
+                Detect(RaceDetector.WrongErrno, del == (kvmHolds ? 0 : Errno.ENOENT.Negative()),
+                    kvmHolds ? "DEL of the group KVM holds succeeds" : "DEL of a group KVM does not hold is ENOENT", kvmAnswers[^1]);
 
                 // The checked API refuses a group in no container with an IOMMU; the others take any group.
-                bool refused = api == VfioExternalUsers.Checked && add == Errno.EINVAL.Negative() && del == Errno.ENOENT.Negative();
-                Detect(RaceDetector.WrongErrno, add == 0 && del == 0 || refused,
-                    api == VfioExternalUsers.Checked ? "ADD then DEL succeed, or ADD is EINVAL (no container with an IOMMU) and DEL ENOENT" : "KVM_DEV_VFIO_FILE_ADD and DEL succeed",
+                Detect(RaceDetector.WrongErrno, add == 0 || api == VfioExternalUsers.Checked && add == Errno.EINVAL.Negative(),
+                    api == VfioExternalUsers.Checked ? "ADD succeeds, or is EINVAL while the group is in no container with an IOMMU" : "KVM_DEV_VFIO_FILE_ADD succeeds",
                     kvmAnswers[^1]);
+                kvmHolds = add == 0;
                 KTask.Schedule();
             }
         });
@@ -137,6 +144,14 @@ internal sealed class KvmGroupVsContainerChange : LifecycleScenario
         });
 
         kvm.Join();
+
+        // The checked API's mover waits for KVM to let go; so does the end of the run.
+        if (kvmHolds)
+        {
+            long del = Attr(user, kvmVfio, KvmDevVfio.FileDel, fdArg);
+            Check(del == 0, "KVM lets go of the group (DEL)", Describe(del));
+        }
+
         mover.Join();
         context.Step("what KVM and the mover saw", () =>
             $"{string.Join("; ", kvmAnswers)}; UNSET_CONTAINER EBUSY {unsetBusy} time(s) while KVM held the group");
