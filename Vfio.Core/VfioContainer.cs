@@ -75,7 +75,13 @@ public sealed class VfioContainer
 
     internal void Get() => _kref.Get();
 
-    internal void Put() => _kref.Put(() => Core.Kernel.Trace.Event(KTask.CurrentOrNull, "vfio_container_release", $"container {Id}"));
+    internal void Put() => _kref.Put(() =>
+    {
+        Core.Kernel.Trace.Event(KTask.CurrentOrNull, "vfio_container_release", $"container {Id}");
+
+        // kfree(container): a stale pointer to it (an unchecked external user's) is a use-after-free.
+        Core.Kernel.Kasan.Free(this, $"vfio_container {Id}");
+    });
 
     private bool DriverAllowed(IVfioIommuDriver driver) => NoIommu == (driver == Core.NoIommuDriver);
 
@@ -100,37 +106,56 @@ public sealed class VfioContainer
     }
 
     /// <summary>vfio_container_ioctl_check_extension().</summary>
-    internal long CheckExtension(ulong arg)
+    internal long CheckExtension(ulong arg) => CheckExtension(arg, null);
+
+    /// <summary>
+    /// vfio_container_ioctl_check_extension(), reached from <paramref name="caller"/> through a
+    /// pointer that may be stale (an external user's): the dereference is checked by KASAN.
+    /// </summary>
+    internal long CheckExtension(ulong arg, string? caller)
     {
         long ret = 0;
         GroupLock.DownRead();
         try
         {
+            if (caller is not null)
+            {
+                Core.Kernel.Kasan.Check(this, caller);
+            }
+
             if (IommuDriver is { } driver)
             {
-                return driver.Ioctl(IommuData, VfioIoctl.CheckExtension, arg);
+                ret = driver.Ioctl(IommuData, VfioIoctl.CheckExtension, arg);
             }
-
-            Core.DriversLock.Lock();
-            try
+            else
             {
-                foreach (IVfioIommuDriver d in Core.DriversLocked)
+                Core.DriversLock.Lock();
+                try
                 {
-                    if (_groups.Count > 0 && !DriverAllowed(d))
+                    foreach (IVfioIommuDriver d in Core.DriversLocked)
                     {
-                        continue;
-                    }
+                        if (_groups.Count > 0 && !DriverAllowed(d))
+                        {
+                            continue;
+                        }
 
-                    ret = d.Ioctl(null, VfioIoctl.CheckExtension, arg);
-                    if (ret > 0)
-                    {
-                        break;
+                        ret = d.Ioctl(null, VfioIoctl.CheckExtension, arg);
+                        if (ret > 0)
+                        {
+                            break;
+                        }
                     }
                 }
+                finally
+                {
+                    Core.DriversLock.Unlock();
+                }
             }
-            finally
+
+            // up_read() touches the rwsem inside the container: freed meanwhile, a use-after-free too.
+            if (caller is not null)
             {
-                Core.DriversLock.Unlock();
+                Core.Kernel.Kasan.Check(this, caller);
             }
 
             return ret;

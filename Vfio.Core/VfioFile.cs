@@ -82,6 +82,13 @@ public static class VfioFile
         }
 
         VfioGroup g = group;
+        if (g.Core.Design.ExternalUsers == VfioExternalUsers.Unchecked)
+        {
+            // The first posting only took a reference: no lock, no check, no container use.
+            g.Get();
+            return 0;
+        }
+
         g.GroupLock.Lock();
         try
         {
@@ -120,9 +127,30 @@ public static class VfioFile
         }
     }
 
+    /// <summary>
+    /// vfio_external_check_extension() (≤v5.18): KVM's question to the container of a group it
+    /// holds as an external user (<c>VFIO_DMA_CC_IOMMU</c> for the coherency check). As in the
+    /// kernel it reads group-&gt;container without the group's lock: the checked API's container
+    /// use keeps that container there; an unchecked external user may find none (a NULL
+    /// dereference) or one freed after the group left it (a KASAN use-after-free).
+    /// </summary>
+    internal static long ExternalCheckExtension(VfioGroup group, uint extension)
+    {
+        VfioContainer? container = group.Container;
+        Bug.On(container is null, $"BUG: kernel NULL pointer dereference in vfio_ioctl_check_extension: group {group.Name}, held by an external user, is in no container");
+        return container!.CheckExtension(extension, "vfio_external_check_extension");
+    }
+
     /// <summary>vfio_group_put_external_user(): the last container user dissolves the container.</summary>
     public static void PutExternalUser(VfioGroup group)
     {
+        if (group.Core.Design.ExternalUsers != VfioExternalUsers.Checked)
+        {
+            // The first posting took no container use, so it gives none back.
+            group.Put();
+            return;
+        }
+
         group.GroupLock.Lock();
         try
         {

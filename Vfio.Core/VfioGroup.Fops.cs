@@ -212,9 +212,12 @@ public sealed partial class VfioGroup
     {
         GroupLock.AssertHeld();
         Warn.On(Core.Kernel, ContainerUsers != 1, $"vfio_group_detach_container: group {Name} has container_users {ContainerUsers}");
-        Container!.DetachGroupLocked(this);
+        VfioContainer container = Container!;
+
+        // The group forgets its container before the container's last reference can go.
         Container = null;
         ContainerUsers = 0;
+        container.DetachGroupLocked(this);
     }
 
     private long GetDeviceFd(ulong arg)

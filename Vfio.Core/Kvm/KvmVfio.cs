@@ -344,18 +344,7 @@ internal sealed class KvmVfio : KvmDevice
     }
 
     /// <summary>≤v5.18: vfio_external_check_extension(group, VFIO_DMA_CC_IOMMU) &gt; 0.</summary>
-    private static bool LegacyCoherent(VfioGroup group)
-    {
-        group.GroupLock.Lock();
-        try
-        {
-            return group.Container is { } c && c.CheckExtension(VfioExtension.DmaCcIommu) > 0;
-        }
-        finally
-        {
-            group.GroupLock.Unlock();
-        }
-    }
+    private static bool LegacyCoherent(VfioGroup group) => VfioFile.ExternalCheckExtension(group, VfioExtension.DmaCcIommu) > 0;
 
     /// <summary>struct kvm_vfio_file (a file), or the ≤v5.18 struct kvm_vfio_group (an external-user group).</summary>
     private readonly record struct Entry(SimFile? File, VfioGroup? Group);

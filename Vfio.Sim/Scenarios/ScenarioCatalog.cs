@@ -46,6 +46,10 @@ public sealed class ScenarioCatalog
         new Pci.IoeventfdVsReset(),
         new Mdev.MdevCreateRemoveVsUnregister(),
         new UnbindNoWait(),
+        new DriverBindIntoLiveGroup(),
+        new UnbindVsViability(),
+        new UnbindGroupLifetime(),
+        new KvmGroupVsContainerChange(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>

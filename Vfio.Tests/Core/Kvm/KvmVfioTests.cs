@@ -457,17 +457,31 @@ public sealed class KvmVfioTests
     }
 
     [Test]
-    public void UncheckedExternalUsers_TakeAGroupWithoutAContainer()
+    public void UncheckedExternalUsers_TakeAGroupWithoutAContainer_AndKvmsCoherencyCheckThenDereferencesTheMissingContainer()
+    {
+        // Seed 004 in docs/races.md: nothing checked the group, and kvm-vfio's coherency check
+        // (vfio_external_check_extension) reads group->container as it is.
+        var r = new KvmRig(users: VfioExternalUsers.Unchecked);
+        RunResult run = r.Vfio.Sim.Run(() => r.SetUp(add: true));
+        Assert.That(run.Outcome, Is.EqualTo(RunOutcome.Panic), run.Report);
+        Assert.That(run.Exception?.Message, Does.Contain("NULL pointer dereference in vfio_ioctl_check_extension").And.Contain("in no container"));
+    }
+
+    [Test]
+    public void UncheckedExternalUsers_AreNoContainerUser_SoUnsetContainerIsNotHeldUp()
     {
         Run(
             r =>
             {
-                (int g, _, int vm, int dev, KvmVm v) = r.SetUp(add: true);
-                Assert.That(r.Group.ContainerUsersSnapshot, Is.Zero);
+                (int g, int container, int vm, int dev, KvmVm v) = r.SetUp(container: true, add: true);
+                Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1), "the first posting counted nothing");
                 Assert.That(r.Group.Kvm, Is.SameAs(v));
+                Assert.That(r.FileRefs(g), Is.EqualTo(1), "KVM holds the group, not the file");
                 Assert.That(r.Del(dev, g), Is.Zero);
                 Assert.That(r.Group.Kvm, Is.Null);
-                r.Close(dev, vm, g);
+                Assert.That(r.Group.ContainerUsersSnapshot, Is.EqualTo(1), "and gives nothing back");
+                Assert.That(r.Vfio.UnsetContainer(g), Is.Zero);
+                r.Close(dev, vm, g, container);
                 r.AssertNothingLeft();
             },
             VfioExternalUsers.Unchecked);
