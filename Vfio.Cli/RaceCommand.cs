@@ -133,23 +133,28 @@ internal static class RaceCommand
         },
     };
 
-    private static Option<bool?> FixOption() => new("--fix")
+    // --fix on|off: a string option (a bool? one would be a flag that takes no value).
+    private static Option<string?> FixOption()
     {
-        Description = "on: today's fixed kernel; off: the design or profile that had the bug (only scenarios with a fix switch)",
-        CustomParser = r =>
+        var fix = new Option<string?>("--fix")
         {
-            string text = r.Tokens[0].Value;
-            switch (text.ToLowerInvariant())
+            Description = "on: today's fixed kernel; off: the design or profile that had the bug (only scenarios with a fix switch)",
+        };
+        fix.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string?>() is { } text && ParseFix(text) is null)
             {
-                case "on":
-                    return true;
-                case "off":
-                    return false;
-                default:
-                    r.AddError($"--fix takes on or off, not '{text}'");
-                    return null;
+                r.AddError($"--fix takes on or off, not '{text}'");
             }
-        },
+        });
+        return fix;
+    }
+
+    private static bool? ParseFix(string? text) => text?.ToLowerInvariant() switch
+    {
+        "on" => true,
+        "off" => false,
+        _ => null,
     };
 
     private static Option<string[]> DesignOption()
@@ -189,7 +194,7 @@ internal static class RaceCommand
         if (json)
         {
             var buffer = new System.Buffers.ArrayBufferWriter<byte>();
-            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+            using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
             {
                 w.WriteStartArray();
                 foreach (Scenario s in races)
@@ -244,7 +249,7 @@ internal static class RaceCommand
         Argument<string> name = NameArgument();
         Option<ulong> seed = SeedOption("The seed of every random choice (default 1)");
         Option<StrategySpec> strategy = StrategyOption();
-        Option<bool?> fix = FixOption();
+        Option<string?> fix = FixOption();
         Option<string[]> design = DesignOption();
         Option<KernelProfile> profile = CliConsole.ProfileOption();
         var trace = new Option<string?>("--trace") { Description = "Write the run's trace (JSON) to this file; a bug's replay file goes beside it" };
@@ -257,7 +262,7 @@ internal static class RaceCommand
                 Name = r.GetValue(name)!,
                 Seed = r.GetValue(seed),
                 Strategy = r.GetValue(strategy)!,
-                Fix = r.GetValue(fix),
+                Fix = ParseFix(r.GetValue(fix)),
                 Designs = r.GetValue(design) ?? [],
                 Profile = r.GetValue(profile)!,
             },
@@ -329,7 +334,7 @@ internal static class RaceCommand
         var preemptions = new Option<int?>("--preemptions") { Description = "With --exhaustive: the preemption bound (default 2)" };
         Option<ulong> seed = SeedOption("The first seed (default 1)");
         Option<StrategySpec> strategy = StrategyOption();
-        Option<bool?> fix = FixOption();
+        Option<string?> fix = FixOption();
         Option<string[]> design = DesignOption();
         Option<KernelProfile> profile = CliConsole.ProfileOption();
         var jobs = new Option<int>("--jobs") { Description = "Worker threads, each with its own kernels (default 1; 0: one per core)", DefaultValueFactory = _ => 1 };
@@ -338,6 +343,11 @@ internal static class RaceCommand
             Description = "Run shard K of N (K from 0) of the exploration, for a CI matrix; `race merge` joins the shards' outputs",
             CustomParser = r =>
             {
+                if (r.Tokens.Count == 0)
+                {
+                    return null;
+                }
+
                 if (Shard.TryParse(r.Tokens[0].Value, out Shard s))
                 {
                     return s;
@@ -380,7 +390,7 @@ internal static class RaceCommand
                 Name = r.GetValue(name)!,
                 Seed = r.GetValue(seed),
                 Strategy = r.GetValue(strategy)!,
-                Fix = r.GetValue(fix),
+                Fix = ParseFix(r.GetValue(fix)),
                 Designs = r.GetValue(design) ?? [],
                 Profile = r.GetValue(profile)!,
             },

@@ -77,7 +77,7 @@ public sealed class RaceExploration
     /// <summary>Exhaustive mode: whether the bounded space was exhausted; null for seeded exploration.</summary>
     public bool? Exhausted { get; }
 
-    /// <summary>The bugs found: one per distinct finding (detector and summary), from the lowest seed that showed it.</summary>
+    /// <summary>The bugs found: one per detector and check (a check's values differ between schedules), from the lowest seed that showed it.</summary>
     public IReadOnlyList<RaceBug> Bugs { get; }
 
     /// <summary>Wall time the exploration took (merged shards: the longest shard's).</summary>
@@ -91,7 +91,7 @@ public sealed class RaceExploration
 
     /// <summary>
     /// The outputs of the shards of one exploration as one: schedules and failures add up,
-    /// interleavings and bugs are united (bugs ordered by seed, one per finding), and an
+    /// interleavings and bugs are united (bugs ordered by seed, one per detector and check), and an
     /// exhaustive search is exhausted when every shard's was.
     /// </summary>
     /// <exception cref="ArgumentException">No parts, or parts of different scenarios.</exception>
@@ -127,7 +127,7 @@ public sealed class RaceExploration
         }
 
         var seen = new HashSet<(RaceDetector, string)>();
-        List<RaceBug> merged = [.. bugs.OrderBy(b => b.Seed).Where(b => seen.Add((b.Finding.Detector, b.Finding.Summary)))];
+        List<RaceBug> merged = [.. bugs.OrderBy(b => b.Seed).Where(b => seen.Add(RaceLab.BugKey(b.Finding)))];
         return new RaceExploration(scenario, schedules, failing, interleavings, exhausted, merged, elapsed);
     }
 

@@ -225,6 +225,14 @@ public static class RaceLab
         return Record(s, o with { Replay = null }, shrunk.Shrunk.Trace, target);
     }
 
+    // Which bug a finding shows: its detector and, for a check, what the check expected (the
+    // values it found differ from schedule to schedule: UUIDs, counts, times).
+    internal static (RaceDetector, string) BugKey(RaceFinding f)
+    {
+        int found = f.Summary.IndexOf("; found", StringComparison.Ordinal);
+        return (f.Detector, f.Summary.StartsWith("expected ", StringComparison.Ordinal) && found > 0 ? f.Summary[..found] : "");
+    }
+
     // A run's interleaving, as a key: two runs with the same key took the same schedule.
     // (Counts schedules that differ in order; a happens-before hash would merge the ones
     // that only reorder independent steps.)
@@ -339,7 +347,7 @@ public static class RaceLab
                 }
 
                 failures++;
-                if (findings.Add((f.Finding.Detector, f.Finding.Summary)))
+                if (findings.Add(BugKey(f.Finding)))
                 {
                     bugs.Add(Bug(f.Trace, f.Finding));
                 }
@@ -392,7 +400,7 @@ public static class RaceLab
                 {
                     failures++;
                     RaceFinding f = findings.TryGetValue(failure, out RaceFinding? known) ? known : Classify(failure);
-                    if (seen.Add((f.Detector, f.Summary)) && !(explore.StopAtFirstBug && bugs.Count > 0))
+                    if (seen.Add(BugKey(f)) && !(explore.StopAtFirstBug && bugs.Count > 0))
                     {
                         bugs.Add(Bug(failure.Trace, f));
                     }
