@@ -3,7 +3,7 @@
 //   run NAME [options]                 one schedule; on a bug, its replay file
 //   explore NAME [options]             many schedules (seeded or bounded-exhaustive), on all
 //                                      cores or one shard; progress, summary, replay files
-//   replay FILE.json                   follow a replay file's schedule; did it show the same?
+//   replay FILE.json [--perfetto F]    follow a replay file's schedule; did it show the same?
 //   shrink FILE.json [--out FILE]      a smaller schedule that still fails the same way
 //   merge DIR|FILE... [--out DIR]      the summaries of an exploration's shards, as one
 // Exit codes: 0 nothing found (replay: the recorded outcome reproduced), 1 a bug found (its
@@ -551,12 +551,13 @@ internal static class RaceCommand
     private static Command ReplayCommand(RaceCli cli)
     {
         var file = new Argument<string>("file") { Description = "A replay file written by `race run`, `race explore` or `race shrink`" };
-        var replay = new Command("replay", "Follow a replay file's schedule and check the run shows what the file recorded") { file };
-        replay.SetAction(r => Replay(cli, r.GetValue(file)!));
+        var perfetto = new Option<string?>("--perfetto") { Description = "Write the replayed run's timeline for ui.perfetto.dev to this file" };
+        var replay = new Command("replay", "Follow a replay file's schedule and check the run shows what the file recorded") { file, perfetto };
+        replay.SetAction(r => Replay(cli, r.GetValue(file)!, r.GetValue(perfetto)));
         return replay;
     }
 
-    internal static int Replay(RaceCli cli, string file)
+    internal static int Replay(RaceCli cli, string file, string? perfettoFile = null)
     {
         if (Read(cli, file) is not { } schedule)
         {
@@ -566,7 +567,9 @@ internal static class RaceCommand
         ScenarioResult result;
         try
         {
-            result = RaceLab.Replay(schedule, cli.Catalog);
+            result = perfettoFile is null
+                ? RaceLab.Replay(schedule, cli.Catalog)
+                : cli.Catalog.Get(schedule.Scenario).Run(RaceLab.OptionsOf(schedule) with { Replay = schedule.Trace, Trace = true, Timeline = true });
         }
         catch (ArgumentException e)
         {
@@ -574,6 +577,11 @@ internal static class RaceCommand
         }
 
         RaceFinding? found = RaceFinding.Of(result);
+        if (perfettoFile is not null && (result.Trace is null || !TryWrite(cli, perfettoFile, result.Trace.ToPerfetto(found?.ToString()))))
+        {
+            return 2;
+        }
+
         string recorded = schedule.Finding?.ToString() ?? "nothing found";
         if (schedule.IsReproducedBy(result))
         {

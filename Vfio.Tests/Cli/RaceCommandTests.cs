@@ -190,6 +190,14 @@ public sealed class RaceCommandTests
         Assert.That(exit, Is.Zero, text);
         Assert.That(text, Does.StartWith($"reproduced {Mdev} seed 1: UseAfterFree: "));
 
+        string timeline = Path.Combine(dir, "timeline.json");
+        (exit, text, _) = Race("replay", replay, "--perfetto", timeline);
+        Assert.That(exit, Is.Zero, text);
+        using (JsonDocument doc = JsonDocument.Parse(File.ReadAllText(timeline)))
+        {
+            Assert.That(doc.RootElement.ValueKind, Is.EqualTo(JsonValueKind.Object));
+        }
+
         (exit, string output) = FreshProcess("race", "replay", replay);
         Assert.That(exit, Is.Zero, output);
         Assert.That(output, Does.StartWith($"reproduced {Mdev} seed 1: UseAfterFree: "));
