@@ -279,10 +279,10 @@ public static class RaceLab
         private long _distinct;
         private long _failures;
 
-        private void Count(RunResult run, bool failed)
+        private void Count(ulong key, bool failed)
         {
             long n = Interlocked.Increment(ref _schedules);
-            if (_seen.TryAdd(InterleavingKey(run), 0))
+            if (_seen.TryAdd(key, 0))
             {
                 Interlocked.Increment(ref _distinct);
             }
@@ -316,7 +316,7 @@ public static class RaceLab
                     ulong seed = explore.FirstSeed + (ulong)explore.ShardIndex + ((ulong)i * (ulong)explore.ShardCount);
                     (RunResult run, RaceFinding? finding) = RunOnce(scenario, options with { Seed = seed, Strategy = explore.Strategy });
                     keys[i] = InterleavingKey(run);
-                    Count(run, finding is not null);
+                    Count(keys[i], finding is not null);
                     if (finding is not null)
                     {
                         failed[i] = (run.Trace, finding);
@@ -382,7 +382,7 @@ public static class RaceLab
                         findings[run] = finding;
                     }
 
-                    Count(run, finding is not null);
+                    Count(InterleavingKey(run), finding is not null);
                     return run;
                 });
             });
@@ -426,9 +426,11 @@ public static class RaceLab
             }
         }
 
-        // A failing run the lab did not classify (cannot happen: every run goes through RunOnce).
-        private static RaceFinding Classify(RunResult run)
-            => new() { Detector = RaceDetector.Invariant, Summary = run.Outcome.ToString(), Report = run.Describe() };
+        // A failing run the search handed back as a different object than runOne returned:
+        // replay it to see what its detector finds.
+        private RaceFinding Classify(RunResult run)
+            => RaceFinding.Of(scenario.Run(options with { Seed = run.Trace.Seed, Replay = run.Trace }))
+                ?? new RaceFinding { Detector = RaceDetector.Invariant, Summary = run.Outcome.ToString(), Report = run.Describe() };
 
         private RaceBug Bug(RunTrace trace, RaceFinding finding)
         {
