@@ -172,6 +172,22 @@ public abstract class Scenario
         return b.Build();
     }
 
+    /// <summary>
+    /// A race scenario of your own: <paramref name="configure"/> loads what the body needs
+    /// (null: vfio, type1 and vfio-pci) and <paramref name="body"/> runs as the kernel's main
+    /// task, spawning the tasks that race and checking with <see cref="ScenarioContext.Check"/>
+    /// or <see cref="ScenarioContext.Detect"/>. Explore it with
+    /// <see cref="Races.RaceLab.Explore(Scenario, Races.RaceExploreOptions, ScenarioOptions?)"/>;
+    /// replay its schedules through <c>ScenarioCatalog.Default.With(scenario)</c>.
+    /// </summary>
+    public static Scenario Create(string name, string description, Action<VfioSimBuilder>? configure, Action<ScenarioContext> body)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentException.ThrowIfNullOrWhiteSpace(description);
+        ArgumentNullException.ThrowIfNull(body);
+        return new Races.BodyScenario(name, description, configure, body);
+    }
+
     /// <inheritdoc/>
     public override string ToString() => $"{Name}: {Description}";
 }
