@@ -3,12 +3,14 @@
 // the same trace.
 //
 // Time axis. Each record gets an instant on the axis, in nanoseconds:
-//     virtual_ns + 1000 * step
+//     virtual_ns (rounded down to a multiple of 125) + 1000 * step
 // that is, virtual time plus one microsecond per scheduling step (controlled runs rarely move
 // virtual time, so the steps spread the run out); a record that would land on or before the
-// previous record's instant is placed 1 ns after it, so every record has an instant of its own
-// and the axis keeps the trace's order. Real-mode runs have no steps: virtual time alone, plus
-// the 1 ns separation. "ts" is written in microseconds with up to three decimals.
+// previous record's instant is placed 125 ns after it, so every record has an instant of its
+// own and the axis keeps the trace's order. Real-mode runs have no steps: virtual time alone,
+// plus the separation. "ts" is written in microseconds; being a multiple of 1/8 µs it is exact
+// as a binary double, which is how viewers read it (Perfetto multiplies by 1000 and truncates,
+// so 1.001 µs would come out as 1000 ns and could swap two events).
 //
 // Tracks. The kernel process (pid 10000, "kernel") holds a "kernel" thread (tid 10000) for
 // records no task made, and every counter. A task is thread 10000 + its id, named comm/id,
@@ -37,6 +39,9 @@ internal static class PerfettoTimeline
 
     /// <summary>Axis nanoseconds per scheduling step.</summary>
     internal const long StepNs = 1000;
+
+    /// <summary>The axis' resolution and the least distance between two records, in nanoseconds (1/8 µs).</summary>
+    internal const long TickNs = 125;
 
     public static string Render(RunTrace trace, string? finding)
     {
@@ -87,14 +92,14 @@ internal static class PerfettoTimeline
             Collect();
             _sb.Append("{\"traceEvents\":[");
             WriteMetadata();
-            long ts = -1;
+            long ts = -TickNs;
             foreach (TraceRecord r in trace.Records)
             {
-                ts = Math.Max(ts + 1, r.TimeNs + (r.Step * StepNs));
+                ts = Math.Max(ts + TickNs, (r.TimeNs / TickNs * TickNs) + (r.Step * StepNs));
                 Record(r, ts);
             }
 
-            long end = ts + 1;
+            long end = ts + TickNs;
             foreach (TaskTrack t in _tasks.Values)
             {
                 for (int i = t.Open.Count - 1; i >= 0; i--)
@@ -123,7 +128,7 @@ internal static class PerfettoTimeline
                 });
             }
 
-            _sb.Append("\n],\n\"displayTimeUnit\":\"ns\",\n\"metadata\":");
+            _sb.Append("\n],\n\"metadata\":");
             _buffer.Clear();
             using (var w = new Utf8JsonWriter(_buffer))
             {
@@ -135,7 +140,7 @@ internal static class PerfettoTimeline
                 w.WriteString("profile", trace.Profile);
                 w.WriteString("outcome", trace.Outcome.ToString());
                 w.WriteNumber("steps", trace.StepCount);
-                w.WriteString("time_axis", "virtual_ns + 1000 * step, each record at least 1 ns after the previous one");
+                w.WriteString("time_axis", "ts = virtual time (rounded down to 1/8 us) + 1 us per scheduling step; each record at least 1/8 us after the previous one");
                 if (finding is not null)
                 {
                     w.WriteString("finding", finding);
