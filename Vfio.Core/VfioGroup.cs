@@ -42,6 +42,7 @@ public sealed partial class VfioGroup
 
         SimKernel k = core.Kernel;
         _kref = new KRef(k, $"vfio_group[{Name}].dev.kobj");
+        _kref.RefCount.OnTimeline = true; // The group's users, as a timeline counter.
         GroupLock = new KMutex(k, $"vfio_group[{Name}].group_lock", VfioCore.GroupLockClass);
         DeviceLock = new KMutex(k, $"vfio_group[{Name}].device_lock", VfioCore.GroupDeviceLockClass);
         KvmRefLock = new KSpinLock(k, $"vfio_group[{Name}].kvm_ref_lock");

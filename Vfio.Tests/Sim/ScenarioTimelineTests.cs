@@ -52,6 +52,13 @@ public sealed class ScenarioTimelineTests
         List<long> registration = Counter(events, n => n.EndsWith(".refcount", StringComparison.Ordinal) && n.StartsWith("vfio", StringComparison.Ordinal));
         Assert.That(registration, Does.Contain(2L), "the open device holds a registration reference");
         Assert.That(registration[^1], Is.Zero, "the unbind drops the last one");
+
+        List<long> containerRefs = Counter(events, n => n.StartsWith("vfio_container[", StringComparison.Ordinal) && n.EndsWith("].kref", StringComparison.Ordinal));
+        Assert.That(containerRefs, Is.Not.Empty, "the container's users: its fd and the attached group");
+        Assert.That(containerRefs[^1], Is.Zero, "the container is released");
+
+        List<long> groupRefs = Counter(events, n => n.StartsWith("vfio_group[", StringComparison.Ordinal) && n.EndsWith("].dev.kobj", StringComparison.Ordinal));
+        Assert.That(groupRefs, Is.Not.Empty, "the group's users: its fd, devices, the unbind's removal");
     }
 
     [Test]
