@@ -44,7 +44,7 @@ public abstract class KernelObject
     {
         if (Kernel.TimelineActive)
         {
-            Kernel.Trace.Wake(this, wakee);
+            Kernel.Trace.Wake(Name, wakee);
         }
     }
 

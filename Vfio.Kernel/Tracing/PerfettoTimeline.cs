@@ -403,7 +403,11 @@ internal static class PerfettoTimeline
 
         private void Wake(TaskTrack? waker, TraceRecord r, long ts)
         {
-            TaskTrack wakee = _tasks[r.NextTaskId];
+            if (!_tasks.TryGetValue(r.NextTaskId, out TaskTrack? wakee))
+            {
+                return; // A hand-edited file: a wake-up of no task.
+            }
+
             string wakerName = waker?.Name ?? "kernel";
             long flow = 0;
             if (wakee.PendingFlow == 0)

@@ -157,9 +157,9 @@ public sealed class TraceLog
     internal void Unblock(KTask t)
         => Add(TraceRecordKind.Unblock, t, "wake_up_process", t.WaitObject?.Name, 0, null);
 
-    /// <summary>The running task (the waker) makes <paramref name="wakee"/>, asleep on <paramref name="obj"/>, runnable.</summary>
-    internal void Wake(KernelObject obj, KTask wakee)
-        => Add(TraceRecordKind.Wake, KTask.CurrentOrNull, "wake", obj.Name, wakee.Id, wakee.DisplayName);
+    /// <summary>The running task (the waker) makes <paramref name="wakee"/>, asleep on <paramref name="what"/> (an object's name, or a signal), runnable.</summary>
+    internal void Wake(string what, KTask wakee)
+        => Add(TraceRecordKind.Wake, KTask.CurrentOrNull, "wake", what, wakee.Id, wakee.DisplayName);
 
     /// <summary>A kernel BUG (BUG_ON, KASAN) as a timeline instant.</summary>
     internal void Bug(KTask? t, string message)

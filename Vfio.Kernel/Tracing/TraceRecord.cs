@@ -24,9 +24,9 @@ public enum TraceRecordKind
     Release,
     /// <summary>Timeline: <c>Task</c> starts to sleep in <c>Op</c> (<c>mutex_lock</c>, <c>wait_for_completion</c>) on <c>Object</c> (none for <c>msleep</c>).</summary>
     Block,
-    /// <summary>Timeline: <c>Task</c> stops sleeping; <c>Detail</c> says why (<c>woken</c>, <c>timed out</c>, <c>signaled</c>, <c>not slept</c>).</summary>
+    /// <summary>Timeline: <c>Task</c> runs again after sleeping on <c>Object</c> (woken, timed out, signalled, or the wait was over before it slept).</summary>
     Unblock,
-    /// <summary>Timeline: <c>Task</c> woke the task <c>NextTaskId</c> (named in <c>Detail</c>) sleeping on <c>Object</c>.</summary>
+    /// <summary>Timeline: <c>Task</c> woke the task <c>NextTaskId</c> (named in <c>Detail</c>) sleeping on <c>Object</c> (or interrupted its sleep with <c>signal N</c>).</summary>
     Wake,
     /// <summary>Timeline: the counter named <c>Object</c> has the value in <c>Detail</c> (an integer).</summary>
     Counter,

@@ -153,6 +153,34 @@ public sealed class PerfettoTests
     }
 
     [Test]
+    public void ASignalThatInterruptsASleep_IsAnArrowFromTheSender()
+    {
+        SimKernel k = Kernel();
+        int ret = 0;
+        RunResult r = k.Run(() =>
+        {
+            var never = new Completion(k, "never");
+            KTask b = k.Spawn("B", () => ret = never.WaitInterruptible());
+            while (b.State != TaskState.Blocked)
+            {
+                KTask.Schedule();
+            }
+
+            b.SendSignal(10);
+            b.Join();
+        });
+        Runs.AssertPassed(r);
+        List<JsonElement> events = Events(r.Trace.ToPerfetto());
+
+        Assert.That(ret, Is.EqualTo(Errno.ERESTARTSYS.Negative()));
+        JsonElement wake = events.Single(e => Ph(e) == "X" && Name(e) == "wakes B/2");
+        Assert.That(Tid(wake), Is.EqualTo(TidOf(events, "main/1")));
+        Assert.That(wake.GetProperty("args").GetProperty("object").GetString(), Is.EqualTo("signal 10"));
+        long flow = wake.GetProperty("bind_id").GetInt64();
+        Assert.That(events.Count(e => Ph(e) == "X" && Tid(e) == TidOf(events, "B/2") && e.TryGetProperty("flow_in", out _) && e.GetProperty("bind_id").GetInt64() == flow), Is.EqualTo(1));
+    }
+
+    [Test]
     public void ARefcountOnTheTimeline_IsACounterTrack_WithEveryValue()
     {
         List<JsonElement> events = Events(Contention(Kernel()).Trace.ToPerfetto());
