@@ -26,6 +26,7 @@ public sealed class VfioContainer
         Core = core;
         Id = core.Kernel.NextId(s_ids);
         _kref = new KRef(core.Kernel, $"vfio_container[{Id}].kref");
+        _kref.RefCount.OnTimeline = true; // The container's users, as a timeline counter.
         GroupLock = new RwSemaphore(core.Kernel, $"vfio_container[{Id}].group_lock", VfioCore.ContainerLockClass);
     }
 

@@ -143,7 +143,7 @@ public class VfioDevice
         SimKernel k = core.Kernel;
         string n = "vfio" + VfioCore.Dec(index);
         device._ref = new KRef(k, $"{n}.dev.kobj");
-        device._registration = new RefCount(k, $"{n}.refcount", 0);
+        device._registration = new RefCount(k, $"{n}.refcount", 0) { OnTimeline = true };
         device._comp = new Completion(k, $"{n}.comp");
         device._filesLock = new KSpinLock(k, $"{n}.files");
         if ((ops.Provides & VfioOps.Init) != 0)

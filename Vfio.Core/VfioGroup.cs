@@ -42,6 +42,7 @@ public sealed partial class VfioGroup
 
         SimKernel k = core.Kernel;
         _kref = new KRef(k, $"vfio_group[{Name}].dev.kobj");
+        _kref.RefCount.OnTimeline = true; // The group's users, as a timeline counter.
         GroupLock = new KMutex(k, $"vfio_group[{Name}].group_lock", VfioCore.GroupLockClass);
         DeviceLock = new KMutex(k, $"vfio_group[{Name}].device_lock", VfioCore.GroupDeviceLockClass);
         KvmRefLock = new KSpinLock(k, $"vfio_group[{Name}].kvm_ref_lock");
@@ -78,7 +79,20 @@ public sealed partial class VfioGroup
     internal VfioContainer? Container { get; set; }
 
     /// <summary>group-&gt;container_users (under group_lock): 1 while attached, +1 per open device, +1 per legacy external user.</summary>
-    internal int ContainerUsers { get; set; }
+    internal int ContainerUsers
+    {
+        get => _containerUsers;
+        set
+        {
+            _containerUsers = value;
+            if (Core.Kernel.Trace.TimelineEnabled)
+            {
+                Core.Kernel.Trace.Counter($"vfio_group[{Name}].container_users", value);
+            }
+        }
+    }
+
+    private int _containerUsers;
 
     /// <summary>group-&gt;opened_file (under group_lock).</summary>
     internal SimFile? OpenedFile { get; set; }

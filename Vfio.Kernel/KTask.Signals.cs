@@ -52,6 +52,11 @@ public sealed partial class KTask
             Kernel.Trace.Event(sender, "signal_generate", this, $"sig={signo}");
         }
 
+        if (Kernel.TimelineActive && State == TaskState.Blocked && SignalInterrupts(WaitKind))
+        {
+            Kernel.Trace.Wake($"signal {signo}", this); // The timeline's arrow from sender to the interrupted sleeper.
+        }
+
         Kernel.Scheduler.WakeForSignal(this);
     }
 

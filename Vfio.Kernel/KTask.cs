@@ -201,6 +201,7 @@ public sealed partial class KTask : KernelObject
             State = TaskState.Exited;
             while (_joiners.RemoveFirst(this) is { } joiner)
             {
+                WakeTimeline(joiner);
                 Kernel.Scheduler.Unpark(joiner);
             }
         }
@@ -238,10 +239,19 @@ public sealed partial class KTask : KernelObject
         WaitOp = op;
         WaitKind = kind;
         WaitDeadlineNs = deadlineNs;
+        if (Kernel.TimelineActive)
+        {
+            Kernel.Trace.Block(this, op, obj);
+        }
     }
 
     internal void EndWait()
     {
+        if (Kernel.TimelineActive)
+        {
+            Kernel.Trace.Unblock(this);
+        }
+
         WaitObject = null;
         WaitDeadlineNs = long.MaxValue;
     }

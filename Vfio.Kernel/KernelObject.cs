@@ -38,6 +38,16 @@ public abstract class KernelObject
     {
     }
 
+    /// <summary>Timeline: the running task wakes <paramref name="wakee"/>, asleep on this object (one flag test when the timeline is off).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private protected void WakeTimeline(KTask wakee)
+    {
+        if (Kernel.TimelineActive)
+        {
+            Kernel.Trace.Wake(Name, wakee);
+        }
+    }
+
     /// <summary>What a task blocked on this object needs to happen, for reports ("needs complete()").</summary>
     internal virtual string WakeHint => "a wake-up";
 

@@ -18,6 +18,7 @@ public sealed class SimKernel
     internal const int FlagLockdep = 2;
     internal const int FlagAborted = 4;
     internal const int FlagTrace = 8;
+    internal const int FlagTimeline = 16;
 
     private int _flags;
     private int _nextTaskId;
@@ -55,13 +56,14 @@ public sealed class SimKernel
         Seed = config.Strategy.ReplayTrace?.Seed ?? config.Seed;
         Random = new KRandom(Seed, stream: 2);
         Clock = new SimClock(this);
-        Trace = new TraceLog(this, config.Trace);
+        Trace = new TraceLog(this, config.Trace || config.Timeline);
         Log = new KernelLog(this);
         Lockdep = new Lockdep(this);
         Faults = new FaultInjector(this);
         Kasan = new Kasan(this);
         Scheduler = config.Mode == SchedulerMode.Controlled ? new ControlledScheduler(this) : new RealScheduler(this);
-        _flags = (config.Mode == SchedulerMode.Controlled ? FlagControlled : 0) | (config.Lockdep ? FlagLockdep : 0) | (config.Trace ? FlagTrace : 0);
+        _flags = (config.Mode == SchedulerMode.Controlled ? FlagControlled : 0) | (config.Lockdep ? FlagLockdep : 0) | (config.Trace || config.Timeline ? FlagTrace : 0)
+            | (config.Timeline ? FlagTimeline : 0);
         Created?.Invoke(this);
     }
 
@@ -125,6 +127,12 @@ public sealed class SimKernel
     }
 
     internal bool LockdepActive => (Volatile.Read(ref _flags) & FlagLockdep) != 0;
+
+    internal bool TimelineActive
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => (Volatile.Read(ref _flags) & FlagTimeline) != 0;
+    }
 
     internal void ClearFlag(int flag) => Interlocked.And(ref _flags, ~flag);
 

@@ -151,7 +151,13 @@ public static class Bug
     {
         if (condition)
         {
-            throw new KernelPanicException($"kernel BUG at {Path.GetFileName(file)}:{line} ({member}): {message}");
+            string text = $"kernel BUG at {Path.GetFileName(file)}:{line} ({member}): {message}";
+            if (KTask.CurrentOrNull is { } t && t.Kernel.TimelineActive)
+            {
+                t.Kernel.Trace.Bug(t, text);
+            }
+
+            throw new KernelPanicException(text);
         }
     }
 

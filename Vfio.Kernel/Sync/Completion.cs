@@ -55,6 +55,7 @@ public sealed class Completion : KernelObject
 
             if (_waiters.RemoveFirst(this) is { } w)
             {
+                WakeTimeline(w);
                 Kernel.Scheduler.Unpark(w);
             }
         }
@@ -72,6 +73,7 @@ public sealed class Completion : KernelObject
             _done = uint.MaxValue;
             while (_waiters.RemoveFirst(this) is { } w)
             {
+                WakeTimeline(w);
                 Kernel.Scheduler.Unpark(w);
             }
         }

@@ -58,7 +58,7 @@ public sealed class KMutex : OwnedLock
             Kernel.Lockdep.Acquired(t, this, Class, 0, read: false, trylock: true, caller, line);
         }
 
-        Kernel.Trace.Event(t, "lock_acquire", this, "trylock");
+        Kernel.Trace.LockAcquired(t, this, "trylock");
         return true;
     }
 
@@ -111,7 +111,7 @@ public sealed class KMutex : OwnedLock
 
         if ((flags & SimKernel.FlagTrace) != 0)
         {
-            Kernel.Trace.Event(t, "lock_acquire", this);
+            Kernel.Trace.LockAcquired(t, this, null);
         }
     }
 
@@ -130,7 +130,7 @@ public sealed class KMutex : OwnedLock
 
             if ((flags & SimKernel.FlagTrace) != 0)
             {
-                Kernel.Trace.Event(t, "lock_release", this);
+                Kernel.Trace.LockReleased(t, this);
             }
         }
 

@@ -49,7 +49,7 @@ public sealed class KSpinLock : OwnedLock
 
         if ((flags & SimKernel.FlagTrace) != 0)
         {
-            Kernel.Trace.Event(t, "lock_acquire", this);
+            Kernel.Trace.LockAcquired(t, this, null);
         }
     }
 
@@ -69,7 +69,7 @@ public sealed class KSpinLock : OwnedLock
             Kernel.Lockdep.Acquired(t, this, Class, 0, read: false, trylock: true, caller, line);
         }
 
-        Kernel.Trace.Event(t, "lock_acquire", this, "trylock");
+        Kernel.Trace.LockAcquired(t, this, "trylock");
         return true;
     }
 
@@ -88,7 +88,7 @@ public sealed class KSpinLock : OwnedLock
 
             if ((flags & SimKernel.FlagTrace) != 0)
             {
-                Kernel.Trace.Event(t, "lock_release", this);
+                Kernel.Trace.LockReleased(t, this);
             }
         }
 

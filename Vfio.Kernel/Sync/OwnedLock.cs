@@ -115,6 +115,7 @@ public abstract class OwnedLock : KernelObject
             if (w is not null)
             {
                 Interlocked.Decrement(ref _waiterCount);
+                WakeTimeline(w);
                 Kernel.Scheduler.Unpark(w);
             }
         }

@@ -31,6 +31,12 @@ public sealed class RefCount : KernelObject
 
     internal override string WakeHint => "a reference to be dropped";
 
+    /// <summary>
+    /// Shows this count as a counter track (named after the refcount) on the timeline of a
+    /// kernel with <see cref="KernelConfig.Timeline"/>: every change records the new value.
+    /// </summary>
+    public bool OnTimeline { get; set; }
+
     /// <summary>The raw value without a scheduling point (for reports and invariant checks).</summary>
     public int Value => Volatile.Read(ref _refs);
 
@@ -49,6 +55,10 @@ public sealed class RefCount : KernelObject
     {
         Point(SchedOp.RefcountSet);
         Volatile.Write(ref _refs, n);
+        if (OnTimeline && Kernel.TimelineActive)
+        {
+            Kernel.Trace.Counter(Name, n);
+        }
     }
 
     /// <summary>refcount_inc(): WARNs on increment from 0 (use-after-free) and saturates.</summary>
@@ -244,6 +254,10 @@ public sealed class RefCount : KernelObject
         if (Kernel.Trace.Enabled)
         {
             Kernel.Trace.Event(t, op, this, $"{from} -> {to}");
+            if (OnTimeline)
+            {
+                Kernel.Trace.Counter(Name, Volatile.Read(ref _refs));
+            }
         }
     }
 

@@ -240,7 +240,7 @@ public sealed class RwSemaphore : KernelObject
             Kernel.Lockdep.Release(t, this);
         }
 
-        Kernel.Trace.Event(t, "lock_release", this);
+        Kernel.Trace.LockReleased(t, this);
         return t;
     }
 
@@ -263,7 +263,7 @@ public sealed class RwSemaphore : KernelObject
             Kernel.Lockdep.Acquired(t, this, Class, 0, read: mode == ModeRead, trylock: true, caller, line);
         }
 
-        Kernel.Trace.Event(t, "lock_acquire", this, mode == ModeRead ? "read trylock" : "write trylock");
+        Kernel.Trace.LockAcquired(t, this, mode == ModeRead ? "read trylock" : "write trylock");
         return true;
     }
 
@@ -325,7 +325,7 @@ public sealed class RwSemaphore : KernelObject
             Kernel.Lockdep.Acquired(t, this, Class, 0, read: mode == ModeRead, trylock: false, caller, line);
         }
 
-        Kernel.Trace.Event(t, "lock_acquire", this, mode == ModeRead ? "read" : "write");
+        Kernel.Trace.LockAcquired(t, this, mode == ModeRead ? "read" : "write");
         return 0;
     }
 
@@ -366,6 +366,7 @@ public sealed class RwSemaphore : KernelObject
                     _waiters.Remove(w, this);
                     _writer = w;
                     w.Granted = true;
+                    WakeTimeline(w);
                     Kernel.Scheduler.Unpark(w);
                 }
 
@@ -375,6 +376,7 @@ public sealed class RwSemaphore : KernelObject
             _waiters.Remove(w, this);
             _readers.Add(w);
             w.Granted = true;
+            WakeTimeline(w);
             Kernel.Scheduler.Unpark(w);
         }
     }

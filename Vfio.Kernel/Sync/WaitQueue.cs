@@ -95,6 +95,7 @@ public sealed class WaitQueue : KernelObject
         {
             while (_waiters.RemoveFirst(this) is { } w)
             {
+                WakeTimeline(w);
                 Kernel.Scheduler.Unpark(w);
             }
 

@@ -1,6 +1,10 @@
 // A finished run's trace: the header that reproduces it (seed, strategy, profile,
 // budget) and its records. Renders as one line per record, as JSON (one record per line,
-// byte-for-byte deterministic for a given seed) and as a Chrome/Perfetto timeline.
+// byte-for-byte deterministic for a given seed), as the old Chrome trace (a slice per
+// stretch a task ran) and as a Perfetto timeline (PerfettoTimeline.cs). The timeline's
+// record kinds (acquire, release, block, unblock, wake, counter) were added to format
+// version 1 without a bump: files without them read as before, and a build older than
+// them rejects a file that has them with "unknown kind".
 
 using System.Buffers;
 using System.Globalization;
@@ -138,7 +142,7 @@ public sealed class RunTrace
                     w.WriteString("obj", r.Object);
                 }
 
-                if (r.Kind == TraceRecordKind.Step)
+                if (r.Kind is TraceRecordKind.Step or TraceRecordKind.Wake)
                 {
                     w.WriteNumber("next", r.NextTaskId);
                 }
@@ -322,11 +326,16 @@ public sealed class RunTrace
     }
 
     /// <summary>
-    /// The run as a Perfetto timeline (Chrome trace-event JSON that ui.perfetto.dev opens).
-    /// <paramref name="finding"/>, when given, is marked as the detector's report.
-    /// SKELETON: the richer timeline (lock holds, waits, wake-up flows, counters) is being written.
+    /// The run as a Perfetto timeline (Chrome trace-event JSON that ui.perfetto.dev opens):
+    /// virtual time on the axis (plus one microsecond per scheduling step), one track per
+    /// task grouped by process, spans for lock holds and sleeps, flow arrows from each
+    /// wake-up to the woken task, counter tracks, and instants for errnos, warnings, BUGs
+    /// and <paramref name="finding"/>, the detector's report, when given. Holds, sleeps,
+    /// wake-ups and counters need <see cref="KernelConfig.Timeline"/>; a trace recorded
+    /// without it gives the instants and, with tracing on, the lock holds. The same trace
+    /// gives the same bytes.
     /// </summary>
-    public string ToPerfetto(string? finding = null) => ToChromeTrace();
+    public string ToPerfetto(string? finding = null) => PerfettoTimeline.Render(this, finding);
 
     private static void WriteSlice(Utf8JsonWriter w, int task, long start, long end, string name)
     {

@@ -1,6 +1,12 @@
 // The kernel's trace buffer. In controlled mode it always records the schedule (the
 // steps a replay follows); structured events are recorded only while Enabled, and every
 // emitter checks Enabled first so tracing costs one field read when off.
+//
+// With KernelConfig.Timeline the primitives also record the timeline (lock holds, sleeps,
+// wake-ups, counters) for RunTrace.ToPerfetto. Each timeline call site tests the kernel's
+// flags word first (SimKernel.TimelineActive, or TimelineEnabled outside Vfio.Kernel), so
+// a kernel without the timeline pays one flag test and allocates nothing. _lock is a leaf:
+// it is taken under the primitives' internal wait-list locks and takes nothing itself.
 
 namespace Vfio.Kernel;
 
@@ -41,6 +47,9 @@ public sealed class TraceLog
             }
         }
     }
+
+    /// <summary>Whether the timeline is recorded (<see cref="KernelConfig.Timeline"/>): lock holds, sleeps, wake-ups and counters.</summary>
+    public bool TimelineEnabled => _kernel.TimelineActive;
 
     /// <summary>A snapshot of everything recorded since the last run started (or since creation).</summary>
     public IReadOnlyList<TraceRecord> Records
@@ -89,6 +98,73 @@ public sealed class TraceLog
         Add(TraceRecordKind.Event, task, name, objectName, 0, detail);
     }
 
+    /// <summary>
+    /// Records that the counter <paramref name="name"/> now has <paramref name="value"/>, for
+    /// a counter track of the timeline. Does nothing unless <see cref="TimelineEnabled"/>;
+    /// callers that build the name should test it first so the name is never built.
+    /// </summary>
+    public void Counter(string name, long value)
+    {
+        if (!_kernel.TimelineActive)
+        {
+            return;
+        }
+
+        Add(TraceRecordKind.Counter, KTask.CurrentOrNull, "counter", name, 0, value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    // ---- Timeline records written by the primitives (callers test the trace flag first).
+
+    /// <summary>A lock was taken: a timeline hold with the timeline on, else the lock_acquire event.</summary>
+    internal void LockAcquired(KTask t, KernelObject lk, string? mode)
+    {
+        if (!_enabled)
+        {
+            return; // The timeline implies tracing: one field read when both are off.
+        }
+
+        if (_kernel.TimelineActive)
+        {
+            Add(TraceRecordKind.Acquire, t, "lock_acquire", lk.Name, 0, mode is null ? lk.Kind : $"{lk.Kind} {mode}");
+        }
+        else
+        {
+            Add(TraceRecordKind.Event, t, "lock_acquire", lk.Name, 0, mode);
+        }
+    }
+
+    /// <summary>A lock is released: the end of a timeline hold with the timeline on, else the lock_release event.</summary>
+    internal void LockReleased(KTask t, KernelObject lk)
+    {
+        if (!_enabled)
+        {
+            return;
+        }
+
+        if (_kernel.TimelineActive)
+        {
+            Add(TraceRecordKind.Release, t, "lock_release", lk.Name, 0, null);
+        }
+        else
+        {
+            Add(TraceRecordKind.Event, t, "lock_release", lk.Name, 0, null);
+        }
+    }
+
+    internal void Block(KTask t, SchedOp op, KernelObject? obj)
+        => Add(TraceRecordKind.Block, t, op.KernelName(), obj?.Name, 0, null);
+
+    internal void Unblock(KTask t)
+        => Add(TraceRecordKind.Unblock, t, "wake_up_process", t.WaitObject?.Name, 0, null);
+
+    /// <summary>The running task (the waker) makes <paramref name="wakee"/>, asleep on <paramref name="what"/> (an object's name, or a signal), runnable.</summary>
+    internal void Wake(string what, KTask wakee)
+        => Add(TraceRecordKind.Wake, KTask.CurrentOrNull, "wake", what, wakee.Id, wakee.DisplayName);
+
+    /// <summary>A kernel BUG (BUG_ON, KASAN) as a timeline instant.</summary>
+    internal void Bug(KTask? t, string message)
+        => Add(TraceRecordKind.Warning, t, "bug", null, 0, message);
+
     internal void Step(long step, KTask task, SchedOp op, KernelObject? obj, KTask? next)
     {
         lock (_lock)
@@ -122,7 +198,11 @@ public sealed class TraceLog
     {
         if (_enabled)
         {
-            Add(TraceRecordKind.Event, t, "task_start", t.DisplayName, 0, null);
+            // The timeline places the task in its process (the task's context when it starts).
+            string? process = _kernel.TimelineActive && t.Context is IProcessIdentity p
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"pid {p.Pid} {p.Comm}")
+                : null;
+            Add(TraceRecordKind.Event, t, "task_start", t.DisplayName, 0, process);
         }
     }
 

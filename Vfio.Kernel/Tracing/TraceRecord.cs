@@ -1,5 +1,7 @@
 // One line of a run's trace: a scheduling step, a jump of virtual time, a structured
-// event, a fault-injection decision or a warning.
+// event, a fault-injection decision or a warning; with the timeline on, also lock holds,
+// sleeps, wake-ups and counter values (the kinds after Warning, added in format version 1
+// without a bump: older files simply have none of them).
 
 namespace Vfio.Kernel;
 
@@ -14,8 +16,20 @@ public enum TraceRecordKind
     Event,
     /// <summary>A fault-injection site was evaluated while injection was armed; <c>Detail</c> says pass or fail.</summary>
     Fault,
-    /// <summary>A kernel warning (WARN, lockdep, refcount).</summary>
+    /// <summary>A kernel warning (WARN, lockdep, refcount); <c>Op</c> <c>bug</c> is a kernel BUG (timeline only).</summary>
     Warning,
+    /// <summary>Timeline: <c>Task</c> took the lock <c>Object</c>; <c>Detail</c> is the lock's kind and mode (<c>mutex</c>, <c>rw_semaphore read</c>, <c>spinlock trylock</c>).</summary>
+    Acquire,
+    /// <summary>Timeline: <c>Task</c> released the lock <c>Object</c>.</summary>
+    Release,
+    /// <summary>Timeline: <c>Task</c> starts to sleep in <c>Op</c> (<c>mutex_lock</c>, <c>wait_for_completion</c>) on <c>Object</c> (none for <c>msleep</c>).</summary>
+    Block,
+    /// <summary>Timeline: <c>Task</c> runs again after sleeping on <c>Object</c> (woken, timed out, signalled, or the wait was over before it slept).</summary>
+    Unblock,
+    /// <summary>Timeline: <c>Task</c> woke the task <c>NextTaskId</c> (named in <c>Detail</c>) sleeping on <c>Object</c> (or interrupted its sleep with <c>signal N</c>).</summary>
+    Wake,
+    /// <summary>Timeline: the counter named <c>Object</c> has the value in <c>Detail</c> (an integer).</summary>
+    Counter,
 }
 
 /// <summary>One record of a <see cref="RunTrace"/>.</summary>
@@ -27,7 +41,7 @@ public enum TraceRecordKind
 /// <param name="Task">The acting task's <c>comm/pid</c>.</param>
 /// <param name="Op">The operation or event name (<c>mutex_lock</c>).</param>
 /// <param name="Object">The object's name, if any.</param>
-/// <param name="NextTaskId">For steps: the task chosen to run next (0 when none).</param>
+/// <param name="NextTaskId">For steps: the task chosen to run next (0 when none); for wake-ups: the task woken.</param>
 /// <param name="Detail">Free text: event details, the fault decision, the warning title.</param>
 public sealed record TraceRecord(
     long Seq,

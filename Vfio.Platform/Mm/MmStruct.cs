@@ -60,7 +60,20 @@ public sealed partial class MmStruct
     internal RwSemaphore MmapLock { get; private set; }
 
     /// <summary>locked_vm: pages charged against RLIMIT_MEMLOCK (mlock, vfio). Written under mmap_lock held for writing.</summary>
-    public long LockedVm { get; private set; }
+    public long LockedVm
+    {
+        get => _lockedVm;
+        private set
+        {
+            _lockedVm = value;
+            if (Kernel.Trace.TimelineEnabled)
+            {
+                Kernel.Trace.Counter($"mm[{Id}].locked_vm", value);
+            }
+        }
+    }
+
+    private long _lockedVm;
 
     /// <summary>pinned_vm: pages long-term pinned by drivers that account them here (atomic).</summary>
     public long PinnedVm => Volatile.Read(ref _pinnedVm);

@@ -516,12 +516,23 @@ public sealed partial class PhysMem
         }
 
         _pinAcquired += pages;
+        PinnedPagesTimeline();
     }
 
     internal void AddPinsAcquiredLocked(long pages)
     {
         Lock.AssertHeld();
         _pinAcquired += pages;
+        PinnedPagesTimeline();
+    }
+
+    // The timeline's "pinned pages" counter, once per pin or unpin batch (never per page).
+    private void PinnedPagesTimeline()
+    {
+        if (_kernel.Trace.TimelineEnabled)
+        {
+            _kernel.Trace.Counter("pinned_pages", _pinAcquired - _pinReleased);
+        }
     }
 
     /// <summary>
@@ -657,6 +668,7 @@ public sealed partial class PhysMem
         finally
         {
             _pinReleased += released;
+            PinnedPagesTimeline();
         }
     }
 

@@ -11,7 +11,7 @@ using Vfio.Platform.Mm;
 namespace Vfio.Platform.Proc;
 
 /// <summary>A simulated process: the user of every syscall.</summary>
-public sealed partial class SimProcess
+public sealed partial class SimProcess : IProcessIdentity
 {
     // Protects _threads and the exit state.
     private readonly KSpinLock _lock;
