@@ -46,6 +46,7 @@ public sealed class ScenarioCatalog
         new Pci.IoeventfdVsReset(),
         new Mdev.MdevCreateRemoveVsUnregister(),
         new UnbindNoWait(),
+        new TeardownVsDeviceSetWalk(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>
