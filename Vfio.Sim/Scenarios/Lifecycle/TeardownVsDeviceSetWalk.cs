@@ -30,6 +30,9 @@ internal sealed class TeardownVsDeviceSetWalk : LifecycleScenario
     /// <summary>Port 1: closed by the user, unbound by the administrator.</summary>
     public const string Port1 = "0000:08:00.1";
 
+    // How many hot resets the user makes at most while the unbind runs.
+    private const int MaxResets = 64;
+
     /// <inheritdoc/>
     public override string Name => "teardown-vs-device-set-walk";
 
@@ -89,9 +92,12 @@ internal sealed class TeardownVsDeviceSetWalk : LifecycleScenario
         s1.Device.Dispose();
 
         bool unbound = false;
+        // The user's resets: back to back (a scheduling point between two), until the unbind
+        // returned or a bounded number were made (a busy loop must not starve the unbind
+        // under a priority scheduler).
         KTask resetter = user.SpawnThread("hot-reset", () =>
         {
-            do
+            for (int i = 0; i < MaxResets && !Volatile.Read(ref unbound); i++)
             {
                 try
                 {
@@ -104,9 +110,8 @@ internal sealed class TeardownVsDeviceSetWalk : LifecycleScenario
                         $"{e.Errno}: {e.Reason}");
                 }
 
-                KTask.Msleep(1);
+                KTask.Schedule();
             }
-            while (!Volatile.Read(ref unbound));
         });
 
         SimProcess admin = sim.Spawn("admin");
