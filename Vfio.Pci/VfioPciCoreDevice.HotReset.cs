@@ -31,6 +31,10 @@
 //   try-locks every memory_lock and drops that device's vma_lock — so on 6.1 every device is
 //   checked and zapped before any memory_lock is tried.
 //
+// KASAN: the v5.8–v6.9 walk's try-lock of a member's vma_lock is checked, so that a member
+// whose driver destroyed its locks while still on the set (the ≤v6.0 teardown order,
+// VfioDesign.TeardownBeforeLeavingDeviceSet) is reported in vfio_pci_zap_and_vma_lock.
+//
 // Lock order (left to right): dev_set->lock → [vma_lock (6.1, try) → mmap_lock (6.1, try)] →
 // memory_lock of each device in dev_set order (try, write) → the inode's i_mmap lock (zap) →
 // the PCI device locks inside pci_reset_bus (try, top of the tree down: the bridge above the
