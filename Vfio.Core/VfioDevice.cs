@@ -10,6 +10,8 @@
 // open fd holds only the registration count, so the unregister wait is what keeps the
 // device's memory alive under it: the NoWait design variant skips the wait, the driver's
 // put frees the device (poisoned for KASAN), and the fd's next use is a use-after-free.
+// The last put leaves the device set before the driver's release runs (v6.1); the
+// TeardownBeforeLeavingDeviceSet variant brings back the ≤v6.0 order (release first).
 
 using Vfio.Kernel;
 using Vfio.Platform.Base;
@@ -160,13 +162,26 @@ public class VfioDevice
         return device;
     }
 
-    /// <summary>vfio_put_device(): the last reference leaves the device set, frees the index and calls ops-&gt;release.</summary>
+    /// <summary>
+    /// vfio_put_device(): the last reference leaves the device set, frees the index and calls
+    /// ops-&gt;release (v6.1+); with <see cref="VfioDesign.TeardownBeforeLeavingDeviceSet"/>, the
+    /// ≤v6.0 order: the driver's teardown first, the device still on its set, then the set.
+    /// </summary>
     public void PutDevice() => _ref.Put(ReleaseDevice);
 
     private void ReleaseDevice()
     {
+        bool releaseFirst = Core.Design.TeardownBeforeLeavingDeviceSet;
+        if (releaseFirst && (Ops.Provides & VfioOps.Release) != 0)
+        {
+            // ≤v6.0: the driver's uninit (vfio_pci_core_uninit_device) destroyed its state and
+            // only then called vfio_uninit_group_dev, which took the device out of its set.
+            Ops.Release(this);
+        }
+
         if (DevSet is { } set)
         {
+            // vfio_release_device_set(): off the set's list under its lock.
             set.Lock.Lock();
             set.RemoveLocked(this);
             set.Lock.Unlock();
@@ -175,7 +190,7 @@ public class VfioDevice
         }
 
         Core.DeviceIndexes.Free(Index);
-        if ((Ops.Provides & VfioOps.Release) != 0)
+        if (!releaseFirst && (Ops.Provides & VfioOps.Release) != 0)
         {
             Ops.Release(this);
         }

@@ -139,6 +139,17 @@ public sealed record VfioDesign
     public bool DmaUnmapNotifierChain { get; init; }
 
     /// <summary>
+    /// The ≤v6.0 teardown order of a vfio device (the life-cycle series of v6.1 changed it):
+    /// the driver's release tears its private state down (vfio-pci: mutex_destroy of igate,
+    /// ioeventfds_lock and vma_lock in vfio_pci_core_uninit_device) while the device is still
+    /// on its device set's list, and the device leaves the set only afterwards. A sibling of
+    /// the set walking it in between (VFIO_DEVICE_PCI_HOT_RESET, which try-locks every
+    /// member's vma_lock) touches the torn-down state: a KASAN report. Off (the kernel since
+    /// v6.1): the last vfio_put_device leaves the set first, then calls release, then frees.
+    /// </summary>
+    public bool TeardownBeforeLeavingDeviceSet { get; init; }
+
+    /// <summary>
     /// Type1 (the pre-merge revisions of the 2016 series): pages pinned through
     /// vfio_pin_pages are tracked per address space (mm) and user page, not per mapping, so
     /// two mappings of the same user page share one pin and one locked_vm charge.

@@ -31,6 +31,10 @@
 //   try-locks every memory_lock and drops that device's vma_lock — so on 6.1 every device is
 //   checked and zapped before any memory_lock is tried.
 //
+// KASAN: the v5.8–v6.9 walk's try-lock of a member's vma_lock is checked, so that a member
+// whose driver destroyed its locks while still on the set (the ≤v6.0 teardown order,
+// VfioDesign.TeardownBeforeLeavingDeviceSet) is reported in vfio_pci_zap_and_vma_lock.
+//
 // Lock order (left to right): dev_set->lock → [vma_lock (6.1, try) → mmap_lock (6.1, try)] →
 // memory_lock of each device in dev_set order (try, write) → the inode's i_mmap lock (zap) →
 // the PCI device locks inside pci_reset_bus (try, top of the tree down: the bridge above the
@@ -267,40 +271,47 @@ public sealed partial class VfioPciCoreDevice
         set.Lock.Lock();
         try
         {
-            if (ResettableLocked(set) is not { } pdev)
-            {
-                return ErrorReason.Fail(Errno.EINVAL, $"{HotResetIoctl}: {NotResettableReasonLocked(set)}");
-            }
-
-            IReadOnlyList<VfioDevice> devices = set.DevicesLocked;
-            var vdevs = new VfioPciCoreDevice[devices.Count];
-            for (int i = 0; i < vdevs.Length; i++)
-            {
-                if (devices[i] is not VfioPciCoreDevice v)
-                {
-                    Warn.On(pdev.Machine.Kernel, true, $"{HotResetIoctl}: {devices[i].Name} is in a vfio-pci device set but is not a vfio-pci device");
-                    return Errno.EINVAL.Negative();
-                }
-
-                vdevs[i] = v;
-            }
-
-            // Functions of the set may be runtime-suspended (D3hot): resume and count every one
-            // of them for the reset (its errno when one cannot be resumed, nothing left held).
-            int ret = DevSetPmRuntimeGetLocked(set);
-            if (ret != 0)
-            {
-                return ret;
-            }
-
-            ret = vdevs[0].UsesVmaList ? HotResetVmaListLocked(vdevs, groups, pdev) : HotResetLocked(vdevs, groups, pdev);
-            DevSetPmRuntimePutLocked(set);
-            return ret;
+            return DevSetHotResetLocked(set, groups);
         }
         finally
         {
             set.Lock.Unlock();
         }
+    }
+
+    /// <summary>The body of <see cref="DevSetHotReset"/>: the caller holds dev_set-&gt;lock (tests drive the walk at a chosen moment).</summary>
+    internal static int DevSetHotResetLocked(VfioDeviceSet set, SimFile[] groups)
+    {
+        set.Lock.AssertHeld();
+        if (ResettableLocked(set) is not { } pdev)
+        {
+            return ErrorReason.Fail(Errno.EINVAL, $"{HotResetIoctl}: {NotResettableReasonLocked(set)}");
+        }
+
+        IReadOnlyList<VfioDevice> devices = set.DevicesLocked;
+        var vdevs = new VfioPciCoreDevice[devices.Count];
+        for (int i = 0; i < vdevs.Length; i++)
+        {
+            if (devices[i] is not VfioPciCoreDevice v)
+            {
+                Warn.On(pdev.Machine.Kernel, true, $"{HotResetIoctl}: {devices[i].Name} is in a vfio-pci device set but is not a vfio-pci device");
+                return Errno.EINVAL.Negative();
+            }
+
+            vdevs[i] = v;
+        }
+
+        // Functions of the set may be runtime-suspended (D3hot): resume and count every one
+        // of them for the reset (its errno when one cannot be resumed, nothing left held).
+        int ret = DevSetPmRuntimeGetLocked(set);
+        if (ret != 0)
+        {
+            return ret;
+        }
+
+        ret = vdevs[0].UsesVmaList ? HotResetVmaListLocked(vdevs, groups, pdev) : HotResetLocked(vdevs, groups, pdev);
+        DevSetPmRuntimePutLocked(set);
+        return ret;
     }
 
     /// <summary>
@@ -488,6 +499,10 @@ public sealed partial class VfioPciCoreDevice
     /// </summary>
     private bool TryZapAndVmaLock()
     {
+        // A member of the set whose driver already destroyed vma_lock (the ≤v6.0 teardown
+        // order, VfioDesign.TeardownBeforeLeavingDeviceSet) is still on the list the hot
+        // reset walks: this try-lock is the first touch of the torn-down state.
+        Core.Kernel.Kasan.Check(_vmaLock, "vfio_pci_zap_and_vma_lock");
         while (true)
         {
             if (!_vmaLock.TryLock())

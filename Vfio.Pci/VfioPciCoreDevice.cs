@@ -118,8 +118,22 @@ public sealed partial class VfioPciCoreDevice : VfioDevice
         InitIoeventfds(k);
     }
 
-    /// <summary>vfio_pci_core_release_dev().</summary>
-    internal void ReleaseDev() => _savedState = null;
+    /// <summary>
+    /// vfio_pci_core_release_dev() (v6.1+), or vfio_pci_core_uninit_device() in the ≤v6.0
+    /// order (<see cref="VfioDesign.TeardownBeforeLeavingDeviceSet"/>): mutex_destroy of igate,
+    /// ioeventfds_lock and vma_lock — poisoned for KASAN, so a set walk that still finds this
+    /// device and takes its vma_lock is reported — and the driver's allocations freed.
+    /// </summary>
+    internal void ReleaseDev()
+    {
+        string function = Core.Design.TeardownBeforeLeavingDeviceSet ? "vfio_pci_core_uninit_device" : "vfio_pci_core_release_dev";
+        Kasan kasan = Core.Kernel.Kasan;
+        string of = $"of vfio_pci_core_device {Name} ({Pname}), destroyed";
+        kasan.Free(_igate, $"igate {of}", function);
+        kasan.Free(_ioeventfdsLock, $"ioeventfds_lock {of}", function);
+        kasan.Free(_vmaLock, $"vma_lock {of}", function);
+        _savedState = null;
+    }
 
     // ---- Registration (vfio_pci_core_register_device / vfio_pci_core_unregister_device).
 

@@ -50,6 +50,7 @@ public sealed class ScenarioCatalog
         new UnbindVsViability(),
         new UnbindGroupLifetime(),
         new KvmGroupVsContainerChange(),
+        new TeardownVsDeviceSetWalk(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>
