@@ -99,6 +99,11 @@ public sealed partial class KTask : KernelObject
     // ---- Controlled mode: the CPU hand-off. Released by whoever schedules this task.
     internal SemaphoreSlim? Gate;
 
+    // Controlled mode: the task runs on a pooled worker thread (TaskWorker); WorkerDone is
+    // set (under ParkLock, with a pulse) once the worker has left the task for good.
+    internal bool OnWorker;
+    internal volatile bool WorkerDone;
+
     // ---- Sleeping. ParkLock protects Permit and the real-mode sleep; the wait fields are
     // written by the task itself before it parks and read by wakers and reports.
     internal readonly object ParkLock = new();
