@@ -3,8 +3,8 @@
 // stack and the preempt count that spinlocks raise.
 //
 // Every simulated thread of execution is a KTask backed by a real .NET thread. In
-// controlled mode only one of them runs at a time; a task hands the CPU to the next one
-// through the scheduler (its Gate). In real mode tasks run freely and sleep by parking on
+// controlled mode only one of them runs at a time, on a pooled worker thread (TaskWorker);
+// a task hands the CPU to the next one through the scheduler (its Gate). In real mode tasks run freely and sleep by parking on
 // their own monitor. Threads that were not spawned as tasks are adopted on first use in
 // real mode (and in controlled mode outside a run, for setup code).
 
