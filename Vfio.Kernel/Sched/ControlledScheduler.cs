@@ -135,9 +135,8 @@ internal sealed class ControlledScheduler : Scheduler
 
         foreach (KTask t in pending)
         {
-            if (t.OnWorker && !t.WorkerDone && !ReferenceEquals(t, running))
+            if (t.OnWorker && !ReferenceEquals(t, running) && TaskWorker.ReleaseUnlessDone(t))
             {
-                t.Gate!.Release();
                 JoinThread(t);
             }
         }

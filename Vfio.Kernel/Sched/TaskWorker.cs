@@ -94,6 +94,26 @@ internal sealed class TaskWorker
         t.OnWorker = true;
     }
 
+    /// <summary>
+    /// Releases <paramref name="t"/>'s gate unless its worker has already left it (and may
+    /// carry another kernel's task by now); true when released. The check and the release
+    /// are atomic with the worker's leaving, so a release that lands is seen by that worker,
+    /// which then retires instead of returning to the idle list.
+    /// </summary>
+    internal static bool ReleaseUnlessDone(KTask t)
+    {
+        lock (t.ParkLock)
+        {
+            if (t.WorkerDone)
+            {
+                return false;
+            }
+
+            t.Gate!.Release();
+            return true;
+        }
+    }
+
     /// <summary>Waits until the worker carrying <paramref name="t"/> has left it; false on timeout.</summary>
     internal static bool Join(KTask t, TimeSpan timeout)
     {
