@@ -3,8 +3,8 @@
 // stack and the preempt count that spinlocks raise.
 //
 // Every simulated thread of execution is a KTask backed by a real .NET thread. In
-// controlled mode only one of them runs at a time; a task hands the CPU to the next one
-// through the scheduler (its Gate). In real mode tasks run freely and sleep by parking on
+// controlled mode only one of them runs at a time, on a pooled worker thread (TaskWorker);
+// a task hands the CPU to the next one through the scheduler (its Gate). In real mode tasks run freely and sleep by parking on
 // their own monitor. Threads that were not spawned as tasks are adopted on first use in
 // real mode (and in controlled mode outside a run, for setup code).
 
@@ -98,6 +98,11 @@ public sealed partial class KTask : KernelObject
 
     // ---- Controlled mode: the CPU hand-off. Released by whoever schedules this task.
     internal SemaphoreSlim? Gate;
+
+    // Controlled mode: the task runs on a pooled worker thread (TaskWorker); WorkerDone is
+    // set (under ParkLock, with a pulse) once the worker has left the task for good.
+    internal bool OnWorker;
+    internal volatile bool WorkerDone;
 
     // ---- Sleeping. ParkLock protects Permit and the real-mode sleep; the wait fields are
     // written by the task itself before it parks and read by wakers and reports.

@@ -151,8 +151,13 @@ public sealed class Lockdep
         {
             if (ReferenceEquals(t.Held[i].Lock, lockObject))
             {
-                // Locks may be released out of order; close the gap.
-                Array.Copy(t.Held, i + 1, t.Held, i, t.HeldCount - i - 1);
+                // Locks may be released out of order; close the gap (usually there is none).
+                int after = t.HeldCount - i - 1;
+                if (after > 0)
+                {
+                    Array.Copy(t.Held, i + 1, t.Held, i, after);
+                }
+
                 t.Held[--t.HeldCount] = default;
                 return;
             }

@@ -13,6 +13,9 @@
 // A failed run (exception, BUG, deadlock, budget, divergence) sets the kernel's Aborted
 // flag; the controller then releases the remaining tasks one at a time and each unwinds
 // with KTaskAbortedException from its next scheduling point.
+//
+// Threads: a task runs on a pooled worker thread (TaskWorker), whose gate is the task's
+// Gate; the first release starts the task. Workers are reused across runs and kernels.
 
 using System.Text;
 
@@ -22,6 +25,7 @@ internal sealed class ControlledScheduler : Scheduler
 {
     private readonly List<KTask> _runnable = [];
     private readonly ManualResetEventSlim _done = new(false);
+    private readonly Action<KTask> _threadMain;
 
     private Strategy? _strategy;
     private KTask? _current;
@@ -32,6 +36,7 @@ internal sealed class ControlledScheduler : Scheduler
     public ControlledScheduler(SimKernel kernel)
         : base(kernel)
     {
+        _threadMain = ThreadMain;
     }
 
     public override long Steps => Volatile.Read(ref _steps);
@@ -123,16 +128,15 @@ internal sealed class ControlledScheduler : Scheduler
         // the others one at a time so no two threads of the run ever execute together.
         var pending = new List<KTask>(Tasks);
         KTask? running = _current;
-        if (running is not null && running.Thread is { } rt && rt.IsAlive)
+        if (running is not null && running.OnWorker && !running.WorkerDone)
         {
             JoinThread(running);
         }
 
         foreach (KTask t in pending)
         {
-            if (t.Thread is { IsAlive: true } && !ReferenceEquals(t, running))
+            if (t.OnWorker && !ReferenceEquals(t, running) && TaskWorker.ReleaseUnlessDone(t))
             {
-                t.Gate!.Release();
                 JoinThread(t);
             }
         }
@@ -140,7 +144,7 @@ internal sealed class ControlledScheduler : Scheduler
 
     private static void JoinThread(KTask t)
     {
-        if (!t.Thread!.Join(TimeSpan.FromSeconds(30)))
+        if (!TaskWorker.Join(t, TimeSpan.FromSeconds(30)))
         {
             // A task that swallows KTaskAbortedException and spins: leave the background thread.
             t.Failure ??= new KTaskAbortedException($"task {t.DisplayName} did not unwind after the run was aborted");
@@ -151,28 +155,21 @@ internal sealed class ControlledScheduler : Scheduler
     {
         var t = new KTask(Kernel, Kernel.NextTaskId(), name, body, scheduled: true, adopted: false)
         {
-            Gate = new SemaphoreSlim(0),
             State = TaskState.Runnable,
             Context = context,
         };
-        var thread = new Thread(() => ThreadMain(t), maxStackSize: 1 << 20)
-        {
-            IsBackground = true,
-            Name = $"ktask {t.DisplayName}",
-        };
-        t.Thread = thread;
+        TaskWorker.Assign(t, _threadMain);
         Tasks.Add(t);
         _live++;
-        thread.Start();
         return t;
     }
 
+    // Runs on the task's worker once its Gate is first released.
     private void ThreadMain(KTask t)
     {
         KTask.SetCurrent(t);
         try
         {
-            t.Gate!.Wait();
             if ((Kernel.Flags & SimKernel.FlagAborted) == 0)
             {
                 RunBody(t);

@@ -39,8 +39,12 @@ public static class MachineDescriptionReader
         }
     }
 
-    /// <summary>The embedded default machine.</summary>
-    public static MachineDescription Default => Parse(DefaultJson);
+    // Parsed once: a description is immutable (variants are made with `with`), and boots
+    // that start from the default machine should not pay for its JSON each time.
+    private static MachineDescription? s_default;
+
+    /// <summary>The embedded default machine (parsed once and shared; derive a variant with <c>with</c>).</summary>
+    public static MachineDescription Default => Volatile.Read(ref s_default) ?? Interlocked.CompareExchange(ref s_default, Parse(DefaultJson), null) ?? s_default!;
 
     /// <summary>Reads a description file.</summary>
     public static MachineDescription Load(string path) => Parse(File.ReadAllText(path));

@@ -256,11 +256,14 @@ public sealed partial class PhysMem
     }
 }
 
-/// <summary>4 KiB buffers for page contents, allocated 256 at a time and reused.</summary>
+/// <summary>
+/// 4 KiB buffers for page contents, allocated 16 at a time (64 KiB, off the large-object
+/// heap) and reused.
+/// </summary>
 internal sealed class PageData
 {
-    private const int PagesPerChunk = 256;
-    private byte[][] _chunks = new byte[8][];
+    private const int PagesPerChunk = 16;
+    private byte[][] _chunks = new byte[64][];
     private int _next = 1;
     private int[] _free = new int[64];
     private int _freeCount;

@@ -8,7 +8,8 @@
 // above 2 MiB pages, each page physically contiguous and aligned.
 //
 // Per-frame metadata (refcount, pin count, data slot, flags: 16 bytes) lives in chunks of
-// 65,536 frames allocated on first use. Anonymous 4 KiB pages come from 256 MiB blocks,
+// 4,096 frames (64 KiB, small enough to stay off the large-object heap, so booting and
+// dropping machines does not force full collections) allocated on first use. Anonymous 4 KiB pages come from 256 MiB blocks,
 // filled one block at a time, either in order ("contiguous") or "scattered": the block's
 // 2 MiB windows are visited in a seeded permuted order and the pages of each window in
 // another, so consecutive allocations are never physically adjacent and no 2 MiB range is
@@ -90,9 +91,9 @@ public sealed partial class PhysMem
     internal const int FlagReserved = 1;
     internal const int FlagDirty = 2;
 
-    private const int ChunkShift = 16;
+    private const int ChunkShift = 12;
     private const int ChunkSize = 1 << ChunkShift;
-    private const long BlockPages = ChunkSize;
+    private const long BlockPages = 1L << 16;
     private const long ReservedLowPages = (2L << 20) >> PageShift;
     private const int WindowShift = 9;
     private const long WindowPages = 1L << WindowShift;
@@ -198,7 +199,7 @@ public sealed partial class PhysMem
     /// <summary>nr_foll_pin_released: pages unpinned since boot.</summary>
     public long PinsReleased => Volatile.Read(ref _pinReleased);
 
-    /// <summary>Bytes of frame metadata allocated so far (16 per frame, in chunks of 65,536 frames).</summary>
+    /// <summary>Bytes of frame metadata allocated so far (16 per frame, in chunks of 4,096 frames).</summary>
     public long MetadataBytes
     {
         get

@@ -217,6 +217,17 @@ public sealed class PciConfigSpace
     /// <summary>A copy of registers and masks, restored by <see cref="Restore"/> (power-on state for resets).</summary>
     public (byte[] Data, byte[] Wmask, byte[] W1c) Snapshot() => ((byte[])_data.Clone(), (byte[])_wmask.Clone(), (byte[])_w1cmask.Clone());
 
+    /// <summary>A copy of the registers alone (what pci_save_state keeps).</summary>
+    public byte[] SnapshotRegisters() => (byte[])_data.Clone();
+
+    /// <summary>Overwrites <paramref name="snapshot"/> (taken by <see cref="Snapshot"/> of this space) with the current registers and masks.</summary>
+    public void SnapshotInto((byte[] Data, byte[] Wmask, byte[] W1c) snapshot)
+    {
+        _data.CopyTo(snapshot.Data, 0);
+        _wmask.CopyTo(snapshot.Wmask, 0);
+        _w1cmask.CopyTo(snapshot.W1c, 0);
+    }
+
     /// <summary>Puts back registers captured by <see cref="Snapshot"/>.</summary>
     public void Restore((byte[] Data, byte[] Wmask, byte[] W1c) snapshot)
     {

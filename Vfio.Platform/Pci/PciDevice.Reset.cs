@@ -447,7 +447,7 @@ public partial class PciDevice
         ConfigLock.Lock();
         try
         {
-            return new PciSavedState(Config.Snapshot().Data, (byte[])_msixTable.Clone());
+            return new PciSavedState(Config.SnapshotRegisters(), (byte[])_msixTable.Clone());
         }
         finally
         {

@@ -145,10 +145,7 @@ public partial class PciDevice : SimDevice
     /// <summary>The register file as built is the power-on state that resets return to.</summary>
     protected void RecapturePowerOn()
     {
-        (byte[] data, byte[] wmask, byte[] w1c) = Config.Snapshot();
-        data.CopyTo(_powerOnConfig.Data, 0);
-        wmask.CopyTo(_powerOnConfig.Wmask, 0);
-        w1c.CopyTo(_powerOnConfig.W1c, 0);
+        Config.SnapshotInto(_powerOnConfig);
     }
 
     private void CheckBuilding()

@@ -12,6 +12,10 @@
 // (which are atomic). A fill carries the invalidation generation read before its walk and
 // is dropped if an invalidation ran since: a translation walked before an unmap's flush
 // can never be cached after it.
+//
+// The entry array is allocated by the first fill (published with a volatile write under
+// _lock): until then every lookup misses and every invalidation has nothing to drop, as
+// with an empty array, and a machine that never translates does not pay for it.
 
 using System.Numerics;
 using System.Runtime.CompilerServices;
@@ -28,7 +32,8 @@ public sealed class Iotlb
     private static readonly int[] s_shifts = [12, 21, 30];
 
     private readonly KSpinLock _lock;
-    private readonly Entry[] _entries;
+    private readonly int _capacity;
+    private Entry[] _entries = [];       // allocated (capacity entries) by the first fill, under _lock
     private readonly byte[] _victim;     // per set: next way to replace (round robin); under _lock
     private readonly int _ways;
     private readonly int _setMask;
@@ -65,7 +70,7 @@ public sealed class Iotlb
         }
 
         _lock = new KSpinLock(kernel, "iommu.iotlb_lock");
-        _entries = new Entry[entries];
+        _capacity = entries;
         _ways = Math.Min(MaxWays, entries);
         int sets = entries == 0 ? 0 : entries / _ways;
         _setMask = sets - 1;
@@ -73,7 +78,7 @@ public sealed class Iotlb
     }
 
     /// <summary>Capacity in entries (0: the IOTLB is disabled and every translation walks).</summary>
-    public int Capacity => _entries.Length;
+    public int Capacity => _capacity;
 
     /// <summary>Ways per set.</summary>
     public int Ways => _ways;
@@ -120,7 +125,8 @@ public sealed class Iotlb
     /// </summary>
     public bool Lookup(int domainId, ulong iova, out long phys, out IommuProt prot)
     {
-        if (_entries.Length != 0)
+        Entry[] entries = Volatile.Read(ref _entries);
+        if (entries.Length != 0)
         {
             for (int c = 0; c < 3; c++)
             {
@@ -129,7 +135,7 @@ public sealed class Iotlb
                     continue;
                 }
 
-                if (Probe(domainId, iova, c, out phys, out prot))
+                if (Probe(entries, domainId, iova, c, out phys, out prot))
                 {
                     Interlocked.Increment(ref _hits);
                     return true;
@@ -144,11 +150,10 @@ public sealed class Iotlb
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private bool Probe(int domainId, ulong iova, int sizeClass, out long phys, out IommuProt prot)
+    private bool Probe(Entry[] entries, int domainId, ulong iova, int sizeClass, out long phys, out IommuProt prot)
     {
         ulong tag = TagOf(iova, sizeClass);
         int baseIndex = SetOf(domainId, tag) * _ways;
-        Entry[] entries = _entries;
         for (int w = 0; w < _ways; w++)
         {
             ref Entry e = ref entries[baseIndex + w];
@@ -185,7 +190,7 @@ public sealed class Iotlb
         ArgumentOutOfRangeException.ThrowIfNegative(domainId);
         ArgumentOutOfRangeException.ThrowIfLessThan(leafLevel, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(leafLevel, 3);
-        if (_entries.Length == 0)
+        if (_capacity == 0)
         {
             return false;
         }
@@ -201,6 +206,11 @@ public sealed class Iotlb
             if (Volatile.Read(ref _generation) != generation)
             {
                 return false;
+            }
+
+            if (_entries.Length == 0)
+            {
+                Volatile.Write(ref _entries, new Entry[_capacity]);
             }
 
             int way = -1;
