@@ -1,8 +1,35 @@
-// Bounded-exhaustive schedule search (CHESS-style iterative preemption bounding) with
-// partial-order reduction, and the shrinking of a failing schedule. Both work by
-// re-execution: every schedule is a fresh run that a Guided strategy steers.
+// Simulator-only (no kernel counterpart): bounded-exhaustive schedule search (CHESS-style
+// preemption bounding, Musuvathi and Qadeer, PLDI 2007) with partial-order reduction by
+// sleep sets (Godefroid 1996), and the shrinking of a failing schedule. Both are stateless:
+// every schedule is a fresh run that a guided strategy steers, so a schedule is a list of
+// deviations from the non-preemptive default.
 //
-// SKELETON: the signatures are fixed; the bodies are being written.
+// The search is a depth-first walk over the decision points of runs (points at which more
+// than one task could run), deepest first, alternatives in task-id order, so the order is
+// deterministic. At a decision point, running a task other than the current one while the
+// current one could go on costs one preemption; choosing among the runnable tasks when the
+// current one blocks or exits is free. Schedules with more than PreemptionBound preemptions
+// are not run.
+//
+// Reduction: after the subtree under "U runs at point p" has been searched, U goes to sleep
+// in the subtrees of p's other choices and stays asleep while the steps that run are
+// independent of U's pending step (both name kernel objects and the objects differ, see
+// ScheduleRecorder); a path that would run a sleeping task is equivalent to one already
+// searched and is cut there. Caveats, also in docs/kernel-runtime.md:
+// - Shared state touched between scheduling points without a kernel primitive (a plain
+//   field read in one task and written in another) is outside the reduction's view: two
+//   steps that race on such state look independent. Search with PartialOrderReduction =
+//   false when a program communicates that way.
+// - Sleep sets and a preemption bound do not compose perfectly: the searched schedule that
+//   stands for a pruned one may need more preemptions than the bound allows, so with a
+//   bound, reduction can miss an interleaving class that the unreduced search covers.
+//   Every bug found is real; the bound's coverage claim is weaker with reduction on.
+//
+// Sharding: a schedule belongs to shard (hash of its first deviation) mod ShardCount and
+// the deviation-free schedule to shard 0. Every shard walks the same tree (the deviation-
+// free run shows it the top-level choices) but runs only its own subtrees; a subtree of
+// another shard counts as searched, so each shard prunes exactly as the whole search
+// does and the shards' schedules partition the unsharded search's schedules.
 
 namespace Vfio.Kernel;
 
@@ -78,7 +105,296 @@ public static class BoundedSearch
     /// strategy) and returns the result.
     /// </summary>
     public static BoundedSearchResult Run(BoundedSearchOptions options, Func<StrategySpec, RunResult> runOne, Action<SearchProgress>? progress = null)
-        => throw new NotImplementedException("BoundedSearch.Run is being written");
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(runOne);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.PreemptionBound);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxSchedules, 0);
+        if (options.ShardCount < 1 || options.ShardIndex < 0 || options.ShardIndex >= options.ShardCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), $"shard {options.ShardIndex}/{options.ShardCount} is not valid: need 0 <= index < count");
+        }
+
+        return new Search(options, runOne, progress).Go();
+    }
+
+    /// <summary>The shard a schedule whose first deviation is <paramref name="first"/> belongs to.</summary>
+    public static int ShardOf(ScheduleDeviation first, int shardCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(shardCount, 1);
+        ulong h = ScheduleRecorder.Mix(ScheduleRecorder.Mix(((ulong)(uint)first.TaskId << 32) | (uint)first.Point) ^ (uint)first.NextTaskId);
+        return (int)(h % (ulong)shardCount);
+    }
+
+    /// <summary>A decision point on the path of the schedule being extended.</summary>
+    private sealed class Node
+    {
+        public required RecordedDecision Decision { get; init; }
+
+        public required PendingOp[] Runnable { get; init; }
+
+        /// <summary>Sleeping tasks on arrival, with their pending steps.</summary>
+        public required List<PendingOp> Sleep { get; init; }
+
+        /// <summary>Tasks whose subtree at this point has been searched (or belongs to another shard).</summary>
+        public List<int> Done { get; } = new(4);
+
+        /// <summary>Preemptions on the path before this point.</summary>
+        public required int Preemptions { get; init; }
+
+        public int Chosen { get; set; }
+
+        public PendingOp PendingOf(int task)
+        {
+            foreach (PendingOp p in Runnable)
+            {
+                if (p.Task == task)
+                {
+                    return p;
+                }
+            }
+
+            throw new InvalidOperationException($"task {task} is not runnable at this decision point");
+        }
+    }
+
+    private sealed class Search(BoundedSearchOptions options, Func<StrategySpec, RunResult> runOne, Action<SearchProgress>? progress)
+    {
+        private const int ProgressEvery = 16;
+
+        private readonly List<Node> _path = [];
+        private readonly HashSet<ulong> _classes = [];
+        private readonly List<RunResult> _failures = [];
+        private long _schedules;
+
+        public BoundedSearchResult Go()
+        {
+            bool exhausted = false;
+            bool mine = options.ShardIndex == 0;
+            RunResult first = RunCounted([], counted: mine);
+            if (!(mine && Stop(first)))
+            {
+                Extend(first, 0, [], 0);
+                exhausted = Backtrack();
+            }
+
+            progress?.Invoke(Progress);
+            return new BoundedSearchResult(_schedules, _classes.Count, exhausted, _failures);
+        }
+
+        private SearchProgress Progress => new(_schedules, _classes.Count, _failures.Count);
+
+        /// <summary>Runs alternatives deepest first until none is left (true) or the search stops (false).</summary>
+        private bool Backtrack()
+        {
+            while (true)
+            {
+                if (!NextAlternative(out int k, out PendingOp u))
+                {
+                    return true;
+                }
+
+                Node node = _path[k];
+                node.Done.Add(u.Task);
+                var devs = new List<ScheduleDeviation>();
+                for (int j = 0; j < k; j++)
+                {
+                    RecordedDecision d = _path[j].Decision;
+                    if (_path[j].Chosen != d.Default)
+                    {
+                        devs.Add(new ScheduleDeviation(d.Current, d.Point, _path[j].Chosen));
+                    }
+                }
+
+                var dev = new ScheduleDeviation(node.Decision.Current, node.Decision.Point, u.Task);
+                if (devs.Count == 0 && u.Task != node.Decision.Default && BoundedSearch.ShardOf(dev, options.ShardCount) != options.ShardIndex)
+                {
+                    continue; // Another shard's subtree: searched there, asleep here.
+                }
+
+                if (_schedules >= options.MaxSchedules)
+                {
+                    return false;
+                }
+
+                if (u.Task != node.Decision.Default)
+                {
+                    devs.Add(dev);
+                }
+
+                RunResult r = RunCounted(devs, counted: true);
+                ScheduleRecord rec = r.Record!;
+                if (rec.Decisions.Count <= k || rec.Decisions[k].Current != node.Decision.Current || rec.Decisions[k].Point != node.Decision.Point
+                    || rec.Decisions[k].Chosen != u.Task)
+                {
+                    throw new InvalidOperationException(
+                        $"the program did not repeat its schedule: re-running the first {k + 1} decision points with the same choices reached a different point " +
+                        "(a run depends on something other than the seed and the schedule, such as wall time, a real thread or state left by an earlier run); " +
+                        "a bounded search needs each run to start from the same state");
+                }
+
+                node.Chosen = u.Task;
+                int preemptions = node.Preemptions + (node.Decision.CurrentCanRun && u.Task != node.Decision.Current ? 1 : 0);
+                var sleep = new List<PendingOp>();
+                if (options.PartialOrderReduction)
+                {
+                    foreach (PendingOp x in node.Sleep)
+                    {
+                        AddIfIndependent(sleep, x, u);
+                    }
+
+                    foreach (int done in node.Done)
+                    {
+                        if (done != u.Task && IndexOf(node.Sleep, done) < 0)
+                        {
+                            AddIfIndependent(sleep, node.PendingOf(done), u);
+                        }
+                    }
+                }
+
+                Extend(r, node.Decision.Step + 1, sleep, preemptions);
+                if (Stop(r))
+                {
+                    return false;
+                }
+            }
+        }
+
+        /// <summary>Finds the deepest decision point with a choice left to run, popping exhausted points.</summary>
+        private bool NextAlternative(out int k, out PendingOp u)
+        {
+            for (k = _path.Count - 1; k >= 0; k--)
+            {
+                Node node = _path[k];
+                foreach (PendingOp p in node.Runnable)
+                {
+                    if (node.Done.Contains(p.Task) || IndexOf(node.Sleep, p.Task) >= 0)
+                    {
+                        continue;
+                    }
+
+                    int cost = node.Decision.CurrentCanRun && p.Task != node.Decision.Current ? 1 : 0;
+                    if (node.Preemptions + cost > options.PreemptionBound)
+                    {
+                        continue;
+                    }
+
+                    u = p;
+                    return true;
+                }
+
+                _path.RemoveAt(k);
+            }
+
+            u = default;
+            return false;
+        }
+
+        /// <summary>
+        /// Appends the decision points of <paramref name="r"/> from step <paramref name="fromStep"/>
+        /// on, carrying the sleep set along the steps; stops after a point whose run went on
+        /// with a sleeping task (the rest of that run repeats a searched class).
+        /// </summary>
+        private void Extend(RunResult r, int fromStep, List<PendingOp> sleep, int preemptions)
+        {
+            ScheduleRecord rec = r.Record!;
+            for (int i = fromStep; i < rec.Steps.Count; i++)
+            {
+                RecordedStep st = rec.Steps[i];
+                if (st.Decision >= 0)
+                {
+                    RecordedDecision d = rec.Decisions[st.Decision];
+                    if (d.Step != i || st.Decision != _path.Count)
+                    {
+                        throw new InvalidOperationException($"decision record out of step: decision {st.Decision} at step {i}, path depth {_path.Count}");
+                    }
+
+                    var node = new Node
+                    {
+                        Decision = d,
+                        Runnable = rec.Runnable.GetRange(d.RunnableStart, d.RunnableCount).ToArray(),
+                        Sleep = [.. sleep],
+                        Preemptions = preemptions,
+                        Chosen = d.Chosen,
+                    };
+                    node.Done.Add(d.Chosen);
+                    _path.Add(node);
+                    if (d.CurrentCanRun && d.Chosen != d.Current)
+                    {
+                        preemptions++;
+                    }
+                }
+
+                if (IndexOf(sleep, st.Task) >= 0)
+                {
+                    return;
+                }
+
+                for (int j = sleep.Count - 1; j >= 0; j--)
+                {
+                    if (!ScheduleRecorder.Independent(sleep[j].Op, sleep[j].Object, st.Op, st.Object))
+                    {
+                        sleep.RemoveAt(j);
+                    }
+                }
+            }
+        }
+
+        private RunResult RunCounted(List<ScheduleDeviation> devs, bool counted)
+        {
+            RunResult r = runOne(StrategySpec.Guided(devs));
+            if (r.Record is null)
+            {
+                throw new InvalidOperationException("runOne must run the schedule on a fresh controlled kernel configured with the strategy it is given (KernelConfig.Strategy)");
+            }
+
+            if (!counted)
+            {
+                return r;
+            }
+
+            _schedules++;
+            if (r.InterleavingHash is ulong h)
+            {
+                _classes.Add(h);
+            }
+
+            if (!r.Passed)
+            {
+                _failures.Add(r);
+            }
+
+            if (_schedules % ProgressEvery == 0)
+            {
+                progress?.Invoke(Progress);
+            }
+
+            return r;
+        }
+
+        private bool Stop(RunResult r) => !r.Passed && options.StopAtFirstFailure;
+
+        private static void AddIfIndependent(List<PendingOp> sleep, PendingOp x, PendingOp ran)
+        {
+            if (ScheduleRecorder.Independent(x.Op, x.Object, ran.Op, ran.Object))
+            {
+                sleep.Add(x);
+            }
+        }
+
+        private static int IndexOf(List<PendingOp> set, int task)
+        {
+            for (int i = 0; i < set.Count; i++)
+            {
+                if (set[i].Task == task)
+                {
+                    return i;
+                }
+            }
+
+            return -1;
+        }
+    }
 }
 
 /// <summary>The outcome of shrinking a failing schedule.</summary>
@@ -121,6 +437,168 @@ public static class ScheduleShrinker
     /// fewer steps, keeping only schedules for which <paramref name="stillFails"/> holds.
     /// <paramref name="runOne"/> runs one schedule on a fresh kernel with the strategy it is given.
     /// </summary>
+    /// <remarks>
+    /// <paramref name="runOne"/> must build the kernel as the failing run did (seed, profile,
+    /// machine). The schedule is first rewritten as deviations from the guided default and
+    /// re-run to check it still fails; then delta debugging (ddmin) keeps the smallest subset
+    /// of deviations that still fails, and a last pass tries dropping each one left. Stops
+    /// early after <paramref name="maxRuns"/> runs with the best schedule so far.
+    /// </remarks>
     public static ShrinkResult Shrink(RunTrace failing, Func<StrategySpec, RunResult> runOne, Func<RunResult, bool> stillFails, int maxRuns = 2000)
-        => throw new NotImplementedException("ScheduleShrinker.Shrink is being written");
+    {
+        ArgumentNullException.ThrowIfNull(failing);
+        ArgumentNullException.ThrowIfNull(runOne);
+        ArgumentNullException.ThrowIfNull(stillFails);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxRuns, 1);
+        if (failing.Mode != SchedulerMode.Controlled)
+        {
+            throw new ArgumentException("only traces of controlled runs can be shrunk; real-mode traces have no schedule", nameof(failing));
+        }
+
+        return new Shrinker(runOne, stillFails, maxRuns).Go(failing);
+    }
+
+    /// <summary>
+    /// The schedule of <paramref name="trace"/> as guided deviations: every switch the trace
+    /// made, and every choice after a task blocked or exited (the trace does not say which
+    /// tasks were runnable there, so the default is unknown). Re-running them follows the trace.
+    /// </summary>
+    internal static List<ScheduleDeviation> DeviationsOf(RunTrace trace)
+    {
+        var points = new Dictionary<int, int>();
+        var devs = new List<ScheduleDeviation>();
+        string block = SchedOp.Block.KernelName();
+        string exit = SchedOp.Exit.KernelName();
+        foreach (TraceRecord r in trace.Records)
+        {
+            if (r.Kind != TraceRecordKind.Step)
+            {
+                continue;
+            }
+
+            int n = points.GetValueOrDefault(r.TaskId) + 1;
+            points[r.TaskId] = n;
+            if (r.NextTaskId != 0 && (r.NextTaskId != r.TaskId || r.Op == block || r.Op == exit))
+            {
+                devs.Add(new ScheduleDeviation(r.TaskId, n, r.NextTaskId));
+            }
+        }
+
+        return devs;
+    }
+
+    private sealed class Shrinker(Func<StrategySpec, RunResult> runOne, Func<RunResult, bool> stillFails, int maxRuns)
+    {
+        private int _runs;
+        private RunResult? _best;
+
+        public ShrinkResult Go(RunTrace failing)
+        {
+            RunResult first = RunOne(StrategySpec.Guided(DeviationsOf(failing)));
+            if (first.Record is null)
+            {
+                throw new InvalidOperationException("runOne must run the schedule on a fresh controlled kernel configured with the strategy it is given (KernelConfig.Strategy)");
+            }
+
+            if (!stillFails(first))
+            {
+                // The guided rewrite did not fail: fall back to the recorded schedule itself.
+                RunResult replay = RunOne(StrategySpec.Replay(failing));
+                if (!stillFails(replay))
+                {
+                    throw new InvalidOperationException(
+                        $"the failing schedule does not fail when it is run again (replay: {replay.Outcome}); check that runOne builds the kernel as the failing run did (seed {failing.Seed}, profile {failing.Profile})");
+                }
+
+                return new ShrinkResult(replay, first.Record.Preemptions, first.Record.Preemptions, failing.StepCount, replay.Steps, _runs);
+            }
+
+            _best = first;
+            List<ScheduleDeviation> devs = first.Record.Deviations();
+            devs = DeltaDebug(devs);
+            for (int i = devs.Count - 1; i >= 0 && _runs < maxRuns; i--)
+            {
+                List<ScheduleDeviation> without = [.. devs];
+                without.RemoveAt(i);
+                if (Fails(without))
+                {
+                    devs = without;
+                }
+            }
+
+            return new ShrinkResult(_best, first.Record.Preemptions, _best.Record!.Preemptions, failing.StepCount, _best.Steps, _runs);
+        }
+
+        /// <summary>Zeller's ddmin: a 1-minimal failing subset (up to the run budget).</summary>
+        private List<ScheduleDeviation> DeltaDebug(List<ScheduleDeviation> devs)
+        {
+            if (devs.Count == 0 || Fails([]))
+            {
+                return [];
+            }
+
+            int n = 2;
+            while (devs.Count >= 2 && _runs < maxRuns)
+            {
+                int chunk = (devs.Count + n - 1) / n;
+                bool reduced = false;
+                for (int start = 0; start < devs.Count && !reduced; start += chunk)
+                {
+                    List<ScheduleDeviation> part = devs.GetRange(start, Math.Min(chunk, devs.Count - start));
+                    if (Fails(part))
+                    {
+                        devs = part;
+                        n = 2;
+                        reduced = true;
+                    }
+                }
+
+                for (int start = 0; start < devs.Count && !reduced && n > 2; start += chunk)
+                {
+                    List<ScheduleDeviation> rest = [.. devs[..start], .. devs[Math.Min(devs.Count, start + chunk)..]];
+                    if (Fails(rest))
+                    {
+                        devs = rest;
+                        n = Math.Max(n - 1, 2);
+                        reduced = true;
+                    }
+                }
+
+                if (!reduced)
+                {
+                    if (n >= devs.Count)
+                    {
+                        break;
+                    }
+
+                    n = Math.Min(n * 2, devs.Count);
+                }
+            }
+
+            return devs;
+        }
+
+        private bool Fails(List<ScheduleDeviation> devs)
+        {
+            if (_runs >= maxRuns)
+            {
+                return false;
+            }
+
+            RunResult r = RunOne(StrategySpec.Guided(devs));
+            if (!stillFails(r))
+            {
+                return false;
+            }
+
+            _best = r;
+            return true;
+        }
+
+        private RunResult RunOne(StrategySpec spec)
+        {
+            _runs++;
+            return runOne(spec);
+        }
+    }
 }

@@ -24,6 +24,7 @@ internal sealed class ControlledScheduler : Scheduler
     private readonly ManualResetEventSlim _done = new(false);
 
     private Strategy? _strategy;
+    private ScheduleRecorder? _recorder;
     private KTask? _current;
     private bool _running;
     private long _steps;
@@ -66,7 +67,10 @@ internal sealed class ControlledScheduler : Scheduler
         _steps = 0;
         _live = 0;
         _done.Reset();
-        _strategy = Strategy.Create(Kernel.Config.Strategy, Kernel.Seed);
+        StrategySpec spec = Kernel.Config.Strategy;
+        bool guided = spec.Kind == StrategyKind.Guided;
+        _recorder = guided || Kernel.Config.InterleavingHash ? new ScheduleRecorder(recordDecisions: guided) : null;
+        _strategy = Strategy.Create(spec, Kernel.Seed, _recorder);
         _running = true;
 
         KTask main = CreateTask(name, body);
@@ -90,7 +94,15 @@ internal sealed class ControlledScheduler : Scheduler
 
         _running = false;
         _current = null;
-        return FinishRun();
+        RunResult result = FinishRun();
+        if (_recorder is not null)
+        {
+            result.InterleavingHash = _recorder.Hash;
+            result.Record = _recorder.Record;
+            _recorder = null;
+        }
+
+        return result;
     }
 
     private void WaitForRunEnd()
@@ -418,6 +430,7 @@ internal sealed class ControlledScheduler : Scheduler
             return null;
         }
 
+        _recorder?.AtPoint(current, op, obj);
         while (true)
         {
             _runnable.Clear();
@@ -442,6 +455,7 @@ internal sealed class ControlledScheduler : Scheduler
                     return null;
                 }
 
+                _recorder?.Chosen(current, _runnable, next);
                 RecordStep(current, op, obj, next);
                 return next;
             }
