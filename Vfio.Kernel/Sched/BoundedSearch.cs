@@ -115,8 +115,12 @@ public static class BoundedSearch
             throw new ArgumentOutOfRangeException(nameof(options), $"shard {options.ShardIndex}/{options.ShardCount} is not valid: need 0 <= index < count");
         }
 
-        return new Search(options, runOne, progress).Go();
+        return new Search(options, runOne, progress, static r => !r.Passed).Go();
     }
+
+    /// <summary>As the public Run, with <paramref name="isFailure"/> deciding which runs are failures.</summary>
+    internal static BoundedSearchResult Run(BoundedSearchOptions options, Func<StrategySpec, RunResult> runOne, Func<RunResult, bool> isFailure)
+        => new Search(options, runOne, null, isFailure).Go();
 
     /// <summary>The shard a schedule whose first deviation is <paramref name="first"/> belongs to.</summary>
     public static int ShardOf(ScheduleDeviation first, int shardCount)
@@ -133,32 +137,35 @@ public static class BoundedSearch
 
         public required PendingOp[] Runnable { get; init; }
 
-        /// <summary>Sleeping tasks on arrival, with their pending steps.</summary>
-        public required List<PendingOp> Sleep { get; init; }
+        /// <summary>Sleeping tasks on arrival, with the steps they would run.</summary>
+        public required List<RecordedStep> Sleep { get; init; }
 
         /// <summary>Tasks whose subtree at this point has been searched (or belongs to another shard).</summary>
         public List<int> Done { get; } = new(4);
+
+        /// <summary>The step each task run here took (what it touched), once known.</summary>
+        public Dictionary<int, RecordedStep> Ran { get; } = new(4);
 
         /// <summary>Preemptions on the path before this point.</summary>
         public required int Preemptions { get; init; }
 
         public int Chosen { get; set; }
 
-        public PendingOp PendingOf(int task)
+        public bool Asleep(int task)
         {
-            foreach (PendingOp p in Runnable)
+            foreach (RecordedStep x in Sleep)
             {
-                if (p.Task == task)
+                if (x.Task == task)
                 {
-                    return p;
+                    return true;
                 }
             }
 
-            throw new InvalidOperationException($"task {task} is not runnable at this decision point");
+            return false;
         }
     }
 
-    private sealed class Search(BoundedSearchOptions options, Func<StrategySpec, RunResult> runOne, Action<SearchProgress>? progress)
+    private sealed class Search(BoundedSearchOptions options, Func<StrategySpec, RunResult> runOne, Action<SearchProgress>? progress, Func<RunResult, bool> isFailure)
     {
         private const int ProgressEvery = 16;
 
@@ -171,8 +178,8 @@ public static class BoundedSearch
         {
             bool exhausted = false;
             bool mine = options.ShardIndex == 0;
-            RunResult first = RunCounted([], counted: mine);
-            if (!(mine && Stop(first)))
+            RunResult first = RunCounted([], counted: mine, out bool failed);
+            if (!(mine && failed && options.StopAtFirstFailure))
             {
                 Extend(first, 0, [], 0);
                 exhausted = Backtrack();
@@ -189,25 +196,16 @@ public static class BoundedSearch
         {
             while (true)
             {
-                if (!NextAlternative(out int k, out PendingOp u))
+                if (!NextAlternative(out int k, out int u))
                 {
                     return true;
                 }
 
                 Node node = _path[k];
-                node.Done.Add(u.Task);
-                var devs = new List<ScheduleDeviation>();
-                for (int j = 0; j < k; j++)
-                {
-                    RecordedDecision d = _path[j].Decision;
-                    if (_path[j].Chosen != d.Default)
-                    {
-                        devs.Add(new ScheduleDeviation(d.Current, d.Point, _path[j].Chosen));
-                    }
-                }
-
-                var dev = new ScheduleDeviation(node.Decision.Current, node.Decision.Point, u.Task);
-                if (devs.Count == 0 && u.Task != node.Decision.Default && BoundedSearch.ShardOf(dev, options.ShardCount) != options.ShardIndex)
+                node.Done.Add(u);
+                List<ScheduleDeviation> devs = DeviationsBefore(k);
+                var dev = new ScheduleDeviation(node.Decision.Current, node.Decision.Point, u);
+                if (devs.Count == 0 && BoundedSearch.ShardOf(dev, options.ShardCount) != options.ShardIndex)
                 {
                     continue; // Another shard's subtree: searched there, asleep here.
                 }
@@ -217,58 +215,103 @@ public static class BoundedSearch
                     return false;
                 }
 
-                if (u.Task != node.Decision.Default)
-                {
-                    devs.Add(dev);
-                }
-
-                RunResult r = RunCounted(devs, counted: true);
-                ScheduleRecord rec = r.Record!;
-                if (rec.Decisions.Count <= k || rec.Decisions[k].Current != node.Decision.Current || rec.Decisions[k].Point != node.Decision.Point
-                    || rec.Decisions[k].Chosen != u.Task)
-                {
-                    throw new InvalidOperationException(
-                        $"the program did not repeat its schedule: re-running the first {k + 1} decision points with the same choices reached a different point " +
-                        "(a run depends on something other than the seed and the schedule, such as wall time, a real thread or state left by an earlier run); " +
-                        "a bounded search needs each run to start from the same state");
-                }
-
-                node.Chosen = u.Task;
-                int preemptions = node.Preemptions + (node.Decision.CurrentCanRun && u.Task != node.Decision.Current ? 1 : 0);
-                var sleep = new List<PendingOp>();
+                devs.Add(dev);
+                RunResult r = RunCounted(devs, counted: true, out bool failed);
+                RecordedStep ran = StepAt(r, k, node, u);
+                node.Chosen = u;
+                int preemptions = node.Preemptions + (node.Decision.CurrentCanRun && u != node.Decision.Current ? 1 : 0);
+                var sleep = new List<RecordedStep>();
                 if (options.PartialOrderReduction)
                 {
-                    foreach (PendingOp x in node.Sleep)
+                    foreach (RecordedStep x in node.Sleep)
                     {
-                        AddIfIndependent(sleep, x, u);
+                        if (x.IndependentOf(ran))
+                        {
+                            sleep.Add(x);
+                        }
                     }
 
                     foreach (int done in node.Done)
                     {
-                        if (done != u.Task && IndexOf(node.Sleep, done) < 0)
+                        if (done != u && !node.Asleep(done))
                         {
-                            AddIfIndependent(sleep, node.PendingOf(done), u);
+                            RecordedStep x = RanAt(k, done);
+                            if (x.IndependentOf(ran))
+                            {
+                                sleep.Add(x);
+                            }
                         }
                     }
                 }
 
                 Extend(r, node.Decision.Step + 1, sleep, preemptions);
-                if (Stop(r))
+                if (failed && options.StopAtFirstFailure)
                 {
                     return false;
                 }
             }
         }
 
+        /// <summary>The deviations of the current path before decision point <paramref name="k"/>.</summary>
+        private List<ScheduleDeviation> DeviationsBefore(int k)
+        {
+            var devs = new List<ScheduleDeviation>();
+            for (int j = 0; j < k; j++)
+            {
+                RecordedDecision d = _path[j].Decision;
+                if (_path[j].Chosen != d.Default)
+                {
+                    devs.Add(new ScheduleDeviation(d.Current, d.Point, _path[j].Chosen));
+                }
+            }
+
+            return devs;
+        }
+
+        /// <summary>
+        /// The step <paramref name="task"/> took when run at point <paramref name="k"/>. A
+        /// subtree left to another shard was not run here: run its first schedule, uncounted,
+        /// to learn it, so this shard prunes exactly as the whole search does.
+        /// </summary>
+        private RecordedStep RanAt(int k, int task)
+        {
+            Node node = _path[k];
+            if (!node.Ran.TryGetValue(task, out RecordedStep step))
+            {
+                List<ScheduleDeviation> devs = DeviationsBefore(k);
+                devs.Add(new ScheduleDeviation(node.Decision.Current, node.Decision.Point, task));
+                step = StepAt(RunCounted(devs, counted: false, out _), k, node, task);
+            }
+
+            return step;
+        }
+
+        private static RecordedStep StepAt(RunResult r, int k, Node node, int task)
+        {
+            ScheduleRecord rec = r.Record!;
+            if (rec.Decisions.Count <= k || rec.Decisions[k].Current != node.Decision.Current || rec.Decisions[k].Point != node.Decision.Point
+                || rec.Decisions[k].Chosen != task)
+            {
+                throw new InvalidOperationException(
+                    $"the program did not repeat its schedule: re-running the first {k + 1} decision points with the same choices reached a different point " +
+                    "(a run depends on something other than the seed and the schedule, such as wall time, a real thread or state left by an earlier run); " +
+                    "a bounded search needs each run to start from the same state");
+            }
+
+            RecordedStep step = rec.Steps[rec.Decisions[k].Step];
+            node.Ran[task] = step;
+            return step;
+        }
+
         /// <summary>Finds the deepest decision point with a choice left to run, popping exhausted points.</summary>
-        private bool NextAlternative(out int k, out PendingOp u)
+        private bool NextAlternative(out int k, out int u)
         {
             for (k = _path.Count - 1; k >= 0; k--)
             {
                 Node node = _path[k];
                 foreach (PendingOp p in node.Runnable)
                 {
-                    if (node.Done.Contains(p.Task) || IndexOf(node.Sleep, p.Task) >= 0)
+                    if (node.Done.Contains(p.Task) || node.Asleep(p.Task))
                     {
                         continue;
                     }
@@ -279,14 +322,14 @@ public static class BoundedSearch
                         continue;
                     }
 
-                    u = p;
+                    u = p.Task;
                     return true;
                 }
 
                 _path.RemoveAt(k);
             }
 
-            u = default;
+            u = 0;
             return false;
         }
 
@@ -295,7 +338,7 @@ public static class BoundedSearch
         /// on, carrying the sleep set along the steps; stops after a point whose run went on
         /// with a sleeping task (the rest of that run repeats a searched class).
         /// </summary>
-        private void Extend(RunResult r, int fromStep, List<PendingOp> sleep, int preemptions)
+        private void Extend(RunResult r, int fromStep, List<RecordedStep> sleep, int preemptions)
         {
             ScheduleRecord rec = r.Record!;
             for (int i = fromStep; i < rec.Steps.Count; i++)
@@ -318,6 +361,7 @@ public static class BoundedSearch
                         Chosen = d.Chosen,
                     };
                     node.Done.Add(d.Chosen);
+                    node.Ran[d.Chosen] = st;
                     _path.Add(node);
                     if (d.CurrentCanRun && d.Chosen != d.Current)
                     {
@@ -325,14 +369,14 @@ public static class BoundedSearch
                     }
                 }
 
-                if (IndexOf(sleep, st.Task) >= 0)
-                {
-                    return;
-                }
-
                 for (int j = sleep.Count - 1; j >= 0; j--)
                 {
-                    if (!ScheduleRecorder.Independent(sleep[j].Op, sleep[j].Object, st.Op, st.Object))
+                    if (sleep[j].Task == st.Task)
+                    {
+                        return;
+                    }
+
+                    if (!sleep[j].IndependentOf(st))
                     {
                         sleep.RemoveAt(j);
                     }
@@ -340,7 +384,7 @@ public static class BoundedSearch
             }
         }
 
-        private RunResult RunCounted(List<ScheduleDeviation> devs, bool counted)
+        private RunResult RunCounted(List<ScheduleDeviation> devs, bool counted, out bool failed)
         {
             RunResult r = runOne(StrategySpec.Guided(devs));
             if (r.Record is null)
@@ -348,6 +392,7 @@ public static class BoundedSearch
                 throw new InvalidOperationException("runOne must run the schedule on a fresh controlled kernel configured with the strategy it is given (KernelConfig.Strategy)");
             }
 
+            failed = false;
             if (!counted)
             {
                 return r;
@@ -359,8 +404,9 @@ public static class BoundedSearch
                 _classes.Add(h);
             }
 
-            if (!r.Passed)
+            if (isFailure(r))
             {
+                failed = true;
                 _failures.Add(r);
             }
 
@@ -370,29 +416,6 @@ public static class BoundedSearch
             }
 
             return r;
-        }
-
-        private bool Stop(RunResult r) => !r.Passed && options.StopAtFirstFailure;
-
-        private static void AddIfIndependent(List<PendingOp> sleep, PendingOp x, PendingOp ran)
-        {
-            if (ScheduleRecorder.Independent(x.Op, x.Object, ran.Op, ran.Object))
-            {
-                sleep.Add(x);
-            }
-        }
-
-        private static int IndexOf(List<PendingOp> set, int task)
-        {
-            for (int i = 0; i < set.Count; i++)
-            {
-                if (set[i].Task == task)
-                {
-                    return i;
-                }
-            }
-
-            return -1;
         }
     }
 }
@@ -504,7 +527,7 @@ public static class ScheduleShrinker
             {
                 // The guided rewrite did not fail: fall back to the recorded schedule itself.
                 RunResult replay = RunOne(StrategySpec.Replay(failing));
-                if (!stillFails(replay))
+                if (replay.Outcome == RunOutcome.ReplayDivergence || !stillFails(replay))
                 {
                     throw new InvalidOperationException(
                         $"the failing schedule does not fail when it is run again (replay: {replay.Outcome}); check that runOne builds the kernel as the failing run did (seed {failing.Seed}, profile {failing.Profile})");
@@ -514,7 +537,28 @@ public static class ScheduleShrinker
             }
 
             _best = first;
-            List<ScheduleDeviation> devs = first.Record.Deviations();
+            Minimize(first.Record.Deviations());
+
+            // ddmin keeps a subset of the original switches; a schedule with fewer preemptions
+            // may need different ones. Search for one with the bound raised from 0, in the
+            // runs left, and minimize what it finds.
+            for (int bound = 0; bound < _best.Record!.Preemptions && _runs < maxRuns; bound++)
+            {
+                RunResult? found = FindWithin(bound);
+                if (found is not null)
+                {
+                    _best = found;
+                    Minimize(found.Record!.Deviations());
+                    break;
+                }
+            }
+
+            return new ShrinkResult(_best, first.Record.Preemptions, _best.Record!.Preemptions, failing.StepCount, _best.Steps, _runs);
+        }
+
+        /// <summary>ddmin, then a pass dropping each deviation left; <see cref="_best"/> ends as the last failing run.</summary>
+        private void Minimize(List<ScheduleDeviation> devs)
+        {
             devs = DeltaDebug(devs);
             for (int i = devs.Count - 1; i >= 0 && _runs < maxRuns; i--)
             {
@@ -525,8 +569,15 @@ public static class ScheduleShrinker
                     devs = without;
                 }
             }
+        }
 
-            return new ShrinkResult(_best, first.Record.Preemptions, _best.Record!.Preemptions, failing.StepCount, _best.Steps, _runs);
+        private RunResult? FindWithin(int bound)
+        {
+            BoundedSearchResult r = BoundedSearch.Run(
+                new BoundedSearchOptions { PreemptionBound = bound, MaxSchedules = maxRuns - _runs },
+                spec => RunOne(spec),
+                stillFails);
+            return r.Failures.Count > 0 ? r.Failures[0] : null;
         }
 
         /// <summary>Zeller's ddmin: a 1-minimal failing subset (up to the run budget).</summary>

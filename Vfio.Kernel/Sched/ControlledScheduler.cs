@@ -209,6 +209,7 @@ internal sealed class ControlledScheduler : Scheduler
         _live--;
         if (_live == 0)
         {
+            _recorder?.AtPoint(t, SchedOp.Exit, null);
             long step = ++_steps;
             try
             {

@@ -3,11 +3,13 @@
 //
 // Model: a step is the stretch a task runs after the scheduler picked it, up to its next
 // scheduling point. It starts with the task's pending operation — the primitive it stopped
-// in front of (op + object), Block on its wait object when it went to sleep, or Start for a
-// new task. Two steps are independent when both pending operations name kernel objects and
-// the objects differ; an operation without an object (start, exit, spawn, yield, msleep,
-// send_sig) and spin_lock (the task then runs with preemption off through operations that
-// are no scheduling points) are dependent with everything.
+// in front of (op + object), Block on its wait object when it went to sleep, or Start on the
+// task itself for a new task (a start touches no shared kernel object until the task's first
+// scheduling point, so it conflicts only with operations on that task, such as a join). Two
+// steps are independent when both pending operations name kernel objects and the objects
+// differ; an operation without an object (exit, yield, msleep) and kthread_run, send_sig and
+// spin_lock (the task then runs with preemption off through operations that are no
+// scheduling points) are dependent with everything.
 //
 // The happens-before hash of a run sums a 64-bit mix of every step: a step on an object
 // contributes (task, its step index, op, the object's canonical id, the step's position in
@@ -30,12 +32,21 @@ namespace Vfio.Kernel;
 /// <param name="Object">The run-local number of the object it names (numbered by first appearance), or -1.</param>
 internal readonly record struct PendingOp(int Task, SchedOp Op, int Object);
 
-/// <summary>One step of a run: the task that ran and the operation it started with.</summary>
+/// <summary>One step of a run: the task that ran, the operation it started with and what else it touched.</summary>
 /// <param name="Task">The task that ran.</param>
 /// <param name="Op">The operation it started with.</param>
 /// <param name="Object">The run-local object number, or -1.</param>
 /// <param name="Decision">The index of this step's decision point, or -1 when only one task could run.</param>
-internal readonly record struct RecordedStep(int Task, SchedOp Op, int Object, int Decision);
+/// <param name="Exited">The run-local number of the task's own object when the step ended with the task's exit (which wakes its joiners), else -1.</param>
+/// <param name="Spawned">The step created a task (which orders it against every other step).</param>
+internal readonly record struct RecordedStep(int Task, SchedOp Op, int Object, int Decision, int Exited = -1, bool Spawned = false)
+{
+    /// <summary>Whether this step and <paramref name="other"/> commute: no kernel object in common, neither ordered against everything.</summary>
+    public bool IndependentOf(RecordedStep other)
+        => Object >= 0 && other.Object >= 0 && !Spawned && !other.Spawned
+            && !ScheduleRecorder.IsGlobal(Op) && !ScheduleRecorder.IsGlobal(other.Op)
+            && Object != other.Object && Object != other.Exited && (Exited < 0 || (Exited != other.Object && Exited != other.Exited));
+}
 
 /// <summary>A scheduling point at which more than one task could run.</summary>
 /// <param name="Current">The task at its scheduling point.</param>
@@ -116,6 +127,11 @@ internal sealed class ScheduleRecorder
     {
         int id = current.Id;
         EnsureTask(id);
+        if (op is SchedOp.Exit or SchedOp.Spawn)
+        {
+            EndedWith(current, op);
+        }
+
         _pendingOp[id] = op;
         _pendingObj[id] = obj;
         _points[id]++;
@@ -127,9 +143,9 @@ internal sealed class ScheduleRecorder
         int n = next.Id;
         EnsureTask(n);
         SchedOp op = _pendingOp[n];
-        KernelObject? obj = _pendingObj[n];
+        KernelObject? obj = _pendingObj[n] ?? (op == SchedOp.Start ? next : null);
         int slot = obj is null ? -1 : SlotOf(obj);
-        HashStep(n, op, slot);
+        HashStep(n, op, slot, slot < 0 || IsGlobal(op));
         if (_record is null)
         {
             return;
@@ -145,7 +161,7 @@ internal sealed class ScheduleRecorder
                 int id = t.Id;
                 EnsureTask(id);
                 canRun |= ReferenceEquals(t, current);
-                KernelObject? o = _pendingObj[id];
+                KernelObject? o = _pendingObj[id] ?? (_pendingOp[id] == SchedOp.Start ? t : null);
                 _record.Runnable.Add(new PendingOp(id, _pendingOp[id], o is null ? -1 : SlotOf(o)));
             }
 
@@ -161,20 +177,33 @@ internal sealed class ScheduleRecorder
         _record.Steps.Add(new RecordedStep(n, op, slot, decision));
     }
 
+    /// <summary>
+    /// The step <paramref name="current"/> just ran ended in an exit (its joiners wake: an
+    /// operation on the task itself) or created a task (ordered against everything, as task
+    /// ids follow creation order): both are part of that step, which began with another label.
+    /// </summary>
+    private void EndedWith(KTask current, SchedOp op)
+    {
+        int id = current.Id;
+        int slot = op == SchedOp.Exit ? SlotOf(current) : -1;
+        HashStep(id, op, slot, global: op != SchedOp.Exit);
+        if (_record is not null && _record.Steps.Count > 0 && _record.Steps[^1].Task == id)
+        {
+            RecordedStep last = _record.Steps[^1];
+            _record.Steps[^1] = op == SchedOp.Exit ? last with { Exited = slot } : last with { Spawned = true };
+        }
+    }
+
     /// <summary>True when <paramref name="op"/> orders against every other step whatever object it names.</summary>
-    public static bool IsGlobal(SchedOp op) => op is SchedOp.Start or SchedOp.Exit or SchedOp.Spawn or SchedOp.Yield
+    public static bool IsGlobal(SchedOp op) => op is SchedOp.Exit or SchedOp.Spawn or SchedOp.Yield
         or SchedOp.Msleep or SchedOp.Signal or SchedOp.ClockAdvance or SchedOp.SpinLock or SchedOp.SpinTrylock or SchedOp.FaultSite;
 
-    /// <summary>Whether two steps commute: both start with operations on kernel objects, and the objects differ.</summary>
-    public static bool Independent(SchedOp aOp, int aObj, SchedOp bOp, int bObj)
-        => aObj >= 0 && bObj >= 0 && aObj != bObj && !IsGlobal(aOp) && !IsGlobal(bOp);
-
-    private void HashStep(int task, SchedOp op, int slot)
+    private void HashStep(int task, SchedOp op, int slot, bool global)
     {
         int index = ++_steps[task];
         _count++;
         ulong h;
-        if (slot < 0 || IsGlobal(op))
+        if (global)
         {
             // Ordered against everything: say how far every other task had got.
             ulong cut = Golden;
