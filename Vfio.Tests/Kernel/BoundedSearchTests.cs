@@ -90,7 +90,7 @@ public sealed class BoundedSearchTests
     {
         // With a bound no schedule reaches, sleep sets are complete: every class the full
         // search sees is seen with reduction too, from fewer schedules.
-        foreach (Action<SimKernel> program in new Action<SimKernel>[] { SearchPrograms.Independent, SearchPrograms.LostUpdate })
+        foreach (Action<SimKernel> program in new Action<SimKernel>[] { SearchPrograms.TwoIncrements, SearchPrograms.SameObject })
         {
             Func<StrategySpec, RunResult> run = SearchPrograms.Runner(program);
             var options = new BoundedSearchOptions { PreemptionBound = 50, StopAtFirstFailure = false };

@@ -33,6 +33,14 @@ internal static class SearchPrograms
         k.Spawn("b", () => y.Inc());
     }
 
+    /// <summary>As <see cref="TwoIncrements"/>, but a and b both increment x.</summary>
+    public static void SameObject(SimKernel k)
+    {
+        var x = new RefCount(k, "x");
+        k.Spawn("a", () => x.Inc());
+        k.Spawn("b", () => x.Inc());
+    }
+
     /// <summary>
     /// A lost update: a and b each read the count and set it one higher; the count must end
     /// at 3. Needs one preemption (between a read and its set).
