@@ -39,6 +39,12 @@ public sealed record KernelConfig
     /// </summary>
     public bool Timeline { get; init; }
 
+    /// <summary>
+    /// Controlled mode: compute <see cref="RunResult.InterleavingHash"/> for every run, so an
+    /// exploration can count distinct interleavings. Guided runs always have it. Default: off.
+    /// </summary>
+    public bool InterleavingHash { get; init; }
+
     /// <summary>Real mode: virtual nanoseconds per wall nanosecond, so a 10 s kernel wait takes 10 ms by default.</summary>
     public long RealTimeScale { get; init; } = 1000;
 

@@ -28,6 +28,7 @@ internal sealed class ControlledScheduler : Scheduler
     private readonly Action<KTask> _threadMain;
 
     private Strategy? _strategy;
+    private ScheduleRecorder? _recorder;
     private KTask? _current;
     private bool _running;
     private long _steps;
@@ -71,7 +72,10 @@ internal sealed class ControlledScheduler : Scheduler
         _steps = 0;
         _live = 0;
         _done.Reset();
-        _strategy = Strategy.Create(Kernel.Config.Strategy, Kernel.Seed);
+        StrategySpec spec = Kernel.Config.Strategy;
+        bool guided = spec.Kind == StrategyKind.Guided;
+        _recorder = guided || Kernel.Config.InterleavingHash ? new ScheduleRecorder(recordDecisions: guided) : null;
+        _strategy = Strategy.Create(spec, Kernel.Seed, _recorder);
         _running = true;
 
         KTask main = CreateTask(name, body);
@@ -95,7 +99,15 @@ internal sealed class ControlledScheduler : Scheduler
 
         _running = false;
         _current = null;
-        return FinishRun();
+        RunResult result = FinishRun();
+        if (_recorder is not null)
+        {
+            result.InterleavingHash = _recorder.Hash;
+            result.Record = _recorder.Record;
+            _recorder = null;
+        }
+
+        return result;
     }
 
     private void WaitForRunEnd()
@@ -194,6 +206,7 @@ internal sealed class ControlledScheduler : Scheduler
         _live--;
         if (_live == 0)
         {
+            _recorder?.AtPoint(t, SchedOp.Exit, null);
             long step = ++_steps;
             try
             {
@@ -415,6 +428,7 @@ internal sealed class ControlledScheduler : Scheduler
             return null;
         }
 
+        _recorder?.AtPoint(current, op, obj);
         while (true)
         {
             _runnable.Clear();
@@ -439,6 +453,7 @@ internal sealed class ControlledScheduler : Scheduler
                     return null;
                 }
 
+                _recorder?.Chosen(current, _runnable, next);
                 RecordStep(current, op, obj, next);
                 return next;
             }

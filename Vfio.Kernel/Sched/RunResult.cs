@@ -72,6 +72,18 @@ public sealed class RunResult
     /// <summary>The seed of the run.</summary>
     public ulong Seed => Trace.Seed;
 
+    /// <summary>
+    /// The run's interleaving class: a 64-bit hash of its happens-before order (per kernel
+    /// object, the order in which tasks operated on it; operations without an object order
+    /// against everything). Two runs that differ only by the order of operations on
+    /// different objects hash equal. Set for guided runs and for controlled runs with
+    /// <see cref="KernelConfig.InterleavingHash"/>; null otherwise.
+    /// </summary>
+    public ulong? InterleavingHash { get; internal set; }
+
+    /// <summary>Guided runs: the steps and decision points, for the bounded search and the shrinker.</summary>
+    internal ScheduleRecord? Record { get; set; }
+
     /// <summary>Scheduling steps taken (controlled mode).</summary>
     public long Steps => Trace.StepCount;
 

@@ -7,13 +7,13 @@ namespace Vfio.Kernel;
 
 internal abstract class Strategy
 {
-    public static Strategy Create(StrategySpec spec, ulong seed) => spec.Kind switch
+    public static Strategy Create(StrategySpec spec, ulong seed, ScheduleRecorder? recorder = null) => spec.Kind switch
     {
         StrategyKind.Random => new RandomStrategy(seed),
         StrategyKind.Pct => new PctStrategy(seed, spec.Depth, spec.MaxSteps),
         StrategyKind.RoundRobin => new RoundRobinStrategy(spec.Quantum),
         StrategyKind.Replay => new ReplayStrategy(spec.ReplayTrace!),
-        StrategyKind.Guided => throw new NotImplementedException("the guided strategy is being written"),
+        StrategyKind.Guided => new GuidedStrategy(spec.Deviations, recorder ?? throw new ArgumentNullException(nameof(recorder), "the guided strategy counts scheduling points with the run's recorder")),
         _ => throw new ArgumentOutOfRangeException(nameof(spec), spec.Kind, "unknown strategy"),
     };
 
