@@ -136,6 +136,29 @@ public sealed record VfioDesign
     /// two mappings of the same user page share one pin and one locked_vm charge.
     /// </summary>
     public bool ExternalPinsPerAddressSpace { get; init; }
+
+    /// <summary>
+    /// Type1: when replaying the container's mappings into a new IOMMU domain fails half-way
+    /// (an attach over RLIMIT_MEMLOCK), everything the replay pinned, charged and mapped is
+    /// undone (v5.9, aae7a75a821a "vfio/type1: Add proper error unwind for
+    /// vfio_iommu_replay()"). Off: the ≤ v5.8 replay, which returns the error as it stands —
+    /// the chunks already pinned stay pinned and charged to locked_vm with the domain they were
+    /// mapped into discarded, and the mappings replayed before are marked IOMMU-mapped (race 13
+    /// in docs/races.md).
+    /// </summary>
+    public bool UnwindFailedReplay { get; init; } = true;
+
+    /// <summary>
+    /// Type1 (v6.2: 18e292705ba2 "vfio/type1: track locked_vm per dma", 046eca5018f8
+    /// "vfio/type1: prevent underflow of locked_vm via exec()", 90fdd158a695 "vfio/type1:
+    /// restore locked_vm"): each mapping records the mm it charged and how much, every later
+    /// charge or uncharge goes to that mm, and a MAP_DMA with VFIO_DMA_MAP_FLAG_VADDR from
+    /// another process moves the charge to it. Off: the ≤ v6.1 accounting as this simulator
+    /// models it — the process making the call is charged or uncharged, and a new vaddr moves
+    /// nothing, so after a hand-over the new owner's unmap uncharges what it was never charged
+    /// (a locked_vm underflow WARN) while the old owner keeps the charge (race 14).
+    /// </summary>
+    public bool LockedVmPerDma { get; init; } = true;
 }
 
 /// <summary>vfio module parameters plus the design variants.</summary>

@@ -45,6 +45,8 @@ public sealed class ScenarioCatalog
         new Pci.ConcurrentBarFaults(),
         new Pci.IoeventfdVsReset(),
         new Mdev.MdevCreateRemoveVsUnregister(),
+        new Type1.ReplayUnwind(),
+        new Type1.LockedVmAcrossExec(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>
