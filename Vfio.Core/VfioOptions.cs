@@ -66,6 +66,33 @@ public enum VfioErrReqRelease
     PutWithoutClear,
 }
 
+/// <summary>How a group's KVM pointer and the VM reference of an open device are locked (race 7 in docs/races.md).</summary>
+public enum VfioKvmLocking
+{
+    /// <summary>
+    /// A spinlock (kvm_ref_lock) guards the group's KVM, and the vfio core takes a VM
+    /// reference at a device's first open and drops it at its last close (v6.3,
+    /// 2b48f52f2bff "vfio: fix deadlock between group lock and kvm lock").
+    /// </summary>
+    KvmRefLock,
+
+    /// <summary>
+    /// vfio_file_set_kvm takes the group lock; the KVM-VFIO device lets go of its files at its
+    /// fd release, under kvm-&gt;lock; a driver that wants the VM takes its own reference in
+    /// open_device (51cdc8bc120e without 2b48f52f2bff). A driver whose open_device takes
+    /// kvm-&gt;lock (vfio-ap) inverts kvm-&gt;lock and the group lock.
+    /// </summary>
+    GroupLockAtKvmVfioRelease,
+
+    /// <summary>
+    /// As <see cref="GroupLockAtKvmVfioRelease"/>, but the KVM-VFIO device lets go of its files
+    /// only when the VM is destroyed (before 51cdc8bc120e "kvm/vfio: Fix potential deadlock on
+    /// vfio group_lock"): a driver dropping the VM's last reference at close, under the group
+    /// lock, re-enters the group lock.
+    /// </summary>
+    GroupLockAtVmDestroy,
+}
+
 /// <summary>The design variants of the vfio core (docs/design-variants.md). Defaults are the current kernel's.</summary>
 public sealed record VfioDesign
 {
@@ -159,6 +186,12 @@ public sealed record VfioDesign
     /// (a locked_vm underflow WARN) while the old owner keeps the charge (race 14).
     /// </summary>
     public bool LockedVmPerDma { get; init; } = true;
+
+    /// <summary>
+    /// How the group's KVM pointer and an open device's VM reference are locked: today's
+    /// kvm_ref_lock, or one of the two v6.2-cycle orders that deadlocked with KVM (race 7).
+    /// </summary>
+    public VfioKvmLocking KvmLocking { get; init; } = VfioKvmLocking.KvmRefLock;
 }
 
 /// <summary>vfio module parameters plus the design variants.</summary>

@@ -47,6 +47,7 @@ public sealed class ScenarioCatalog
         new Mdev.MdevCreateRemoveVsUnregister(),
         new Type1.ReplayUnwind(),
         new Type1.LockedVmAcrossExec(),
+        new Kvm.KvmVfioLockOrder(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>
