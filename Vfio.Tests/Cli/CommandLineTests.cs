@@ -97,7 +97,8 @@ public sealed class CommandLineTests
 
         (exit, text) = WithConsole((c, e) => ScenarioCommand.RunScenario(c, e, "no-such-thing", new ScenarioOptions(), null, null));
         Assert.That(exit, Is.EqualTo(2));
-        Assert.That(text, Is.EqualTo("vfio-sim: no scenario is called no-such-thing: the catalogue has vfio-rst-demo, mtty-demo, unbind-request, getfd-vs-unregister, group-open-vs-removal, set-container-vs-unset, err-req-vs-release, intx-trigger-swap, intx-unmask-vs-disable, intx-exclusive-autoenable, bar-access-vs-memory-disable, bar-faults-after-zap, ioeventfd-vs-reset, mdev-create-remove-vs-unregister\n"));
+        Assert.That(text, Does.StartWith("vfio-sim: no scenario is called no-such-thing: the catalogue has vfio-rst-demo, mtty-demo, unbind-request, "));
+        Assert.That(text, Is.EqualTo($"vfio-sim: no scenario is called no-such-thing: the catalogue has {string.Join(", ", ScenarioCatalog.Default.All.Select(s => s.Name))}\n"));
     }
 
     [Test]
