@@ -61,6 +61,9 @@ public class VfioDevice
     /// <summary>device-&gt;kvm: the KVM the device was opened with (held from first open to last close).</summary>
     public IVfioKvm? Kvm { get; internal set; }
 
+    // The core holds a VM reference for Kvm (v6.3+), or only passed the pointer on (before).
+    private bool _kvmReferenced;
+
     /// <summary>The registration refcount (0 until registered; +1 per open fd).</summary>
     internal int RegistrationCount => _registration.Value;
 
@@ -517,6 +520,17 @@ public class VfioDevice
     {
         DevSet!.Lock.AssertHeld();
         VfioGroup group = Group!;
+        if (Core.Design.KvmLocking != VfioKvmLocking.KvmRefLock)
+        {
+            // Before v6.3: the pointer is handed over under the group lock, without a
+            // reference; a driver that uses the VM takes its own in open_device.
+            group.GroupLock.AssertHeld();
+            Kvm = group.Kvm;
+            _kvmReferenced = false;
+            return;
+        }
+
+        _kvmReferenced = true;
         group.KvmRefLock.Lock();
         try
         {
@@ -535,7 +549,10 @@ public class VfioDevice
     {
         IVfioKvm? kvm = Kvm;
         Kvm = null;
-        kvm?.Put();
+        if (_kvmReferenced)
+        {
+            kvm?.Put();
+        }
     }
 
     // ---- Open files (for revocation).

@@ -57,6 +57,15 @@ public static class VfioFile
     /// <summary>vfio_group_set_kvm(): also the ≤v5.18 entry point, which KVM called with the group it took as an external user.</summary>
     internal static void GroupSetKvm(VfioGroup group, IVfioKvm? kvm)
     {
+        // Before v6.3 (VfioDesign.KvmLocking) the group lock guarded group->kvm.
+        if (group.Core.Design.KvmLocking != VfioKvmLocking.KvmRefLock)
+        {
+            group.GroupLock.Lock();
+            group.Kvm = kvm;
+            group.GroupLock.Unlock();
+            return;
+        }
+
         group.KvmRefLock.Lock();
         group.Kvm = kvm;
         group.KvmRefLock.Unlock();

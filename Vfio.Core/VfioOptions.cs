@@ -74,6 +74,33 @@ public enum VfioErrReqRelease
     PutWithoutClear,
 }
 
+/// <summary>How a group's KVM pointer and the VM reference of an open device are locked (race 7 in docs/races.md).</summary>
+public enum VfioKvmLocking
+{
+    /// <summary>
+    /// A spinlock (kvm_ref_lock) guards the group's KVM, and the vfio core takes a VM
+    /// reference at a device's first open and drops it at its last close (v6.3,
+    /// 2b48f52f2bff "vfio: fix deadlock between group lock and kvm lock").
+    /// </summary>
+    KvmRefLock,
+
+    /// <summary>
+    /// vfio_file_set_kvm takes the group lock; the KVM-VFIO device lets go of its files at its
+    /// fd release, under kvm-&gt;lock; a driver that wants the VM takes its own reference in
+    /// open_device (51cdc8bc120e without 2b48f52f2bff). A driver whose open_device takes
+    /// kvm-&gt;lock (vfio-ap) inverts kvm-&gt;lock and the group lock.
+    /// </summary>
+    GroupLockAtKvmVfioRelease,
+
+    /// <summary>
+    /// As <see cref="GroupLockAtKvmVfioRelease"/>, but the KVM-VFIO device lets go of its files
+    /// only when the VM is destroyed (before 51cdc8bc120e "kvm/vfio: Fix potential deadlock on
+    /// vfio group_lock"): a driver dropping the VM's last reference at close, under the group
+    /// lock, re-enters the group lock.
+    /// </summary>
+    GroupLockAtVmDestroy,
+}
+
 /// <summary>The design variants of the vfio core (docs/design-variants.md). Defaults are the current kernel's.</summary>
 public sealed record VfioDesign
 {
@@ -155,6 +182,35 @@ public sealed record VfioDesign
     /// two mappings of the same user page share one pin and one locked_vm charge.
     /// </summary>
     public bool ExternalPinsPerAddressSpace { get; init; }
+
+    /// <summary>
+    /// Type1: when replaying the container's mappings into a new IOMMU domain fails half-way
+    /// (an attach over RLIMIT_MEMLOCK), everything the replay pinned, charged and mapped is
+    /// undone (v5.9, aae7a75a821a "vfio/type1: Add proper error unwind for
+    /// vfio_iommu_replay()"). Off: the ≤ v5.8 replay, which returns the error as it stands —
+    /// the chunks already pinned stay pinned and charged to locked_vm with the domain they were
+    /// mapped into discarded, and the mappings replayed before are marked IOMMU-mapped (race 13
+    /// in docs/races.md).
+    /// </summary>
+    public bool UnwindFailedReplay { get; init; } = true;
+
+    /// <summary>
+    /// Type1 (v6.2: 18e292705ba2 "vfio/type1: track locked_vm per dma", 046eca5018f8
+    /// "vfio/type1: prevent underflow of locked_vm via exec()", 90fdd158a695 "vfio/type1:
+    /// restore locked_vm"): each mapping records the mm it charged and how much, every later
+    /// charge or uncharge goes to that mm, and a MAP_DMA with VFIO_DMA_MAP_FLAG_VADDR from
+    /// another process moves the charge to it. Off: the ≤ v6.1 accounting as this simulator
+    /// models it — the process making the call is charged or uncharged, and a new vaddr moves
+    /// nothing, so after a hand-over the new owner's unmap uncharges what it was never charged
+    /// (a locked_vm underflow WARN) while the old owner keeps the charge (race 14).
+    /// </summary>
+    public bool LockedVmPerDma { get; init; } = true;
+
+    /// <summary>
+    /// How the group's KVM pointer and an open device's VM reference are locked: today's
+    /// kvm_ref_lock, or one of the two v6.2-cycle orders that deadlocked with KVM (race 7).
+    /// </summary>
+    public VfioKvmLocking KvmLocking { get; init; } = VfioKvmLocking.KvmRefLock;
 }
 
 /// <summary>vfio module parameters plus the design variants.</summary>

@@ -311,13 +311,15 @@ internal sealed partial class VfioIommu
     /// <summary>
     /// vfio_iommu_replay(): maps every mapping into the new domain — copied from the first
     /// domain when already mapped, pinned now (RLIMIT_MEMLOCK applies) when it was created
-    /// while only emulated groups existed. On failure everything this replay did is undone.
+    /// while only emulated groups existed. On failure everything this replay did is undone
+    /// (since v5.9; <see cref="VfioDesign.UnwindFailedReplay"/> off keeps the ≤ v5.8 replay).
     /// </summary>
     private int ReplayLocked(VfioDomain domain)
     {
         _lock.AssertHeld();
         IommuDomain? d = _domains.Count != 0 ? _domains[0].Domain : null;
         List<VfioDomain> target = [domain];
+        bool unwind = Module.Core.Design.UnwindFailedReplay;
         VfioDma? n = _dmas.First();
         int ret = 0;
         for (; n is not null; n = VfioDmaTree.Next(n))
@@ -367,6 +369,19 @@ internal sealed partial class VfioIommu
             {
                 break;
             }
+
+            if (!unwind)
+            {
+                // ≤ v5.8: each mapping was marked as soon as it was replayed.
+                dma.IommuMapped = true;
+            }
+        }
+
+        if (!unwind && ret != 0)
+        {
+            // ≤ v5.8 (VfioDesign.UnwindFailedReplay off): the error is returned as it stands;
+            // the failing mapping's chunks stay pinned and charged, in a domain the caller frees.
+            return ret;
         }
 
         if (ret == 0)

@@ -188,7 +188,9 @@ internal sealed partial class VfioIommu
         _lock.AssertHeld();
         SimProcess? task = SimProcess.Current;
         MmStruct? mm = task?.Mm;
-        if (mm is null || mm == dma.Mm)
+
+        // ≤ v6.1 (VfioDesign.LockedVmPerDma off): a new vaddr moved no charge.
+        if (mm is null || mm == dma.Mm || !Module.Core.Design.LockedVmPerDma)
         {
             return 0;
         }
@@ -237,13 +239,25 @@ internal sealed partial class VfioIommu
     /// <summary>
     /// vfio_lock_acct(): charges <paramref name="npage"/> (negative: uncharges) to the dma's mm
     /// and records it in the dma. <paramref name="async"/> (any caller but the mapper itself)
-    /// skips a dead mm with -ESRCH.
+    /// skips a dead mm with -ESRCH. With <c>VfioDesign.LockedVmPerDma</c> off (≤ v6.1)
+    /// the calling process's mm is charged instead.
     /// </summary>
-    private static int LockAcct(VfioDma dma, long npage, bool async)
+    private int LockAcct(VfioDma dma, long npage, bool async)
     {
         if (npage == 0)
         {
             return 0;
+        }
+
+        if (!Module.Core.Design.LockedVmPerDma && SimProcess.Current is { } caller)
+        {
+            int r = MmLockAcct(caller, caller.Mm, dma.LockCap, npage);
+            if (r == 0)
+            {
+                dma.LockedVm += npage;
+            }
+
+            return r;
         }
 
         MmStruct mm = dma.Mm!;

@@ -7,7 +7,10 @@
 //
 // Locks: kvm->lock (create, release) → kvm_vfio.lock (the file list and the coherency
 // flag) → vfio_group.kvm_ref_lock (vfio_file_set_kvm), or → vfio_group.group_lock for the
-// legacy external-user calls. Files are fput only after kvm_vfio.lock (and kvm->lock) are
+// legacy external-user calls and for the pre-v6.3 orders of VfioDesign.KvmLocking (race 7:
+// GroupLockAtKvmVfioRelease takes the group lock under kvm->lock; GroupLockAtVmDestroy lets
+// go of the files from ->destroy when the VM goes, in whichever task drops the last
+// reference). Files are fput only after kvm_vfio.lock (and kvm->lock) are
 // dropped, as the kernel's deferred fput would.
 
 using Vfio.Core.Uapi;
@@ -41,8 +44,15 @@ internal sealed class KvmVfio : KvmDevice
         _lock = new KMutex(vm.Module.Kernel, $"kvm[{vm.Id}].kvm_vfio.lock", Kvm.VfioLockClass);
 
         // Without vfio loaded every file is "not a vfio file" (the kernel's symbol_get fails).
-        _legacy = vm.Module.Machine.GetModule<VfioCore>() is { } core && core.Design.ExternalUsers != VfioExternalUsers.FileApi;
+        VfioCore? core = vm.Module.Machine.GetModule<VfioCore>();
+        _legacy = core is not null && core.Design.ExternalUsers != VfioExternalUsers.FileApi;
+
+        // Before 51cdc8bc120e the files were let go of by ->destroy, when the VM went.
+        ReleasesAtFdClose = core is null || core.Design.KvmLocking != VfioKvmLocking.GroupLockAtVmDestroy;
     }
+
+    /// <inheritdoc/>
+    public override bool ReleasesAtFdClose { get; }
 
     public override string Name => "kvm-vfio";
 
@@ -269,6 +279,14 @@ internal sealed class KvmVfio : KvmDevice
     public override void Release(List<SimFile> deferredPuts)
     {
         Vm.Lock.AssertHeld();
+        LetGoOfFiles(deferredPuts);
+    }
+
+    /// <summary>The ≤ v6.2-rc5 kvm_vfio_destroy(): the VM is being destroyed (no lock held; nobody else has the VM).</summary>
+    public override void Destroy(List<SimFile> deferredPuts) => LetGoOfFiles(deferredPuts);
+
+    private void LetGoOfFiles(List<SimFile> deferredPuts)
+    {
         _lock.Lock();
         try
         {

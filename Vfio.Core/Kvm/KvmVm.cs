@@ -108,6 +108,21 @@ public sealed class KvmVm : IVfioKvm
 
         // kvm_destroy_devices() runs ->destroy for what is still listed; devices with a
         // release op left the list when their fd closed, and each fd held a reference.
+        List<SimFile> deferred = [];
+        for (int i = _devices.Count - 1; i >= 0; i--)
+        {
+            if (!_devices[i].ReleasesAtFdClose)
+            {
+                _devices[i].Destroy(deferred);
+                _devices.RemoveAt(i);
+            }
+        }
+
+        foreach (SimFile f in deferred)
+        {
+            f.Put();
+        }
+
         Warn.On(Module.Kernel, _devices.Count != 0, $"{this}: destroyed with {_devices.Count} device(s) still listed");
         Warn.On(Module.Kernel, AssignedDeviceCount != 0 || NoncoherentDmaCount != 0, $"{this}: destroyed with assigned_device_count {AssignedDeviceCount}, noncoherent_dma_count {NoncoherentDmaCount}");
         DestroyedBy = KTask.CurrentOrNull?.Comm;
@@ -224,6 +239,13 @@ public sealed class KvmVm : IVfioKvm
     /// <summary>kvm_device_release(): the device fd's last reference.</summary>
     internal void ReleaseDevice(KvmDevice dev)
     {
+        if (!dev.ReleasesAtFdClose)
+        {
+            // A device with only ->destroy stays listed; the fd's reference goes.
+            Put();
+            return;
+        }
+
         // fput() is deferred to task work in the kernel, so a file the device held is not
         // released under kvm->lock; here the puts run after the lock is dropped.
         List<SimFile> deferred = UnlistAndRelease(dev);
@@ -280,6 +302,15 @@ internal abstract class KvmDevice(KvmVm vm)
 
     /// <summary>-&gt;release() (caller holds kvm-&gt;lock): files to fput once the lock is dropped go to <paramref name="deferredPuts"/>.</summary>
     public abstract void Release(List<SimFile> deferredPuts);
+
+    /// <summary>
+    /// True when the device has a -&gt;release op (it leaves the VM's list when its fd closes);
+    /// false when only -&gt;destroy runs, at the VM's destruction.
+    /// </summary>
+    public virtual bool ReleasesAtFdClose => true;
+
+    /// <summary>-&gt;destroy() at kvm_destroy_vm() for a device still listed: files to fput go to <paramref name="deferredPuts"/>.</summary>
+    public virtual void Destroy(List<SimFile> deferredPuts) => throw new InvalidOperationException($"{Name} has no destroy op");
 
     /// <summary>Which of set_attr / get_attr / has_attr the device implements (the non-NULL ops).</summary>
     public abstract KvmAttrOps Provides { get; }

@@ -51,6 +51,9 @@ public sealed class ScenarioCatalog
         new UnbindGroupLifetime(),
         new KvmGroupVsContainerChange(),
         new TeardownVsDeviceSetWalk(),
+        new Type1.ReplayUnwind(),
+        new Type1.LockedVmAcrossExec(),
+        new Kvm.KvmVfioLockOrder(),
     ]);
 
     /// <summary>Every scenario, in catalogue order.</summary>

@@ -16,6 +16,7 @@ using Vfio.Platform.Base;
 using Vfio.Platform.Fs;
 using Vfio.Platform.Proc;
 using Vfio.Sim.Drivers;
+using Vfio.Sim.Races;
 using static Vfio.Sim.Scenarios.ScenarioContext;
 
 namespace Vfio.Sim.Scenarios.Mdev;
@@ -35,6 +36,23 @@ internal sealed class MdevCreateRemoveVsUnregister : Scenario
 
     /// <inheritdoc/>
     public override ScenarioKind Kind => ScenarioKind.Race;
+
+    /// <inheritdoc/>
+    public override RaceInfo Race { get; } = new()
+    {
+        Item = "15",
+        Kernels = "≤ v5.1",
+        FixCommits = "5715c4dd66a3 \"vfio/mdev: Synchronize device create/remove with parent removal\" (v5.2), with \"vfio/mdev: Improve the create/remove sequence\" and \"vfio/mdev: Avoid creating sysfs remove file on stale device removal\"",
+        FixSwitch = "MdevDesign.SynchronizeWithParentRemoval = false",
+        Detectors = [RaceDetector.UseAfterFree, RaceDetector.Invariant],
+    };
+
+    /// <inheritdoc/>
+    public override void ApplyFix(VfioSimBuilder builder, bool on)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.UseMdevDesign(d => d with { SynchronizeWithParentRemoval = on });
+    }
 
     /// <inheritdoc/>
     public override void Configure(VfioSimBuilder builder)
@@ -127,7 +145,7 @@ internal sealed class MdevCreateRemoveVsUnregister : Scenario
             sim.Machine.Sysfs.Write($"/sys/bus/mdev/devices/{orphan.Name}/remove", "1", admin);
         }
 
-        Check(orphans.Length == 0,
+        Detect(RaceDetector.UseAfterFree, orphans.Length == 0,
             "no mdev outlives its parent's unregistration",
             $"{string.Join(", ", orphans.Select(o => o.Name))} outlived it (use-after-free of the parent: a create ran while it unregistered); creates: {created}; removes: {removed}");
         Check(!core.Bus.Devices.Any(d => ReferenceEquals(d.Parent, dev)), "no device is left on the mdev bus under the parent", "one is");

@@ -10,6 +10,7 @@ using Vfio.Core.Client;
 using Vfio.Kernel;
 using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
+using Vfio.Sim.Races;
 using Vfio.Sim.Scenarios.Lifecycle;
 using static Vfio.Sim.Scenarios.ScenarioContext;
 
@@ -28,6 +29,23 @@ internal sealed class BarAccessVsMemoryDisable : LifecycleScenario
         "A thread loads edu's identification register through a BAR0 mmap while another clears COMMAND.MEM and sets it again: " +
         "every load returns the register or raises SIGBUS, a load with decode off is SIGBUS and a pread EIO, the mapping works " +
         "again after, and no access reaches edu while it does not decode.";
+
+    /// <inheritdoc/>
+    public override RaceInfo Race { get; } = new()
+    {
+        Item = "11",
+        Kernels = "≤ v5.7 (CVE-2020-12888)",
+        FixCommits = "abafbc551fdd \"vfio-pci: Invalidate mmaps and block MMIO access on disabled memory\", 11c4cd07ba11 \"vfio-pci: Fault mmaps to enable vma tracking\", 41311242221e \"vfio/type1: Support faulting PFNMAP vmas\" (v5.8)",
+        FixSwitch = "VfioDesign.BlockMmioWhileMemoryDisabled = false",
+        Detectors = [RaceDetector.Invariant],
+    };
+
+    /// <inheritdoc/>
+    public override void ApplyFix(VfioSimBuilder builder, bool on)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.UseDesign(d => d with { BlockMmioWhileMemoryDisabled = on });
+    }
 
     /// <inheritdoc/>
     public override void Execute(ScenarioContext context)

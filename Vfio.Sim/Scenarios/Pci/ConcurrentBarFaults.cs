@@ -12,6 +12,7 @@ using Vfio.Pci;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
+using Vfio.Sim.Races;
 using Vfio.Sim.Scenarios.Lifecycle;
 using static Vfio.Sim.Scenarios.ScenarioContext;
 
@@ -30,6 +31,23 @@ internal sealed class ConcurrentBarFaults : LifecycleScenario
     public override string Description =>
         "Four threads load from two pages of one mmap of edu's BAR0 right after a zap (COMMAND.MEM off and on): every load " +
         "succeeds (no spurious SIGBUS), each present page maps its own BAR frame, and the VMA is listed at most once.";
+
+    /// <inheritdoc/>
+    public override RaceInfo Race { get; } = new()
+    {
+        Item = "12",
+        Kernels = "v5.8–v5.12",
+        FixCommits = "6a45ece4c9af \"vfio/pci: Handle concurrent vma faults\" (v5.13); the vma list itself went in v6.10 (aac6db75a9fc, b7c5e64fecfa, d71a989cf5d9)",
+        FixSwitch = "VfioDesign.HandleConcurrentBarFaults = false",
+        Detectors = [RaceDetector.Invariant],
+    };
+
+    /// <inheritdoc/>
+    public override void ApplyFix(VfioSimBuilder builder, bool on)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.UseDesign(d => d with { HandleConcurrentBarFaults = on });
+    }
 
     /// <inheritdoc/>
     public override void Execute(ScenarioContext context)

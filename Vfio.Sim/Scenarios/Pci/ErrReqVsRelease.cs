@@ -11,9 +11,11 @@
 //   PutAndClearUnderIgate (the kernel since b872d0640840, "vfio/pci: fix racy on error and
 //     request eventfd ctx"): both steps pass.
 
+using Vfio.Core;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Platform.Proc;
+using Vfio.Sim.Races;
 using static Vfio.Sim.Scenarios.ScenarioContext;
 
 namespace Vfio.Sim.Scenarios.Pci;
@@ -21,14 +23,33 @@ namespace Vfio.Sim.Scenarios.Pci;
 /// <summary><c>err-req-vs-release</c>: the REQ eventfd against the device's close and the unbind's request.</summary>
 internal sealed class ErrReqVsRelease : PciIrqScenario
 {
+    private const int Rounds = 4;
+
     /// <inheritdoc/>
     public override string Name => "err-req-vs-release";
 
     /// <inheritdoc/>
     public override string Description =>
-        "Race 8: a user registers edu's REQ eventfd, closes the device and the eventfd, opens and closes again; then closes while an " +
+        "Race 8: a user registers edu's REQ eventfd, closes the device and the eventfd, opens and closes again; then, four times, closes while an " +
         "unbind's request() signals REQ. The kernel (v5.9+) releases the eventfds under igate and clears them; the VfioDesign.ErrReqRelease " +
         "variants show the earlier double put and use-after-free.";
+
+    /// <inheritdoc/>
+    public override RaceInfo Race { get; } = new()
+    {
+        Item = "8",
+        Kernels = "v5.7–v5.9",
+        FixCommits = "b872d0640840 \"vfio/pci: fix racy on error and request eventfd ctx\" (v5.9), after 5c5866c593bb \"vfio/pci: Clear error and request eventfd ctx after releasing\" and 1518ac272e78 \"vfio/pci: fix memory leaks of eventfd ctx\"",
+        FixSwitch = "VfioDesign.ErrReqRelease = PutAndClearUnlocked (the v5.8 release; PutWithoutClear, the one before it, is --design ErrReqRelease=PutWithoutClear)",
+        Detectors = [RaceDetector.UseAfterFree],
+    };
+
+    /// <inheritdoc/>
+    public override void ApplyFix(VfioSimBuilder builder, bool on)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.UseDesign(d => d with { ErrReqRelease = on ? VfioErrReqRelease.PutAndClearUnderIgate : VfioErrReqRelease.PutAndClearUnlocked });
+    }
 
     /// <inheritdoc/>
     public override void Execute(ScenarioContext context)
@@ -46,21 +67,30 @@ internal sealed class ErrReqVsRelease : PciIrqScenario
         session = sim.Open(user, Edu);
         session.Dispose();
 
-        // 2. The last close racing the unbind's request().
-        session = sim.Open(user, Edu);
-        req = NewEventfd(user);
-        session.Device.SetIrqEventfd(VfioPciIndex.IrqReq, req);
+        // 2. The last close racing the unbind's request(), a few rounds (edu is bound back
+        // each time): the unlocked release's window is a few scheduling points wide.
         SimProcess admin = sim.Spawn("admin");
-        KTask closer = user.SpawnThread("close", () =>
+        for (int round = 0; round < Rounds; round++)
         {
-            // The user drops its eventfd first: vfio's reference is then the last one.
-            user.Close(req);
-            session.Dispose();
-        });
-        string? from = null;
-        KTask unbinder = admin.SpawnThread("unbind", () => from = sim.Unbind(Edu, admin));
-        closer.Join();
-        unbinder.Join();
-        CheckEqual(from, Vfio.Pci.VfioPciDriver.DriverName, "the driver the unbind took edu from");
+            if (round > 0)
+            {
+                sim.Bind(Edu, Vfio.Pci.VfioPciDriver.DriverName, admin);
+            }
+
+            VfioSession s = sim.Open(user, Edu);
+            int fd = NewEventfd(user);
+            s.Device.SetIrqEventfd(VfioPciIndex.IrqReq, fd);
+            KTask closer = user.SpawnThread("close", () =>
+            {
+                // The user drops its eventfd first: vfio's reference is then the last one.
+                user.Close(fd);
+                s.Dispose();
+            });
+            string? from = null;
+            KTask unbinder = admin.SpawnThread("unbind", () => from = sim.Unbind(Edu, admin));
+            closer.Join();
+            unbinder.Join();
+            CheckEqual(from, Vfio.Pci.VfioPciDriver.DriverName, $"round {round}: the driver the unbind took edu from");
+        }
     }
 }

@@ -12,6 +12,7 @@ using Vfio.Kernel;
 using Vfio.Pci;
 using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
+using Vfio.Sim.Races;
 using static Vfio.Sim.Scenarios.ScenarioContext;
 
 namespace Vfio.Sim.Scenarios.Pci;
@@ -27,6 +28,19 @@ internal sealed class IntxExclusiveAutoEnable : PciIrqScenario
         "Race 10 (CVE-2024-27437) on an exclusive INTx line: an interrupt pending when the user enables INTx masked must arrive " +
         "once the user unmasks. linux-6.12 requests the line without auto-enable; linux-6.1 leaves it disabled twice and the " +
         "interrupt is lost.";
+
+    /// <inheritdoc/>
+    public override RaceInfo Race { get; } = new()
+    {
+        Item = "10",
+        Kernels = "≤ v6.8 (CVE-2024-27437)",
+        FixCommits = "fe9a7082684e \"vfio/pci: Disable auto-enable of exclusive INTx IRQ\" (v6.9)",
+        FixSwitch = "profile linux-6.1",
+        Detectors = [RaceDetector.Invariant],
+    };
+
+    /// <inheritdoc/>
+    public override void ApplyFix(VfioSimBuilder builder, bool on) => UseFixedProfile(builder, on);
 
     /// <inheritdoc/>
     protected override VfioPciOptions? PciOptions => new() { NoIntxMask = true };
@@ -58,7 +72,7 @@ internal sealed class IntxExclusiveAutoEnable : PciIrqScenario
         }
 
         int depth = sim.Machine.Interrupts.IntxDisableDepth(edu);
-        Check(arrived == 1, "the interrupt pending when INTx was enabled reaches the user once it unmasks",
+        Detect(RaceDetector.Invariant, arrived == 1, "the interrupt pending when INTx was enabled reaches the user once it unmasks",
             depth > 0
                 ? $"it never arrived: the INTx line is still disabled (depth {depth}) — an interrupt between request_irq and the mask disabled it twice"
                 : $"{arrived} signals");

@@ -11,6 +11,7 @@
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Platform.Proc;
+using Vfio.Sim.Races;
 using static Vfio.Sim.Scenarios.ScenarioContext;
 
 namespace Vfio.Sim.Scenarios.Pci;
@@ -28,6 +29,19 @@ internal sealed class IntxTriggerSwap : PciIrqScenario
         "Race 9 (CVE-2024-26812): a user replaces edu's INTx trigger eventfd (fd, then -1) in a loop, closing the old ones, while edu's " +
         "interrupt fires and the unmask eventfd is written. linux-6.12's persistent handler holds; on linux-6.1 a NULL or released " +
         "trigger is signalled.";
+
+    /// <inheritdoc/>
+    public override RaceInfo Race { get; } = new()
+    {
+        Item = "9",
+        Kernels = "≤ v6.8 (CVE-2024-26812)",
+        FixCommits = "18c198c96a81 \"vfio/pci: Create persistent INTx handler\" and b620ecbd17a0 \"vfio: Introduce interface to flush virqfd inject workqueue\" (v6.9)",
+        FixSwitch = "profile linux-6.1",
+        Detectors = [RaceDetector.UseAfterFree, RaceDetector.WarnOrBug],
+    };
+
+    /// <inheritdoc/>
+    public override void ApplyFix(VfioSimBuilder builder, bool on) => UseFixedProfile(builder, on);
 
     /// <inheritdoc/>
     public override void Execute(ScenarioContext context)

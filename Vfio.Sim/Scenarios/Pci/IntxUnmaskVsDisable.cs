@@ -12,6 +12,7 @@ using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
+using Vfio.Sim.Races;
 using static Vfio.Sim.Scenarios.ScenarioContext;
 
 namespace Vfio.Sim.Scenarios.Pci;
@@ -28,6 +29,19 @@ internal sealed class IntxUnmaskVsDisable : PciIrqScenario
     public override string Description =>
         "Race 10 (CVE-2024-26810): config-space and eventfd unmasks of edu's INTx racing SET_IRQS enable/disable (count 0). " +
         "linux-6.12 serialises the config path on igate; linux-6.1 runs it unlocked and can signal a trigger being released.";
+
+    /// <inheritdoc/>
+    public override RaceInfo Race { get; } = new()
+    {
+        Item = "10",
+        Kernels = "≤ v6.8 (CVE-2024-26810)",
+        FixCommits = "810cd4bb5345 \"vfio/pci: Lock external INTx masking ops\" and b620ecbd17a0 \"vfio: Introduce interface to flush virqfd inject workqueue\" (v6.9)",
+        FixSwitch = "profile linux-6.1",
+        Detectors = [RaceDetector.UseAfterFree, RaceDetector.WarnOrBug],
+    };
+
+    /// <inheritdoc/>
+    public override void ApplyFix(VfioSimBuilder builder, bool on) => UseFixedProfile(builder, on);
 
     /// <inheritdoc/>
     public override void Execute(ScenarioContext context)

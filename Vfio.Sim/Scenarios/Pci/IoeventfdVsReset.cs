@@ -11,6 +11,7 @@ using Vfio.Core.Client;
 using Vfio.Kernel;
 using Vfio.Platform.Devices;
 using Vfio.Platform.Proc;
+using Vfio.Sim.Races;
 using static Vfio.Sim.Scenarios.ScenarioContext;
 
 namespace Vfio.Sim.Scenarios.Pci;
@@ -35,6 +36,23 @@ internal sealed class IoeventfdVsReset : PciIrqScenario
     public override string Description =>
         "Race 11 (ioeventfd part): ioeventfds on four edu registers are signalled while a thread rewrites COMMAND, which holds memory_lock for write as a reset does. " +
         "A write that finds the lock held is deferred to the virqfd thread, never dropped; the pre-v5.10 handler (VfioDesign.DeferContendedIoeventfdWrites = false) sleeps in atomic context instead.";
+
+    /// <inheritdoc/>
+    public override RaceInfo Race { get; } = new()
+    {
+        Item = "11",
+        Kernels = "v5.8–v5.10-rc2",
+        FixCommits = "38565c93c8a1 \"vfio/pci: Implement ioeventfd thread handler for contended memory lock\" (v5.10)",
+        FixSwitch = "VfioDesign.DeferContendedIoeventfdWrites = false",
+        Detectors = [RaceDetector.WarnOrBug],
+    };
+
+    /// <inheritdoc/>
+    public override void ApplyFix(VfioSimBuilder builder, bool on)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.UseDesign(d => d with { DeferContendedIoeventfdWrites = on });
+    }
 
     /// <inheritdoc/>
     public override void Execute(ScenarioContext context)

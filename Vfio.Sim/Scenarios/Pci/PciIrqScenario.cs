@@ -4,6 +4,7 @@
 // registers, the virtual COMMAND register — through the user's own fds.
 
 using Vfio.Core.Uapi;
+using Vfio.Kernel;
 using Vfio.Pci;
 using Vfio.Platform.Devices;
 using Vfio.Platform.Fs;
@@ -31,6 +32,16 @@ internal abstract class PciIrqScenario : LifecycleScenario
                 sim.Bind(Edu, VfioPciDriver.DriverName);
             }
         });
+    }
+
+    /// <summary>
+    /// The fix switch of the races linux-6.12 fixed and linux-6.1 still has (9 and 10): on runs
+    /// the linux-6.12 profile, off the linux-6.1 one.
+    /// </summary>
+    protected static void UseFixedProfile(VfioSimBuilder builder, bool on)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.UseProfile(on ? KernelProfile.Linux6_12 : KernelProfile.Linux6_1);
     }
 
     /// <summary>A non-blocking eventfd of <paramref name="user"/>.</summary>
