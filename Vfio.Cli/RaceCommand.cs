@@ -445,10 +445,6 @@ internal static class RaceCommand
         {
             return CliConsole.Usage(cli.Error, $"cannot explore {target.Name}: {e.Message}");
         }
-        catch (NotImplementedException e)
-        {
-            return CliConsole.Usage(cli.Error, $"cannot explore {target.Name}: this build has no {e.Message}");
-        }
 
         cli.Console.MarkupLine(result.Passed ? $"[green]{Markup.Escape(Summary(result))}[/]" : $"[red]{Markup.Escape(Summary(result))}[/]");
         string? dir = args.OutDir ?? (result.Passed ? null : Path.Combine(".", $"race-{target.Name}"));

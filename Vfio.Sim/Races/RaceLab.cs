@@ -178,7 +178,15 @@ public static class RaceLab
     // Runs one schedule with the trace off; the finding goes with the run.
     internal static (RunResult Run, RaceFinding? Finding) RunOnce(Scenario s, ScenarioOptions o)
     {
-        ScenarioResult r = s.Run(o);
+        Action<VfioSimBuilder>? configure = o.Configure;
+        ScenarioResult r = s.Run(o with
+        {
+            Configure = b =>
+            {
+                configure?.Invoke(b);
+                b.ConfigureKernel(c => c with { InterleavingHash = true });
+            },
+        });
         if (r.Run is null)
         {
             throw new InvalidOperationException($"{s.Name} cannot run on this machine: {r.UnmetReason}");
@@ -216,9 +224,9 @@ public static class RaceLab
                 },
                 run => findings.TryGetValue(run, out RaceFinding? f) && f is not null && f.Detector == target.Detector);
         }
-        catch (NotImplementedException)
+        catch (InvalidOperationException)
         {
-            // Until the bounded-search module lands its shrinker, bugs are reported unshrunk.
+            // The shrinker could not make the schedule fail again under a guided strategy: report it unshrunk.
             return null;
         }
 
@@ -233,42 +241,10 @@ public static class RaceLab
         return (f.Detector, f.Summary.StartsWith("expected ", StringComparison.Ordinal) && found > 0 ? f.Summary[..found] : "");
     }
 
-    // A run's interleaving, as a key: two runs with the same key took the same schedule.
-    // (Counts schedules that differ in order; a happens-before hash would merge the ones
-    // that only reorder independent steps.)
+    // A run's interleaving, as a key: its happens-before hash (runs that only reorder
+    // independent steps share it), the same in every process so shard summaries merge.
     internal static ulong InterleavingKey(RunResult run)
-    {
-        const ulong Prime = 1099511628211UL;
-        ulong h = 14695981039346656037UL;
-        IReadOnlyList<TraceRecord> records = run.Trace.Records;
-        for (int i = 0; i < records.Count; i++)
-        {
-            TraceRecord r = records[i];
-            if (r.Kind is not (TraceRecordKind.Step or TraceRecordKind.Clock))
-            {
-                continue;
-            }
-
-            h = (h ^ (ulong)(uint)r.TaskId) * Prime;
-            h = (h ^ (ulong)(uint)r.NextTaskId) * Prime;
-            h = (h ^ (ulong)(uint)string.GetHashCode(r.Op, StringComparison.Ordinal)) * Prime;
-            h = (h ^ (ulong)(uint)(r.Object is null ? 0 : StableHash(r.Object))) * Prime;
-        }
-
-        return h;
-    }
-
-    // string.GetHashCode is randomised per process; the key must not be (shards merge across machines).
-    private static int StableHash(string s)
-    {
-        uint h = 2166136261;
-        foreach (char c in s)
-        {
-            h = (h ^ c) * 16777619;
-        }
-
-        return (int)h;
-    }
+        => run.InterleavingHash ?? throw new InvalidOperationException("the run was made without KernelConfig.InterleavingHash");
 
     // One exploration: the scenario, what to explore, the options of every run, and the
     // counters the workers share.

@@ -3,9 +3,6 @@
 // depend on the number of jobs; the shards of an exploration merge into the unsharded
 // result; replay files round-trip byte for byte and replay to the same finding; a body of
 // the caller's own explores as the catalogue's scenarios do.
-//
-// Tests marked "needs the bounded search" exercise BoundedSearch and ScheduleShrinker of
-// Vfio.Kernel/Sched; they are ignored (not passed) in a build where those are not written yet.
 
 using NUnit.Framework;
 using Vfio.Kernel;
@@ -79,23 +76,6 @@ internal sealed class LostUpdateRace : Scenario
     }
 
     public static ScenarioCatalog Catalog { get; } = ScenarioCatalog.Default.With(new LostUpdateRace());
-
-    /// <summary>Ignores the calling test when BoundedSearch and ScheduleShrinker are not written yet.</summary>
-    public static void RequireBoundedSearch()
-    {
-        try
-        {
-            BoundedSearch.Run(new BoundedSearchOptions { MaxSchedules = 0 }, _ => throw new InvalidOperationException("probe"));
-        }
-        catch (NotImplementedException e)
-        {
-            Assert.Ignore($"needs the bounded search: {e.Message}");
-        }
-        catch (InvalidOperationException)
-        {
-            // The search ran the probe: it is there.
-        }
-    }
 }
 
 public sealed class RaceLabTests
@@ -280,7 +260,6 @@ public sealed class RaceLabTests
     [Test]
     public void Shrinking_KeepsTheDetector_NeverGrowsTheSchedule_AndTheResultReplays()
     {
-        LostUpdateRace.RequireBoundedSearch();
         RaceBug bug = Explore(fix: false, shrink: true).Bugs[0];
         Assert.That(bug.Original, Is.Not.Null, "the exploration shrank the schedule");
         Assert.That(bug.Finding.Detector, Is.EqualTo(RaceDetector.Invariant));
@@ -295,7 +274,6 @@ public sealed class RaceLabTests
     [Test]
     public void ExhaustiveSearch_WithTheFixOn_ExhaustsTheBoundedSpace_AndFindsNothing()
     {
-        LostUpdateRace.RequireBoundedSearch();
         RaceExploration r = RaceLab.Explore(s_race, new RaceExploreOptions { Exhaustive = true, Preemptions = 2, Schedules = 5000 }, new ScenarioOptions { Fix = true });
         Assert.That(r.Passed, Is.True, r.Describe());
         Assert.That(r.Exhausted, Is.True, r.Describe());
@@ -305,7 +283,6 @@ public sealed class RaceLabTests
     [Test]
     public void ExhaustiveSearch_WithTheFixOff_FindsTheLostUpdate_WithOneJobOrTwo()
     {
-        LostUpdateRace.RequireBoundedSearch();
         foreach (int jobs in new[] { 1, 2 })
         {
             RaceExploration r = RaceLab.Explore(s_race, new RaceExploreOptions { Exhaustive = true, Preemptions = 1, Jobs = jobs, Shrink = false }, new ScenarioOptions { Fix = false });
@@ -318,8 +295,7 @@ public sealed class RaceLabTests
     [Test]
     public void ExhaustiveShards_MergeIntoTheUnshardedSearch()
     {
-        LostUpdateRace.RequireBoundedSearch();
-        RaceExploreOptions o = new() { Exhaustive = true, Preemptions = 2, StopAtFirstBug = false, Shrink = false };
+        RaceExploreOptions o = new() { Exhaustive = true, Preemptions = 2, Schedules = 100_000, StopAtFirstBug = false, Shrink = false };
         RaceExploration whole = RaceLab.Explore(s_race, o, new ScenarioOptions { Fix = true });
         RaceExploration merged = RaceExploration.Merge(Enumerable.Range(0, 2).Select(k => RaceLab.Explore(s_race, o with { ShardIndex = k, ShardCount = 2 }, new ScenarioOptions { Fix = true })));
         Assert.That(merged.Exhausted, Is.EqualTo(whole.Exhausted));
