@@ -225,7 +225,7 @@ internal static class RaceCommand
         }
 
         var table = new Table().Border(TableBorder.Rounded)
-            .AddColumn("race").AddColumn("item").AddColumn("kernels").AddColumn("fix").AddColumn("--fix off switches to").AddColumn("detectors");
+            .AddColumn("race").AddColumn("item").AddColumn("kernels").AddColumn("--fix off switches to").AddColumn("detectors");
         foreach (Scenario s in races)
         {
             RaceInfo? info = s.Race;
@@ -233,12 +233,12 @@ internal static class RaceCommand
                 Markup.Escape(s.Name),
                 Markup.Escape(info?.Item ?? "-"),
                 Markup.Escape(info?.Kernels ?? "-"),
-                Markup.Escape(info?.FixCommits ?? "-"),
                 Markup.Escape(info?.FixSwitch ?? "(no fix switch)"),
                 Markup.Escape(info is null ? "-" : string.Join(", ", info.Detectors)));
         }
 
         cli.Console.Write(table);
+        cli.Console.MarkupLine("The fix commits: [bold]vfio-sim race list --json[/], or docs/races.md.");
         return 0;
     }
 

@@ -189,7 +189,7 @@ public sealed class CatalogueLifecycleTests
         List<(ulong Seed, RaceFinding Finding)> found = FindingsWithTheFixOff("kvm-group-vs-container-change", StrategySpec.Pct(3, 2000), seeds: seeds);
         Assert.That(found.Select(x => x.Finding.Detector), Does.Contain(RaceDetector.UseAfterFree), Describe(found));
         Assert.That(found.First(x => x.Finding.Detector == RaceDetector.UseAfterFree).Finding.Summary,
-            Does.Contain("KASAN: use-after-free in vfio_external_check_extension: vfio_container").And.Contain("freed by task move"));
+            Does.Contain("KASAN: slab-use-after-free in vfio_external_check_extension: vfio_container").And.Contain("was freed by task move"));
     }
 
     [Test]
