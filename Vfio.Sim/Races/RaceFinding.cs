@@ -75,11 +75,19 @@ public sealed record RaceFinding
     private static bool IsUseAfterFree(string text)
         => text.Contains("use-after-free", StringComparison.Ordinal) || text.Contains("KASAN", StringComparison.Ordinal);
 
+    // The first line that says something (a lockdep splat opens with a rule of '=').
     private static string FirstLine(string text)
     {
-        string t = text.TrimStart();
-        int nl = t.IndexOf('\n', StringComparison.Ordinal);
-        return nl < 0 ? t : t[..nl].TrimEnd();
+        foreach (string line in text.Split('\n'))
+        {
+            string t = line.Trim();
+            if (t.Any(char.IsLetter))
+            {
+                return t;
+            }
+        }
+
+        return text.Trim();
     }
 
     /// <inheritdoc/>
