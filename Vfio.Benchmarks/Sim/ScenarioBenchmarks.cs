@@ -7,7 +7,9 @@
 // share can be read off the ratio.
 //  - one seed (1) under the random strategy, every operation the same schedule;
 //  - a sweep of seeds 1..32 through Scenario.Explore under its default strategy (PCT),
-//    each seed on a fresh boot; one invocation runs the whole sweep, reported per schedule.
+//    each seed on a fresh boot; one invocation runs the whole sweep, reported per schedule;
+//  - the same 32 schedules through RaceLab.Explore, as `vfio-sim race explore` runs them
+//    (one job, happens-before hashing on for the distinct-interleaving count).
 // Every run must pass: a failing one throws, so a broken scenario cannot pass for a fast one.
 // The Op/s column is schedules (or boots) per second on one benchmark thread: the
 // controlled scheduler runs one task at a time, so that is one core's worth of exploration.
@@ -19,6 +21,7 @@ using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
 using Vfio.Kernel;
 using Vfio.Sim;
+using Vfio.Sim.Races;
 using Vfio.Sim.Scenarios;
 
 namespace Vfio.Benchmarks.Sim;
@@ -32,6 +35,8 @@ public class ScenarioBenchmarks
     private static readonly ScenarioOptions Options = new() { Seed = 1, Mode = SchedulerMode.Controlled, Trace = false };
     private static readonly ExploreOptions Sweep = new() { FirstSeed = 1, SeedCount = SweepSeeds, StopAtFirstFailure = true };
 
+    private static readonly RaceExploreOptions Lab = new() { FirstSeed = 1, Schedules = SweepSeeds, Jobs = 1, Shrink = false };
+
     private Scenario _scenario = null!;
 
     [GlobalSetup]
@@ -41,6 +46,7 @@ public class ScenarioBenchmarks
         Boot();
         OneSchedule();
         SeedSweep();
+        RaceLabSweep();
     }
 
     [Benchmark(Baseline = true, Description = "unbind-request: boot alone")]
@@ -58,6 +64,13 @@ public class ScenarioBenchmarks
     {
         ExplorationResult r = _scenario.Explore(Sweep, Options);
         return r.Passed && r.Runs == SweepSeeds ? r : throw new InvalidOperationException(r.Describe());
+    }
+
+    [Benchmark(OperationsPerInvoke = SweepSeeds, Description = "unbind-request: race lab, 32 PCT schedules, 1 job (per schedule)")]
+    public RaceExploration RaceLabSweep()
+    {
+        RaceExploration r = RaceLab.Explore(_scenario, Lab, Options);
+        return r.Passed && r.Schedules == SweepSeeds ? r : throw new InvalidOperationException(r.Describe());
     }
 
     /// <summary>Adds operations per second (schedules per second per core) to the summary.</summary>
