@@ -67,6 +67,25 @@ internal static class CliConsole
         },
     };
 
+    /// <summary><c>--strategy</c>: a controlled-scheduler strategy (<c>random</c>, <c>pct[:D[:K]]</c>, <c>rr[:Q]</c>); a bad one is a parse error (exit 2).</summary>
+    public static Option<StrategySpec> StrategyOption(StrategySpec defaultStrategy, string description) => new("--strategy")
+    {
+        Description = description,
+        DefaultValueFactory = _ => defaultStrategy,
+        CustomParser = r =>
+        {
+            try
+            {
+                return StrategySpec.Parse(r.Tokens[0].Value);
+            }
+            catch (FormatException e)
+            {
+                r.AddError(e.Message);
+                return null;
+            }
+        },
+    };
+
     /// <summary><c>--machine</c>: a machine description file.</summary>
     public static Option<string?> MachineOption() => new("--machine") { Description = "A machine description (JSON) to run on instead of the embedded default machine" };
 }

@@ -115,25 +115,24 @@ internal static class RaceCommand
 
     private static Option<ulong> SeedOption(string description) => new("--seed") { Description = description, DefaultValueFactory = _ => 1 };
 
-    private static Option<StrategySpec> StrategyOption() => new("--strategy")
-    {
-        Description = "The controlled scheduler's strategy: random, pct[:DEPTH[:STEPS]] (default pct:3) or rr[:QUANTUM]",
-        DefaultValueFactory = _ => StrategySpec.Pct(),
-        CustomParser = r =>
-        {
-            try
-            {
-                return StrategySpec.Parse(r.Tokens[0].Value);
-            }
-            catch (FormatException e)
-            {
-                r.AddError(e.Message);
-                return null;
-            }
-        },
-    };
+    private static Option<StrategySpec> StrategyOption() => CliConsole.StrategyOption(
+        StrategySpec.Pct(),
+        "The controlled scheduler's strategy: random, pct[:DEPTH[:STEPS]] (default pct:3) or rr[:QUANTUM]");
 
     // --fix on|off: a string option (a bool? one would be a flag that takes no value).
+    // The scenario and how to run it, as run and explore read them from their command lines.
+    private static RaceTarget TargetOf(
+        ParseResult r, Argument<string> name, Option<ulong> seed, Option<StrategySpec> strategy, Option<string?> fix, Option<string[]> design, Option<KernelProfile> profile)
+        => new()
+        {
+            Name = r.GetValue(name)!,
+            Seed = r.GetValue(seed),
+            Strategy = r.GetValue(strategy)!,
+            Fix = ParseFix(r.GetValue(fix)),
+            Designs = r.GetValue(design) ?? [],
+            Profile = r.GetValue(profile)!,
+        };
+
     private static Option<string?> FixOption()
     {
         var fix = new Option<string?>("--fix")
@@ -257,15 +256,7 @@ internal static class RaceCommand
         var run = new Command("run", "Run one schedule of a race scenario and say what its detector found") { name, seed, strategy, fix, design, profile, trace, perfetto };
         run.SetAction(r => Run(
             cli,
-            new RaceTarget
-            {
-                Name = r.GetValue(name)!,
-                Seed = r.GetValue(seed),
-                Strategy = r.GetValue(strategy)!,
-                Fix = ParseFix(r.GetValue(fix)),
-                Designs = r.GetValue(design) ?? [],
-                Profile = r.GetValue(profile)!,
-            },
+            TargetOf(r, name, seed, strategy, fix, design, profile),
             r.GetValue(trace),
             r.GetValue(perfetto)));
         return run;
@@ -385,15 +376,7 @@ internal static class RaceCommand
         });
         explore.SetAction(r => Explore(
             cli,
-            new RaceTarget
-            {
-                Name = r.GetValue(name)!,
-                Seed = r.GetValue(seed),
-                Strategy = r.GetValue(strategy)!,
-                Fix = ParseFix(r.GetValue(fix)),
-                Designs = r.GetValue(design) ?? [],
-                Profile = r.GetValue(profile)!,
-            },
+            TargetOf(r, name, seed, strategy, fix, design, profile),
             new RaceExploreArgs
             {
                 Schedules = r.GetValue(schedules),

@@ -59,23 +59,9 @@ internal static class ScenarioCommand
     {
         var name = new Argument<string>("name") { Description = "The scenario (see `vfio-sim scenario list`)" };
         var seed = new Option<ulong>("--seed") { Description = "The seed of every random choice", DefaultValueFactory = _ => 1 };
-        var strategy = new Option<StrategySpec>("--strategy")
-        {
-            Description = "The controlled scheduler's strategy: random, pct[:DEPTH[:STEPS]] or round-robin[:QUANTUM]",
-            DefaultValueFactory = _ => StrategySpec.Random,
-            CustomParser = r =>
-            {
-                try
-                {
-                    return StrategySpec.Parse(r.Tokens[0].Value);
-                }
-                catch (FormatException e)
-                {
-                    r.AddError(e.Message);
-                    return null;
-                }
-            },
-        };
+        Option<StrategySpec> strategy = CliConsole.StrategyOption(
+            StrategySpec.Random,
+            "The controlled scheduler's strategy: random, pct[:DEPTH[:STEPS]] or round-robin[:QUANTUM]");
         var real = new Option<bool>("--real-threads") { Description = "Run with real threads instead of the controlled scheduler (no replayable schedule)" };
         Option<KernelProfile> profile = CliConsole.ProfileOption();
         Option<string?> machine = CliConsole.MachineOption();
