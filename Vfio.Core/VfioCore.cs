@@ -137,6 +137,7 @@ public sealed class VfioCore
 
     private void Init()
     {
+        Uapi.VfioStrace.Register(Machine.Strace.Ioctls);
         var fs = Machine.Sysfs;
         ClassVfio = fs.GetOrCreateDir(fs.Class, "vfio");
         ClassVfioDev = fs.GetOrCreateDir(fs.Class, "vfio-dev");

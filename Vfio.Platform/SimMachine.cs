@@ -53,11 +53,15 @@ public sealed class SimMachine
         Vgaarb = new VgaArbiter(this);
         DmaTranslator = new DirectDma(this);
         Uevents = new UeventLog(kernel);
+        Strace = new SyscallTracer(this);
         PciRootBus = new PciBusSegment(this, 0, 0, null, null);
     }
 
     /// <summary>The kernel runtime.</summary>
     public SimKernel Kernel { get; }
+
+    /// <summary>strace for the machine's processes: off until started.</summary>
+    public SyscallTracer Strace { get; }
 
     /// <summary>The uevents the kernel sent (kobject_uevent), in order.</summary>
     public UeventLog Uevents { get; }

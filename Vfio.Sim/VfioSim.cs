@@ -15,6 +15,7 @@ using Vfio.Pci;
 using Vfio.Platform;
 using Vfio.Platform.Iommu;
 using Vfio.Platform.Mm;
+using Vfio.Platform.Proc;
 
 namespace Vfio.Sim;
 
@@ -86,6 +87,15 @@ public sealed partial class VfioSim
         _lastRun = r;
         return r;
     }
+
+    /// <summary>
+    /// strace for the machine's processes (<see cref="SyscallTracer.Start"/> one or all):
+    /// every syscall with its decoded arguments, result and virtual time.
+    /// </summary>
+    public SyscallTracer Strace => Machine.Strace;
+
+    /// <summary>The object graph now: processes, files, groups, containers, devices, domains and mappings with their reference counts.</summary>
+    public Graphs.ObjectGraph Graph() => Graphs.ObjectGraph.Capture(this);
 
     /// <summary>The result of the last <see cref="Run(Action)"/>, or null.</summary>
     public RunResult? LastRun => _lastRun;

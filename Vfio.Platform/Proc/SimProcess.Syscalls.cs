@@ -64,6 +64,18 @@ public sealed partial class SimProcess
     /// <summary>open(): a new fd, or -errno (EMFILE, then ENOENT, ENOTDIR, EACCES, EISDIR, ELOOP, ENXIO, or the driver's).</summary>
     public int Open(string path, OpenFlags flags = OpenFlags.O_RDWR)
     {
+        long t0 = Machine.Strace.Begin(this);
+        int r = OpenCore(path, flags);
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(this, t0, "openat", $"AT_FDCWD, \"{path}\", {SyscallTracer.OpenFlagsText(flags)}", r);
+        }
+
+        return r;
+    }
+
+    private int OpenCore(string path, OpenFlags flags)
+    {
         using SyscallScope scope = EnterSyscall();
         int fd = GetUnusedFd((flags & OpenFlags.O_CLOEXEC) != 0);
         if (fd < 0)
@@ -102,26 +114,71 @@ public sealed partial class SimProcess
     /// <summary>close(): 0 or -EBADF. The file's release runs here if this was its last reference.</summary>
     public int Close(int fd)
     {
-        using SyscallScope scope = Enter();
-        return Files.Close(fd);
+        long t0 = Machine.Strace.Begin(this);
+        int r;
+        using (Enter())
+        {
+            r = Files.Close(fd);
+        }
+
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(this, t0, "close", $"{fd}", r, fd);
+        }
+
+        return r;
     }
 
     /// <summary>dup(): the lowest free fd for the same file, or -EBADF / -EMFILE.</summary>
     public int Dup(int fd)
     {
-        using SyscallScope scope = Enter();
-        return Files.Dup(fd, Limits.NoFile);
+        long t0 = Machine.Strace.Begin(this);
+        int r;
+        using (Enter())
+        {
+            r = Files.Dup(fd, Limits.NoFile);
+        }
+
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(this, t0, "dup", $"{fd}", r, fd);
+        }
+
+        return r;
     }
 
     /// <summary>dup2(): <paramref name="newfd"/>, or -EBADF.</summary>
     public int Dup2(int oldfd, int newfd)
     {
-        using SyscallScope scope = Enter();
-        return Files.Dup2(oldfd, newfd, Limits.NoFile);
+        long t0 = Machine.Strace.Begin(this);
+        int r;
+        using (Enter())
+        {
+            r = Files.Dup2(oldfd, newfd, Limits.NoFile);
+        }
+
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(this, t0, "dup2", $"{oldfd}, {newfd}", r, oldfd);
+        }
+
+        return r;
     }
 
     /// <summary>eventfd2(): a new eventfd, or -EINVAL for unknown flags.</summary>
     public int Eventfd(uint initval, int flags = 0)
+    {
+        long t0 = Machine.Strace.Begin(this);
+        int r = EventfdCore(initval, flags);
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(this, t0, "eventfd2", $"{initval}, {SyscallTracer.EventFdFlagsText(flags)}", r);
+        }
+
+        return r;
+    }
+
+    private int EventfdCore(uint initval, int flags)
     {
         using SyscallScope scope = EnterSyscall();
         if ((flags & ~(EventFdContext.EFD_SEMAPHORE | EventFdContext.EFD_CLOEXEC | EventFdContext.EFD_NONBLOCK)) != 0)
@@ -157,6 +214,21 @@ public sealed partial class SimProcess
     /// count is clamped to MAX_RW_COUNT.
     /// </summary>
     private long ReadWrite(int fd, ulong buf, long count, bool write, long? offset)
+    {
+        long t0 = Machine.Strace.Begin(this);
+        long r = ReadWriteCore(fd, buf, count, write, offset);
+        if (t0 >= 0)
+        {
+            // strace shows a write's data at entry and a read's at exit: what came back.
+            string data = write || r > 0 ? SyscallTracer.QuoteUser(this, buf, write ? count : r) : SyscallTracer.Hex(buf);
+            string name = (write ? "write" : "read") + (offset is null ? "" : "64");
+            Machine.Strace.Add(this, t0, offset is null ? name : "p" + name, offset is { } o ? $"{fd}, {data}, {count}, {o}" : $"{fd}, {data}, {count}", r, fd);
+        }
+
+        return r;
+    }
+
+    private long ReadWriteCore(int fd, ulong buf, long count, bool write, long? offset)
     {
         using SyscallScope scope = EnterSyscall();
         using FdRef fdr = FdGet(fd);
@@ -194,6 +266,29 @@ public sealed partial class SimProcess
     /// <summary>ioctl(): the driver's result, or -EBADF / -ENOTTY; FIOCLEX, FIONCLEX and FIONBIO are handled generically.</summary>
     public long Ioctl(int fd, uint cmd, ulong arg = 0)
     {
+        long t0 = Machine.Strace.Begin(this);
+        if (t0 < 0)
+        {
+            return IoctlCore(fd, cmd, arg);
+        }
+
+        // The file's type decides the request's name (numbers repeat across file types);
+        // look it up before the call, which may close the fd.
+        Type? ops;
+        using (Enter())
+        {
+            using FdRef fdr = FdGet(fd);
+            ops = fdr.File?.Ops.GetType();
+        }
+
+        long r = IoctlCore(fd, cmd, arg);
+        Machine.Strace.AddIoctl(this, t0, fd, ops, cmd, arg, r);
+
+        return r;
+    }
+
+    private long IoctlCore(int fd, uint cmd, ulong arg)
+    {
         using SyscallScope scope = EnterSyscall();
         using FdRef fdr = FdGet(fd);
         if (fdr.File is not { } f)
@@ -229,6 +324,25 @@ public sealed partial class SimProcess
     /// fd is looked up; a negative aligned one is a very large offset.
     /// </summary>
     public long Mmap(ulong addr, ulong length, Prot prot, MapFlags flags, int fd = -1, long offset = 0)
+    {
+        long t0 = Machine.Strace.Begin(this);
+        long r = MmapCore(addr, length, prot, flags, fd, offset);
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(
+                this,
+                t0,
+                "mmap",
+                $"{SyscallTracer.Hex(addr)}, {length}, {SyscallTracer.ProtText(prot)}, {SyscallTracer.Flags(flags)}, {fd}, {SyscallTracer.Hex((ulong)offset).Replace("NULL", "0", StringComparison.Ordinal)}",
+                r,
+                fd,
+                returnText: r >= 0 ? SyscallTracer.Hex((ulong)r) : null);
+        }
+
+        return r;
+    }
+
+    private long MmapCore(ulong addr, ulong length, Prot prot, MapFlags flags, int fd, long offset)
     {
         using SyscallScope scope = EnterSyscall();
         if ((offset & (PhysMem.PageSize - 1)) != 0)
@@ -275,29 +389,73 @@ public sealed partial class SimProcess
     /// <summary>munmap(): 0 or -EINVAL.</summary>
     public int Munmap(ulong addr, ulong length)
     {
-        using SyscallScope scope = Enter();
-        return Mm.Munmap(addr, length);
+        long t0 = Machine.Strace.Begin(this);
+        int r;
+        using (Enter())
+        {
+            r = Mm.Munmap(addr, length);
+        }
+
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(this, t0, "munmap", $"{SyscallTracer.Hex(addr)}, {length}", r);
+        }
+
+        return r;
     }
 
     /// <summary>mprotect(): 0 or -errno.</summary>
     public int Mprotect(ulong addr, ulong length, Prot prot)
     {
-        using SyscallScope scope = Enter();
-        return Mm.Mprotect(addr, length, prot);
+        long t0 = Machine.Strace.Begin(this);
+        int r;
+        using (Enter())
+        {
+            r = Mm.Mprotect(addr, length, prot);
+        }
+
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(this, t0, "mprotect", $"{SyscallTracer.Hex(addr)}, {length}, {SyscallTracer.ProtText(prot)}", r);
+        }
+
+        return r;
     }
 
     /// <summary>mlock(): 0, -EPERM, -ENOMEM.</summary>
     public int Mlock(ulong addr, ulong length)
     {
-        using SyscallScope scope = Enter();
-        return Mm.Mlock(addr, length, this);
+        long t0 = Machine.Strace.Begin(this);
+        int r;
+        using (Enter())
+        {
+            r = Mm.Mlock(addr, length, this);
+        }
+
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(this, t0, "mlock", $"{SyscallTracer.Hex(addr)}, {length}", r);
+        }
+
+        return r;
     }
 
     /// <summary>munlock(): 0 or -ENOMEM.</summary>
     public int Munlock(ulong addr, ulong length)
     {
-        using SyscallScope scope = Enter();
-        return Mm.Munlock(addr, length);
+        long t0 = Machine.Strace.Begin(this);
+        int r;
+        using (Enter())
+        {
+            r = Mm.Munlock(addr, length);
+        }
+
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(this, t0, "munlock", $"{SyscallTracer.Hex(addr)}, {length}", r);
+        }
+
+        return r;
     }
 
     // ---- poll.
@@ -307,6 +465,25 @@ public sealed partial class SimProcess
     /// of virtual time; negative waits forever), -EINTR on a signal, -EINVAL for too many fds.
     /// </summary>
     public int Poll(Span<PollFd> fds, int timeoutMs)
+    {
+        long t0 = Machine.Strace.Begin(this);
+        string? before = t0 >= 0 ? SyscallTracer.PollFdsText(fds, revents: false) : null;
+        int r = PollCore(fds, timeoutMs);
+        if (t0 >= 0)
+        {
+            Machine.Strace.Add(
+                this,
+                t0,
+                "poll",
+                $"{before}, {fds.Length}, {timeoutMs}",
+                r,
+                returnText: r > 0 ? $"{r} ({SyscallTracer.PollFdsText(fds, revents: true)})" : r == 0 ? "0 (Timeout)" : null);
+        }
+
+        return r;
+    }
+
+    private int PollCore(Span<PollFd> fds, int timeoutMs)
     {
         using SyscallScope scope = EnterSyscall();
         if (fds.Length > Limits.NoFile)
