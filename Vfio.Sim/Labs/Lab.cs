@@ -25,6 +25,12 @@ public abstract class Lab
     /// <summary>One sentence: what the student learns.</summary>
     public abstract string Summary { get; }
 
+    /// <summary>
+    /// What the lab builds on, as <c>vfio-sim lab list</c> shows it: the scenario or story and
+    /// the seed of the grader's machine (empty when it builds on nothing in particular).
+    /// </summary>
+    public virtual string Story => "";
+
     /// <summary>The type a solution is: an abstract class the student derives from, or <see cref="ShellScript"/>.</summary>
     public abstract Type SolutionType { get; }
 

@@ -74,6 +74,9 @@ public sealed class Lab02DmaMapping : Lab
     public override string Summary => "Map a buffer for DMA through a container, watch edu use it, unmap it and see the IOMMU stop the next transfer.";
 
     /// <inheritdoc/>
+    public override string Story => "vfio.rst's edu (vfio-rst-demo), default machine, seed 2";
+
+    /// <inheritdoc/>
     public override Type SolutionType => typeof(DmaMappingSolution);
 
     /// <inheritdoc/>

@@ -6,7 +6,6 @@
 using NUnit.Framework;
 using Vfio.Core.Client;
 using Vfio.Platform.Fs;
-using Vfio.Platform.Proc;
 using Vfio.Sim;
 using Vfio.Sim.Labs;
 
