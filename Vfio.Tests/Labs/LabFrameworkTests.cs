@@ -53,7 +53,7 @@ public sealed class LabFrameworkTests
         var session = new LabSession(VfioSim.CreateBuilder().UseSeed(1).AddVfioPci());
         Assert.That(session.RunSolution(() => _ = new VfioContainerFd(session.Process)), Is.Null);
         IReadOnlyList<string> open = session.ExitStudent();
-        Assert.That(open, Is.EqualTo(new[] { "fd 3 (/dev/vfio/vfio)" }));
+        Assert.That(open, Is.EqualTo(new[] { "fd 0 (/dev/vfio/vfio)" }));
         Assert.That(session.Process.HasExited, Is.True);
         Assert.That(session.Process.Files.Open, Is.Empty);
         Assert.That(session.ExitStudent(), Is.SameAs(open));
