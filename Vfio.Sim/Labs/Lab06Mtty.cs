@@ -334,6 +334,7 @@ public sealed class Lab06Mtty : Lab
             using (VfioSession s = env.Sim.OpenMdev(p, uuid))
             {
                 var dev = s.Device;
+                dev.GetInfo(); // mtty learns its IRQ count here, before any SET_IRQS
                 SetReg(dev, Lcr, Lcr8N1);
                 SetReg(dev, Fcr, FcrEnableAndClear);
                 dev.SetIrqEventfd(VfioPciIndex.IrqMsi, eventfd);
