@@ -190,7 +190,7 @@ public sealed class Lab08PlantedRace : Lab
         checks.Add(new LabCheck(Name, 3, same, same
             ? $"replayed: {bug.Finding}"
             : $"replaying the schedule (seed {bug.Trace.Seed}) gave {(found is null ? "a passing run" : found.ToString())}, not the recorded {bug.Finding}. " +
-              "A replay file must be returned as the explorer wrote it: its seed and its schedule belong together, and editing either gives another run " +
+              "A replay file must be returned as the explorer wrote it: its recorded schedule is the run, and an edited schedule is another run " +
               "(handout step 3)."));
     }
 

@@ -1,6 +1,6 @@
 // Tests Vfio.Sim/Labs/Lab08PlantedRace.cs: the reference solution (and its public-API copy
 // in examples/LabCourse) gets full marks; a search too small to find the race, a schedule of
-// the wrong scenario, an edited replay file and a fix that does not fix each fail the check
+// the wrong scenario or of a buggier variant, and a fix that does not fix each fail the check
 // they should, with a message that teaches; grading is deterministic.
 
 using LabCourse;
@@ -65,12 +65,13 @@ public sealed class Lab08PlantedRaceTests
 
     [Test]
     [LeavesKernelWarnings] // exploring the planted kernel reproduces its use-after-free on purpose
-    public void AReplayFileWithAnEditedSeed_DoesNotReproduce_AndTheMessageSaysSeedAndScheduleBelongTogether()
+    public void AScheduleFoundWithAnEvenBuggierDesignOnTop_IsNotEvidenceForThePlantedKernel()
     {
-        LabGrade g = s_lab.Grade(new EditedSeed());
+        LabGrade g = s_lab.Grade(new BuggierVariant());
+        Assert.That(Check(g, "a failing schedule was found").Passed, Is.True);
         LabCheck replay = Check(g, "the schedule reproduces the bug");
         Assert.That(replay.Passed, Is.False);
-        Assert.That(replay.Message, Does.Contain("seed 2").And.Contain("belong together"));
+        Assert.That(replay.Message, Does.Contain("[ErrReqRelease=PutWithoutClear]").And.Contain("no settings of your own"));
     }
 
     [Test]
@@ -115,16 +116,15 @@ public sealed class Lab08PlantedRaceTests
         }
     }
 
-    // Found the bug, then "tidied" the replay file's seed.
-    private sealed class EditedSeed : PlantedRaceSolution
+    // Made the race easy to hit by exploring the older, always-failing variant on top of the planted kernel.
+    private sealed class BuggierVariant : PlantedRaceSolution
     {
         public override PlantedRaceAnswer Solve(PlantedRace race)
         {
-            RaceExploration search = Search(race);
-            string json = search.Bugs[0].Schedule.ToJson();
-            RaceSchedule edited = RaceSchedule.Parse(json.Replace("\"seed\": 1,", "\"seed\": 2,", StringComparison.Ordinal));
+            RaceExploration search = RaceLab.Explore(race.Scenario,
+                new RaceExploreOptions { Schedules = 10, Shrink = false }, race.WithFix("ErrReqRelease=PutWithoutClear"));
             const string Fix = "ErrReqRelease=PutAndClearUnderIgate";
-            return new PlantedRaceAnswer(edited, Fix, Holds(race, Fix)) { Search = search };
+            return new PlantedRaceAnswer(search.Bugs[0].Schedule, Fix, Holds(race, Fix)) { Search = search };
         }
     }
 
