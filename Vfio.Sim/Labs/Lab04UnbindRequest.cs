@@ -145,7 +145,7 @@ internal sealed class Lab04UnbindRequest : Lab
                     ? "dmesg says \"vfio-pci 0000:01:00.0: No device request channel registered, blocked until released by user\": vfio-pci had no way to ask you. Give VFIO_PCI_REQ_IRQ_INDEX (4) an eventfd with VFIO_DEVICE_SET_IRQS (ACTION_TRIGGER | DATA_EVENTFD, start 0, count 1) while you hold the device."
                     : "vfio-pci never relayed a request: the unbind did not have to wait (was the device open?).");
 
-        CheckUnbind(session, o, failure);
+        CheckUnbind(session, o, failure, noChannel);
 
         bool gone = sim.DriverOf(Edu) is null && !sim.Machine.Vfs.Exists($"/dev/vfio/{groupId}");
         session.Check("edu unbound, its group gone", 10, gone,
@@ -166,14 +166,19 @@ internal sealed class Lab04UnbindRequest : Lab
         return session.Grade(this);
     }
 
-    private static void CheckUnbind(LabSession session, Observed o, string? failure)
+    private static void CheckUnbind(LabSession session, Observed o, string? failure, bool noChannel)
     {
         const string name = "the unbind completes once asked";
         if (o.Killed)
         {
             int requests = (int)(Deadline / RequestInterval);
             string held = o.FdsAtDeadline.Count == 0 ? "nothing vfio" : string.Join(", ", o.FdsAtDeadline);
-            string what = o.DeviceFdsAtDeadline == 0
+            string askedText = noChannel
+                ? "you registered no REQ eventfd, so vfio-pci had no way to ask you (dmesg: \"No device request channel registered\")"
+                : string.Create(CultureInfo.InvariantCulture, $"it signalled your REQ eventfd {requests} times (requests #0 to #{requests - 1}; dmesg prints only every tenth, so you see \"#0\" once)");
+            string what = noChannel
+                ? "Register an eventfd on VFIO_PCI_REQ_IRQ_INDEX and release the device when it fires."
+                : o.DeviceFdsAtDeadline == 0
                 ? "No device fd was open, yet the unbind waited: another reference to the device is still held (a dup'd or passed-on device fd?)."
                 : o.FdsAtDeadline.Any(f => f.Contains("the group", StringComparison.Ordinal))
                     ? o.FdsAtDeadline.Any(f => f.Contains("the container", StringComparison.Ordinal))
@@ -181,7 +186,7 @@ internal sealed class Lab04UnbindRequest : Lab
                         : "You closed the container but not the device fd: the unbind waits for device fds only (each holds a registration reference on the vfio_device), and the device fd keeps the group and its container alive anyway."
                     : "You closed the group fd but not the device fd: a device fd holds a reference on the group's file, so closing the group fd released nothing; the unbind waits for the device fd itself.";
             session.Check(name, 35, false,
-                string.Create(CultureInfo.InvariantCulture, $"after {Deadline.TotalSeconds} s of virtual time the unbind was still waiting. vfio_unregister_group_dev() waits until every device fd is closed, and asks again every {RequestInterval.TotalSeconds} s: it signalled your REQ eventfd {requests} times (requests #0 to #{requests - 1}; dmesg prints only every tenth, so you see \"#0\" once). Still open at the deadline: {held}. {what} The grader killed your process so the unbind could finish.{(failure is null ? "" : "\n" + failure)}"));
+                string.Create(CultureInfo.InvariantCulture, $"after {Deadline.TotalSeconds} s of virtual time the unbind was still waiting. vfio_unregister_group_dev() waits until every device fd is closed, and asks again every {RequestInterval.TotalSeconds} s: {askedText}. Still open at the deadline: {held}. {what} The grader killed your process so the unbind could finish.{(failure is null ? "" : "\n" + failure)}"));
             return;
         }
 
