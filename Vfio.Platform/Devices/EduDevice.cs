@@ -37,7 +37,7 @@
 // (0, -EIO, -EFAULT, or -ERANGE for a range error).
 //
 // Reset (FLR, PM, bus) returns every register and the buffer to power-on values and drops
-// work in flight; the diagnostic counters (DmaErrors, DmaRangeErrors, ...) survive it. This
+// work in flight; the diagnostic counters (DmaErrors, DmaRangeErrors, MsiSent, ...) survive it. This
 // is a deliberate departure from QEMU: edu.c has no reset handler, so there a reset leaves
 // liveness, the interrupt status, the DMA registers and the buffer as they were. Here a
 // reset means what a real function's reset means, so labs can see what vfio-pci's reset on
@@ -147,6 +147,9 @@ public sealed class EduDevice : PciDevice
     private long _dmaErrors;
     private long _dmaRangeErrors;
     private long _dmaClamped;
+    private long _msiSent;
+    private long _msiWithoutBusMaster;
+    private long _intxRaises;
     private int _lastDmaResult;
     private string? _lastDmaError;
 
@@ -210,6 +213,15 @@ public sealed class EduDevice : PciDevice
 
     /// <summary>DMA commands whose bus address had bits outside <see cref="DmaMask"/> (clamped, as edu.c does).</summary>
     public long DmaAddressesClamped => Interlocked.Read(ref _dmaClamped);
+
+    /// <summary>Interrupts edu sent as an MSI message.</summary>
+    public long MsiSent => Interlocked.Read(ref _msiSent);
+
+    /// <summary>Interrupts edu could not send as MSI because bus mastering was off (an MSI is a memory write by the function).</summary>
+    public long MsiWithoutBusMaster => Interlocked.Read(ref _msiWithoutBusMaster);
+
+    /// <summary>Interrupts edu raised on INTA# because MSI was not enabled.</summary>
+    public long IntxRaises => Interlocked.Read(ref _intxRaises);
 
     /// <summary>Outcome of the last finished DMA command: 0, -EIO, -EFAULT, or -ERANGE for a range error.</summary>
     public int LastDmaResult => Volatile.Read(ref _lastDmaResult);
@@ -395,10 +407,18 @@ public sealed class EduDevice : PciDevice
 
         if (MsiEnabled)
         {
-            RaiseMsi(0);
+            if (RaiseMsi(0))
+            {
+                Interlocked.Increment(ref _msiSent);
+            }
+            else if (!BusMaster)
+            {
+                Interlocked.Increment(ref _msiWithoutBusMaster);
+            }
         }
         else
         {
+            Interlocked.Increment(ref _intxRaises);
             SyncIntx();
         }
     }

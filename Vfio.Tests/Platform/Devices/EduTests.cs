@@ -261,6 +261,25 @@ public sealed class EduTests
     }
 
     [Test]
+    public void TheInterruptCounters_TellMsiSent_MsiBlockedWithoutBusMastering_AndIntxFallback()
+    {
+        var rig = new EduRig(SchedulerMode.Real);
+        rig.Write32(EduDevice.RegIrqRaise, 0x1);
+        Assert.That((rig.Dev.IntxRaises, rig.Dev.MsiSent, rig.Dev.MsiWithoutBusMaster), Is.EqualTo((1L, 0L, 0L)), "MSI off: INTA#");
+        rig.Write32(EduDevice.RegIrqAck, 0x1);
+
+        int vector = rig.Machine.Interrupts.AllocVector("edu-msi", _ => { });
+        Cpu.EnableMsi(rig.Dev, vector);
+        rig.Write32(EduDevice.RegIrqRaise, 0x1);
+        Assert.That((rig.Dev.IntxRaises, rig.Dev.MsiSent, rig.Dev.MsiWithoutBusMaster), Is.EqualTo((1L, 1L, 0L)));
+
+        rig.Dev.WriteConfig(PciRegs.Command, PciRegs.CommandMemory, 2);
+        rig.Write32(EduDevice.RegIrqRaise, 0x2);
+        Assert.That((rig.Dev.IntxRaises, rig.Dev.MsiSent, rig.Dev.MsiWithoutBusMaster), Is.EqualTo((1L, 1L, 1L)), "an MSI is a memory write: no bus mastering, no message");
+        Assert.That(rig.Machine.Interrupts.Count(vector), Is.EqualTo(1));
+    }
+
+    [Test]
     public void Dma_CopiesRamToTheBufferAndBack_ByteForByte_WithTheCompletionInterrupt([Values] SchedulerMode mode)
     {
         var rig = new EduRig(mode);
