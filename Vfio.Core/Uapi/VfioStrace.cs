@@ -138,11 +138,11 @@ internal static class VfioStrace
         Type container = typeof(VfioContainerFops);
         Type group = typeof(VfioGroupFops);
         Type device = typeof(VfioDeviceFops);
-        IoctlEntryDecoder none = static (_, _) => null;
+        IoctlEntryDecoder none = SyscallTracer.NoArgument;
 
         table.Register(VfioIoctl.GetApiVersion, "VFIO_GET_API_VERSION", null, container, none);
-        table.Register(VfioIoctl.CheckExtension, "VFIO_CHECK_EXTENSION", static (_, arg, _) => ExtensionName(arg), container);
-        table.Register(VfioIoctl.SetIommu, "VFIO_SET_IOMMU", static (_, arg, _) => ExtensionName(arg), container);
+        table.Register(VfioIoctl.CheckExtension, "VFIO_CHECK_EXTENSION", static (_, arg, _, _) => ExtensionName(arg), container);
+        table.Register(VfioIoctl.SetIommu, "VFIO_SET_IOMMU", static (_, arg, _, _) => ExtensionName(arg), container);
         table.Register(VfioIoctl.IommuGetInfo, "VFIO_IOMMU_GET_INFO", IommuInfoOut, container, ArgszIn);
         table.Register(VfioIoctl.IommuMapDma, "VFIO_IOMMU_MAP_DMA", MapDma, container);
         table.Register(VfioIoctl.IommuUnmapDma, "VFIO_IOMMU_UNMAP_DMA", UnmapDmaOut, container, UnmapDmaIn);
@@ -151,9 +151,9 @@ internal static class VfioStrace
         table.Register(VfioIoctl.IommuDirtyPages, "VFIO_IOMMU_DIRTY_PAGES", DirtyPages, container);
 
         table.Register(VfioIoctl.GroupGetStatus, "VFIO_GROUP_GET_STATUS", GroupStatusOut, group, ArgszIn);
-        table.Register(VfioIoctl.GroupSetContainer, "VFIO_GROUP_SET_CONTAINER", static (p, arg, _) => SyscallTracer.IntPointer(p, arg), group);
+        table.Register(VfioIoctl.GroupSetContainer, "VFIO_GROUP_SET_CONTAINER", static (p, arg, _, _) => SyscallTracer.IntPointer(p, arg), group);
         table.Register(VfioIoctl.GroupUnsetContainer, "VFIO_GROUP_UNSET_CONTAINER", null, group, none);
-        table.Register(VfioIoctl.GroupGetDeviceFd, "VFIO_GROUP_GET_DEVICE_FD", static (p, arg, _) => SyscallTracer.UserString(p, arg), group);
+        table.Register(VfioIoctl.GroupGetDeviceFd, "VFIO_GROUP_GET_DEVICE_FD", static (p, arg, _, _) => SyscallTracer.UserString(p, arg), group);
 
         table.Register(VfioIoctl.DeviceGetInfo, "VFIO_DEVICE_GET_INFO", DeviceInfoOut, device, ArgszIn);
         table.Register(VfioIoctl.DeviceGetRegionInfo, "VFIO_DEVICE_GET_REGION_INFO", RegionInfoOut, device, IndexIn);
@@ -163,7 +163,7 @@ internal static class VfioStrace
         table.Register(VfioIoctl.DeviceGetPciHotResetInfo, "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO", HotResetInfoOut, device, ArgszIn);
         table.Register(VfioIoctl.DevicePciHotReset, "VFIO_DEVICE_PCI_HOT_RESET", HotReset, device);
         table.Register(VfioIoctl.DeviceQueryGfxPlane, "VFIO_DEVICE_QUERY_GFX_PLANE", GfxPlaneOut, device, GfxPlaneIn);
-        table.Register(VfioIoctl.DeviceGetGfxDmabuf, "VFIO_DEVICE_GET_GFX_DMABUF", static (p, arg, _) => U32Pointer(p, arg), device);
+        table.Register(VfioIoctl.DeviceGetGfxDmabuf, "VFIO_DEVICE_GET_GFX_DMABUF", static (p, arg, _, _) => U32Pointer(p, arg), device);
         table.Register(VfioIoctl.DeviceIoeventfd, "VFIO_DEVICE_IOEVENTFD", Ioeventfd, device);
         table.Register(VfioIoctl.DeviceFeature, "VFIO_DEVICE_FEATURE", FeatureOut, device, FeatureIn);
         table.Register(VfioIoctl.DeviceBindIommufd, "VFIO_DEVICE_BIND_IOMMUFD", BindOut, device, BindIn);
@@ -172,14 +172,17 @@ internal static class VfioStrace
         table.Register(VfioIoctl.MigGetPrecopyInfo, "VFIO_MIG_GET_PRECOPY_INFO", PrecopyOut, null, ArgszIn);
 
         table.Register(KvmIoctl.GetApiVersion, "KVM_GET_API_VERSION", null, typeof(KvmDevFops));
-        table.Register(KvmIoctl.CreateVm, "KVM_CREATE_VM", static (_, arg, _) => arg.ToString(CultureInfo.InvariantCulture), typeof(KvmDevFops));
-        table.Register(KvmIoctl.CheckExtension, "KVM_CHECK_EXTENSION", static (_, arg, _) => KvmCapName(arg), typeof(KvmDevFops));
-        table.Register(KvmIoctl.CheckExtension, "KVM_CHECK_EXTENSION", static (_, arg, _) => KvmCapName(arg), typeof(KvmVmFops));
+        table.Register(KvmIoctl.CreateVm, "KVM_CREATE_VM", static (_, arg, _, _) => arg.ToString(CultureInfo.InvariantCulture), typeof(KvmDevFops));
+        table.Register(KvmIoctl.CheckExtension, "KVM_CHECK_EXTENSION", static (_, arg, _, _) => KvmCapName(arg), typeof(KvmDevFops));
+        table.Register(KvmIoctl.CheckExtension, "KVM_CHECK_EXTENSION", static (_, arg, _, _) => KvmCapName(arg), typeof(KvmVmFops));
         table.Register(KvmIoctl.CreateDevice, "KVM_CREATE_DEVICE", CreateDeviceOut, typeof(KvmVmFops), CreateDeviceIn);
         table.Register(KvmIoctl.SetDeviceAttr, "KVM_SET_DEVICE_ATTR", DeviceAttr, typeof(KvmDeviceFops));
         table.Register(KvmIoctl.GetDeviceAttr, "KVM_GET_DEVICE_ATTR", DeviceAttr, typeof(KvmDeviceFops));
         table.Register(KvmIoctl.HasDeviceAttr, "KVM_HAS_DEVICE_ATTR", DeviceAttr, typeof(KvmDeviceFops));
     }
+
+    /// <summary>The u32 a VFIO struct starts with (its argsz) as passed in, for the exit decoder; 0 when unreadable.</summary>
+    private static ulong Argsz(SimProcess p, ulong arg) => SyscallTracer.TryRead(p, arg, out uint argsz) ? argsz : 0;
 
     // ---- Container.
 
@@ -200,28 +203,33 @@ internal static class VfioStrace
     };
 
     /// <summary>The argsz a caller passes in to a GET call whose other fields are all out.</summary>
-    private static string? ArgszIn(SimProcess p, ulong arg)
-        => SyscallTracer.TryRead(p, arg, out uint argsz) ? $"{{argsz={argsz}}}" : SyscallTracer.Hex(arg);
-
-    private static string? IommuInfoOut(SimProcess p, ulong arg, long ret)
+    private static string? ArgszIn(SimProcess p, ulong arg, out ulong state)
     {
-        if (!SyscallTracer.TryRead(p, arg, out VfioIommuType1Info v))
+        state = Argsz(p, arg);
+        return SyscallTracer.TryRead(p, arg, out uint argsz) ? $"{{argsz={argsz}}}" : SyscallTracer.Hex(arg);
+    }
+
+    private static string? IommuInfoOut(SimProcess p, ulong arg, long ret, ulong state)
+    {
+        if (!SyscallTracer.TryRead(p, arg, out VfioIommuType1Info v, state >= 20 ? -1 : VfioIommuType1Info.MinSz))
         {
             return null;
         }
 
-        // cap_offset exists for a caller whose argsz covers it (the kernel writes it back then).
-        string cap = v.Argsz >= 20 ? Inv($", cap_offset={v.CapOffset}") : "";
+        // The kernel writes cap_offset back only to a caller whose argsz covered it; a
+        // smaller caller gets the argsz it would need (and the CAPS flag) in the first 16 bytes.
+        string cap = state >= 20 ? Inv($", cap_offset={v.CapOffset}") : "";
         return Inv($"{{argsz={v.Argsz}, flags={SyscallTracer.Flags(v.Flags, s_iommuInfoFlags)}, iova_pgsizes={SyscallTracer.Number(v.IovaPgsizes)}{cap}}}");
     }
 
-    private static string? MapDma(SimProcess p, ulong arg, long ret)
+    private static string? MapDma(SimProcess p, ulong arg, long ret, ulong state)
         => SyscallTracer.TryRead(p, arg, out VfioIommuType1DmaMap v)
             ? Inv($"{{argsz={v.Argsz}, flags={SyscallTracer.Flags(v.Flags, s_mapFlags)}, vaddr={SyscallTracer.Hex(v.Vaddr)}, iova={SyscallTracer.Number(v.Iova)}, size={v.Size}}}")
             : SyscallTracer.Hex(arg);
 
-    private static string? UnmapDmaIn(SimProcess p, ulong arg)
+    private static string? UnmapDmaIn(SimProcess p, ulong arg, out ulong state)
     {
+        state = Argsz(p, arg);
         if (!SyscallTracer.TryRead(p, arg, out VfioIommuType1DmaUnmap v))
         {
             return SyscallTracer.Hex(arg);
@@ -237,10 +245,10 @@ internal static class VfioStrace
     }
 
     // The kernel writes back the size it unmapped.
-    private static string? UnmapDmaOut(SimProcess p, ulong arg, long ret)
+    private static string? UnmapDmaOut(SimProcess p, ulong arg, long ret, ulong state)
         => SyscallTracer.TryRead(p, arg, out VfioIommuType1DmaUnmap v) ? Inv($"{{size={v.Size}}}") : null;
 
-    private static string? DirtyPages(SimProcess p, ulong arg, long ret)
+    private static string? DirtyPages(SimProcess p, ulong arg, long ret, ulong state)
     {
         if (!SyscallTracer.TryRead(p, arg, out VfioIommuType1DirtyBitmap v))
         {
@@ -264,27 +272,30 @@ internal static class VfioStrace
 
     // ---- Group.
 
-    private static string? GroupStatusOut(SimProcess p, ulong arg, long ret)
+    private static string? GroupStatusOut(SimProcess p, ulong arg, long ret, ulong state)
         => SyscallTracer.TryRead(p, arg, out VfioGroupStatus v) ? $"{{flags={SyscallTracer.Flags((ulong)v.Flags, s_groupFlags)}}}" : null;
 
     // ---- Device.
 
-    private static string? DeviceInfoOut(SimProcess p, ulong arg, long ret)
+    private static string? DeviceInfoOut(SimProcess p, ulong arg, long ret, ulong state)
     {
-        if (!SyscallTracer.TryRead(p, arg, out VfioDeviceInfo v))
+        if (!SyscallTracer.TryRead(p, arg, out VfioDeviceInfo v, state >= 20 ? -1 : VfioDeviceInfo.MinSz))
         {
             return null;
         }
 
-        string cap = v.Argsz >= 20 ? Inv($", cap_offset={v.CapOffset}") : "";
+        string cap = state >= 20 ? Inv($", cap_offset={v.CapOffset}") : "";
         return Inv($"{{argsz={v.Argsz}, flags={SyscallTracer.Flags((ulong)v.Flags, s_deviceFlags)}, num_regions={v.NumRegions}, num_irqs={v.NumIrqs}{cap}}}");
     }
 
     // GET_REGION_INFO and GET_IRQ_INFO pass argsz and an index: both have index at offset 8.
-    private static string? IndexIn(SimProcess p, ulong arg)
-        => SyscallTracer.TryRead(p, arg, out VfioIrqInfo v) ? Inv($"{{argsz={v.Argsz}, index={v.Index}}}") : SyscallTracer.Hex(arg);
+    private static string? IndexIn(SimProcess p, ulong arg, out ulong state)
+    {
+        state = Argsz(p, arg);
+        return SyscallTracer.TryRead(p, arg, out VfioIrqInfo v) ? Inv($"{{argsz={v.Argsz}, index={v.Index}}}") : SyscallTracer.Hex(arg);
+    }
 
-    private static string? RegionInfoOut(SimProcess p, ulong arg, long ret)
+    private static string? RegionInfoOut(SimProcess p, ulong arg, long ret, ulong state)
     {
         if (!SyscallTracer.TryRead(p, arg, out VfioRegionInfo v))
         {
@@ -295,12 +306,12 @@ internal static class VfioStrace
         return Inv($"{{argsz={v.Argsz}, flags={SyscallTracer.Flags((ulong)v.Flags, s_regionFlags)}{cap}, size={v.Size}, offset={SyscallTracer.Number(v.Offset)}}}");
     }
 
-    private static string? IrqInfoOut(SimProcess p, ulong arg, long ret)
+    private static string? IrqInfoOut(SimProcess p, ulong arg, long ret, ulong state)
         => SyscallTracer.TryRead(p, arg, out VfioIrqInfo v)
             ? Inv($"{{flags={SyscallTracer.Flags((ulong)v.Flags, s_irqInfoFlags)}, count={v.Count}}}")
             : null;
 
-    private static string? SetIrqs(SimProcess p, ulong arg, long ret)
+    private static string? SetIrqs(SimProcess p, ulong arg, long ret, ulong state)
     {
         if (!SyscallTracer.TryRead(p, arg, out VfioIrqSet v))
         {
@@ -351,7 +362,7 @@ internal static class VfioStrace
         sb.Append(']');
     }
 
-    private static string? HotResetInfoOut(SimProcess p, ulong arg, long ret)
+    private static string? HotResetInfoOut(SimProcess p, ulong arg, long ret, ulong state)
     {
         if (!SyscallTracer.TryRead(p, arg, out VfioPciHotResetInfo v))
         {
@@ -380,7 +391,7 @@ internal static class VfioStrace
         return sb.Append("]}").ToString();
     }
 
-    private static string? HotReset(SimProcess p, ulong arg, long ret)
+    private static string? HotReset(SimProcess p, ulong arg, long ret, ulong state)
     {
         if (!SyscallTracer.TryRead(p, arg, out VfioPciHotReset v))
         {
@@ -399,12 +410,15 @@ internal static class VfioStrace
         return sb.Append('}').ToString();
     }
 
-    private static string? GfxPlaneIn(SimProcess p, ulong arg)
-        => SyscallTracer.TryRead(p, arg, out VfioDeviceGfxPlaneInfo v)
-            ? Inv($"{{argsz={v.Argsz}, flags={SyscallTracer.Flags((ulong)v.Flags, s_gfxPlaneFlags)}}}")
-            : SyscallTracer.Hex(arg);
+    private static string? GfxPlaneIn(SimProcess p, ulong arg, out ulong state)
+    {
+        state = Argsz(p, arg);
+        return SyscallTracer.TryRead(p, arg, out VfioDeviceGfxPlaneInfo v)
+        ? Inv($"{{argsz={v.Argsz}, flags={SyscallTracer.Flags((ulong)v.Flags, s_gfxPlaneFlags)}}}")
+        : SyscallTracer.Hex(arg);
+    }
 
-    private static string? GfxPlaneOut(SimProcess p, ulong arg, long ret)
+    private static string? GfxPlaneOut(SimProcess p, ulong arg, long ret, ulong state)
     {
         if (!SyscallTracer.TryRead(p, arg, out VfioDeviceGfxPlaneInfo v) || (v.Flags & VfioGfxPlaneFlags.Probe) != 0)
         {
@@ -418,7 +432,7 @@ internal static class VfioStrace
     private static string U32Pointer(SimProcess p, ulong arg)
         => SyscallTracer.TryRead(p, arg, out uint v) ? Inv($"[{v}]") : SyscallTracer.Hex(arg);
 
-    private static string? Ioeventfd(SimProcess p, ulong arg, long ret)
+    private static string? Ioeventfd(SimProcess p, ulong arg, long ret, ulong state)
         => SyscallTracer.TryRead(p, arg, out VfioDeviceIoeventfd v)
             ? Inv($"{{argsz={v.Argsz}, flags={SyscallTracer.Flags(v.Flags, s_ioeventfdFlags)}, offset={SyscallTracer.Number(v.Offset)}, data={SyscallTracer.Number(v.Data)}, fd={v.Fd}}}")
             : SyscallTracer.Hex(arg);
@@ -432,8 +446,9 @@ internal static class VfioStrace
         return rest.Length == 0 ? name : $"{rest}|{name}";
     }
 
-    private static string? FeatureIn(SimProcess p, ulong arg)
+    private static string? FeatureIn(SimProcess p, ulong arg, out ulong state)
     {
+        state = Argsz(p, arg);
         if (!SyscallTracer.TryRead(p, arg, out VfioDeviceFeature v))
         {
             return SyscallTracer.Hex(arg);
@@ -444,7 +459,7 @@ internal static class VfioStrace
     }
 
     // A GET (not a probe) fills the data: show it after the call.
-    private static string? FeatureOut(SimProcess p, ulong arg, long ret)
+    private static string? FeatureOut(SimProcess p, ulong arg, long ret, ulong state)
     {
         if (!SyscallTracer.TryRead(p, arg, out VfioDeviceFeature v) || (v.Flags & (VfioFeature.Get | VfioFeature.Probe)) != VfioFeature.Get)
         {
@@ -476,28 +491,34 @@ internal static class VfioStrace
         };
     }
 
-    private static string? BindIn(SimProcess p, ulong arg)
-        => SyscallTracer.TryRead(p, arg, out VfioDeviceBindIommufd v, VfioDeviceBindIommufd.MinSz)
-            ? Inv($"{{argsz={v.Argsz}, flags={v.Flags}, iommufd={v.Iommufd}}}")
-            : SyscallTracer.Hex(arg);
+    private static string? BindIn(SimProcess p, ulong arg, out ulong state)
+    {
+        state = Argsz(p, arg);
+        return SyscallTracer.TryRead(p, arg, out VfioDeviceBindIommufd v, VfioDeviceBindIommufd.MinSz)
+        ? Inv($"{{argsz={v.Argsz}, flags={v.Flags}, iommufd={v.Iommufd}}}")
+        : SyscallTracer.Hex(arg);
+    }
 
-    private static string? BindOut(SimProcess p, ulong arg, long ret)
+    private static string? BindOut(SimProcess p, ulong arg, long ret, ulong state)
         => SyscallTracer.TryRead(p, arg, out VfioDeviceBindIommufd v, VfioDeviceBindIommufd.MinSz) ? Inv($"{{out_devid={v.OutDevid}}}") : null;
 
-    private static string? AttachIn(SimProcess p, ulong arg)
-        => SyscallTracer.TryRead(p, arg, out VfioDeviceAttachIommufdPt v, VfioDeviceAttachIommufdPt.MinSz)
-            ? Inv($"{{argsz={v.Argsz}, flags={v.Flags}, pt_id={v.PtId}}}")
-            : SyscallTracer.Hex(arg);
+    private static string? AttachIn(SimProcess p, ulong arg, out ulong state)
+    {
+        state = Argsz(p, arg);
+        return SyscallTracer.TryRead(p, arg, out VfioDeviceAttachIommufdPt v, VfioDeviceAttachIommufdPt.MinSz)
+        ? Inv($"{{argsz={v.Argsz}, flags={v.Flags}, pt_id={v.PtId}}}")
+        : SyscallTracer.Hex(arg);
+    }
 
-    private static string? AttachOut(SimProcess p, ulong arg, long ret)
+    private static string? AttachOut(SimProcess p, ulong arg, long ret, ulong state)
         => SyscallTracer.TryRead(p, arg, out VfioDeviceAttachIommufdPt v, VfioDeviceAttachIommufdPt.MinSz) ? Inv($"{{pt_id={v.PtId}}}") : null;
 
-    private static string? Detach(SimProcess p, ulong arg, long ret)
+    private static string? Detach(SimProcess p, ulong arg, long ret, ulong state)
         => SyscallTracer.TryRead(p, arg, out VfioDeviceDetachIommufdPt v, VfioDeviceDetachIommufdPt.MinSz)
             ? Inv($"{{argsz={v.Argsz}, flags={v.Flags}}}")
             : SyscallTracer.Hex(arg);
 
-    private static string? PrecopyOut(SimProcess p, ulong arg, long ret)
+    private static string? PrecopyOut(SimProcess p, ulong arg, long ret, ulong state)
         => SyscallTracer.TryRead(p, arg, out VfioPrecopyInfo v) ? Inv($"{{initial_bytes={v.InitialBytes}, dirty_bytes={v.DirtyBytes}}}") : null;
 
     // ---- KVM.
@@ -520,16 +541,19 @@ internal static class VfioStrace
         _ => type.ToString(CultureInfo.InvariantCulture),
     };
 
-    private static string? CreateDeviceIn(SimProcess p, ulong arg)
-        => SyscallTracer.TryRead(p, arg, out KvmCreateDevice v)
-            ? Inv($"{{type={DeviceTypeName(v.Type)}, fd={v.Fd}, flags={SyscallTracer.Flags(v.Flags, s_createDeviceFlags)}}}")
-            : SyscallTracer.Hex(arg);
+    private static string? CreateDeviceIn(SimProcess p, ulong arg, out ulong state)
+    {
+        state = Argsz(p, arg);
+        return SyscallTracer.TryRead(p, arg, out KvmCreateDevice v)
+        ? Inv($"{{type={DeviceTypeName(v.Type)}, fd={v.Fd}, flags={SyscallTracer.Flags(v.Flags, s_createDeviceFlags)}}}")
+        : SyscallTracer.Hex(arg);
+    }
 
-    private static string? CreateDeviceOut(SimProcess p, ulong arg, long ret)
+    private static string? CreateDeviceOut(SimProcess p, ulong arg, long ret, ulong state)
         => SyscallTracer.TryRead(p, arg, out KvmCreateDevice v) && (v.Flags & KvmIoctl.CreateDeviceTest) == 0 ? Inv($"{{fd={v.Fd}}}") : null;
 
     /// <summary>struct kvm_device_attr; for the VFIO file group, the attribute by name and the fd addr points to.</summary>
-    private static string? DeviceAttr(SimProcess p, ulong arg, long ret)
+    private static string? DeviceAttr(SimProcess p, ulong arg, long ret, ulong state)
     {
         if (!SyscallTracer.TryRead(p, arg, out KvmDeviceAttr v))
         {

@@ -237,7 +237,7 @@ public sealed partial class SimProcess
 
         long r = ReadWriteCore(fd, buf, count, write, offset);
         string data = written
-            ?? (r <= 0 ? SyscallTracer.Hex(buf) : counter && r == sizeof(ulong) ? SyscallTracer.CounterText(this, buf) : SyscallTracer.QuoteUser(this, buf, r));
+            ?? (r < 0 ? SyscallTracer.Hex(buf) : counter && r == sizeof(ulong) ? SyscallTracer.CounterText(this, buf) : SyscallTracer.QuoteUser(this, buf, r));
         string name = (write ? "write" : "read") + (offset is null ? "" : "64");
         Machine.Strace.Add(this, t0, offset is null ? name : "p" + name, offset is { } o ? $"{fd}, {data}, {count}, {o}" : $"{fd}, {data}, {count}", r, fd);
         return r;
@@ -290,7 +290,7 @@ public sealed partial class SimProcess
         // The file's type decides the request's name (numbers repeat across file types);
         // look it up before the call, which may close the fd, and read the argument as
         // passed before the kernel writes it back.
-        (IoctlDecoding, string?) begun;
+        IoctlBegun begun;
         using (Enter())
         {
             Type? ops;

@@ -21,7 +21,8 @@ namespace Vfio.Platform.Proc;
 /// <param name="process">The traced process (its memory holds the argument).</param>
 /// <param name="arg">The argument as passed (usually a user pointer).</param>
 /// <param name="ret">What the ioctl returned.</param>
-public delegate string? IoctlArgDecoder(SimProcess process, ulong arg, long ret);
+/// <param name="state">What the ioctl's <see cref="IoctlEntryDecoder"/> kept for the exit (the argsz passed in, say), else 0.</param>
+public delegate string? IoctlArgDecoder(SimProcess process, ulong arg, long ret, ulong state);
 
 /// <summary>
 /// Decodes an ioctl's argument at the syscall's entry, before the kernel reads it: the
@@ -29,7 +30,8 @@ public delegate string? IoctlArgDecoder(SimProcess process, ulong arg, long ret)
 /// </summary>
 /// <param name="process">The traced process (its memory holds the argument).</param>
 /// <param name="arg">The argument as passed (usually a user pointer).</param>
-public delegate string? IoctlEntryDecoder(SimProcess process, ulong arg);
+/// <param name="state">What the exit decoder needs to know of the argument as passed (the exit sees it after the kernel wrote it back).</param>
+public delegate string? IoctlEntryDecoder(SimProcess process, ulong arg, out ulong state);
 
 /// <summary>One syscall of a traced process, as strace prints it.</summary>
 /// <param name="Pid">The process.</param>
@@ -149,6 +151,9 @@ public sealed class IoctlDecoderTable
 /// <summary>What the table holds for one ioctl: its name and its decoders.</summary>
 internal readonly record struct IoctlDecoding(string? Name, IoctlEntryDecoder? Entry, IoctlArgDecoder? Exit);
 
+/// <summary>An ioctl seen at entry: its decoding, the argument as passed, and what the entry decoder kept for the exit.</summary>
+internal readonly record struct IoctlBegun(IoctlDecoding Decoding, string? EntryText, ulong State);
+
 /// <summary>
 /// The machine's strace: which processes are traced and what their syscalls did. Off until
 /// <see cref="Start"/>; tracing costs nothing to an untraced process.
@@ -169,9 +174,9 @@ public sealed class SyscallTracer
         Ioctls = new IoctlDecoderTable(machine.Kernel);
 
         // The generic ioctls do_vfs_ioctl() handles for every file (include/uapi/asm-generic/ioctls.h).
-        Ioctls.Register(SimProcess.FIOCLEX, "FIOCLEX", entry: static (_, _) => null);
-        Ioctls.Register(SimProcess.FIONCLEX, "FIONCLEX", entry: static (_, _) => null);
-        Ioctls.Register(SimProcess.FIONBIO, "FIONBIO", static (p, arg, _) => IntPointer(p, arg));
+        Ioctls.Register(SimProcess.FIOCLEX, "FIOCLEX", entry: NoArgument);
+        Ioctls.Register(SimProcess.FIONCLEX, "FIONCLEX", entry: NoArgument);
+        Ioctls.Register(SimProcess.FIONBIO, "FIONBIO", static (p, arg, _, _) => IntPointer(p, arg));
     }
 
     /// <summary>The ioctl names and decoders (the loaded modules register theirs).</summary>
@@ -349,10 +354,12 @@ public sealed class SyscallTracer
     /// argument as passed when the request has an entry decoder (read before the kernel
     /// writes the struct back).
     /// </summary>
-    internal (IoctlDecoding Decoding, string? EntryText) BeginIoctl(SimProcess process, Type? fileOps, uint cmd, ulong arg)
+    internal IoctlBegun BeginIoctl(SimProcess process, Type? fileOps, uint cmd, ulong arg)
     {
         IoctlDecoding d = Ioctls.Find(fileOps, cmd);
-        return (d, d.Entry is { } entry ? entry(process, arg) : null);
+        ulong state = 0;
+        string? text = d.Entry is { } entry ? entry(process, arg, out state) : null;
+        return new IoctlBegun(d, text, state);
     }
 
     /// <summary>
@@ -360,7 +367,7 @@ public sealed class SyscallTracer
     /// the argument as passed, then <c> => {…}</c> with what the kernel wrote back when it
     /// succeeded (strace's form for a struct that is read and written).
     /// </summary>
-    internal void AddIoctl(SimProcess process, long timeNs, int fd, (IoctlDecoding Decoding, string? EntryText) begun, uint cmd, ulong arg, long ret)
+    internal void AddIoctl(SimProcess process, long timeNs, int fd, IoctlBegun begun, uint cmd, ulong arg, long ret)
     {
         IoctlDecoding d = begun.Decoding;
         string request = d.Name ?? Hex(cmd);
@@ -372,14 +379,14 @@ public sealed class SyscallTracer
         else if (d.Entry is not null)
         {
             argText = begun.EntryText;
-            if (ret >= 0 && argText is not null && d.Exit?.Invoke(process, arg, ret) is { } outText)
+            if (ret >= 0 && argText is not null && d.Exit?.Invoke(process, arg, ret, begun.State) is { } outText)
             {
                 argText = $"{argText} => {outText}";
             }
         }
         else
         {
-            argText = d.Exit is null ? Number(arg) : d.Exit(process, arg, ret);
+            argText = d.Exit is null ? Number(arg) : d.Exit(process, arg, ret, 0);
         }
 
         Add(process, timeNs, "ioctl", argText is null ? $"{fd}, {request}" : $"{fd}, {request}, {argText}", ret, fd, request);
@@ -422,6 +429,13 @@ public sealed class SyscallTracer
 
         string text = QuoteUser(process, addr, Math.Min(n, 32));
         return n > 32 ? text + "..." : text;
+    }
+
+    /// <summary>The entry decoder of an ioctl that takes no argument: strace prints none.</summary>
+    public static string? NoArgument(SimProcess process, ulong arg, out ulong state)
+    {
+        state = 0;
+        return null;
     }
 
     /// <summary>An eventfd's 8-byte counter at <paramref name="addr"/>: <c>[1]</c>, or the address.</summary>
