@@ -158,8 +158,12 @@ public sealed class VfioStraceTests
         SyscallRecord refused = _sim.Strace.Records[^1];
         Assert.That(refused.Error, Is.EqualTo(Errno.EPERM));
         Assert.That(refused.Request, Is.EqualTo("VFIO_GROUP_SET_CONTAINER"));
-        Assert.That(refused.Reason, Does.Contain("viable"));
-        Assert.That(_sim.Strace.Format(new Vfio.Platform.Proc.StraceFormat { Reasons = true, Timestamps = false }), Does.EndWith($"-1 EPERM (Operation not permitted) /* {refused.Reason} */\n"));
+        Assert.That(refused.Reason, Is.EqualTo("VFIO_GROUP_SET_CONTAINER: group 4 is not viable (0000:02:00.1 is bound to igb)"));
+        string withReasons = _sim.Strace.Format(new StraceFormat { Reasons = true, Timestamps = false });
+        Assert.That(withReasons, Does.EndWith($"-1 EPERM (Operation not permitted) /* {refused.Reason} */\n"));
+
+        // docs/strace.md shows this very line.
+        Assert.That(Repository.ReadAllText("docs/strace.md"), Does.Contain(withReasons.Split('\n')[1]));
     }
 
     [Test]
@@ -265,6 +269,30 @@ public sealed class VfioStraceTests
             $"ioctl({dev}, KVM_SET_DEVICE_ATTR, {{flags=0, group=KVM_DEV_VFIO_FILE, attr=KVM_DEV_VFIO_FILE_ADD, addr=[{g}]}}) = 0",
             $"ioctl({dev}, KVM_SET_DEVICE_ATTR, {{flags=0, group=KVM_DEV_VFIO_FILE, attr=KVM_DEV_VFIO_FILE_DEL, addr=[{g}]}}) = 0",
         }));
+    }
+
+    [Test]
+    public void TheHostApiExampleOfTheDocs_RunsAsWritten()
+    {
+        VfioSim sim = VfioSim.CreateBuilder()
+            .AddVfioPci()
+            .EnableStrace()                 // every process, from boot (strace -f)
+            .Build();
+        SimProcess qemu = sim.Spawn("qemu");
+        int container = qemu.Open("/dev/vfio/vfio");
+        qemu.Ioctl(container, VfioIoctl.CheckExtension, VfioExtension.Type1v2);
+
+        string text = sim.Strace.Format();
+        string withReasons = sim.Strace.Format(new StraceFormat { Reasons = true });
+
+        const string Expected = "00:00:00.000000 openat(AT_FDCWD, \"/dev/vfio/vfio\", O_RDWR) = 0\n00:00:00.000000 ioctl(0, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU) = 1\n";
+        Assert.That(text, Is.EqualTo(Expected));
+        Assert.That(withReasons, Is.EqualTo(Expected));
+        string doc = Repository.ReadAllText("docs/strace.md");
+        foreach (string line in Expected.TrimEnd('\n').Split('\n'))
+        {
+            Assert.That(doc, Does.Contain("// " + line));
+        }
     }
 
     [Test]
