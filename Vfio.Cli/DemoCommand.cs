@@ -7,6 +7,7 @@
 // sysfs, uses its UART through vfio, talks to it over a cable and removes it. Exits 0 when every
 // step did what the kernel does, 1 when one misbehaved (saying what it expected and what
 // it found), 2 for bad options or a machine that cannot run the demo (no edu, no IOMMU).
+// --trace prints the kernel's trace events after the run, --strace the demo's syscalls.
 
 using System.CommandLine;
 using System.Globalization;
@@ -30,6 +31,12 @@ internal sealed record DemoOptions
 
     /// <summary>Print the kernel's trace events after the run.</summary>
     public bool Trace { get; init; }
+
+    /// <summary>Print the demo's syscalls after the run, as strace -f -tt would.</summary>
+    public bool Strace { get; init; }
+
+    /// <summary>With <see cref="Strace"/>: end each failed syscall's line with the kernel's reason.</summary>
+    public bool StraceReasons { get; init; }
 
     /// <summary>Which demo: <c>vfio-rst</c> (default) or <c>mtty</c>.</summary>
     public string Demo { get; init; } = DemoCommand.VfioRst;
@@ -61,17 +68,23 @@ internal static class DemoCommand
         Option<KernelProfile> profile = CliConsole.ProfileOption();
         Option<string?> machineFile = CliConsole.MachineOption();
         var trace = new Option<bool>("--trace") { Description = "Print the kernel's trace events (vfio, kvm, ...) after the run" };
+        Option<bool> strace = StraceOutput.Option();
+        Option<bool> straceReasons = StraceOutput.ReasonsOption();
         var command = new Command("demo", "Run a demo on a simulated machine: the vfio.rst usage example (bind edu to vfio-pci, container, group, type1, MAP_DMA, an edu DMA through the IOMMU, the fault after UNMAP_DMA), or `demo mtty` (a mediated serial card through sysfs and vfio)");
         command.Arguments.Add(which);
         command.Options.Add(profile);
         command.Options.Add(machineFile);
         command.Options.Add(trace);
+        command.Options.Add(strace);
+        command.Options.Add(straceReasons);
         command.SetAction(result => Run(CliConsole.Create(), Console.Error, new DemoOptions
         {
             Demo = result.GetValue(which) ?? VfioRst,
             Profile = result.GetValue(profile)!,
             MachineFile = result.GetValue(machineFile),
             Trace = result.GetValue(trace),
+            Strace = result.GetValue(strace) || result.GetValue(straceReasons),
+            StraceReasons = result.GetValue(straceReasons),
         }));
         return command;
     }
@@ -86,6 +99,7 @@ internal static class DemoCommand
         {
             Profile = profile,
             Trace = options.Trace,
+            Strace = options.Strace,
             Observer = new ScenarioConsoleObserver(console),
         };
         VfioSim sim;
@@ -121,6 +135,11 @@ internal static class DemoCommand
         if (options.Trace)
         {
             PrintTrace(console, sim.Kernel);
+        }
+
+        if (options.Strace)
+        {
+            StraceOutput.Print(console, sim.Strace, options.StraceReasons);
         }
 
         console.WriteLine();

@@ -1,6 +1,7 @@
 // `vfio-sim scenario`: the scenario catalogue from the command line.
 //   list [--json]                  the scenarios, with their kind and description
-//   run NAME [options]             one run: steps as they happen, the outcome, the trace file
+//   run NAME [options]             one run: steps as they happen, the outcome, the trace file,
+//                                  the processes' syscalls (--strace)
 //   replay NAME FILE.json          follow a recorded run's schedule and compare the traces
 // Exit codes: 0 passed (replay: reproduced byte for byte), 1 failed (replay: diverged or a
 // different trace), 2 usage (unknown scenario, unreadable file, a machine that cannot run it).
@@ -66,18 +67,21 @@ internal static class ScenarioCommand
         Option<KernelProfile> profile = CliConsole.ProfileOption();
         Option<string?> machine = CliConsole.MachineOption();
         var trace = new Option<string?>("--trace") { Description = "Write the run's trace (JSON) to this file; a controlled run's trace replays with `scenario replay`" };
-        var run = new Command("run", "Run one scenario and print its steps and outcome") { name, seed, strategy, real, profile, machine, trace };
+        Option<bool> strace = StraceOutput.Option();
+        Option<bool> straceReasons = StraceOutput.ReasonsOption();
+        var run = new Command("run", "Run one scenario and print its steps and outcome") { name, seed, strategy, real, profile, machine, trace, strace, straceReasons };
         run.SetAction(r => RunScenario(CliConsole.Create(), Console.Error, r.GetValue(name)!, new ScenarioOptions
         {
             Seed = r.GetValue(seed),
             Strategy = r.GetValue(strategy)!,
             Mode = r.GetValue(real) ? SchedulerMode.Real : SchedulerMode.Controlled,
             Profile = r.GetValue(profile)!,
-        }, r.GetValue(machine), r.GetValue(trace)));
+            Strace = r.GetValue(strace) || r.GetValue(straceReasons),
+        }, r.GetValue(machine), r.GetValue(trace), r.GetValue(straceReasons)));
         return run;
     }
 
-    internal static int RunScenario(IAnsiConsole console, TextWriter error, string name, ScenarioOptions options, string? machineFile, string? traceFile)
+    internal static int RunScenario(IAnsiConsole console, TextWriter error, string name, ScenarioOptions options, string? machineFile, string? traceFile, bool straceReasons = false)
     {
         if (!TryFind(error, name, out Scenario? scenario) || !TryLoadMachine(error, machineFile, ref options))
         {
@@ -102,6 +106,11 @@ internal static class ScenarioCommand
         if (traceFile is not null)
         {
             File.WriteAllText(traceFile, result.Trace!.ToJson());
+        }
+
+        if (options.Strace)
+        {
+            StraceOutput.Print(console, result.Sim.Strace, straceReasons);
         }
 
         console.MarkupLine(result.Passed

@@ -46,6 +46,7 @@ public sealed partial class VfioSimBuilder
     private VfioIommuType1Options? _type1;
     private VfioPciOptions? _vfioPci;
     private bool _kvm;
+    private bool _strace;
 
     internal VfioSimBuilder()
     {
@@ -118,6 +119,17 @@ public sealed partial class VfioSimBuilder
     public VfioSimBuilder EnableLockdep(bool enabled = true)
     {
         _kernel = _kernel with { Lockdep = enabled };
+        return this;
+    }
+
+    /// <summary>
+    /// Traces every process's syscalls from boot, as <c>strace -f</c> would (see
+    /// <see cref="VfioSim.Strace"/>: <c>sim.Strace.Format()</c> prints them). Off by default;
+    /// an untraced syscall costs one read of a flag.
+    /// </summary>
+    public VfioSimBuilder EnableStrace(bool enabled = true)
+    {
+        _strace = enabled;
         return this;
     }
 
@@ -269,6 +281,11 @@ public sealed partial class VfioSimBuilder
             MachineDescription description = _description
                 ?? (_machineFile is not null ? MachineDescriptionReader.Load(_machineFile) : MachineDescriptionReader.Default);
             machine = MachineBuilder.Build(description, kernel);
+        }
+
+        if (_strace)
+        {
+            machine.Strace.Start();
         }
 
         var sim = new VfioSim(machine);

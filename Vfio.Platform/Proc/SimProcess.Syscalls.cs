@@ -216,15 +216,30 @@ public sealed partial class SimProcess
     private long ReadWrite(int fd, ulong buf, long count, bool write, long? offset)
     {
         long t0 = Machine.Strace.Begin(this);
-        long r = ReadWriteCore(fd, buf, count, write, offset);
-        if (t0 >= 0)
+        if (t0 < 0)
         {
-            // strace shows a write's data at entry and a read's at exit: what came back.
-            string data = write || r > 0 ? SyscallTracer.QuoteUser(this, buf, write ? count : r) : SyscallTracer.Hex(buf);
-            string name = (write ? "write" : "read") + (offset is null ? "" : "64");
-            Machine.Strace.Add(this, t0, offset is null ? name : "p" + name, offset is { } o ? $"{fd}, {data}, {count}, {o}" : $"{fd}, {data}, {count}", r, fd);
+            return ReadWriteCore(fd, buf, count, write, offset);
         }
 
+        // An eventfd's 8 bytes are its counter: shown as the number, not as bytes. strace
+        // shows a write's data at entry and a read's at exit: what came back.
+        bool counter;
+        string? written = null;
+        using (Enter())
+        {
+            using FdRef fdr = FdGet(fd);
+            counter = fdr.File?.Ops is EventFdOps && count >= sizeof(ulong);
+            if (write)
+            {
+                written = counter ? SyscallTracer.CounterText(this, buf) : SyscallTracer.QuoteUser(this, buf, count);
+            }
+        }
+
+        long r = ReadWriteCore(fd, buf, count, write, offset);
+        string data = written
+            ?? (r < 0 ? SyscallTracer.Hex(buf) : counter && r == sizeof(ulong) ? SyscallTracer.CounterText(this, buf) : SyscallTracer.QuoteUser(this, buf, r));
+        string name = (write ? "write" : "read") + (offset is null ? "" : "64");
+        Machine.Strace.Add(this, t0, offset is null ? name : "p" + name, offset is { } o ? $"{fd}, {data}, {count}, {o}" : $"{fd}, {data}, {count}", r, fd);
         return r;
     }
 
@@ -273,16 +288,22 @@ public sealed partial class SimProcess
         }
 
         // The file's type decides the request's name (numbers repeat across file types);
-        // look it up before the call, which may close the fd.
-        Type? ops;
+        // look it up before the call, which may close the fd, and read the argument as
+        // passed before the kernel writes it back.
+        IoctlBegun begun;
         using (Enter())
         {
-            using FdRef fdr = FdGet(fd);
-            ops = fdr.File?.Ops.GetType();
+            Type? ops;
+            using (FdRef fdr = FdGet(fd))
+            {
+                ops = fdr.File?.Ops.GetType();
+            }
+
+            begun = Machine.Strace.BeginIoctl(this, ops, cmd, arg);
         }
 
         long r = IoctlCore(fd, cmd, arg);
-        Machine.Strace.AddIoctl(this, t0, fd, ops, cmd, arg, r);
+        Machine.Strace.AddIoctl(this, t0, fd, begun, cmd, arg, r);
 
         return r;
     }

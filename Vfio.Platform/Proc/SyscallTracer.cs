@@ -12,11 +12,26 @@ using Vfio.Platform.Mm;
 
 namespace Vfio.Platform.Proc;
 
-/// <summary>Decodes an ioctl's argument at the syscall's exit: the text strace prints in its place (<c>{argsz=32, flags=…}</c>).</summary>
+/// <summary>
+/// Decodes an ioctl's argument at the syscall's exit. Without an <see cref="IoctlEntryDecoder"/>
+/// it returns the whole text strace prints in the argument's place (<c>{argsz=32, flags=…}</c>);
+/// with one, the fields the kernel wrote back, printed after <c> => </c> when the call
+/// succeeded (null: nothing to add).
+/// </summary>
 /// <param name="process">The traced process (its memory holds the argument).</param>
 /// <param name="arg">The argument as passed (usually a user pointer).</param>
 /// <param name="ret">What the ioctl returned.</param>
-public delegate string IoctlArgDecoder(SimProcess process, ulong arg, long ret);
+/// <param name="state">What the ioctl's <see cref="IoctlEntryDecoder"/> kept for the exit (the argsz passed in, say), else 0.</param>
+public delegate string? IoctlArgDecoder(SimProcess process, ulong arg, long ret, ulong state);
+
+/// <summary>
+/// Decodes an ioctl's argument at the syscall's entry, before the kernel reads it: the
+/// fields the caller passed in. Null means the ioctl takes no argument (strace prints none).
+/// </summary>
+/// <param name="process">The traced process (its memory holds the argument).</param>
+/// <param name="arg">The argument as passed (usually a user pointer).</param>
+/// <param name="state">What the exit decoder needs to know of the argument as passed (the exit sees it after the kernel wrote it back).</param>
+public delegate string? IoctlEntryDecoder(SimProcess process, ulong arg, out ulong state);
 
 /// <summary>One syscall of a traced process, as strace prints it.</summary>
 /// <param name="Pid">The process.</param>
@@ -38,10 +53,40 @@ public sealed record SyscallRecord(int Pid, string Comm, long TimeNs, string Sys
     /// The line strace prints: <c>ioctl(4, VFIO_IOMMU_MAP_DMA, {…}) = 0</c> or
     /// <c>= -1 EPERM (Operation not permitted)</c>.
     /// </summary>
-    public override string ToString()
-        => Return < 0
-            ? $"{Syscall}({Arguments}) = -1 {Error.Describe()}"
-            : $"{Syscall}({Arguments}) = {ReturnText ?? Return.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+    public override string ToString() => ToString(withReason: false);
+
+    /// <summary>
+    /// The line strace prints; with <paramref name="withReason"/>, a failed call ends with the
+    /// kernel's reason as a comment: <c>= -1 EPERM (Operation not permitted) /* … */</c>.
+    /// </summary>
+    public string ToString(bool withReason)
+    {
+        if (Return >= 0)
+        {
+            return $"{Syscall}({Arguments}) = {ReturnText ?? Return.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+        }
+
+        string line = $"{Syscall}({Arguments}) = -1 {Error.Describe()}";
+        return withReason && !string.IsNullOrEmpty(Reason)
+            ? $"{line} /* {Reason.Replace("*/", "* /", StringComparison.Ordinal)} */"
+            : line;
+    }
+}
+
+/// <summary>How <see cref="SyscallTracer.Format(IEnumerable{SyscallRecord}, StraceFormat?)"/> prints records (strace's <c>-f -tt</c> by default).</summary>
+public sealed record StraceFormat
+{
+    /// <summary>The default: a <c>[pid   N]</c> prefix when more than one process made the records, the virtual time since boot, no reasons.</summary>
+    public static StraceFormat Default { get; } = new();
+
+    /// <summary>Prefix each line with <c>[pid   N]</c> (strace -f): true always, false never, null (default) when the records come from more than one process.</summary>
+    public bool? PidPrefix { get; init; }
+
+    /// <summary>Print the virtual time since boot at which each syscall entered, as strace -tt does (<c>00:00:01.000123</c>). Default: on.</summary>
+    public bool Timestamps { get; init; } = true;
+
+    /// <summary>End a failed syscall's line with the kernel's reason as a comment (<c>/* VFIO_…: … */</c>). Default: off, so the line is strace's.</summary>
+    public bool Reasons { get; init; }
 }
 
 /// <summary>
@@ -51,48 +96,63 @@ public sealed record SyscallRecord(int Pid, string Comm, long TimeNs, string Sys
 /// </summary>
 public sealed class IoctlDecoderTable
 {
-    private readonly Dictionary<(Type? Ops, uint Cmd), (string Name, IoctlArgDecoder? Decoder)> _byCmd = [];
+    // Protects _byCmd: modules register while processes may be tracing (strace.ioctls).
+    private readonly Dictionary<(Type? Ops, uint Cmd), IoctlDecoding> _byCmd = [];
     private readonly KSpinLock _lock;
 
     internal IoctlDecoderTable(SimKernel kernel) => _lock = new KSpinLock(kernel, "strace.ioctls");
 
     /// <summary>
-    /// Registers <paramref name="cmd"/> as <paramref name="name"/>, with a decoder for its
-    /// argument (null: printed as a number), for files whose operations are of type
-    /// <paramref name="fileOps"/> (null: any file without an entry of its own).
+    /// Registers <paramref name="cmd"/> as <paramref name="name"/> for files whose operations
+    /// are of type <paramref name="fileOps"/> (null: any file without an entry of its own).
+    /// <paramref name="entry"/> prints the argument as passed (null: the argument is printed
+    /// by <paramref name="decoder"/> at exit, or as a number when that is null too);
+    /// <paramref name="decoder"/> prints the argument at exit, or with an entry decoder the
+    /// fields written back.
     /// </summary>
-    public void Register(uint cmd, string name, IoctlArgDecoder? decoder = null, Type? fileOps = null)
+    public void Register(uint cmd, string name, IoctlArgDecoder? decoder = null, Type? fileOps = null, IoctlEntryDecoder? entry = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         _lock.Lock();
-        _byCmd[(fileOps, cmd)] = (name, decoder);
+        _byCmd[(fileOps, cmd)] = new IoctlDecoding(name, entry, decoder);
         _lock.Unlock();
     }
 
-    /// <summary>The name and decoder registered for <paramref name="cmd"/> on a file with operations of type <paramref name="fileOps"/>.</summary>
+    /// <summary>The name and exit decoder registered for <paramref name="cmd"/> on a file with operations of type <paramref name="fileOps"/>.</summary>
     public bool TryGet(Type? fileOps, uint cmd, out string name, out IoctlArgDecoder? decoder)
+    {
+        IoctlDecoding d = Find(fileOps, cmd);
+        name = d.Name ?? "";
+        decoder = d.Exit;
+        return d.Name is not null;
+    }
+
+    /// <summary>The entry for <paramref name="cmd"/> on <paramref name="fileOps"/>, or one with a null name.</summary>
+    internal IoctlDecoding Find(Type? fileOps, uint cmd)
     {
         _lock.Lock();
         try
         {
-            if ((fileOps is not null && _byCmd.TryGetValue((fileOps, cmd), out (string Name, IoctlArgDecoder? Decoder) e))
+            if ((fileOps is not null && _byCmd.TryGetValue((fileOps, cmd), out IoctlDecoding e))
                 || _byCmd.TryGetValue((null, cmd), out e))
             {
-                name = e.Name;
-                decoder = e.Decoder;
-                return true;
+                return e;
             }
+
+            return default;
         }
         finally
         {
             _lock.Unlock();
         }
-
-        name = "";
-        decoder = null;
-        return false;
     }
 }
+
+/// <summary>What the table holds for one ioctl: its name and its decoders.</summary>
+internal readonly record struct IoctlDecoding(string? Name, IoctlEntryDecoder? Entry, IoctlArgDecoder? Exit);
+
+/// <summary>An ioctl seen at entry: its decoding, the argument as passed, and what the entry decoder kept for the exit.</summary>
+internal readonly record struct IoctlBegun(IoctlDecoding Decoding, string? EntryText, ulong State);
 
 /// <summary>
 /// The machine's strace: which processes are traced and what their syscalls did. Off until
@@ -112,6 +172,11 @@ public sealed class SyscallTracer
         _machine = machine;
         _lock = new KSpinLock(machine.Kernel, "strace.lock");
         Ioctls = new IoctlDecoderTable(machine.Kernel);
+
+        // The generic ioctls do_vfs_ioctl() handles for every file (include/uapi/asm-generic/ioctls.h).
+        Ioctls.Register(SimProcess.FIOCLEX, "FIOCLEX", entry: NoArgument);
+        Ioctls.Register(SimProcess.FIONCLEX, "FIONCLEX", entry: NoArgument);
+        Ioctls.Register(SimProcess.FIONBIO, "FIONBIO", static (p, arg, _, _) => IntPointer(p, arg));
     }
 
     /// <summary>The ioctl names and decoders (the loaded modules register theirs).</summary>
@@ -192,6 +257,75 @@ public sealed class SyscallTracer
         }
     }
 
+    /// <summary>The records of <paramref name="process"/> so far.</summary>
+    public IReadOnlyList<SyscallRecord> RecordsOf(SimProcess process)
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        _lock.Lock();
+        try
+        {
+            return _records.FindAll(r => r.Pid == process.Pid);
+        }
+        finally
+        {
+            _lock.Unlock();
+        }
+    }
+
+    /// <summary>Every record so far printed as strace would (see <see cref="Format(IEnumerable{SyscallRecord}, StraceFormat?)"/>).</summary>
+    public string Format(StraceFormat? format = null) => Format(Records, format);
+
+    /// <summary>
+    /// <paramref name="records"/> as strace <c>-f -tt</c> prints them, one line each:
+    /// <c>[pid   101] 00:00:00.000123 ioctl(4, VFIO_GROUP_GET_STATUS, …) = 0</c>. The time
+    /// is virtual time since boot, so the same seed gives the same text byte for byte.
+    /// </summary>
+    public static string Format(IEnumerable<SyscallRecord> records, StraceFormat? format = null)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        format ??= StraceFormat.Default;
+        IReadOnlyList<SyscallRecord> list = records as IReadOnlyList<SyscallRecord> ?? [.. records];
+        bool prefix = format.PidPrefix ?? HasSeveralPids(list);
+        var sb = new System.Text.StringBuilder();
+        foreach (SyscallRecord r in list)
+        {
+            if (prefix)
+            {
+                sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"[pid {r.Pid,5}] ");
+            }
+
+            if (format.Timestamps)
+            {
+                sb.Append(TimeText(r.TimeNs)).Append(' ');
+            }
+
+            sb.Append(r.ToString(format.Reasons)).Append('\n');
+        }
+
+        return sb.ToString();
+    }
+
+    /// <summary>Virtual nanoseconds since boot as strace -tt prints a time of day: <c>HH:MM:SS.uuuuuu</c>.</summary>
+    public static string TimeText(long timeNs)
+    {
+        long us = Math.Max(timeNs, 0) / 1000;
+        long s = us / 1_000_000;
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{s / 3600:00}:{s / 60 % 60:00}:{s % 60:00}.{us % 1_000_000:000000}");
+    }
+
+    private static bool HasSeveralPids(IReadOnlyList<SyscallRecord> records)
+    {
+        for (int i = 1; i < records.Count; i++)
+        {
+            if (records[i].Pid != records[0].Pid)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Forgets the records (tracing goes on).</summary>
     public void Clear()
     {
@@ -215,23 +349,123 @@ public sealed class SyscallTracer
 
     // ---- Argument formatting shared by the syscalls.
 
-    /// <summary>An ioctl's record: the request by name when a module registered it, the argument decoded when it has a decoder.</summary>
-    internal void AddIoctl(SimProcess process, long timeNs, int fd, Type? fileOps, uint cmd, ulong arg, long ret)
+    /// <summary>
+    /// An ioctl's entry: the request's entry in the table for the file's type, and the
+    /// argument as passed when the request has an entry decoder (read before the kernel
+    /// writes the struct back).
+    /// </summary>
+    internal IoctlBegun BeginIoctl(SimProcess process, Type? fileOps, uint cmd, ulong arg)
     {
-        string request;
-        string argText;
-        if (Ioctls.TryGet(fileOps, cmd, out string name, out IoctlArgDecoder? decoder))
+        IoctlDecoding d = Ioctls.Find(fileOps, cmd);
+        ulong state = 0;
+        string? text = d.Entry is { } entry ? entry(process, arg, out state) : null;
+        return new IoctlBegun(d, text, state);
+    }
+
+    /// <summary>
+    /// An ioctl's record: the request by name when a module registered it, else its number;
+    /// the argument as passed, then <c> => {…}</c> with what the kernel wrote back when it
+    /// succeeded (strace's form for a struct that is read and written).
+    /// </summary>
+    internal void AddIoctl(SimProcess process, long timeNs, int fd, IoctlBegun begun, uint cmd, ulong arg, long ret)
+    {
+        IoctlDecoding d = begun.Decoding;
+        string request = d.Name ?? Hex(cmd);
+        string? argText;
+        if (d.Name is null)
         {
-            request = name;
-            argText = decoder is null ? Hex(arg) : decoder(process, arg, ret);
+            argText = Number(arg);
+        }
+        else if (d.Entry is not null)
+        {
+            argText = begun.EntryText;
+            if (ret >= 0 && argText is not null && d.Exit?.Invoke(process, arg, ret, begun.State) is { } outText)
+            {
+                argText = $"{argText} => {outText}";
+            }
         }
         else
         {
-            request = Hex(cmd);
-            argText = Hex(arg);
+            argText = d.Exit is null ? Number(arg) : d.Exit(process, arg, ret, 0);
         }
 
-        Add(process, timeNs, "ioctl", $"{fd}, {request}, {argText}", ret, fd, request);
+        Add(process, timeNs, "ioctl", argText is null ? $"{fd}, {request}" : $"{fd}, {request}, {argText}", ret, fd, request);
+    }
+
+    /// <summary>
+    /// Reads a <typeparamref name="T"/> (or its first <paramref name="size"/> bytes, the rest
+    /// zero) from <paramref name="process"/>'s memory at <paramref name="addr"/>, for a
+    /// decoder; false when the memory cannot be read.
+    /// </summary>
+    public static bool TryRead<T>(SimProcess process, ulong addr, out T value, int size = -1)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        value = default;
+        Span<byte> bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref value, 1));
+        int n = size < 0 ? bytes.Length : Math.Min(size, bytes.Length);
+        return addr != 0 && process.Mm.ReadUser(addr, bytes[..n]) == 0;
+    }
+
+    /// <summary>A pointer to an int as strace prints it: <c>[5]</c>, or the address when it cannot be read.</summary>
+    public static string IntPointer(SimProcess process, ulong addr)
+        => TryRead(process, addr, out int v) ? $"[{v}]" : Hex(addr);
+
+    /// <summary>A NUL-terminated user string as strace prints it (quoted, at most 32 bytes then <c>...</c>), or the address.</summary>
+    public static string UserString(SimProcess process, ulong addr)
+    {
+        ArgumentNullException.ThrowIfNull(process);
+        Span<byte> bytes = stackalloc byte[33];
+        int n = 0;
+        while (n < bytes.Length && process.Mm.ReadUser(addr + (ulong)n, bytes.Slice(n, 1)) == 0 && bytes[n] != 0)
+        {
+            n++;
+        }
+
+        if (n == 0 && (addr == 0 || process.Mm.ReadUser(addr, bytes[..1]) != 0))
+        {
+            return Hex(addr);
+        }
+
+        string text = QuoteUser(process, addr, Math.Min(n, 32));
+        return n > 32 ? text + "..." : text;
+    }
+
+    /// <summary>The entry decoder of an ioctl that takes no argument: strace prints none.</summary>
+    public static string? NoArgument(SimProcess process, ulong arg, out ulong state)
+    {
+        state = 0;
+        return null;
+    }
+
+    /// <summary>An eventfd's 8-byte counter at <paramref name="addr"/>: <c>[1]</c>, or the address.</summary>
+    internal static string CounterText(SimProcess process, ulong addr)
+        => TryRead(process, addr, out ulong v) ? $"[{v}]" : Hex(addr);
+
+    /// <summary>Flags by name from a table of (bit, name), joined with <c>|</c>; bits with no name left as hex; 0 as <paramref name="zero"/>.</summary>
+    public static string Flags(ulong value, ReadOnlySpan<(ulong Bit, string Name)> names, string zero = "0")
+    {
+        if (value == 0)
+        {
+            return zero;
+        }
+
+        var sb = new System.Text.StringBuilder();
+        foreach ((ulong bit, string name) in names)
+        {
+            if (bit != 0 && (value & bit) == bit)
+            {
+                sb.Append(sb.Length == 0 ? "" : "|").Append(name);
+                value &= ~bit;
+            }
+        }
+
+        if (value != 0)
+        {
+            sb.Append(sb.Length == 0 ? "" : "|").Append(System.Globalization.CultureInfo.InvariantCulture, $"0x{value:x}");
+        }
+
+        return sb.ToString();
     }
 
     /// <summary>A user buffer as strace prints it: a quoted string with C escapes, at most 32 bytes then <c>...</c>; an unreadable one as its address.</summary>
@@ -282,8 +516,11 @@ public sealed class SyscallTracer
         return sb.ToString();
     }
 
-    /// <summary>0x-prefixed lower-case hex, as strace prints pointers and unknown numbers.</summary>
+    /// <summary>A pointer as strace prints it: 0x-prefixed lower-case hex, or NULL.</summary>
     public static string Hex(ulong value) => value == 0 ? "NULL" : $"0x{value:x}";
+
+    /// <summary>A number as strace prints one in hex (<c>%#x</c>): 0x-prefixed, or 0.</summary>
+    public static string Number(ulong value) => value == 0 ? "0" : $"0x{value:x}";
 
     /// <summary>Flags by name joined with <c>|</c> (strace's style); bits with no name left as hex.</summary>
     public static string Flags<TEnum>(TEnum value, string zero = "0")

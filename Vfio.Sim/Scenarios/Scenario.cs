@@ -150,7 +150,8 @@ public abstract class Scenario
             .UseSeed(options.Seed)
             .UseStrategy(options.Strategy)
             .EnableTrace(options.Trace)
-            .EnableTimeline(options.Timeline);
+            .EnableTimeline(options.Timeline)
+            .EnableStrace(options.Strace);
         if (options.Machine is { } m)
         {
             b.UseMachine(m);

@@ -28,6 +28,9 @@ public sealed record ScenarioOptions
     /// <summary>Record the kernel's trace events. Default: on (scenarios are for looking at).</summary>
     public bool Trace { get; init; } = true;
 
+    /// <summary>Trace every process's syscalls from boot (<see cref="VfioSimBuilder.EnableStrace"/>); print them with <c>result.Sim.Strace.Format()</c>. Default: off.</summary>
+    public bool Strace { get; init; }
+
     /// <summary>Record the timeline too (lock holds, waits, wake-ups, counters), for <see cref="RunTrace.ToPerfetto"/>. Default: off.</summary>
     public bool Timeline { get; init; }
 
