@@ -11,18 +11,23 @@ namespace Vfio.Sim.Shell;
 
 public sealed partial class SimShell
 {
+    // Base classes (the class code's top byte) and subclasses (its top two bytes) of pci.ids.
+    private static readonly Dictionary<uint, string> s_baseClassNames = new()
+    {
+        [0x00] = "Unclassified device", [0x01] = "Mass storage controller", [0x02] = "Network controller", [0x03] = "Display controller",
+        [0x04] = "Multimedia controller", [0x05] = "Memory controller", [0x06] = "Bridge", [0x07] = "Communication controller",
+        [0x0c] = "Serial bus controller", [0xff] = "Unassigned class",
+    };
+
     private static readonly Dictionary<uint, string> s_classNames = new()
     {
-        [0x00] = "Unclassified device", [0x0000] = "Non-VGA unclassified device", [0x0001] = "VGA compatible unclassified device",
-        [0x01] = "Mass storage controller", [0x0100] = "SCSI storage controller", [0x0101] = "IDE interface", [0x0106] = "SATA controller", [0x0108] = "Non-Volatile memory controller",
-        [0x02] = "Network controller", [0x0200] = "Ethernet controller", [0x0280] = "Network controller",
-        [0x03] = "Display controller", [0x0300] = "VGA compatible controller", [0x0302] = "3D controller", [0x0380] = "Display controller",
-        [0x04] = "Multimedia controller", [0x0403] = "Audio device",
-        [0x05] = "Memory controller", [0x0500] = "RAM memory",
-        [0x06] = "Bridge", [0x0600] = "Host bridge", [0x0601] = "ISA bridge", [0x0604] = "PCI bridge", [0x0680] = "Bridge",
-        [0x0c] = "Serial bus controller", [0x0c03] = "USB controller", [0x0c05] = "SMBus",
-        [0x07] = "Communication controller", [0x0700] = "Serial controller",
-        [0xff] = "Unassigned class",
+        [0x0000] = "Non-VGA unclassified device", [0x0001] = "VGA compatible unclassified device",
+        [0x0100] = "SCSI storage controller", [0x0101] = "IDE interface", [0x0106] = "SATA controller", [0x0108] = "Non-Volatile memory controller",
+        [0x0200] = "Ethernet controller", [0x0280] = "Network controller",
+        [0x0300] = "VGA compatible controller", [0x0302] = "3D controller", [0x0380] = "Display controller",
+        [0x0403] = "Audio device", [0x0500] = "RAM memory",
+        [0x0600] = "Host bridge", [0x0601] = "ISA bridge", [0x0604] = "PCI bridge", [0x0680] = "Bridge",
+        [0x0700] = "Serial controller", [0x0c03] = "USB controller", [0x0c05] = "SMBus",
     };
 
     private static readonly Dictionary<uint, string> s_vendorNames = new()
@@ -171,7 +176,7 @@ public sealed partial class SimShell
         string? name = s_classNames.GetValueOrDefault(cls);
         if (name is null)
         {
-            return s_classNames.TryGetValue(cls >> 8, out string? baseName) ? $"{baseName} [{cls:x4}]" : numeric >= 2 ? $"Class [{cls:x4}]" : $"Class {cls:x4}";
+            return s_baseClassNames.TryGetValue(cls >> 8, out string? baseName) ? $"{baseName} [{cls:x4}]" : numeric >= 2 ? $"Class [{cls:x4}]" : $"Class {cls:x4}";
         }
 
         return numeric >= 2 ? $"{name} [{cls:x4}]" : name;

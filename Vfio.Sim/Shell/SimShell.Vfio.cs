@@ -48,6 +48,9 @@ public sealed partial class SimShell
         "VFIO_DEVICE_GET_INFO", "VFIO_DEVICE_GET_REGION_INFO", "VFIO_DEVICE_GET_IRQ_INFO", "VFIO_DEVICE_SET_IRQS", "VFIO_DEVICE_RESET",
     ];
 
+    /// <summary>What each successful VFIO_GROUP_GET_STATUS returned to the shell, in order (for graders).</summary>
+    internal List<VfioGroupFlags> GroupStatuses { get; } = [];
+
     private void RegisterVfioCommands()
     {
         Add("open", "open PATH [ro|wo|rw]", "open a file (/dev/vfio/vfio, /dev/vfio/N): prints its fd", OpenCmd);
@@ -310,6 +313,7 @@ public sealed partial class SimShell
             return IoctlFailed(ctx, ctx.Name, r);
         }
 
+        GroupStatuses.Add(status.Flags);
         ctx.Out.WriteLine($"flags={GroupFlags(status.Flags)}");
         return 0;
     }

@@ -54,6 +54,15 @@ public sealed partial class SimShell
         RegisterVfioCommands();
         RegisterShellCommands();
         Commands = [.. _commands.Keys.Order(StringComparer.Ordinal)];
+        RunResult boot = sim.Run("sh", () =>
+        {
+            InstallTty();
+            EnsureStage();
+        });
+        if (!boot.Passed)
+        {
+            throw new InvalidOperationException($"the shell could not start on {sim}: {boot.Describe()}");
+        }
     }
 
     /// <summary>The simulation.</summary>
