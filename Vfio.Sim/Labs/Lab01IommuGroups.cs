@@ -6,7 +6,7 @@
 
 using Vfio.Core.Uapi;
 using Vfio.Platform.Base;
-using Vfio.Platform.Fs;
+using Vfio.Kernel;
 using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
 using Vfio.Sim.Shell;

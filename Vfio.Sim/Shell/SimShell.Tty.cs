@@ -3,7 +3,6 @@
 // is fd 3). What is written to it goes nowhere (the shell prints its output itself); a read
 // is end of file.
 
-using Vfio.Kernel;
 using Vfio.Platform.Fs;
 
 namespace Vfio.Sim.Shell;
