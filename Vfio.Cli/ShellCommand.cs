@@ -41,6 +41,13 @@ internal static class ShellCommand
         Option<string?> machineFile = CliConsole.MachineOption();
         var command = new Option<string?>("-c") { Description = "Run these commands (separated by ; or new lines) and exit with the last one's status" };
         var script = new Argument<string?>("script") { Description = "A script file of shell commands to run", Arity = ArgumentArity.ZeroOrOne };
+        script.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<string?>() is { } value && value.StartsWith('-'))
+            {
+                r.AddError($"unknown option {value} for shell");
+            }
+        });
         var shell = new Command("shell", "A shell on a booted simulated machine: ls, cat, echo > (sysfs writes), readlink, tree, lspci, dmesg, ps, lsof, strace, graph, and the VFIO ioctls by their uapi names (type help)");
         shell.Options.Add(profile);
         shell.Options.Add(machineFile);

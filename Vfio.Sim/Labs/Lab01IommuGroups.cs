@@ -15,7 +15,7 @@ namespace Vfio.Sim.Labs;
 
 /// <summary>
 /// Lab 1: hand the second port of the dual-port NIC, <c>0000:02:00.1</c>, to user space.
-/// Its IOMMU group also holds port 0, driven by <c>igb</c>; the script must find the group,
+/// Its IOMMU group also holds port 0; igb drives both at boot. The script must find the group,
 /// see it is not viable, bind every function of it to vfio-pci, see VIABLE, and close what it opened.
 /// </summary>
 public sealed class Lab01IommuGroups : Lab
@@ -151,10 +151,11 @@ public sealed class Lab01IommuGroups : Lab
         readlink /sys/bus/pci/devices/0000:02:00.1/iommu_group
         ls /sys/kernel/iommu_groups/4/devices
         lspci -k -s 02:00
-        # 2. Bind the target to vfio-pci: driver_override, then drivers_probe.
+        # 2. Bind the target to vfio-pci: unbind it from igb, driver_override, then drivers_probe.
+        echo 0000:02:00.1 > /sys/bus/pci/devices/0000:02:00.1/driver/unbind
         echo vfio-pci > /sys/bus/pci/devices/0000:02:00.1/driver_override
         echo 0000:02:00.1 > /sys/bus/pci/drivers_probe
-        # 3. The group's node appeared; it is not viable while port 0 is on igb.
+        # 3. The group's node appeared; it is not viable while port 0 is still on igb.
         open /dev/vfio/4
         VFIO_GROUP_GET_STATUS 3
         # 4. Port 0: unbind from igb, then the same two writes.

@@ -33,6 +33,7 @@ public sealed class Lab01IommuGroupsTests
     public void BindingOnlyTheTargetFunction_FailsTheGroupCheck_NamingTheOtherFunctionAndItsDriver()
     {
         LabGrade grade = s_lab.Grade(new ShellScript("""
+            echo 0000:02:00.1 > /sys/bus/pci/devices/0000:02:00.1/driver/unbind
             echo vfio-pci > /sys/bus/pci/devices/0000:02:00.1/driver_override
             echo 0000:02:00.1 > /sys/bus/pci/drivers_probe
             open /dev/vfio/4
@@ -50,6 +51,7 @@ public sealed class Lab01IommuGroupsTests
     {
         LabGrade grade = s_lab.Grade(new ShellScript("""
             echo 0000:02:00.0 > /sys/bus/pci/devices/0000:02:00.0/driver/unbind
+            echo 0000:02:00.1 > /sys/bus/pci/devices/0000:02:00.1/driver/unbind
             echo 0000:02:00.0 > /sys/bus/pci/drivers/vfio-pci/bind
             echo 0000:02:00.1 > /sys/bus/pci/drivers/vfio-pci/bind
             open /dev/vfio/4
@@ -66,6 +68,7 @@ public sealed class Lab01IommuGroupsTests
     public void ForgettingDriversProbe_FailsTheGroupCheck_SayingDriverOverrideDoesNotBind()
     {
         LabGrade grade = s_lab.Grade(new ShellScript("""
+            echo 0000:02:00.1 > /sys/bus/pci/devices/0000:02:00.1/driver/unbind
             echo vfio-pci > /sys/bus/pci/devices/0000:02:00.1/driver_override
             echo 0000:02:00.0 > /sys/bus/pci/devices/0000:02:00.0/driver/unbind
             echo vfio-pci > /sys/bus/pci/devices/0000:02:00.0/driver_override

@@ -148,7 +148,7 @@ public sealed class SimShellTests
     [Test]
     public void SetContainerOnAGroupThatIsNotViable_PrintsTheKernelsReasonAndEperm_AndChangesNothing()
     {
-        Sh("echo vfio-pci > /sys/bus/pci/devices/0000:02:00.1/driver_override; echo 0000:02:00.1 > /sys/bus/pci/drivers_probe");
+        Sh("echo 0000:02:00.1 > /sys/bus/pci/devices/0000:02:00.1/driver/unbind; echo vfio-pci > /sys/bus/pci/devices/0000:02:00.1/driver_override; echo 0000:02:00.1 > /sys/bus/pci/drivers_probe");
         Sh("open /dev/vfio/vfio; open /dev/vfio/4");
         Assert.That(Sh("VFIO_GROUP_GET_STATUS 4").Out, Is.EqualTo("flags=0\n"));
         (int status, string output) = Sh("VFIO_GROUP_SET_CONTAINER 4 3");
