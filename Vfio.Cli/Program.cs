@@ -22,6 +22,7 @@ internal static class Program
         root.Subcommands.Add(ScenarioCommand.Create());
         root.Subcommands.Add(RaceCommand.Create(race ?? RaceCli.Terminal()));
         root.Subcommands.Add(LabCommand.Create());
+        root.Subcommands.Add(ShellCommand.Create());
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
