@@ -21,6 +21,7 @@ internal static class Program
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(ScenarioCommand.Create());
         root.Subcommands.Add(RaceCommand.Create(race ?? RaceCli.Terminal()));
+        root.Subcommands.Add(GraphCommand.Create());
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {

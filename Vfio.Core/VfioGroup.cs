@@ -146,6 +146,9 @@ public sealed partial class VfioGroup
         }
     }
 
+    /// <summary>The registered devices, read without device_lock: only when no task runs (the object graph's snapshot).</summary>
+    internal IReadOnlyList<VfioDevice> DevicesUnlocked => [.. _devices];
+
     /// <summary>The registered devices, a snapshot.</summary>
     public IReadOnlyList<VfioDevice> Devices
     {
