@@ -91,7 +91,7 @@ internal static class GraphCommand
         {
             scenario, step, format, output, seed, profile, machine, fix,
         };
-        command.SetAction(r => Run(Console.Out, Console.Error, new GraphOptions
+        command.SetAction(r => Run(r.InvocationConfiguration.Output, r.InvocationConfiguration.Error, new GraphOptions
         {
             Scenario = r.GetValue(scenario),
             Step = r.GetValue(step),

@@ -169,6 +169,9 @@ public sealed partial class VfioGroup
     /// <summary>The group-device reference count (get_device / put_device).</summary>
     internal int ReferenceCount => _kref.Read();
 
+    /// <summary>The count without a scheduling point (refcount_read is one): for the object graph, which must not yield.</summary>
+    internal int ReferenceCountValue => _kref.RefCount.Value;
+
     internal void Get() => _kref.Get();
 
     /// <summary>put_device(&amp;group-&gt;dev): the last reference releases the group (vfio_group_release).</summary>

@@ -255,7 +255,7 @@ internal sealed class ObjectGraphBuilder
         IReadOnlyList<VfioGroup> groups = c.GroupsUnlocked;
         var props = new GraphProperties
         {
-            ["refcount"] = Dec(c.ReferenceCount),
+            ["refcount"] = Dec(c.ReferenceCountValue),
             ["groups"] = Dec(groups.Count),
             ["iommu_driver"] = c.IommuDriver?.Name ?? "none",
         };
@@ -271,7 +271,7 @@ internal sealed class ObjectGraphBuilder
             props["noiommu"] = "yes";
         }
 
-        Node(GraphNodeKind.Container, id, Key(c.Id), $"container {Dec(c.Id)}", c.ReferenceCount, null, props);
+        Node(GraphNodeKind.Container, id, Key(c.Id), $"container {Dec(c.Id)}", c.ReferenceCountValue, null, props);
         foreach (VfioGroup g in groups)
         {
             Edge(id, AddGroup(g), "group");
@@ -351,7 +351,7 @@ internal sealed class ObjectGraphBuilder
         IommuGroup? ig = g.IommuGroupUnchecked;
         var props = new GraphProperties
         {
-            ["refcount"] = Dec(g.ReferenceCount),
+            ["refcount"] = Dec(g.ReferenceCountValue),
             ["drivers"] = Dec(g.Drivers),
             ["container_users"] = Dec(g.ContainerUsers),
             ["opened"] = Yes(g.OpenedFile is not null),
@@ -365,10 +365,16 @@ internal sealed class ObjectGraphBuilder
             },
             ["node"] = g.HasNode ? g.DevPath : "removed",
         };
-        Node(GraphNodeKind.VfioGroup, id, Key(g.Id) + g.Name, $"vfio group {g.Name}", g.ReferenceCount, g.OpenedFile is { } of ? FileOwner(of) : null, props);
+        Node(GraphNodeKind.VfioGroup, id, Key(g.Id) + g.Name, $"vfio group {g.Name}", g.ReferenceCountValue, g.OpenedFile is { } of ? FileOwner(of) : null, props);
         if (g.Container is { } container)
         {
             Edge(id, AddContainer(container), "container");
+        }
+
+        // The file may outlive its fds: an open device's use of the container holds it.
+        if (g.OpenedFile is { } opened)
+        {
+            Edge(id, AddFile(opened), "opened_file");
         }
 
         if (ig is not null)
@@ -449,7 +455,7 @@ internal sealed class ObjectGraphBuilder
         {
             ["refcount"] = Dec(d.RegistrationCount),
             ["open_count"] = Dec(d.OpenCountUnlocked),
-            ["kref"] = Dec(d.ReferenceCount),
+            ["kref"] = Dec(d.ReferenceCountValue),
             ["name"] = d.Name,
             ["driver"] = d.Dev.Driver?.Name ?? "none",
         };
@@ -620,10 +626,10 @@ internal sealed class ObjectGraphBuilder
 
         var props = new GraphProperties
         {
-            ["refcount"] = Dec(ctx.ReferenceCount),
+            ["refcount"] = Dec(ctx.ReferenceCountValue),
             ["count"] = Dec((long)ctx.Count),
         };
-        Node(GraphNodeKind.Other, id, "0" + Key(ctx.Id), $"eventfd_ctx {Dec(ctx.Id)}", ctx.ReferenceCount, null, props);
+        Node(GraphNodeKind.Other, id, "0" + Key(ctx.Id), $"eventfd_ctx {Dec(ctx.Id)}", ctx.ReferenceCountValue, null, props);
         return id;
     }
 
