@@ -111,15 +111,17 @@ internal sealed class ObjectGraphBuilder
             }
         }
 
+        // By source node, then in the order the walk found them (a process's fds in fd order).
+        var found = new Dictionary<GraphEdge, int>(edges.Count);
+        for (int i = 0; i < edges.Count; i++)
+        {
+            found[edges[i]] = i;
+        }
+
         edges.Sort((a, b) =>
         {
             int c = index[a.From].CompareTo(index[b.From]);
-            if (c == 0)
-            {
-                c = index[a.To].CompareTo(index[b.To]);
-            }
-
-            return c != 0 ? c : string.CompareOrdinal(a.Label, b.Label);
+            return c != 0 ? c : found[a].CompareTo(found[b]);
         });
         return new ObjectGraph(nodes, edges);
     }
@@ -212,8 +214,26 @@ internal sealed class ObjectGraphBuilder
                 what = "kvm-vm";
                 target = AddKvm(vm);
                 break;
-            case KvmDeviceFops:
+            case KvmDeviceFops when f.PrivateData is KvmDevice kd:
                 what = "kvm-device";
+                target = AddKvm(kd.Vm);
+                targetLabel = "kvm";
+                if (kd is KvmVfio kv)
+                {
+                    // KVM_DEV_VFIO_FILE_ADD: the device holds a reference on each file (or group).
+                    foreach ((SimFile? held, VfioGroup? group) in kv.FilesUnlocked)
+                    {
+                        if (held is not null)
+                        {
+                            Edge(id, AddFile(held), "kvm-vfio file");
+                        }
+                        else if (group is not null)
+                        {
+                            Edge(id, AddGroup(group), "kvm-vfio group");
+                        }
+                    }
+                }
+
                 break;
             default:
                 if (f.Path.StartsWith("/sys/", StringComparison.Ordinal))
