@@ -3,7 +3,8 @@
 // reference counts and owners) at a point of a scenario, as a text tree, DOT or SVG.
 //   graph                                  vfio-rst-demo after step 15: the edu device open,
 //                                          1 MiB mapped for DMA, an eventfd on its MSI
-//   graph --scenario NAME [--step N]       NAME after step N (default: its last step;
+//   graph --scenario NAME [--step N]       NAME after step N (default: its last step, or the
+//                                          end of the run for a scenario without steps;
 //                                          0: the booted machine before the first step)
 //   --format tree|dot|svg, -o FILE, --seed, --profile, --machine, --fix on|off
 // Exit codes: 0 drawn; 1 the scenario stopped (a step misbehaved) before step N;
@@ -149,7 +150,14 @@ internal static class GraphCommand
             return CliConsole.Usage(error, $"this machine cannot run {name}: {unmet}");
         }
 
-        if (observer.Graph is not { } graph)
+        // A scenario without numbered steps (most races) is drawn when its run is over.
+        ObjectGraph? graph = observer.Graph;
+        if (graph is null && stepNumber is null && observer.StepsSeen == 0 && result.Run is not null)
+        {
+            graph = ObjectGraph.Capture(sim);
+        }
+
+        if (graph is null)
         {
             if (result.FailedStep is { } failed)
             {
@@ -162,7 +170,7 @@ internal static class GraphCommand
                 : $"{name} has {observer.StepsSeen} steps, not {stepNumber} (--step 0 draws the booted machine before the first)");
         }
 
-        string where = observer.Step is { } s ? $"after step {s.Number}. {s.Title}" : "before the first step";
+        string where = observer.Step is { } s ? $"after step {s.Number}. {s.Title}" : observer.Graph is null ? "after the run (it has no numbered steps)" : "before the first step";
         string header = $"{name} {where} (seed {options.Seed}, {options.Profile.Name}): {graph.Nodes.Count} objects, {graph.Edges.Count} references";
         string text = options.Format switch
         {

@@ -84,7 +84,7 @@ public sealed partial class ObjectGraph
     /// Runs <paramref name="scenario"/> under the controlled scheduler (whatever
     /// <paramref name="options"/> says of the mode) and returns the graph after step
     /// <paramref name="step"/>: 0 is the booted machine before the first step, null the last
-    /// step that ran.
+    /// step that ran (or, for a scenario without numbered steps, the machine after the run).
     /// </summary>
     /// <exception cref="InvalidOperationException">The machine cannot run the scenario.</exception>
     /// <exception cref="ArgumentOutOfRangeException">The run ended before step <paramref name="step"/> (a step failed, or the scenario has fewer steps).</exception>
@@ -98,6 +98,12 @@ public sealed partial class ObjectGraph
         if (result.UnmetReason is { } why)
         {
             throw new InvalidOperationException($"{scenario.Name} cannot run on this machine: {why}");
+        }
+
+        // A scenario without numbered steps (most races) is drawn when its run is over.
+        if (observer.Graph is null && step is null && observer.StepsSeen == 0)
+        {
+            return Capture(sim);
         }
 
         return observer.Graph ?? throw new ArgumentOutOfRangeException(nameof(step), step, result.FailedStep is { } f

@@ -81,4 +81,12 @@ public sealed class GraphCommandTests
         (_, _, string error) = Run("--scenario", "vfio-rst-demo", "--step", "99");
         Assert.That(error, Does.Contain("has 21 steps, not 99"));
     }
+
+    [Test]
+    public void AScenarioWithoutNumberedSteps_IsDrawnAfterItsRun()
+    {
+        (int exit, string output, string error) = Run("--scenario", "unbind-request");
+        Assert.That(exit, Is.EqualTo(0), error);
+        Assert.That(output, Does.StartWith("# unbind-request after the run (it has no numbered steps)"));
+    }
 }
