@@ -23,6 +23,7 @@ internal static class Program
         root.Subcommands.Add(RaceCommand.Create(race ?? RaceCli.Terminal()));
         root.Subcommands.Add(LabCommand.Create());
         root.Subcommands.Add(ShellCommand.Create());
+        root.Subcommands.Add(GraphCommand.Create());
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {

@@ -54,6 +54,12 @@ public sealed class VfioContainer
     /// <summary>The kref count, for leak checks.</summary>
     internal int ReferenceCount => _kref.Read();
 
+    /// <summary>The count without a scheduling point (refcount_read is one): for the object graph, which must not yield.</summary>
+    internal int ReferenceCountValue => _kref.RefCount.Value;
+
+    /// <summary>The attached groups, read without group_lock: only when no task runs (the object graph's snapshot).</summary>
+    internal IReadOnlyList<VfioGroup> GroupsUnlocked => [.. _groups];
+
     /// <summary>The attached groups, a snapshot.</summary>
     internal IReadOnlyList<VfioGroup> Groups
     {

@@ -251,6 +251,9 @@ public sealed class VfioCore
 
     // ---- Groups (group.c).
 
+    /// <summary>The live vfio groups, read without vfio.group_lock: only when no task runs (the object graph's snapshot).</summary>
+    internal IReadOnlyList<VfioGroup> GroupsUnlocked => [.. _groups];
+
     /// <summary>The live vfio groups (on vfio.group_list), a snapshot.</summary>
     public IReadOnlyList<VfioGroup> Groups
     {

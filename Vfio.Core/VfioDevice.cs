@@ -70,6 +70,9 @@ public class VfioDevice
     /// <summary>The struct device reference count.</summary>
     internal int ReferenceCount => _ref.Read();
 
+    /// <summary>The count without a scheduling point (refcount_read is one): for the object graph, which must not yield.</summary>
+    internal int ReferenceCountValue => _ref.RefCount.Value;
+
     /// <summary>open_count without the lock (for the device set's sum, which holds the set lock).</summary>
     internal int OpenCountUnlocked => Volatile.Read(ref _openCount);
 

@@ -36,6 +36,9 @@ public sealed class VfioDeviceSet
         }
     }
 
+    /// <summary>The number of devices in the set, read without the lock: only when no task runs (the object graph's snapshot).</summary>
+    internal int DeviceCountUnlocked => _devices.Count;
+
     /// <summary>The number of devices in the set, a snapshot.</summary>
     public int DeviceCount
     {

@@ -146,6 +146,9 @@ public sealed partial class VfioGroup
         }
     }
 
+    /// <summary>The registered devices, read without device_lock: only when no task runs (the object graph's snapshot).</summary>
+    internal IReadOnlyList<VfioDevice> DevicesUnlocked => [.. _devices];
+
     /// <summary>The registered devices, a snapshot.</summary>
     public IReadOnlyList<VfioDevice> Devices
     {
@@ -165,6 +168,9 @@ public sealed partial class VfioGroup
 
     /// <summary>The group-device reference count (get_device / put_device).</summary>
     internal int ReferenceCount => _kref.Read();
+
+    /// <summary>The count without a scheduling point (refcount_read is one): for the object graph, which must not yield.</summary>
+    internal int ReferenceCountValue => _kref.RefCount.Value;
 
     internal void Get() => _kref.Get();
 

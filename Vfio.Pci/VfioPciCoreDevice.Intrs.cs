@@ -107,6 +107,9 @@ public sealed partial class VfioPciCoreDevice
         }
     }
 
+    /// <summary>The MSI/MSI-X vector slots (0 when neither is enabled), for <see cref="MsiTrigger"/>.</summary>
+    internal int MsiVectorSlots => _msi?.Ctx.Length ?? 0;
+
     /// <summary>The eventfd attached to MSI/MSI-X vector <paramref name="vector"/>, or null.</summary>
     internal EventFdContext? MsiTrigger(int vector) => _msi is { } s && vector < s.Ctx.Length ? s.Ctx[vector]?.Trigger : null;
 

@@ -127,6 +127,9 @@ public sealed class SimMachine
     /// <summary>Where device DMA goes: the IOMMU once one is installed, physical memory otherwise.</summary>
     public IDmaTranslator DmaTranslator { get; internal set; }
 
+    /// <summary>Live processes by pid, read without tasklist_lock: only when no task runs (the object graph's snapshot).</summary>
+    internal IReadOnlyList<SimProcess> ProcessesUnlocked => [.. _processes.Values];
+
     /// <summary>Live processes, by pid.</summary>
     public IReadOnlyList<SimProcess> Processes
     {

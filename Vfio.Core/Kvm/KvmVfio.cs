@@ -366,4 +366,19 @@ internal sealed class KvmVfio : KvmDevice
 
     /// <summary>struct kvm_vfio_file (a file), or the ≤v5.18 struct kvm_vfio_group (an external-user group).</summary>
     private readonly record struct Entry(SimFile? File, VfioGroup? Group);
+
+    /// <summary>The vfio files (or, before v5.19, groups) the device holds, read without kv->lock: only when no task runs (the object graph's snapshot).</summary>
+    internal IReadOnlyList<(SimFile? File, VfioGroup? Group)> FilesUnlocked
+    {
+        get
+        {
+            var list = new List<(SimFile?, VfioGroup?)>(_files.Count);
+            foreach (Entry e in _files)
+            {
+                list.Add((e.File, e.Group));
+            }
+
+            return list;
+        }
+    }
 }

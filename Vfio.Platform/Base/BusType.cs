@@ -85,6 +85,9 @@ public abstract class BusType
 
     internal KSpinLock ListLock { get; }
 
+    /// <summary>The devices on the bus, read without the klist lock: only when no task runs (the object graph's snapshot).</summary>
+    internal IReadOnlyList<SimDevice> DevicesUnlocked => [.. _devices];
+
     /// <summary>The devices on the bus, a snapshot in the order they were added.</summary>
     public IReadOnlyList<SimDevice> Devices
     {

@@ -98,6 +98,9 @@ public sealed class EventFdContext
     /// <summary>The context's reference count (for tests that check a driver dropped what it took).</summary>
     internal int ReferenceCount => _kref.Read();
 
+    /// <summary>The count without a scheduling point (refcount_read is one): for the object graph, which must not yield.</summary>
+    internal int ReferenceCountValue => _kref.RefCount.Value;
+
     /// <summary>kref_get on the context.</summary>
     public void Get() => _kref.Get();
 

@@ -25,6 +25,25 @@ public sealed class FdTable
         _lock = new KSpinLock(kernel, $"files[{pid}].file_lock");
     }
 
+    /// <summary>The open descriptors and their files in fd order, read without file_lock: only when no task runs (the object graph's snapshot).</summary>
+    internal IReadOnlyList<(int Fd, SimFile File)> OpenUnlocked
+    {
+        get
+        {
+            var list = new List<(int, SimFile)>();
+            SimFile?[] files = _files;
+            for (int i = 0; i < files.Length; i++)
+            {
+                if (files[i] is { } f)
+                {
+                    list.Add((i, f));
+                }
+            }
+
+            return list;
+        }
+    }
+
     /// <summary>The open descriptors and their files, in fd order.</summary>
     public IReadOnlyList<(int Fd, SimFile File)> Open
     {

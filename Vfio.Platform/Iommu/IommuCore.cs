@@ -170,6 +170,9 @@ public sealed partial class IommuCore : IDmaTranslator
     /// <summary>/sys/kernel/iommu_groups.</summary>
     public VfsDir GroupsDir { get; }
 
+    /// <summary>The live groups by id, read without the lock: only when no task runs (the object graph's snapshot).</summary>
+    internal IReadOnlyList<IommuGroup> GroupsUnlocked => [.. _groups.Values];
+
     /// <summary>The live groups by id, a snapshot.</summary>
     public IReadOnlyList<IommuGroup> Groups
     {

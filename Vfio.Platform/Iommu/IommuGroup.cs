@@ -77,6 +77,9 @@ public sealed class IommuGroup
     /// <summary>The reference count (kobject).</summary>
     public int ReferenceCount => _refs.Value;
 
+    /// <summary>The members in the order they joined, read without the group mutex: only when no task runs (the object graph's snapshot).</summary>
+    internal IReadOnlyList<SimDevice> DevicesUnlocked => [.. _devices.Select(d => d.Dev)];
+
     /// <summary>The members, a snapshot in the order they joined.</summary>
     public IReadOnlyList<SimDevice> Devices
     {

@@ -54,7 +54,7 @@ public sealed record GraphNode(string Id, GraphNodeKind Kind, string Label, long
 public sealed record GraphEdge(string From, string To, string Label);
 
 /// <summary>A snapshot of the simulation's objects and the references between them.</summary>
-public sealed class ObjectGraph
+public sealed partial class ObjectGraph
 {
     internal ObjectGraph(IReadOnlyList<GraphNode> nodes, IReadOnlyList<GraphEdge> edges)
     {
@@ -69,17 +69,62 @@ public sealed class ObjectGraph
     public IReadOnlyList<GraphEdge> Edges { get; }
 
     /// <summary>Takes the graph of <paramref name="sim"/> now.</summary>
-    public static ObjectGraph Capture(VfioSim sim) => throw new NotImplementedException();
+    /// <remarks>
+    /// Takes no kernel lock, so capturing does not change a run: call it when no task runs
+    /// (between runs), or from a <see cref="Scenarios.IScenarioObserver"/> under the
+    /// controlled scheduler, as <see cref="GraphObserver"/> does.
+    /// </remarks>
+    public static ObjectGraph Capture(VfioSim sim)
+    {
+        ArgumentNullException.ThrowIfNull(sim);
+        return new ObjectGraphBuilder(sim).Build();
+    }
+
+    /// <summary>
+    /// Runs <paramref name="scenario"/> under the controlled scheduler (whatever
+    /// <paramref name="options"/> says of the mode) and returns the graph after step
+    /// <paramref name="step"/>: 0 is the booted machine before the first step, null the last
+    /// step that ran (or, for a scenario without numbered steps, the machine after the run).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The machine cannot run the scenario.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The run ended before step <paramref name="step"/> (a step failed, or the scenario has fewer steps).</exception>
+    public static ObjectGraph AtStep(Scenarios.Scenario scenario, int? step = null, Scenarios.ScenarioOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(scenario);
+        Scenarios.ScenarioOptions o = (options ?? new Scenarios.ScenarioOptions()) with { Mode = Kernel.SchedulerMode.Controlled };
+        VfioSim sim = scenario.Boot(o);
+        var observer = new GraphObserver(sim, step, o.Observer);
+        Scenarios.ScenarioResult result = scenario.Run(sim, o with { Observer = observer });
+        if (result.UnmetReason is { } why)
+        {
+            throw new InvalidOperationException($"{scenario.Name} cannot run on this machine: {why}");
+        }
+
+        // A scenario without numbered steps (most races) is drawn when its run is over.
+        if (observer.Graph is null && step is null && observer.StepsSeen == 0)
+        {
+            return Capture(sim);
+        }
+
+        return observer.Graph ?? throw new ArgumentOutOfRangeException(nameof(step), step, result.FailedStep is { } f
+            ? $"{scenario.Name} stopped at step {f.Number} ({f.Title}: expected {f.Expected}; found {f.Found}) before step {step}"
+            : $"{scenario.Name} has {observer.StepsSeen} steps, not {step}");
+    }
 
     /// <summary>The node with <paramref name="id"/>, or null.</summary>
-    public GraphNode? Find(string id) => Nodes.FirstOrDefault(n => n.Id == id);
+    public GraphNode? Find(string id)
+    {
+        foreach (GraphNode n in Nodes)
+        {
+            if (n.Id == id)
+            {
+                return n;
+            }
+        }
 
-    /// <summary>The graph as an indented text tree (processes first, then what they reach).</summary>
-    public string ToTree() => throw new NotImplementedException();
+        return null;
+    }
 
-    /// <summary>The graph in Graphviz DOT.</summary>
-    public string ToDot() => throw new NotImplementedException();
-
-    /// <summary>The graph as an SVG document, laid out in-process.</summary>
-    public string ToSvg() => throw new NotImplementedException();
+    /// <summary>The graph as an SVG document, laid out in-process (no external program).</summary>
+    public string ToSvg() => SvgRenderer.Render(this);
 }
