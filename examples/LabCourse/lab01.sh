@@ -6,7 +6,8 @@ readlink /sys/bus/pci/devices/0000:02:00.1/iommu_group
 ls /sys/kernel/iommu_groups/4/devices
 lspci -k -s 02:00
 
-# The target to vfio-pci: driver_override, then drivers_probe.
+# The target to vfio-pci: off igb first, then driver_override and drivers_probe.
+echo 0000:02:00.1 > /sys/bus/pci/devices/0000:02:00.1/driver/unbind
 echo vfio-pci > /sys/bus/pci/devices/0000:02:00.1/driver_override
 echo 0000:02:00.1 > /sys/bus/pci/drivers_probe
 
