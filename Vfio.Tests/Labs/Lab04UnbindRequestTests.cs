@@ -4,6 +4,7 @@
 // the group or only the container keep the unbind waiting until the grader kills the process,
 // and the grade explains the wait; grading is deterministic.
 
+using LabCourse;
 using NUnit.Framework;
 using Vfio.Core.Uapi;
 using Vfio.Platform.Mm;
@@ -156,35 +157,5 @@ public sealed class Lab04UnbindRequestTests
                 }
             });
         }
-    }
-}
-
-// The public-API handler, as examples/LabCourse/Lab04UnbindRequest.cs has it (keep the two identical).
-/// <summary>Lab 4's solution.</summary>
-public sealed class UnbindRequestUser : UnbindRequestSolution
-{
-    private const ulong Iova = 0x10_0000;
-
-    /// <inheritdoc/>
-    public override void Start(LabEnvironment env)
-    {
-        ArgumentNullException.ThrowIfNull(env);
-        SimProcess p = env.Process;
-        VfioSession session = env.Sim.Open(p, env.Device!);
-        UserBuffer buffer = VfioSim.Allocate(p, 64 * 1024, MapFlags.MAP_POPULATE);
-        session.Container.MapDma(buffer.Address, Iova, buffer.Size);
-
-        int req = p.Eventfd(0);
-        session.Device.SetIrqEventfd(VfioPciIndex.IrqReq, req);
-        p.SpawnThread("req-handler", () =>
-        {
-            // Blocks until vfio-pci relays the unbind's request, then gives everything back.
-            byte[] count = new byte[8];
-            p.Read(req, count);
-            session.Container.UnmapDma(Iova, buffer.Size);
-            session.Dispose();
-            buffer.Dispose();
-            p.Close(req);
-        });
     }
 }

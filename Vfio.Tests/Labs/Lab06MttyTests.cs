@@ -27,11 +27,10 @@ public sealed class Lab06MttyTests
     }
 
     [Test]
-    public void ThePublicApiSolution_GetsFullMarks_AndIsTheExampleFile()
+    public void TheExampleSolution_GetsFullMarks()
     {
         LabGrade g = s_lab.Grade(new Lab06MttySolution());
         Assert.That(g.Passed, Is.True, g.ToString());
-        Assert.That(Repository.ReadAllText("Vfio.Tests/Labs/LabCourse/Lab06Mtty.cs"), Is.EqualTo(Repository.ReadAllText("examples/LabCourse/Lab06Mtty.cs")));
     }
 
     [Test]

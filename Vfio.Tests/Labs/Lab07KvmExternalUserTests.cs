@@ -39,11 +39,10 @@ public sealed class Lab07KvmExternalUserTests
     }
 
     [Test]
-    public void ThePublicApiSolution_GetsFullMarks_AndIsTheExampleFile()
+    public void TheExampleSolution_GetsFullMarks()
     {
         LabGrade g = s_lab.Grade(new Lab07KvmExternalUserSolution());
         Assert.That(g.Passed, Is.True, g.ToString());
-        Assert.That(Repository.ReadAllText("Vfio.Tests/Labs/LabCourse/Lab07KvmExternalUser.cs"), Is.EqualTo(Repository.ReadAllText("examples/LabCourse/Lab07KvmExternalUser.cs")));
     }
 
     [Test]

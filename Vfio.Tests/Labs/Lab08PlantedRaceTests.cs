@@ -35,11 +35,10 @@ public sealed class Lab08PlantedRaceTests
 
     [Test]
     [LeavesKernelWarnings] // exploring the planted kernel reproduces its use-after-free on purpose
-    public void ThePublicApiSolution_GetsFullMarks_AndIsTheExampleFile()
+    public void TheExampleSolution_GetsFullMarks()
     {
         LabGrade g = s_lab.Grade(new Lab08PlantedRaceSolution());
         Assert.That(g.Passed, Is.True, g.ToString());
-        Assert.That(Repository.ReadAllText("Vfio.Tests/Labs/LabCourse/Lab08PlantedRace.cs"), Is.EqualTo(Repository.ReadAllText("examples/LabCourse/Lab08PlantedRace.cs")));
     }
 
     [Test]
