@@ -36,6 +36,10 @@ public sealed class Lab01IommuGroups : Lab
     public override string Title => "IOMMU groups and viability, in the shell";
 
     /// <inheritdoc/>
+    public override string Story => "the default machine: igb's two ports share IOMMU group 4, seed 1";
+
+    /// <inheritdoc/>
+
     public override string Summary => "Why vfio hands out whole IOMMU groups: find a device's group, see it is not viable while a kernel driver holds another function, and bind the whole group to vfio-pci.";
 
     /// <inheritdoc/>

@@ -63,6 +63,10 @@ internal sealed class Lab03EduDriver : Lab
     public override string Title => "A user-space edu driver: registers, DMA and an interrupt";
 
     /// <inheritdoc/>
+    public override string Story => "vfio.rst's edu (vfio-rst-demo), seed 3";
+
+    /// <inheritdoc/>
+
     public override string Summary => "Drive QEMU's edu through vfio-pci: BAR0 registers, a factorial, DMA through the IOMMU both ways, the completion MSI on an eventfd, and a clean exit.";
 
     /// <inheritdoc/>

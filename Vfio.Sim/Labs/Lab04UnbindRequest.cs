@@ -53,6 +53,10 @@ internal sealed class Lab04UnbindRequest : Lab
     public override string Title => "The unbind wait and a cooperative REQ handler";
 
     /// <inheritdoc/>
+    public override string Story => "seed 000: the unbind wait and its REQ (unbind-group-lifetime, unbind-request), seed 0";
+
+    /// <inheritdoc/>
+
     public override string Summary => "Hold edu open while an administrator unbinds it: the kernel waits for your device fd and asks for it through the REQ eventfd; give it back so the unbind completes.";
 
     /// <inheritdoc/>

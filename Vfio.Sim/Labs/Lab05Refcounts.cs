@@ -123,6 +123,10 @@ internal sealed class Lab05Refcounts : Lab
     public override string Title => "The device life cycle: predict the reference counts";
 
     /// <inheritdoc/>
+    public override string Story => "seed 002: the vfio_device life cycle (teardown-vs-device-set-walk), seed 2";
+
+    /// <inheritdoc/>
+
     public override string Summary => "Predict the file, container, group and device counts across opens, dups and three close orders; the grader reads the kernel's.";
 
     /// <inheritdoc/>

@@ -60,6 +60,10 @@ public sealed class Lab06Mtty : Lab
     public override string Title => "mdev: an mtty over its serial line";
 
     /// <inheritdoc/>
+    public override string Story => "seed 003: a mediated device end to end (mtty-demo)";
+
+    /// <inheritdoc/>
+
     public override string Summary =>
         "Create a mediated device through sysfs, drive its UART through vfio with an interrupt eventfd, talk to the far end of its cable, and remove it cleanly.";
 

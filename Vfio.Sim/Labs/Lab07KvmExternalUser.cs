@@ -53,6 +53,10 @@ public sealed class Lab07KvmExternalUser : Lab
     public override string Title => "KVM as an external user of a group";
 
     /// <inheritdoc/>
+    public override string Story => "seed 004: KVM holding a group (kvm-group-vs-container-change)";
+
+    /// <inheritdoc/>
+
     public override string Summary =>
         "Hand a vfio group to a VM's KVM-VFIO device and take it back in an order that is safe on every kernel since the external-user API was fixed (seed 004).";
 

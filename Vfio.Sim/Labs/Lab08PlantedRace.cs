@@ -82,6 +82,10 @@ public sealed class Lab08PlantedRace : Lab
     public override string Title => "Find a planted race, fix it, show the fix holds";
 
     /// <inheritdoc/>
+    public override string Story => "race 8 with its fix off, under another name (race-lab)";
+
+    /// <inheritdoc/>
+
     public override string Summary =>
         "Explore a scenario with a planted race until a schedule fails, recognise the race from the detector's report, name the design setting that fixes it, and show by exploration that it holds.";
 
