@@ -128,6 +128,17 @@ internal sealed class Lab03EduDriver : Lab
         CheckDma(session, result, assignment, transfers, faults, edu, strace);
         CheckInterrupts(session, edu, edu.MsiSent - msi0, strace);
 
+        // Cleaning up only counts once there was something to clean up.
+        if (!strace.Any(r => r.Request == "VFIO_IOMMU_MAP_DMA" && r.Return == 0))
+        {
+            const string NothingMapped = "not graded: the driver never mapped a buffer (no successful VFIO_IOMMU_MAP_DMA), so there was nothing to clean up";
+            session.Check("nothing pinned when the driver returns", 10, false, NothingMapped);
+            session.Check("every fd closed", 10, false, NothingMapped);
+            int quiet = sim.UnexpectedWarnings.Count;
+            session.Check("the kernel stayed quiet", 5, quiet == 0, quiet == 0 ? "no WARN" : $"the kernel reported {quiet} WARN(s): {sim.UnexpectedWarnings[0]}");
+            return session.Grade(this);
+        }
+
         long leftPinned = pinnedAtEnd - pinned0;
         session.Check("nothing pinned when the driver returns", 10, leftPinned == 0,
             leftPinned == 0

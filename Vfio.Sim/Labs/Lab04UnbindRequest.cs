@@ -149,6 +149,19 @@ internal sealed class Lab04UnbindRequest : Lab
                     ? "dmesg says \"vfio-pci 0000:01:00.0: No device request channel registered, blocked until released by user\": vfio-pci had no way to ask you. Give VFIO_PCI_REQ_IRQ_INDEX (4) an eventfd with VFIO_DEVICE_SET_IRQS (ACTION_TRIGGER | DATA_EVENTFD, start 0, count 1) while you hold the device."
                     : "vfio-pci never relayed a request: the unbind did not have to wait (was the device open?).");
 
+        // With nothing held there was nothing to wait for and nothing to release: the checks
+        // below only mean something once the device was held.
+        const string NotHeld = "not graded: your process held no device when the unbind started (see the first check)";
+        if (!setUp)
+        {
+            session.Check("the unbind completes once asked", 35, false, NotHeld);
+            session.Check("edu unbound, its group gone", 10, false, NotHeld);
+            session.Check("the process released everything itself", 20, false, NotHeld);
+            int quiet = sim.UnexpectedWarnings.Count;
+            session.Check("the kernel stayed quiet", 10, quiet == 0, quiet == 0 ? "no WARN" : $"the kernel reported {quiet} WARN(s): {sim.UnexpectedWarnings[0]}");
+            return session.Grade(this);
+        }
+
         CheckUnbind(session, o, failure, noChannel);
 
         bool gone = sim.DriverOf(Edu) is null && !sim.Machine.Vfs.Exists($"/dev/vfio/{groupId}");

@@ -109,9 +109,10 @@ public sealed class Lab07KvmExternalUser : Lab
         string? detachProblem = session.RunSolution(() => s.Detach(env));
         IReadOnlyList<SyscallRecord> all = session.Strace;
         List<(int Fd, string Path)> open = OpenFds(session.Process);
-        bool released = group.Kvm is null && group.OpenedFile is null && sim.Kvm.Vms.Count == 0;
+        bool released = holds && group.Kvm is null && group.OpenedFile is null && sim.Kvm.Vms.Count == 0;
         session.Check($"{kernel}: KVM let go of the group", 2, released, released
             ? ""
+            : !holds ? "not graded: KVM never held the group, so there was nothing to let go of (see the first check)."
             : ReleaseProblem(sim, group, open) + Problem(detachProblem));
 
         SyscallRecord? failed = FirstFailure(all, detachFrom);

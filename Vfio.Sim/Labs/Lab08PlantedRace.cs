@@ -122,7 +122,7 @@ public sealed class Lab08PlantedRace : Lab
         {
             answer = s.Solve(race);
         }
-        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or VfioException or NullReferenceException or IndexOutOfRangeException or ArgumentOutOfRangeException)
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or VfioException or NullReferenceException or IndexOutOfRangeException or ArgumentOutOfRangeException or NotImplementedException or NotSupportedException or InvalidCastException)
         {
             string why = $"Solve threw {e.GetType().Name}: {e.Message}" +
                 (e is ArgumentOutOfRangeException or IndexOutOfRangeException ? " (did it take Bugs[0] of an exploration that found nothing?)" : "");
