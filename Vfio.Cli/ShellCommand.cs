@@ -138,7 +138,7 @@ internal static class ShellCommand
 
         var editor = new LineEditor(console, null, null)
         {
-            Prompt = new LineEditorPrompt(Prompt, "> "),
+            Prompt = new LineEditorPrompt(Prompt.TrimEnd(), ">"), // the editor puts one space after it
             Completion = new Completion(shell),
         };
         int status = 0;
