@@ -128,6 +128,10 @@ public sealed partial class KTask : KernelObject
     internal int HeldCount;
     internal int PreemptCount;
 
+    // Nonzero while the task observes the machine for the host (SimKernel.Unobserved): its
+    // primitives do not yield and leave no trace records.
+    internal int ObserverDepth;
+
     // Nonzero while the task evaluates a wait_event condition (it must not sleep there).
     internal int InWaitCondition;
 

@@ -188,6 +188,24 @@ public sealed class SimKernel
     public RunResult Run(Action body) => Run("main", body);
 
     /// <summary>
+    /// Opens a scope in which the current task observes the machine for the host (strace
+    /// decoding a syscall's argument, say) without taking part in the run: its primitives
+    /// are no scheduling points and leave no trace records, so a run with the observer gives
+    /// the same schedule and trace as the run without it. Locks are still taken (real
+    /// threads need them); a wait that must block still blocks.
+    /// </summary>
+    public UnobservedScope Unobserved()
+    {
+        KTask? t = KTask.CurrentOrNull;
+        if (t is not null)
+        {
+            t.ObserverDepth++;
+        }
+
+        return new UnobservedScope(t);
+    }
+
+    /// <summary>
     /// The scheduling point every primitive passes before it acts: aborts a failed run and,
     /// in controlled mode, lets the strategy switch tasks.
     /// </summary>

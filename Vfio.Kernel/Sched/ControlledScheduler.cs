@@ -247,9 +247,11 @@ internal sealed class ControlledScheduler : Scheduler
 
         ThrowIfAborted();
 
-        if (t.PreemptCount > 0)
+        if (t.PreemptCount > 0 || t.ObserverDepth > 0)
         {
-            return; // A spinlock holder runs with preemption disabled: no switch until it unlocks.
+            // A spinlock holder runs with preemption disabled: no switch until it unlocks.
+            // An observer (strace decoding an argument) must not change the schedule it watches.
+            return;
         }
 
         t.LastOp = op;

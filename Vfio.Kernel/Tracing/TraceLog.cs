@@ -216,6 +216,11 @@ public sealed class TraceLog
 
     private void Add(TraceRecordKind kind, KTask? task, string op, string? obj, int next, string? detail)
     {
+        if (KTask.CurrentOrNull is { ObserverDepth: > 0 } && kind is TraceRecordKind.Event or TraceRecordKind.Wake or TraceRecordKind.Acquire or TraceRecordKind.Release)
+        {
+            return; // What an observer's primitives do is not part of the run (SimKernel.Unobserved).
+        }
+
         lock (_lock)
         {
             _records.Add(new TraceRecord(

@@ -276,6 +276,61 @@ public sealed partial class MmStruct
     /// </summary>
     public int ReadUser(ulong addr, Span<byte> dst) => Access(addr, dst, default, write: false);
 
+    /// <summary>
+    /// Reads user memory at <paramref name="addr"/> without changing anything, for an
+    /// observer such as strace (copy_from_user_nofault): only pages already present in
+    /// ordinary memory are read — no fault, no device access through a PFNMAP/IO mapping.
+    /// 0, or -EFAULT when some byte is not readable that way.
+    /// </summary>
+    public int PeekUser(ulong addr, Span<byte> dst)
+    {
+        if (dst.Length == 0)
+        {
+            return 0;
+        }
+
+        if (addr + (ulong)dst.Length < addr || addr + (ulong)dst.Length > TaskSize)
+        {
+            return Errno.EFAULT.Negative();
+        }
+
+        MmapLock.DownRead();
+        try
+        {
+            int done = 0;
+            Vma? vma = null;
+            while (done < dst.Length)
+            {
+                ulong a = addr + (ulong)done;
+                if (vma is null || a >= vma.End)
+                {
+                    vma = FindVmaLocked(a);
+                    if (vma is null || (vma.Flags & (VmFlags.VM_READ | VmFlags.VM_WRITE)) == 0 || (vma.Flags & (VmFlags.VM_PFNMAP | VmFlags.VM_IO)) != 0)
+                    {
+                        return Errno.EFAULT.Negative();
+                    }
+                }
+
+                int inPage = (int)Math.Min(dst.Length - done, PhysMem.PageSize - (long)(a & (PhysMem.PageSize - 1)));
+                long pte = vma.Ptes.Get(vma.Index(a));
+                if ((pte & Vma.PtePresent) == 0)
+                {
+                    return Errno.EFAULT.Negative();
+                }
+
+                long pfn = (pte >> 12) + (vma.IsHugetlb ? (long)((a & ((1UL << vma.PageShift) - 1)) >> PhysMem.PageShift) : 0);
+                Mem.Read((pfn << PhysMem.PageShift) + (long)(a & (PhysMem.PageSize - 1)), dst.Slice(done, inPage));
+                done += inPage;
+            }
+
+            return 0;
+        }
+        finally
+        {
+            MmapLock.UpRead();
+        }
+    }
+
     /// <summary>Writes user memory at <paramref name="addr"/>; 0, or -EFAULT on a hole or a read-only page.</summary>
     public int WriteUser(ulong addr, ReadOnlySpan<byte> src) => Access(addr, default, src, write: true);
 

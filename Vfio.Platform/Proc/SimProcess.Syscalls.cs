@@ -225,6 +225,7 @@ public sealed partial class SimProcess
         // shows a write's data at entry and a read's at exit: what came back.
         bool counter;
         string? written = null;
+        using (Kernel.Unobserved())
         using (Enter())
         {
             using FdRef fdr = FdGet(fd);
@@ -236,10 +237,14 @@ public sealed partial class SimProcess
         }
 
         long r = ReadWriteCore(fd, buf, count, write, offset);
-        string data = written
-            ?? (r < 0 ? SyscallTracer.Hex(buf) : counter && r == sizeof(ulong) ? SyscallTracer.CounterText(this, buf) : SyscallTracer.QuoteUser(this, buf, r));
-        string name = (write ? "write" : "read") + (offset is null ? "" : "64");
-        Machine.Strace.Add(this, t0, offset is null ? name : "p" + name, offset is { } o ? $"{fd}, {data}, {count}, {o}" : $"{fd}, {data}, {count}", r, fd);
+        using (Kernel.Unobserved())
+        {
+            string data = written
+                ?? (r < 0 ? SyscallTracer.Hex(buf) : counter && r == sizeof(ulong) ? SyscallTracer.CounterText(this, buf) : SyscallTracer.QuoteUser(this, buf, r));
+            string name = (write ? "write" : "read") + (offset is null ? "" : "64");
+            Machine.Strace.Add(this, t0, offset is null ? name : "p" + name, offset is { } o ? $"{fd}, {data}, {count}, {o}" : $"{fd}, {data}, {count}", r, fd);
+        }
+
         return r;
     }
 
@@ -291,6 +296,7 @@ public sealed partial class SimProcess
         // look it up before the call, which may close the fd, and read the argument as
         // passed before the kernel writes it back.
         IoctlBegun begun;
+        using (Kernel.Unobserved())
         using (Enter())
         {
             Type? ops;
@@ -303,7 +309,10 @@ public sealed partial class SimProcess
         }
 
         long r = IoctlCore(fd, cmd, arg);
-        Machine.Strace.AddIoctl(this, t0, fd, begun, cmd, arg, r);
+        using (Kernel.Unobserved())
+        {
+            Machine.Strace.AddIoctl(this, t0, fd, begun, cmd, arg, r);
+        }
 
         return r;
     }

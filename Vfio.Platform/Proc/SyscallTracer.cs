@@ -96,11 +96,13 @@ public sealed record StraceFormat
 /// </summary>
 public sealed class IoctlDecoderTable
 {
-    // Protects _byCmd: modules register while processes may be tracing (strace.ioctls).
-    private readonly Dictionary<(Type? Ops, uint Cmd), IoctlDecoding> _byCmd = [];
-    private readonly KSpinLock _lock;
+    // Modules register while processes may be tracing. A concurrent map rather than a kernel
+    // lock: strace must not add scheduling points or trace events to the run it watches.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(Type? Ops, uint Cmd), IoctlDecoding> _byCmd = new();
 
-    internal IoctlDecoderTable(SimKernel kernel) => _lock = new KSpinLock(kernel, "strace.ioctls");
+    internal IoctlDecoderTable()
+    {
+    }
 
     /// <summary>
     /// Registers <paramref name="cmd"/> as <paramref name="name"/> for files whose operations
@@ -113,9 +115,7 @@ public sealed class IoctlDecoderTable
     public void Register(uint cmd, string name, IoctlArgDecoder? decoder = null, Type? fileOps = null, IoctlEntryDecoder? entry = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        _lock.Lock();
         _byCmd[(fileOps, cmd)] = new IoctlDecoding(name, entry, decoder);
-        _lock.Unlock();
     }
 
     /// <summary>The name and exit decoder registered for <paramref name="cmd"/> on a file with operations of type <paramref name="fileOps"/>.</summary>
@@ -130,21 +130,10 @@ public sealed class IoctlDecoderTable
     /// <summary>The entry for <paramref name="cmd"/> on <paramref name="fileOps"/>, or one with a null name.</summary>
     internal IoctlDecoding Find(Type? fileOps, uint cmd)
     {
-        _lock.Lock();
-        try
-        {
-            if ((fileOps is not null && _byCmd.TryGetValue((fileOps, cmd), out IoctlDecoding e))
-                || _byCmd.TryGetValue((null, cmd), out e))
-            {
-                return e;
-            }
-
-            return default;
-        }
-        finally
-        {
-            _lock.Unlock();
-        }
+        return (fileOps is not null && _byCmd.TryGetValue((fileOps, cmd), out IoctlDecoding e))
+            || _byCmd.TryGetValue((null, cmd), out e)
+            ? e
+            : default;
     }
 }
 
@@ -160,18 +149,21 @@ internal readonly record struct IoctlBegun(IoctlDecoding Decoding, string? Entry
 /// </summary>
 public sealed class SyscallTracer
 {
+    // No kernel primitive guards the tracer's state: a spinlock here would be a scheduling
+    // point and a trace event in every traced syscall, so a run with strace on would
+    // interleave (and trace) differently from the same seed with it off. Concurrent
+    // collections keep both runs identical; in the controlled scheduler only one task runs
+    // at a time, so the record order is the syscalls' return order.
     private readonly SimMachine _machine;
-    private readonly KSpinLock _lock;
-    private readonly List<SyscallRecord> _records = [];
-    private readonly HashSet<int> _pids = [];
-    private bool _all;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<SyscallRecord> _records = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, bool> _pids = new();
+    private volatile bool _all;
     private volatile bool _active;
 
     internal SyscallTracer(SimMachine machine)
     {
         _machine = machine;
-        _lock = new KSpinLock(machine.Kernel, "strace.lock");
-        Ioctls = new IoctlDecoderTable(machine.Kernel);
+        Ioctls = new IoctlDecoderTable();
 
         // The generic ioctls do_vfs_ioctl() handles for every file (include/uapi/asm-generic/ioctls.h).
         Ioctls.Register(SimProcess.FIOCLEX, "FIOCLEX", entry: NoArgument);
@@ -188,24 +180,21 @@ public sealed class SyscallTracer
     /// <summary>Starts tracing <paramref name="process"/>, or every process (present and future) when null.</summary>
     public void Start(SimProcess? process = null)
     {
-        _lock.Lock();
         if (process is null)
         {
             _all = true;
         }
         else
         {
-            _pids.Add(process.Pid);
+            _pids[process.Pid] = true;
         }
 
         _active = true;
-        _lock.Unlock();
     }
 
     /// <summary>Stops tracing <paramref name="process"/>, or every process when null. The records stay.</summary>
     public void Stop(SimProcess? process = null)
     {
-        _lock.Lock();
         if (process is null)
         {
             _all = false;
@@ -213,11 +202,10 @@ public sealed class SyscallTracer
         }
         else
         {
-            _pids.Remove(process.Pid);
+            _pids.TryRemove(process.Pid, out _);
         }
 
-        _active = _all || _pids.Count > 0;
-        _lock.Unlock();
+        _active = _all || !_pids.IsEmpty;
     }
 
     /// <summary>Whether <paramref name="process"/> is traced now.</summary>
@@ -229,47 +217,20 @@ public sealed class SyscallTracer
             return false;
         }
 
-        _lock.Lock();
-        try
-        {
-            return _all || _pids.Contains(process.Pid);
-        }
-        finally
-        {
-            _lock.Unlock();
-        }
+        return _all || _pids.ContainsKey(process.Pid);
     }
 
     /// <summary>Every record so far, in the order the syscalls returned.</summary>
     public IReadOnlyList<SyscallRecord> Records
     {
-        get
-        {
-            _lock.Lock();
-            try
-            {
-                return [.. _records];
-            }
-            finally
-            {
-                _lock.Unlock();
-            }
-        }
+        get => [.. _records];
     }
 
     /// <summary>The records of <paramref name="process"/> so far.</summary>
     public IReadOnlyList<SyscallRecord> RecordsOf(SimProcess process)
     {
         ArgumentNullException.ThrowIfNull(process);
-        _lock.Lock();
-        try
-        {
-            return _records.FindAll(r => r.Pid == process.Pid);
-        }
-        finally
-        {
-            _lock.Unlock();
-        }
+        return [.. _records.Where(r => r.Pid == process.Pid)];
     }
 
     /// <summary>Every record so far printed as strace would (see <see cref="Format(IEnumerable{SyscallRecord}, StraceFormat?)"/>).</summary>
@@ -329,9 +290,7 @@ public sealed class SyscallTracer
     /// <summary>Forgets the records (tracing goes on).</summary>
     public void Clear()
     {
-        _lock.Lock();
         _records.Clear();
-        _lock.Unlock();
     }
 
     /// <summary>The virtual time a syscall of <paramref name="process"/> enters at, or -1 when it is not traced (then nothing is recorded).</summary>
@@ -342,9 +301,7 @@ public sealed class SyscallTracer
     {
         string? reason = ret < 0 ? ErrorReason.Current : null;
         var r = new SyscallRecord(process.Pid, process.Comm, timeNs, syscall, arguments, ret, request, fd, reason, returnText);
-        _lock.Lock();
-        _records.Add(r);
-        _lock.Unlock();
+        _records.Enqueue(r);
     }
 
     // ---- Argument formatting shared by the syscalls.
@@ -404,7 +361,7 @@ public sealed class SyscallTracer
         value = default;
         Span<byte> bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref value, 1));
         int n = size < 0 ? bytes.Length : Math.Min(size, bytes.Length);
-        return addr != 0 && process.Mm.ReadUser(addr, bytes[..n]) == 0;
+        return addr != 0 && process.Mm.PeekUser(addr, bytes[..n]) == 0;
     }
 
     /// <summary>A pointer to an int as strace prints it: <c>[5]</c>, or the address when it cannot be read.</summary>
@@ -417,12 +374,12 @@ public sealed class SyscallTracer
         ArgumentNullException.ThrowIfNull(process);
         Span<byte> bytes = stackalloc byte[33];
         int n = 0;
-        while (n < bytes.Length && process.Mm.ReadUser(addr + (ulong)n, bytes.Slice(n, 1)) == 0 && bytes[n] != 0)
+        while (n < bytes.Length && process.Mm.PeekUser(addr + (ulong)n, bytes.Slice(n, 1)) == 0 && bytes[n] != 0)
         {
             n++;
         }
 
-        if (n == 0 && (addr == 0 || process.Mm.ReadUser(addr, bytes[..1]) != 0))
+        if (n == 0 && (addr == 0 || process.Mm.PeekUser(addr, bytes[..1]) != 0))
         {
             return Hex(addr);
         }
@@ -478,7 +435,7 @@ public sealed class SyscallTracer
 
         int n = (int)Math.Min(count, 32);
         Span<byte> bytes = stackalloc byte[32];
-        if (process.Mm.ReadUser(addr, bytes[..n]) != 0)
+        if (process.Mm.PeekUser(addr, bytes[..n]) != 0)
         {
             return Hex(addr);
         }

@@ -272,6 +272,26 @@ public sealed class StraceTests
     }
 
     [Test]
+    public void TracingEveryProcess_DoesNotChangeTheRun_ItsScheduleOrKernelTrace()
+    {
+        // strace watches without touching: no lock, no scheduling point, no trace event of
+        // its own, so a seed explored with strace on replays with it off and the other way round.
+        foreach (string name in new[] { "vfio-rst-demo", "mtty-demo", "kvm-group-vs-container-change", "unbind-request", "getfd-vs-unregister" })
+        {
+            Scenario scenario = ScenarioCatalog.Default.Get(name);
+            foreach (ulong seed in new[] { 2UL, 5UL })
+            {
+                ScenarioResult plain = scenario.Run(new ScenarioOptions { Seed = seed });
+                ScenarioResult traced = scenario.Run(new ScenarioOptions { Seed = seed, Strace = true });
+
+                Assert.That(traced.Sim.Strace.Records, Is.Not.Empty, name);
+                Assert.That(traced.Outcome, Is.EqualTo(plain.Outcome), name);
+                Assert.That(traced.Trace!.ToJson(), Is.EqualTo(plain.Trace!.ToJson()), $"{name} seed {seed}: tracing changed the run");
+            }
+        }
+    }
+
+    [Test]
     public void AScenarioRunWithStraceOff_RecordsNothing()
     {
         ScenarioResult r = ScenarioCatalog.Default.All.Single(s => s.Name == "vfio-rst-demo").Run(new ScenarioOptions());
