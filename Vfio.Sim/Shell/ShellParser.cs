@@ -25,6 +25,12 @@ internal static class ShellParser
     /// <summary>Stands for <c>$?</c> in a word until the command runs (a private-use character no one types).</summary>
     public const string LastStatusMarker = "\uE000";
 
+    /// <summary>Stands for an unquoted <c>*</c> (a glob), so a quoted one stays literal.</summary>
+    public const char GlobStar = '\uE001';
+
+    /// <summary>Stands for an unquoted <c>?</c> (a glob).</summary>
+    public const char GlobOne = '\uE002';
+
     /// <summary>Parses <paramref name="text"/>; false with <paramref name="error"/> for a syntax error.</summary>
     public static bool TryParse(string text, out List<SimpleCommand> commands, out string? error)
     {
@@ -231,7 +237,7 @@ internal static class ShellParser
                     i += 2;
                     break;
                 default:
-                    word.Append(ch);
+                    word.Append(ch switch { '*' => GlobStar, '?' => GlobOne, _ => ch });
                     inWord = true;
                     i++;
                     break;

@@ -241,7 +241,7 @@ public sealed partial class SimShell
     private int Readlink(CommandContext ctx)
     {
         bool canonical = false;
-        string? path = null;
+        var paths = new List<string>();
         foreach (string a in ctx.Args)
         {
             if (a is "-f" or "-e" or "-m")
@@ -250,34 +250,41 @@ public sealed partial class SimShell
             }
             else
             {
-                path = a;
+                paths.Add(a);
             }
         }
 
-        if (path is null)
+        if (paths.Count == 0)
         {
-            throw new UsageException("missing operand (readlink [-f] PATH)");
+            throw new UsageException("missing operand (readlink [-f] PATH...)");
         }
 
-        string full = FullPath(path);
-        if (canonical)
+        // Like coreutils: one line per operand that resolves, status 1 if any did not.
+        int status = 0;
+        foreach (string path in paths)
         {
-            if (Sim.Machine.Vfs.Lookup(full, out VfsNode? node) < 0 || node is null)
+            string full = FullPath(path);
+            if (canonical)
             {
-                return 1;
+                if (Sim.Machine.Vfs.Lookup(full, out VfsNode? node) < 0 || node is null)
+                {
+                    status = 1;
+                    continue;
+                }
+
+                ctx.Out.WriteLine(node.FullPath);
             }
-
-            ctx.Out.WriteLine(node.FullPath);
-            return 0;
+            else if (Sim.Machine.Vfs.ReadLink(full) is { } target)
+            {
+                ctx.Out.WriteLine(target);
+            }
+            else
+            {
+                status = 1;
+            }
         }
 
-        if (Sim.Machine.Vfs.ReadLink(full) is { } target)
-        {
-            ctx.Out.WriteLine(target);
-            return 0;
-        }
-
-        return 1;
+        return status;
     }
 
     // ---- tree

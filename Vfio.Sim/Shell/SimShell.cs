@@ -126,7 +126,9 @@ public sealed partial class SimShell
 
     private int RunOne(SimpleCommand c, TextWriter output, TextWriter error)
     {
-        string[] words = [.. c.Words.Select(w => w.Replace(ShellParser.LastStatusMarker, _status.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal))];
+        string[] words = [.. c.Words
+            .Select(w => w.Replace(ShellParser.LastStatusMarker, _status.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal))
+            .SelectMany(Glob)];
         if (words.Length == 0)
         {
             return _status;
@@ -286,6 +288,88 @@ public sealed partial class SimShell
 
     /// <summary>" — the kernel's reason" when the last failed syscall gave one.</summary>
     private static string Because() => ErrorReason.Current is { Length: > 0 } r ? $" — {r}" : "";
+
+    /// <summary>
+    /// Pathname expansion of one word (sh's globbing, without brackets): each component
+    /// with an unquoted <c>*</c> or <c>?</c> matches the names of its directory, sorted as
+    /// the C locale sorts, hidden names only by a leading dot. A word that matches nothing
+    /// stays as it was typed, as sh leaves it.
+    /// </summary>
+    private IEnumerable<string> Glob(string word)
+    {
+        string literal = word.Replace(ShellParser.GlobStar, '*').Replace(ShellParser.GlobOne, '?');
+        if (word.IndexOfAny([ShellParser.GlobStar, ShellParser.GlobOne]) < 0)
+        {
+            return [literal];
+        }
+
+        bool absolute = word.StartsWith('/');
+        List<string> found = [absolute ? "/" : ""];
+        foreach (string part in word.Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var next = new List<string>();
+            foreach (string prefix in found)
+            {
+                if (part.IndexOfAny([ShellParser.GlobStar, ShellParser.GlobOne]) < 0)
+                {
+                    next.Add(Join(prefix, part));
+                    continue;
+                }
+
+                string dir = FullPath(prefix.Length == 0 ? "." : prefix);
+                IReadOnlyList<string>? names = Sim.Machine.Vfs.List(dir);
+                foreach (string name in (names ?? []).Order(StringComparer.Ordinal))
+                {
+                    if ((name.StartsWith('.') && !part.StartsWith('.')) || !GlobMatch(part, name))
+                    {
+                        continue;
+                    }
+
+                    next.Add(Join(prefix, name));
+                }
+            }
+
+            found = next;
+            if (found.Count == 0)
+            {
+                return [literal];
+            }
+        }
+
+        return found;
+
+        static string Join(string prefix, string name) => prefix.Length == 0 ? name : prefix.EndsWith('/') ? prefix + name : prefix + "/" + name;
+    }
+
+    private static bool GlobMatch(ReadOnlySpan<char> pattern, ReadOnlySpan<char> name)
+    {
+        while (pattern.Length > 0)
+        {
+            char p = pattern[0];
+            if (p == ShellParser.GlobStar)
+            {
+                for (int skip = 0; skip <= name.Length; skip++)
+                {
+                    if (GlobMatch(pattern[1..], name[skip..]))
+                    {
+                        return true;
+                    }
+                }
+
+                return false;
+            }
+
+            if (name.Length == 0 || (p != ShellParser.GlobOne && p != name[0]))
+            {
+                return false;
+            }
+
+            pattern = pattern[1..];
+            name = name[1..];
+        }
+
+        return name.Length == 0;
+    }
 
     /// <summary>An absolute path for <paramref name="path"/> relative to the working directory, with . and .. folded.</summary>
     internal string FullPath(string path)

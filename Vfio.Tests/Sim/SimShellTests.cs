@@ -170,6 +170,15 @@ public sealed class SimShellTests
     }
 
     [Test]
+    public void UnquotedStarsAndQuestionMarks_ExpandToSortedPaths_QuotedOnesAndNonMatchesStayLiteral()
+    {
+        Assert.That(Sh("echo /sys/kernel/iommu_groups/4/devices/*").Out, Is.EqualTo("/sys/kernel/iommu_groups/4/devices/0000:02:00.0 /sys/kernel/iommu_groups/4/devices/0000:02:00.1\n"));
+        Assert.That(Sh("readlink /sys/bus/pci/devices/0000:02:00.?/iommu_group").Out, Is.EqualTo("../../../../kernel/iommu_groups/4\n../../../../kernel/iommu_groups/4\n"));
+        Assert.That(Sh("echo '/sys/kernel/iommu_groups/4/devices/*' \"a?b\"").Out, Is.EqualTo("/sys/kernel/iommu_groups/4/devices/* a?b\n"));
+        Assert.That(Sh("echo /nonexistent/*").Out, Is.EqualTo("/nonexistent/*\n"));
+    }
+
+    [Test]
     public void TheShellsTerminal_IsOnFds0To2_AndPsAndLsofShowIt()
     {
         Assert.That(Sh("ps").Out, Does.StartWith("    PID TTY          TIME CMD\n").And.Contain($"pts/0    00:00:00 sh\n"));
