@@ -7,7 +7,8 @@
 // bytes go into the device and come back through the IOMMU, sleeping in poll() until edu's
 // completion interrupt arrives. It also runs the liveness check and the factorial (with its
 // interrupt). Then it unmaps, closes, unbinds, and checks that nothing is left: no pinned
-// page, no locked_vm, no broken invariant, no IOMMU fault.
+// page, no locked_vm, no broken invariant, no IOMMU fault. On the way it draws the object
+// graph while the device is open and prints the driver's VFIO syscalls as strace shows them.
 // The exit code is 0 only when every check held.
 
 using System.Text;
@@ -19,6 +20,7 @@ using Vfio.Platform.Mm;
 using Vfio.Platform.Pci;
 using Vfio.Platform.Proc;
 using Vfio.Sim;
+using Vfio.Sim.Graphs;
 
 const string Edu = "0000:01:00.0";
 const ulong Iova = 0x10_0000;          // edu's DMA engine sees 28 address bits: keep IOVAs below 256 MiB
@@ -38,6 +40,7 @@ RunResult run = sim.Run(() =>
     Console.WriteLine($"bound {Edu} to vfio-pci (it was on {hostDriver ?? "no driver"}), IOMMU group {sim.GroupOf(Edu)}");
 
     driver = sim.Spawn("edu-driver");
+    sim.Strace.Start(driver);   // record every syscall of the driver, as strace -p would
     using (VfioSession edu = sim.Open(driver, Edu))
     {
         // A reset gives known register values; bus mastering lets edu start DMA.
@@ -68,6 +71,13 @@ RunResult run = sim.Run(() =>
         edu.Container.MapDma(buffer.Address, Iova, BufferSize);
         Console.WriteLine($"mapped {BufferSize / 1024} KiB at user va 0x{buffer.Address:x} to IOVA 0x{Iova:x}; locked_vm {driver.Mm.LockedVm} pages, {sim.PinnedPages - pinnedAtStart} pages pinned");
 
+        // The objects the driver holds now, with their reference counts (vfio-sim graph draws the same).
+        ObjectGraph graph = sim.Graph();
+        GraphNode device = graph.Nodes.First(n => n.Kind == GraphNodeKind.Device);
+        GraphNode mapping = graph.Nodes.First(n => n.Kind == GraphNodeKind.DmaMapping);
+        Check(device.Properties["open_count"] == "1" && mapping.Properties["pinned_pages"] == $"{BufferSize / 4096}",
+            $"object graph: {device.Label} open_count={device.Properties["open_count"]} refcount={device.RefCount}; {mapping.Label} pins {mapping.Properties["pinned_pages"]} pages");
+
         byte[] message = Encoding.ASCII.GetBytes("Hello, edu! These bytes crossed the IOMMU twice.");
         buffer.Write(0, message);
         Dma(bar, driver, irq, source: Iova, destination: Reg.DmaBuffer, count: message.Length, Reg.DmaStart | Reg.DmaIrq);
@@ -88,6 +98,11 @@ RunResult run = sim.Run(() =>
 });
 
 Check(run.Passed, $"the run completed: {run.Outcome}{(run.Passed ? "" : "\n" + run.Describe())}");
+SyscallRecord[] vfioCalls = [.. sim.Strace.Records.Where(r => r.Request?.StartsWith("VFIO_", StringComparison.Ordinal) == true)];
+Console.WriteLine($"the driver's VFIO ioctls, as strace prints them ({vfioCalls.Length}):");
+Console.Write(SyscallTracer.Format(vfioCalls.Take(8)));
+Check(vfioCalls.Any(r => r.Request == "VFIO_IOMMU_MAP_DMA" && r.Return == 0 && r.Arguments.Contains("VFIO_DMA_MAP_FLAG_READ|VFIO_DMA_MAP_FLAG_WRITE", StringComparison.Ordinal)),
+    "strace shows VFIO_IOMMU_MAP_DMA with its flags decoded");
 Check(sim.PinnedPages == pinnedAtStart, $"pinned pages back to {pinnedAtStart} (now {sim.PinnedPages})");
 Check(driver?.Mm.LockedVm == 0, $"the driver's locked_vm is {driver?.Mm.LockedVm} pages");
 IReadOnlyList<string> broken = sim.CheckInvariants();
