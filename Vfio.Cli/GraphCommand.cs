@@ -6,7 +6,7 @@
 //   graph --scenario NAME [--step N]       NAME after step N (default: its last step, or the
 //                                          end of the run for a scenario without steps;
 //                                          0: the booted machine before the first step)
-//   --format tree|dot|svg, -o FILE, --seed, --profile, --machine, --fix on|off
+//   --format tree|dot|svg, -o FILE, --seed, --profile, --machine, --fix on|off, --reachable
 // Exit codes: 0 drawn; 1 the scenario stopped (a step misbehaved) before step N;
 // 2 usage (unknown scenario, a step it does not have, a machine that cannot run it).
 
@@ -27,6 +27,9 @@ internal sealed record GraphOptions
 
     /// <summary>The step after which to draw; null: the default.</summary>
     public int? Step { get; init; }
+
+    /// <summary>Only what a process reaches (<see cref="ObjectGraph.ReachableFromProcesses"/>).</summary>
+    public bool Reachable { get; init; }
 
     /// <summary>tree, dot or svg.</summary>
     public string Format { get; init; } = "tree";
@@ -80,6 +83,7 @@ internal static class GraphCommand
         var seed = new Option<ulong>("--seed") { Description = "The seed of every random choice", DefaultValueFactory = _ => 1 };
         Option<KernelProfile> profile = CliConsole.ProfileOption();
         Option<string?> machine = CliConsole.MachineOption();
+        var reachable = new Option<bool>("--reachable") { Description = "Draw only what a process reaches (leaves out idle IOMMU groups and devices on their host drivers)" };
         var fix = new Option<string?>("--fix") { Description = "on: today's fixed kernel; off: the design or profile that had the bug (race scenarios with a fix switch)" };
         fix.Validators.Add(r =>
         {
@@ -90,7 +94,7 @@ internal static class GraphCommand
         });
         var command = new Command("graph", "Draw the object graph (processes, fds, files, vfio groups, containers, devices, IOMMU groups, domains, DMA mappings, with their reference counts) at a step of a scenario, as a tree, DOT or SVG")
         {
-            scenario, step, format, output, seed, profile, machine, fix,
+            scenario, step, format, output, seed, profile, machine, fix, reachable,
         };
         command.SetAction(r => Run(r.InvocationConfiguration.Output, r.InvocationConfiguration.Error, new GraphOptions
         {
@@ -102,6 +106,7 @@ internal static class GraphCommand
             Profile = r.GetValue(profile)!,
             MachineFile = r.GetValue(machine),
             Fix = ParseFix(r.GetValue(fix)),
+            Reachable = r.GetValue(reachable),
         }));
         return command;
     }
@@ -168,6 +173,11 @@ internal static class GraphCommand
             return CliConsole.Usage(error, observer.StepsSeen == 0
                 ? $"{name} ran no step to draw after"
                 : $"{name} has {observer.StepsSeen} steps, not {stepNumber} (--step 0 draws the booted machine before the first)");
+        }
+
+        if (options.Reachable)
+        {
+            graph = graph.ReachableFromProcesses();
         }
 
         string where = observer.Step is { } s ? $"after step {s.Number}. {s.Title}" : observer.Graph is null ? "after the run (it has no numbered steps)" : "before the first step";

@@ -125,6 +125,51 @@ public sealed partial class ObjectGraph
         return null;
     }
 
+    /// <summary>
+    /// The part of the graph a process reaches: every process that holds something and what
+    /// its fds lead to, following references. Leaves out what no user holds (idle IOMMU
+    /// groups, devices on their host drivers), which makes a smaller picture.
+    /// </summary>
+    public ObjectGraph ReachableFromProcesses()
+    {
+        var next = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        foreach (GraphEdge e in Edges)
+        {
+            if (!next.TryGetValue(e.From, out List<string>? to))
+            {
+                next[e.From] = to = [];
+            }
+
+            to.Add(e.To);
+        }
+
+        var keep = new HashSet<string>(StringComparer.Ordinal);
+        var work = new Stack<string>();
+        foreach (GraphNode n in Nodes)
+        {
+            if (n.Kind == GraphNodeKind.Process && next.ContainsKey(n.Id))
+            {
+                keep.Add(n.Id);
+                work.Push(n.Id);
+            }
+        }
+
+        while (work.Count > 0)
+        {
+            foreach (string to in next.GetValueOrDefault(work.Pop()) ?? [])
+            {
+                if (keep.Add(to))
+                {
+                    work.Push(to);
+                }
+            }
+        }
+
+        return new ObjectGraph(
+            [.. Nodes.Where(n => keep.Contains(n.Id))],
+            [.. Edges.Where(e => keep.Contains(e.From) && keep.Contains(e.To))]);
+    }
+
     /// <summary>The graph as an SVG document, laid out in-process (no external program).</summary>
     public string ToSvg() => SvgRenderer.Render(this);
 }

@@ -31,6 +31,18 @@ public sealed class GraphCommandTests
     }
 
     [Test]
+    public void Reachable_DrawsOnlyWhatTheDemoProcessHolds()
+    {
+        (int exit, string all, _) = Run();
+        (int exit2, string reach, _) = Run("--reachable");
+        Assert.That((exit, exit2), Is.EqualTo((0, 0)));
+        Assert.That(all, Does.Contain("iommu_group 4 ").And.Contain("process init[1]"));
+        Assert.That(reach, Does.Not.Contain("iommu_group 4 ").And.Not.Contain("process init[1]"));
+        Assert.That(reach, Does.Contain("vfio device vfio0 (0000:01:00.0) [refcount=2 open_count=1").And.Contain("dma 0x0+0x100000"));
+        Assert.That(reach, Does.Contain(": 13 objects, 20 references"));
+    }
+
+    [Test]
     public void AScenarioWithoutStep_IsDrawnAfterItsLastStep()
     {
         (int exit, string output, _) = Run("--scenario", "vfio-rst-demo", "--format", "dot");
