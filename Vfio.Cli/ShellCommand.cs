@@ -1,4 +1,4 @@
-// `vfio-sim shell [--machine F] [--profile P] [-c "CMD; CMD"] [SCRIPT]`: boots a simulated
+// `vfio-sim shell [--machine F] [--profile P] [--enable-sriov] [-c "CMD; CMD"] [SCRIPT]`: boots a simulated
 // machine (the embedded default, or a machine description) with vfio, vfio_iommu_type1,
 // vfio-pci, the mdev core and the mtty sample, and runs a shell on it (Vfio.Sim.Shell.SimShell):
 // the commands of -c, or a script file, or standard input. On a terminal, lines are edited
@@ -29,6 +29,9 @@ internal sealed record ShellOptions
 
     /// <summary>A script file to run.</summary>
     public string? Script { get; init; }
+
+    /// <summary>vfio-pci's enable_sriov module parameter: writes to a PF's sriov_numvfs create VFs.</summary>
+    public bool EnableSriov { get; init; }
 }
 
 internal static class ShellCommand
@@ -39,6 +42,7 @@ internal static class ShellCommand
     {
         Option<KernelProfile> profile = CliConsole.ProfileOption();
         Option<string?> machineFile = CliConsole.MachineOption();
+        var sriov = new Option<bool>("--enable-sriov") { Description = "Load vfio-pci with enable_sriov=1, so that sriov_numvfs of a PF bound to vfio-pci creates VFs" };
         var command = new Option<string?>("-c") { Description = "Run these commands (separated by ; or new lines) and exit with the last one's status" };
         var script = new Argument<string?>("script") { Description = "A script file of shell commands to run", Arity = ArgumentArity.ZeroOrOne };
         script.Validators.Add(r =>
@@ -51,6 +55,7 @@ internal static class ShellCommand
         var shell = new Command("shell", "A shell on a booted simulated machine: ls, cat, echo > (sysfs writes), readlink, tree, lspci, dmesg, ps, lsof, strace, graph, and the VFIO ioctls by their uapi names (type help)");
         shell.Options.Add(profile);
         shell.Options.Add(machineFile);
+        shell.Options.Add(sriov);
         shell.Options.Add(command);
         shell.Arguments.Add(script);
         shell.SetAction(result => Run(
@@ -60,6 +65,7 @@ internal static class ShellCommand
                 MachineFile = result.GetValue(machineFile),
                 Command = result.GetValue(command),
                 Script = result.GetValue(script),
+                EnableSriov = result.GetValue(sriov),
             },
             Console.In,
             Console.Out,
@@ -71,7 +77,7 @@ internal static class ShellCommand
     /// <summary>The machine the shell runs on: vfio, type1, vfio-pci, mdev and mtty on the profile's kernel.</summary>
     internal static VfioSim Boot(ShellOptions options)
     {
-        VfioSimBuilder builder = VfioSim.CreateBuilder().UseProfile(options.Profile).AddVfioPci().AddMtty();
+        VfioSimBuilder builder = VfioSim.CreateBuilder().UseProfile(options.Profile).AddVfioPci(new Vfio.Pci.VfioPciOptions { EnableSriov = options.EnableSriov }).AddMtty();
         if (options.MachineFile is not null)
         {
             builder.UseMachine(MachineDescriptionReader.Load(options.MachineFile));

@@ -26,6 +26,20 @@ public sealed class ShellCommandTests
     }
 
     [Test]
+    public void SriovNumvfs_IsRefusedAsTheKernelRefusesIt_UntilEnableSriovLoadsVfioPciWithIt()
+    {
+        const string Bind = "echo vfio-pci > /sys/bus/pci/devices/0000:09:00.0/driver_override; echo 0000:09:00.0 > /sys/bus/pci/drivers_probe; ";
+        const string Enable = "echo 2 > /sys/bus/pci/devices/0000:09:00.0/sriov_numvfs";
+        (int exit, string output, string error) = Run(new ShellOptions { Command = Bind + Enable + "; lspci -s 09:" });
+        Assert.That(error, Does.Contain("No such file or directory").And.Contain("enable_sriov"));
+        Assert.That(output.Trim().Split('\n'), Has.Length.EqualTo(1), output);
+
+        (exit, output, error) = Run(new ShellOptions { EnableSriov = true, Command = Bind + Enable + "; lspci -s 09:" });
+        Assert.That((exit, error), Is.EqualTo((0, "")));
+        Assert.That(output, Does.Contain("09:00.1 ").And.Contain("09:00.2 ").And.Contain("Virtual Function"));
+    }
+
+    [Test]
     public void AScriptFile_RunsLineByLine()
     {
         string path = Path.GetTempFileName();
