@@ -152,26 +152,15 @@ public sealed class Lab01IommuGroups : Lab
         return failed is null ? "" : $"; your open of /dev/vfio/{group} failed with {failed.Error.Describe()}";
     }
 
-    internal const string ReferenceScript = """
-        # Lab 1 reference: hand 0000:02:00.1 to user space.
-        # 1. Which group is it in, and who else is in it?
-        readlink /sys/bus/pci/devices/0000:02:00.1/iommu_group
-        ls /sys/kernel/iommu_groups/4/devices
-        lspci -k -s 02:00
-        # 2. Bind the target to vfio-pci: unbind it from igb, driver_override, then drivers_probe.
-        echo 0000:02:00.1 > /sys/bus/pci/devices/0000:02:00.1/driver/unbind
-        echo vfio-pci > /sys/bus/pci/devices/0000:02:00.1/driver_override
-        echo 0000:02:00.1 > /sys/bus/pci/drivers_probe
-        # 3. The group's node appeared; it is not viable while port 0 is still on igb.
-        open /dev/vfio/4
-        VFIO_GROUP_GET_STATUS 3
-        # 4. Port 0: unbind from igb, then the same two writes.
-        echo 0000:02:00.0 > /sys/bus/pci/devices/0000:02:00.0/driver/unbind
-        echo vfio-pci > /sys/bus/pci/devices/0000:02:00.0/driver_override
-        echo 0000:02:00.0 > /sys/bus/pci/drivers_probe
-        # 5. Now the whole group is on vfio-pci.
-        VFIO_GROUP_GET_STATUS 3
-        # 6. Leave nothing open.
-        close 3
-        """;
+    /// <summary>The reference script: the finished student project's lab01.sh, embedded.</summary>
+    internal static string ReferenceScript
+    {
+        get
+        {
+            using Stream stream = typeof(Lab01IommuGroups).Assembly.GetManifestResourceStream("labs/lab01.sh")
+                ?? throw new InvalidOperationException("examples/LabCourse/lab01.sh is not embedded");
+            using var reader = new StreamReader(stream);
+            return reader.ReadToEnd();
+        }
+    }
 }

@@ -9,8 +9,6 @@
 
 using System.Buffers.Binary;
 using System.Globalization;
-using Vfio.Core.Client;
-using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Platform.Devices;
 using Vfio.Platform.Iommu;
@@ -80,7 +78,7 @@ public sealed class Lab02DmaMapping : Lab
     public override Type SolutionType => typeof(DmaMappingSolution);
 
     /// <inheritdoc/>
-    public override object CreateReferenceSolution() => new Reference();
+    public override object CreateReferenceSolution() => new LabCourse.DmaMapping();
 
     /// <inheritdoc/>
     public override LabGrade Grade(object solution)
@@ -360,31 +358,4 @@ public sealed class Lab02DmaMapping : Lab
         private static string Hex(ulong v) => string.Create(CultureInfo.InvariantCulture, $"0x{v:x}");
     }
 
-    // The reference: vfio.rst's sequence, with the buffer's mapping undone before the fds close.
-    private sealed class Reference : DmaMappingSolution
-    {
-        private VfioContainerFd? _container;
-        private VfioGroupFd? _group;
-        private UserBuffer? _buffer;
-
-        public override ulong Map(LabEnvironment env)
-        {
-            _container = new VfioContainerFd(env.Process);
-            _group = new VfioGroupFd(env.Process, env.Sim.GroupOf(env.Device!));
-            _group.SetContainer(_container);
-            _container.SetIommu(VfioExtension.Type1v2);
-            _buffer = VfioSim.Allocate(env.Process, BufferSize);
-            _container.MapDma(_buffer.Address, Iova, BufferSize, VfioType1Flags.MapRead | VfioType1Flags.MapWrite);
-            return _buffer.Address;
-        }
-
-        public override void Unmap(LabEnvironment env) => _container!.UnmapDma(Iova, BufferSize);
-
-        public override void Close(LabEnvironment env)
-        {
-            _group?.Dispose();
-            _container?.Dispose();
-            _buffer?.Dispose();
-        }
-    }
 }

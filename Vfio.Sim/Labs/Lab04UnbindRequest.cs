@@ -9,7 +9,6 @@
 // that the unbind can finish, and the grade says what was still open.
 
 using System.Globalization;
-using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Platform.Proc;
 
@@ -63,7 +62,7 @@ internal sealed class Lab04UnbindRequest : Lab
     public override Type SolutionType => typeof(UnbindRequestSolution);
 
     /// <inheritdoc/>
-    public override object CreateReferenceSolution() => new Lab04Reference();
+    public override object CreateReferenceSolution() => new LabCourse.UnbindRequestUser();
 
     /// <summary>The machine: the default one (seed 0, the "seed 000" story), vfio-pci loaded, edu bound to it.</summary>
     internal static VfioSimBuilder Builder()
@@ -244,31 +243,3 @@ internal sealed class Lab04UnbindRequest : Lab
     }
 }
 
-/// <summary>Lab 4's reference solution (the same code as examples/LabCourse/Lab04UnbindRequest.cs).</summary>
-internal sealed class Lab04Reference : UnbindRequestSolution
-{
-    private const ulong Iova = 0x10_0000;
-
-    /// <inheritdoc/>
-    public override void Start(LabEnvironment env)
-    {
-        ArgumentNullException.ThrowIfNull(env);
-        SimProcess p = env.Process;
-        VfioSession session = env.Sim.Open(p, env.Device!);
-        UserBuffer buffer = VfioSim.Allocate(p, 64 * 1024, Vfio.Platform.Mm.MapFlags.MAP_POPULATE);
-        session.Container.MapDma(buffer.Address, Iova, buffer.Size);
-
-        int req = p.Eventfd(0);
-        session.Device.SetIrqEventfd(VfioPciIndex.IrqReq, req);
-        p.SpawnThread("req-handler", () =>
-        {
-            // Blocks until vfio-pci relays the unbind's request, then gives everything back.
-            byte[] count = new byte[8];
-            p.Read(req, count);
-            session.Container.UnmapDma(Iova, buffer.Size);
-            session.Dispose();
-            buffer.Dispose();
-            p.Close(req);
-        });
-    }
-}

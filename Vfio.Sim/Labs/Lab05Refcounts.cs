@@ -133,7 +133,7 @@ internal sealed class Lab05Refcounts : Lab
     public override Type SolutionType => typeof(RefcountSolution);
 
     /// <inheritdoc/>
-    public override object CreateReferenceSolution() => new Lab05Reference();
+    public override object CreateReferenceSolution() => new LabCourse.RefcountModel();
 
     /// <summary>The machine: the default one (seed 2, the "seed 002" story), vfio-pci loaded, edu bound to it.</summary>
     internal static VfioSimBuilder Builder()
@@ -375,47 +375,3 @@ internal sealed class Lab05Refcounts : Lab
     };
 }
 
-/// <summary>Lab 5's reference solution (the same code as examples/LabCourse/Lab05Refcounts.cs): a model of who holds whom.</summary>
-internal sealed class Lab05Reference : RefcountSolution
-{
-    /// <inheritdoc/>
-    public override IReadOnlyList<RefcountState> Predict(RefcountSequence sequence)
-    {
-        ArgumentNullException.ThrowIfNull(sequence);
-        int containerFds = 0, groupFds = 0, firstDeviceFds = 0, secondDeviceFds = 0;
-        bool attached = false;
-        var states = new List<RefcountState>();
-        foreach (RefcountAction a in sequence.Steps)
-        {
-            switch (a)
-            {
-                case RefcountAction.OpenContainer: containerFds++; break;
-                case RefcountAction.OpenGroup: groupFds++; break;
-                case RefcountAction.SetContainer: attached = true; break;
-                case RefcountAction.SetIommu: break;
-                case RefcountAction.GetDeviceFd: firstDeviceFds++; break;
-                case RefcountAction.DupDeviceFd: firstDeviceFds++; break;
-                case RefcountAction.GetSecondDeviceFd: secondDeviceFds++; break;
-                case RefcountAction.CloseContainer: containerFds--; break;
-                case RefcountAction.CloseGroup: groupFds--; break;
-                case RefcountAction.CloseDevice: firstDeviceFds--; break;
-                case RefcountAction.CloseDup: firstDeviceFds--; break;
-                case RefcountAction.CloseSecondDevice: secondDeviceFds--; break;
-                default: throw new ArgumentOutOfRangeException(nameof(sequence), a, "unknown step");
-            }
-
-            // Device files: one per GET_DEVICE_FD, alive while an fd points at it.
-            int deviceFiles = (firstDeviceFds > 0 ? 1 : 0) + (secondDeviceFds > 0 ? 1 : 0);
-
-            // The first open holds the group's file until the last close; the group's file,
-            // while alive, keeps the group in its container.
-            int groupFile = groupFds + (deviceFiles > 0 ? 1 : 0);
-            attached &= groupFile > 0;
-            int users = attached ? 1 + (deviceFiles > 0 ? 1 : 0) : 0;
-            int container = containerFds + (attached ? 1 : 0);
-            states.Add(new RefcountState(containerFds, groupFile, firstDeviceFds, container, users, 1 + deviceFiles, deviceFiles));
-        }
-
-        return states;
-    }
-}

@@ -7,7 +7,6 @@
 
 using System.Globalization;
 using System.Text;
-using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Mdev.Samples.Mtty;
 using Vfio.Platform.Fs;
@@ -71,7 +70,7 @@ public sealed class Lab06Mtty : Lab
     public override Type SolutionType => typeof(MttySolution);
 
     /// <inheritdoc/>
-    public override object CreateReferenceSolution() => new Reference();
+    public override object CreateReferenceSolution() => new LabCourse.Lab06MttySolution();
 
     /// <inheritdoc/>
     public override LabGrade Grade(object solution)
@@ -319,84 +318,4 @@ public sealed class Lab06Mtty : Lab
         return list;
     }
 
-    /// <summary>The reference solution (public API only; examples/LabCourse/Lab06Mtty.cs is the same).</summary>
-    internal sealed class Reference : MttySolution
-    {
-        // 16550A registers in BAR0 and the bits this solution uses.
-        private const int Thr = 0, Rbr = 0, Ier = 1, Fcr = 2, Lcr = 3, Lsr = 5;
-        private const byte IerRdi = 0x01, FcrEnableAndClear = 0x07, Lcr8N1 = 0x03, LsrDr = 0x01, LsrThre = 0x20;
-
-        public override void CreateInstance(LabEnvironment env)
-            => env.Sim.SysfsWrite(TypeDir + "/create", env.Device!, env.Process);
-
-        public override string Talk(LabEnvironment env, string line)
-        {
-            SimProcess p = env.Process;
-            Guid uuid = Guid.Parse(env.Device!);
-            int eventfd = p.Eventfd(0, EventFdContext.EFD_NONBLOCK);
-            var reply = new StringBuilder();
-            using (VfioSession s = env.Sim.OpenMdev(p, uuid))
-            {
-                var dev = s.Device;
-                dev.GetInfo(); // mtty learns its IRQ count here, before any SET_IRQS
-                SetReg(dev, Lcr, Lcr8N1);
-                SetReg(dev, Fcr, FcrEnableAndClear);
-                dev.SetIrqEventfd(VfioPciIndex.IrqMsi, eventfd);
-                SetReg(dev, Ier, IerRdi);
-                foreach (char c in line + "\n")
-                {
-                    while ((Reg(dev, Lsr) & LsrThre) == 0)
-                    {
-                        Span<PollFd> none = [];
-                        p.Poll(none, 1);
-                    }
-
-                    SetReg(dev, Thr, (byte)c);
-                }
-
-                bool done = false;
-                Span<byte> count = stackalloc byte[8];
-                while (!done)
-                {
-                    Span<PollFd> fds = [new PollFd(eventfd, PollEvents.POLLIN)];
-                    if (p.Poll(fds, 1000) <= 0)
-                    {
-                        break; // no interrupt within a second: give up
-                    }
-
-                    p.Read(eventfd, count);
-                    while (!done && (Reg(dev, Lsr) & LsrDr) != 0)
-                    {
-                        char c = (char)Reg(dev, Rbr);
-                        if (c == '\n')
-                        {
-                            done = true;
-                        }
-                        else
-                        {
-                            reply.Append(c);
-                        }
-                    }
-                }
-
-                SetReg(dev, Ier, 0);
-                dev.DisableIrqs(VfioPciIndex.IrqMsi);
-            }
-
-            p.Close(eventfd);
-            return reply.ToString();
-        }
-
-        public override void RemoveInstance(LabEnvironment env)
-            => env.Sim.SysfsWrite($"/sys/bus/mdev/devices/{env.Device}/remove", "1", env.Process);
-
-        private static byte Reg(Vfio.Core.Client.VfioDeviceFd dev, int reg)
-        {
-            Span<byte> b = stackalloc byte[1];
-            dev.Read(VfioPciIndex.Bar0, reg, b);
-            return b[0];
-        }
-
-        private static void SetReg(Vfio.Core.Client.VfioDeviceFd dev, int reg, byte value) => dev.Write(VfioPciIndex.Bar0, reg, [value]);
-    }
 }

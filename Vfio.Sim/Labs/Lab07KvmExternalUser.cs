@@ -7,11 +7,8 @@
 // as a user of the group's container — so an order that worked by luck on today's kernel
 // (the group leaving its container while KVM holds it) is refused there, as it must be.
 
-using System.Runtime.InteropServices;
 using Vfio.Core;
-using Vfio.Core.Client;
 using Vfio.Core.Kvm;
-using Vfio.Core.Uapi;
 using Vfio.Kernel;
 using Vfio.Pci;
 using Vfio.Platform.Fs;
@@ -64,7 +61,7 @@ public sealed class Lab07KvmExternalUser : Lab
     public override Type SolutionType => typeof(KvmExternalUserSolution);
 
     /// <inheritdoc/>
-    public override object CreateReferenceSolution() => new Reference();
+    public override object CreateReferenceSolution() => new LabCourse.Lab07KvmExternalUserSolution();
 
     /// <inheritdoc/>
     public override LabGrade Grade(object solution)
@@ -227,67 +224,4 @@ public sealed class Lab07KvmExternalUser : Lab
         return list;
     }
 
-    /// <summary>The reference solution (public API only; examples/LabCourse/Lab07KvmExternalUser.cs is the same).</summary>
-    internal sealed class Reference : KvmExternalUserSolution
-    {
-        private VfioContainerFd? _container;
-        private VfioGroupFd? _group;
-        private VfioDeviceFd? _device;
-        private UserBuffer? _arg;
-        private int _vm = -1, _kvmVfio = -1;
-
-        public override void Attach(LabEnvironment env)
-        {
-            SimProcess p = env.Process;
-
-            // The group first, in a container with an IOMMU driver: the old API required it.
-            _container = new VfioContainerFd(p);
-            _group = new VfioGroupFd(p, env.Sim.GroupOf(env.Device!));
-            _group.SetContainer(_container);
-            _container.SetIommu(VfioExtension.Type1v2);
-
-            // The VM and its KVM-VFIO device.
-            int kvm = p.Open("/dev/kvm");
-            _vm = (int)p.Ioctl(kvm, KvmIoctl.CreateVm);
-            p.Close(kvm);
-            var cd = new KvmCreateDevice { Type = (uint)KvmDeviceType.Vfio };
-            p.Ioctl(_vm, KvmIoctl.CreateDevice, MemoryMarshal.AsBytes(MemoryMarshal.CreateSpan(ref cd, 1)));
-            _kvmVfio = (int)cd.Fd;
-
-            // KVM reads the group fd from user memory at attr.addr.
-            _arg = VfioSim.Allocate(p, 4096);
-            _arg.Write(0, BitConverter.GetBytes(_group.Fd));
-            Check(SetAttr(p, KvmDevVfio.FileAdd), "KVM_DEV_VFIO_FILE_ADD");
-
-            // Opened after the ADD, the device takes a reference to the VM (as QEMU does it).
-            _device = _group.GetDeviceFd(env.Device!);
-        }
-
-        public override void Detach(LabEnvironment env)
-        {
-            SimProcess p = env.Process;
-            _device!.Dispose();
-            Check(SetAttr(p, KvmDevVfio.FileDel), "KVM_DEV_VFIO_FILE_DEL");
-            p.Close(_kvmVfio);
-            p.Close(_vm);
-            _group!.UnsetContainer();
-            _group.Dispose();
-            _container!.Dispose();
-            _arg!.Dispose();
-        }
-
-        private long SetAttr(SimProcess p, ulong attr)
-        {
-            var a = new KvmDeviceAttr { Group = KvmDevVfio.File, Attr = attr, Addr = _arg!.Address };
-            return p.Ioctl(_kvmVfio, KvmIoctl.SetDeviceAttr, MemoryMarshal.AsBytes(MemoryMarshal.CreateSpan(ref a, 1)));
-        }
-
-        private static void Check(long ret, string what)
-        {
-            if (ret < 0)
-            {
-                throw new InvalidOperationException($"{what} failed: {ErrnoExtensions.FromReturn(ret).Describe()}");
-            }
-        }
-    }
 }

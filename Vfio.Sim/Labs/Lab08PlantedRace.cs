@@ -93,7 +93,7 @@ public sealed class Lab08PlantedRace : Lab
     public override Type SolutionType => typeof(PlantedRaceSolution);
 
     /// <inheritdoc/>
-    public override object CreateReferenceSolution() => new Reference();
+    public override object CreateReferenceSolution() => new LabCourse.Lab08PlantedRaceSolution();
 
     /// <summary>The race this lab plants: race 8 of the catalogue (ERR/REQ eventfds against release) with its fix off.</summary>
     internal static PlantedRace Plant()
@@ -247,26 +247,4 @@ public sealed class Lab08PlantedRace : Lab
             : problem + " (handout step 5)."));
     }
 
-    /// <summary>The reference solution (public API only; examples/LabCourse/Lab08PlantedRace.cs is the same).</summary>
-    internal sealed class Reference : PlantedRaceSolution
-    {
-        public override PlantedRaceAnswer Solve(PlantedRace race)
-        {
-            // PCT at depth 3 misses this one; random schedules find it within a few hundred.
-            RaceExploration search = RaceLab.Explore(race.Scenario,
-                new RaceExploreOptions { Strategy = StrategySpec.Random, Schedules = 300, Shrink = false });
-            if (search.Passed)
-            {
-                return new PlantedRaceAnswer(null, null, null) { Search = search };
-            }
-
-            // The report: a signal on an eventfd the device's release freed, from the unbind's
-            // request() — race 8, the ERR/REQ eventfds cleared without igate (v5.8).
-            const string Fix = "ErrReqRelease=PutAndClearUnderIgate";
-            RaceExploration holds = RaceLab.Explore(race.Scenario,
-                new RaceExploreOptions { Strategy = StrategySpec.Random, Schedules = race.RequiredFixSchedules, Shrink = false },
-                race.WithFix(Fix));
-            return new PlantedRaceAnswer(search.Bugs[0].Schedule, Fix, holds) { Search = search };
-        }
-    }
 }

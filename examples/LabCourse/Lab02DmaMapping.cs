@@ -11,7 +11,7 @@ using Vfio.Sim.Labs;
 namespace LabCourse;
 
 /// <summary>A solution of lab 2.</summary>
-public sealed class DmaMapping : DmaMappingSolution
+internal sealed class DmaMapping : DmaMappingSolution
 {
     private VfioContainerFd? _container;
     private VfioGroupFd? _group;

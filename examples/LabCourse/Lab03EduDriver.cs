@@ -12,7 +12,7 @@ using Vfio.Sim.Labs;
 namespace LabCourse;
 
 /// <summary>Lab 3's solution.</summary>
-public sealed class EduDriver : EduDriverSolution
+internal sealed class EduDriver : EduDriverSolution
 {
     private const ulong Iova = 0x10_0000;      // edu's DMA engine sees 28 address bits: stay below 256 MiB
     private const ulong BufferSize = 0x2000;

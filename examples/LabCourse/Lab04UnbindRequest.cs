@@ -10,7 +10,7 @@ using Vfio.Sim.Labs;
 namespace LabCourse;
 
 /// <summary>Lab 4's solution.</summary>
-public sealed class UnbindRequestUser : UnbindRequestSolution
+internal sealed class UnbindRequestUser : UnbindRequestSolution
 {
     private const ulong Iova = 0x10_0000;
 

@@ -6,7 +6,7 @@ using Vfio.Sim.Labs;
 namespace LabCourse;
 
 /// <summary>Lab 5's solution.</summary>
-public sealed class RefcountModel : RefcountSolution
+internal sealed class RefcountModel : RefcountSolution
 {
     /// <inheritdoc/>
     public override IReadOnlyList<RefcountState> Predict(RefcountSequence sequence)

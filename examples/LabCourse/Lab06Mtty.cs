@@ -13,7 +13,7 @@ using Vfio.Sim.Labs;
 namespace LabCourse;
 
 /// <summary>A solution of lab 6.</summary>
-public sealed class Lab06MttySolution : MttySolution
+internal sealed class Lab06MttySolution : MttySolution
 {
     // 16550A registers in BAR0 and the bits this solution uses.
     private const int Thr = 0, Rbr = 0, Ier = 1, Fcr = 2, Lcr = 3, Lsr = 5;

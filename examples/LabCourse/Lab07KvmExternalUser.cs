@@ -15,7 +15,7 @@ using Vfio.Sim.Labs;
 namespace LabCourse;
 
 /// <summary>A solution of lab 7.</summary>
-public sealed class Lab07KvmExternalUserSolution : KvmExternalUserSolution
+internal sealed class Lab07KvmExternalUserSolution : KvmExternalUserSolution
 {
     private VfioContainerFd? _container;
     private VfioGroupFd? _group;

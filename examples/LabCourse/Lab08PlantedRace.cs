@@ -8,7 +8,7 @@ using Vfio.Sim.Races;
 namespace LabCourse;
 
 /// <summary>A solution of lab 8.</summary>
-public sealed class Lab08PlantedRaceSolution : PlantedRaceSolution
+internal sealed class Lab08PlantedRaceSolution : PlantedRaceSolution
 {
     /// <inheritdoc/>
     public override PlantedRaceAnswer Solve(PlantedRace race)
