@@ -4,6 +4,8 @@
 
 using System.CommandLine;
 using Spectre.Console;
+using Vfio.Platform.Machine;
+using Vfio.Sim.Scenarios;
 using Vfio.Kernel;
 
 namespace Vfio.Cli;
@@ -88,4 +90,24 @@ internal static class CliConsole
 
     /// <summary><c>--machine</c>: a machine description file.</summary>
     public static Option<string?> MachineOption() => new("--machine") { Description = "A machine description (JSON) to run on instead of the embedded default machine" };
+
+    /// <summary>Puts the machine description in <paramref name="file"/> (when given) into <paramref name="options"/>; false after a one-line usage error when it cannot be read.</summary>
+    internal static bool TryLoadMachine(TextWriter error, string? file, ref ScenarioOptions options)
+    {
+        if (file is null)
+        {
+            return true;
+        }
+
+        try
+        {
+            options = options with { Machine = MachineDescriptionReader.Load(file) };
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MachineDescriptionException)
+        {
+            CliConsole.Usage(error, $"cannot load the machine description {file}: {e.Message}");
+            return false;
+        }
+    }
 }

@@ -102,17 +102,17 @@ internal static class DemoCommand
             Strace = options.Strace,
             Observer = new ScenarioConsoleObserver(console),
         };
+        if (!CliConsole.TryLoadMachine(error, options.MachineFile, ref scenarioOptions))
+        {
+            return 2;
+        }
+
         VfioSim sim;
         try
         {
-            if (options.MachineFile is not null)
-            {
-                scenarioOptions = scenarioOptions with { Machine = MachineDescriptionReader.Load(options.MachineFile) };
-            }
-
             sim = demo.Boot(scenarioOptions);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MachineDescriptionException or ArgumentException)
+        catch (Exception e) when (e is MachineDescriptionException or ArgumentException)
         {
             return CliConsole.Usage(error, $"cannot load the machine description {options.MachineFile}: {e.Message}");
         }

@@ -83,7 +83,7 @@ internal static class ScenarioCommand
 
     internal static int RunScenario(IAnsiConsole console, TextWriter error, string name, ScenarioOptions options, string? machineFile, string? traceFile, bool straceReasons = false)
     {
-        if (!TryFind(error, name, out Scenario? scenario) || !TryLoadMachine(error, machineFile, ref options))
+        if (!TryFind(error, name, out Scenario? scenario) || !CliConsole.TryLoadMachine(error, machineFile, ref options))
         {
             return 2;
         }
@@ -132,7 +132,7 @@ internal static class ScenarioCommand
     internal static int ReplayScenario(IAnsiConsole console, TextWriter error, string name, string traceFile, string? machineFile)
     {
         var options = new ScenarioOptions();
-        if (!TryFind(error, name, out Scenario? scenario) || !TryLoadMachine(error, machineFile, ref options))
+        if (!TryFind(error, name, out Scenario? scenario) || !CliConsole.TryLoadMachine(error, machineFile, ref options))
         {
             return 2;
         }
@@ -176,24 +176,5 @@ internal static class ScenarioCommand
 
         CliConsole.Usage(error, $"no scenario is called {name}: the catalogue has {string.Join(", ", ScenarioCatalog.Default.All.Select(s => s.Name))}");
         return false;
-    }
-
-    private static bool TryLoadMachine(TextWriter error, string? file, ref ScenarioOptions options)
-    {
-        if (file is null)
-        {
-            return true;
-        }
-
-        try
-        {
-            options = options with { Machine = MachineDescriptionReader.Load(file) };
-            return true;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or MachineDescriptionException)
-        {
-            CliConsole.Usage(error, $"cannot load the machine description {file}: {e.Message}");
-            return false;
-        }
     }
 }

@@ -2,7 +2,11 @@
 // (0000:01:00.0, alone in its IOMMU group) and NIC (0000:05:00.0), bound to vfio-pci
 // before the body starts, so the schedule the seed explores is only the race itself.
 
+using Vfio.Core.Uapi;
+using Vfio.Kernel;
 using Vfio.Pci;
+using Vfio.Platform.Mm;
+using Vfio.Platform.Proc;
 
 namespace Vfio.Sim.Scenarios.Lifecycle;
 
@@ -17,6 +21,24 @@ internal abstract class LifecycleScenario : Scenario
 
     /// <inheritdoc/>
     public override ScenarioKind Kind => ScenarioKind.Race;
+
+    /// <summary>
+    /// A user (<c>qemu</c>) holding edu open the way the unbind scenarios need it: container,
+    /// group and device fds, 64 KiB mapped for DMA (16 pinned pages), and an eventfd on
+    /// vfio-pci's REQ index for the unbind wait to ask through.
+    /// </summary>
+    protected static (SimProcess User, VfioSession Session, UserBuffer Buffer, int Req) OpenWithRequestChannel(VfioSim sim)
+    {
+        ArgumentNullException.ThrowIfNull(sim);
+        SimProcess user = sim.Spawn("qemu");
+        VfioSession session = sim.Open(user, Edu);
+        UserBuffer buffer = VfioSim.Allocate(user, 1 << 16, MapFlags.MAP_POPULATE);
+        session.Container.MapDma(buffer.Address, 0, buffer.Size);
+        int req = user.Eventfd(0);
+        ScenarioContext.Check(req >= 0, "eventfd() succeeds", ErrnoExtensions.FromReturn(req).Describe());
+        session.Device.SetIrqEventfd(VfioPciIndex.IrqReq, req);
+        return (user, session, buffer, req);
+    }
 
     /// <summary>The functions the body needs bound to vfio-pci.</summary>
     protected virtual IReadOnlyList<string> Functions => [Edu];

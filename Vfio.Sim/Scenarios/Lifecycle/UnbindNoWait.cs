@@ -11,7 +11,6 @@ using Vfio.Core;
 using Vfio.Core.Client;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
-using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
 using Vfio.Sim.Races;
 using static Vfio.Sim.Scenarios.ScenarioContext;
@@ -54,14 +53,8 @@ internal sealed class UnbindNoWait : LifecycleScenario
     {
         ArgumentNullException.ThrowIfNull(context);
         VfioSim sim = context.Sim;
-        SimProcess user = sim.Spawn("qemu");
-        VfioSession session = sim.Open(user, Edu);
-        UserBuffer buffer = VfioSim.Allocate(user, 1 << 16, MapFlags.MAP_POPULATE);
-        session.Container.MapDma(buffer.Address, 0, buffer.Size);
+        (SimProcess user, VfioSession session, UserBuffer buffer, int req) = OpenWithRequestChannel(sim);
         VfioRegionMapping bar = session.Device.MmapRegion(VfioPciIndex.Bar0, 0, 4096);
-        int req = user.Eventfd(0);
-        Check(req >= 0, "eventfd() succeeds", ErrnoExtensions.FromReturn(req).Describe());
-        session.Device.SetIrqEventfd(VfioPciIndex.IrqReq, req);
         long pinnedWhileOpen = sim.PinnedPages;
         uint id = bar.Read32(0);
 

@@ -4,9 +4,7 @@
 // signals the eventfd, the user's handler thread closes its fds, and the unbind completes.
 // Nothing may be left: no pinned page, no locked_vm, no group node, no driver.
 
-using Vfio.Core.Uapi;
 using Vfio.Kernel;
-using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
 using static Vfio.Sim.Scenarios.ScenarioContext;
 
@@ -28,13 +26,7 @@ internal sealed class UnbindWithRequest : LifecycleScenario
     {
         ArgumentNullException.ThrowIfNull(context);
         VfioSim sim = context.Sim;
-        SimProcess user = sim.Spawn("qemu");
-        VfioSession session = sim.Open(user, Edu);
-        UserBuffer buffer = VfioSim.Allocate(user, 1 << 16, MapFlags.MAP_POPULATE);
-        session.Container.MapDma(buffer.Address, 0, buffer.Size);
-        int req = user.Eventfd(0);
-        Check(req >= 0, "eventfd() succeeds", ErrnoExtensions.FromReturn(req).Describe());
-        session.Device.SetIrqEventfd(VfioPciIndex.IrqReq, req);
+        (SimProcess user, VfioSession session, UserBuffer buffer, int req) = OpenWithRequestChannel(sim);
         long pinnedWhileOpen = sim.PinnedPages;
         Check(pinnedWhileOpen >= 16, "MAP_DMA pins the 16 pages of the buffer", $"{pinnedWhileOpen} pinned pages");
 
