@@ -57,6 +57,13 @@ public sealed record KernelConfig
     /// <summary>Which Linux release to behave as.</summary>
     public KernelProfile Profile { get; init; } = KernelProfile.Linux6_12;
 
+    /// <summary>
+    /// The cost model's calibrated per-operation costs (<see cref="CostProfile.LinuxX86"/>), or
+    /// null for none. With a profile every modelled operation advances virtual time by its
+    /// cost and is counted (<see cref="SimKernel.Cost"/>). Default: none.
+    /// </summary>
+    public CostProfile? CostProfile { get; init; }
+
     /// <summary>A WARN that no test declared as expected fails the run. Default: true.</summary>
     public bool WarningsFailRuns { get; init; } = true;
 }

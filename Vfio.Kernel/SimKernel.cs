@@ -56,6 +56,7 @@ public sealed class SimKernel
         Seed = config.Strategy.ReplayTrace?.Seed ?? config.Seed;
         Random = new KRandom(Seed, stream: 2);
         Clock = new SimClock(this);
+        Cost = new CostModel(this, config.CostProfile);
         Trace = new TraceLog(this, config.Trace || config.Timeline);
         Log = new KernelLog(this);
         Lockdep = new Lockdep(this);
@@ -91,6 +92,9 @@ public sealed class SimKernel
 
     /// <summary>The virtual clock (<c>jiffies</c>, timers, <see cref="TimeProvider"/>).</summary>
     public SimClock Clock { get; }
+
+    /// <summary>The cost model: modelled time and operation counts (off unless <see cref="KernelConfig.CostProfile"/> is set).</summary>
+    public CostModel Cost { get; }
 
     /// <summary>The lock validator.</summary>
     public Lockdep Lockdep { get; }

@@ -133,6 +133,17 @@ public sealed partial class VfioSimBuilder
         return this;
     }
 
+    /// <summary>
+    /// Turns on the cost model with <paramref name="profile"/> (<see cref="CostProfile.LinuxX86"/>):
+    /// every modelled operation advances virtual time by its calibrated cost and is counted
+    /// in <c>sim.Kernel.Cost</c>. Off by default; null turns it off.
+    /// </summary>
+    public VfioSimBuilder UseCostModel(CostProfile? profile)
+    {
+        _kernel = _kernel with { CostProfile = profile };
+        return this;
+    }
+
     /// <summary>Records the kernel's structured trace events (vfio, type1, locks, refcounts, errnos). Off by default, and free when off.</summary>
     public VfioSimBuilder EnableTrace(bool enabled = true)
     {

@@ -89,6 +89,12 @@ public sealed class SimClock : TimeProvider
         _kernel.Scheduler.OnClockAdvanced(t);
     }
 
+    /// <summary>
+    /// The cost model's charge: moves virtual time forward by <paramref name="ns"/> without
+    /// firing timers here (they fire at the next scheduling point that checks the clock).
+    /// </summary>
+    internal void AddModelledNs(long ns) => Interlocked.Add(ref _virtualNs, ns);
+
     /// <summary>Controlled mode: jump to <paramref name="ns"/> because no task can run.</summary>
     internal void AdvanceToIdle(long ns)
     {

@@ -221,6 +221,8 @@ public sealed partial class MmStruct
             runs[rc++] = new PfnRun(runStart, runLen);
         }
 
+        Kernel.Cost.Charge(CostOp.GupRun, rc - runCount);
+        Kernel.Cost.Charge(CostOp.GupPage, pinned);
         runCount = rc;
         Mem.AddPinsAcquiredLocked(pinned);
         done += pinned;
@@ -260,6 +262,8 @@ public sealed partial class MmStruct
             }
 
             Mem.PinLocked(pfn, n);
+            Kernel.Cost.Charge(CostOp.GupRun);
+            Kernel.Cost.Charge(CostOp.GupPage, n);
             done += n;
             addr += (ulong)n << PhysMem.PageShift;
         }

@@ -670,6 +670,8 @@ public sealed partial class PhysMem
         {
             _pinReleased += released;
             PinnedPagesTimeline();
+            _kernel.Cost.Charge(CostOp.UnpinRun, runs.Length);
+            _kernel.Cost.Charge(CostOp.UnpinPage, released);
         }
     }
 

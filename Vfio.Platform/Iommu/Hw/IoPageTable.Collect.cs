@@ -5,6 +5,7 @@
 //
 // Locking: see IoPageTable.cs (writers hold the domain's page-table lock).
 
+using Vfio.Kernel;
 using Vfio.Platform.Mm;
 
 namespace Vfio.Platform.Iommu.Hw;
@@ -100,6 +101,7 @@ public sealed partial class IoPageTable
 
             int cleared = i - first;
             AddLeaves(lv, -cleared);
+            _kernel?.Cost.Charge(CostOp.PteClear, cleared);
             _used[t] -= (short)cleared;
             if (cleared > 1)
             {

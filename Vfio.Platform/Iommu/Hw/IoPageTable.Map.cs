@@ -89,6 +89,7 @@ public sealed partial class IoPageTable
 
             _used[t] += (short)i;
             AddLeaves(level, i);
+            _kernel?.Cost.Charge(CostOp.PteWrite, i);
             long done = i * pgsize;
             mapped += done;
             if (i < n)

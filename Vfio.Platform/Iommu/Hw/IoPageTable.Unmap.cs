@@ -5,6 +5,8 @@
 //
 // Locking: see IoPageTable.cs (writers hold the domain's page-table lock).
 
+using Vfio.Kernel;
+
 namespace Vfio.Platform.Iommu.Hw;
 
 public sealed partial class IoPageTable
@@ -90,6 +92,7 @@ public sealed partial class IoPageTable
                 if (IsLeaf(pte, level))
                 {
                     AddLeaves(level, -1);
+                    _kernel?.Cost.Charge(CostOp.PteClear);
                 }
                 else
                 {

@@ -291,6 +291,7 @@ public sealed partial class IoPageTable
     private int AllocTableLocked()
     {
         DebugAssertWriterHeld();
+        _kernel?.Cost.Charge(CostOp.PageTableAlloc);
         int t;
         if (_freeCount > 0)
         {
