@@ -144,6 +144,7 @@ public sealed class Completion : KernelObject
         Kernel.Lockdep.MightSleep(t, this);
         SimClock clock = Kernel.Clock;
         long expire = timeout == MaxScheduleTimeout ? long.MaxValue : clock.Jiffies + timeout;
+        bool waited = false;
         while (true)
         {
             lock (_wl)
@@ -153,6 +154,11 @@ public sealed class Completion : KernelObject
                     if (_done != uint.MaxValue)
                     {
                         _done--;
+                    }
+
+                    if (waited)
+                    {
+                        Kernel.Cost.Charge(CostOp.LockHandoff);
                     }
 
                     return timeout == MaxScheduleTimeout ? 0 : Math.Max(1, expire - clock.Jiffies);
@@ -173,6 +179,7 @@ public sealed class Completion : KernelObject
             }
 
             Kernel.Scheduler.Park(t);
+            waited = true;
             lock (_wl)
             {
                 _waiters.Remove(t, this);

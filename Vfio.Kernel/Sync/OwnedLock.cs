@@ -77,6 +77,7 @@ public abstract class OwnedLock : KernelObject
             // waiter that was signalled but can have the lock takes it.
             if (TryTake(t))
             {
+                Kernel.Cost.Charge(CostOp.LockHandoff);
                 return 0;
             }
 

@@ -304,6 +304,7 @@ public sealed class RwSemaphore : KernelObject
                 {
                     if (t.Granted)
                     {
+                        Kernel.Cost.Charge(CostOp.LockHandoff);
                         break;
                     }
 

@@ -19,7 +19,7 @@ public enum CostOp
     /// <summary>Entering and leaving the kernel for one system call.</summary>
     SyscallEntry,
 
-    /// <summary>One copy_from_user / copy_to_user of an ioctl argument.</summary>
+    /// <summary>One copy_from_user / copy_to_user (an ioctl argument, a read or write buffer, an eventfd counter).</summary>
     IoctlCopy,
 
     /// <summary>One 4 KiB page pinned by long-term GUP (pin_user_pages).</summary>
@@ -43,10 +43,10 @@ public enum CostOp
     /// <summary>One I/O page-table page allocated.</summary>
     PageTableAlloc,
 
-    /// <summary>One IOTLB flush (iotlb_sync of a gather, or a domain-wide flush).</summary>
+    /// <summary>One IOTLB invalidation command (a range, domain or global invalidation submitted and waited for).</summary>
     IotlbFlush,
 
-    /// <summary>One IOTLB entry invalidated.</summary>
+    /// <summary>One IOTLB entry dropped by an invalidation command.</summary>
     IotlbInvalidate,
 
     /// <summary>One device translation served by the IOTLB.</summary>
@@ -55,7 +55,7 @@ public enum CostOp
     /// <summary>One device translation that walked the I/O page table (an IOTLB miss).</summary>
     IotlbWalk,
 
-    /// <summary>One lock acquisition that had to wait for another task (the hand-off).</summary>
+    /// <summary>One lock or completion acquisition that had to sleep until another task released it (the hand-off and wake-up).</summary>
     LockHandoff,
 
     /// <summary>One eventfd signal (eventfd_signal).</summary>
@@ -64,11 +64,14 @@ public enum CostOp
     /// <summary>One interrupt delivered to its handler (MSI/MSI-X message or INTx assertion).</summary>
     InterruptDelivery,
 
-    /// <summary>One MMIO or port access to a device register.</summary>
+    /// <summary>One CPU read of a device register through a BAR (MMIO or port I/O): a non-posted read that waits for the device.</summary>
     MmioAccess,
 
-    /// <summary>One RLIMIT_MEMLOCK (locked_vm) accounting step.</summary>
+    /// <summary>One RLIMIT_MEMLOCK (locked_vm) accounting step (__account_locked_vm).</summary>
     LockedVmAccount,
+
+    /// <summary>One CPU write of a device register through a BAR (MMIO or port I/O): a posted write.</summary>
+    MmioWrite,
 }
 
 /// <summary>

@@ -33,12 +33,14 @@ public sealed class EventFdContext
     // Protects _count.
     private readonly KSpinLock _lock;
     private readonly KRef _kref;
+    private readonly CostModel _cost;
     private ulong _count;
 
     internal EventFdContext(SimKernel kernel, ulong initial, bool semaphore)
     {
         Id = (int)kernel.NextId(s_ids);
         _count = initial;
+        _cost = kernel.Cost;
         Semaphore = semaphore;
         _lock = new KSpinLock(kernel, $"eventfd[{Id}].wqh.lock");
         Wqh = new WaitQueue(kernel, $"eventfd[{Id}].wqh");
@@ -125,6 +127,7 @@ public sealed class EventFdContext
 
         _count += Math.Min(n, ulong.MaxValue - _count);
         _lock.Unlock();
+        _cost.Charge(CostOp.EventfdSignal);
         if (Wqh.HasSleepers)
         {
             Wqh.WakeUp(KeyIn);

@@ -17,11 +17,21 @@ public static class UserMemory
         => SimProcess.Current?.Mm
            ?? throw new InvalidOperationException("user memory accessed outside a process context: call through a SimProcess syscall or a task spawned for a process");
 
-    /// <summary>copy_from_user(): 0, or -EFAULT.</summary>
-    public static int CopyFromUser(Span<byte> to, ulong from) => CurrentMm.ReadUser(from, to);
+    /// <summary>copy_from_user(): 0, or -EFAULT. One <see cref="CostOp.IoctlCopy"/> for the cost model.</summary>
+    public static int CopyFromUser(Span<byte> to, ulong from)
+    {
+        MmStruct mm = CurrentMm;
+        mm.Kernel.Cost.Charge(CostOp.IoctlCopy);
+        return mm.ReadUser(from, to);
+    }
 
-    /// <summary>copy_to_user(): 0, or -EFAULT.</summary>
-    public static int CopyToUser(ulong to, ReadOnlySpan<byte> from) => CurrentMm.WriteUser(to, from);
+    /// <summary>copy_to_user(): 0, or -EFAULT. One <see cref="CostOp.IoctlCopy"/> for the cost model.</summary>
+    public static int CopyToUser(ulong to, ReadOnlySpan<byte> from)
+    {
+        MmStruct mm = CurrentMm;
+        mm.Kernel.Cost.Charge(CostOp.IoctlCopy);
+        return mm.WriteUser(to, from);
+    }
 
     /// <summary>get_user() / copy_from_user() of one blittable value.</summary>
     public static int Get<T>(ulong from, out T value)

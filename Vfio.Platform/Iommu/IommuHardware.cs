@@ -71,6 +71,7 @@ public sealed record IommuHardwareConfig
 /// <summary>The emulated IOMMU: domains, translation, IOTLB, fault log.</summary>
 public sealed class IommuHardware
 {
+    private readonly CostModel _cost;
     private readonly PhysMem _mem;
 
     // Domain ids (tags of IOTLB entries), from 1.
@@ -85,6 +86,7 @@ public sealed class IommuHardware
         ArgumentNullException.ThrowIfNull(kernel);
         ArgumentNullException.ThrowIfNull(memory);
         Kernel = kernel;
+        _cost = kernel.Cost;
         _mem = memory;
         Config = config ?? new IommuHardwareConfig();
         if (Config.Problem(out string field) is { } problem)
@@ -156,10 +158,15 @@ public sealed class IommuHardware
             return IommuFaultReason.AddressBeyondWidth;
         }
 
-        if (!Iotlb.Lookup(domain.Id, iova, out long pa, out IommuProt prot))
+        if (Iotlb.Lookup(domain.Id, iova, out long pa, out IommuProt prot))
+        {
+            _cost.Charge(CostOp.IotlbHit);
+        }
+        else
         {
             long generation = Iotlb.Generation;
             Interlocked.Increment(ref _walks);
+            _cost.Charge(CostOp.IotlbWalk);
             if (!domain.PageTable!.Walk(iova, out pa, out prot, out int level))
             {
                 return IommuFaultReason.NotPresent;

@@ -24,6 +24,7 @@ public sealed partial class MmStruct
     {
         MmapLock.AssertHeldWrite();
         ArgumentNullException.ThrowIfNull(task);
+        Kernel.Cost.Charge(CostOp.LockedVmAccount);
         if (inc)
         {
             if (!bypassRlimit && LockedVm + pages > task.Limits.MemlockPages)

@@ -360,6 +360,7 @@ public sealed class InterruptController
 
         Interlocked.Increment(ref _vectorCounts[vector]);
         Interlocked.Increment(ref _delivered);
+        _kernel.Cost.Charge(CostOp.InterruptDelivery);
         try
         {
             handler(vector);
@@ -400,6 +401,7 @@ public sealed class InterruptController
         }
 
         Interlocked.Increment(ref _delivered);
+        _kernel.Cost.Charge(CostOp.InterruptDelivery);
         try
         {
             line.Handler(device);

@@ -176,6 +176,7 @@ public partial class PciDevice
     /// <summary>A CPU read or write of BAR <paramref name="bar"/> at <paramref name="offset"/> (MSI-X structures first).</summary>
     internal void BarAccess(int bar, long offset, Span<byte> data)
     {
+        Machine.Kernel.Cost.Charge(CostOp.MmioAccess);
         if ((bar == RomBarIndex && RomContentRead(offset, data)) || MsixClaimsRead(bar, offset, data))
         {
             return;
@@ -186,6 +187,7 @@ public partial class PciDevice
 
     internal void BarAccess(int bar, long offset, ReadOnlySpan<byte> data)
     {
+        Machine.Kernel.Cost.Charge(CostOp.MmioWrite);
         if ((bar == RomBarIndex && _romContent is not null) || MsixClaimsWrite(bar, offset, data))
         {
             return;

@@ -44,6 +44,13 @@ public sealed partial class SimProcess
     {
         ThrowIfExited();
         ErrorReason.Clear();
+        return EnterCall();
+    }
+
+    /// <summary>Becomes <c>current</c> for a syscall, charging its entry and exit to the cost model.</summary>
+    private SyscallScope EnterCall()
+    {
+        Kernel.Cost.Charge(CostOp.SyscallEntry);
         return Enter();
     }
 
@@ -116,7 +123,7 @@ public sealed partial class SimProcess
     {
         long t0 = Machine.Strace.Begin(this);
         int r;
-        using (Enter())
+        using (EnterCall())
         {
             r = Files.Close(fd);
         }
@@ -134,7 +141,7 @@ public sealed partial class SimProcess
     {
         long t0 = Machine.Strace.Begin(this);
         int r;
-        using (Enter())
+        using (EnterCall())
         {
             r = Files.Dup(fd, Limits.NoFile);
         }
@@ -152,7 +159,7 @@ public sealed partial class SimProcess
     {
         long t0 = Machine.Strace.Begin(this);
         int r;
-        using (Enter())
+        using (EnterCall())
         {
             r = Files.Dup2(oldfd, newfd, Limits.NoFile);
         }
@@ -421,7 +428,7 @@ public sealed partial class SimProcess
     {
         long t0 = Machine.Strace.Begin(this);
         int r;
-        using (Enter())
+        using (EnterCall())
         {
             r = Mm.Munmap(addr, length);
         }
@@ -439,7 +446,7 @@ public sealed partial class SimProcess
     {
         long t0 = Machine.Strace.Begin(this);
         int r;
-        using (Enter())
+        using (EnterCall())
         {
             r = Mm.Mprotect(addr, length, prot);
         }
@@ -457,7 +464,7 @@ public sealed partial class SimProcess
     {
         long t0 = Machine.Strace.Begin(this);
         int r;
-        using (Enter())
+        using (EnterCall())
         {
             r = Mm.Mlock(addr, length, this);
         }
@@ -475,7 +482,7 @@ public sealed partial class SimProcess
     {
         long t0 = Machine.Strace.Begin(this);
         int r;
-        using (Enter())
+        using (EnterCall())
         {
             r = Mm.Munlock(addr, length);
         }

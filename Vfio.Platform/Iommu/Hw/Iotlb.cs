@@ -45,6 +45,7 @@ public sealed class Iotlb
     private long _fills;
     private long _invalidations;
     private long _invalidatedEntries;
+    private readonly CostModel _cost;
     private long _domainFlushes;
     private long _globalFlushes;
     private long _evictions;
@@ -70,6 +71,7 @@ public sealed class Iotlb
         }
 
         _lock = new KSpinLock(kernel, "iommu.iotlb_lock");
+        _cost = kernel.Cost;
         _capacity = entries;
         _ways = Math.Min(MaxWays, entries);
         int sets = entries == 0 ? 0 : entries / _ways;
@@ -297,6 +299,7 @@ public sealed class Iotlb
         }
 
         _lock.Lock();
+        long before = _invalidatedEntries;
         try
         {
             Interlocked.Increment(ref _generation);
@@ -347,7 +350,9 @@ public sealed class Iotlb
         }
         finally
         {
+            long dropped = _invalidatedEntries - before;
             _lock.Unlock();
+            ChargeInvalidation(dropped);
         }
     }
 
@@ -369,6 +374,7 @@ public sealed class Iotlb
     public void FlushDomain(int domainId)
     {
         _lock.Lock();
+        long before = _invalidatedEntries;
         try
         {
             Interlocked.Increment(ref _generation);
@@ -389,7 +395,9 @@ public sealed class Iotlb
         }
         finally
         {
+            long dropped = _invalidatedEntries - before;
             _lock.Unlock();
+            ChargeInvalidation(dropped);
         }
     }
 
@@ -397,6 +405,7 @@ public sealed class Iotlb
     public void FlushAll()
     {
         _lock.Lock();
+        long before = _invalidatedEntries;
         try
         {
             Interlocked.Increment(ref _generation);
@@ -412,7 +421,16 @@ public sealed class Iotlb
         }
         finally
         {
+            long dropped = _invalidatedEntries - before;
             _lock.Unlock();
+            ChargeInvalidation(dropped);
         }
+    }
+
+    /// <summary>One invalidation command for the cost model: the command, and the entries it dropped.</summary>
+    private void ChargeInvalidation(long dropped)
+    {
+        _cost.Charge(CostOp.IotlbFlush);
+        _cost.Charge(CostOp.IotlbInvalidate, dropped);
     }
 }
