@@ -38,6 +38,9 @@ internal sealed record DemoOptions
     /// <summary>With <see cref="Strace"/>: end each failed syscall's line with the kernel's reason.</summary>
     public bool StraceReasons { get; init; }
 
+    /// <summary>The cost model's profile, or null for none; with one, the modelled time and counts are printed after the run.</summary>
+    public CostProfile? CostModel { get; init; }
+
     /// <summary>Which demo: <c>vfio-rst</c> (default) or <c>mtty</c>.</summary>
     public string Demo { get; init; } = DemoCommand.VfioRst;
 }
@@ -70,6 +73,7 @@ internal static class DemoCommand
         var trace = new Option<bool>("--trace") { Description = "Print the kernel's trace events (vfio, kvm, ...) after the run" };
         Option<bool> strace = StraceOutput.Option();
         Option<bool> straceReasons = StraceOutput.ReasonsOption();
+        Option<CostProfile?> model = CostOutput.Option();
         var command = new Command("demo", "Run a demo on a simulated machine: the vfio.rst usage example (bind edu to vfio-pci, container, group, type1, MAP_DMA, an edu DMA through the IOMMU, the fault after UNMAP_DMA), or `demo mtty` (a mediated serial card through sysfs and vfio)");
         command.Arguments.Add(which);
         command.Options.Add(profile);
@@ -77,6 +81,7 @@ internal static class DemoCommand
         command.Options.Add(trace);
         command.Options.Add(strace);
         command.Options.Add(straceReasons);
+        command.Options.Add(model);
         command.SetAction(result => Run(CliConsole.Create(), Console.Error, new DemoOptions
         {
             Demo = result.GetValue(which) ?? VfioRst,
@@ -85,6 +90,7 @@ internal static class DemoCommand
             Trace = result.GetValue(trace),
             Strace = result.GetValue(strace) || result.GetValue(straceReasons),
             StraceReasons = result.GetValue(straceReasons),
+            CostModel = result.GetValue(model),
         }));
         return command;
     }
@@ -100,6 +106,7 @@ internal static class DemoCommand
             Profile = profile,
             Trace = options.Trace,
             Strace = options.Strace,
+            CostModel = options.CostModel,
             Observer = new ScenarioConsoleObserver(console),
         };
         if (!CliConsole.TryLoadMachine(error, options.MachineFile, ref scenarioOptions))
@@ -140,6 +147,11 @@ internal static class DemoCommand
         if (options.Strace)
         {
             StraceOutput.Print(console, sim.Strace, options.StraceReasons);
+        }
+
+        if (options.CostModel is { } costProfile)
+        {
+            CostOutput.Print(console, result.Cost, costProfile);
         }
 
         console.WriteLine();

@@ -69,7 +69,8 @@ internal static class ScenarioCommand
         var trace = new Option<string?>("--trace") { Description = "Write the run's trace (JSON) to this file; a controlled run's trace replays with `scenario replay`" };
         Option<bool> strace = StraceOutput.Option();
         Option<bool> straceReasons = StraceOutput.ReasonsOption();
-        var run = new Command("run", "Run one scenario and print its steps and outcome") { name, seed, strategy, real, profile, machine, trace, strace, straceReasons };
+        Option<CostProfile?> model = CostOutput.Option();
+        var run = new Command("run", "Run one scenario and print its steps and outcome") { name, seed, strategy, real, profile, machine, trace, strace, straceReasons, model };
         run.SetAction(r => RunScenario(CliConsole.Create(), Console.Error, r.GetValue(name)!, new ScenarioOptions
         {
             Seed = r.GetValue(seed),
@@ -77,6 +78,7 @@ internal static class ScenarioCommand
             Mode = r.GetValue(real) ? SchedulerMode.Real : SchedulerMode.Controlled,
             Profile = r.GetValue(profile)!,
             Strace = r.GetValue(strace) || r.GetValue(straceReasons),
+            CostModel = r.GetValue(model),
         }, r.GetValue(machine), r.GetValue(trace), r.GetValue(straceReasons)));
         return run;
     }
@@ -111,6 +113,11 @@ internal static class ScenarioCommand
         if (options.Strace)
         {
             StraceOutput.Print(console, result.Sim.Strace, straceReasons);
+        }
+
+        if (options.CostModel is { } costProfile)
+        {
+            CostOutput.Print(console, result.Cost, costProfile);
         }
 
         console.MarkupLine(result.Passed

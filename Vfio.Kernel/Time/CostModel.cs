@@ -9,7 +9,9 @@
 // (strace, graphs) are not counted, so observing a run does not change its modelled time.
 // Hot paths charge once per batch (count = pages or leaves of the batch), never per page.
 
+using System.Globalization;
 using System.Runtime.CompilerServices;
+using System.Text;
 
 namespace Vfio.Kernel;
 
@@ -186,6 +188,56 @@ public readonly struct CostCounters : IEquatable<CostCounters>
         }
 
         return new CostCounters(d, ModelledPs - before.ModelledPs);
+    }
+
+    /// <summary>
+    /// The modelled time and every operation counted, as plain text: a first line with the
+    /// time, then one line per operation with a non-zero count; with <paramref name="profile"/>
+    /// (the profile that charged them) each line also gives the cost of one operation and the
+    /// time all of them took.
+    /// </summary>
+    public string Format(CostProfile? profile = null)
+    {
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"modelled time {FormatPs(ModelledPs)}");
+        if (profile is not null)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $" ({profile.Name})");
+        }
+
+        sb.Append('\n');
+        foreach (CostOp op in CostProfile.Operations)
+        {
+            long n = this[op];
+            if (n == 0)
+            {
+                continue;
+            }
+
+            sb.Append(CultureInfo.InvariantCulture, $"  {op,-18} {n,14:N0}");
+            if (profile is not null)
+            {
+                long ps = profile.CostPs(op);
+                sb.Append(CultureInfo.InvariantCulture, $" x {FormatPs(ps),10} = {FormatPs(ps * n),10}");
+            }
+
+            sb.Append('\n');
+        }
+
+        return sb.ToString();
+    }
+
+    /// <summary>A duration in picoseconds as text in ns, µs, ms or s (three significant decimals).</summary>
+    public static string FormatPs(long ps)
+    {
+        double ns = ps / 1000.0;
+        return ns switch
+        {
+            < 1_000 => string.Create(CultureInfo.InvariantCulture, $"{ns:0.##} ns"),
+            < 1_000_000 => string.Create(CultureInfo.InvariantCulture, $"{ns / 1e3:0.###} µs"),
+            < 1_000_000_000 => string.Create(CultureInfo.InvariantCulture, $"{ns / 1e6:0.###} ms"),
+            _ => string.Create(CultureInfo.InvariantCulture, $"{ns / 1e9:0.###} s"),
+        };
     }
 
     /// <inheritdoc/>

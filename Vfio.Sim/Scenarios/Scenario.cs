@@ -93,6 +93,7 @@ public abstract class Scenario
         }
 
         var context = new ScenarioContext(this, sim, options.Observer);
+        CostCounters before = sim.Kernel.Cost.Snapshot();
         RunResult run = sim.Run(() =>
         {
             Execute(context);
@@ -103,7 +104,10 @@ public abstract class Scenario
                 throw new ScenarioCheckException(failed.Expected!, $"{failed.Found} (step {failed.Number}. {failed.Title})");
             }
         });
-        return new ScenarioResult(this, options, sim, run, context.Steps, unmet: null);
+        return new ScenarioResult(this, options, sim, run, context.Steps, unmet: null)
+        {
+            Cost = sim.Kernel.Cost.Snapshot().Since(before),
+        };
     }
 
     /// <summary>Replays a recorded run of this scenario (its seed, profile and schedule); the other options must be as they were.</summary>
@@ -151,7 +155,8 @@ public abstract class Scenario
             .UseStrategy(options.Strategy)
             .EnableTrace(options.Trace)
             .EnableTimeline(options.Timeline)
-            .EnableStrace(options.Strace);
+            .EnableStrace(options.Strace)
+            .UseCostModel(options.CostModel);
         if (options.Machine is { } m)
         {
             b.UseMachine(m);

@@ -34,6 +34,13 @@ public sealed record ScenarioOptions
     /// <summary>Record the timeline too (lock holds, waits, wake-ups, counters), for <see cref="RunTrace.ToPerfetto"/>. Default: off.</summary>
     public bool Timeline { get; init; }
 
+    /// <summary>
+    /// The cost model's calibrated costs (<see cref="CostProfile.LinuxX86"/>), or null (the
+    /// default) for none. With one, the run's modelled time and operation counts are in
+    /// <see cref="ScenarioResult.Cost"/>.
+    /// </summary>
+    public CostProfile? CostModel { get; init; }
+
     /// <summary>A recorded controlled run to follow step for step (its seed and profile win).</summary>
     public RunTrace? Replay { get; init; }
 

@@ -39,6 +39,12 @@ public sealed class ScenarioResult
     /// <summary>The scenario.</summary>
     public Scenario Scenario { get; }
 
+    /// <summary>
+    /// What the run's body cost under the cost model (<see cref="ScenarioOptions.CostModel"/>):
+    /// its modelled time and operation counts, boot excluded. All zero without a cost model.
+    /// </summary>
+    public CostCounters Cost { get; internal init; }
+
     /// <summary>The options it ran with.</summary>
     public ScenarioOptions Options { get; }
 
