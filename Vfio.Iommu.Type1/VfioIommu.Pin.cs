@@ -371,7 +371,7 @@ internal sealed partial class VfioIommu
     /// <summary>vfio_unpin_page_external(): drops one pin count; at zero the page is unpinned (and uncharged) at the next <see cref="FlushUnpinsLocked"/>.</summary>
     private void UnpinPageExternalLocked(VfioDma dma, ulong iova, bool doAccounting)
     {
-        _lock.AssertHeld();
+        _lock.DebugAssertHeld(); // per page; every caller asserts or takes the lock
         int at = dma.PfnList?.IndexOf(iova) ?? -1;
         if (at < 0)
         {
