@@ -1,27 +1,15 @@
-// Models struct vfio_dma and struct vfio_pfn of drivers/vfio/vfio_iommu_type1.c (v6.12):
+// Models struct vfio_dma of drivers/vfio/vfio_iommu_type1.c (v6.12):
 // one user mapping [iova, iova+size) of vaddr with its protection, the task and mm that
 // own its pins and locked_vm charge, the pages emulated-IOMMU drivers pinned in it, and its
 // dirty bitmap. A VfioDma is also its own node in the container's tree (VfioDmaTree) and
-// is pooled: the map/unmap hot path allocates nothing once the pool is warm.
+// is pooled: the map/unmap hot path allocates nothing once the pool is warm. struct vfio_pfn
+// and the pfn_list are in VfioPfnList.cs.
 
 using Vfio.Platform.Iommu;
 using Vfio.Platform.Mm;
 using Vfio.Platform.Proc;
 
 namespace Vfio.Iommu.Type1;
-
-/// <summary>struct vfio_pfn: one page an emulated-IOMMU driver pinned, with its pin count.</summary>
-internal sealed class VfioPfn(ulong iova, long pfn)
-{
-    /// <summary>The IOVA of the page.</summary>
-    public ulong Iova { get; } = iova;
-
-    /// <summary>The pinned frame.</summary>
-    public long Pfn { get; } = pfn;
-
-    /// <summary>ref_count: vfio_pin_pages calls not yet matched by an unpin.</summary>
-    public int RefCount { get; set; } = 1;
-}
 
 /// <summary>struct vfio_dma: one mapping of a type1 container. Fields are guarded by the container's lock (iommu-&gt;lock).</summary>
 internal sealed class VfioDma
@@ -62,8 +50,8 @@ internal sealed class VfioDma
     /// <summary>locked_vm: pages this dma charged to <see cref="Mm"/>.</summary>
     public long LockedVm;
 
-    /// <summary>pfn_list: pages pinned through vfio_pin_pages, by IOVA; null when empty.</summary>
-    public SortedDictionary<ulong, VfioPfn>? PfnList;
+    /// <summary>pfn_list: pages pinned through vfio_pin_pages, by IOVA; null until the first pin, then kept (emptied) across pool reuse.</summary>
+    public VfioPfnList? PfnList;
 
     /// <summary>bitmap: one dirty bit per minimum page while dirty tracking is on; null otherwise.</summary>
     public ulong[]? Bitmap;
@@ -94,7 +82,7 @@ internal sealed class VfioDma
         Task = null;
         Mm = null;
         LockedVm = 0;
-        PfnList = null;
+        PfnList?.Clear();
         Bitmap = null;
         UnmapRetries = 0;
         ExternalRefs = 0;

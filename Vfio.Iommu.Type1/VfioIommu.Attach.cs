@@ -433,7 +433,7 @@ internal sealed partial class VfioIommu
         long locked = 0;
         if (dma.PfnList is { } list)
         {
-            foreach (VfioPfn p in list.Values)
+            foreach (VfioPfn p in list)
             {
                 if (p.Iova - dma.Iova < end - dma.Iova && !Machine.Memory.IsInvalidOrReserved(p.Pfn))
                 {

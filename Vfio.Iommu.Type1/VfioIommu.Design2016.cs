@@ -252,8 +252,10 @@ internal sealed partial class VfioIommu
     private int PinDmaPageLocked(VfioDma dma, ulong iova, bool doAccounting, out long pfn)
     {
         _lock.AssertHeld();
-        if (dma.PfnList is not null && dma.PfnList.TryGetValue(iova, out VfioPfn? vpfn))
+        int at = dma.PfnList?.IndexOf(iova) ?? -1;
+        if (at >= 0)
         {
+            ref VfioPfn vpfn = ref dma.PfnList!.At(at);
             vpfn.RefCount++;
             pfn = vpfn.Pfn;
             return 0;
@@ -265,7 +267,7 @@ internal sealed partial class VfioIommu
             return ret;
         }
 
-        (dma.PfnList ??= []).Add(iova, new VfioPfn(iova, pfn));
+        (dma.PfnList ??= new VfioPfnList()).Add(iova, pfn);
         return 0;
     }
 
@@ -319,9 +321,10 @@ internal sealed partial class VfioIommu
 
         if (!perAs)
         {
-            if (dma.PfnList is not null && dma.PfnList.ContainsKey(iova))
+            if (dma.PfnList is not null && dma.PfnList.Contains(iova))
             {
                 UnpinPageExternalLocked(dma, iova, doAccounting);
+                FlushUnpinsLocked();
             }
 
             return true;

@@ -294,7 +294,7 @@ internal sealed partial class VfioIommu
         }
 
         int pgshift = System.Numerics.BitOperations.TrailingZeroCount(pgsize);
-        foreach (VfioPfn p in dma.PfnList.Values)
+        foreach (VfioPfn p in dma.PfnList)
         {
             SetBits(bits, (p.Iova - dma.Iova) >> pgshift, 1);
         }

@@ -174,7 +174,7 @@ internal sealed partial class VfioIommu
             }
             else if (n.PfnList is not null)
             {
-                foreach (VfioPfn p in n.PfnList.Values)
+                foreach (VfioPfn p in n.PfnList)
                 {
                     if (!mem.IsInvalidOrReserved(p.Pfn))
                     {
@@ -185,7 +185,7 @@ internal sealed partial class VfioIommu
 
             if (n.PfnList is not null)
             {
-                foreach (VfioPfn p in n.PfnList.Values)
+                foreach (VfioPfn p in n.PfnList)
                 {
                     if (zeroUnpinned && p.Pfn == mem.ZeroPfn && mem.PinCount(p.Pfn) != 0)
                     {

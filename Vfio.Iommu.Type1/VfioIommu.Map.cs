@@ -443,7 +443,7 @@ internal sealed partial class VfioIommu
     private long CountUnaccounted(VfioDma dma, ulong iova, ReadOnlySpan<PfnRun> batch)
     {
         PhysMem mem = Machine.Memory;
-        SortedDictionary<ulong, VfioPfn>? list = dma.PfnList is { Count: > 0 } l ? l : null;
+        VfioPfnList? list = dma.PfnList is { Count: > 0 } l ? l : null;
         long pages = 0;
         ulong at = iova;
         foreach (PfnRun r in batch)
@@ -459,7 +459,7 @@ internal sealed partial class VfioIommu
                 {
                     for (long i = 0; i < r.Count; i++)
                     {
-                        if (!list.ContainsKey(at + (ulong)(i << PhysMem.PageShift)))
+                        if (!list.Contains(at + (ulong)(i << PhysMem.PageShift)))
                         {
                             pages++;
                         }
