@@ -92,6 +92,15 @@ public sealed class SteadyAllocationTests
         Assert.That(BytesPerCall(call), Is.EqualTo(new ulong[2].Length * sizeof(ulong) + ArrayOverhead));
     }
 
+    [Test]
+    public void DeviceReset_AllocatesNoMoreThanItsKnownRemainder()
+    {
+        // The function's saved state is reused (512 B per reset before); 176 B per reset
+        // remain elsewhere on the reset path and are not yet found. This bounds them.
+        var host = new Host();
+        Assert.That(BytesPerCall(() => host.Ok(host.P.Ioctl(host.D, VfioIoctl.DeviceReset))), Is.LessThanOrEqualTo(176));
+    }
+
     // The managed array header on a 64-bit runtime (method table, length with padding, object header).
     private const int ArrayOverhead = 24;
 
@@ -368,7 +377,7 @@ public sealed class SteadyAllocationTests
             return () =>
             {
                 Span<PollFd> fds = [new PollFd(e, PollEvents.POLLIN)];
-                Assert.That(P.Poll(fds, 0), Is.EqualTo(1));
+                Ok(P.Poll(fds, 0) == 1 ? 0 : -1);
             };
         }
 
