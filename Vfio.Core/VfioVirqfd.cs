@@ -44,6 +44,7 @@ public sealed class VfioVirqfd
     private readonly Func<bool>? _handler;
     private readonly Action? _thread;
     private readonly WaitQueueEntry _wait;
+    private readonly Func<bool> _injectsDone;
     private int _injectsOutstanding;
     private bool _injectPending;
 
@@ -55,6 +56,7 @@ public sealed class VfioVirqfd
         _thread = thread;
         Slot = slot;
         _wait = new WaitQueueEntry((_, key) => Wakeup(key), this);
+        _injectsDone = () => Volatile.Read(ref _injectsOutstanding) == 0;
     }
 
     /// <summary>The watched eventfd.</summary>
@@ -122,7 +124,7 @@ public sealed class VfioVirqfd
     }
 
     /// <summary>flush_work(&amp;virqfd-&gt;inject): waits until no inject work is pending or running.</summary>
-    internal void FlushInject() => _set.Done.WaitEvent(() => Volatile.Read(ref _injectsOutstanding) == 0);
+    internal void FlushInject() => _set.Done.WaitEvent(_injectsDone);
 
     /// <summary>virqfd_shutdown(): unhook from the eventfd (remove_wait_queue waits for a wake-up in flight), flush the inject work, drop the eventfd.</summary>
     internal void Shutdown()
@@ -138,6 +140,9 @@ public sealed class VfioVirqfd
 public sealed class VfioVirqfdSet
 {
     private static readonly LockClass s_lockClass = LockClass.Get("virqfd_lock");
+
+    // The flushes' wait condition, made once: a flush with nothing outstanding allocates nothing.
+    private readonly Func<bool> _cleanupDone;
     private int _cleanupOutstanding;
 
     /// <summary>A set for a device named <paramref name="name"/>.</summary>
@@ -147,6 +152,7 @@ public sealed class VfioVirqfdSet
         Kernel = kernel;
         Lock = new KSpinLock(kernel, $"virqfd_lock[{name}]", s_lockClass);
         Done = new WaitQueue(kernel, $"vfio-irqfd-cleanup[{name}]");
+        _cleanupDone = () => Volatile.Read(ref _cleanupOutstanding) == 0;
     }
 
     internal SimKernel Kernel { get; }
@@ -272,5 +278,5 @@ public sealed class VfioVirqfdSet
     }
 
     /// <summary>flush_workqueue(vfio_irqfd_cleanup_wq).</summary>
-    private void FlushCleanup() => Done.WaitEvent(() => Volatile.Read(ref _cleanupOutstanding) == 0);
+    private void FlushCleanup() => Done.WaitEvent(_cleanupDone);
 }

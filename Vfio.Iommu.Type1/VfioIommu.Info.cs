@@ -5,6 +5,7 @@
 // on v6.1) and how much of the fixed struct is copied back (min(argsz, 24), or up to
 // cap_offset when argsz reaches it and the minimal 16 bytes otherwise, as on v6.1).
 
+using System.Runtime.InteropServices;
 using Vfio.Core;
 using Vfio.Core.Uapi;
 using Vfio.Kernel;
@@ -14,6 +15,7 @@ namespace Vfio.Iommu.Type1;
 internal sealed partial class VfioIommu
 {
     private const string InfoIoctl = "VFIO_IOMMU_GET_INFO";
+    private const int InfoCapsScratch = 256;
 
     private long GetInfoIoctl(ulong arg)
     {
@@ -24,7 +26,10 @@ internal sealed partial class VfioIommu
         }
 
         int outSz = CopyBackSize(info.Argsz, ref info.CapOffset);
-        var caps = new VfioInfoCaps(Kernel.Profile);
+
+        // The chain is built on the stack: MIGRATION (32) + DMA_AVAIL (16) + IOVA_RANGE
+        // (16 + 16 per range) fits with up to 12 ranges; a longer list moves it to the heap.
+        var caps = new VfioInfoCaps(Kernel.Profile, stackalloc byte[InfoCapsScratch]);
         _lock.Lock();
         try
         {
@@ -105,18 +110,24 @@ internal sealed partial class VfioIommu
             return ret;
         }
 
-        var ranges = new VfioIovaRange[_iovaList.Count];
-        for (int i = 0; i < ranges.Length; i++)
+        // vfio_iommu_iova_add_cap(): the header and then the ranges, written in place.
+        int headSize = VfioArg.SizeOf<VfioIommuType1InfoCapIovaRange>();
+        int rangeSize = VfioArg.SizeOf<VfioIovaRange>();
+        ret = caps.Add(headSize + (_iovaList.Count * rangeSize), VfioCapId.Type1IovaRange, 1, out Span<byte> cap);
+        if (ret != 0)
         {
-            ranges[i] = new VfioIovaRange { Start = _iovaList[i].Start, End = _iovaList[i].End };
+            return ret;
         }
 
-        var head = new VfioIommuType1InfoCapIovaRange
+        uint nrIovas = (uint)_iovaList.Count;
+        MemoryMarshal.Write(cap[VfioArg.SizeOf<VfioInfoCapHeader>()..], in nrIovas);
+        for (int i = 0; i < _iovaList.Count; i++)
         {
-            Header = new VfioInfoCapHeader { Id = VfioCapId.Type1IovaRange, Version = 1 },
-            NrIovas = (uint)ranges.Length,
-        };
-        return caps.Add(in head, new ReadOnlySpan<VfioIovaRange>(ranges));
+            var range = new VfioIovaRange { Start = _iovaList[i].Start, End = _iovaList[i].End };
+            MemoryMarshal.Write(cap[(headSize + (i * rangeSize))..], in range);
+        }
+
+        return 0;
     }
 
     /// <summary>The usable IOVA ranges (for tests and tools).</summary>

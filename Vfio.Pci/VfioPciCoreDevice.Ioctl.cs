@@ -80,7 +80,8 @@ public sealed partial class VfioPciCoreDevice
             return err;
         }
 
-        var caps = new VfioInfoCaps(Core.Kernel.Profile);
+        // The only chain here is BAR MSI-X's header-only MSIX_MAPPABLE: built on the stack.
+        var caps = new VfioInfoCaps(Core.Kernel.Profile, stackalloc byte[16]);
         switch (info.Index)
         {
             case VfioPciIndex.Config:

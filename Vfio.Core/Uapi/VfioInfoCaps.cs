@@ -11,7 +11,9 @@
 // from the start of the user buffer, copied right after the fixed struct, and cap_offset =
 // sizeof(fixed struct).
 // Finally the handler sets its *_CAPS flag (when there are caps) and copies the fixed
-// struct back. A handler that adds nothing allocates nothing.
+// struct back. A handler that adds nothing allocates nothing; one that hands the chain a
+// scratch buffer (stackalloc) big enough for its usual chain allocates nothing either: the
+// chain moves to the heap only when it outgrows that buffer.
 
 using System.Runtime.InteropServices;
 using Vfio.Kernel;
@@ -38,7 +40,7 @@ public ref struct VfioInfoCaps
     private const int HeaderSize = 8;
     private const int NextOffset = 4;
 
-    private byte[]? _buf;
+    private Span<byte> _buf;
     private int _size;
     private int _last;
     private bool _shifted;
@@ -57,6 +59,17 @@ public ref struct VfioInfoCaps
         _packed = !profile.Has(VfioCoreFeatures.InfoCapsAlignedTo8);
     }
 
+    /// <summary>
+    /// An empty chain laid out as <paramref name="profile"/>'s kernel lays it out, built in
+    /// <paramref name="scratch"/> (typically <c>stackalloc byte[256]</c>) until it outgrows it,
+    /// so a handler whose chain fits allocates nothing.
+    /// </summary>
+    public VfioInfoCaps(KernelProfile profile, Span<byte> scratch)
+        : this(profile)
+    {
+        _buf = scratch;
+    }
+
     /// <summary>True when entries are rounded up to 8 bytes (v6.6+); false when they are chained at their own sizes.</summary>
     public readonly bool AlignsEntries => !_packed;
 
@@ -67,7 +80,7 @@ public ref struct VfioInfoCaps
     public readonly bool IsEmpty => _size == 0;
 
     /// <summary>The chain as it would be copied to user space (for tests and reports).</summary>
-    public readonly ReadOnlySpan<byte> Bytes => _buf.AsSpan(0, _size);
+    public readonly ReadOnlySpan<byte> Bytes => _buf[.._size];
 
     /// <summary>
     /// vfio_info_cap_add(): appends a zeroed capability of <paramref name="size"/> bytes
@@ -87,7 +100,7 @@ public ref struct VfioInfoCaps
         int aligned = _packed ? size : (size + Alignment - 1) & ~(Alignment - 1);
         if (KTask.CurrentOrNull is { } t && t.Kernel.Faults.ShouldFail(AllocFaultSite))
         {
-            _buf = null;
+            _buf = default;
             _size = 0;
             _last = 0;
             cap = default;
@@ -95,14 +108,14 @@ public ref struct VfioInfoCaps
         }
 
         int at = _size;
-        if (_buf is null || _buf.Length < at + aligned)
+        if (_buf.Length < at + aligned)
         {
-            byte[] grown = new byte[Math.Max(at + aligned, Math.Max(64, (_buf?.Length ?? 0) * 2))];
-            _buf?.AsSpan(0, at).CopyTo(grown);
+            byte[] grown = new byte[Math.Max(at + aligned, Math.Max(64, _buf.Length * 2))];
+            _buf[..at].CopyTo(grown);
             _buf = grown;
         }
 
-        cap = _buf.AsSpan(at, aligned);
+        cap = _buf.Slice(at, aligned);
         cap.Clear();
         var header = new VfioInfoCapHeader { Id = id, Version = version, Next = 0 };
         MemoryMarshal.Write(cap, in header);
@@ -217,7 +230,7 @@ public ref struct VfioInfoCaps
         return 0;
     }
 
-    private readonly uint GetNext(int at) => MemoryMarshal.Read<uint>(_buf.AsSpan(at + NextOffset));
+    private readonly uint GetNext(int at) => MemoryMarshal.Read<uint>(_buf[(at + NextOffset)..]);
 
-    private readonly void SetNext(int at, uint next) => MemoryMarshal.Write(_buf.AsSpan(at + NextOffset), in next);
+    private readonly void SetNext(int at, uint next) => MemoryMarshal.Write(_buf[(at + NextOffset)..], in next);
 }

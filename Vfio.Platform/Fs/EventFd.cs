@@ -211,13 +211,17 @@ public sealed class EventFdContext
                 return Errno.EAGAIN.Negative();
             }
 
-            int ret = Wqh.WaitEventInterruptible(() => ulong.MaxValue - Volatile.Read(ref _count) > value);
+            int ret = WaitForRoom(value);
             if (ret != 0)
             {
                 return ret;
             }
         }
     }
+
+    // The sleep of a write that does not fit, apart so that the condition's closure (it
+    // captures the value) is allocated only by a write that blocks.
+    private int WaitForRoom(ulong value) => Wqh.WaitEventInterruptible(() => ulong.MaxValue - Volatile.Read(ref _count) > value);
 
     internal PollEvents PollMask()
     {

@@ -236,7 +236,7 @@ public sealed class InterruptController
         _lock.Unlock();
         if (line is not null && Volatile.Read(ref line.InFlight) != 0)
         {
-            _sync.WaitEvent(() => Volatile.Read(ref line.InFlight) == 0);
+            WaitIntxIdle(line);
         }
     }
 
@@ -335,9 +335,12 @@ public sealed class InterruptController
         _lock.Unlock();
         if (line is not null && Volatile.Read(ref line.InFlight) != 0)
         {
-            _sync.WaitEvent(() => Volatile.Read(ref line.InFlight) == 0);
+            WaitIntxIdle(line);
         }
     }
+
+    // Apart from its callers so that the condition's closure is made only when a handler runs.
+    private void WaitIntxIdle(IntxLine line) => _sync.WaitEvent(() => Volatile.Read(ref line.InFlight) == 0);
 
     /// <summary>A message write into the window: its data carries the vector.</summary>
     internal void DeliverMsi(uint data)

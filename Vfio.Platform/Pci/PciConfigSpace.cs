@@ -220,6 +220,18 @@ public sealed class PciConfigSpace
     /// <summary>A copy of the registers alone (what pci_save_state keeps).</summary>
     public byte[] SnapshotRegisters() => (byte[])_data.Clone();
 
+    /// <summary>The registers into <paramref name="into"/> (as long as <see cref="SnapshotRegisters()"/>'s copy), or a new copy when it is null or of another length.</summary>
+    public byte[] SnapshotRegisters(byte[]? into)
+    {
+        if (into is null || into.Length != _data.Length)
+        {
+            return SnapshotRegisters();
+        }
+
+        _data.CopyTo(into, 0);
+        return into;
+    }
+
     /// <summary>Overwrites <paramref name="snapshot"/> (taken by <see cref="Snapshot"/> of this space) with the current registers and masks.</summary>
     public void SnapshotInto((byte[] Data, byte[] Wmask, byte[] W1c) snapshot)
     {

@@ -49,6 +49,9 @@ public partial class PciDevice
     private int _expCap;
     private int _acsCap;
 
+    // The save area a function reset under the device lock saves into and restores from.
+    private PciSavedState? _resetSavedState;
+
     /// <summary>PCI_DEV_FLAGS_NO_BUS_RESET: the description forbids a bus reset of this function.</summary>
     public bool NoBusReset { get; set; }
 
@@ -308,7 +311,7 @@ public partial class PciDevice
         // pci_dev_save_and_disable(): the function goes to D0 before its state is saved, so
         // that the restore brings it back in D0 and decoding.
         SetFullPowerState();
-        PciSavedState saved = SaveState();
+        PciSavedState saved = SaveStateForResetLocked();
         WriteConfig(PciRegs.Command, PciRegs.CommandIntxDisable, 2);
         int rc = ResetFunctionNoSaveLocked();
         RestoreState(saved);
@@ -448,6 +451,34 @@ public partial class PciDevice
         try
         {
             return new PciSavedState(Config.SnapshotRegisters(), (byte[])_msixTable.Clone());
+        }
+        finally
+        {
+            ConfigLock.Unlock();
+        }
+    }
+
+    /// <summary>
+    /// pci_save_state() into the function's own save area, as the kernel's
+    /// saved_config_space lives in struct pci_dev: a reset under the device lock reuses it,
+    /// so a steady VFIO_DEVICE_RESET allocates nothing.
+    /// </summary>
+    private PciSavedState SaveStateForResetLocked()
+    {
+        AssertLockHeld();
+        ConfigLock.Lock();
+        try
+        {
+            PciSavedState? s = _resetSavedState;
+            byte[] config = Config.SnapshotRegisters(s?.Config);
+            byte[] msix = s is not null && s.MsixTable.Length == _msixTable.Length ? s.MsixTable : new byte[_msixTable.Length];
+            _msixTable.CopyTo(msix, 0);
+            if (s is null || !ReferenceEquals(config, s.Config) || !ReferenceEquals(msix, s.MsixTable))
+            {
+                s = _resetSavedState = new PciSavedState(config, msix);
+            }
+
+            return s;
         }
         finally
         {

@@ -528,6 +528,56 @@ public sealed partial class SimProcess
             return Errno.EINVAL.Negative();
         }
 
+        // A zero timeout is one pass without a poll table (do_poll clears _qproc): nothing
+        // is registered, so nothing is allocated.
+        return timeoutMs == 0 ? PollPass(fds, null) : PollWait(fds, timeoutMs);
+    }
+
+    // One pass of do_poll(): every entry's ready mask; the first pass of a poll that may
+    // sleep registers on the files' queues until an entry is ready (then only asks).
+    private int PollPass(Span<PollFd> fds, PollTable? table)
+    {
+        int count = 0;
+        for (int i = 0; i < fds.Length; i++)
+        {
+            fds[i].REvents = PollEvents.None;
+            if (fds[i].Fd < 0)
+            {
+                continue;
+            }
+
+            PollEvents mask;
+            using (FdRef fdr = FdGet(fds[i].Fd))
+            {
+                if (fdr.File is not { } f)
+                {
+                    fds[i].REvents = PollEvents.POLLNVAL;
+                    count++;
+                    continue;
+                }
+
+                table?.SetInterest(fds[i].Events);
+                mask = f.Ops.Poll(f, table is { Registering: true } && count == 0 ? table : null);
+            }
+
+            mask &= fds[i].Events | PollEvents.POLLERR | PollEvents.POLLHUP;
+            if (mask != PollEvents.None)
+            {
+                fds[i].REvents = mask;
+                count++;
+            }
+        }
+
+        if (table is not null)
+        {
+            table.Registering = false;
+        }
+
+        return count;
+    }
+
+    private int PollWait(Span<PollFd> fds, int timeoutMs)
+    {
         var table = new PollTable(Kernel);
         bool timed = timeoutMs >= 0;
         long expire = timed ? Kernel.Clock.Jiffies + SimClock.MsecsToJiffies(timeoutMs) : 0;
@@ -536,39 +586,8 @@ public sealed partial class SimProcess
         {
             while (true)
             {
-                int count = 0;
-                for (int i = 0; i < fds.Length; i++)
-                {
-                    fds[i].REvents = PollEvents.None;
-                    if (fds[i].Fd < 0)
-                    {
-                        continue;
-                    }
-
-                    PollEvents mask;
-                    using (FdRef fdr = FdGet(fds[i].Fd))
-                    {
-                        if (fdr.File is not { } f)
-                        {
-                            fds[i].REvents = PollEvents.POLLNVAL;
-                            count++;
-                            continue;
-                        }
-
-                        table.SetInterest(fds[i].Events);
-                        mask = f.Ops.Poll(f, table.Registering && count == 0 ? table : null);
-                    }
-
-                    mask &= fds[i].Events | PollEvents.POLLERR | PollEvents.POLLHUP;
-                    if (mask != PollEvents.None)
-                    {
-                        fds[i].REvents = mask;
-                        count++;
-                    }
-                }
-
-                table.Registering = false;
-                if (count > 0 || timeoutMs == 0 || timedOut)
+                int count = PollPass(fds, table);
+                if (count > 0 || timedOut)
                 {
                     return count;
                 }
