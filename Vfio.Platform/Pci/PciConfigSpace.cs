@@ -20,6 +20,17 @@ public sealed class PciConfigSpace
     private int _nextExtCap = PciRegs.StdConfigSpaceSize;
     private int _lastExtCap;
 
+    // The power-on state (what a reset restores), copy-on-write: CapturePowerOn only marks the
+    // current registers and masks as that state; the first change after it copies them out.
+    // Registers change after power-on at enumeration (BAR addresses), masks only while the
+    // model builds its function, so most functions never copy their masks.
+    private byte[]? _powerOnData;
+    private byte[]? _powerOnWmask;
+    private byte[]? _powerOnW1c;
+    private bool _hasPowerOn;
+    private bool _dataIsPowerOn;
+    private bool _masksArePowerOn;
+
     /// <summary>An all-zero space of <paramref name="size"/> bytes (256 for conventional PCI, 4096 for PCI Express).</summary>
     public PciConfigSpace(int size = PciRegs.ConfigSpaceSize)
     {
@@ -62,6 +73,7 @@ public sealed class PciConfigSpace
     public void Write(int offset, uint value, int size)
     {
         CheckAccess(offset, size);
+        DataChanging();
         for (int i = 0; i < size; i++)
         {
             int a = offset + i;
@@ -75,13 +87,25 @@ public sealed class PciConfigSpace
     // ---- Device-side accessors: the hardware sets its own read-only state.
 
     /// <summary>Sets a byte regardless of masks (the device's own state).</summary>
-    public void SetByte(int offset, byte value) => _data[offset] = value;
+    public void SetByte(int offset, byte value)
+    {
+        DataChanging();
+        _data[offset] = value;
+    }
 
     /// <summary>Sets a 16-bit register regardless of masks.</summary>
-    public void SetWord(int offset, ushort value) => BinaryPrimitives.WriteUInt16LittleEndian(_data.AsSpan(offset), value);
+    public void SetWord(int offset, ushort value)
+    {
+        DataChanging();
+        BinaryPrimitives.WriteUInt16LittleEndian(_data.AsSpan(offset), value);
+    }
 
     /// <summary>Sets a 32-bit register regardless of masks.</summary>
-    public void SetDword(int offset, uint value) => BinaryPrimitives.WriteUInt32LittleEndian(_data.AsSpan(offset), value);
+    public void SetDword(int offset, uint value)
+    {
+        DataChanging();
+        BinaryPrimitives.WriteUInt32LittleEndian(_data.AsSpan(offset), value);
+    }
 
     /// <summary>The byte at <paramref name="offset"/>.</summary>
     public byte GetByte(int offset) => _data[offset];
@@ -93,16 +117,32 @@ public sealed class PciConfigSpace
     public uint GetDword(int offset) => BinaryPrimitives.ReadUInt32LittleEndian(_data.AsSpan(offset));
 
     /// <summary>Makes the bits of <paramref name="mask"/> in the 16-bit register writable.</summary>
-    public void SetWritableWord(int offset, ushort mask) => BinaryPrimitives.WriteUInt16LittleEndian(_wmask.AsSpan(offset), mask);
+    public void SetWritableWord(int offset, ushort mask)
+    {
+        MasksChanging();
+        BinaryPrimitives.WriteUInt16LittleEndian(_wmask.AsSpan(offset), mask);
+    }
 
     /// <summary>Makes the bits of <paramref name="mask"/> in the 32-bit register writable.</summary>
-    public void SetWritableDword(int offset, uint mask) => BinaryPrimitives.WriteUInt32LittleEndian(_wmask.AsSpan(offset), mask);
+    public void SetWritableDword(int offset, uint mask)
+    {
+        MasksChanging();
+        BinaryPrimitives.WriteUInt32LittleEndian(_wmask.AsSpan(offset), mask);
+    }
 
     /// <summary>Makes the byte writable under <paramref name="mask"/>.</summary>
-    public void SetWritableByte(int offset, byte mask) => _wmask[offset] = mask;
+    public void SetWritableByte(int offset, byte mask)
+    {
+        MasksChanging();
+        _wmask[offset] = mask;
+    }
 
     /// <summary>Makes the bits of <paramref name="mask"/> in the 16-bit register write-1-to-clear.</summary>
-    public void SetW1cWord(int offset, ushort mask) => BinaryPrimitives.WriteUInt16LittleEndian(_w1cmask.AsSpan(offset), mask);
+    public void SetW1cWord(int offset, ushort mask)
+    {
+        MasksChanging();
+        BinaryPrimitives.WriteUInt16LittleEndian(_w1cmask.AsSpan(offset), mask);
+    }
 
     /// <summary>The writable-bit mask of the 32-bit register at <paramref name="offset"/>.</summary>
     public uint WritableDword(int offset) => BinaryPrimitives.ReadUInt32LittleEndian(_wmask.AsSpan(offset));
@@ -121,6 +161,7 @@ public sealed class PciConfigSpace
             throw new InvalidOperationException($"capability 0x{id:x2} of {length} bytes does not fit below 0x100 (next free 0x{off:x})");
         }
 
+        DataChanging();
         _data[off] = id;
         _data[off + 1] = 0;
         if (_lastCap == 0)
@@ -231,9 +272,63 @@ public sealed class PciConfigSpace
     /// <summary>Puts back registers captured by <see cref="Snapshot"/>.</summary>
     public void Restore((byte[] Data, byte[] Wmask, byte[] W1c) snapshot)
     {
+        DataChanging();
+        MasksChanging();
         snapshot.Data.CopyTo(_data, 0);
         snapshot.Wmask.CopyTo(_wmask, 0);
         snapshot.W1c.CopyTo(_w1cmask, 0);
+    }
+
+    /// <summary>Makes the current registers and masks the power-on state that <see cref="RestorePowerOn"/> puts back.</summary>
+    internal void CapturePowerOn()
+    {
+        _hasPowerOn = true;
+        _dataIsPowerOn = true;
+        _masksArePowerOn = true;
+    }
+
+    /// <summary>Puts back the registers and masks of the last <see cref="CapturePowerOn"/> (a reset).</summary>
+    internal void RestorePowerOn()
+    {
+        if (!_hasPowerOn)
+        {
+            throw new InvalidOperationException("no power-on state was captured");
+        }
+
+        // A saved copy exists exactly when the state changed since the capture; it stays
+        // valid after being put back, so later changes need not copy again.
+        if (!_dataIsPowerOn)
+        {
+            _powerOnData!.CopyTo(_data, 0);
+        }
+
+        if (!_masksArePowerOn)
+        {
+            _powerOnWmask!.CopyTo(_wmask, 0);
+            _powerOnW1c!.CopyTo(_w1cmask, 0);
+        }
+    }
+
+    private void DataChanging()
+    {
+        if (_dataIsPowerOn)
+        {
+            _powerOnData ??= new byte[_data.Length];
+            _data.CopyTo(_powerOnData, 0);
+            _dataIsPowerOn = false;
+        }
+    }
+
+    private void MasksChanging()
+    {
+        if (_masksArePowerOn)
+        {
+            _powerOnWmask ??= new byte[_wmask.Length];
+            _powerOnW1c ??= new byte[_w1cmask.Length];
+            _wmask.CopyTo(_powerOnWmask, 0);
+            _w1cmask.CopyTo(_powerOnW1c, 0);
+            _masksArePowerOn = false;
+        }
     }
 
     private void CheckAccess(int offset, int size)

@@ -20,7 +20,6 @@ namespace Vfio.Platform.Pci;
 /// <summary>A PCI function on the simulated machine: the kernel's pci_dev and the hardware behind it.</summary>
 public partial class PciDevice : SimDevice
 {
-    private readonly (byte[] Data, byte[] Wmask, byte[] W1c) _powerOnConfig;
     private bool _sealed;
 
     /// <summary>
@@ -42,7 +41,7 @@ public partial class PciDevice : SimDevice
         ConfigLock = new KSpinLock(machine.Kernel, $"pci[{Name}].config");
         Config = new PciConfigSpace(pcie ? PciRegs.ConfigSpaceSize : PciRegs.StdConfigSpaceSize);
         InitHeader(identity);
-        _powerOnConfig = Config.Snapshot();
+        Config.CapturePowerOn();
 
         // pci_pm_init(): runtime PM forbidden (until a driver allows it), active, enabled.
         Power.InitActiveForbidden();
@@ -145,7 +144,7 @@ public partial class PciDevice : SimDevice
     /// <summary>The register file as built is the power-on state that resets return to.</summary>
     protected void RecapturePowerOn()
     {
-        Config.SnapshotInto(_powerOnConfig);
+        Config.CapturePowerOn();
     }
 
     private void CheckBuilding()
