@@ -319,9 +319,15 @@ public sealed class PciConfigSpace
         }
     }
 
+    /// <summary>
+    /// True while the model builds its function: every change of the masks is then followed by
+    /// a <see cref="CapturePowerOn"/> (no reset can come in between), so none is copied out.
+    /// </summary>
+    internal bool Building { get; set; }
+
     private void MasksChanging()
     {
-        if (_masksArePowerOn)
+        if (_masksArePowerOn && !Building)
         {
             _powerOnWmask ??= new byte[_wmask.Length];
             _powerOnW1c ??= new byte[_w1cmask.Length];

@@ -39,7 +39,7 @@ public partial class PciDevice : SimDevice
         Function = function;
         Identity = identity;
         ConfigLock = new KSpinLock(machine.Kernel, $"pci[{Name}].config");
-        Config = new PciConfigSpace(pcie ? PciRegs.ConfigSpaceSize : PciRegs.StdConfigSpaceSize);
+        Config = new PciConfigSpace(pcie ? PciRegs.ConfigSpaceSize : PciRegs.StdConfigSpaceSize) { Building = true };
         InitHeader(identity);
         Config.CapturePowerOn();
 
@@ -155,7 +155,11 @@ public partial class PciDevice : SimDevice
         }
     }
 
-    internal void Seal() => _sealed = true;
+    internal void Seal()
+    {
+        _sealed = true;
+        Config.Building = false;
+    }
 
     private void InitHeader(PciIdentity id)
     {
