@@ -14,8 +14,11 @@ namespace Vfio.Platform.Pci;
 public sealed class PciConfigSpace
 {
     private readonly byte[] _data;
-    private readonly byte[] _wmask;
-    private readonly byte[] _w1cmask;
+    // The masks cover the registers from 0 up to their length (a multiple of 256, at most the
+    // space's size) and grow when a bit beyond is made writable; past their end nothing is
+    // writable. Most extended spaces have few or no writable bits.
+    private byte[] _wmask;
+    private byte[] _w1cmask;
     private int _lastCap;
     private int _nextExtCap = PciRegs.StdConfigSpaceSize;
     private int _lastExtCap;
@@ -40,8 +43,8 @@ public sealed class PciConfigSpace
         }
 
         _data = new byte[size];
-        _wmask = new byte[size];
-        _w1cmask = new byte[size];
+        _wmask = new byte[PciRegs.StdConfigSpaceSize];
+        _w1cmask = new byte[PciRegs.StdConfigSpaceSize];
         NextCapOffset = 0x40;
     }
 
@@ -78,7 +81,13 @@ public sealed class PciConfigSpace
         {
             int a = offset + i;
             byte v = (byte)(value >> (8 * i));
-            byte wm = _wmask[a], w1c = _w1cmask[a];
+            byte wm = 0, w1c = 0;
+            if (a < _wmask.Length)
+            {
+                wm = _wmask[a];
+                w1c = _w1cmask[a];
+            }
+
             _data[a] = (byte)((_data[a] & ~wm) | (v & wm));
             _data[a] = (byte)(_data[a] & ~(v & w1c));
         }
@@ -119,33 +128,33 @@ public sealed class PciConfigSpace
     /// <summary>Makes the bits of <paramref name="mask"/> in the 16-bit register writable.</summary>
     public void SetWritableWord(int offset, ushort mask)
     {
-        MasksChanging();
+        MasksChanging(offset + 2);
         BinaryPrimitives.WriteUInt16LittleEndian(_wmask.AsSpan(offset), mask);
     }
 
     /// <summary>Makes the bits of <paramref name="mask"/> in the 32-bit register writable.</summary>
     public void SetWritableDword(int offset, uint mask)
     {
-        MasksChanging();
+        MasksChanging(offset + 4);
         BinaryPrimitives.WriteUInt32LittleEndian(_wmask.AsSpan(offset), mask);
     }
 
     /// <summary>Makes the byte writable under <paramref name="mask"/>.</summary>
     public void SetWritableByte(int offset, byte mask)
     {
-        MasksChanging();
+        MasksChanging(offset + 1);
         _wmask[offset] = mask;
     }
 
     /// <summary>Makes the bits of <paramref name="mask"/> in the 16-bit register write-1-to-clear.</summary>
     public void SetW1cWord(int offset, ushort mask)
     {
-        MasksChanging();
+        MasksChanging(offset + 2);
         BinaryPrimitives.WriteUInt16LittleEndian(_w1cmask.AsSpan(offset), mask);
     }
 
     /// <summary>The writable-bit mask of the 32-bit register at <paramref name="offset"/>.</summary>
-    public uint WritableDword(int offset) => BinaryPrimitives.ReadUInt32LittleEndian(_wmask.AsSpan(offset));
+    public uint WritableDword(int offset) => offset >= 0 && offset + 4 <= _wmask.Length ? BinaryPrimitives.ReadUInt32LittleEndian(_wmask.AsSpan(offset)) : 0;
 
     // ---- Capability lists.
 
@@ -256,7 +265,14 @@ public sealed class PciConfigSpace
     }
 
     /// <summary>A copy of registers and masks, restored by <see cref="Restore"/> (power-on state for resets).</summary>
-    public (byte[] Data, byte[] Wmask, byte[] W1c) Snapshot() => ((byte[])_data.Clone(), (byte[])_wmask.Clone(), (byte[])_w1cmask.Clone());
+    public (byte[] Data, byte[] Wmask, byte[] W1c) Snapshot()
+    {
+        byte[] wmask = new byte[Size];
+        byte[] w1c = new byte[Size];
+        _wmask.CopyTo(wmask, 0);
+        _w1cmask.CopyTo(w1c, 0);
+        return ((byte[])_data.Clone(), wmask, w1c);
+    }
 
     /// <summary>A copy of the registers alone (what pci_save_state keeps).</summary>
     public byte[] SnapshotRegisters() => (byte[])_data.Clone();
@@ -267,13 +283,15 @@ public sealed class PciConfigSpace
         _data.CopyTo(snapshot.Data, 0);
         _wmask.CopyTo(snapshot.Wmask, 0);
         _w1cmask.CopyTo(snapshot.W1c, 0);
+        snapshot.Wmask.AsSpan(_wmask.Length).Clear();
+        snapshot.W1c.AsSpan(_w1cmask.Length).Clear();
     }
 
     /// <summary>Puts back registers captured by <see cref="Snapshot"/>.</summary>
     public void Restore((byte[] Data, byte[] Wmask, byte[] W1c) snapshot)
     {
         DataChanging();
-        MasksChanging();
+        MasksChanging(Size);
         snapshot.Data.CopyTo(_data, 0);
         snapshot.Wmask.CopyTo(_wmask, 0);
         snapshot.W1c.CopyTo(_w1cmask, 0);
@@ -304,8 +322,11 @@ public sealed class PciConfigSpace
 
         if (!_masksArePowerOn)
         {
+            // The masks only grow: a longer current mask has nothing writable past the saved one.
             _powerOnWmask!.CopyTo(_wmask, 0);
             _powerOnW1c!.CopyTo(_w1cmask, 0);
+            _wmask.AsSpan(_powerOnWmask.Length).Clear();
+            _w1cmask.AsSpan(_powerOnW1c.Length).Clear();
         }
     }
 
@@ -325,15 +346,27 @@ public sealed class PciConfigSpace
     /// </summary>
     internal bool Building { get; set; }
 
-    private void MasksChanging()
+    /// <summary>Before a change of the masks below <paramref name="end"/>: saves the power-on masks if due, and grows the masks to cover <paramref name="end"/>.</summary>
+    private void MasksChanging(int end)
     {
         if (_masksArePowerOn && !Building)
         {
-            _powerOnWmask ??= new byte[_wmask.Length];
-            _powerOnW1c ??= new byte[_w1cmask.Length];
+            if (_powerOnWmask is null || _powerOnWmask.Length != _wmask.Length)
+            {
+                _powerOnWmask = new byte[_wmask.Length];
+                _powerOnW1c = new byte[_w1cmask.Length];
+            }
+
             _wmask.CopyTo(_powerOnWmask, 0);
-            _w1cmask.CopyTo(_powerOnW1c, 0);
+            _w1cmask.CopyTo(_powerOnW1c!, 0);
             _masksArePowerOn = false;
+        }
+
+        if (end > _wmask.Length)
+        {
+            int length = Math.Min(Size, (end + PciRegs.StdConfigSpaceSize - 1) & ~(PciRegs.StdConfigSpaceSize - 1));
+            Array.Resize(ref _wmask, length);
+            Array.Resize(ref _w1cmask, length);
         }
     }
 

@@ -312,7 +312,7 @@ public sealed class SysfsTree
         // The tree lock is still taken for reading before and after, where the snapshots took
         // it, so that traces and controlled schedules stay what they were.
         List<VfsNode>? outer = dir.AddedLog;
-        var added = new List<VfsNode>();
+        var added = new List<VfsNode>(32);
         _vfs.TreeLock.DownRead();
         dir.AddedLog = added;
         _vfs.TreeLock.UpRead();
