@@ -63,7 +63,8 @@ public sealed class BootSharingTests
     {
         SimMachine a = MachineBuilder.Default(Runs.Kernel(SchedulerMode.Real));
         SimMachine b = MachineBuilder.Default(Runs.Kernel(SchedulerMode.Real));
-        PciDevice da = a.Pci.Find("0000:01:00.0")!, db = b.Pci.Find("0000:01:00.0")!;
+        PciDevice da = a.Pci.Devices.OfType<PciDevice>().First(d => d.ConfigSize == PciRegs.ConfigSpaceSize && !d.IsBridge && d.Bars[0] is { Kind: not PciBarKind.Io });
+        PciDevice db = b.Pci.Find(da.Name)!;
         uint bar0 = db.Config.GetDword(PciRegs.BaseAddress0);
         Assert.That(bar0 & 0xfffffff0, Is.Not.Zero, "the firmware assigned BAR 0");
 
