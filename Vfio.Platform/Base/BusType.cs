@@ -41,6 +41,10 @@ public abstract class BusType
     private readonly List<SimDevice> _devices = [];
     private readonly List<DeviceDriver> _drivers = [];
 
+    // An immutable copy of _drivers, replaced under ListLock at every register and unregister,
+    // so that reading the list (every device attach) copies nothing.
+    private IReadOnlyList<DeviceDriver> _driversSnapshot = Array.Empty<DeviceDriver>().AsReadOnly();
+
     /// <summary>bus_register(): /sys/bus/<paramref name="name"/> with devices/, drivers/, drivers_probe and drivers_autoprobe.</summary>
     protected BusType(SimMachine machine, string name)
     {
@@ -113,7 +117,7 @@ public abstract class BusType
             ListLock.Lock();
             try
             {
-                return [.. _drivers];
+                return _driversSnapshot;
             }
             finally
             {
@@ -341,6 +345,7 @@ public abstract class BusType
         drv.BusAttributes = fs.Track(dir, () => AddDriverAttributes(drv, dir));
         ListLock.Lock();
         _drivers.Add(drv);
+        _driversSnapshot = _drivers.ToArray().AsReadOnly();
         drv.IsRegistered = true;
         ListLock.Unlock();
         if (DriversAutoprobe)
@@ -376,6 +381,7 @@ public abstract class BusType
         drv.UeventFile = null;
         ListLock.Lock();
         present = _drivers.Remove(drv);
+        _driversSnapshot = _drivers.ToArray().AsReadOnly();
         drv.IsRegistered = false;
         ListLock.Unlock();
         if (!present)

@@ -32,7 +32,7 @@ public sealed class GenericPciDevice : PciDevice
         if (description.RomSize > 0)
         {
             AddRom(description.RomSize);
-            SetRomContent(OptionRom.Build(Identity, description.RomSize, description.RomImages));
+            SetRomContent(OptionRom.Shared(Identity, description.RomSize, description.RomImages));
         }
 
         AddStandardCapabilities(description);

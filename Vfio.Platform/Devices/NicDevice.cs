@@ -146,7 +146,7 @@ public sealed class NicDevice : PciDevice
     private readonly Ring _tx = new();
     private readonly Ring _rx = new();
     private readonly Queue<byte[]> _wire = new();
-    private readonly byte[] _frame = new byte[MaxFrame];
+    private byte[]? _frame; // the engine's scratch buffer, allocated at its first transmit
     private byte[]? _onboard;
     private uint _ctrl;
     private uint _icr;
@@ -548,7 +548,7 @@ public sealed class NicDevice : PciDevice
             }
             else
             {
-                Span<byte> frame = _frame.AsSpan(0, length);
+                Span<byte> frame = (_frame ??= new byte[MaxFrame]).AsSpan(0, length);
                 if (!Dma(_tx, epoch, "TX payload read", buffer, DmaRead(buffer, frame), ref causes))
                 {
                     return causes;

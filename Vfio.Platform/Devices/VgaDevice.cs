@@ -71,7 +71,7 @@ public sealed class VgaDevice : PciDevice
         if (description.RomSize > 0)
         {
             AddRom(description.RomSize);
-            SetRomContent(OptionRom.Build(Identity, description.RomSize, description.RomImages));
+            SetRomContent(OptionRom.Shared(Identity, description.RomSize, description.RomImages));
         }
 
         AddLegacyVga();

@@ -114,6 +114,9 @@ public sealed class VfsDir : VfsNode
 
     internal bool IsRoot { get; }
 
+    /// <summary>When set, every entry added to this directory is appended to it (see SysfsTree.Track).</summary>
+    internal List<VfsNode>? AddedLog { get; set; }
+
     internal IReadOnlyCollection<VfsNode> ChildrenLocked
     {
         get
@@ -153,6 +156,7 @@ public sealed class VfsDir : VfsNode
         }
 
         node.Parent = this;
+        AddedLog?.Add(node);
         return true;
     }
 

@@ -7,6 +7,7 @@
 // 0xff, which the kernel reports as "Invalid PCI ROM header signature".
 
 using System.Buffers.Binary;
+using System.Collections.Concurrent;
 
 namespace Vfio.Platform.Pci;
 
@@ -18,6 +19,21 @@ public static class OptionRom
 
     /// <summary>The "PCIR" signature as a little-endian dword.</summary>
     public const uint PcirSignature = 0x52494350;
+
+    // Images handed out by Shared, by what they are built from: a machine never writes its ROM
+    // (CPU writes to it are ignored), so every function with the same identity, size and image
+    // count reads one array. Bounded by the distinct ROMs machine descriptions ask for.
+    private static readonly ConcurrentDictionary<(PciIdentity Identity, long Size, int Images), byte[]> s_shared = new();
+
+    /// <summary>
+    /// The bytes <see cref="Build"/> gives, built once per process for each identity, size and
+    /// image count and shared by every caller: read-only (the caller must not write to it).
+    /// </summary>
+    internal static byte[] Shared(PciIdentity identity, long romSize, int images)
+    {
+        var key = (identity, romSize, images);
+        return s_shared.TryGetValue(key, out byte[]? rom) ? rom : s_shared.GetOrAdd(key, k => Build(k.Identity, k.Size, k.Images));
+    }
 
     /// <summary>
     /// A ROM of <paramref name="romSize"/> bytes holding <paramref name="images"/> chained

@@ -14,11 +14,25 @@ namespace Vfio.Platform.Pci;
 public sealed class PciConfigSpace
 {
     private readonly byte[] _data;
-    private readonly byte[] _wmask;
-    private readonly byte[] _w1cmask;
+    // The masks cover the registers from 0 up to their length (a multiple of 256, at most the
+    // space's size) and grow when a bit beyond is made writable; past their end nothing is
+    // writable. Most extended spaces have few or no writable bits.
+    private byte[] _wmask;
+    private byte[] _w1cmask;
     private int _lastCap;
     private int _nextExtCap = PciRegs.StdConfigSpaceSize;
     private int _lastExtCap;
+
+    // The power-on state (what a reset restores), copy-on-write: CapturePowerOn only marks the
+    // current registers and masks as that state; the first change after it copies them out.
+    // Registers change after power-on at enumeration (BAR addresses), masks only while the
+    // model builds its function, so most functions never copy their masks.
+    private byte[]? _powerOnData;
+    private byte[]? _powerOnWmask;
+    private byte[]? _powerOnW1c;
+    private bool _hasPowerOn;
+    private bool _dataIsPowerOn;
+    private bool _masksArePowerOn;
 
     /// <summary>An all-zero space of <paramref name="size"/> bytes (256 for conventional PCI, 4096 for PCI Express).</summary>
     public PciConfigSpace(int size = PciRegs.ConfigSpaceSize)
@@ -29,8 +43,8 @@ public sealed class PciConfigSpace
         }
 
         _data = new byte[size];
-        _wmask = new byte[size];
-        _w1cmask = new byte[size];
+        _wmask = new byte[PciRegs.StdConfigSpaceSize];
+        _w1cmask = new byte[PciRegs.StdConfigSpaceSize];
         NextCapOffset = 0x40;
     }
 
@@ -62,11 +76,18 @@ public sealed class PciConfigSpace
     public void Write(int offset, uint value, int size)
     {
         CheckAccess(offset, size);
+        DataChanging();
         for (int i = 0; i < size; i++)
         {
             int a = offset + i;
             byte v = (byte)(value >> (8 * i));
-            byte wm = _wmask[a], w1c = _w1cmask[a];
+            byte wm = 0, w1c = 0;
+            if (a < _wmask.Length)
+            {
+                wm = _wmask[a];
+                w1c = _w1cmask[a];
+            }
+
             _data[a] = (byte)((_data[a] & ~wm) | (v & wm));
             _data[a] = (byte)(_data[a] & ~(v & w1c));
         }
@@ -75,13 +96,25 @@ public sealed class PciConfigSpace
     // ---- Device-side accessors: the hardware sets its own read-only state.
 
     /// <summary>Sets a byte regardless of masks (the device's own state).</summary>
-    public void SetByte(int offset, byte value) => _data[offset] = value;
+    public void SetByte(int offset, byte value)
+    {
+        DataChanging();
+        _data[offset] = value;
+    }
 
     /// <summary>Sets a 16-bit register regardless of masks.</summary>
-    public void SetWord(int offset, ushort value) => BinaryPrimitives.WriteUInt16LittleEndian(_data.AsSpan(offset), value);
+    public void SetWord(int offset, ushort value)
+    {
+        DataChanging();
+        BinaryPrimitives.WriteUInt16LittleEndian(_data.AsSpan(offset), value);
+    }
 
     /// <summary>Sets a 32-bit register regardless of masks.</summary>
-    public void SetDword(int offset, uint value) => BinaryPrimitives.WriteUInt32LittleEndian(_data.AsSpan(offset), value);
+    public void SetDword(int offset, uint value)
+    {
+        DataChanging();
+        BinaryPrimitives.WriteUInt32LittleEndian(_data.AsSpan(offset), value);
+    }
 
     /// <summary>The byte at <paramref name="offset"/>.</summary>
     public byte GetByte(int offset) => _data[offset];
@@ -93,19 +126,35 @@ public sealed class PciConfigSpace
     public uint GetDword(int offset) => BinaryPrimitives.ReadUInt32LittleEndian(_data.AsSpan(offset));
 
     /// <summary>Makes the bits of <paramref name="mask"/> in the 16-bit register writable.</summary>
-    public void SetWritableWord(int offset, ushort mask) => BinaryPrimitives.WriteUInt16LittleEndian(_wmask.AsSpan(offset), mask);
+    public void SetWritableWord(int offset, ushort mask)
+    {
+        MasksChanging(offset + 2);
+        BinaryPrimitives.WriteUInt16LittleEndian(_wmask.AsSpan(offset), mask);
+    }
 
     /// <summary>Makes the bits of <paramref name="mask"/> in the 32-bit register writable.</summary>
-    public void SetWritableDword(int offset, uint mask) => BinaryPrimitives.WriteUInt32LittleEndian(_wmask.AsSpan(offset), mask);
+    public void SetWritableDword(int offset, uint mask)
+    {
+        MasksChanging(offset + 4);
+        BinaryPrimitives.WriteUInt32LittleEndian(_wmask.AsSpan(offset), mask);
+    }
 
     /// <summary>Makes the byte writable under <paramref name="mask"/>.</summary>
-    public void SetWritableByte(int offset, byte mask) => _wmask[offset] = mask;
+    public void SetWritableByte(int offset, byte mask)
+    {
+        MasksChanging(offset + 1);
+        _wmask[offset] = mask;
+    }
 
     /// <summary>Makes the bits of <paramref name="mask"/> in the 16-bit register write-1-to-clear.</summary>
-    public void SetW1cWord(int offset, ushort mask) => BinaryPrimitives.WriteUInt16LittleEndian(_w1cmask.AsSpan(offset), mask);
+    public void SetW1cWord(int offset, ushort mask)
+    {
+        MasksChanging(offset + 2);
+        BinaryPrimitives.WriteUInt16LittleEndian(_w1cmask.AsSpan(offset), mask);
+    }
 
     /// <summary>The writable-bit mask of the 32-bit register at <paramref name="offset"/>.</summary>
-    public uint WritableDword(int offset) => BinaryPrimitives.ReadUInt32LittleEndian(_wmask.AsSpan(offset));
+    public uint WritableDword(int offset) => offset >= 0 && offset + 4 <= _wmask.Length ? BinaryPrimitives.ReadUInt32LittleEndian(_wmask.AsSpan(offset)) : 0;
 
     // ---- Capability lists.
 
@@ -121,6 +170,7 @@ public sealed class PciConfigSpace
             throw new InvalidOperationException($"capability 0x{id:x2} of {length} bytes does not fit below 0x100 (next free 0x{off:x})");
         }
 
+        DataChanging();
         _data[off] = id;
         _data[off + 1] = 0;
         if (_lastCap == 0)
@@ -215,7 +265,14 @@ public sealed class PciConfigSpace
     }
 
     /// <summary>A copy of registers and masks, restored by <see cref="Restore"/> (power-on state for resets).</summary>
-    public (byte[] Data, byte[] Wmask, byte[] W1c) Snapshot() => ((byte[])_data.Clone(), (byte[])_wmask.Clone(), (byte[])_w1cmask.Clone());
+    public (byte[] Data, byte[] Wmask, byte[] W1c) Snapshot()
+    {
+        byte[] wmask = new byte[Size];
+        byte[] w1c = new byte[Size];
+        _wmask.CopyTo(wmask, 0);
+        _w1cmask.CopyTo(w1c, 0);
+        return ((byte[])_data.Clone(), wmask, w1c);
+    }
 
     /// <summary>A copy of the registers alone (what pci_save_state keeps).</summary>
     public byte[] SnapshotRegisters() => (byte[])_data.Clone();
@@ -238,14 +295,91 @@ public sealed class PciConfigSpace
         _data.CopyTo(snapshot.Data, 0);
         _wmask.CopyTo(snapshot.Wmask, 0);
         _w1cmask.CopyTo(snapshot.W1c, 0);
+        snapshot.Wmask.AsSpan(_wmask.Length).Clear();
+        snapshot.W1c.AsSpan(_w1cmask.Length).Clear();
     }
 
     /// <summary>Puts back registers captured by <see cref="Snapshot"/>.</summary>
     public void Restore((byte[] Data, byte[] Wmask, byte[] W1c) snapshot)
     {
+        DataChanging();
+        MasksChanging(Size);
         snapshot.Data.CopyTo(_data, 0);
         snapshot.Wmask.CopyTo(_wmask, 0);
         snapshot.W1c.CopyTo(_w1cmask, 0);
+    }
+
+    /// <summary>Makes the current registers and masks the power-on state that <see cref="RestorePowerOn"/> puts back.</summary>
+    internal void CapturePowerOn()
+    {
+        _hasPowerOn = true;
+        _dataIsPowerOn = true;
+        _masksArePowerOn = true;
+    }
+
+    /// <summary>Puts back the registers and masks of the last <see cref="CapturePowerOn"/> (a reset).</summary>
+    internal void RestorePowerOn()
+    {
+        if (!_hasPowerOn)
+        {
+            throw new InvalidOperationException("no power-on state was captured");
+        }
+
+        // A saved copy exists exactly when the state changed since the capture; it stays
+        // valid after being put back, so later changes need not copy again.
+        if (!_dataIsPowerOn)
+        {
+            _powerOnData!.CopyTo(_data, 0);
+        }
+
+        if (!_masksArePowerOn)
+        {
+            // The masks only grow: a longer current mask has nothing writable past the saved one.
+            _powerOnWmask!.CopyTo(_wmask, 0);
+            _powerOnW1c!.CopyTo(_w1cmask, 0);
+            _wmask.AsSpan(_powerOnWmask.Length).Clear();
+            _w1cmask.AsSpan(_powerOnW1c.Length).Clear();
+        }
+    }
+
+    private void DataChanging()
+    {
+        if (_dataIsPowerOn)
+        {
+            _powerOnData ??= new byte[_data.Length];
+            _data.CopyTo(_powerOnData, 0);
+            _dataIsPowerOn = false;
+        }
+    }
+
+    /// <summary>
+    /// True while the model builds its function: every change of the masks is then followed by
+    /// a <see cref="CapturePowerOn"/> (no reset can come in between), so none is copied out.
+    /// </summary>
+    internal bool Building { get; set; }
+
+    /// <summary>Before a change of the masks below <paramref name="end"/>: saves the power-on masks if due, and grows the masks to cover <paramref name="end"/>.</summary>
+    private void MasksChanging(int end)
+    {
+        if (_masksArePowerOn && !Building)
+        {
+            if (_powerOnWmask is null || _powerOnWmask.Length != _wmask.Length)
+            {
+                _powerOnWmask = new byte[_wmask.Length];
+                _powerOnW1c = new byte[_w1cmask.Length];
+            }
+
+            _wmask.CopyTo(_powerOnWmask, 0);
+            _w1cmask.CopyTo(_powerOnW1c!, 0);
+            _masksArePowerOn = false;
+        }
+
+        if (end > _wmask.Length)
+        {
+            int length = Math.Min(Size, (end + PciRegs.StdConfigSpaceSize - 1) & ~(PciRegs.StdConfigSpaceSize - 1));
+            Array.Resize(ref _wmask, length);
+            Array.Resize(ref _w1cmask, length);
+        }
     }
 
     private void CheckAccess(int offset, int size)

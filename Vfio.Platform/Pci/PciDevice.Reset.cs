@@ -182,7 +182,7 @@ public partial class PciDevice
         ConfigLock.Lock();
         try
         {
-            Config.Restore(_powerOnConfig);
+            Config.RestorePowerOn();
             _intxAsserted = false;
             ResetMsixTable();
             UpdateBarRoutingLocked();

@@ -20,7 +20,6 @@ namespace Vfio.Platform.Pci;
 /// <summary>A PCI function on the simulated machine: the kernel's pci_dev and the hardware behind it.</summary>
 public partial class PciDevice : SimDevice
 {
-    private readonly (byte[] Data, byte[] Wmask, byte[] W1c) _powerOnConfig;
     private bool _sealed;
 
     /// <summary>
@@ -40,9 +39,9 @@ public partial class PciDevice : SimDevice
         Function = function;
         Identity = identity;
         ConfigLock = new KSpinLock(machine.Kernel, $"pci[{Name}].config");
-        Config = new PciConfigSpace(pcie ? PciRegs.ConfigSpaceSize : PciRegs.StdConfigSpaceSize);
+        Config = new PciConfigSpace(pcie ? PciRegs.ConfigSpaceSize : PciRegs.StdConfigSpaceSize) { Building = true };
         InitHeader(identity);
-        _powerOnConfig = Config.Snapshot();
+        Config.CapturePowerOn();
 
         // pci_pm_init(): runtime PM forbidden (until a driver allows it), active, enabled.
         Power.InitActiveForbidden();
@@ -145,7 +144,7 @@ public partial class PciDevice : SimDevice
     /// <summary>The register file as built is the power-on state that resets return to.</summary>
     protected void RecapturePowerOn()
     {
-        Config.SnapshotInto(_powerOnConfig);
+        Config.CapturePowerOn();
     }
 
     private void CheckBuilding()
@@ -156,7 +155,11 @@ public partial class PciDevice : SimDevice
         }
     }
 
-    internal void Seal() => _sealed = true;
+    internal void Seal()
+    {
+        _sealed = true;
+        Config.Building = false;
+    }
 
     private void InitHeader(PciIdentity id)
     {

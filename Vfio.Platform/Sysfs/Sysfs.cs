@@ -307,9 +307,41 @@ public sealed class SysfsTree
     /// </summary>
     internal VfsNode[] Track(VfsDir dir, Action create)
     {
-        HashSet<VfsNode> before = [.. Children(dir)];
-        create();
-        return [.. Children(dir).Where(n => !before.Contains(n))];
+        // The directory logs what is added to it while create() runs, instead of two
+        // snapshots of its entries compared: the same set, in the directory's (name) order.
+        // The tree lock is still taken for reading before and after, where the snapshots took
+        // it, so that traces and controlled schedules stay what they were.
+        List<VfsNode>? outer = dir.AddedLog;
+        var added = new List<VfsNode>(32);
+        _vfs.TreeLock.DownRead();
+        dir.AddedLog = added;
+        _vfs.TreeLock.UpRead();
+        try
+        {
+            create();
+        }
+        finally
+        {
+            _vfs.TreeLock.DownRead();
+            dir.AddedLog = outer;
+            _vfs.TreeLock.UpRead();
+        }
+
+        outer?.AddRange(added);
+        added.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
+        int kept = 0;
+        for (int i = 0; i < added.Count; i++)
+        {
+            // Still in the directory (not removed again), and once (an entry removed and re-added is logged twice).
+            VfsNode n = added[i];
+            if (ReferenceEquals(n.Parent, dir) && (kept == 0 || !ReferenceEquals(added[kept - 1], n)))
+            {
+                added[kept++] = n;
+            }
+        }
+
+        added.RemoveRange(kept, added.Count - kept);
+        return [.. added];
     }
 
     /// <summary>sysfs_remove_file() / sysfs_remove_groups(): removes each of <paramref name="nodes"/>.</summary>
