@@ -127,7 +127,7 @@ public sealed partial class IoPageTable
     /// </summary>
     public int MapSmallRunsLocked(ulong iova, ReadOnlySpan<PfnRun> runs, IommuProt prot, out long mapped, out int consumed)
     {
-        DebugAssertWriterHeld();
+        AssertWriterHeld();
         mapped = 0;
         consumed = 0;
         if (_promote || (prot & (IommuProt.Read | IommuProt.Write)) == 0)
@@ -251,6 +251,7 @@ public sealed partial class IoPageTable
     /// <summary>The per-run form of <see cref="MapSmallRunsLocked"/>: one <see cref="MapPages"/> call per run.</summary>
     private int MapSmallRunsEachLocked(ulong iova, ReadOnlySpan<PfnRun> runs, IommuProt prot, ref long mapped, ref int consumed)
     {
+        DebugAssertWriterHeld();
         int r = 0;
         int err = 0;
         for (; r < runs.Length && runs[r].Count < LargeRunPages; r++)
