@@ -446,10 +446,12 @@ internal sealed partial class VfioIommu
         VfioPfnList? list = dma.PfnList is { Count: > 0 } l ? l : null;
         long pages = 0;
         ulong at = iova;
+        long lo = 0, hi = 0; // the last RAM range found with no reserved frame
         foreach (PfnRun r in batch)
         {
-            // A run is physically contiguous, so it is all RAM or all reserved.
-            if (!mem.IsInvalidOrReserved(r.Pfn))
+            // A run is physically contiguous, so it is all RAM or all reserved; scattered
+            // memory makes one run per page, so the range test is the common answer.
+            if ((r.Pfn >= lo && r.Pfn < hi) || mem.OrdinaryRamRange(r.Pfn, out lo, out hi))
             {
                 if (list is null)
                 {

@@ -379,9 +379,13 @@ internal sealed partial class VfioIommu
     {
         long unpinned = 0;
         bool allRam = true;
+        long lo = 0, hi = 0; // the last RAM range found with no reserved frame
         foreach (PfnRun r in runs)
         {
-            if (mem.IsInvalidOrReserved(r.Pfn) || mem.IsInvalidOrReserved(r.End - 1))
+            // Both ends ordinary RAM (one range: a run never spans a hole); scattered memory
+            // makes one run per page, so the range test is the common answer.
+            bool plain = (r.Pfn >= lo && r.Pfn < hi) || mem.OrdinaryRamRange(r.Pfn, out lo, out hi);
+            if (!plain || r.End > hi)
             {
                 allRam = false;
                 break;

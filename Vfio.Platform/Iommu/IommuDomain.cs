@@ -217,15 +217,26 @@ public sealed class IommuDomain : IIotlbFlushOps
         try
         {
             ThrowIfFreed();
-            for (int r = 0; r < runs.Length && ret == 0; r++)
+            int r = 0;
+            while (r < runs.Length && ret == 0)
             {
+                // Runs shorter than 2 MiB can only be 4 KiB leaves (scattered memory: mostly
+                // one page each): the page table writes them a leaf table at a time.
+                ret = table.MapSmallRunsLocked(iova, runs[r..], prot, out long small, out int consumed);
+                mapped += small;
+                iova += (ulong)small;
+                r += consumed;
+                if (ret != 0 || r == runs.Length)
+                {
+                    break;
+                }
+
                 long paddr = runs[r].Pfn << PhysMem.PageShift;
                 long remaining = runs[r].Count << PhysMem.PageShift;
+                r++;
                 while (remaining > 0)
                 {
-                    // A one-page run (scattered memory) can only be a 4 KiB leaf.
-                    long count = 1;
-                    long pgsize = remaining == PhysMem.PageSize ? PhysMem.PageSize : Pgsize(PgsizeBitmap, iova, (ulong)paddr, (ulong)remaining, out count);
+                    long pgsize = Pgsize(PgsizeBitmap, iova, (ulong)paddr, (ulong)remaining, out long count);
                     ret = table.MapPages(iova, paddr, pgsize, count, prot, out long done);
                     mapped += done;
                     remaining -= done;

@@ -151,6 +151,10 @@ public sealed partial class MmStruct
         long metaIndex = -1;
         FrameMeta[]? meta = null;
 
+        // A page faults when it is not present, or (a write, or a read that must unshare)
+        // when it is the zero page: one masked compare per page.
+        long faultMask = Vma.PtePresent | (write || unshareZero ? Vma.PteZero : 0);
+
         // The open run lives in locals and is written out when it ends: scattered memory
         // makes a new run for almost every page.
         int rc = runCount;
@@ -170,7 +174,7 @@ public sealed partial class MmStruct
             for (; j < jEnd; j++, idx++)
             {
                 long pte = chunk[j];
-                if ((pte & Vma.PtePresent) == 0 || ((write || unshareZero) && (pte & Vma.PteZero) != 0))
+                if ((pte & faultMask) != Vma.PtePresent)
                 {
                     err = FaultInLocked(vma, idx, write, unshareZero);
                     if (err != 0)

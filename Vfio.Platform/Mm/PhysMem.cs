@@ -246,6 +246,29 @@ public sealed partial class PhysMem
     /// <summary>is_invalid_reserved_pfn() of type1: not RAM, or reserved RAM.</summary>
     public bool IsInvalidOrReserved(long pfn) => !IsRam(pfn) || IsReserved(pfn);
 
+    /// <summary>
+    /// The frames around <paramref name="pfn"/> for which <see cref="IsInvalidOrReserved"/>
+    /// is false, as [<paramref name="start"/>, <paramref name="end"/>): a caller classifying
+    /// many frames (type1's per-run accounting) asks once per range instead of once per
+    /// frame. False, with an empty range, when <paramref name="pfn"/> is not RAM or is reserved.
+    /// </summary>
+    internal bool OrdinaryRamRange(long pfn, out long start, out long end)
+    {
+        foreach ((long s, long e) in _ram)
+        {
+            long first = Math.Max(s, ReservedLowPages);
+            if (pfn >= first && pfn < e)
+            {
+                start = first;
+                end = e;
+                return true;
+            }
+        }
+
+        start = end = 0;
+        return false;
+    }
+
     // ---- Counts (readers take the lock: these are for tests, reports and invariants).
 
     /// <summary>The reference count of the folio containing <paramref name="pfn"/> (0 when free).</summary>

@@ -100,6 +100,59 @@ public sealed class GupTests
     }
 
     [Test]
+    public void APinAcrossPageTableChunks_PinsEachPageItsOwnFrameInOrder([Values] bool write)
+    {
+        // 1100 pages, every third read (the zero page), every third written, the rest never
+        // touched; the pin starts at page 500 and crosses the page-table chunks at 512 and
+        // 1024. A write pin faults every missing or zero page to a frame of its own; a
+        // read-only long-term pin on 6.1 maps the untouched pages to the zero page and pins it.
+        SimMachine m = write ? Machines.Create(policy: AllocationPolicy.Scattered) : MachineOn(KernelProfile.Linux6_1);
+        SimProcess p = m.CreateProcess("t");
+        const int Pages = 1100, First = 500, Count = 600;
+        ulong a = (ulong)p.Mmap(0, Pages * 4096, RW, Anon);
+        byte[] buf = [1];
+        for (int i = 0; i < Pages; i++)
+        {
+            int ret = (i % 3) switch
+            {
+                0 => p.Mm.ReadUser(a + (ulong)(i * 4096), buf),
+                1 => p.Mm.WriteUser(a + (ulong)(i * 4096), buf),
+                _ => 0,
+            };
+            Assert.That(ret, Is.Zero);
+        }
+
+        ulong start = a + (First * 4096);
+        (long n, PfnRun[] runs) = Pin(p, start, Count, write ? LongtermWrite : GupFlags.FOLL_LONGTERM);
+
+        Assert.That(n, Is.EqualTo(Count));
+        var pinned = new List<long>();
+        foreach (PfnRun r in runs)
+        {
+            for (long k = 0; k < r.Count; k++)
+            {
+                pinned.Add(r.Pfn + k);
+            }
+        }
+
+        var expected = new List<long>();
+        for (int i = 0; i < Count; i++)
+        {
+            expected.Add(p.Mm.Translate(start + (ulong)(i * 4096)));
+        }
+
+        Assert.That(pinned, Is.EqualTo(expected));
+        Assert.That(pinned.Count(pfn => pfn == m.Memory.ZeroPfn), Is.EqualTo(write ? 0 : Count - (Count / 3)), "pages read or never touched");
+        foreach (long pfn in pinned.Where(pfn => pfn != m.Memory.ZeroPfn))
+        {
+            Assert.That(m.Memory.PinCount(pfn), Is.EqualTo(1));
+        }
+
+        m.Memory.Unpin(runs, dirty: write);
+        MemoryInvariants.Assert(m);
+    }
+
+    [Test]
     public void AReadOnlyLongtermPin_UnsharesTheZeroPage_From6_2()
     {
         SimMachine m = MachineOn(KernelProfile.Linux6_12);

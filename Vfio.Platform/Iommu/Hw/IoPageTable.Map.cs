@@ -5,6 +5,7 @@
 // Locking: see IoPageTable.cs (writers hold the domain's page-table lock).
 
 using Vfio.Kernel;
+using Vfio.Platform.Mm;
 
 namespace Vfio.Platform.Iommu.Hw;
 
@@ -108,6 +109,171 @@ public sealed partial class IoPageTable
         }
 
         return 0;
+    }
+
+    /// <summary>
+    /// The batched leaf writer behind iommu_map_sg for scattered memory: maps the leading
+    /// runs of <paramref name="runs"/> that are shorter than 2 MiB (so iommu_pgsize could
+    /// only choose 4 KiB leaves for them) at consecutive IOVAs from <paramref name="iova"/>,
+    /// descending once per leaf table and filling its entries in one loop. Stops before the
+    /// first run of 2 MiB or more (the caller maps it with iommu_pgsize) and reports how
+    /// many runs it consumed in <paramref name="consumed"/>. The result is exactly what one
+    /// <see cref="MapPages"/> call of 4 KiB pages per run would give, checks and errnos in
+    /// the same order (-EINVAL unaligned IOVA, -EFAULT beyond the address width, -ERANGE
+    /// beyond 52 bits — each for the whole run before any of its pages — then -ENOMEM from
+    /// a table allocation or -EEXIST); <paramref name="mapped"/> is the bytes written, also
+    /// on failure, for the caller to unwind. Protections without READ and WRITE, and the
+    /// promotion variant, take the per-run path. Caller holds the page-table lock.
+    /// </summary>
+    public int MapSmallRunsLocked(ulong iova, ReadOnlySpan<PfnRun> runs, IommuProt prot, out long mapped, out int consumed)
+    {
+        AssertWriterHeld();
+        mapped = 0;
+        consumed = 0;
+        if (_promote || (prot & (IommuProt.Read | IommuProt.Write)) == 0)
+        {
+            return MapSmallRunsEachLocked(iova, runs, prot, ref mapped, ref consumed);
+        }
+
+        ulong bits = PteBits(prot);
+        const ulong maxPa = 1UL << PhysAddressBits;
+        ulong[]? table = null;
+        int t = NoTable;
+        int slot = Entries;
+        int written = 0;
+        int err = 0;
+        int r = 0;
+        for (; r < runs.Length; r++)
+        {
+            long count = runs[r].Count;
+            if (count >= LargeRunPages)
+            {
+                break;
+            }
+
+            if (count == 0)
+            {
+                continue;
+            }
+
+            long pfn = runs[r].Pfn;
+            ArgumentOutOfRangeException.ThrowIfNegative(pfn);
+            ulong paddr = (ulong)pfn << 12;
+            ulong total = (ulong)count << 12;
+            if ((iova & (ulong)(Size4K - 1)) != 0)
+            {
+                err = Errno.EINVAL.Negative();
+                break;
+            }
+
+            if (iova >= _limit || total > _limit - iova)
+            {
+                err = Errno.EFAULT.Negative();
+                break;
+            }
+
+            if (paddr + total > maxPa)
+            {
+                err = Errno.ERANGE.Negative();
+                break;
+            }
+
+            ulong pte = paddr | bits;
+            long k = 0;
+            while (k < count)
+            {
+                if (slot == Entries)
+                {
+                    if (written != 0)
+                    {
+                        FlushLeafBatch(t, written);
+                        written = 0;
+                    }
+
+                    err = DescendForMapLocked(iova, 1, out t);
+                    if (err != 0)
+                    {
+                        goto done;
+                    }
+
+                    table = _tables[t];
+                    slot = IndexAt(iova, 1);
+                }
+
+                int n = (int)Math.Min(count - k, Entries - slot);
+                int i = 0;
+                for (; i < n; i++)
+                {
+                    ref ulong e = ref table![slot + i];
+                    if (e != 0)
+                    {
+                        break;
+                    }
+
+                    e = pte;
+                    pte += (ulong)Size4K;
+                }
+
+                slot += i;
+                written += i;
+                k += i;
+                long bytes = (long)i << 12;
+                mapped += bytes;
+                iova += (ulong)bytes;
+                if (i < n)
+                {
+                    err = Errno.EEXIST.Negative();
+                    goto done;
+                }
+            }
+        }
+
+    done:
+        if (written != 0)
+        {
+            FlushLeafBatch(t, written);
+        }
+
+        consumed = r;
+        return err;
+    }
+
+    // A run this long (2 MiB) may take a larger leaf: iommu_pgsize decides.
+    private const long LargeRunPages = Size2M / Size4K;
+
+    private void FlushLeafBatch(int t, int written)
+    {
+        _used[t] += (short)written;
+        AddLeaves(1, written);
+        _kernel?.Cost.Charge(CostOp.PteWrite, written);
+    }
+
+    /// <summary>The per-run form of <see cref="MapSmallRunsLocked"/>: one <see cref="MapPages"/> call per run.</summary>
+    private int MapSmallRunsEachLocked(ulong iova, ReadOnlySpan<PfnRun> runs, IommuProt prot, ref long mapped, ref int consumed)
+    {
+        DebugAssertWriterHeld();
+        int r = 0;
+        int err = 0;
+        for (; r < runs.Length && runs[r].Count < LargeRunPages; r++)
+        {
+            long size = runs[r].Count << 12;
+            if (size == 0)
+            {
+                continue;
+            }
+
+            // As iommu_map_sg's loop: the IOVA moves by what was mapped (nothing without READ/WRITE).
+            err = MapPages(iova, runs[r].Pfn << 12, Size4K, runs[r].Count, prot, out long done);
+            mapped += done;
+            iova += (ulong)done;
+            if (err != 0)
+            {
+                break;
+            }
+        }
+
+        consumed = r;
+        return err;
     }
 
     /// <summary>
