@@ -44,7 +44,7 @@ public static partial class MapBench
     /// and dotted unmap wall time, dashed and dash-dotted the modelled map and unmap when the
     /// sweep ran with a cost model.
     /// </summary>
-    public static string ToSvg(MapBenchResult result, int width = 900, int height = 560)
+    public static string ToSvg(MapBenchResult result, int width = 1100, int height = 600)
     {
         ArgumentNullException.ThrowIfNull(result);
         string model = result.Options.Model is { } m ? $", modelled with {m.Name}" : "";
@@ -53,8 +53,9 @@ public static partial class MapBench
             Title = "vfio-sim bench map: VFIO_IOMMU_MAP_DMA and UNMAP_DMA (type1)",
             Subtitle = $"{result.Options.Profile.Name}, wall time best of {result.Options.Repetitions}{model}",
             Background = OxyColors.White,
+            TitlePadding = 10,
         };
-        plot.Legends.Add(new Legend { LegendPosition = LegendPosition.RightTop, LegendPlacement = LegendPlacement.Outside, LegendTitle = "series" });
+        plot.Legends.Add(new Legend { LegendPosition = LegendPosition.RightTop, LegendPlacement = LegendPlacement.Outside, LegendTitle = "series", LegendItemSpacing = 4, LegendLineSpacing = 4, LegendSymbolLength = 28 });
         plot.Axes.Add(new LogarithmicAxis
         {
             Position = AxisPosition.Bottom,
@@ -82,12 +83,13 @@ public static partial class MapBench
             plot.Series.Add(Line($"{series.Key} unmap", c, LineStyle.Dot, series, r => r.UnmapNsPerPage));
             if (result.Options.Model is not null)
             {
-                plot.Series.Add(Line($"{series.Key} map (modelled)", c, LineStyle.Dash, series, r => r.ModelledMapNsPerPage ?? 0));
-                plot.Series.Add(Line($"{series.Key} unmap (modelled)", c, LineStyle.DashDot, series, r => r.ModelledUnmapNsPerPage ?? 0));
+                plot.Series.Add(Line($"{series.Key} map (model)", c, LineStyle.Dash, series, r => r.ModelledMapNsPerPage ?? 0));
+                plot.Series.Add(Line($"{series.Key} unmap (model)", c, LineStyle.DashDot, series, r => r.ModelledUnmapNsPerPage ?? 0));
             }
         }
 
-        var exporter = new SvgExporter { Width = width, Height = height };
+        // Baselines written out: not every SVG renderer honours dominant-baseline.
+        var exporter = new SvgExporter { Width = width, Height = height, UseVerticalTextAlignmentWorkaround = true };
         return exporter.ExportToString(plot);
     }
 

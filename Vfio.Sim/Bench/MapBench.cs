@@ -173,7 +173,7 @@ public static partial class MapBench
         }
         catch (ArgumentException e)
         {
-            return e.Message;
+            return e.Message.Split(" (Parameter", 2)[0];
         }
     }
 
