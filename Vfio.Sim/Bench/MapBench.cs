@@ -164,11 +164,14 @@ public static partial class MapBench
     }
 
     /// <summary>Null when <see cref="Run"/> can run <paramref name="options"/>, else why not (and what to do).</summary>
-    public static string? Check(MapBenchOptions options)
+    public static string? Check(MapBenchOptions options) => Check(options, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
+
+    // As Check, on a host with this much memory available to the process.
+    internal static string? Check(MapBenchOptions options, long hostAvailable)
     {
         try
         {
-            Plan(options, out _);
+            Plan(options, hostAvailable, out _);
             return null;
         }
         catch (ArgumentException e)
@@ -183,11 +186,11 @@ public static partial class MapBench
     /// </summary>
     /// <param name="options">What to sweep.</param>
     /// <param name="progress">Told, one line at a time, what is being run (null: nothing).</param>
-    /// <exception cref="ArgumentException">The request cannot run (<see cref="Check"/> says why).</exception>
+    /// <exception cref="ArgumentException">The request cannot run (<see cref="Check(MapBenchOptions)"/> says why).</exception>
     /// <exception cref="InvalidOperationException">The simulated kernel refused a step it should not have.</exception>
     public static MapBenchResult Run(MapBenchOptions options, Action<string>? progress = null)
     {
-        List<BenchSeries> plan = Plan(options, out List<string> notes);
+        List<BenchSeries> plan = Plan(options, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, out List<string> notes);
         var rows = new List<MapBenchRow>();
         TimeSpan warmUp = options.WarmUp;
         foreach (BenchSeries series in plan)
@@ -301,7 +304,7 @@ public static partial class MapBench
         public string Name => $"{FormatSize(PageSize)} {Placement}";
     }
 
-    private static List<BenchSeries> Plan(MapBenchOptions options, out List<string> notes)
+    private static List<BenchSeries> Plan(MapBenchOptions options, long hostAvailable, out List<string> notes)
     {
         ArgumentNullException.ThrowIfNull(options);
         notes = [];
@@ -384,16 +387,15 @@ public static partial class MapBench
             throw new ArgumentException($"no point of the sweep can run: every size is smaller than or not a multiple of its page size ({string.Join("; ", notes)})", nameof(options));
         }
 
-        CheckHostMemory(plan);
+        CheckHostMemory(plan, hostAvailable);
         return plan;
     }
 
     // The series run one after another, so the host holds one machine at a time (and the
     // previous one until it is collected): the largest series, twice, must fit in half the
     // memory this process may use.
-    private static void CheckHostMemory(List<BenchSeries> plan)
+    private static void CheckHostMemory(List<BenchSeries> plan, long available)
     {
-        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         long budget = available / 2;
         foreach (BenchSeries s in plan)
         {
