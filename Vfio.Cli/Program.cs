@@ -1,5 +1,6 @@
 // The vfio-sim command: demo (the vfio.rst flow), scenario (the scenario catalogue) and race
-// (the race lab: run, explore, replay, shrink and merge race explorations).
+// (the race lab: run, explore, replay, shrink and merge race explorations), lab, shell,
+// graph and bench (measured sweeps: bench map).
 // A command line that does not parse — an unknown subcommand or option, a bad value — is a
 // usage error: one plain line on stderr and exit code 2, never a stack of help text.
 
@@ -24,6 +25,7 @@ internal static class Program
         root.Subcommands.Add(LabCommand.Create());
         root.Subcommands.Add(ShellCommand.Create());
         root.Subcommands.Add(GraphCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {

@@ -64,4 +64,7 @@ internal static class HostWorkers
 
     /// <summary>Wall time since <paramref name="timestamp"/>.</summary>
     public static TimeSpan Since(long timestamp) => Stopwatch.GetElapsedTime(timestamp);
+
+    /// <summary>Wall time from <paramref name="start"/> to <paramref name="end"/> (two <see cref="Timestamp"/>s) in nanoseconds, at the timer's full resolution.</summary>
+    public static double ElapsedNs(long start, long end) => (end - start) * (1e9 / Stopwatch.Frequency);
 }

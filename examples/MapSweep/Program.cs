@@ -1,115 +1,73 @@
 // MapSweep: for performance researchers sizing DMA mappings.
 //
-// It maps and unmaps buffers of 2 MiB to 1 GiB for DMA (VFIO_IOMMU_MAP_DMA and UNMAP_DMA
-// through type1) backed by 4 KiB pages, 2 MiB hugetlb pages and 1 GiB hugetlb pages, and
-// prints the wall time of each map and unmap, the time per 4 KiB of buffer, and what the
-// IOMMU did: the leaves type1 installed in the I/O page table and the IOTLB invalidations
-// the unmap cost. The hugetlb pools come from a machine description (the default machine
-// with more memory); the real-threads scheduler keeps it fast. Wall times are this
-// machine's and vary from run to run; the IOMMU's counts do not.
+// It runs the map sweep of `vfio-sim bench map` through the public API (Vfio.Sim.Bench):
+// VFIO_IOMMU_MAP_DMA and UNMAP_DMA (type1) of 2 MiB to 1 GiB backed by scattered 4 KiB
+// pages, 2 MiB hugetlb pages and 1 GiB hugetlb pages, each page size on a machine sized for
+// it (the hugetlb pools too), with the cost model on. It prints wall time and modelled time
+// per page and what the IOMMU did, writes the CSV and SVG plot next to the program, and
+// checks the counts that must hold: one pin per 4 KiB page, one I/O page-table leaf per
+// page, and the same modelled time on a second run. Wall times are this machine's and vary
+// from run to run; the counts and modelled times do not.
 
-using System.Diagnostics;
 using System.Globalization;
 using Vfio.Kernel;
-using Vfio.Platform.Iommu;
-using Vfio.Platform.Iommu.Hw;
-using Vfio.Platform.Machine;
-using Vfio.Platform.Mm;
-using Vfio.Platform.Proc;
-using Vfio.Sim;
+using Vfio.Sim.Bench;
 
-const string Edu = "0000:01:00.0";
-const ulong MiB = 1 << 20, GiB = 1 << 30;
-const int Repeats = 5;
-ulong[] sizes = [2 * MiB, 8 * MiB, 32 * MiB, 128 * MiB, 512 * MiB, GiB];
-(string Name, MapFlags Flags)[] backings =
-[
-    ("4 KiB", MapFlags.MAP_POPULATE),
-    ("2 MiB", MapFlags.MAP_POPULATE | MapFlags.MAP_HUGETLB | MapFlags.MAP_HUGE_2MB),
-    ("1 GiB", MapFlags.MAP_POPULATE | MapFlags.MAP_HUGETLB | MapFlags.MAP_HUGE_1GB),
-];
-
-MachineDescription machine = MachineDescriptionReader.Default with
+var options = new MapBenchOptions
 {
-    Name = "map-sweep",
-    Memory = new MemoryConfig { RamBytes = 8L << 30, HugePages2M = 512, HugePages1G = 1 },
+    Sizes = MapBench.ParseSizes("2M..1G"),
+    PageSizes = MapBench.ParsePageSizes("4K,2M,1G"),
+    Placements = MapBench.ParsePlacements("scattered"),
+    Model = CostProfile.LinuxX86,
+    Repetitions = 3,
+    WarmUp = TimeSpan.FromMilliseconds(200),
 };
-VfioSim sim = VfioSim.CreateBuilder()
-    .UseMachine(machine)
-    .UseScheduler(SchedulerMode.Real)
-    .AddVfioPci()
-    .Build();
-sim.Bind(Edu);
+MapBenchResult result = MapBench.Run(options);
 
-var table = new List<string>();
-RunResult run = sim.Run(() =>
+Console.WriteLine($"{"series",-14} {"size",6} {"pages",8} {"map ns/pg",10} {"unmap ns/pg",11} {"model map",10} {"model unmap",11} {"pins",8} {"leaves",7} {"IOTLB inv",9}");
+foreach (MapBenchRow r in result.Rows)
 {
-    SimProcess bench = sim.Spawn("map-sweep");
-    using VfioSession session = sim.Open(bench, Edu);
-    IoPageTable pageTable = sim.Device(Edu).IommuGroup!.Domain!.PageTable!;
-    Iotlb iotlb = sim.Machine.Iommu!.Hardware.Iotlb;
-    foreach ((string backing, MapFlags flags) in backings)
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"{r.Series,-14} {MapBench.FormatSize(r.Size),6} {r.Pages,8} {r.MapNsPerPage,10:0.0} {r.UnmapNsPerPage,11:0.0} {r.ModelledMapNsPerPage,10:0.0} {r.ModelledUnmapNsPerPage,11:0.0} {r.Pins,8} {r.PteWrites,7} {r.IotlbInvalidations,9}"));
+}
+
+result.Notes.ToList().ForEach(n => Console.WriteLine($"note: {n}"));
+string dir = AppContext.BaseDirectory;
+File.WriteAllText(Path.Combine(dir, "map-sweep.csv"), MapBench.ToCsv(result));
+File.WriteAllText(Path.Combine(dir, "map-sweep.svg"), MapBench.ToSvg(result));
+Console.WriteLine($"wall time best of {options.Repetitions}; CSV and SVG in {dir}");
+
+// The checks: every page pinned once and unpinned, one leaf per 4 KiB page, one per huge page
+// at most (type1 may join 2 MiB pages into a 1 GiB leaf), and modelled time repeatable.
+var broken = new List<string>();
+foreach (MapBenchRow r in result.Rows)
+{
+    long pages4K = r.Size / MapBench.Page4K;
+    if (r.Pins != pages4K || r.Unpins != pages4K)
     {
-        // One buffer per backing, faulted in up front, so the sweep times type1 and not page faults.
-        using UserBuffer buffer = VfioSim.Allocate(bench, GiB, flags);
-        foreach (ulong size in sizes)
-        {
-            double bestMap = double.MaxValue, bestUnmap = double.MaxValue;
-            string leaves = "";
-            long invalidations = 0;
-            for (int i = 0; i < Repeats; i++)
-            {
-                long t0 = Stopwatch.GetTimestamp();
-                session.Container.MapDma(buffer.Address, 0, size);
-                long t1 = Stopwatch.GetTimestamp();
-                leaves = Leaves(pageTable);
-                long before = iotlb.Invalidations;
-                session.Container.UnmapDma(0, size);
-                long t2 = Stopwatch.GetTimestamp();
-                invalidations = iotlb.Invalidations - before;
-                bestMap = Math.Min(bestMap, Stopwatch.GetElapsedTime(t0, t1).TotalMicroseconds);
-                bestUnmap = Math.Min(bestUnmap, Stopwatch.GetElapsedTime(t1, t2).TotalMicroseconds);
-            }
-
-            double pages = size / 4096.0;
-            table.Add(string.Create(CultureInfo.InvariantCulture,
-                $"{backing,-8} {Size(size),8} {bestMap,12:0.0} {bestMap * 1000 / pages,10:0.0} {bestUnmap,12:0.0} {bestUnmap * 1000 / pages,10:0.0}  {leaves,-14} {invalidations,6}"));
-        }
+        broken.Add($"{r.Series} {MapBench.FormatSize(r.Size)}: {r.Pins} pins and {r.Unpins} unpins for {pages4K} pages");
     }
-});
 
-Console.WriteLine($"{"pages",-8} {"size",8} {"map (µs)",12} {"ns per 4K",10} {"unmap (µs)",12} {"ns per 4K",10}  {"IOMMU leaves",-14} {"IOTLB inval",6}");
-table.ForEach(Console.WriteLine);
-Console.WriteLine($"best of {Repeats} runs each; {sim}");
-IReadOnlyList<string> broken = sim.CheckInvariants();
-if (!run.Passed || broken.Count > 0 || sim.PinnedPages != 0)
+    if (r.PageSize == MapBench.Page4K ? r.PteWrites != r.Pages : r.PteWrites < 1 || r.PteWrites > r.Pages)
+    {
+        broken.Add($"{r.Series} {MapBench.FormatSize(r.Size)}: {r.PteWrites} leaves for {r.Pages} pages");
+    }
+}
+
+MapBenchResult again = MapBench.Run(options with { Sizes = [2L << 20], Repetitions = 1, WarmUp = TimeSpan.Zero });
+foreach (MapBenchRow r in again.Rows)
 {
-    Console.WriteLine($"the sweep went wrong: {run.Describe()} {string.Join("; ", broken)} {sim.PinnedPages} pages still pinned");
+    MapBenchRow first = result.Rows.First(x => x.Series == r.Series && x.Size == r.Size);
+    if (first.MapCost != r.MapCost || first.UnmapCost != r.UnmapCost)
+    {
+        broken.Add($"{r.Series} 2M: modelled time differs between two runs ({first.ModelledMapNsPerPage} vs {r.ModelledMapNsPerPage} ns per page)");
+    }
+}
+
+if (broken.Count > 0)
+{
+    Console.WriteLine($"the sweep went wrong: {string.Join("; ", broken)}");
     return 1;
 }
 
 return 0;
-
-// The leaves of the I/O page table while the buffer is mapped: 512x4K, 4x2M, 1x1G.
-static string Leaves(IoPageTable pt)
-{
-    var parts = new List<string>();
-    if (pt.Leaves4K > 0)
-    {
-        parts.Add($"{pt.Leaves4K}x4K");
-    }
-
-    if (pt.Leaves2M > 0)
-    {
-        parts.Add($"{pt.Leaves2M}x2M");
-    }
-
-    if (pt.Leaves1G > 0)
-    {
-        parts.Add($"{pt.Leaves1G}x1G");
-    }
-
-    return string.Join('+', parts);
-}
-
-static string Size(ulong bytes) => bytes >= GiB ? $"{bytes / GiB} GiB" : $"{bytes / MiB} MiB";
