@@ -27,14 +27,17 @@ public enum CostOp
     /// <summary>One 4 KiB page pinned by long-term GUP (pin_user_pages).</summary>
     GupPage,
 
-    /// <summary>One physically contiguous run (or huge folio) produced by a GUP call.</summary>
-    GupRun,
+    /// <summary>
+    /// One folio pinned by long-term GUP: each 4 KiB page of ordinary memory is its own folio
+    /// (physically adjacent pages are still pinned one by one), a hugetlb page is one folio.
+    /// </summary>
+    GupFolio,
 
     /// <summary>One 4 KiB page unpinned (unpin_user_page_range_dirty_lock).</summary>
     UnpinPage,
 
-    /// <summary>One run (or huge folio) unpinned.</summary>
-    UnpinRun,
+    /// <summary>One folio unpinned (a 4 KiB page of ordinary memory, or a hugetlb page).</summary>
+    UnpinFolio,
 
     /// <summary>One I/O page-table leaf written (any size).</summary>
     PteWrite,

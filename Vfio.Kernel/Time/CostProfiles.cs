@@ -7,13 +7,13 @@ internal static class CostProfiles
 {
     // linux-x86: the composed figures the calibration meets (CostModelTests checks them):
     //   type1 map, scattered 4 KiB pages, per page:
-    //     GupRun 31.5 + GupPage 5.75 + PteWrite 22 + PageTableAlloc 250/512 + LockedVmAccount 100/512
+    //     GupFolio 31.5 + GupPage 5.75 + PteWrite 22 + PageTableAlloc 250/512 + LockedVmAccount 100/512
     //     = 59.9 ns                                          (published: about 60 ns, 16 ms per GiB)
     //   type1 unmap, scattered 4 KiB pages, per page:
-    //     UnpinRun 30 + UnpinPage 5.75 + PteClear 32 + IotlbFlush 1000/512
+    //     UnpinFolio 30 + UnpinPage 5.75 + PteClear 32 + IotlbFlush 1000/512
     //     = 69.7 ns                                          (published: about 70 ns)
     //   type1 map, 2 MiB hugetlb page:
-    //     GupRun 31.5 + 512 x GupPage 5.75 + PteWrite 22     = 3.0 µs (published: 16 GiB in 25-30 ms)
+    //     GupFolio 31.5 + 512 x GupPage 5.75 + PteWrite 22     = 3.0 µs (published: 16 GiB in 25-30 ms)
     //   a syscall with nothing to copy (VFIO_GET_API_VERSION): SyscallEntry 90 ns.
     private const string Type1Map4K =
         "composed with the other map costs to the ~60 ns per 4 KiB page (~16 ms per GiB) a type1 VFIO_IOMMU_MAP_DMA of populated 4 KiB pages takes on current x86 servers";
@@ -32,9 +32,9 @@ internal static class CostProfiles
             [CostOp.SyscallEntry] = 90,
             [CostOp.IoctlCopy] = 25,
             [CostOp.GupPage] = 5.75,
-            [CostOp.GupRun] = 31.5,
+            [CostOp.GupFolio] = 31.5,
             [CostOp.UnpinPage] = 5.75,
-            [CostOp.UnpinRun] = 30,
+            [CostOp.UnpinFolio] = 30,
             [CostOp.PteWrite] = 22,
             [CostOp.PteClear] = 32,
             [CostOp.PageTableAlloc] = 250,
@@ -56,10 +56,10 @@ internal static class CostProfiles
             [CostOp.IoctlCopy] =
                 "estimate: copy_from_user/copy_to_user of a small struct (access_ok, STAC/CLAC, a few cache lines) ~20-30 ns on x86-64",
             [CostOp.GupPage] = Type1Map2M,
-            [CostOp.GupRun] =
+            [CostOp.GupFolio] =
                 "per folio pinned by pin_user_pages(FOLL_LONGTERM) (walk, try_grab_folio, longterm check): the remainder of the ~60 ns 4 KiB type1 map once GupPage, PteWrite and the amortised table and accounting costs are taken out; " + Type1Map4K,
             [CostOp.UnpinPage] = "as GupPage: per 4 KiB subpage released by unpin_user_page_range_dirty_lock",
-            [CostOp.UnpinRun] = "per folio unpinned (dirtied with set_page_dirty_lock for a writable mapping): " + Type1Unmap4K,
+            [CostOp.UnpinFolio] = "per folio unpinned (dirtied with set_page_dirty_lock for a writable mapping): " + Type1Unmap4K,
             [CostOp.PteWrite] =
                 "per I/O page-table leaf written by the Intel VT-d driver's map (iommu_map of one 4 KiB run: pfn_to_dma_pte walk, store, no flush on a non-caching-mode IOMMU); " + Type1Map4K,
             [CostOp.PteClear] = "per leaf cleared by iommu_unmap_fast (walk, clear, gather); " + Type1Unmap4K,

@@ -225,7 +225,7 @@ public sealed partial class MmStruct
             runs[rc++] = new PfnRun(runStart, runLen);
         }
 
-        Kernel.Cost.Charge(CostOp.GupRun, rc - runCount);
+        Kernel.Cost.Charge(CostOp.GupFolio, pinned); // every 4 KiB page is its own folio
         Kernel.Cost.Charge(CostOp.GupPage, pinned);
         runCount = rc;
         Mem.AddPinsAcquiredLocked(pinned);
@@ -266,7 +266,7 @@ public sealed partial class MmStruct
             }
 
             Mem.PinLocked(pfn, n);
-            Kernel.Cost.Charge(CostOp.GupRun);
+            Kernel.Cost.Charge(CostOp.GupFolio);
             Kernel.Cost.Charge(CostOp.GupPage, n);
             done += n;
             addr += (ulong)n << PhysMem.PageShift;

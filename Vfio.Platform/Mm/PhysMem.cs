@@ -640,6 +640,7 @@ public sealed partial class PhysMem
         long chunkIndex = -1;
         FrameMeta[]? chunk = null;
         long released = 0;
+        long folios = 0;
         try
         {
             foreach (PfnRun run in runs)
@@ -653,6 +654,7 @@ public sealed partial class PhysMem
                         long n = HugePoolOf(pfn) is { } pool ? Math.Min(end, pool.FolioStart(pfn) + pool.PagesPerFolio) - pfn : 1;
                         UnpinFolioLocked(pfn, n, dirty);
                         released += n;
+                        folios++;
                         pfn += n;
                     }
 
@@ -686,6 +688,7 @@ public sealed partial class PhysMem
                     }
 
                     released++;
+                    folios++;
                 }
             }
         }
@@ -693,7 +696,7 @@ public sealed partial class PhysMem
         {
             _pinReleased += released;
             PinnedPagesTimeline();
-            _kernel.Cost.Charge(CostOp.UnpinRun, runs.Length);
+            _kernel.Cost.Charge(CostOp.UnpinFolio, folios);
             _kernel.Cost.Charge(CostOp.UnpinPage, released);
         }
     }

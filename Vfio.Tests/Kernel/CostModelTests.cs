@@ -95,8 +95,8 @@ public sealed class CostModelTests
 
         TestContext.Out.WriteLine("map:\n" + map.Format(CostProfile.LinuxX86) + "unmap:\n" + unmap.Format(CostProfile.LinuxX86));
         Assert.That(map[CostOp.GupPage], Is.EqualTo((long)pages), "every page pinned once");
-        Assert.That(map[CostOp.GupRun], Is.GreaterThan((long)(0.9 * pages)), "the pages are scattered: nearly one run a page");
-        Assert.That(map[CostOp.PteWrite], Is.EqualTo(map[CostOp.GupRun]), "one leaf a run");
+        Assert.That(map[CostOp.GupFolio], Is.EqualTo(pages), "every 4 KiB page is its own folio");
+        Assert.That(map[CostOp.PteWrite], Is.EqualTo(pages), "one 4 KiB leaf a page");
         Assert.That(map[CostOp.SyscallEntry], Is.EqualTo(1));
         Assert.That(map[CostOp.IoctlCopy], Is.EqualTo(1), "the map struct copied in");
         Assert.That(NsPer(map, pages), Is.EqualTo(60).Within(10).Percent, "map ns per page");
