@@ -9,9 +9,13 @@ namespace Vfio.Platform.Pci;
 /// <summary>struct pci_bus: one bus of the PCI hierarchy.</summary>
 public sealed class PciBusSegment
 {
-    // Protects _devices and _children (pci_bus_sem).
+    // Protects _devices, _devicesSnapshot and _children (pci_bus_sem).
     private readonly KSpinLock _lock;
     private readonly List<PciDevice> _devices = [];
+
+    // The functions as a read-only snapshot, made at the first read after a change (functions
+    // come and go rarely; a reset walks them on every VFIO_DEVICE_RESET). Null when stale.
+    private System.Collections.ObjectModel.ReadOnlyCollection<PciDevice>? _devicesSnapshot;
     private readonly List<PciBusSegment> _children = [];
 
     internal PciBusSegment(SimMachine machine, int domain, int number, PciDevice? self, PciBusSegment? parent)
@@ -47,12 +51,37 @@ public sealed class PciBusSegment
             _lock.Lock();
             try
             {
-                return [.. _devices];
+                return _devicesSnapshot ??= new([.. _devices]);
             }
             finally
             {
                 _lock.Unlock();
             }
+        }
+    }
+
+    /// <summary>
+    /// Whether any function other than <paramref name="dev"/> is on this bus (the
+    /// <c>list_for_each_entry(bus-&gt;devices)</c> test of pci_parent_bus_reset), without a snapshot.
+    /// </summary>
+    internal bool HasOtherDevice(PciDevice dev)
+    {
+        _lock.Lock();
+        try
+        {
+            for (int i = 0; i < _devices.Count; i++)
+            {
+                if (_devices[i] != dev)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+        finally
+        {
+            _lock.Unlock();
         }
     }
 
@@ -77,6 +106,7 @@ public sealed class PciBusSegment
     {
         _lock.Lock();
         _devices.Add(dev);
+        _devicesSnapshot = null;
         _lock.Unlock();
     }
 
@@ -84,6 +114,7 @@ public sealed class PciBusSegment
     {
         _lock.Lock();
         _devices.Remove(dev);
+        _devicesSnapshot = null;
         _lock.Unlock();
     }
 
@@ -97,8 +128,10 @@ public sealed class PciBusSegment
     /// <summary>What a Secondary Bus Reset on <see cref="Self"/> does: every function below goes through a reset.</summary>
     internal void ResetBelow()
     {
-        foreach (PciDevice d in Devices)
+        IReadOnlyList<PciDevice> devices = Devices;
+        for (int i = 0; i < devices.Count; i++)
         {
+            PciDevice d = devices[i];
             d.HardwareReset(PciResetKind.Bus);
             d.Subordinate?.ResetBelow();
         }

@@ -241,15 +241,7 @@ public partial class PciDevice
             return false;
         }
 
-        foreach (PciDevice other in bus.Devices)
-        {
-            if (other != this)
-            {
-                return false;
-            }
-        }
-
-        return true;
+        return !bus.HasOtherDevice(this);
     }
 
     /// <summary>pci_reset_function(): device_lock (and the bridge's), save and disable, reset by the first method that works, restore. 0 or -ENOTTY.</summary>
