@@ -110,4 +110,29 @@ internal static class CliConsole
             return false;
         }
     }
+
+    /// <summary>
+    /// Loads <paramref name="file"/> (when given) into <paramref name="options"/> and boots
+    /// <paramref name="scenario"/> on it; false, with the reason on <paramref name="error"/>,
+    /// when the description cannot be read or the machine cannot be built from it.
+    /// </summary>
+    internal static bool TryBoot(TextWriter error, Scenario scenario, string? file, ref ScenarioOptions options, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Vfio.Sim.VfioSim? sim)
+    {
+        sim = null;
+        if (!TryLoadMachine(error, file, ref options))
+        {
+            return false;
+        }
+
+        try
+        {
+            sim = scenario.Boot(options);
+            return true;
+        }
+        catch (Exception e) when (e is MachineDescriptionException or ArgumentException)
+        {
+            CliConsole.Usage(error, $"cannot load the machine description {file}: {e.Message}");
+            return false;
+        }
+    }
 }

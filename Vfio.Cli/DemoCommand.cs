@@ -15,7 +15,6 @@ using System.Reflection;
 using Spectre.Console;
 using Vfio.Kernel;
 using Vfio.Platform;
-using Vfio.Platform.Machine;
 using Vfio.Sim;
 using Vfio.Sim.Scenarios;
 
@@ -109,19 +108,9 @@ internal static class DemoCommand
             CostModel = options.CostModel,
             Observer = new ScenarioConsoleObserver(console),
         };
-        if (!CliConsole.TryLoadMachine(error, options.MachineFile, ref scenarioOptions))
+        if (!CliConsole.TryBoot(error, demo, options.MachineFile, ref scenarioOptions, out VfioSim? sim))
         {
             return 2;
-        }
-
-        VfioSim sim;
-        try
-        {
-            sim = demo.Boot(scenarioOptions);
-        }
-        catch (Exception e) when (e is MachineDescriptionException or ArgumentException)
-        {
-            return CliConsole.Usage(error, $"cannot load the machine description {options.MachineFile}: {e.Message}");
         }
 
         if (demo.Unmet(sim) is { } unmet)

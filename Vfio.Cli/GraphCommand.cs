@@ -12,7 +12,6 @@
 
 using System.CommandLine;
 using Vfio.Kernel;
-using Vfio.Platform.Machine;
 using Vfio.Sim;
 using Vfio.Sim.Graphs;
 using Vfio.Sim.Scenarios;
@@ -133,19 +132,9 @@ internal static class GraphCommand
         }
 
         var scenarioOptions = new ScenarioOptions { Seed = options.Seed, Profile = options.Profile, Fix = options.Fix, Trace = false };
-        if (!CliConsole.TryLoadMachine(error, options.MachineFile, ref scenarioOptions))
+        if (!CliConsole.TryBoot(error, scenario, options.MachineFile, ref scenarioOptions, out VfioSim? sim))
         {
             return 2;
-        }
-
-        VfioSim sim;
-        try
-        {
-            sim = scenario.Boot(scenarioOptions);
-        }
-        catch (Exception e) when (e is MachineDescriptionException or ArgumentException)
-        {
-            return CliConsole.Usage(error, $"cannot load the machine description {options.MachineFile}: {e.Message}");
         }
 
         var observer = new GraphObserver(sim, stepNumber);
